@@ -1,0 +1,228 @@
+"""Typed (structured) configs behind the Hydra groups in ``conf/``.
+
+Every YAML file in ``conf/`` is merged onto these dataclasses, so a misspelt key or a
+value of the wrong type fails when the config is composed, not in the middle of a run.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Any, Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING
+
+__all__ = [
+    "Source", "Negatives", "Scaling", "NanPolicy", "OnError", "CutAction", "Outside", "Centre",
+    "CutsConfig", "CutoutConfig", "SplitConfig", "AugmentConfig", "LoaderConfig", "DataConfig",
+    "ModelConfig", "ScheduleConfig", "SamplerConfig", "TrainerConfig", "LoggerConfig",
+    "PathsConfig", "Config", "register_configs", "conf_dir",
+]
+
+
+class Source(str, Enum):
+    first = "first"          # Griese et al. 2023 FIRST set from the firstgalaxydata wheel
+    mirabest = "mirabest"    # catalogue + one FITS field per source
+    lotss = "lotss"          # LoTSS-DR2 value-added catalogue + mosaics
+
+
+class Negatives(str, Enum):
+    clip = "clip"
+    abs = "abs"
+    keep = "keep"
+
+
+class Scaling(str, Enum):
+    per_image = "per_image"  # each image divided by its own peak -> [0, 1]
+    dataset = "dataset"      # one global offset/scale for the whole set
+
+
+class NanPolicy(str, Enum):
+    drop = "drop"  # cutouts containing NaN (blanked / off-survey pixels) are removed
+    fill = "fill"  # NaN pixels are replaced by ``cuts.nan_fill``
+
+
+class OnError(str, Enum):
+    stop = "stop"  # stop with the error before anything is written
+    skip = "skip"  # skip the source and count it under its reason
+
+
+class CutAction(str, Enum):
+    drop = "drop"  # sources failing a cut are not written
+    flag = "flag"  # they are written with a non-zero ``flags`` bitmask (keeps published splits)
+
+
+class Outside(str, Enum):
+    drop = "drop"  # a cutout reaching past the field edge is removed (reason ``outside_field``)
+    pad = "pad"    # the missing part is padded with NaN, then the NaN policy applies
+
+
+class Centre(str, Enum):
+    optical = "optical"  # optical host position, falling back to the radio position
+    radio = "radio"
+
+
+@dataclass
+class CutsConfig:
+    """Quality cuts (Vičánek Martínez et al. 2024, Sect. 2); ``null`` switches one off."""
+    snr_min: Optional[float] = 5.0          # peak / sigma-clipped rms
+    edge_max_frac: Optional[float] = 0.8    # max edge pixel / peak
+    blank: bool = True                      # remove constant (e.g. all-zero) cutouts
+    nan: NanPolicy = NanPolicy.drop
+    nan_fill: float = 0.0
+    action: CutAction = CutAction.drop
+
+
+@dataclass
+class CutoutConfig:
+    """Cutout geometry for catalogue + field sources: side = max(k_las * LAS, min_size)."""
+    k_las: float = 1.5
+    min_size_arcsec: float = 60.0
+    centre: Centre = Centre.optical
+    outside: Outside = Outside.drop
+    noise_box_factor: float = 3.0  # rms measured in a box this many cutout sides wide
+
+
+@dataclass
+class SplitConfig:
+    """Seeded train/valid/test split for sets without a published one."""
+    fractions: list[float] = field(default_factory=lambda: [0.8, 0.1, 0.1])
+    seed: int = 0
+
+
+@dataclass
+class AugmentConfig:
+    flips: bool = True
+    rot90: bool = True
+    rotate: bool = False  # continuous rotation (bilinear; not an exact symmetry)
+
+
+@dataclass
+class LoaderConfig:
+    batch_size: int = 32
+    num_workers: int = 0
+    in_memory: bool = True
+    train_split: str = "train"
+    val_split: str = "valid"
+    random_val_fraction: Optional[float] = None  # seeded split instead of the file's column
+    conditions: list[str] = field(default_factory=lambda: ["label", "peak_flux", "las_arcsec"])
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+
+@dataclass
+class DataConfig:
+    name: str = MISSING
+    source: Source = MISSING
+    out: str = "${paths.data_dir}/${data.name}.h5"
+    catalog: Optional[str] = None
+    fields_dir: Optional[str] = None
+    field_pattern: str = "{file}"  # formatted with the catalogue row
+    columns: dict[str, str] = field(default_factory=dict)  # our name -> catalogue column
+    catalog_flux_unit: str = "Jy"  # unit of the catalogue's flux columns
+    classes: list[str] = field(default_factory=list)
+    beam_arcsec: Optional[list[float]] = None  # [bmaj, bmin] if the header has no BMAJ/BMIN
+    pixel_scale_arcsec: Optional[float] = None  # for inputs without WCS (FIRST PNG-derived)
+    image_size: int = 80
+    negatives: Negatives = Negatives.clip
+    scaling: Scaling = Scaling.per_image
+    cuts: CutsConfig = field(default_factory=CutsConfig)
+    cutout: CutoutConfig = field(default_factory=CutoutConfig)
+    split: SplitConfig = field(default_factory=SplitConfig)
+    on_error: OnError = OnError.skip
+    limit: Optional[int] = None  # only the first N catalogue rows (quick looks, tests)
+    loader: LoaderConfig = field(default_factory=LoaderConfig)
+
+
+@dataclass
+class ModelConfig:
+    """U-Net hyper-parameters (the network itself lands with the diffusion-core issue)."""
+    name: str = MISSING
+    model_channels: int = 64
+    channel_mult: list[int] = field(default_factory=lambda: [1, 2, 2])
+    num_blocks: int = 2
+    attn_resolutions: list[int] = field(default_factory=lambda: [20])
+    dropout: float = 0.0
+    label_dropout: float = 0.1
+
+
+@dataclass
+class ScheduleConfig:
+    """EDM training noise distribution and preconditioning (Karras et al. 2022, Table 1)."""
+    P_mean: float = -1.2
+    P_std: float = 1.2
+    sigma_data: Optional[float] = None  # measured on the training set when null
+
+
+@dataclass
+class SamplerConfig:
+    name: str = "heun"
+    steps: int = 25
+    sigma_min: float = 0.002
+    sigma_max: float = 80.0
+    rho: float = 7.0
+    S_churn: float = 0.0
+    guidance: float = 1.0
+
+
+@dataclass
+class TrainerConfig:
+    """Arguments forwarded to ``lightning.Trainer``."""
+    accelerator: str = "auto"
+    devices: Any = 1
+    num_nodes: int = 1
+    strategy: str = "auto"
+    precision: str = "32"
+    max_steps: int = -1
+    max_time: Optional[str] = None
+    gradient_clip_val: Optional[float] = 1.0
+    log_every_n_steps: int = 50
+
+
+@dataclass
+class LoggerConfig:
+    kind: str = "wandb"  # wandb | csv | tensorboard
+    project: str = "radiodiff"
+    offline: bool = True
+
+
+@dataclass
+class PathsConfig:
+    data_dir: str = "data"
+    shared_data: str = "${oc.env:RADIODIFF_SHARED_DATA,../shared/data}"
+    output_dir: str = "outputs"
+
+
+@dataclass
+class Config:
+    data: DataConfig = MISSING
+    model: ModelConfig = MISSING
+    schedule: ScheduleConfig = MISSING
+    sampler: SamplerConfig = MISSING
+    trainer: TrainerConfig = MISSING
+    logger: LoggerConfig = MISSING
+    paths: PathsConfig = field(default_factory=PathsConfig)
+    seed: int = 0
+
+
+def register_configs() -> None:
+    """Register the schemas so ``conf/config.yaml`` can list ``base_config`` first."""
+    cs = ConfigStore.instance()
+    cs.store(name="base_config", node=Config)
+
+
+def conf_dir() -> Path:
+    """The directory holding ``config.yaml``: ``$RADIODIFF_CONF``, the wheel copy, or the repo."""
+    env = os.environ.get("RADIODIFF_CONF")
+    candidates = ([Path(env)] if env else []) + [
+        Path(__file__).resolve().parent / "conf",        # installed wheel (force-included)
+        Path(__file__).resolve().parents[2] / "conf",    # source checkout / editable install
+    ]
+    for c in candidates:
+        if (c / "config.yaml").is_file():
+            return c
+    raise FileNotFoundError(
+        "radiodiff: no Hydra config directory found (looked in "
+        + ", ".join(str(c) for c in candidates) + "); set RADIODIFF_CONF")
