@@ -19,7 +19,7 @@ __all__ = [
     "Source", "Negatives", "Scaling", "NanPolicy", "OnError", "CutAction", "Outside", "Centre",
     "CutsConfig", "CutoutConfig", "SplitConfig", "AugmentConfig", "LoaderConfig", "DataConfig",
     "ModelConfig", "ScheduleConfig", "SamplerConfig", "TrainerConfig", "LoggerConfig",
-    "PathsConfig", "Config", "register_configs", "conf_dir",
+    "PathsConfig", "Config", "ConfigError", "register_configs", "conf_dir", "load_config",
 ]
 
 
@@ -125,6 +125,7 @@ class DataConfig:
     classes: list[str] = field(default_factory=list)
     beam_arcsec: Optional[list[float]] = None  # [bmaj, bmin] if the header has no BMAJ/BMIN
     pixel_scale_arcsec: Optional[float] = None  # for inputs without WCS (FIRST PNG-derived)
+    crop_arcsec: Optional[float] = None  # central crop of fixed-size images before resizing
     image_size: int = 80
     negatives: Negatives = Negatives.clip
     scaling: Scaling = Scaling.per_image
@@ -226,3 +227,33 @@ def conf_dir() -> Path:
     raise FileNotFoundError(
         "radiodiff: no Hydra config directory found (looked in "
         + ", ".join(str(c) for c in candidates) + "); set RADIODIFF_CONF")
+
+
+class ConfigError(ValueError):
+    """The requested config cannot be composed (unknown option, misspelt key, bad value)."""
+
+
+def load_config(overrides: list[str] | tuple[str, ...] = (), config_name: str = "config"):
+    """Compose ``conf/config.yaml`` with Hydra overrides (``data=mirabest``, ``seed=1`` ...)."""
+    from hydra import compose, initialize_config_dir
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    register_configs()
+    try:
+        with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
+            return compose(config_name=config_name, overrides=list(overrides))
+    except (HydraException, OmegaConfBaseException) as exc:
+        raise ConfigError(_hydra_message(exc)) from exc
+
+
+def _hydra_message(exc: BaseException) -> str:
+    """One readable line from a Hydra/OmegaConf error and its cause (no search-path dump)."""
+    parts = []
+    while exc is not None and len(parts) < 3:
+        text = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+        text = text.split(" Config search path")[0].split(" full_key:")[0]
+        if text and text not in parts:
+            parts.append(text)
+        exc = exc.__cause__
+    return ": ".join(parts)

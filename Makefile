@@ -1,0 +1,44 @@
+# radiodiff: the two commands are `make demo` and `make test`; both set up .venv first.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.radiodiff-setup
+SHARED ?= $(firstword $(RADIODIFF_SHARED_DATA) $(wildcard ../shared/data))
+DATA   ?= first
+ARGS   ?=
+PYTEST_ARGS ?=
+# Two cores: a busy spinning OpenMP pool slows torch ~100x, so threads wait passively.
+export OMP_WAIT_POLICY = PASSIVE
+ifneq ($(SHARED),)
+export RADIODIFF_SHARED_DATA := $(abspath $(SHARED))
+endif
+
+.PHONY: setup demo test prepare inspect clean
+
+setup: $(STAMP)
+
+# torch first (the CPU build lying on disk; never another torch, never torchvision), then
+# the FIRST data wheel without its deps (they pull torchvision), then us with dev extras.
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q torch==2.13.0
+	$(BIN)/python -m pip install -q --no-deps firstgalaxydata==0.2.1
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $@
+
+demo: setup
+	$(BIN)/radiodiff prepare data=first $(ARGS)
+	$(BIN)/radiodiff inspect data/first.h5 --out outputs/demo
+
+test: setup
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+prepare: setup
+	$(BIN)/radiodiff prepare data=$(DATA) $(ARGS)
+
+inspect: setup
+	$(BIN)/radiodiff inspect data/$(DATA).h5 --out outputs/inspect/$(DATA)
+
+clean:
+	rm -rf $(VENV) .pytest_cache
