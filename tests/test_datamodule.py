@@ -305,7 +305,6 @@ def test_epoch_hook_sets_dataset_epoch(h5file):
 @pytest.mark.filterwarnings("ignore:.*does not have many workers:UserWarning")
 @pytest.mark.filterwarnings("ignore:.*number of training batches.*:UserWarning")
 # Lightning 2.6 calls a torch pytree API that torch 2.13 deprecates: environment, not ours.
-@pytest.mark.filterwarnings(r"ignore:.*isinstance\(treespec, LeafSpec\).*:FutureWarning")
 def test_trainer_resume_sees_same_epoch_data(h5file, tmp_path):
     import lightning as L
 
@@ -316,8 +315,9 @@ def test_trainer_resume_sees_same_epoch_data(h5file, tmp_path):
             self.seen = {}
 
         def training_step(self, batch, batch_idx):
-            x, _ = batch
-            self.seen.setdefault(self.current_epoch, []).append(x.clone())
+            x, cond = batch
+            rows = torch.round(cond["peak_flux"] * 1e3).long()  # row r has r mJy/beam
+            self.seen.setdefault(self.current_epoch, []).append((rows, x.clone()))
             return (self.w - x.mean()) ** 2
 
         def validation_step(self, batch, batch_idx):
@@ -327,7 +327,9 @@ def test_trainer_resume_sees_same_epoch_data(h5file, tmp_path):
             return torch.optim.SGD(self.parameters(), lr=0.1)
 
     def fit(max_epochs, ckpt_path=None, save=None):
-        dm = CutoutDataModule(h5file[0], batch_size=8, augment=D4_ALL, seed=11)
+        # Two lazy workers: the epoch must reach freshly forked workers every epoch.
+        dm = CutoutDataModule(h5file[0], batch_size=8, augment=D4_ALL, seed=11,
+                              conditions=["peak_flux"], num_workers=2, in_memory=False)
         model = Recorder()
         trainer = L.Trainer(max_epochs=max_epochs, accelerator="cpu", logger=False,
                             enable_checkpointing=False, enable_progress_bar=False,
@@ -335,15 +337,21 @@ def test_trainer_resume_sees_same_epoch_data(h5file, tmp_path):
         trainer.fit(model, datamodule=dm, ckpt_path=ckpt_path)
         if save:
             trainer.save_checkpoint(save)
-        return {e: torch.cat(xs) for e, xs in model.seen.items()}
+        return {e: (torch.cat([r for r, _ in b]), torch.cat([x for _, x in b]))
+                for e, b in model.seen.items()}
+
+    def by_row(rows_x):
+        rows, x = rows_x
+        return x[torch.argsort(rows)]
 
     full = fit(2)
-    assert not torch.equal(full[0], full[1])  # the epoch reaches the transforms
+    assert not torch.equal(full[0][0], full[1][0])  # new shuffle order each epoch ...
+    assert not torch.equal(by_row(full[0]), by_row(full[1]))  # ... and new transforms
     ckpt = tmp_path / "epoch1.ckpt"
     fit(1, save=ckpt)
     resumed = fit(2, ckpt_path=ckpt)
     assert list(resumed) == [1]
-    assert torch.equal(resumed[1], full[1])
+    assert torch.equal(resumed[1][0], full[1][0]) and torch.equal(resumed[1][1], full[1][1])
 
 
 # ---------------------------------------------------------------------------- checkpoints

@@ -218,7 +218,6 @@ class CutoutDataset(Dataset):
             image = self.images[i].clone()  # (1, H, W); clone so callers cannot edit the cache
         else:
             image = torch.from_numpy(np.asarray(self._open()["images"][row], np.float32))
-        print("GET", self.epoch, row) if i == 0 else None
         if self.augment.active:
             image = augment_image(image, self.augment,
                                   _generator(self.seed, _AUGMENT, self.epoch, row))
@@ -238,7 +237,7 @@ class EpochShuffleSampler(Sampler[int]):
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
         if self.dataset is not None:
-            pass
+            self.dataset.set_epoch(epoch)
 
     def __len__(self) -> int:
         return self.n
@@ -287,6 +286,13 @@ class CutoutDataModule(L.LightningDataModule):
         Class names (file attribute ``classes``), index = ``label``; set by :meth:`setup`.
     train_dataset, val_dataset, test_dataset : CutoutDataset or None
         Built by :meth:`setup` for the stage requested.
+
+    Notes
+    -----
+    The epoch reaches the training set through :class:`EpochShuffleSampler`, whose
+    ``set_epoch`` Lightning calls every epoch. Under a distributed strategy Lightning wraps
+    that sampler in its own distributed sampler, which does not forward ``set_epoch``; use
+    ``Trainer(reload_dataloaders_every_n_epochs=1)`` there so :meth:`train_dataloader` sets it.
     """
 
     def __init__(self, path: str | Path, batch_size: int = 32, num_workers: int = 0,
@@ -406,8 +412,9 @@ class CutoutDataModule(L.LightningDataModule):
         ds = self.train_dataset
         sampler = (EpochShuffleSampler(len(ds), self.seed, dataset=ds) if ds is not None
                    else None)
-        # Lightning calls sampler.set_epoch every epoch; this covers the first epoch of a
-        # resumed run and trainers that rebuild the loader every epoch.
+        # Lightning calls sampler.set_epoch at every epoch start, but creates the first
+        # epoch's iterator (workers, prefetch) before that call: without this, a run resumed
+        # at epoch e would replay epoch 0's order and transforms in its first epoch.
         if sampler is not None and self.trainer is not None:
             sampler.set_epoch(self.trainer.current_epoch)
         return self._loader(ds, "train", sampler)

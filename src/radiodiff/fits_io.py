@@ -84,7 +84,9 @@ def read_fits_image(path: str | Path, memmap: bool = True) -> FitsImage:
             warnings.simplefilter("ignore", VerifyWarning)
             warnings.simplefilter("ignore", FITSFixedWarning)
             warnings.filterwarnings("error", message=".*[Tt]runcated.*")
-            with fits.open(path, memmap=memmap, lazy_load_hdus=False) as hdul:
+            # Our own handle, so a file astropy fails to parse is still closed.
+            with open(path, "rb") as fh, fits.open(fh, memmap=memmap,
+                                                   lazy_load_hdus=False) as hdul:
                 hdu = _image_hdu(hdul)
                 if hdu is None:
                     raise InputError(path, "no_image", "no HDU holds a 2-D image")

@@ -24,7 +24,7 @@ import radiodiff
 from radiodiff.fits_io import InputError
 from radiodiff.h5io import FLAGS, FLOAT_COLUMNS, data_sha256, sha256_file, write_prepared
 from radiodiff.preprocess import (
-    CUT_ORDER, apply_negatives, fill_nan, first_reason, fit_scaling, measure, quality_flags,
+    CUT_ORDER, apply_negatives, centre_on, fill_nan, first_reason, fit_scaling, measure, quality_flags,
     resize_image,
 )
 from radiodiff.sources import CatalogError, Cutout, make_source
@@ -139,7 +139,8 @@ def prepare(cfg: DictConfig, progress: Callable[[Iterable, int], Iterable] | Non
         for name in CUT_ORDER:
             if flags & FLAGS[name]:
                 flagged[name] += 1
-        img = apply_negatives(resize_image(fill_nan(item.image, fill), n), negatives)
+        img = centre_on(fill_nan(item.image, fill), item.offset_px)
+        img = apply_negatives(resize_image(img, n), negatives)
         kept.append((item, img, flags, meas))
     if not kept:
         raise PrepareError(f"data={d.name}: no source survived "

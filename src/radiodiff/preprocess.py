@@ -8,11 +8,12 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from scipy import ndimage
 from skimage.transform import resize
 
 from radiodiff.h5io import FLAGS
 
-__all__ = ["CUT_ORDER", "measure", "quality_flags", "fill_nan", "resize_image",
+__all__ = ["CUT_ORDER", "centre_on", "measure", "quality_flags", "fill_nan", "resize_image",
            "apply_negatives", "fit_scaling"]
 
 # Order in which a source failing several cuts is counted (first reason wins).
@@ -67,6 +68,13 @@ def first_reason(flags: int) -> str:
 
 def fill_nan(image: np.ndarray, value: float) -> np.ndarray:
     return np.where(np.isfinite(image), image, np.float32(value)).astype(np.float32)
+
+
+def centre_on(image: np.ndarray, offset_px: tuple[float, float]) -> np.ndarray:
+    """Shift by ``-offset_px`` (dy, dx; |offset| <= 0.5 px) with linear interpolation."""
+    if not any(offset_px):
+        return image
+    return ndimage.shift(image, (-offset_px[0], -offset_px[1]), order=1, mode="nearest")
 
 
 def resize_image(image: np.ndarray, n: int) -> np.ndarray:

@@ -33,6 +33,9 @@ class Cutout:
     rms: float = float("nan")  # sigma-clipped noise, Jy/beam; NaN where no flux scale
     catalog_peak_flux: float = float("nan")   # Jy/beam
     catalog_total_flux: float = float("nan")  # Jy
+    # (dy, dx) in pixels of ``image`` from the image centre to the target position: Cutout2D
+    # snaps to whole pixels, the rest is shifted out after measuring (sub-pixel centring).
+    offset_px: tuple[float, float] = (0.0, 0.0)
     extra: dict = field(default_factory=dict)
 
 

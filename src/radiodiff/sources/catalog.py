@@ -45,6 +45,8 @@ def read_catalog(path: str | Path) -> Table:
 
 
 def _float(value) -> float:
+    if np.ma.is_masked(value):
+        return float("nan")  # masked (empty / NaN) catalogue cell
     try:
         return float(value)
     except (TypeError, ValueError):
@@ -173,12 +175,15 @@ class CatalogSource:
         beam = beam_from_header(field.header) or (
             tuple(self.cfg.beam_arcsec) if self.cfg.beam_arcsec else (np.nan, np.nan))
         pix = float(np.mean(proj_plane_pixel_scales(field.wcs)) * 3600.0)
+        x_in, y_in = cut.input_position_cutout
+        ny, nx = cut.data.shape
         return Cutout(
             row=i, source_id=sid, image=np.asarray(cut.data, dtype=np.float32),
             pixel_scale_arcsec=pix, beam_arcsec=(float(beam[0]), float(beam[1])),
             label=label, split=self.splits[i], ra=ra, dec=dec, las_arcsec=las, rms=rms,
             catalog_peak_flux=self._get(row, "peak_flux") * self.flux_to_jy,
             catalog_total_flux=self._get(row, "total_flux") * self.flux_to_jy,
+            offset_px=(float(y_in - (ny - 1) / 2), float(x_in - (nx - 1) / 2)),
             extra={"field": str(field.path)},
         )
 
