@@ -304,7 +304,6 @@ def test_epoch_hook_sets_dataset_epoch(h5file):
 
 @pytest.mark.filterwarnings("ignore:.*does not have many workers:UserWarning")
 @pytest.mark.filterwarnings("ignore:.*number of training batches.*:UserWarning")
-# Lightning 2.6 calls a torch pytree API that torch 2.13 deprecates: environment, not ours.
 def test_trainer_resume_sees_same_epoch_data(h5file, tmp_path):
     import lightning as L
 
