@@ -1,0 +1,288 @@
+"""Noise schedules and probability-flow ODE / SDE solvers over ``D(x, sigma, cond)``.
+
+Every sampler is a pure function: it starts from ``x = noise * sigmas[0]``, integrates the
+probability-flow ODE ``dx/dsigma = (x - D(x; sigma)) / sigma`` (EDM Eq. 4 with
+sigma(t) = t) down the given schedule and returns ``x`` at ``sigma = sigmas[-1]``
+(normally 0). The state and all sigma arithmetic are float64; the denoiser is called with
+``x`` cast to the dtype of ``noise`` and ``sigma`` as an (N,) tensor of that dtype.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable, Optional, Sequence
+
+import torch
+from torch import Tensor
+
+__all__ = [
+    "CountingDenoiser", "karras_sigmas", "euler_sample", "heun_sample", "stochastic_sample",
+    "dpmpp_2m_sample", "seeded_noise",
+]
+
+Denoiser = Callable[..., Tensor]
+
+
+class CountingDenoiser:
+    """Wraps ``D(x, sigma, cond)`` and counts its evaluations in ``nfe``.
+
+    Parameters
+    ----------
+    denoiser : callable
+        The denoiser to wrap.
+    """
+
+    def __init__(self, denoiser: Denoiser) -> None:
+        self.denoiser = denoiser
+        self.nfe = 0
+
+    def __call__(self, x: Tensor, sigma: Any, cond: Any = None) -> Tensor:
+        self.nfe += 1
+        return self.denoiser(x, sigma, cond)
+
+
+def karras_sigmas(n: int, sigma_min: float = 0.002, sigma_max: float = 80.0,
+                  rho: float = 7.0) -> Tensor:
+    """Noise levels for ``n`` sampling steps, decreasing, with a final 0.
+
+    EDM Eq. 5: sigma_i = (sigma_max^(1/rho) + i/(n-1) (sigma_min^(1/rho) -
+    sigma_max^(1/rho)))^rho for i < n, and sigma_n = 0.
+
+    Parameters
+    ----------
+    n : int
+        Number of steps (>= 1); with n = 1 the single step goes from sigma_max to 0.
+    sigma_min, sigma_max : float
+        Smallest and largest non-zero noise level, model-space units.
+    rho : float
+        Schedule curvature (7 in EDM).
+
+    Returns
+    -------
+    torch.Tensor
+        float64, shape (n + 1,).
+    """
+    if int(n) != n or n < 1:
+        raise ValueError(f"n (number of steps) must be an integer >= 1, got {n}")
+    if not 0 < sigma_min <= sigma_max < math.inf:
+        raise ValueError("need 0 < sigma_min <= sigma_max < inf, got "
+                         f"sigma_min={sigma_min}, sigma_max={sigma_max}")
+    if not rho > 0:
+        raise ValueError(f"rho must be > 0, got {rho}")
+    ramp = torch.linspace(0, 1, int(n), dtype=torch.float64)
+    lo, hi = sigma_min ** (1 / rho), sigma_max ** (1 / rho)
+    sigmas = (hi + ramp * (lo - hi)) ** rho
+    return torch.cat([sigmas, sigmas.new_zeros(1)])
+
+
+def _check(noise: Tensor, sigmas: Tensor) -> list[float]:
+    """The schedule as Python floats (float64), validated."""
+    s = torch.as_tensor(sigmas, dtype=torch.float64).flatten().tolist()
+    if len(s) < 2:
+        raise ValueError(f"sigmas needs at least 2 values (1 step), got {len(s)}")
+    if any(b > a for a, b in zip(s, s[1:])) or s[-1] < 0 or min(s[:-1]) <= 0:
+        raise ValueError("sigmas must be non-increasing and positive, except a final 0")
+    if not noise.is_floating_point():
+        raise TypeError(f"noise must be a floating-point tensor, got {noise.dtype}")
+    return s
+
+
+def _denoise(D: Denoiser, x: Tensor, sigma: float, cond: Any, dtype: torch.dtype) -> Tensor:
+    """``D(x; sigma)`` in float64, with the call made in the noise dtype."""
+    s = torch.full((x.shape[0],), sigma, dtype=dtype, device=x.device)
+    return D(x.to(dtype), s, cond).to(torch.float64)
+
+
+def euler_sample(D: Denoiser, noise: Tensor, sigmas: Tensor, cond: Any = None) -> Tensor:
+    """First-order (Euler) probability-flow ODE solver; N steps cost N evaluations.
+
+    EDM Algorithm 1 without the second-order correction (lines 9-11).
+
+    Parameters
+    ----------
+    D : callable
+        Denoiser ``D(x, sigma, cond)``.
+    noise : torch.Tensor
+        Unit-variance Gaussian noise, shape (N, C, H, W); sets the output dtype.
+    sigmas : torch.Tensor
+        Decreasing schedule, e.g. :func:`karras_sigmas`.
+    cond : optional
+        Conditioning passed to ``D``.
+
+    Returns
+    -------
+    torch.Tensor
+        Samples at ``sigmas[-1]``, dtype of ``noise``.
+    """
+    s = _check(noise, sigmas)
+    x = noise.to(torch.float64) * s[0]
+    for s_cur, s_next in zip(s[:-1], s[1:]):
+        d = (x - _denoise(D, x, s_cur, cond, noise.dtype)) / s_cur
+        x = x + (s_next - s_cur) * d
+    return x.to(noise.dtype)
+
+
+def heun_sample(D: Denoiser, noise: Tensor, sigmas: Tensor, cond: Any = None) -> Tensor:
+    """Heun's second-order probability-flow ODE solver; N steps cost 2N - 1 evaluations.
+
+    EDM Algorithm 1 (deterministic sampler). The correction is skipped on the last step
+    to sigma = 0, where the ODE slope is undefined.
+
+    Parameters
+    ----------
+    D : callable
+        Denoiser ``D(x, sigma, cond)``.
+    noise : torch.Tensor
+        Unit-variance Gaussian noise, shape (N, C, H, W); sets the output dtype.
+    sigmas : torch.Tensor
+        Decreasing schedule, e.g. :func:`karras_sigmas`.
+    cond : optional
+        Conditioning passed to ``D``.
+
+    Returns
+    -------
+    torch.Tensor
+        Samples at ``sigmas[-1]``, dtype of ``noise``.
+    """
+    s = _check(noise, sigmas)
+    x = noise.to(torch.float64) * s[0]
+    for s_cur, s_next in zip(s[:-1], s[1:]):
+        x = _heun_step(D, x, s_cur, s_next, cond, noise.dtype)
+    return x.to(noise.dtype)
+
+
+def _heun_step(D: Denoiser, x: Tensor, s_cur: float, s_next: float, cond: Any,
+               dtype: torch.dtype) -> Tensor:
+    """One step of EDM Algorithm 1 (lines 4-11) from ``s_cur`` to ``s_next``."""
+    d = (x - _denoise(D, x, s_cur, cond, dtype)) / s_cur
+    x_next = x + (s_next - s_cur) * d
+    if s_next > 0:
+        d_next = (x_next - _denoise(D, x_next, s_next, cond, dtype)) / s_next
+        x_next = x + (s_next - s_cur) * (0.5 * d + 0.5 * d_next)
+    return x_next
+
+
+def stochastic_sample(D: Denoiser, noise: Tensor, sigmas: Tensor, cond: Any = None,
+                      S_churn: float = 0.0, S_min: float = 0.0, S_max: float = math.inf,
+                      S_noise: float = 1.0,
+                      generator: Optional[torch.Generator] = None) -> Tensor:
+    """Stochastic sampler: Heun steps with Langevin-like churn.
+
+    EDM Algorithm 2. At each step with S_min <= sigma_i <= S_max the noise level is raised
+    to sigma_hat = sigma_i (1 + gamma), gamma = min(S_churn / N, sqrt(2) - 1), by adding
+    fresh noise of standard deviation S_noise sqrt(sigma_hat^2 - sigma_i^2); then one Heun
+    step goes from sigma_hat to sigma_{i+1}. With S_churn = 0 it equals :func:`heun_sample`.
+
+    Parameters
+    ----------
+    D : callable
+        Denoiser ``D(x, sigma, cond)``.
+    noise : torch.Tensor
+        Unit-variance Gaussian noise, shape (N, C, H, W); sets the output dtype.
+    sigmas : torch.Tensor
+        Decreasing schedule, e.g. :func:`karras_sigmas`.
+    cond : optional
+        Conditioning passed to ``D``.
+    S_churn : float
+        Overall amount of stochasticity (>= 0).
+    S_min, S_max : float
+        Sigma range (model-space units) in which churn is applied.
+    S_noise : float
+        Scale of the added noise (slightly > 1 counters over-denoising).
+    generator : torch.Generator, optional
+        Source of the added noise (on ``noise``'s device).
+
+    Returns
+    -------
+    torch.Tensor
+        Samples at ``sigmas[-1]``, dtype of ``noise``.
+    """
+    if S_churn < 0:
+        raise ValueError(f"S_churn must be >= 0, got {S_churn}")
+    s = _check(noise, sigmas)
+    n_steps = len(s) - 1
+    x = noise.to(torch.float64) * s[0]
+    for s_cur, s_next in zip(s[:-1], s[1:]):
+        gamma = min(S_churn / n_steps, math.sqrt(2) - 1) if S_min <= s_cur <= S_max else 0.0
+        s_hat = s_cur * (1 + gamma)
+        if gamma > 0:
+            eps = torch.randn(x.shape, generator=generator, dtype=noise.dtype,
+                              device=noise.device).to(torch.float64)
+            x = x + math.sqrt(s_hat ** 2 - s_cur ** 2) * S_noise * eps
+        x = _heun_step(D, x, s_hat, s_next, cond, noise.dtype)
+    return x.to(noise.dtype)
+
+
+def dpmpp_2m_sample(D: Denoiser, noise: Tensor, sigmas: Tensor, cond: Any = None) -> Tensor:
+    """DPM-Solver++(2M): second-order multistep solver; N steps cost N evaluations.
+
+    Lu et al. 2022 (DPM-Solver++), Algorithm 2, in the sigma parametrisation of
+    k-diffusion's ``sample_dpmpp_2m`` (t = -ln sigma, h = t_{i+1} - t_i). The first step
+    and the last step to sigma = 0 are first order.
+
+    Parameters
+    ----------
+    D : callable
+        Denoiser ``D(x, sigma, cond)``.
+    noise : torch.Tensor
+        Unit-variance Gaussian noise, shape (N, C, H, W); sets the output dtype.
+    sigmas : torch.Tensor
+        Decreasing schedule, e.g. :func:`karras_sigmas`.
+    cond : optional
+        Conditioning passed to ``D``.
+
+    Returns
+    -------
+    torch.Tensor
+        Samples at ``sigmas[-1]``, dtype of ``noise``.
+    """
+    s = _check(noise, sigmas)
+    x = noise.to(torch.float64) * s[0]
+    old_denoised: Optional[Tensor] = None
+    h_last = 0.0
+    for s_cur, s_next in zip(s[:-1], s[1:]):
+        denoised = _denoise(D, x, s_cur, cond, noise.dtype)
+        if s_next == 0:
+            x = denoised                       # limit h -> inf of the update below
+            break
+        h = math.log(s_cur) - math.log(s_next)
+        if h == 0:
+            continue
+        if old_denoised is None or h_last == 0:
+            d = denoised
+        else:
+            r = h_last / h
+            d = (1 + 1 / (2 * r)) * denoised - (1 / (2 * r)) * old_denoised
+        x = (s_next / s_cur) * x - math.expm1(-h) * d
+        old_denoised, h_last = denoised, h
+    return x.to(noise.dtype)
+
+
+def seeded_noise(seeds: Sequence[int], shape: Sequence[int], dtype: torch.dtype = torch.float32,
+                 device: Optional[torch.device | str] = None) -> Tensor:
+    """Unit Gaussian noise with one generator per seed.
+
+    Row k is drawn from ``torch.Generator().manual_seed(seeds[k])`` (on the CPU), so sample k
+    is identical whatever the batch size, batch split or device.
+
+    Parameters
+    ----------
+    seeds : sequence of int
+        One seed per sample.
+    shape : sequence of int
+        Shape of one sample, e.g. (C, H, W).
+    dtype : torch.dtype
+        Floating-point dtype of the result.
+    device : torch.device or str, optional
+        Where the result is placed (drawn on the CPU first).
+
+    Returns
+    -------
+    torch.Tensor
+        Shape (len(seeds), *shape).
+    """
+    rows = [torch.randn(tuple(shape), generator=torch.Generator().manual_seed(int(seed)),
+                        dtype=dtype) for seed in seeds]
+    if not rows:
+        return torch.empty((0, *shape), dtype=dtype, device=device)
+    return torch.stack(rows).to(device)
