@@ -1,27 +1,24 @@
 """Train a radiodiff model: ``python train.py model=unet_attn data=lotss`` (Hydra; ``-m`` sweeps).
 
-Thin entry point: Hydra composes ``conf/`` onto the typed configs, the run folder under
-``outputs/`` gets the resolved config, and the library does the work.
+Thin entry point: Hydra composes ``conf/`` onto the typed configs and saves the resolved
+config in the run folder under ``outputs/``; :func:`radiodiff.train.train` does the work.
 """
 
-import sys
-
 import hydra
+from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from radiodiff.config import register_configs
+from radiodiff.train import train
 
 register_configs()
 
 
 @hydra.main(config_path="conf", config_name="config", version_base="1.3")
 def main(cfg: DictConfig) -> None:
-    try:
-        from radiodiff.train import train  # arrives with the diffusion-core issue (#3)
-    except ImportError:
-        sys.exit("radiodiff: training is not implemented yet (diffusion-core issue #3); "
-                 "`radiodiff prepare` and the DataModule are ready.")
-    train(cfg)
+    summary = train(cfg, run_dir=HydraConfig.get().runtime.output_dir)
+    print(f"trained {summary['steps']} steps ({summary['images_seen']} images); "
+          f"checkpoint {summary['checkpoint']}")
 
 
 if __name__ == "__main__":

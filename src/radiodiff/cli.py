@@ -48,6 +48,38 @@ def _cmd_inspect(args) -> int:
     return 0
 
 
+def _cmd_sample(args) -> int:
+    from tqdm.auto import tqdm
+
+    from radiodiff.export import load_release
+    from radiodiff.generate import generate, save_samples
+
+    release = load_release(args.model)
+    out = Path(args.out) if args.out else Path("outputs") / "samples" / release.path.name
+
+    def progress(iterable, total):
+        return tqdm(iterable, total=total, desc="sample", unit="batch", dynamic_ncols=True,
+                    disable=None)  # disabled automatically when not a terminal
+
+    result = generate(release, args.n, label=args.label, peak_flux=args.peak_flux,
+                      las_arcsec=args.las, sampler=args.sampler, steps=args.steps,
+                      guidance=args.guidance, seed=args.seed, batch_size=args.batch_size,
+                      sigma_min=args.sigma_min, sigma_max=args.sigma_max, rho=args.rho,
+                      S_churn=args.churn, progress=progress)
+    paths = save_samples(out, release, result)
+    print(f"{len(result)} samples ({result.unit}, {int(result.nfe[0])} network evaluations "
+          f"each) -> {out}/ ({len(paths['fits'])} FITS, samples.h5, preview.png)")
+    return 0
+
+
+def _cmd_export(args) -> int:
+    from radiodiff.export import export_checkpoint
+
+    out = export_checkpoint(args.ckpt, args.out)
+    print(f"release written to {out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="radiodiff", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -68,6 +100,42 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-per-class", type=int, default=16, help="images per class grid")
     p.add_argument("--seed", type=int, default=0, help="seed of the image selection")
     p.set_defaults(func=_cmd_inspect)
+
+    from radiodiff.config import SamplerConfig  # defaults shared with conf/sampler/
+    sc = SamplerConfig()
+    p = sub.add_parser("export", help="training checkpoint -> release folder (EMA weights)",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--ckpt", required=True, help="training checkpoint, e.g. .../last.ckpt")
+    p.add_argument("--out", required=True, help="release folder to write")
+    p.set_defaults(func=_cmd_export)
+
+    p = sub.add_parser("sample", help="draw images from a release folder -> FITS + HDF5 + PNG",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--model", required=True, help="release folder (export_release output)")
+    p.add_argument("--n", type=int, default=100, help="number of images")
+    p.add_argument("--class", dest="label", default=None,
+                   help="class name to condition on; None = no class condition")
+    p.add_argument("--peak-flux", type=float, default=None,
+                   help="peak surface brightness to condition on, Jy/beam (> 0); with a "
+                   "per-image-scaled Jy/beam model the FITS files are then in Jy/beam")
+    p.add_argument("--las", type=float, default=None,
+                   help="largest angular size to condition on, arcsec (> 0)")
+    p.add_argument("--sampler", default=sc.name, help="euler | heun | stochastic | dpmpp_2m")
+    p.add_argument("--steps", type=int, default=sc.steps, help="solver steps (>= 1)")
+    p.add_argument("--guidance", type=float, default=sc.guidance,
+                   help="classifier-free guidance weight (0 = unconditional, 1 = plain)")
+    p.add_argument("--seed", type=int, default=0, help="seed of image 0 (image k: seed + k)")
+    p.add_argument("--batch-size", type=int, default=32,
+                   help="images per denoiser call (changes images only by float32 "
+                   "round-off)")
+    p.add_argument("--sigma-min", type=float, default=sc.sigma_min, help="smallest noise level")
+    p.add_argument("--sigma-max", type=float, default=sc.sigma_max, help="largest noise level")
+    p.add_argument("--rho", type=float, default=sc.rho, help="schedule curvature (EDM Eq. 5)")
+    p.add_argument("--churn", type=float, default=sc.S_churn,
+                   help="S_churn of the stochastic sampler (EDM Algorithm 2)")
+    p.add_argument("--out", default=None,
+                   help="output folder; None = outputs/samples/<model folder name>")
+    p.set_defaults(func=_cmd_sample)
     return parser
 
 

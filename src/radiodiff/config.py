@@ -18,7 +18,8 @@ from omegaconf import MISSING
 __all__ = [
     "Source", "Negatives", "Scaling", "NanPolicy", "OnError", "CutAction", "Outside", "Centre",
     "CutsConfig", "CutoutConfig", "SplitConfig", "AugmentConfig", "LoaderConfig", "DataConfig",
-    "ModelConfig", "ScheduleConfig", "SamplerConfig", "TrainerConfig", "LoggerConfig",
+    "ModelConfig", "ScheduleConfig", "SamplerConfig", "TrainerConfig", "TrainConfig",
+    "LoggerConfig",
     "PathsConfig", "Config", "ConfigError", "register_configs", "conf_dir", "load_config",
 ]
 
@@ -139,14 +140,16 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    """U-Net hyper-parameters (the network itself lands with the diffusion-core issue)."""
+    """U-Net hyper-parameters, read by :func:`radiodiff.unet.build_unet`."""
     name: str = MISSING
-    model_channels: int = 64
-    channel_mult: list[int] = field(default_factory=lambda: [1, 2, 2])
-    num_blocks: int = 2
-    attn_resolutions: list[int] = field(default_factory=lambda: [20])
-    dropout: float = 0.0
-    label_dropout: float = 0.1
+    model_channels: int = 64      # channels at the first (full-resolution) level
+    channel_mult: list[int] = field(default_factory=lambda: [1, 2, 2])  # per level; side halves
+    num_blocks: int = 2           # residual blocks per encoder level (decoder: one more)
+    attn_resolutions: list[int] = field(default_factory=lambda: [20])  # feature-map sides, px
+    num_heads: int = 1            # self-attention heads
+    emb_mult: int = 4             # embedding width = emb_mult * model_channels
+    dropout: float = 0.0          # inside the residual blocks
+    label_dropout: float = 0.1    # P(all conditions of a sample nulled) in training, for CFG
 
 
 @dataclass
@@ -176,10 +179,34 @@ class TrainerConfig:
     num_nodes: int = 1
     strategy: str = "auto"
     precision: str = "32"
-    max_steps: int = -1
-    max_time: Optional[str] = None
+    max_time: Optional[str] = None  # "DD:HH:MM:SS": stop (and checkpoint) after this long
     gradient_clip_val: Optional[float] = 1.0
+    accumulate_grad_batches: int = 1
     log_every_n_steps: int = 50
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation, EMA, checkpoints and in-training sampling; lengths in images seen."""
+    total_kimg: float = 100.0            # training length, thousands of images
+    lr: float = 5e-4                      # AdamW peak learning rate
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    weight_decay: float = 0.0
+    lr_rampup_kimg: float = 2.0           # linear warm-up
+    ema_halflife_kimg: float = 5.0        # EMA half-life in images (EDM Sect. C.2)
+    ema_rampup_ratio: Optional[float] = 0.05  # half-life <= ratio * images seen, early on
+    condition_transform: str = "log"      # log | boxcox, then standardised (train set)
+    ckpt_dir: str = "${paths.ckpt_root}/${train.run_name}"
+    run_name: str = "${data.name}-${model.name}-s${seed}"
+    ckpt_every_steps: int = 500
+    ckpt_every_minutes: float = 10.0
+    resume: str = "auto"                  # auto (latest in ckpt_dir if any) | never | <path>
+    val_every_steps: int = 500
+    val_batches: int = 4
+    sample_every_steps: int = 1000        # 0 disables the sampling callback
+    sample_count: int = 64
+    sample_steps: int = 25
+    sample_batch_size: int = 32
 
 
 @dataclass
@@ -194,6 +221,8 @@ class PathsConfig:
     data_dir: str = "data"
     shared_data: str = "${oc.env:RADIODIFF_SHARED_DATA,../shared/data}"
     output_dir: str = "outputs"
+    # Resume state of long runs; point it outside the git work tree for multi-session runs.
+    ckpt_root: str = "${oc.env:RADIODIFF_CKPT_DIR,outputs/checkpoints}"
 
 
 @dataclass
@@ -204,6 +233,7 @@ class Config:
     sampler: SamplerConfig = MISSING
     trainer: TrainerConfig = MISSING
     logger: LoggerConfig = MISSING
+    train: TrainConfig = field(default_factory=TrainConfig)
     paths: PathsConfig = field(default_factory=PathsConfig)
     seed: int = 0
 

@@ -28,7 +28,8 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from .h5io import FLOAT_COLUMNS, read_prepared
 
 __all__ = [
-    "Augment", "augment_image", "CutoutDataset", "EpochShuffleSampler", "CutoutDataModule",
+    "Augment", "augment_image", "CutoutDataset", "EpochShuffleSampler", "SampleStream",
+    "StreamSampler", "CutoutDataModule",
 ]
 
 # Purpose words mixed into every seed, so the augmentation, the shuffle order and the random
@@ -39,6 +40,8 @@ _CONDITION_COLUMNS = ("label",) + FLOAT_COLUMNS
 # The images are gzip-chunked 256 rows at a time (several MB per chunk at 80x80); h5py's
 # default 1 MiB chunk cache would decompress a whole chunk for every single-row read.
 _CHUNK_CACHE_BYTES = 64 * 1024 * 1024
+# Length of the endless training stream (samples); far beyond any run, finite for len().
+_STREAM_LENGTH = 2**50
 
 
 def _seed(*words: int) -> int:
@@ -213,6 +216,10 @@ class CutoutDataset(Dataset):
         return state
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        return self.get(i, self.epoch)
+
+    def get(self, i: int, epoch: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Item ``i`` with the augmentation draw of ``epoch``."""
         row = int(self.indices[i])
         if self.images is not None:
             image = self.images[i].clone()  # (1, H, W); clone so callers cannot edit the cache
@@ -220,7 +227,7 @@ class CutoutDataset(Dataset):
             image = torch.from_numpy(np.asarray(self._open()["images"][row], np.float32))
         if self.augment.active:
             image = augment_image(image, self.augment,
-                                  _generator(self.seed, _AUGMENT, self.epoch, row))
+                                  _generator(self.seed, _AUGMENT, epoch, row))
         return image, {name: values[i] for name, values in self.cond.items()}
 
 
@@ -245,6 +252,45 @@ class EpochShuffleSampler(Sampler[int]):
     def __iter__(self) -> Iterator[int]:
         g = _generator(self.seed, _SHUFFLE, self.epoch)
         return iter(torch.randperm(self.n, generator=g).tolist())
+
+
+class SampleStream(Dataset):
+    """An endless stream over ``base``: item ``g`` is global sample number ``g`` of training.
+
+    Sample ``g`` is row ``perm_e[g mod n]`` of epoch ``e = g // n`` with that epoch's
+    augmentation, ``perm_e`` the (seed, epoch) permutation of :class:`EpochShuffleSampler`.
+    Training is measured in samples seen, so a run resumed after ``k`` samples continues
+    with sample ``k`` exactly: no sampler or RNG state needs saving.
+    """
+
+    def __init__(self, base: CutoutDataset, seed: int = 0) -> None:
+        self.base, self.seed = base, int(seed)
+        self._perm: tuple[int, torch.Tensor] | None = None
+
+    def __len__(self) -> int:
+        return _STREAM_LENGTH
+
+    def __getitem__(self, g: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        epoch, pos = divmod(int(g), len(self.base))
+        if self._perm is None or self._perm[0] != epoch:
+            gen = _generator(self.seed, _SHUFFLE, epoch)
+            self._perm = (epoch, torch.randperm(len(self.base), generator=gen))
+        return self.base.get(int(self._perm[1][pos]), epoch)
+
+
+class StreamSampler(Sampler[int]):
+    """Global sample numbers ``start + rank, start + rank + world, ...`` for one rank."""
+
+    def __init__(self, start: int = 0, rank: int = 0, world_size: int = 1) -> None:
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} outside world of size {world_size}")
+        self.start, self.rank, self.world_size = int(start), int(rank), int(world_size)
+
+    def __len__(self) -> int:
+        return (_STREAM_LENGTH - self.start) // self.world_size
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(range(self.start + self.rank, _STREAM_LENGTH, self.world_size))
 
 
 def _worker_init(worker_id: int) -> None:
@@ -299,8 +345,8 @@ class CutoutDataModule(L.LightningDataModule):
                  in_memory: bool = True, conditions: Sequence[str] = ("label",),
                  augment: Any = None, seed: int = 0, train_split: str = "train",
                  val_split: str = "valid", test_split: str = "test",
-                 random_val_fraction: float | None = None, include_flagged: bool = False
-                 ) -> None:
+                 random_val_fraction: float | None = None, include_flagged: bool = False,
+                 stream: bool = False) -> None:
         super().__init__()
         if isinstance(batch_size, bool) or int(batch_size) != batch_size or batch_size < 1:
             raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
@@ -323,6 +369,7 @@ class CutoutDataModule(L.LightningDataModule):
         self.random_val_fraction = (None if random_val_fraction is None
                                     else float(random_val_fraction))
         self.include_flagged = bool(include_flagged)
+        self.stream = bool(stream)
         self.classes: list[str] = []
         self.data_sha256: str | None = None
         self.train_dataset: CutoutDataset | None = None
@@ -331,13 +378,13 @@ class CutoutDataModule(L.LightningDataModule):
         self._stages: set[str] = set()
 
     @classmethod
-    def from_config(cls, data_cfg: Any, seed: int = 0) -> "CutoutDataModule":
+    def from_config(cls, data_cfg: Any, seed: int = 0, **kw: Any) -> "CutoutDataModule":
         """Build from a :class:`radiodiff.config.DataConfig` (``out`` + ``loader`` fields)."""
         lc = data_cfg.loader
         return cls(path=str(data_cfg.out), batch_size=lc.batch_size, num_workers=lc.num_workers,
                    in_memory=lc.in_memory, conditions=list(lc.conditions), augment=lc.augment,
                    seed=seed, train_split=lc.train_split, val_split=lc.val_split,
-                   random_val_fraction=lc.random_val_fraction)
+                   random_val_fraction=lc.random_val_fraction, **kw)
 
     # ----------------------------------------------------------------------------- selection
     def _select(self, columns: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -396,7 +443,7 @@ class CutoutDataModule(L.LightningDataModule):
         self._stages |= wanted
 
     # ---------------------------------------------------------------------------- loaders
-    def _loader(self, dataset: CutoutDataset | None, which: str,
+    def _loader(self, dataset: Dataset | None, which: str,
                 sampler: Sampler | None = None) -> DataLoader:
         if dataset is None:
             raise RuntimeError(f"no {which} dataset: call setup() with a stage that builds it")
@@ -407,8 +454,27 @@ class CutoutDataModule(L.LightningDataModule):
                           persistent_workers=False,
                           worker_init_fn=_worker_init if workers > 0 else None)
 
+    def samples_seen(self) -> int:
+        """Training samples consumed so far by all ranks (from the restored global step)."""
+        t = self.trainer
+        if t is None:
+            return 0
+        return int(t.global_step) * self.batch_size * t.world_size * t.accumulate_grad_batches
+
     def train_dataloader(self) -> DataLoader:
-        """Shuffled, augmented training batches; order and transforms depend on the epoch."""
+        """Shuffled, augmented training batches; order and transforms depend on the epoch.
+
+        With ``stream=True`` the loader is one endless epoch of global sample numbers that
+        starts after the samples already seen (see :class:`SampleStream`): resuming from any
+        step continues exactly; use it with ``Trainer(use_distributed_sampler=False)``.
+        """
+        if self.stream:
+            if self.train_dataset is None:
+                raise RuntimeError("no train dataset: call setup('fit') first")
+            t = self.trainer
+            sampler = StreamSampler(self.samples_seen(), t.global_rank if t else 0,
+                                    t.world_size if t else 1)
+            return self._loader(SampleStream(self.train_dataset, self.seed), "train", sampler)
         ds = self.train_dataset
         sampler = (EpochShuffleSampler(len(ds), self.seed, dataset=ds) if ds is not None
                    else None)

@@ -9,7 +9,6 @@ can condition on them and restore Jy/beam (``physical = image * scale + offset``
 from __future__ import annotations
 
 import hashlib
-import subprocess
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
@@ -27,6 +26,7 @@ from radiodiff.preprocess import (
     CUT_ORDER, apply_negatives, centre_on, fill_nan, first_reason, fit_scaling, measure, quality_flags,
     resize_image,
 )
+from radiodiff.provenance import git_commit
 from radiodiff.sources import CatalogError, Cutout, make_source
 
 __all__ = ["PrepareError", "PrepareSummary", "prepare", "validate_data_config"]
@@ -88,15 +88,6 @@ def validate_data_config(d: DictConfig) -> None:
         problems.append(f"data.beam_arcsec={list(d.beam_arcsec)} (must be [bmaj, bmin] > 0)")
     if problems:
         raise ValueError("invalid data config: " + "; ".join(problems))
-
-
-def _git_commit() -> str:
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                             cwd=Path(__file__).parent, timeout=10)
-        return out.stdout.strip() if out.returncode == 0 else "unknown"
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
 
 
 def prepare(cfg: DictConfig, progress: Callable[[Iterable, int], Iterable] | None = None,
@@ -165,7 +156,7 @@ def prepare(cfg: DictConfig, progress: Callable[[Iterable, int], Iterable] | Non
         "name": d.name, "source": _value(d.source), "classes": list(d.classes),
         "image_unit": source.image_unit, "negatives": negatives, "scaling": scaling,
         "config_yaml": OmegaConf.to_yaml(cfg, resolve=True),
-        "package_version": radiodiff.__version__, "git_commit": _git_commit(),
+        "package_version": radiodiff.__version__, "git_commit": git_commit(),
         "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "inputs_sha256": inputs_sha, "data_sha256": data_sha256(images, columns),
         "seed": int(d.split.seed), "summary": asdict(summary),

@@ -1,0 +1,156 @@
+"""LightningModule: EDM loss, condition dropout, EMA, AdamW with warm-up. No sampling maths.
+
+Every schedule is measured in images seen (STYLE 14), derived from the global step, so a
+resumed run continues exactly: the noise of step ``k`` on rank ``r`` comes from a generator
+seeded by ``(seed, k, r)`` instead of a running RNG state.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from radiodiff.edm import EDMDenoiser, edm_loss
+from radiodiff.transforms import ConditionTransform
+from radiodiff.unet import build_unet, drop_conditions
+
+__all__ = ["DiffusionModule", "ema_beta", "step_generator"]
+
+# Loss is also logged in these ln(sigma) bins (EDM Fig. 5a style).
+SIGMA_BINS = (0.0, 0.05, 0.2, 0.5, 1.0, 2.0, 5.0, math.inf)
+
+
+def ema_beta(batch_images: int, images_seen: int, halflife_kimg: float,
+             rampup_ratio: float | None) -> float:
+    """EMA decay for one step of ``batch_images`` (EDM training_loop.py, Sect. C.2)."""
+    halflife = halflife_kimg * 1000.0
+    if rampup_ratio is not None:
+        halflife = min(halflife, images_seen * rampup_ratio)
+    return 0.5 ** (batch_images / max(halflife, 1e-8))
+
+
+def step_generator(seed: int, step: int, rank: int, device: torch.device) -> torch.Generator:
+    """A generator that depends only on (seed, step, rank): resumable without RNG state."""
+    words = np.random.SeedSequence([seed, 7, step, rank]).generate_state(2, np.uint32)
+    g = torch.Generator(device=device)
+    g.manual_seed(int(words[0]) << 31 | int(words[1]) >> 1)
+    return g
+
+
+class DiffusionModule(L.LightningModule):
+    """EDM denoiser ``D(x, sigma, cond)`` around the U-Net, trained with the EDM loss.
+
+    Parameters
+    ----------
+    cfg : DictConfig or dict
+        The resolved run config (``model``, ``schedule``, ``train``, ``data``, ``seed``).
+    num_classes : int
+        Classes of the label condition (0: no label conditioning).
+    scalar_conditions : list of str
+        Continuous conditions fed to the network (e.g. ``peak_flux``).
+    transform : dict
+        :meth:`ConditionTransform.to_dict` of the condition normalisation.
+    sigma_data : float
+        Standard deviation of the training images (model space).
+    dataset : dict
+        Metadata of the training file (classes, hashes, units) kept for export.
+    """
+
+    def __init__(self, cfg: Any, num_classes: int, scalar_conditions: list[str],
+                 transform: dict, sigma_data: float, dataset: dict | None = None) -> None:
+        super().__init__()
+        cfg = (OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
+               if isinstance(cfg, DictConfig) else cfg)
+        # Plain containers only: checkpoints must load with torch.load(weights_only=True).
+        self.save_hyperparameters({"cfg": cfg, "num_classes": int(num_classes),
+                                   "scalar_conditions": list(scalar_conditions),
+                                   "transform": transform, "sigma_data": float(sigma_data),
+                                   "dataset": dataset or {}})
+        self.cfg = OmegaConf.create(cfg)
+        self.transform = ConditionTransform.from_dict(transform)
+        self.scalar_conditions = list(scalar_conditions)
+        net = build_unet(self.cfg.model, int(self.cfg.data.image_size), 1, int(num_classes),
+                         self.scalar_conditions)
+        self.net = EDMDenoiser(net, sigma_data=float(sigma_data))
+        # Never optimised; its mode follows the module's (Lightning warns about eval submodules).
+        self.ema = copy.deepcopy(self.net).requires_grad_(False)
+
+    # ------------------------------------------------------------------------------ helpers
+    @property
+    def batch_images(self) -> int:
+        """Images per optimiser step over all ranks."""
+        t = self.trainer
+        return (int(self.cfg.data.loader.batch_size) * t.world_size * t.accumulate_grad_batches)
+
+    @property
+    def images_seen(self) -> int:
+        return int(self.global_step) * self.batch_images
+
+    def encode_cond(self, cond_raw: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Raw loader conditions -> network conditions (label kept, scalars normalised)."""
+        cond = {}
+        if self.hparams.num_classes and "label" in cond_raw:
+            cond["label"] = cond_raw["label"].long()
+        for name in self.scalar_conditions:
+            cond[name] = self.transform.encode_batch({name: cond_raw[name]})[name].to(
+                cond_raw[name].device)
+        return cond
+
+    # ----------------------------------------------------------------------------- training
+    def training_step(self, batch, batch_idx):
+        x0, cond_raw = batch
+        g = step_generator(int(self.cfg.seed), int(self.global_step), self.global_rank,
+                           x0.device)
+        cond = drop_conditions(self.encode_cond(cond_raw), float(self.cfg.model.label_dropout), g)
+        s = self.cfg.schedule
+        loss, sigma = edm_loss(self.net, x0, cond, P_mean=s.P_mean, P_std=s.P_std, generator=g)
+        self.log("train/loss", loss.mean(), prog_bar=True, sync_dist=True)
+        for lo, hi in zip(SIGMA_BINS[:-1], SIGMA_BINS[1:]):
+            sel = (sigma >= lo) & (sigma < hi)
+            if sel.any():
+                self.log(f"train/loss_sigma_{lo:g}-{hi:g}", loss[sel].mean(),
+                         on_step=False, on_epoch=True, sync_dist=True)
+        self.log("train/kimg", self.images_seen / 1000.0, sync_dist=False)
+        self.log("train/lr", self.optimizers().param_groups[0]["lr"])
+        return loss.mean()
+
+    def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
+        t = self.cfg.train
+        beta = ema_beta(self.batch_images, self.images_seen, t.ema_halflife_kimg,
+                        t.ema_rampup_ratio)
+        with torch.no_grad():
+            for p_ema, p in zip(self.ema.parameters(), self.net.parameters()):
+                p_ema.lerp_(p.detach().to(p_ema.dtype), 1.0 - beta)
+            for b_ema, b in zip(self.ema.buffers(), self.net.buffers()):
+                b_ema.copy_(b)
+
+    def validation_step(self, batch, batch_idx):
+        x0, cond_raw = batch
+        # Fixed draws per batch: the validation loss is comparable across the whole run.
+        g = step_generator(int(self.cfg.seed) + 1, batch_idx, self.global_rank, x0.device)
+        s = self.cfg.schedule
+        loss, _ = edm_loss(self.ema, x0, self.encode_cond(cond_raw), P_mean=s.P_mean,
+                           P_std=s.P_std, generator=g)
+        self.log("val/loss", loss.mean(), prog_bar=True, sync_dist=True)
+
+    def configure_optimizers(self):
+        t = self.cfg.train
+        opt = torch.optim.AdamW(self.net.parameters(), lr=t.lr, betas=tuple(t.betas),
+                                weight_decay=t.weight_decay)
+
+        def rampup(step: int) -> float:  # linear warm-up measured in images
+            if t.lr_rampup_kimg <= 0:
+                return 1.0
+            return min(1.0, (step + 1) * self.batch_images / (t.lr_rampup_kimg * 1000.0))
+
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, rampup)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["images_seen"] = self.images_seen
