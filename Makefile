@@ -13,7 +13,7 @@ ifneq ($(SHARED),)
 export RADIODIFF_SHARED_DATA := $(abspath $(SHARED))
 endif
 
-.PHONY: setup demo test prepare inspect clean
+.PHONY: setup demo test prepare inspect train export sample bench clean
 
 setup: $(STAMP)
 
@@ -39,6 +39,21 @@ prepare: setup
 
 inspect: setup
 	$(BIN)/radiodiff inspect data/$(DATA).h5 --out outputs/inspect/$(DATA)
+
+# python train.py with Hydra overrides, e.g. make train ARGS="model=unet_base data=mirabest"
+train: setup
+	$(BIN)/python train.py $(ARGS)
+
+# make export CKPT=outputs/checkpoints/<run>/last.ckpt OUT=models/<name>
+export: setup
+	$(BIN)/radiodiff export --ckpt $(CKPT) --out $(OUT)
+
+# make sample MODEL=models/<name> ARGS="--n 64 --class FRII"
+sample: setup
+	$(BIN)/radiodiff sample --model $(MODEL) $(ARGS)
+
+bench: setup
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-2} $(BIN)/python bench/bench_models.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache

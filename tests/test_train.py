@@ -228,3 +228,10 @@ def test_export_then_sample_gives_identical_images(tmp_path, tiny_h5):
                  "--steps", "3", "--out", str(tmp_path / "s")]) == 0
     assert len(list((tmp_path / "s").glob("sample_*.fits"))) == 3
     assert main(["export", "--ckpt", str(tmp_path / "nope.ckpt"), "--out", "x"]) == 2
+
+
+def test_max_time_stops_and_checkpoints(tmp_path, tiny_h5):
+    summary = train(cfg_for(tmp_path, tiny_h5, "train.total_kimg=100",
+                            "trainer.max_time=00:00:00:03", "train.ckpt_every_steps=0"))
+    assert 0 < summary["steps"] < 12500  # stopped by the clock, not by total_kimg
+    assert _state(summary["checkpoint"])["global_step"] == summary["steps"]
