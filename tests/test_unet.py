@@ -7,7 +7,7 @@ import torch
 from omegaconf import OmegaConf
 
 from radiodiff.config import ModelConfig, conf_dir
-from radiodiff.unet import AttnBlock, UNet, build_unet, drop_conditions
+from radiodiff.unet import AttnBlock, build_unet, drop_conditions
 
 SCALARS = ("peak_flux", "las_arcsec")
 

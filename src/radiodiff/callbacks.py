@@ -9,7 +9,6 @@ grid as PNG in the run folder.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import lightning as L
@@ -17,34 +16,11 @@ import numpy as np
 import torch
 from lightning.pytorch.callbacks import Callback
 
+from radiodiff.artifacts import save_image_grid
 from radiodiff.metrics.collect import StatsCollector, histogram_distance
 from radiodiff.sampling import heun_sample, karras_sigmas, seeded_noise
 
-__all__ = ["SampleCallback", "save_grid"]
-
-
-def save_grid(images: np.ndarray, path: Path, title: str = "", ncols: int = 8) -> Path:
-    """PNG preview grid of images (N, 1, H, W) in [0, 1], written atomically."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    n = len(images)
-    ncols = min(ncols, n)
-    nrows = -(-n // ncols)
-    fig = Figure(figsize=(1.3 * ncols, 1.3 * nrows + 0.4))
-    FigureCanvasAgg(fig)
-    for i in range(nrows * ncols):
-        ax = fig.add_subplot(nrows, ncols, i + 1)
-        ax.set_axis_off()
-        if i < n:
-            ax.imshow(images[i, 0], cmap="inferno", vmin=0, vmax=1, origin="lower")
-    if title:
-        fig.suptitle(title, fontsize=9)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + f".tmp-{os.getpid()}.png")
-    fig.savefig(tmp, dpi=80)
-    os.replace(tmp, path)
-    return path
+__all__ = ["SampleCallback"]
 
 
 class SampleCallback(Callback):
@@ -119,8 +95,8 @@ class SampleCallback(Callback):
         if trainer.is_global_zero:
             step = trainer.global_step
             images = fake.cpu().numpy()
-            grid = save_grid(images[:64], self.run_dir / "samples" / f"step_{step:08d}.png",
-                             f"step {step}: Heun {self.steps} steps, EMA")
+            grid = save_image_grid(self.run_dir / "samples" / f"step_{step:08d}.png",
+                                   images[:64], f"step {step}: Heun {self.steps} steps, EMA")
             self._log(trainer, step, fake_stats, real_stats, grid)
         return self.last
 

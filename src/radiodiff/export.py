@@ -36,6 +36,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
+from .artifacts import to_plain
 from .edm import EDMDenoiser
 from .provenance import git_commit
 
@@ -96,27 +97,6 @@ class Release:
 
 # --------------------------------------------------------------------------- export
 
-def _plain(value: Any) -> Any:
-    """JSON-serialisable plain types; non-finite floats become None."""
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple, np.ndarray)):
-        return [_plain(v) for v in value]
-    if isinstance(value, torch.Tensor):
-        return _plain(value.detach().cpu().tolist())
-    if isinstance(value, (bool, np.bool_)):
-        return bool(value)
-    if isinstance(value, (int, np.integer)):
-        return int(value)
-    if isinstance(value, (float, np.floating)):
-        return float(value) if math.isfinite(value) else None
-    if value is None or isinstance(value, str):
-        return value
-    if hasattr(value, "value") and isinstance(value.value, str):  # Enum members
-        return value.value
-    return str(value)
-
-
 def _unwrap(denoiser: nn.Module) -> nn.Module:
     """The plain module behind ``torch.compile`` (its state_dict keys carry ``_orig_mod.``)."""
     return getattr(denoiser, "_orig_mod", denoiser)
@@ -145,7 +125,7 @@ def _release_meta(denoiser: nn.Module, config: DictConfig, meta: Mapping[str, An
     if m["image_unit"] not in _IMAGE_UNITS:
         raise ValueError(f"export_release: image_unit must be one of {list(_IMAGE_UNITS)}, "
                          f"got {m['image_unit']!r}")
-    scaling = _plain(m["scaling"])
+    scaling = to_plain(m["scaling"])
     if scaling not in _SCALINGS:
         raise ValueError(f"export_release: scaling must be one of {list(_SCALINGS)}, "
                          f"got {m['scaling']!r}")
@@ -166,7 +146,7 @@ def _release_meta(denoiser: nn.Module, config: DictConfig, meta: Mapping[str, An
         m["created_utc"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
     m["model_name"] = str(OmegaConf.select(config, "model.name", default="unknown"))
     m["format_version"] = FORMAT_VERSION
-    return _plain(m)
+    return to_plain(m)
 
 
 def export_release(out_dir: str | Path, denoiser: nn.Module, config: DictConfig | Mapping,
@@ -204,7 +184,7 @@ def export_release(out_dir: str | Path, denoiser: nn.Module, config: DictConfig 
 
     out_dir = Path(out_dir)
     module = _unwrap(denoiser)
-    cfg = config if isinstance(config, DictConfig) else OmegaConf.create(_plain(config))
+    cfg = config if isinstance(config, DictConfig) else OmegaConf.create(to_plain(config))
     if OmegaConf.select(cfg, "model") is None:
         raise ValueError("export_release: config has no `model` section to rebuild the network")
     m = _release_meta(module, cfg, meta)

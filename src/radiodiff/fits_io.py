@@ -8,7 +8,6 @@ celestial WCS. Each problem becomes an :class:`InputError` naming the file and t
 from __future__ import annotations
 
 import math
-import os
 import re
 import warnings
 from dataclasses import dataclass
@@ -19,6 +18,8 @@ import numpy as np
 from astropy.io import fits
 from astropy.io.fits.verify import VerifyWarning
 from astropy.wcs import WCS, FITSFixedWarning
+
+from radiodiff.artifacts import atomic_write
 
 __all__ = ["InputError", "FitsImage", "read_fits_image", "beam_from_header",
            "write_fits_image"]
@@ -246,14 +247,5 @@ def write_fits_image(path: str | Path, image: np.ndarray, pixel_scale_arcsec: fl
     for text in history:
         header.add_history(text)
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-    try:
-        hdu = fits.PrimaryHDU(data=data, header=header)
-        hdu.writeto(tmp, output_verify="exception")
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
+    hdu = fits.PrimaryHDU(data=data, header=header)
+    return atomic_write(path, lambda tmp: hdu.writeto(tmp, output_verify="exception"))

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -34,6 +33,7 @@ from typing import Any, Callable, Iterable, Optional
 import numpy as np
 import torch
 
+from .artifacts import atomic_write, save_image_grid
 from .edm import guided
 from .export import Release
 from .sampling import (CountingDenoiser, dpmpp_2m_sample, euler_sample, heun_sample,
@@ -307,9 +307,9 @@ def _write_h5(path: Path, release: Release, result: GenerateResult,
               prov: dict[str, Any]) -> Path:
     import h5py
 
-    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
     meta = release.meta
-    try:
+
+    def write(tmp: Path) -> None:
         with h5py.File(tmp, "w") as f:
             f.create_dataset("images", data=result.images, compression="gzip", shuffle=True)
             if result.physical is not None:
@@ -333,11 +333,8 @@ def _write_h5(path: Path, release: Release, result: GenerateResult,
                          scaling=meta.get("scaling", ""))
             for k, v in attrs.items():
                 f.attrs[k] = v
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
+
+    return atomic_write(path, write)
 
 
 def _num(value: Any) -> float:
@@ -345,33 +342,13 @@ def _num(value: Any) -> float:
 
 
 def _write_preview(path: Path, result: GenerateResult) -> Path:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    imgs = result.images[:_PREVIEW_MAX, 0]
-    ncols = int(math.ceil(math.sqrt(len(imgs))))
-    nrows = int(math.ceil(len(imgs) / ncols))
-    panel = 1.2
-    fig = Figure(figsize=(panel * ncols, panel * nrows + 0.4), dpi=100)
-    FigureCanvasAgg(fig)  # Agg without touching pyplot's global backend
-    axes = fig.subplots(nrows, ncols, squeeze=False)
-    for ax in axes.flat:
-        ax.set_axis_off()
-    for ax, img, seed in zip(axes.flat, imgs, result.seeds):
-        ax.imshow(img, cmap="inferno", vmin=0.0, vmax=1.0, origin="lower",
-                  interpolation="nearest")
-        ax.set_title(f"seed {seed}", fontsize=6, pad=1)
     s = result.settings
-    fig.suptitle(f"{s['sampler']} {s['steps']} steps, guidance {s['guidance']:g} "
-                 f"(model space, preview only)", fontsize=7)
-    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-    try:
-        fig.savefig(tmp, format="png")
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
+    n = min(len(result.images), _PREVIEW_MAX)
+    return save_image_grid(path, result.images[:n],
+                           f"{s['sampler']} {s['steps']} steps, guidance {s['guidance']:g} "
+                           "(model space, preview only)",
+                           [f"seed {seed}" for seed in result.seeds[:n]],
+                           ncols=int(math.ceil(math.sqrt(n))))
 
 
 def save_samples(out_dir: str | Path, release: Release, result: GenerateResult,

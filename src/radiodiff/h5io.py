@@ -35,13 +35,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
 import h5py
 import numpy as np
+
+from radiodiff.artifacts import atomic_write
 
 __all__ = [
     "FORMAT_VERSION", "FLAGS", "COLUMNS", "PreparedSet", "write_prepared", "read_prepared",
@@ -115,11 +116,10 @@ def write_prepared(path: str | Path, images: np.ndarray, columns: dict[str, np.n
     partial file behind.
     """
     _validate(images, columns)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
     n, _, h, w = images.shape
-    try:
+    files = list(files)
+
+    def write(tmp: Path) -> None:
         with h5py.File(tmp, "w") as f:
             f.create_dataset("images", data=images.astype(np.float32),
                              chunks=(max(1, min(n, 256)), 1, h, w) if n else None,
@@ -131,7 +131,6 @@ def write_prepared(path: str | Path, images: np.ndarray, columns: dict[str, np.n
                 else:
                     f.create_dataset(name, data=col)
             prov = f.create_group("provenance")
-            files = list(files)
             prov.create_dataset("files", data=[a for a, _ in files], dtype=_STR)
             prov.create_dataset("sha256", data=[b for _, b in files], dtype=_STR)
             f.attrs["format_version"] = FORMAT_VERSION
@@ -139,13 +138,8 @@ def write_prepared(path: str | Path, images: np.ndarray, columns: dict[str, np.n
                 f.attrs[key] = (json.dumps(value) if isinstance(value, (dict, list, tuple))
                                 else value)
             f.flush()
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
+
+    return atomic_write(path, write, fsync=True)
 
 
 def _attr(value: Any) -> Any:

@@ -14,8 +14,6 @@ held in memory at once.
 from __future__ import annotations
 
 import json
-import math
-import os
 import re
 from pathlib import Path
 from typing import Any
@@ -23,6 +21,7 @@ from typing import Any
 import h5py
 import numpy as np
 
+from .artifacts import atomic_text, save_image_grid, to_plain
 from .h5io import FLAGS, PreparedSet, read_prepared
 
 __all__ = [
@@ -45,44 +44,6 @@ _PIXEL_THRESHOLD = 0.1  # model-space value counted as "emission" in the pixel s
 
 
 # --------------------------------------------------------------------------- helpers
-
-def _plain(value: Any) -> Any:
-    """Convert to JSON-serialisable plain types; non-finite floats become ``None``."""
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple, np.ndarray)):
-        return [_plain(v) for v in value]
-    if isinstance(value, (bytes, np.bytes_)):
-        return value.decode("utf-8", errors="replace")
-    if isinstance(value, (bool, np.bool_)):
-        return bool(value)
-    if isinstance(value, (int, np.integer)):
-        return int(value)
-    if isinstance(value, (float, np.floating)):
-        return float(value) if math.isfinite(value) else None
-    if value is None or isinstance(value, str):
-        return value
-    return str(value)
-
-
-def _atomic_write(path: Path, write) -> Path:
-    """Call ``write(tmp)`` on a temporary file next to ``path``, then rename it to ``path``.
-
-    A failed write leaves any earlier ``path`` untouched and no temporary file behind.
-    """
-    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
-
-
-def _atomic_text(path: Path, text: str) -> Path:
-    return _atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
-
 
 def _row_classes(labels: np.ndarray, classes: list[str]) -> np.ndarray:
     """Class name of every row: ``classes[label]``, ``unlabelled`` for -1 or no classes."""
@@ -253,7 +214,7 @@ def summarize(path: str | Path) -> dict[str, Any]:
         "prep_summary": prep,
         "config_yaml": attrs.get("config_yaml"),
     }
-    return _plain(summary)
+    return to_plain(summary)
 
 
 def _num(x: Any) -> str:
@@ -442,29 +403,6 @@ def _choose(groups: dict[str, np.ndarray], n_per_class: int, seed: int) -> dict[
     return chosen
 
 
-def _grid_png(dest: Path, images: np.ndarray, titles: list[str], suptitle: str,
-              ncols: int, cmap: str) -> None:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    k = len(images)
-    ncols = min(ncols, k)
-    nrows = math.ceil(k / ncols)
-    panel = 1.25  # inches per panel
-    fig = Figure(figsize=(panel * ncols, panel * nrows + 0.45), dpi=100)
-    FigureCanvasAgg(fig)  # Agg without touching pyplot's global backend
-    top = 1 - 0.45 / (panel * nrows + 0.45)
-    fig.subplots_adjust(left=0.01, right=0.99, bottom=0.01, top=top - 0.02,
-                        wspace=0.05, hspace=0.25)
-    for i in range(k):
-        ax = fig.add_subplot(nrows, ncols, i + 1)
-        ax.imshow(images[i, 0], cmap=cmap, vmin=0.0, vmax=1.0, interpolation="nearest")
-        ax.set_title(titles[i][:24], fontsize=5, pad=2)
-        ax.set_axis_off()
-    fig.suptitle(suptitle, fontsize=9, y=0.995)
-    _atomic_write(dest, lambda tmp: fig.savefig(tmp, format="png"))
-
-
 def plot_class_grids(path: str | Path, out_dir: str | Path, n_per_class: int = 16,
                      seed: int = 0, ncols: int = 8, cmap: str = "inferno") -> list[Path]:
     """Write one PNG grid of random clean images per class.
@@ -509,7 +447,7 @@ def plot_class_grids(path: str | Path, out_dir: str | Path, n_per_class: int = 1
             titles = [str(ps.columns["source_id"][r]) for r in rows]
             title = f"{name}: {cls} ({totals[cls]} images, showing {len(rows)})"
             dest = out_dir / f"grid_{_safe_name(cls)}.png"
-            _grid_png(dest, images, titles, title, ncols, cmap)
+            save_image_grid(dest, images, title, titles, ncols, cmap)
             written.append(dest)
     return written
 
@@ -539,9 +477,9 @@ def inspect_prepared(path: str | Path, out_dir: str | Path, n_per_class: int = 1
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     written = {
-        "summary.json": _atomic_text(out_dir / "summary.json",
+        "summary.json": atomic_text(out_dir / "summary.json",
                                      json.dumps(summary, indent=2, allow_nan=False) + "\n"),
-        "summary.txt": _atomic_text(out_dir / "summary.txt", format_summary(summary)),
+        "summary.txt": atomic_text(out_dir / "summary.txt", format_summary(summary)),
     }
     for png in plot_class_grids(path, out_dir, n_per_class=n_per_class, seed=seed):
         written[png.name] = png
