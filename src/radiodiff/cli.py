@@ -65,7 +65,8 @@ def _cmd_sample(args) -> int:
                       las_arcsec=args.las, sampler=args.sampler, steps=args.steps,
                       guidance=args.guidance, seed=args.seed, batch_size=args.batch_size,
                       sigma_min=args.sigma_min, sigma_max=args.sigma_max, rho=args.rho,
-                      S_churn=args.churn, progress=progress)
+                      S_churn=args.churn, batch_invariant=not args.batched,
+                      progress=progress)
     paths = save_samples(out, release, result)
     print(f"{len(result)} samples ({result.unit}, {int(result.nfe[0])} network evaluations "
           f"each) -> {out}/ ({len(paths['fits'])} FITS, samples.h5, preview.png)")
@@ -126,11 +127,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="classifier-free guidance weight (0 = unconditional, 1 = plain)")
     p.add_argument("--seed", type=int, default=0, help="seed of image 0 (image k: seed + k)")
     p.add_argument("--batch-size", type=int, default=32,
-                   help="images per denoiser call (changes images only by float32 "
-                   "round-off)")
+                   help="images per solver call (image k is the same for any batch size)")
     p.add_argument("--sigma-min", type=float, default=sc.sigma_min, help="smallest noise level")
     p.add_argument("--sigma-max", type=float, default=sc.sigma_max, help="largest noise level")
     p.add_argument("--rho", type=float, default=sc.rho, help="schedule curvature (EDM Eq. 5)")
+    p.add_argument("--batched", action="store_true",
+                   help="evaluate the network on whole batches (faster on a GPU); image k then "
+                        "depends on --batch-size by float round-off (~1e-5)")
     p.add_argument("--churn", type=float, default=sc.S_churn,
                    help="S_churn of the stochastic sampler (EDM Algorithm 2)")
     p.add_argument("--out", default=None,

@@ -17,7 +17,7 @@ from torch import Tensor
 
 __all__ = [
     "CountingDenoiser", "karras_sigmas", "euler_sample", "heun_sample", "stochastic_sample",
-    "dpmpp_2m_sample", "seeded_noise",
+    "dpmpp_2m_sample", "seeded_noise", "per_image",
 ]
 
 Denoiser = Callable[..., Tensor]
@@ -39,6 +39,22 @@ class CountingDenoiser:
     def __call__(self, x: Tensor, sigma: Any, cond: Any = None) -> Tensor:
         self.nfe += 1
         return self.denoiser(x, sigma, cond)
+
+
+def per_image(denoiser: Denoiser) -> Denoiser:
+    """``D`` evaluated one image at a time: the result of image k never depends on the batch.
+
+    Matrix-product kernels round differently for different batch sizes (~1e-9 in float32),
+    so batched network calls make sample k depend, in the last bits, on how many images
+    were drawn with it. On a CPU the per-image loop costs ~8 % (unet_small, 80x80).
+    """
+    def D(x: Tensor, sigma: Any, cond: Any = None) -> Tensor:
+        sig = torch.as_tensor(sigma, device=x.device).reshape(-1).expand(x.shape[0])
+        return torch.cat([
+            denoiser(x[i:i + 1], sig[i:i + 1],
+                     None if cond is None else {k: v[i:i + 1] for k, v in cond.items()})
+            for i in range(x.shape[0])])
+    return D
 
 
 def karras_sigmas(n: int, sigma_min: float = 0.002, sigma_max: float = 80.0,
