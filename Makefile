@@ -13,7 +13,7 @@ ifneq ($(SHARED),)
 export RADIODIFF_SHARED_DATA := $(abspath $(SHARED))
 endif
 
-.PHONY: setup demo test prepare inspect train export sample bench clean
+.PHONY: setup demo test prepare inspect train export sample eval bench clean
 
 setup: $(STAMP)
 
@@ -51,6 +51,12 @@ export: setup
 # make sample MODEL=models/<name> ARGS="--n 64 --class FRII"
 sample: setup
 	$(BIN)/radiodiff sample --model $(MODEL) $(ARGS)
+
+# make eval CKPT=<release folder or .ckpt> [N=1000] [ARGS="--sampler dpmpp_2m --steps 10"]
+N ?= 1000
+eval: setup
+	$(BIN)/radiodiff evaluate --reference data/first.h5 --model $(CKPT) --n $(N) \
+	  --out outputs/eval/$(notdir $(patsubst %/,%,$(CKPT))) $(ARGS)
 
 bench: setup
 	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-2} $(BIN)/python bench/bench_models.py $(ARGS)

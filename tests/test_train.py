@@ -1,5 +1,6 @@
 """Training: loss goes down, resume equals uninterrupted, loggers, DDP on CPU, multirun."""
 
+import json
 import os
 import subprocess
 import sys
@@ -235,3 +236,16 @@ def test_max_time_stops_and_checkpoints(tmp_path, tiny_h5):
                             "trainer.max_time=00:00:00:03", "train.ckpt_every_steps=0"))
     assert 0 < summary["steps"] < 12500  # stopped by the clock, not by total_kimg
     assert _state(summary["checkpoint"])["global_step"] == summary["steps"]
+
+
+def test_evaluate_a_checkpoint_end_to_end(tmp_path, tiny_h5, capsys):
+    from radiodiff.cli import main
+    summary = train(cfg_for(tmp_path, tiny_h5, "train.total_kimg=0.016"))
+    rc = main(["evaluate", "--reference", str(tiny_h5), "--model", summary["checkpoint"],
+               "--n", "12", "--steps", "2", "--rvf-folds", "2", "--rvf-epochs", "1",
+               "--classifier-epochs", "1", "--no-sourcefinder",
+               "--cache-dir", str(tmp_path / "cache"), "--out", str(tmp_path / "eval")])
+    assert rc == 0, capsys.readouterr().err
+    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert metrics["sets"]["fake"]["n"] == 12 and "fake_accuracy" in metrics["class_fidelity"]
+    assert (tmp_path / "eval" / "release" / "model.safetensors").is_file()

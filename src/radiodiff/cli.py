@@ -81,6 +81,45 @@ def _cmd_export(args) -> int:
     return 0
 
 
+def _cmd_evaluate(args) -> int:
+    import numpy as np
+
+    from radiodiff.evaluate import (EvalSettings, evaluate, generated_set, reference_set,
+                                    samples_set, write_report)
+
+    real, ps = reference_set(args.reference, args.split)
+    train, _ = reference_set(args.reference, "train")
+    val, _ = reference_set(args.reference, "valid")
+    out = Path(args.out)
+    if args.real_split:
+        fake, _ = reference_set(args.reference, args.real_split)
+    elif args.samples:
+        fake = samples_set(args.samples)
+    elif args.model:
+        n = args.n
+        # class proportions of the reference split, one seed per image
+        labels = np.sort(real.labels)[(np.arange(n) * len(real.labels)) // n]
+        fake = generated_set(args.model, labels, out, args.sampler, args.steps,
+                             args.guidance, args.seed, args.batch_size,
+                             progress=_tqdm("sample"))
+    else:
+        raise ValueError("give --model (release folder or .ckpt), --samples or --real-split")
+    settings = EvalSettings(seed=args.seed, sourcefinder=not args.no_sourcefinder,
+                            rvf_epochs=args.rvf_epochs, rvf_folds=args.rvf_folds,
+                            classifier_epochs=args.classifier_epochs,
+                            cache_dir=args.cache_dir)
+    col = ps.columns
+    clean = col["flags"] == 0
+    meta = {"classes": ps.classes, "data_sha256": ps.attrs.get("data_sha256"),
+            "pixel_scale_arcsec": float(np.median(col["pixel_scale_arcsec"][clean])),
+            "beam_arcsec": np.median(col["beam_arcsec"][clean], axis=0).tolist()}
+    metrics = evaluate(real, fake, train, val, meta, settings, progress=_tqdm("PyBDSF"))
+    paths = write_report(metrics, real, fake, out, ps.classes)
+    print(paths["report.md"].read_text(), end="")
+    print("wrote:\n" + "\n".join(f"  {p}" for p in paths.values()))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="radiodiff", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -139,6 +178,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None,
                    help="output folder; None = outputs/samples/<model folder name>")
     p.set_defaults(func=_cmd_sample)
+    p = sub.add_parser("evaluate", help="metrics of generated vs real images -> report",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--reference", default="data/first.h5", help="prepared real data file")
+    p.add_argument("--split", default="test", help="real split compared against")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--model", help="release folder or training checkpoint (.ckpt) to sample")
+    g.add_argument("--samples", help="samples.h5 (or its folder) from `radiodiff sample`")
+    g.add_argument("--real-split", help="compare against another real split instead "
+                   "(real-vs-real: shows the noise floor)")
+    p.add_argument("--n", type=int, default=1000, help="images to generate (with --model)")
+    p.add_argument("--sampler", default=sc.name, help="solver for --model")
+    p.add_argument("--steps", type=int, default=sc.steps, help="solver steps")
+    p.add_argument("--guidance", type=float, default=sc.guidance, help="guidance weight")
+    p.add_argument("--batch-size", type=int, default=32, help="images per solver call")
+    p.add_argument("--seed", type=int, default=0, help="seed of sampling and of the tests")
+    p.add_argument("--no-sourcefinder", action="store_true", help="skip PyBDSF")
+    p.add_argument("--rvf-folds", type=int, default=5, help="real-vs-fake folds")
+    p.add_argument("--rvf-epochs", type=int, default=10, help="real-vs-fake epochs per fold")
+    p.add_argument("--classifier-epochs", type=int, default=30,
+                   help="epochs of the class classifier (cached per data hash)")
+    p.add_argument("--cache-dir", default="outputs/eval_cache", help="classifier cache")
+    p.add_argument("--out", default="outputs/eval", help="report folder")
+    p.set_defaults(func=_cmd_evaluate)
     return parser
 
 

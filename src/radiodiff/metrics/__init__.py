@@ -1,9 +1,15 @@
-"""Pixel and shape statistics of images, their collection over batches, and distances.
+"""Metrics of image sets: pixel, moment and segmentation statistics, distances with noise
+floors, source-finder statistics (PyBDSF) and classifier-based tests.
 
-See :mod:`radiodiff.metrics.moments` for definitions, units and conventions.
+See :mod:`radiodiff.metrics.moments` for the moment definitions, units and conventions;
+:mod:`radiodiff.metrics.sourcefind` and :mod:`radiodiff.metrics.classifier` are imported
+on demand (they pull in PyBDSF and train networks).
 """
 
 from radiodiff.metrics.collect import StatsCollector, histogram_distance
+from radiodiff.metrics.distances import (
+    binned_relative_difference, cdf_distance, compare, ks_statistic, noise_floor, wasserstein1,
+)
 from radiodiff.metrics.moments import (
     ALL_KEYS,
     PIXEL_KEYS,
@@ -12,8 +18,11 @@ from radiodiff.metrics.moments import (
     pixel_stats,
     shape_stats,
 )
+from radiodiff.metrics.segmentation import SEGMENT_KEYS, pixel_bin_stats, segment_stats
 
 __all__ = [
-    "ALL_KEYS", "PIXEL_KEYS", "SHAPE_KEYS", "pixel_stats", "shape_stats", "all_stats",
-    "StatsCollector", "histogram_distance",
+    "ALL_KEYS", "PIXEL_KEYS", "SHAPE_KEYS", "SEGMENT_KEYS", "pixel_stats", "shape_stats",
+    "all_stats", "segment_stats", "pixel_bin_stats", "StatsCollector", "histogram_distance",
+    "wasserstein1", "ks_statistic", "binned_relative_difference", "cdf_distance",
+    "noise_floor", "compare",
 ]
