@@ -55,8 +55,7 @@ sample: setup
 # make eval CKPT=<release folder or .ckpt> [N=1000] [ARGS="--sampler dpmpp_2m --steps 10"]
 N ?= 1000
 eval: setup
-	$(BIN)/radiodiff evaluate --reference data/first.h5 --model $(CKPT) --n $(N) \
-	  --out outputs/eval/$(notdir $(patsubst %/,%,$(CKPT))) $(ARGS)
+	$(BIN)/radiodiff evaluate --reference data/first.h5 --model $(CKPT) --n $(N) $(ARGS)
 
 bench: setup
 	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-2} $(BIN)/python bench/bench_models.py $(ARGS)

@@ -81,6 +81,17 @@ def _cmd_export(args) -> int:
     return 0
 
 
+def _eval_name(args) -> str:
+    if args.real_split:
+        return f"real-{args.real_split}-vs-{args.split}"
+    if not (args.model or args.samples):
+        raise ValueError("give --model (release folder or .ckpt), --samples or --real-split")
+    path = Path(args.model or args.samples)
+    if path.suffix == ".ckpt":  # <run>/last.ckpt -> <run>-last
+        return f"{path.parent.name}-{path.stem}"
+    return path.parent.name if path.suffix == ".h5" else path.name
+
+
 def _cmd_evaluate(args) -> int:
     import numpy as np
 
@@ -90,20 +101,20 @@ def _cmd_evaluate(args) -> int:
     real, ps = reference_set(args.reference, args.split)
     train, _ = reference_set(args.reference, "train")
     val, _ = reference_set(args.reference, "valid")
-    out = Path(args.out)
+    out = Path(args.out) if args.out else Path("outputs") / "eval" / _eval_name(args)
     if args.real_split:
         fake, _ = reference_set(args.reference, args.real_split)
     elif args.samples:
         fake = samples_set(args.samples)
-    elif args.model:
+    else:
         n = args.n
+        if n < 1:
+            raise ValueError(f"--n must be >= 1, got {n}")
         # class proportions of the reference split, one seed per image
         labels = np.sort(real.labels)[(np.arange(n) * len(real.labels)) // n]
         fake = generated_set(args.model, labels, out, args.sampler, args.steps,
                              args.guidance, args.seed, args.batch_size,
                              progress=_tqdm("sample"))
-    else:
-        raise ValueError("give --model (release folder or .ckpt), --samples or --real-split")
     settings = EvalSettings(seed=args.seed, sourcefinder=not args.no_sourcefinder,
                             rvf_epochs=args.rvf_epochs, rvf_folds=args.rvf_folds,
                             classifier_epochs=args.classifier_epochs,
@@ -199,7 +210,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--classifier-epochs", type=int, default=30,
                    help="epochs of the class classifier (cached per data hash)")
     p.add_argument("--cache-dir", default="outputs/eval_cache", help="classifier cache")
-    p.add_argument("--out", default="outputs/eval", help="report folder")
+    p.add_argument("--out", default=None, help="report folder (default outputs/eval/<name>: "
+                   "the model or samples folder, or real-<split>-vs-<split>)")
     p.set_defaults(func=_cmd_evaluate)
     return parser
 
