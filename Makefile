@@ -13,7 +13,7 @@ ifneq ($(SHARED),)
 export RADIODIFF_SHARED_DATA := $(abspath $(SHARED))
 endif
 
-.PHONY: setup demo test prepare inspect train export sample eval bench clean
+.PHONY: setup demo test prepare inspect train train-first export sample eval bench clean
 
 setup: $(STAMP)
 
@@ -43,6 +43,17 @@ inspect: setup
 # python train.py with Hydra overrides, e.g. make train ARGS="model=unet_base data=mirabest"
 train: setup
 	$(BIN)/python train.py $(ARGS)
+
+# The default model (issue #5): unet_small on FIRST, in resumable pieces of at most 1 h 50.
+# Resume state lives outside the work tree (CKPT_ROOT); rerun to continue where it stopped.
+# If that state is lost, warm-start from the committed snapshot:
+#   make train-first ARGS="train.init_from=models/first-unet_small-snapshot"
+CKPT_ROOT ?= $(abspath ..)/ckpt
+train-first: setup
+	RADIODIFF_CKPT_DIR=$(CKPT_ROOT) $(BIN)/python train.py model=unet_small data=first \
+	  logger=csv paths.output_dir=$(CKPT_ROOT)/runs train.total_kimg=3000 \
+	  train.sample_every_steps=1000 train.sample_count=32 train.ckpt_every_minutes=10 \
+	  train.ckpt_every_steps=500 train.val_every_steps=500 trainer.max_time=00:01:50:00 $(ARGS)
 
 # make export CKPT=outputs/checkpoints/<run>/last.ckpt OUT=models/<name>
 export: setup

@@ -249,3 +249,22 @@ def test_evaluate_a_checkpoint_end_to_end(tmp_path, tiny_h5, capsys):
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert metrics["sets"]["fake"]["n"] == 12 and "fake_accuracy" in metrics["class_fidelity"]
     assert (tmp_path / "eval" / "release" / "model.safetensors").is_file()
+
+
+def test_warm_start_from_a_release(tmp_path, tiny_h5):
+    from radiodiff.export import export_checkpoint, load_release
+    first = train(cfg_for(tmp_path / "a", tiny_h5, "train.total_kimg=0.016"))
+    rel = export_checkpoint(first["checkpoint"], tmp_path / "rel")
+    seen = {}
+
+    class Grab(Callback):
+        def on_train_start(self, trainer, module):
+            seen["net"] = {k: v.clone() for k, v in module.net.state_dict().items()}
+
+    train(cfg_for(tmp_path / "b", tiny_h5, "train.total_kimg=0.008", f"train.init_from={rel}"),
+          extra_callbacks=[Grab()])
+    expected = load_release(rel).denoiser.state_dict()
+    assert all(torch.equal(seen["net"][k], v) for k, v in expected.items())
+    with pytest.raises(ValueError, match="do not fit model=unet_small"):
+        train(cfg_for(tmp_path / "c", tiny_h5, "model=unet_small", "model.attn_resolutions=[8]",
+                      "train.total_kimg=0.008", f"train.init_from={rel}"))

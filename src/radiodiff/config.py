@@ -201,6 +201,7 @@ class TrainConfig:
     ckpt_every_steps: int = 500
     ckpt_every_minutes: float = 10.0
     resume: str = "auto"                  # auto (latest in ckpt_dir if any) | never | <path>
+    init_from: Optional[str] = None       # release folder to warm-start from (no resume)
     val_every_steps: int = 500
     val_batches: int = 4
     sample_every_steps: int = 1000        # 0 disables the sampling callback

@@ -25,7 +25,8 @@ from radiodiff.h5io import read_prepared
 from radiodiff.module import DiffusionModule
 from radiodiff.transforms import ConditionTransform
 
-__all__ = ["train", "ResumeCheckpoint", "build_trainer", "resume_path", "make_logger"]
+__all__ = ["train", "ResumeCheckpoint", "build_trainer", "resume_path", "make_logger",
+           "warm_start"]
 
 log = logging.getLogger(__name__)
 LAST = "last.ckpt"
@@ -163,6 +164,8 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None,
     ckpt = resume_path(cfg)
     if ckpt and trainer.is_global_zero:
         log.info("resuming from %s", ckpt)
+    elif ckpt is None and cfg.train.init_from:
+        warm_start(module, cfg.train.init_from)
     ckpt_dir.mkdir(parents=True, exist_ok=True)
     (ckpt_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
     try:
@@ -175,6 +178,25 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None,
             "checkpoint": str(ckpt_dir / LAST), "run_dir": str(run_dir),
             "resumed_from": ckpt, "metrics": {k: float(v) for k, v in
                                               trainer.callback_metrics.items()}}
+
+
+def warm_start(module: DiffusionModule, release_dir: str | Path) -> None:
+    """Initialise network and EMA from a release folder's (EMA) weights.
+
+    For a new run when the resume state is gone: optimiser, step and schedules start
+    afresh. The release must have the same architecture and conditions.
+    """
+    from radiodiff.export import load_release
+    release = load_release(release_dir)
+    state = release.denoiser.state_dict()
+    try:
+        module.net.load_state_dict(state, strict=True)
+        module.ema.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise ValueError(f"train.init_from={release_dir}: weights do not fit model="
+                         f"{module.cfg.model.name} ({' '.join(str(exc).split())[:300]})") from exc
+    log.info("warm-started from %s (%s images seen)", release_dir,
+             release.meta.get("images_seen"))
 
 
 def _world_size(cfg: DictConfig) -> int:
