@@ -118,12 +118,14 @@ def test_checkpoint_is_code_free_and_records_the_run(tmp_path, tiny_h5):
 def test_sample_callback_logs_metrics_and_grid(tmp_path, tiny_h5):
     summary = train(cfg_for(tmp_path, tiny_h5, "train.total_kimg=0.032",
                             "train.sample_every_steps=2", "train.sample_count=6",
-                            "train.sample_steps=3", "train.sample_batch_size=4"))
+                            "train.sample_steps=3", "train.sample_batch_size=4",
+                            "trainer.log_every_n_steps=2"))
     run = Path(summary["run_dir"])
     assert sorted(p.name for p in (run / "samples").glob("*.png")) == [
         "step_00000002.png", "step_00000004.png"]
     metrics = next(run.glob("csv/*/metrics.csv")).read_text()
-    for key in ("sample/w1_mean", "sample/w1_cx", "sample/w1_orientation", "train/loss"):
+    for key in ("sample/w1_mean", "sample/w1_cx", "sample/w1_orientation", "train/loss",
+                "train/loss_sigma_0.2-0.5"):
         assert key in metrics
 
 
@@ -166,7 +168,8 @@ def test_ddp_two_cpu_processes(tmp_path, tiny_h5):
     proc = _run(_cli_args(tmp_path, tiny_h5, "trainer=ddp", "trainer.accelerator=cpu",
                           "trainer.devices=2", "trainer.precision=32", "logger=csv",
                           "train.total_kimg=0.064", "train.sample_every_steps=2",
-                          "train.sample_count=4", "train.sample_steps=2"), cwd=tmp_path)
+                          "train.sample_count=4", "train.sample_steps=2",
+                          "trainer.log_every_n_steps=2"), cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     ckpt = _state(tmp_path / "ckpt" / "tiny-unet_tiny-s0" / "last.ckpt")
     # 64 images / (8 per rank * 2 ranks) = 4 steps: both ranks consumed data

@@ -15,6 +15,7 @@ import lightning as L
 import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
+from torchmetrics import MeanMetric
 
 from radiodiff.edm import EDMDenoiser, edm_loss
 from radiodiff.transforms import ConditionTransform
@@ -80,6 +81,8 @@ class DiffusionModule(L.LightningModule):
         self.net = EDMDenoiser(net, sigma_data=float(sigma_data))
         # Never optimised; its mode follows the module's (Lightning warns about eval submodules).
         self.ema = copy.deepcopy(self.net).requires_grad_(False)
+        self.bin_loss = torch.nn.ModuleList(
+            MeanMetric(nan_strategy="ignore") for _ in SIGMA_BINS[:-1])
 
     # ------------------------------------------------------------------------------ helpers
     @property
@@ -111,11 +114,17 @@ class DiffusionModule(L.LightningModule):
         s = self.cfg.schedule
         loss, sigma = edm_loss(self.net, x0, cond, P_mean=s.P_mean, P_std=s.P_std, generator=g)
         self.log("train/loss", loss.mean(), prog_bar=True, sync_dist=True)
-        for lo, hi in zip(SIGMA_BINS[:-1], SIGMA_BINS[1:]):
+        # Loss per sigma bin, averaged over the last log interval (training is one endless
+        # epoch, so epoch-level logging would never fire); MeanMetric syncs across ranks.
+        for metric, lo, hi in zip(self.bin_loss, SIGMA_BINS[:-1], SIGMA_BINS[1:]):
             sel = (sigma >= lo) & (sigma < hi)
-            if sel.any():
-                self.log(f"train/loss_sigma_{lo:g}-{hi:g}", loss[sel].mean(),
-                         on_step=False, on_epoch=True, sync_dist=True)
+            metric.update(loss[sel].detach().float(), weight=torch.ones_like(loss[sel]))
+        if (self.global_step + 1) % self.trainer.log_every_n_steps == 0:
+            for metric, lo, hi in zip(self.bin_loss, SIGMA_BINS[:-1], SIGMA_BINS[1:]):
+                if metric.weight > 0 or self.trainer.world_size > 1:
+                    self.log(f"train/loss_sigma_{lo:g}-{hi:g}", metric.compute(),
+                             on_step=True, on_epoch=False)
+                metric.reset()
         self.log("train/kimg", self.images_seen / 1000.0, sync_dist=False)
         self.log("train/lr", self.optimizers().param_groups[0]["lr"])
         return loss.mean()
