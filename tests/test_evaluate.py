@@ -97,6 +97,18 @@ def test_obviously_different_sets_are_caught(prepared, tmp_path):
     assert m["features"]["frechet"] > 5 * m["features"]["frechet_floor"]
 
 
+def test_conditioning_accuracy_known_answer():
+    from radiodiff.evaluate import conditioning_accuracy
+    req = np.array([10.0, 20.0, 40.0, 80.0])
+    c = conditioning_accuracy(req, req * 1.1)
+    assert c["n"] == 4 and c["median_relative_error"] == pytest.approx(0.1)
+    assert c["spearman"] == pytest.approx(1.0)
+    c = conditioning_accuracy(req, req[::-1])
+    assert c["spearman"] == pytest.approx(-1.0) and c["median_abs_relative_error"] > 0.5
+    assert conditioning_accuracy(req[:2], req[:2]) == {"n": 2}
+    assert conditioning_accuracy(req, np.ones(4))["spearman"] is None  # constant: undefined
+
+
 def test_bad_inputs(prepared, tmp_path, capsys):
     with pytest.raises(ValueError, match="NaN"):
         ImageSet(np.full((2, 1, 16, 16), np.nan, np.float32), np.zeros(2), "bad")

@@ -201,6 +201,15 @@ def test_training_with_flux_and_size_conditions(tmp_path):
     hp = _state(summary["checkpoint"])["hyper_parameters"]
     assert hp["scalar_conditions"] == ["peak_flux", "las_arcsec"] and hp["num_classes"] == 2
     assert hp["transform"]["conditions"]["peak_flux"]["method"] == "boxcox"
+    # evaluation requests the reference rows' flux and size and measures them back
+    from radiodiff.cli import main
+    assert main(["evaluate", "--reference", str(path), "--split", "valid", "--model",
+                 summary["checkpoint"], "--n", "6", "--steps", "2", "--no-sourcefinder",
+                 "--rvf-folds", "2", "--rvf-epochs", "1", "--classifier-epochs", "1",
+                 "--cache-dir", str(tmp_path / "c"), "--out", str(tmp_path / "ev")]) == 0
+    m = json.loads((tmp_path / "ev" / "metrics.json").read_text())
+    assert set(m["conditioning"]) == {"peak_flux", "las_arcsec"}
+    assert m["conditioning"]["las_arcsec"]["n"] == 6 and m["conditioning"]["peak_flux"]["n"] == 6
 
 
 def test_export_then_sample_gives_identical_images(tmp_path, tiny_h5):

@@ -112,16 +112,24 @@ def _cmd_evaluate(args) -> int:
             raise ValueError(f"--n must be >= 1, got {n}")
         # class proportions of the reference split, one seed per image
         labels = np.sort(real.labels)[(np.arange(n) * len(real.labels)) // n]
+        order = np.argsort(real.labels, kind="stable")[(np.arange(n) * len(real.labels)) // n]
+        conds = {k: v[order] for k, v in (real.conditions or {}).items()}
         fake = generated_set(args.model, labels, out, args.sampler, args.steps,
                              args.guidance, args.seed, args.batch_size,
-                             progress=_tqdm("sample"))
+                             progress=_tqdm("sample"), conditions=conds)
     settings = EvalSettings(seed=args.seed, sourcefinder=not args.no_sourcefinder,
                             rvf_epochs=args.rvf_epochs, rvf_folds=args.rvf_folds,
                             classifier_epochs=args.classifier_epochs,
                             cache_dir=args.cache_dir)
     col = ps.columns
     clean = col["flags"] == 0
+    cutout = {}
+    if ps.attrs.get("config_yaml"):
+        from omegaconf import OmegaConf
+        cutout = OmegaConf.to_container(OmegaConf.create(ps.attrs["config_yaml"])).get(
+            "data", {}).get("cutout", {})
     meta = {"classes": ps.classes, "data_sha256": ps.attrs.get("data_sha256"),
+            "cutout": cutout,
             "pixel_scale_arcsec": float(np.median(col["pixel_scale_arcsec"][clean])),
             "beam_arcsec": np.median(col["beam_arcsec"][clean], axis=0).tolist()}
     metrics = evaluate(real, fake, train, val, meta, settings, progress=_tqdm("PyBDSF"))

@@ -26,7 +26,7 @@ from radiodiff.h5io import read_prepared
 from radiodiff.metrics import all_stats, compare, pixel_bin_stats, segment_stats
 
 __all__ = ["EvalSettings", "ImageSet", "reference_set", "samples_set", "generated_set",
-           "evaluate", "write_report"]
+           "conditioning_accuracy", "evaluate", "write_report"]
 
 Progress = Optional[Callable[[Iterable, int], Iterable]]
 
@@ -71,8 +71,9 @@ def reference_set(path: str | Path, split: str) -> tuple[ImageSet, Any]:
     if not rows.any():
         raise ValueError(f"{path}: no clean rows in split {split!r} "
                          f"(splits: {sorted(set(ps.columns['split']))})")
+    conditions = {k: ps.columns[k][rows] for k in ("peak_flux", "las_arcsec")}
     return ImageSet(ps.images[rows], ps.columns["label"][rows].astype(np.int64),
-                    f"real {split}"), ps
+                    f"real {split}", conditions), ps
 
 
 def samples_set(path: str | Path) -> ImageSet:
@@ -89,11 +90,13 @@ def samples_set(path: str | Path) -> ImageSet:
 
 def generated_set(model: str | Path, labels: np.ndarray, out_dir: Path, sampler: str,
                   steps: int, guidance: float, seed: int, batch_size: int,
-                  progress: Progress = None) -> ImageSet:
+                  progress: Progress = None, conditions: dict | None = None) -> ImageSet:
     """Sample one image per requested label from a release folder or a training checkpoint.
 
     Class labels follow the reference set's labels (same class proportions); a model
-    without class conditioning samples unconditionally.
+    without class conditioning samples unconditionally. A model conditioned on peak flux
+    or LAS gets, image by image, the values in ``conditions`` (the reference rows'), so
+    the requested and measured values can be compared.
     """
     from radiodiff.export import export_checkpoint, load_release
     from radiodiff.generate import generate
@@ -102,6 +105,10 @@ def generated_set(model: str | Path, labels: np.ndarray, out_dir: Path, sampler:
     if model.is_file():  # a training checkpoint: export its EMA weights first
         model = export_checkpoint(model, out_dir / "release")
     release = load_release(model)
+    scalars = [k for k in release.scalar_conditions if conditions and k in conditions]
+    if scalars:
+        return _generated_per_row(release, model, labels, conditions, scalars, sampler, steps,
+                                  guidance, seed, progress)
     images, out_labels = [], []
     classes = release.classes
     groups = ([(int(c), int((labels == c).sum())) for c in np.unique(labels) if c >= 0]
@@ -118,6 +125,36 @@ def generated_set(model: str | Path, labels: np.ndarray, out_dir: Path, sampler:
         out_labels.append(np.full(count, label))
     return ImageSet(np.concatenate(images), np.concatenate(out_labels),
                     f"generated ({model.name}, {sampler} {steps})")
+
+
+def _generated_per_row(release, model: Path, labels, conditions, scalars, sampler, steps,
+                       guidance, seed, progress) -> ImageSet:
+    from radiodiff.generate import generate
+    rows = range(len(labels))
+    images, requested = [], {k: np.asarray(conditions[k], float) for k in scalars}
+    for i in (progress(rows, len(rows)) if progress else rows):
+        kw = {k: float(requested[k][i]) for k in scalars if np.isfinite(requested[k][i])}
+        label = int(labels[i])
+        res = generate(release, 1, label=release.classes[label] if release.classes and
+                       label >= 0 else None, sampler=sampler, steps=steps, guidance=guidance,
+                       seed=seed + i, **kw)
+        images.append(res.images)
+    return ImageSet(np.concatenate(images), np.asarray(labels, np.int64),
+                    f"generated ({model.name}, {sampler} {steps})", requested)
+
+
+def conditioning_accuracy(requested: np.ndarray, measured: np.ndarray) -> dict[str, Any]:
+    """Requested vs measured condition values: relative errors and rank correlation."""
+    from scipy.stats import spearmanr
+    r, m = np.asarray(requested, float), np.asarray(measured, float)
+    ok = np.isfinite(r) & np.isfinite(m) & (r > 0)
+    if ok.sum() < 3:
+        return {"n": int(ok.sum())}
+    rel = (m[ok] - r[ok]) / r[ok]
+    constant = np.ptp(r[ok]) == 0 or np.ptp(m[ok]) == 0  # rank correlation undefined
+    return {"n": int(ok.sum()), "median_relative_error": float(np.median(rel)),
+            "median_abs_relative_error": float(np.median(np.abs(rel))),
+            "spearman": None if constant else float(spearmanr(r[ok], m[ok]).statistic)}
 
 
 # ----------------------------------------------------------------------------- metrics
@@ -226,6 +263,20 @@ def evaluate(real: ImageSet, fake: ImageSet, train: ImageSet, val: ImageSet,
             "n": int(n), **precision_recall(fr, ff)}
         out["memorisation"] = memorisation(train.images, fake.images, real.images)
     timings["classifier"] = time.perf_counter() - t
+
+    if fake.conditions and "las_arcsec" in fake.conditions:
+        # generated images follow the cutout rule: side = max(k * LAS, min_size)
+        req = np.asarray(fake.conditions["las_arcsec"], float)
+        cut = meta.get("cutout") or {}
+        side = np.maximum(cut.get("k_las", 1.5) * req, cut.get("min_size_arcsec", 60.0))
+        measured = stats_f["seg_las"] / (pix or 1.0) * side / fake.images.shape[-1]
+        out.setdefault("conditioning", {})["las_arcsec"] = conditioning_accuracy(req, measured)
+    if fake.conditions and "peak_flux" in fake.conditions:
+        # per-image scaling restores the requested peak by construction: what is measured is
+        # whether the model-space peak is 1, i.e. the physical peak equals the request
+        req = np.asarray(fake.conditions["peak_flux"], float)
+        measured = fake.images.reshape(len(fake.images), -1).max(1) * req
+        out.setdefault("conditioning", {})["peak_flux"] = conditioning_accuracy(req, measured)
 
     t = time.perf_counter()
     n = min(len(real.images), len(fake.images))
@@ -358,6 +409,11 @@ def _markdown(m: dict, figures: dict[str, str]) -> str:
             f"{space}: generated median {d['gen_median']:.4g} vs test median "
             f"{d['test_median']:.4g}, copy fraction {d['copy_fraction']:.3f}"
             for space, d in mem.items() if isinstance(d, dict) and "gen_median" in d), ""]
+    for name, c in (m.get("conditioning") or {}).items():
+        lines += [f"**Conditioning accuracy, {name}** (requested vs measured, n={c['n']}): "
+                  f"median relative error {_fmt(c.get('median_relative_error'))}, median "
+                  f"absolute {_fmt(c.get('median_abs_relative_error'))}, Spearman "
+                  f"{_fmt(c.get('spearman'))}.", ""]
     for title, block in (("Image statistics", m["distances"]),
                          ("Source finder (PyBDSF)", m.get("sourcefinder", {}))):
         if not block:
