@@ -53,7 +53,7 @@ train-first: setup
 	RADIODIFF_CKPT_DIR=$(CKPT_ROOT) $(BIN)/python train.py model=unet_small data=first \
 	  logger=csv paths.output_dir=$(CKPT_ROOT)/runs train.total_kimg=3000 \
 	  train.sample_every_steps=1000 train.sample_count=32 train.ckpt_every_minutes=10 \
-	  train.ckpt_every_steps=500 train.val_every_steps=500 trainer.max_time=00:01:50:00 $(ARGS)
+	  train.ckpt_every_steps=500 train.val_every_steps=500 train.max_minutes=110 $(ARGS)
 
 # make export CKPT=outputs/checkpoints/<run>/last.ckpt OUT=models/<name>
 export: setup

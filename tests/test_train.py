@@ -243,6 +243,15 @@ def test_export_then_sample_gives_identical_images(tmp_path, tiny_h5):
     assert main(["export", "--ckpt", str(tmp_path / "nope.ckpt"), "--out", "x"]) == 2
 
 
+def test_max_minutes_limits_each_piece_not_the_total(tmp_path, tiny_h5):
+    cfg = cfg_for(tmp_path, tiny_h5, "train.total_kimg=100", "train.max_minutes=0.04",
+                  "train.ckpt_every_steps=0")
+    first = train(cfg)
+    assert 0 < first["steps"] < 12500
+    second = train(cfg)  # a new piece gets its own 2.4 s, whatever the first one used
+    assert second["resumed_from"] and second["steps"] > first["steps"]
+
+
 def test_max_time_stops_and_checkpoints(tmp_path, tiny_h5):
     summary = train(cfg_for(tmp_path, tiny_h5, "train.total_kimg=100",
                             "trainer.max_time=00:00:00:03", "train.ckpt_every_steps=0"))

@@ -202,6 +202,9 @@ class TrainConfig:
     ckpt_every_minutes: float = 10.0
     resume: str = "auto"                  # auto (latest in ckpt_dir if any) | never | <path>
     init_from: Optional[str] = None       # release folder to warm-start from (no resume)
+    # Wall-clock limit of this invocation (a session's piece); trainer.max_time is instead
+    # Lightning's total over all resumed pieces.
+    max_minutes: Optional[float] = None
     val_every_steps: int = 500
     val_batches: int = 4
     sample_every_steps: int = 1000        # 0 disables the sampling callback

@@ -25,8 +25,8 @@ from radiodiff.h5io import read_prepared
 from radiodiff.module import DiffusionModule
 from radiodiff.transforms import ConditionTransform
 
-__all__ = ["train", "ResumeCheckpoint", "build_trainer", "resume_path", "make_logger",
-           "warm_start"]
+__all__ = ["train", "ResumeCheckpoint", "TimeBox", "build_trainer", "resume_path",
+           "make_logger", "warm_start"]
 
 log = logging.getLogger(__name__)
 LAST = "last.ckpt"
@@ -63,6 +63,25 @@ class ResumeCheckpoint(Callback):
 
     def on_train_end(self, trainer, pl_module) -> None:
         self.save(trainer)
+
+
+class TimeBox(Callback):
+    """Stop this invocation after ``minutes`` of wall clock (then ResumeCheckpoint saves).
+
+    Lightning's ``max_time`` counts the time of all resumed pieces together; a session of
+    fixed length needs a limit on the piece itself.
+    """
+
+    def __init__(self, minutes: float) -> None:
+        self.seconds = 60.0 * float(minutes)
+        self._start = time.monotonic()
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        self._start = time.monotonic()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if trainer.strategy.broadcast(time.monotonic() - self._start >= self.seconds, src=0):
+            trainer.should_stop = True
 
 
 def resume_path(cfg: DictConfig) -> str | None:
@@ -152,6 +171,8 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None,
     ckpt_dir = Path(cfg.train.ckpt_dir)
     callbacks: list[Callback] = [ResumeCheckpoint(ckpt_dir, cfg.train.ckpt_every_steps,
                                                   cfg.train.ckpt_every_minutes)]
+    if cfg.train.max_minutes is not None:
+        callbacks.append(TimeBox(cfg.train.max_minutes))
     if int(cfg.train.sample_every_steps) > 0:
         from radiodiff.callbacks import SampleCallback
         callbacks.append(SampleCallback.from_config(cfg, run_dir))
