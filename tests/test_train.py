@@ -289,3 +289,16 @@ def test_warm_start_from_a_release(tmp_path, tiny_h5):
     with pytest.raises(ValueError, match="do not fit model=unet_small"):
         train(cfg_for(tmp_path / "c", tiny_h5, "model=unet_small", "model.attn_resolutions=[8]",
                       "train.total_kimg=0.008", f"train.init_from={rel}"))
+
+
+def test_sigma_data_is_measured_in_memory_or_lazily(tmp_path, tiny_h5):
+    from radiodiff.datamodule import CutoutDataModule
+    from radiodiff.train import _measure_sigma_data
+    cfg = cfg_for(tmp_path, tiny_h5)
+    values = []
+    for in_memory in (True, False):
+        dm = CutoutDataModule.from_config(cfg.data, seed=0, stream=True)
+        dm.in_memory = in_memory
+        dm.setup("fit")
+        values.append(_measure_sigma_data(dm))
+    assert 0 < values[0] < 0.5 and values[1] == pytest.approx(values[0], rel=1e-6)

@@ -20,6 +20,7 @@ import numpy as np
 from lightning.pytorch.callbacks import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from radiodiff.artifacts import atomic_text
 from radiodiff.datamodule import CutoutDataModule
 from radiodiff.h5io import read_prepared
 from radiodiff.module import DiffusionModule
@@ -159,7 +160,7 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None,
                                        method=str(cfg.train.condition_transform))
     sigma_data = cfg.schedule.sigma_data
     if sigma_data is None:  # measured on the training images (STYLE 5)
-        sigma_data = float(dm.train_dataset.images.double().std()) if dm.in_memory else 0.5
+        sigma_data = _measure_sigma_data(dm)
     dataset = {k: meta.attrs.get(k) for k in ("name", "classes", "image_unit", "scaling",
                                                "negatives", "data_sha256", "inputs_sha256")}
     clean = meta.columns["flags"] == 0
@@ -188,7 +189,7 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None,
     elif ckpt is None and cfg.train.init_from:
         warm_start(module, cfg.train.init_from)
     ckpt_dir.mkdir(parents=True, exist_ok=True)
-    (ckpt_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    atomic_text(ckpt_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     try:
         trainer.fit(module, datamodule=dm, ckpt_path=ckpt, weights_only=True)
     finally:
@@ -199,6 +200,17 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None,
             "checkpoint": str(ckpt_dir / LAST), "run_dir": str(run_dir),
             "resumed_from": ckpt, "metrics": {k: float(v) for k, v in
                                               trainer.callback_metrics.items()}}
+
+
+def _measure_sigma_data(dm: CutoutDataModule, max_rows: int = 4096) -> float:
+    """Standard deviation of the training images (all of them, or a seeded sample)."""
+    ds = dm.train_dataset
+    if ds.images is not None:
+        return float(ds.images.double().std(correction=0))
+    import h5py
+    rows = np.sort(np.random.default_rng(dm.seed).permutation(ds.indices)[:max_rows])
+    with h5py.File(dm.path, "r") as f:
+        return float(np.asarray(f["images"][rows], np.float64).std())
 
 
 def warm_start(module: DiffusionModule, release_dir: str | Path) -> None:
