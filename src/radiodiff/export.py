@@ -347,7 +347,8 @@ def export_checkpoint(ckpt_path: str | Path, out_dir: str | Path) -> Path:
     meta = {
         "classes": list(ds.get("classes") or []) if hp["num_classes"] else [],
         "scalar_conditions": list(hp["scalar_conditions"]),
-        "condition_transform": hp["transform"], "sigma_data": float(hp["sigma_data"]),
+        # the buffer restored with the weights is the value the network was trained with
+        "condition_transform": hp["transform"], "sigma_data": float(denoiser.sigma_data),
         "image_size": int(cfg.data.image_size),
         "image_unit": ds.get("image_unit") or "arbitrary",
         "pixel_scale_arcsec": ds.get("pixel_scale_arcsec"),
