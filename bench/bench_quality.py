@@ -40,10 +40,8 @@ def main() -> None:
     real, ps = reference_set(args.reference, "test")
     train, _ = reference_set(args.reference, "train")
     val, _ = reference_set(args.reference, "valid")
-    clean = ps.columns["flags"] == 0
     meta = {"classes": ps.classes, "data_sha256": ps.attrs.get("data_sha256"),
-            "pixel_scale_arcsec": float(np.median(ps.columns["pixel_scale_arcsec"][clean])),
-            "beam_arcsec": np.median(ps.columns["beam_arcsec"][clean], axis=0).tolist()}
+            **ps.geometry()}
     labels = np.sort(real.labels)[(np.arange(args.n) * len(real.labels)) // args.n]
     settings = EvalSettings(seed=args.seed, sourcefinder=args.sourcefinder)
     rows = []

@@ -121,8 +121,6 @@ def _cmd_evaluate(args) -> int:
                             rvf_epochs=args.rvf_epochs, rvf_folds=args.rvf_folds,
                             classifier_epochs=args.classifier_epochs,
                             cache_dir=args.cache_dir)
-    col = ps.columns
-    clean = col["flags"] == 0
     cutout = {}
     if ps.attrs.get("config_yaml"):
         from omegaconf import OmegaConf
@@ -130,8 +128,7 @@ def _cmd_evaluate(args) -> int:
             "data", {}).get("cutout", {})
     meta = {"classes": ps.classes, "data_sha256": ps.attrs.get("data_sha256"),
             "cutout": cutout,
-            "pixel_scale_arcsec": float(np.median(col["pixel_scale_arcsec"][clean])),
-            "beam_arcsec": np.median(col["beam_arcsec"][clean], axis=0).tolist()}
+            **ps.geometry()}
     metrics = evaluate(real, fake, train, val, meta, settings, progress=_tqdm("PyBDSF"))
     paths = write_report(metrics, real, fake, out, ps.classes)
     print(paths["report.md"].read_text(), end="")

@@ -77,6 +77,13 @@ class PreparedSet:
     def __len__(self) -> int:
         return len(self.columns["label"])
 
+    def geometry(self) -> dict[str, Any]:
+        """Median pixel scale (arcsec) and beam ([bmaj, bmin] arcsec) of the clean rows."""
+        clean = self.columns["flags"] == 0
+        pix = self.columns["pixel_scale_arcsec"][clean]
+        return {"pixel_scale_arcsec": float(np.median(pix)),
+                "beam_arcsec": np.median(self.columns["beam_arcsec"][clean], axis=0).tolist()}
+
 
 def sha256_file(path: str | Path, chunk: int = 1 << 22) -> str:
     h = hashlib.sha256()

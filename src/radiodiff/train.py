@@ -163,9 +163,7 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None,
         sigma_data = _measure_sigma_data(dm)
     dataset = {k: meta.attrs.get(k) for k in ("name", "classes", "image_unit", "scaling",
                                                "negatives", "data_sha256", "inputs_sha256")}
-    clean = meta.columns["flags"] == 0
-    dataset["pixel_scale_arcsec"] = float(np.median(meta.columns["pixel_scale_arcsec"][clean]))
-    dataset["beam_arcsec"] = np.median(meta.columns["beam_arcsec"][clean], axis=0).tolist()
+    dataset.update(meta.geometry())
     module = DiffusionModule(cfg, num_classes, scalars, transform.to_dict(), sigma_data,
                              dataset)
 
