@@ -13,7 +13,8 @@ ifneq ($(SHARED),)
 export RADIODIFF_SHARED_DATA := $(abspath $(SHARED))
 endif
 
-.PHONY: setup demo test prepare inspect train train-first export sample eval bench clean
+.PHONY: setup demo test prepare inspect train train-first export sample eval bench \
+        bench-quality clean
 
 setup: $(STAMP)
 
@@ -27,9 +28,11 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	touch $@
 
+# The built-in model (models/first): 16 samples per class as FITS, real vs generated PNG and
+# a short metrics report in outputs/demo/ (ARGS go to `radiodiff demo`, e.g. --steps 12).
 demo: setup
-	$(BIN)/radiodiff prepare data=first $(ARGS)
-	$(BIN)/radiodiff inspect data/first.h5 --out outputs/demo
+	$(BIN)/radiodiff prepare data=first
+	$(BIN)/radiodiff demo $(ARGS)
 
 test: setup
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
@@ -46,8 +49,8 @@ train: setup
 
 # The default model (issue #5): unet_small on FIRST, in resumable pieces of at most 1 h 50.
 # Resume state lives outside the work tree (CKPT_ROOT); rerun to continue where it stopped.
-# If that state is lost, warm-start from the committed snapshot:
-#   make train-first ARGS="train.init_from=models/first-unet_small-snapshot"
+# If that state is lost, warm-start from the shipped model's EMA weights:
+#   make train-first ARGS="train.init_from=models/first"
 CKPT_ROOT ?= $(abspath ..)/ckpt
 train-first: setup
 	RADIODIFF_CKPT_DIR=$(CKPT_ROOT) $(BIN)/python train.py model=unet_small data=first \
@@ -59,17 +62,24 @@ train-first: setup
 export: setup
 	$(BIN)/radiodiff export --ckpt $(CKPT) --out $(OUT)
 
-# make sample MODEL=models/<name> ARGS="--n 64 --class FRII"
+# make sample [MODEL=models/<name>] ARGS="--n 64 --class FRII" (default: the built-in model)
+MODEL ?= first
 sample: setup
 	$(BIN)/radiodiff sample --model $(MODEL) $(ARGS)
 
-# make eval CKPT=<release folder or .ckpt> [N=1000] [ARGS="--sampler dpmpp_2m --steps 10"]
+# make eval [CKPT=<release folder or .ckpt>] [N=1000] [ARGS="--sampler dpmpp_2m --steps 10"]
+CKPT ?= first
 N ?= 1000
 eval: setup
 	$(BIN)/radiodiff evaluate --reference data/first.h5 --model $(CKPT) --n $(N) $(ARGS)
 
 bench: setup
 	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-2} $(BIN)/python bench/bench_models.py $(ARGS)
+
+# Quality against sampler steps for the built-in model (or MODEL=...), FIRST test split
+bench-quality: setup
+	$(BIN)/radiodiff prepare data=first
+	$(BIN)/python bench/bench_quality.py --model $(MODEL) --n $${N:-200} $(ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache

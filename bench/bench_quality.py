@@ -1,12 +1,14 @@
 """Sample quality against the number of network evaluations (NFE), on the FIRST test split.
 
-    python bench/bench_quality.py --model models/first --n 200
+    python bench/bench_quality.py --n 200                  # the built-in model
     python bench/bench_quality.py --model run/last.ckpt --configs heun:25 heun:12 dpmpp_2m:10
 
 For each sampler:steps, draws N images (test-split class proportions, one seed each) and
 scores them with the evaluation suite: real-vs-fake accuracy, class fidelity, the Fréchet
 distance on classifier features, and the Wasserstein-1 ratio to the real-vs-real noise floor
-of every image statistic. Prints a Markdown table and one JSON line per configuration.
+of every image statistic. A first row scores N real validation images the same way: what
+"indistinguishable" gives at this sample size. Prints a Markdown table and one JSON line per
+row, and with ``--out`` writes them (and the settings) as JSON.
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from radiodiff.evaluate import EvalSettings, evaluate, generated_set, reference_set
+from radiodiff.evaluate import (EvalSettings, ImageSet, evaluate, generated_set,
+                                reference_meta, reference_set, w1_ratios)
 
 NFE = {"heun": lambda n: 2 * n - 1, "euler": lambda n: n, "dpmpp_2m": lambda n: n,
        "stochastic": lambda n: 2 * n - 1}
@@ -28,55 +31,72 @@ NFE = {"heun": lambda n: 2 * n - 1, "euler": lambda n: n, "dpmpp_2m": lambda n: 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", required=True, help="release folder or training checkpoint")
+    ap.add_argument("--model", default="first",
+                    help="release folder, shipped model name or training checkpoint")
     ap.add_argument("--reference", default="data/first.h5")
     ap.add_argument("--n", type=int, default=200, help="generated images per configuration")
     ap.add_argument("--configs", nargs="+", default=["heun:25", "heun:12", "heun:6",
                                                      "dpmpp_2m:10", "dpmpp_2m:6"])
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--sourcefinder", action="store_true", help="also run PyBDSF")
+    ap.add_argument("--no-real-row", action="store_true", help="skip the real-vs-real row")
+    ap.add_argument("--out", default=None, help="JSON file for the results")
     args = ap.parse_args()
 
     real, ps = reference_set(args.reference, "test")
     train, _ = reference_set(args.reference, "train")
     val, _ = reference_set(args.reference, "valid")
-    meta = {"classes": ps.classes, "data_sha256": ps.attrs.get("data_sha256"),
-            **ps.geometry()}
+    meta = reference_meta(ps)
     labels = np.sort(real.labels)[(np.arange(args.n) * len(real.labels)) // args.n]
     settings = EvalSettings(seed=args.seed, sourcefinder=args.sourcefinder)
     rows = []
+    configs = ([] if args.no_real_row else ["real:0"]) + list(args.configs)
     with tempfile.TemporaryDirectory() as tmp:
-        for config in args.configs:
+        for config in configs:
             sampler, steps = config.split(":")
             t0 = time.perf_counter()
-            fake = generated_set(args.model, labels, Path(tmp), sampler, int(steps), 1.0,
-                                 args.seed, 32)
+            if sampler == "real":  # validation images in place of generated ones
+                pick = np.random.default_rng(args.seed).permutation(len(val.labels))[:args.n]
+                fake = ImageSet(val.images[pick], val.labels[pick], "real (valid)")
+            else:
+                fake = generated_set(args.model, labels, Path(tmp), sampler, int(steps), 1.0,
+                                     args.seed, 32)
             t_sample = time.perf_counter() - t0
             m = evaluate(real, fake, train, val, meta, settings)
-            ratios = {k: e["wasserstein1"]["ratio"] for k, e in m["distances"].items()
-                      if e["wasserstein1"]["ratio"] is not None}
+            ratios = w1_ratios(m["distances"])  # a missing statistic counts as inf
             rows.append({
-                "sampler": sampler, "steps": int(steps), "nfe": NFE[sampler](int(steps)),
-                "n": args.n, "sample_s": round(t_sample, 1),
+                "sampler": sampler, "steps": int(steps),
+                "nfe": NFE[sampler](int(steps)) if sampler in NFE else 0,
+                "n": len(fake.images), "sample_s": round(t_sample, 1),
                 "real_vs_fake": m["real_vs_fake"]["mean_accuracy"],
                 "real_vs_fake_std": m["real_vs_fake"]["std_accuracy"],
                 "class_fidelity_ratio": m.get("class_fidelity", {}).get("fidelity_ratio"),
                 "frechet": m.get("features", {}).get("frechet"),
                 "frechet_floor": m.get("features", {}).get("frechet_floor"),
                 "w1_ratio_median": float(np.median(list(ratios.values()))),
-                "w1_ratio_max": float(np.max(list(ratios.values()))),
+                "w1_ratio_max": float(np.max(list(ratios.values()))),  # may be inf
                 "w1_ratio_worst": max(ratios, key=ratios.get),
+                "w1_within_3x": int(sum(r <= 3 for r in ratios.values())),
+                "n_stats": len(ratios),
             })
+            print(json.dumps(rows[-1]), flush=True)  # inf -> Infinity
     print("| sampler | steps | NFE | real-vs-fake | class fidelity | Fréchet (floor) | "
-          "W1/floor median | W1/floor max (stat) | sampling s |")
-    print("|---|---|---|---|---|---|---|---|---|")
+          "W1/floor median | W1/floor ≤ 3 | W1/floor max (stat) | sampling s |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['sampler']} | {r['steps']} | {r['nfe']} | {r['real_vs_fake']:.3f} ± "
-              f"{r['real_vs_fake_std']:.3f} | {r['class_fidelity_ratio']:.3f} | "
-              f"{r['frechet']:.3g} ({r['frechet_floor']:.3g}) | {r['w1_ratio_median']:.2f} | "
+        print(f"| {r['sampler']} | {r['steps'] or '–'} | {r['nfe'] or '–'} | "
+              f"{r['real_vs_fake']:.3f} ± {r['real_vs_fake_std']:.3f} | "
+              f"{r['class_fidelity_ratio']:.3f} | {r['frechet']:.3g} ({r['frechet_floor']:.3g})"
+              f" | {r['w1_ratio_median']:.2f} | {r['w1_within_3x']}/{r['n_stats']} | "
               f"{r['w1_ratio_max']:.2f} ({r['w1_ratio_worst']}) | {r['sample_s']} |")
-    for r in rows:
-        print(json.dumps(r))
+    if args.out:
+        from radiodiff.artifacts import atomic_text
+        from radiodiff.export import resolve_model
+        from radiodiff.provenance import git_commit
+        atomic_text(args.out, json.dumps({
+            "model": str(resolve_model(args.model)), "reference": args.reference,
+            "reference_sha256": meta.get("data_sha256"), "seed": args.seed,
+            "git_commit": git_commit(), "settings": vars(args), "rows": rows}, indent=2))
 
 
 if __name__ == "__main__":

@@ -5,51 +5,18 @@ import json
 import numpy as np
 import pytest
 
+import synth
+
 from radiodiff.cli import main
 from radiodiff.evaluate import EvalSettings, ImageSet, evaluate, reference_set, write_report
-from radiodiff.h5io import FLOAT_COLUMNS, write_prepared
 
 FAST = EvalSettings(classifier_epochs=4, rvf_folds=3, rvf_epochs=4, sf_max_images=12,
                     sf_processes=1, n_repeats=3)
 
 
-def _blobs(rng, n, kind, size=16):
-    """kind 0: compact blob; kind 1: double source along a random axis."""
-    y, x = np.mgrid[:size, :size]
-    out = np.zeros((n, 1, size, size), np.float32)
-    for i in range(n):
-        cx, cy = rng.uniform(6, 9, 2)
-        if kind == 0:
-            img = np.exp(-((x - cx) ** 2 + (y - cy) ** 2) / (2 * rng.uniform(1.0, 1.6) ** 2))
-        else:
-            a = rng.uniform(0, np.pi)
-            d = rng.uniform(3, 5)
-            img = sum(np.exp(-((x - cx - s * d * np.cos(a)) ** 2 + (y - cy - s * d * np.sin(a))
-                               ** 2) / 2.0) for s in (-1, 1))
-        out[i, 0] = img / img.max()
-    return out
-
-
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory):
-    rng = np.random.default_rng(0)
-    n_per = {"train": 60, "valid": 40, "test": 40}
-    images, labels, splits = [], [], []
-    for split, n in n_per.items():
-        for k in (0, 1):
-            images.append(_blobs(rng, n // 2, k))
-            labels += [k] * (n // 2)
-            splits += [split] * (n // 2)
-    images = np.concatenate(images)
-    n = len(images)
-    cols = {c: np.full(n, 1.0) for c in FLOAT_COLUMNS}
-    cols["pixel_scale_arcsec"][:] = 1.8
-    cols.update(label=np.array(labels, np.int16), split=np.array(splits, dtype=object),
-                source_id=np.array([f"s{i}" for i in range(n)], dtype=object),
-                flags=np.zeros(n, np.uint8), beam_arcsec=np.full((n, 2), 5.4))
-    path = tmp_path_factory.mktemp("eval") / "set.h5"
-    return write_prepared(path, images, cols, {"name": "blobs", "classes": ["blob", "double"],
-                                               "data_sha256": "ab" * 32})
+    return synth.write_blob_set(tmp_path_factory.mktemp("eval") / "set.h5")
 
 
 def _meta(tmp_path):
@@ -109,7 +76,7 @@ def test_conditioning_accuracy_known_answer():
     assert conditioning_accuracy(req, np.ones(4))["spearman"] is None  # constant: undefined
 
 
-def test_bad_inputs(prepared, tmp_path, capsys):
+def test_bad_inputs(prepared, tmp_path, capsys, monkeypatch):
     with pytest.raises(ValueError, match="NaN"):
         ImageSet(np.full((2, 1, 16, 16), np.nan, np.float32), np.zeros(2), "bad")
     with pytest.raises(ValueError, match=r"\(N, 1, H, W\)"):
@@ -125,8 +92,11 @@ def test_bad_inputs(prepared, tmp_path, capsys):
     assert main(["evaluate", "--reference", str(prepared), "--samples",
                  str(tmp_path / "none")]) == 2
     assert "no samples.h5" in capsys.readouterr().err
+    # no model named: the built-in one, here absent (an empty models folder)
+    monkeypatch.setenv("RADIODIFF_MODELS", str(tmp_path))
     assert main(["evaluate", "--reference", str(prepared)]) == 2
-    assert "give --model" in capsys.readouterr().err
+    assert "first: no such release folder, checkpoint or shipped model" in \
+        capsys.readouterr().err
 
 
 def test_cli_real_vs_real(prepared, tmp_path, capsys):
@@ -136,3 +106,16 @@ def test_cli_real_vs_real(prepared, tmp_path, capsys):
                  "--out", str(tmp_path / "out")]) == 0
     assert (tmp_path / "out" / "report.html").is_file()
     assert "real valid vs real test" in capsys.readouterr().out
+
+
+def test_w1_ratios_never_hide_a_missing_statistic():
+    from radiodiff.evaluate import w1_ratios
+    from radiodiff.metrics.distances import compare
+    rng = np.random.default_rng(0)
+    real = {"a": rng.normal(0, 1, 200), "peak": np.ones(200), "gone": rng.normal(0, 1, 200)}
+    fake = {"a": rng.normal(3, 1, 100), "peak": np.full(100, 0.9),
+            "gone": np.full(100, np.nan)}
+    r = w1_ratios(compare(real, fake, n_repeats=3))
+    assert r["a"] > 10                 # shifted by 3 sigma: far above the floor
+    assert r["gone"] == float("inf")   # no finite value in the generated set
+    assert "peak" not in r             # constant in the real data: no floor, no ratio

@@ -387,7 +387,7 @@ def test_cli_sample_bad_options(tmp_path, release_dir, capsys, args, match):
 def test_cli_sample_bad_model(tmp_path, broken, capsys):
     rc = main(["sample", "--model", str(tmp_path / "missing"), "--out", str(tmp_path / "o")])
     err = capsys.readouterr().err
-    assert rc == 2 and "missing: model release folder not found" in err
+    assert rc == 2 and "missing: no such release folder, checkpoint or shipped model" in err
     (broken / "model.safetensors").write_bytes(b"not safetensors")
     rc = main(["sample", "--model", str(broken), "--out", str(tmp_path / "o")])
     err = capsys.readouterr().err

@@ -51,10 +51,10 @@ def _cmd_inspect(args) -> int:
 def _cmd_sample(args) -> int:
     from tqdm.auto import tqdm
 
-    from radiodiff.export import load_release
+    from radiodiff.export import load_release, resolve_model
     from radiodiff.generate import generate, save_samples
 
-    release = load_release(args.model)
+    release = load_release(resolve_model(args.model))
     out = Path(args.out) if args.out else Path("outputs") / "samples" / release.path.name
 
     def progress(iterable, total):
@@ -73,6 +73,17 @@ def _cmd_sample(args) -> int:
     return 0
 
 
+def _cmd_demo(args) -> int:
+    from radiodiff.demo import run_demo
+
+    res = run_demo(args.reference, args.out, model=args.model, n_per_class=args.n_per_class,
+                   sampler=args.sampler, steps=args.steps, guidance=args.guidance,
+                   seed=args.seed, batch_size=args.batch_size, progress=_tqdm("sample"))
+    print(res["summary"], end="")
+    print("wrote:\n" + "\n".join(f"  {p}" for p in res["paths"].values()))
+    return 0
+
+
 def _cmd_export(args) -> int:
     from radiodiff.export import export_checkpoint
 
@@ -84,8 +95,6 @@ def _cmd_export(args) -> int:
 def _eval_name(args) -> str:
     if args.real_split:
         return f"real-{args.real_split}-vs-{args.split}"
-    if not (args.model or args.samples):
-        raise ValueError("give --model (release folder or .ckpt), --samples or --real-split")
     path = Path(args.model or args.samples)
     if path.suffix == ".ckpt":  # <run>/last.ckpt -> <run>-last
         return f"{path.parent.name}-{path.stem}"
@@ -95,9 +104,12 @@ def _eval_name(args) -> str:
 def _cmd_evaluate(args) -> int:
     import numpy as np
 
-    from radiodiff.evaluate import (EvalSettings, evaluate, generated_set, reference_set,
-                                    samples_set, write_report)
+    from radiodiff.evaluate import (EvalSettings, evaluate, generated_set, reference_meta,
+                                    reference_set, samples_set, write_report)
+    from radiodiff.export import DEFAULT_MODEL
 
+    if not (args.model or args.samples or args.real_split):
+        args.model = DEFAULT_MODEL  # the built-in model
     real, ps = reference_set(args.reference, args.split)
     train, _ = reference_set(args.reference, "train")
     val, _ = reference_set(args.reference, "valid")
@@ -121,15 +133,7 @@ def _cmd_evaluate(args) -> int:
                             rvf_epochs=args.rvf_epochs, rvf_folds=args.rvf_folds,
                             classifier_epochs=args.classifier_epochs,
                             cache_dir=args.cache_dir)
-    cutout = {}
-    if ps.attrs.get("config_yaml"):
-        from omegaconf import OmegaConf
-        cutout = OmegaConf.to_container(OmegaConf.create(ps.attrs["config_yaml"])).get(
-            "data", {}).get("cutout", {})
-    meta = {"classes": ps.classes, "data_sha256": ps.attrs.get("data_sha256"),
-            "cutout": cutout,
-            **ps.geometry()}
-    metrics = evaluate(real, fake, train, val, meta, settings, progress=_tqdm("PyBDSF"))
+    metrics = evaluate(real, fake, train, val, reference_meta(ps), settings, progress=_tqdm("PyBDSF"))
     paths = write_report(metrics, real, fake, out, ps.classes)
     print(paths["report.md"].read_text(), end="")
     print("wrote:\n" + "\n".join(f"  {p}" for p in paths.values()))
@@ -167,7 +171,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("sample", help="draw images from a release folder -> FITS + HDF5 + PNG",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--model", required=True, help="release folder (export_release output)")
+    p.add_argument("--model", default=None,
+                   help="release folder or shipped model name (default: the built-in "
+                   "model, models/first)")
     p.add_argument("--n", type=int, default=100, help="number of images")
     p.add_argument("--class", dest="label", default=None,
                    help="class name to condition on; None = no class condition")
@@ -194,12 +200,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None,
                    help="output folder; None = outputs/samples/<model folder name>")
     p.set_defaults(func=_cmd_sample)
+    p = sub.add_parser("demo", help="the built-in model in minutes: samples per class (FITS), "
+                       "real vs generated PNG, short metrics report",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--reference", default="data/first.h5", help="prepared real data file")
+    p.add_argument("--model", default=None, help="release folder or shipped model name "
+                   "(default: the built-in model)")
+    p.add_argument("--out", default="outputs/demo", help="output folder")
+    p.add_argument("--n-per-class", type=int, default=16, help="images per class")
+    p.add_argument("--sampler", default=sc.name, help="euler | heun | stochastic | dpmpp_2m")
+    p.add_argument("--steps", type=int, default=sc.steps, help="solver steps")
+    p.add_argument("--guidance", type=float, default=sc.guidance, help="guidance weight")
+    p.add_argument("--seed", type=int, default=0, help="seed of sampling and of the report")
+    p.add_argument("--batch-size", type=int, default=32, help="images per solver call")
+    p.set_defaults(func=_cmd_demo)
+
     p = sub.add_parser("evaluate", help="metrics of generated vs real images -> report",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--reference", default="data/first.h5", help="prepared real data file")
     p.add_argument("--split", default="test", help="real split compared against")
     g = p.add_mutually_exclusive_group()
-    g.add_argument("--model", help="release folder or training checkpoint (.ckpt) to sample")
+    g.add_argument("--model", help="release folder, shipped model name or training "
+                   "checkpoint (.ckpt) to sample (default: the built-in model)")
     g.add_argument("--samples", help="samples.h5 (or its folder) from `radiodiff sample`")
     g.add_argument("--real-split", help="compare against another real split instead "
                    "(real-vs-real: shows the noise floor)")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import html
 import json
+import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -76,6 +77,18 @@ def reference_set(path: str | Path, split: str) -> tuple[ImageSet, Any]:
                     f"real {split}", conditions), ps
 
 
+def reference_meta(ps) -> dict[str, Any]:
+    """What :func:`evaluate` needs to know of a prepared file (``h5io.PreparedSet``):
+    classes, data hash, cutout rule, median pixel scale and beam."""
+    cutout = {}
+    if ps.attrs.get("config_yaml"):
+        from omegaconf import OmegaConf
+        cutout = OmegaConf.to_container(OmegaConf.create(ps.attrs["config_yaml"])).get(
+            "data", {}).get("cutout", {}) or {}
+    return {"classes": ps.classes, "data_sha256": ps.attrs.get("data_sha256"),
+            "cutout": cutout, **ps.geometry()}
+
+
 def samples_set(path: str | Path) -> ImageSet:
     """Images written by ``radiodiff sample`` (``samples.h5`` or the folder holding it)."""
     import h5py
@@ -98,10 +111,10 @@ def generated_set(model: str | Path, labels: np.ndarray, out_dir: Path, sampler:
     or LAS gets, image by image, the values in ``conditions`` (the reference rows'), so
     the requested and measured values can be compared.
     """
-    from radiodiff.export import export_checkpoint, load_release
+    from radiodiff.export import export_checkpoint, load_release, resolve_model
     from radiodiff.generate import generate
 
-    model = Path(model)
+    model = resolve_model(model)
     if model.is_file():  # a training checkpoint: export its EMA weights first
         model = export_checkpoint(model, out_dir / "release")
     release = load_release(model)
@@ -158,6 +171,24 @@ def conditioning_accuracy(requested: np.ndarray, measured: np.ndarray) -> dict[s
 
 
 # ----------------------------------------------------------------------------- metrics
+
+def w1_ratios(distances: dict) -> dict[str, float]:
+    """Wasserstein-1 / noise-floor ratio per statistic of a :func:`compare` result.
+
+    A statistic the generated set lacks (no finite value) counts as ``inf``, so a failure
+    is never hidden. One whose real-vs-real floor is zero (constant in the real data, e.g.
+    the peak of per-image-scaled images, always 1) has no ratio and is left out; its
+    distance is still in the report.
+    """
+    out = {}
+    for key, e in distances.items():
+        w = e["wasserstein1"]
+        if w["ratio"] is not None:
+            out[key] = float(w["ratio"])
+        elif e["n_real"] >= 2 and e["n_fake"] == 0:
+            out[key] = math.inf
+    return out
+
 
 def image_statistics(images: np.ndarray, pixel_scale_arcsec: float | None) -> dict:
     """Per-image pixel, moment and segmentation statistics (1-D arrays)."""

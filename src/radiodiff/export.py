@@ -40,8 +40,9 @@ from .artifacts import to_plain
 from .edm import EDMDenoiser
 from .provenance import git_commit
 
-__all__ = ["FORMAT_VERSION", "CONFIG_FILE", "WEIGHTS_FILE", "META_FILE", "Release",
-           "export_checkpoint", "export_release", "load_release"]
+__all__ = ["FORMAT_VERSION", "CONFIG_FILE", "WEIGHTS_FILE", "META_FILE", "DEFAULT_MODEL",
+           "Release", "export_checkpoint", "export_release", "load_release", "models_dir",
+           "resolve_model"]
 
 FORMAT_VERSION = 1
 CONFIG_FILE = "config.yaml"
@@ -53,6 +54,7 @@ _REQUIRED = ("classes", "scalar_conditions", "condition_transform", "image_size"
 _PROVENANCE = ("data_sha256", "inputs_sha256", "git_commit", "package_version", "seed",
                "images_seen", "step", "created_utc")
 _IMAGE_UNITS = ("Jy/beam", "arbitrary")
+DEFAULT_MODEL = "first"  # the shipped default: models/first (radiodiff/models/first in a wheel)
 _SCALINGS = ("per_image", "dataset")
 
 
@@ -318,6 +320,44 @@ def load_release(path: str | Path) -> Release:
     denoiser.eval()
     return Release(denoiser=denoiser, meta=meta, config=config, transform=transform,
                    path=path, weights_sha256=sha)
+
+
+def models_dir() -> Path:
+    """Folder of the shipped releases: ``$RADIODIFF_MODELS``, the wheel copy, or the repo's
+    ``models/``."""
+    env = os.environ.get("RADIODIFF_MODELS")
+    here = Path(__file__).resolve()
+    candidates = ([Path(env)] if env else []) + [here.parent / "models",   # installed wheel
+                                                 here.parents[2] / "models"]  # source tree
+    for c in candidates:
+        if c.is_dir():
+            return c
+    return candidates[-1]
+
+
+def resolve_model(model: str | Path | None = None) -> Path:
+    """Path of a release folder, a training checkpoint, or a shipped model's name.
+
+    ``None`` gives the built-in default (:data:`DEFAULT_MODEL`); an existing path is
+    returned as it is; otherwise a bare name (``first``) is looked up in :func:`models_dir`.
+
+    Raises
+    ------
+    FileNotFoundError
+        Neither a path nor a shipped model; the message lists the shipped ones.
+    """
+    if model is None:
+        model = DEFAULT_MODEL
+    path = Path(model)
+    if path.exists():
+        return path
+    root = models_dir()
+    if len(path.parts) == 1 and (root / path.name / WEIGHTS_FILE).is_file():
+        return root / path.name
+    shipped = sorted(p.name for p in root.glob("*") if (p / WEIGHTS_FILE).is_file()) \
+        if root.is_dir() else []
+    raise FileNotFoundError(f"{model}: no such release folder, checkpoint or shipped model "
+                            f"(shipped in {root}: {', '.join(shipped) or 'none'})")
 
 
 def export_checkpoint(ckpt_path: str | Path, out_dir: str | Path) -> Path:
