@@ -140,6 +140,15 @@ def _cmd_evaluate(args) -> int:
     return 0
 
 
+def _solver_args(p: argparse.ArgumentParser, sc) -> None:
+    """Sampler options shared by ``demo`` and ``evaluate`` (defaults: ``SamplerConfig``)."""
+    p.add_argument("--sampler", default=sc.name, help="euler | heun | stochastic | dpmpp_2m")
+    p.add_argument("--steps", type=int, default=sc.steps, help="solver steps")
+    p.add_argument("--guidance", type=float, default=sc.guidance, help="guidance weight")
+    p.add_argument("--batch-size", type=int, default=32, help="images per solver call")
+    p.add_argument("--seed", type=int, default=0, help="seed of sampling and of the metrics")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="radiodiff", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -208,11 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "(default: the built-in model)")
     p.add_argument("--out", default="outputs/demo", help="output folder")
     p.add_argument("--n-per-class", type=int, default=16, help="images per class")
-    p.add_argument("--sampler", default=sc.name, help="euler | heun | stochastic | dpmpp_2m")
-    p.add_argument("--steps", type=int, default=sc.steps, help="solver steps")
-    p.add_argument("--guidance", type=float, default=sc.guidance, help="guidance weight")
-    p.add_argument("--seed", type=int, default=0, help="seed of sampling and of the report")
-    p.add_argument("--batch-size", type=int, default=32, help="images per solver call")
+    _solver_args(p, sc)
     p.set_defaults(func=_cmd_demo)
 
     p = sub.add_parser("evaluate", help="metrics of generated vs real images -> report",
@@ -226,11 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--real-split", help="compare against another real split instead "
                    "(real-vs-real: shows the noise floor)")
     p.add_argument("--n", type=int, default=1000, help="images to generate (with --model)")
-    p.add_argument("--sampler", default=sc.name, help="solver for --model")
-    p.add_argument("--steps", type=int, default=sc.steps, help="solver steps")
-    p.add_argument("--guidance", type=float, default=sc.guidance, help="guidance weight")
-    p.add_argument("--batch-size", type=int, default=32, help="images per solver call")
-    p.add_argument("--seed", type=int, default=0, help="seed of sampling and of the tests")
+    _solver_args(p, sc)
     p.add_argument("--no-sourcefinder", action="store_true", help="skip PyBDSF")
     p.add_argument("--rvf-folds", type=int, default=5, help="real-vs-fake folds")
     p.add_argument("--rvf-epochs", type=int, default=10, help="real-vs-fake epochs per fold")
