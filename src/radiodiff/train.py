@@ -217,8 +217,8 @@ def warm_start(module: DiffusionModule, release_dir: str | Path) -> None:
     For a new run when the resume state is gone: optimiser, step and schedules start
     afresh. The release must have the same architecture and conditions.
     """
-    from radiodiff.export import load_release
-    release = load_release(release_dir)
+    from radiodiff.export import load_release, resolve_model
+    release = load_release(resolve_model(release_dir))  # a folder or a shipped name
     state = release.denoiser.state_dict()
     try:
         module.net.load_state_dict(state, strict=True)
