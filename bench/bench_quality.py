@@ -22,7 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from radiodiff.evaluate import (EvalSettings, ImageSet, evaluate, generated_set,
-                                reference_meta, reference_set, w1_ratios)
+                                reference_meta, reference_set, w1_ratios,
+                                w1_summary)
 
 NFE = {"heun": lambda n: 2 * n - 1, "euler": lambda n: n, "dpmpp_2m": lambda n: n,
        "stochastic": lambda n: 2 * n - 1}
@@ -63,7 +64,7 @@ def main() -> None:
                                      args.seed, 32)
             t_sample = time.perf_counter() - t0
             m = evaluate(real, fake, train, val, meta, settings)
-            ratios = w1_ratios(m["distances"])  # a missing statistic counts as inf
+            w = w1_summary(w1_ratios(m["distances"]))  # a missing statistic counts as inf
             rows.append({
                 "sampler": sampler, "steps": int(steps),
                 "nfe": NFE[sampler](int(steps)) if sampler in NFE else 0,
@@ -73,11 +74,11 @@ def main() -> None:
                 "class_fidelity_ratio": m.get("class_fidelity", {}).get("fidelity_ratio"),
                 "frechet": m.get("features", {}).get("frechet"),
                 "frechet_floor": m.get("features", {}).get("frechet_floor"),
-                "w1_ratio_median": float(np.median(list(ratios.values()))),
-                "w1_ratio_max": float(np.max(list(ratios.values()))),  # may be inf
-                "w1_ratio_worst": max(ratios, key=ratios.get),
-                "w1_within_3x": int(sum(r <= 3 for r in ratios.values())),
-                "n_stats": len(ratios),
+                "w1_ratio_median": w["median"],
+                "w1_ratio_max": w["max"],  # may be inf
+                "w1_ratio_worst": w["worst"][0],
+                "w1_within_3x": w["within"],
+                "n_stats": w["n"],
             })
             print(json.dumps(rows[-1]), flush=True)  # inf -> Infinity
     print("| sampler | steps | NFE | real-vs-fake | class fidelity | Fréchet (floor) | "

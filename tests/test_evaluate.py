@@ -119,3 +119,7 @@ def test_w1_ratios_never_hide_a_missing_statistic():
     assert r["a"] > 10                 # shifted by 3 sigma: far above the floor
     assert r["gone"] == float("inf")   # no finite value in the generated set
     assert "peak" not in r             # constant in the real data: no floor, no ratio
+    from radiodiff.evaluate import w1_summary
+    w = w1_summary(r)
+    assert w["worst"] == ["gone", "a"] and w["within"] == 0 and w["n"] == 2
+    assert w["max"] == float("inf") and w["median"] == float("inf")

@@ -21,7 +21,7 @@ import numpy as np
 
 from .artifacts import atomic_text
 from .evaluate import (EvalSettings, ImageSet, evaluate, reference_meta, reference_set,
-                       w1_ratios, write_report)
+                       w1_ratios, w1_summary, write_report)
 
 __all__ = ["run_demo", "DEMO_SETTINGS"]
 
@@ -102,11 +102,10 @@ def _summary(metrics: dict, release, fake: ImageSet, settings: dict, t_sample: f
                      f"(real-vs-real floor {feats['frechet_floor']:.3g})")
     ratios = w1_ratios(metrics["distances"])
     if ratios:
-        worst = sorted(ratios, key=ratios.get, reverse=True)[:3]
-        lines.append(f"- Wasserstein-1 / noise floor over {len(ratios)} pixel and shape "
-                     f"statistics: median {np.median(list(ratios.values())):.2f}, "
-                     f"{sum(r <= 3 for r in ratios.values())} within 3x; worst "
-                     + ", ".join(f"{k} {ratios[k]:.2f}" for k in worst))
+        w = w1_summary(ratios)
+        lines.append(f"- Wasserstein-1 / noise floor over {w['n']} pixel and shape "
+                     f"statistics: median {w['median']:.2f}, {w['within']} within 3x; worst "
+                     + ", ".join(f"{k} {ratios[k]:.2f}" for k in w["worst"][:3]))
     lines += ["", "Full report: report/report.md (figures, per-statistic table).", ""]
     return "\n".join(lines)
 

@@ -190,6 +190,14 @@ def w1_ratios(distances: dict) -> dict[str, float]:
     return out
 
 
+def w1_summary(ratios: dict[str, float], limit: float = 3.0) -> dict[str, Any]:
+    """Median, worst-first order and count within ``limit`` of :func:`w1_ratios` output."""
+    values = list(ratios.values())
+    return {"median": float(np.median(values)), "max": float(np.max(values)),
+            "worst": sorted(ratios, key=ratios.get, reverse=True),
+            "within": int(sum(r <= limit for r in values)), "n": len(values)}
+
+
 def image_statistics(images: np.ndarray, pixel_scale_arcsec: float | None) -> dict:
     """Per-image pixel, moment and segmentation statistics (1-D arrays)."""
     stats = {k: v.numpy() for k, v in all_stats(torch.from_numpy(images)).items()}
