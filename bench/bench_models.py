@@ -2,6 +2,7 @@
 
     python bench/bench_models.py                       # all presets, 80x80, this machine
     python bench/bench_models.py --presets unet_small --batch 32 --precision bf16
+    python bench/bench_models.py --device cuda --batch 128 --train-steps 30 --nfe 30  # GPU
 
 Training: AdamW steps of the EDM loss (forward + backward) under autocast. Sampling: the
 time of one denoiser evaluation on a batch, times 49 (Heun, 25 steps = 2*25-1 evaluations),
@@ -27,14 +28,26 @@ from radiodiff.unet import build_unet
 HEUN_NFE = 49  # 25 Heun steps
 
 
-def _autocast(precision: str):
+def _autocast(precision: str, device: str = "cpu"):
+    kind = torch.device(device).type
     if precision == "bf16":
-        return torch.autocast("cpu", dtype=torch.bfloat16)
-    return torch.autocast("cpu", enabled=False)
+        return torch.autocast(kind, dtype=torch.bfloat16)
+    return torch.autocast(kind, enabled=False)
+
+
+def _sync(device: str) -> None:
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize()
+
+
+def _machine(device: str) -> str:
+    if torch.device(device).type == "cuda":
+        return torch.cuda.get_device_name(torch.device(device))
+    return f"{platform.machine()} {os.cpu_count()} cpus"
 
 
 def bench(preset: str, size: int, batch: int, train_steps: int, nfe: int, precision: str,
-          classes: int = 4) -> dict:
+          classes: int = 4, device: str = "cpu") -> dict:
     cfg = load_config([f"model={preset}"])
     torch.manual_seed(0)
     net = build_unet(cfg.model, size, 1, classes)
@@ -46,29 +59,35 @@ def bench(preset: str, size: int, batch: int, train_steps: int, nfe: int, precis
         D(x1, torch.ones(1), cond1)
     gflop = fc.get_total_flops() / 1e9
 
-    x = torch.rand(batch, 1, size, size)
-    cond = {"label": torch.randint(0, classes, (batch,))}
+    D.to(device)
+    x = torch.rand(batch, 1, size, size, device=device)
+    cond = {"label": torch.randint(0, classes, (batch,), device=device)}
     opt = torch.optim.AdamW(net.parameters(), lr=1e-4)
 
     def step():
-        with _autocast(precision):
+        with _autocast(precision, device):
             loss = edm_loss(D, x, cond)[0].mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
 
-    step()  # warm-up (allocations, kernel selection)
+    for _ in range(2 if torch.device(device).type == "cuda" else 1):
+        step()  # warm-up (allocations, kernel selection)
+    _sync(device)
     t0 = time.perf_counter()
     for _ in range(train_steps):
         step()
+    _sync(device)
     t_step = (time.perf_counter() - t0) / train_steps
 
-    sigma = torch.full((batch,), 1.0)
-    with torch.no_grad(), _autocast(precision):
+    sigma = torch.full((batch,), 1.0, device=device)
+    with torch.no_grad(), _autocast(precision, device):
         D(x, sigma, cond)
+        _sync(device)
         t0 = time.perf_counter()
         for _ in range(nfe):
             D(x, sigma, cond)
+        _sync(device)
         t_nfe = (time.perf_counter() - t0) / nfe
     return {
         "preset": preset, "image_size": size, "params_M": round(params / 1e6, 3),
@@ -76,8 +95,8 @@ def bench(preset: str, size: int, batch: int, train_steps: int, nfe: int, precis
         "train_s_per_step": round(t_step, 3), "train_images_per_s": round(batch / t_step, 2),
         "sample_s_per_nfe": round(t_nfe, 4),
         "sample_images_per_s_heun25": round(batch / (HEUN_NFE * t_nfe), 3),
-        "threads": torch.get_num_threads(), "machine": f"{platform.machine()} "
-                                                      f"{os.cpu_count()} cpus",
+        "threads": torch.get_num_threads(), "device": str(device),
+        "machine": _machine(device), "torch": torch.__version__,
     }
 
 
@@ -90,12 +109,14 @@ def main() -> None:
     ap.add_argument("--train-steps", type=int, default=3)
     ap.add_argument("--nfe", type=int, default=3)
     ap.add_argument("--precision", choices=["bf16", "32"], default="bf16")
+    ap.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     args = ap.parse_args()
-    rows = [bench(p, args.size, args.batch, args.train_steps, args.nfe, args.precision)
-            for p in args.presets]
+    rows = [bench(p, args.size, args.batch, args.train_steps, args.nfe, args.precision,
+                  device=args.device) for p in args.presets]
+    where = (_machine(args.device) if args.device != "cpu"
+             else f"{torch.get_num_threads()} threads")
     print(f"| preset | params (M) | GFLOP/image (fwd) | train img/s | Heun-25 img/s |"
-          f"  ({args.size}x{args.size}, batch {args.batch}, {args.precision}, "
-          f"{torch.get_num_threads()} threads)")
+          f"  ({args.size}x{args.size}, batch {args.batch}, {args.precision}, {where})")
     print("|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['preset']} | {r['params_M']} | {r['gflop_per_image_forward']} | "

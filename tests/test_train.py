@@ -104,6 +104,27 @@ def test_resume_equals_uninterrupted(tmp_path, tiny_h5):
         assert torch.equal(opt_a[i]["exp_avg"], opt_b[i]["exp_avg"])
 
 
+def test_resume_with_another_batch_size_counts_images(tmp_path, tiny_h5):
+    # A CPU piece at batch 4, then e.g. a GPU piece at batch 8: images seen, the remaining
+    # length and the data stream all continue from the images already seen.
+    common = ("train.total_kimg=0.044", "train.ckpt_every_steps=0")
+    first = train(cfg_for(tmp_path, tiny_h5, *common, "data.loader.batch_size=4"),
+                  extra_callbacks=[StopAt(3)])
+    assert _state(first["checkpoint"])["images_seen"] == 12
+    starts = []
+
+    class Start(Callback):
+        def on_train_start(self, trainer, module):
+            starts.append((trainer.train_dataloader.sampler.start, module.images_seen))
+
+    second = train(cfg_for(tmp_path, tiny_h5, *common, "data.loader.batch_size=8"),
+                   extra_callbacks=[Start()])
+    assert starts == [(12, 12)]
+    ckpt = _state(second["checkpoint"])
+    assert ckpt["global_step"] == 3 + 4 and ckpt["images_seen"] == 12 + 4 * 8 == 44
+    assert second["images_seen"] == 44
+
+
 def test_checkpoint_is_code_free_and_records_the_run(tmp_path, tiny_h5):
     summary = train(cfg_for(tmp_path, tiny_h5, "train.total_kimg=0.016"))
     ckpt = _state(summary["checkpoint"])  # weights_only=True: no pickled code

@@ -183,6 +183,7 @@ class TrainerConfig:
     gradient_clip_val: Optional[float] = 1.0
     accumulate_grad_batches: int = 1
     log_every_n_steps: int = 50
+    enable_progress_bar: bool = True  # false for log files (the bar also syncs every step)
 
 
 @dataclass

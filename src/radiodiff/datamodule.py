@@ -455,10 +455,17 @@ class CutoutDataModule(L.LightningDataModule):
                           worker_init_fn=_worker_init if workers > 0 else None)
 
     def samples_seen(self) -> int:
-        """Training samples consumed so far by all ranks (from the restored global step)."""
+        """Training samples consumed so far by all ranks (the restored module's count).
+
+        The module counts images over pieces of different batch sizes; without one (a bare
+        trainer) the count is the global step times the current batch.
+        """
         t = self.trainer
         if t is None:
             return 0
+        seen = getattr(t.lightning_module, "images_seen", None)
+        if isinstance(seen, int):
+            return seen
         return int(t.global_step) * self.batch_size * t.world_size * t.accumulate_grad_batches
 
     def train_dataloader(self) -> DataLoader:

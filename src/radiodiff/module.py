@@ -1,8 +1,10 @@
 """LightningModule: EDM loss, condition dropout, EMA, AdamW with warm-up. No sampling maths.
 
-Every schedule is measured in images seen (STYLE 14), derived from the global step, so a
-resumed run continues exactly: the noise of step ``k`` on rank ``r`` comes from a generator
-seeded by ``(seed, k, r)`` instead of a running RNG state.
+Every schedule is measured in images seen (STYLE 14): the count saved in the checkpoint plus
+the steps since, so a run can resume with another batch size or number of devices (e.g. a
+CPU piece at batch 32, then a GPU piece at batch 128). A resumed run continues exactly: the
+noise of step ``k`` on rank ``r`` comes from a generator seeded by ``(seed, k, r)`` instead
+of a running RNG state.
 """
 
 from __future__ import annotations
@@ -83,6 +85,8 @@ class DiffusionModule(L.LightningModule):
         self.ema = copy.deepcopy(self.net).requires_grad_(False)
         self.bin_loss = torch.nn.ModuleList(
             MeanMetric(nan_strategy="ignore") for _ in SIGMA_BINS[:-1])
+        # (images, global step) at the restored checkpoint; images_seen counts on from there.
+        self._resumed_at = (0, 0)
 
     # ------------------------------------------------------------------------------ helpers
     @property
@@ -93,7 +97,9 @@ class DiffusionModule(L.LightningModule):
 
     @property
     def images_seen(self) -> int:
-        return int(self.global_step) * self.batch_images
+        """Training images seen over all pieces, each piece at its own batch size."""
+        images, step = self._resumed_at
+        return images + (int(self.global_step) - step) * self.batch_images
 
     def encode_cond(self, cond_raw: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Raw loader conditions -> network conditions (label kept, scalars normalised)."""
@@ -116,9 +122,11 @@ class DiffusionModule(L.LightningModule):
         self.log("train/loss", loss.mean(), prog_bar=True, sync_dist=True)
         # Loss per sigma bin, averaged over the last log interval (training is one endless
         # epoch, so epoch-level logging would never fire); MeanMetric syncs across ranks.
+        # Weights instead of boolean indexing: no device-to-host sync per step.
+        per_image, s_flat = loss.detach().float().reshape(-1), sigma.detach().reshape(-1)
         for metric, lo, hi in zip(self.bin_loss, SIGMA_BINS[:-1], SIGMA_BINS[1:]):
-            sel = (sigma >= lo) & (sigma < hi)
-            metric.update(loss[sel].detach().float(), weight=torch.ones_like(loss[sel]))
+            sel = ((s_flat >= lo) & (s_flat < hi)).float()
+            metric.update(per_image, weight=sel)
         if (self.global_step + 1) % self.trainer.log_every_n_steps == 0:
             for metric, lo, hi in zip(self.bin_loss, SIGMA_BINS[:-1], SIGMA_BINS[1:]):
                 if metric.weight > 0 or self.trainer.world_size > 1:
@@ -134,8 +142,12 @@ class DiffusionModule(L.LightningModule):
         beta = ema_beta(self.batch_images, self.images_seen, t.ema_halflife_kimg,
                         t.ema_rampup_ratio)
         with torch.no_grad():
-            for p_ema, p in zip(self.ema.parameters(), self.net.parameters()):
-                p_ema.lerp_(p.detach().to(p_ema.dtype), 1.0 - beta)
+            ema, net = list(self.ema.parameters()), list(self.net.parameters())
+            if all(a.dtype == b.dtype and a.device == b.device for a, b in zip(ema, net)):
+                torch._foreach_lerp_(ema, [p.detach() for p in net], 1.0 - beta)  # one launch
+            else:
+                for p_ema, p in zip(ema, net):
+                    p_ema.lerp_(p.detach().to(p_ema.dtype), 1.0 - beta)
             for b_ema, b in zip(self.ema.buffers(), self.net.buffers()):
                 b_ema.copy_(b)
 
@@ -163,3 +175,7 @@ class DiffusionModule(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["images_seen"] = self.images_seen
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        step = int(checkpoint.get("global_step", 0))
+        self._resumed_at = (int(checkpoint.get("images_seen", step * self.batch_images)), step)

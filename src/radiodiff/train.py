@@ -132,6 +132,7 @@ def build_trainer(cfg: DictConfig, run_dir: Path, max_steps: int,
         enable_checkpointing=False,     # ResumeCheckpoint writes atomically instead
         logger=make_logger(cfg, run_dir), callbacks=callbacks,
         default_root_dir=str(run_dir), enable_model_summary=False,
+        enable_progress_bar=bool(t.get("enable_progress_bar", True)),
     )
 
 
@@ -179,9 +180,9 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None,
     world = _world_size(cfg)
     batch_images = int(cfg.data.loader.batch_size) * world * int(
         cfg.trainer.accumulate_grad_batches)
-    max_steps = math.ceil(float(cfg.train.total_kimg) * 1000 / batch_images)
-    trainer = build_trainer(cfg, run_dir, max_steps, callbacks)
     ckpt = resume_path(cfg)
+    max_steps = _max_steps(float(cfg.train.total_kimg) * 1000, batch_images, ckpt)
+    trainer = build_trainer(cfg, run_dir, max_steps, callbacks)
     if ckpt and trainer.is_global_zero:
         log.info("resuming from %s", ckpt)
     elif ckpt is None and cfg.train.init_from:
@@ -198,6 +199,21 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None,
             "checkpoint": str(ckpt_dir / LAST), "run_dir": str(run_dir),
             "resumed_from": ckpt, "metrics": {k: float(v) for k, v in
                                               trainer.callback_metrics.items()}}
+
+
+def _max_steps(total_images: float, batch_images: int, ckpt: str | None) -> int:
+    """Global step at which ``total_images`` are reached, resuming at this batch size.
+
+    Earlier pieces may have used another batch size (a CPU piece, then a GPU piece), so the
+    remaining images are counted from the checkpoint's ``images_seen``.
+    """
+    if not ckpt:
+        return math.ceil(total_images / batch_images)
+    import torch
+    state = torch.load(ckpt, map_location="cpu", weights_only=True, mmap=True)
+    step = int(state.get("global_step", 0))
+    seen = int(state.get("images_seen", step * batch_images))
+    return step + math.ceil(max(0.0, total_images - seen) / batch_images)
 
 
 def _measure_sigma_data(dm: CutoutDataModule, max_rows: int = 4096) -> float:
