@@ -2,6 +2,10 @@
 
     python bench/bench_quality.py --n 200                  # the built-in model
     python bench/bench_quality.py --model run/last.ckpt --configs heun:25 heun:12 dpmpp_2m:10
+    python bench/bench_quality.py --configs dpmpp_2m:10:g=2 heun:25:smax=10 --no-real-row
+
+A configuration is ``sampler:steps`` with optional ``:g=<guidance>`` (classifier-free
+guidance; doubles the network evaluations), ``:smax=<sigma_max>`` and ``:churn=<S_churn>``.
 
 For each sampler:steps, draws N images (test-split class proportions, one seed each) and
 scores them with the evaluation suite: real-vs-fake accuracy, class fidelity, the Fréchet
@@ -29,6 +33,23 @@ NFE = {"heun": lambda n: 2 * n - 1, "euler": lambda n: n, "dpmpp_2m": lambda n: 
        "stochastic": lambda n: 2 * n - 1}
 
 
+def _parse_config(config: str) -> tuple[str, int, float, dict]:
+    """``sampler:steps[:g=<guidance>][:smax=<sigma_max>][:churn=<S_churn>]``."""
+    sampler, steps, *opts = config.split(":")
+    names = {"g": "guidance", "smax": "sigma_max", "churn": "S_churn"}
+    kw = {}
+    for opt in opts:
+        key, _, value = opt.partition("=")
+        if key not in names or not value:
+            raise SystemExit(f"config {config!r}: options are g=, smax=, churn= (got {opt!r})")
+        kw[names[key]] = float(value)
+    return sampler, int(steps), kw.pop("guidance", 1.0), kw
+
+
+def _num(x, fmt: str) -> str:
+    return "–" if x is None else format(x, fmt)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -54,20 +75,23 @@ def main() -> None:
     configs = ([] if args.no_real_row else ["real:0"]) + list(args.configs)
     with tempfile.TemporaryDirectory() as tmp:
         for config in configs:
-            sampler, steps = config.split(":")
+            sampler, steps, guidance, kw = _parse_config(config)
             t0 = time.perf_counter()
             if sampler == "real":  # validation images in place of generated ones
                 pick = np.random.default_rng(args.seed).permutation(len(val.labels))[:args.n]
                 fake = ImageSet(val.images[pick], val.labels[pick], "real (valid)")
             else:
-                fake = generated_set(args.model, labels, Path(tmp), sampler, int(steps), 1.0,
-                                     args.seed, 32)
+                fake = generated_set(args.model, labels, Path(tmp), sampler, steps, guidance,
+                                     args.seed, 32, sampler_kw=kw)
             t_sample = time.perf_counter() - t0
             m = evaluate(real, fake, train, val, meta, settings)
             w = w1_summary(w1_ratios(m["distances"]))  # a missing statistic counts as inf
+            mem = (m.get("memorisation") or {}).get("pixel", {})
             rows.append({
-                "sampler": sampler, "steps": int(steps),
-                "nfe": NFE[sampler](int(steps)) if sampler in NFE else 0,
+                "sampler": sampler, "steps": steps, "guidance": guidance, **kw,
+                # network evaluations per image (guidance != 1 evaluates twice)
+                "nfe": (NFE[sampler](steps) * (1 if guidance == 1 else 2)
+                        if sampler in NFE else 0),
                 "n": len(fake.images), "sample_s": round(t_sample, 1),
                 "real_vs_fake": m["real_vs_fake"]["mean_accuracy"],
                 "real_vs_fake_std": m["real_vs_fake"]["std_accuracy"],
@@ -79,17 +103,26 @@ def main() -> None:
                 "w1_ratio_worst": w["worst"][0],
                 "w1_within_3x": w["within"],
                 "n_stats": w["n"],
+                # nearest training image (pixel L2): generated vs held-out test images
+                "copy_fraction": mem.get("copy_fraction"),
+                "nn_median_ratio": (mem["gen_median"] / mem["test_median"]
+                                    if mem.get("test_median") else None),
             })
             print(json.dumps(rows[-1]), flush=True)  # inf -> Infinity
     print("| sampler | steps | NFE | real-vs-fake | class fidelity | Fréchet (floor) | "
-          "W1/floor median | W1/floor ≤ 3 | W1/floor max (stat) | sampling s |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+          "W1/floor median | W1/floor ≤ 3 | W1/floor max (stat) | NN ratio (copies) | "
+          "sampling s |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['sampler']} | {r['steps'] or '–'} | {r['nfe'] or '–'} | "
+        extra = "".join(f" {k}={r[k]:g}" for k in ("guidance", "sigma_max", "S_churn")
+                        if k in r and r[k] != (1.0 if k == "guidance" else None))
+        print(f"| {r['sampler']}{extra} | {r['steps'] or '–'} | {r['nfe'] or '–'} | "
               f"{r['real_vs_fake']:.3f} ± {r['real_vs_fake_std']:.3f} | "
               f"{r['class_fidelity_ratio']:.3f} | {r['frechet']:.3g} ({r['frechet_floor']:.3g})"
               f" | {r['w1_ratio_median']:.2f} | {r['w1_within_3x']}/{r['n_stats']} | "
-              f"{r['w1_ratio_max']:.2f} ({r['w1_ratio_worst']}) | {r['sample_s']} |")
+              f"{r['w1_ratio_max']:.2f} ({r['w1_ratio_worst']}) | "
+              f"{_num(r['nn_median_ratio'], '.2f')} ({_num(r['copy_fraction'], '.3f')}) | "
+              f"{r['sample_s']} |")
     if args.out:
         from radiodiff.artifacts import atomic_text
         from radiodiff.export import resolve_model

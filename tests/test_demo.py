@@ -129,3 +129,32 @@ def test_shipped_default_model_loads_and_samples():
     res = generate(release, 2, label="FRII", steps=2, seed=0)
     assert res.images.shape == (2, 1, 80, 80)
     assert np.isfinite(res.images).all() and res.images.std() > 0
+
+
+def test_bench_quality_script_writes_rows_with_floors(prepared, tiny, tmp_path):
+    # bench/bench_quality.py end to end on the tiny release: the real-vs-real row first,
+    # then one row per sampler, each with the floors and the memorisation columns.
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+    repo = Path(__file__).resolve().parents[1]
+    out = tmp_path / "q.json"
+    env = dict(os.environ, OMP_NUM_THREADS="1", OMP_WAIT_POLICY="PASSIVE")  # cache in cwd
+    proc = subprocess.run([sys.executable, str(repo / "bench" / "bench_quality.py"),
+                           "--model", str(tiny), "--reference", str(prepared), "--n", "8",
+                           "--configs", "heun:2", "dpmpp_2m:2:g=2:smax=10", "--out", str(out)],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(out.read_text())
+    rows = result["rows"]
+    assert [(r["sampler"], r["nfe"]) for r in rows] == [("real", 0), ("heun", 3),
+                                                        ("dpmpp_2m", 4)]  # guided: 2x
+    assert rows[2]["guidance"] == 2.0 and rows[2]["sigma_max"] == 10.0
+    assert result["reference_sha256"] and result["settings"]["n"] == 8
+    for r in rows:
+        assert r["n"] == 8 and 0 <= r["real_vs_fake"] <= 1
+        assert r["frechet_floor"] > 0 and r["w1_within_3x"] <= r["n_stats"]
+        assert 0 <= r["copy_fraction"] <= 1 and r["nn_median_ratio"] > 0
+    assert "| heun | 2 | 3 |" in proc.stdout and "| dpmpp_2m guidance=2 sigma_max=10 | 2 | 4 |" in \
+        proc.stdout

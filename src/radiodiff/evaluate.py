@@ -103,13 +103,15 @@ def samples_set(path: str | Path) -> ImageSet:
 
 def generated_set(model: str | Path, labels: np.ndarray, out_dir: Path, sampler: str,
                   steps: int, guidance: float, seed: int, batch_size: int,
-                  progress: Progress = None, conditions: dict | None = None) -> ImageSet:
+                  progress: Progress = None, conditions: dict | None = None,
+                  sampler_kw: dict | None = None) -> ImageSet:
     """Sample one image per requested label from a release folder or a training checkpoint.
 
     Class labels follow the reference set's labels (same class proportions); a model
     without class conditioning samples unconditionally. A model conditioned on peak flux
     or LAS gets, image by image, the values in ``conditions`` (the reference rows'), so
-    the requested and measured values can be compared.
+    the requested and measured values can be compared. ``sampler_kw`` (e.g. ``sigma_max``,
+    ``S_churn``) goes to :func:`radiodiff.generate.generate`.
     """
     from radiodiff.export import export_checkpoint, load_release, resolve_model
     from radiodiff.generate import generate
@@ -121,7 +123,7 @@ def generated_set(model: str | Path, labels: np.ndarray, out_dir: Path, sampler:
     scalars = [k for k in release.scalar_conditions if conditions and k in conditions]
     if scalars:
         return _generated_per_row(release, model, labels, conditions, scalars, sampler, steps,
-                                  guidance, seed, progress)
+                                  guidance, seed, progress, sampler_kw or {})
     images, out_labels = [], []
     classes = release.classes
     groups = ([(int(c), int((labels == c).sum())) for c in np.unique(labels) if c >= 0]
@@ -132,7 +134,7 @@ def generated_set(model: str | Path, labels: np.ndarray, out_dir: Path, sampler:
             continue
         res = generate(release, count, label=classes[label] if label >= 0 else None,
                        sampler=sampler, steps=steps, guidance=guidance, seed=offset,
-                       batch_size=batch_size, progress=progress)
+                       batch_size=batch_size, progress=progress, **(sampler_kw or {}))
         offset += count  # every image its own seed
         images.append(res.images)
         out_labels.append(np.full(count, label))
@@ -141,7 +143,7 @@ def generated_set(model: str | Path, labels: np.ndarray, out_dir: Path, sampler:
 
 
 def _generated_per_row(release, model: Path, labels, conditions, scalars, sampler, steps,
-                       guidance, seed, progress) -> ImageSet:
+                       guidance, seed, progress, sampler_kw) -> ImageSet:
     from radiodiff.generate import generate
     rows = range(len(labels))
     images, requested = [], {k: np.asarray(conditions[k], float) for k in scalars}
@@ -150,7 +152,7 @@ def _generated_per_row(release, model: Path, labels, conditions, scalars, sample
         label = int(labels[i])
         res = generate(release, 1, label=release.classes[label] if release.classes and
                        label >= 0 else None, sampler=sampler, steps=steps, guidance=guidance,
-                       seed=seed + i, **kw)
+                       seed=seed + i, **kw, **sampler_kw)
         images.append(res.images)
     return ImageSet(np.concatenate(images), np.asarray(labels, np.int64),
                     f"generated ({model.name}, {sampler} {steps})", requested)

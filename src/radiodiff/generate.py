@@ -141,7 +141,7 @@ def _condition(release: Release, label: Optional[str], scalars: dict[str, Option
 def generate(release: Release, n: int, label: Optional[str] = None,
              peak_flux: Optional[float] = None, las_arcsec: Optional[float] = None,
              sampler: str = "heun", steps: int = 25, guidance: float = 1.0, seed: int = 0,
-             batch_size: int = 32, sigma_min: float = 0.002, sigma_max: float = 80.0,
+             batch_size: int = 32, sigma_min: float = 0.002, sigma_max: float = 10.0,
              rho: float = 7.0, S_churn: float = 0.0, batch_invariant: bool = True,
              progress: Optional[Callable[[Iterable, int], Iterable]] = None
              ) -> GenerateResult:
