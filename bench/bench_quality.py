@@ -85,7 +85,8 @@ def main() -> None:
                                      args.seed, 32, sampler_kw=kw)
             t_sample = time.perf_counter() - t0
             m = evaluate(real, fake, train, val, meta, settings)
-            w = w1_summary(w1_ratios(m["distances"]))  # a missing statistic counts as inf
+            ratios = w1_ratios(m["distances"])
+            w = w1_summary(ratios)  # a missing statistic counts as inf
             mem = (m.get("memorisation") or {}).get("pixel", {})
             rows.append({
                 "sampler": sampler, "steps": steps, "guidance": guidance, **kw,
@@ -103,6 +104,7 @@ def main() -> None:
                 "w1_ratio_worst": w["worst"][0],
                 "w1_within_3x": w["within"],
                 "n_stats": w["n"],
+                "w1_ratios": {k: round(v, 3) for k, v in sorted(ratios.items())},
                 # nearest training image (pixel L2): generated vs held-out test images
                 "copy_fraction": mem.get("copy_fraction"),
                 "nn_median_ratio": (mem["gen_median"] / mem["test_median"]

@@ -155,6 +155,8 @@ def test_bench_quality_script_writes_rows_with_floors(prepared, tiny, tmp_path):
     for r in rows:
         assert r["n"] == 8 and 0 <= r["real_vs_fake"] <= 1
         assert r["frechet_floor"] > 0 and r["w1_within_3x"] <= r["n_stats"]
+        assert len(r["w1_ratios"]) == r["n_stats"] and r["w1_within_3x"] == sum(
+            v <= 3 for v in r["w1_ratios"].values())
         assert 0 <= r["copy_fraction"] <= 1 and r["nn_median_ratio"] > 0
     assert "| heun | 2 | 3 |" in proc.stdout and "| dpmpp_2m guidance=2 sigma_max=10 | 2 | 4 |" in \
         proc.stdout

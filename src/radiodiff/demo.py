@@ -90,7 +90,9 @@ def _summary(metrics: dict, release, fake: ImageSet, settings: dict, t_sample: f
              f"{t_eval:.0f} s (indicative: only {len(fake.images)} generated images)", ""]
     rvf = metrics["real_vs_fake"]
     lines.append(f"- real-vs-fake accuracy: {rvf['mean_accuracy']:.3f} ± "
-                 f"{rvf['std_accuracy']:.3f} (0.5: indistinguishable)")
+                 f"{rvf['std_accuracy']:.3f} (0.5: indistinguishable; trained on only "
+                 f"{len(fake.images)} generated images this classifier has little power: "
+                 f"`make bench-quality` scores 200 per sampler, and the model card lists them)")
     fid = metrics.get("class_fidelity") or {}
     if fid.get("fidelity_ratio") is not None:
         lines.append(f"- class fidelity: {fid['fake_accuracy']:.3f} accuracy on generated "
