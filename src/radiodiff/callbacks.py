@@ -17,6 +17,7 @@ import torch
 from lightning.pytorch.callbacks import Callback
 
 from radiodiff.artifacts import save_image_grid
+from radiodiff.config import SamplerConfig
 from radiodiff.metrics.collect import StatsCollector, histogram_distance
 from radiodiff.sampling import heun_sample, karras_sigmas, seeded_noise
 
@@ -28,7 +29,9 @@ class SampleCallback(Callback):
 
     def __init__(self, every_steps: int, count: int = 64, steps: int = 25,
                  batch_size: int = 32, run_dir: str | Path = ".", seed: int = 0,
-                 sigma_min: float = 0.002, sigma_max: float = 10.0, rho: float = 7.0) -> None:
+                 sigma_min: float = SamplerConfig.sigma_min,
+                 sigma_max: float = SamplerConfig.sigma_max,
+                 rho: float = SamplerConfig.rho) -> None:
         self.every_steps, self.count, self.steps = int(every_steps), int(count), int(steps)
         self.batch_size, self.run_dir, self.seed = int(batch_size), Path(run_dir), int(seed)
         self.sigmas = karras_sigmas(self.steps, sigma_min, sigma_max, rho)

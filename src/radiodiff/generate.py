@@ -34,6 +34,7 @@ import numpy as np
 import torch
 
 from .artifacts import atomic_write, save_image_grid
+from .config import SamplerConfig
 from .edm import guided
 from .export import Release
 from .sampling import (CountingDenoiser, dpmpp_2m_sample, euler_sample, heun_sample,
@@ -141,8 +142,9 @@ def _condition(release: Release, label: Optional[str], scalars: dict[str, Option
 def generate(release: Release, n: int, label: Optional[str] = None,
              peak_flux: Optional[float] = None, las_arcsec: Optional[float] = None,
              sampler: str = "heun", steps: int = 25, guidance: float = 1.0, seed: int = 0,
-             batch_size: int = 32, sigma_min: float = 0.002, sigma_max: float = 10.0,
-             rho: float = 7.0, S_churn: float = 0.0, batch_invariant: bool = True,
+             batch_size: int = 32, sigma_min: float = SamplerConfig.sigma_min,
+             sigma_max: float = SamplerConfig.sigma_max, rho: float = SamplerConfig.rho,
+             S_churn: float = 0.0, batch_invariant: bool = True,
              progress: Optional[Callable[[Iterable, int], Iterable]] = None
              ) -> GenerateResult:
     """Draw ``n`` images from a release, optionally conditioned and guided.

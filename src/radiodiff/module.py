@@ -23,7 +23,7 @@ from radiodiff.edm import EDMDenoiser, edm_loss
 from radiodiff.transforms import ConditionTransform
 from radiodiff.unet import build_unet, drop_conditions
 
-__all__ = ["DiffusionModule", "ema_beta", "step_generator"]
+__all__ = ["DiffusionModule", "checkpoint_progress", "ema_beta", "step_generator"]
 
 # Loss is also logged in these ln(sigma) bins (EDM Fig. 5a style).
 SIGMA_BINS = (0.0, 0.05, 0.2, 0.5, 1.0, 2.0, 5.0, math.inf)
@@ -36,6 +36,12 @@ def ema_beta(batch_images: int, images_seen: int, halflife_kimg: float,
     if rampup_ratio is not None:
         halflife = min(halflife, images_seen * rampup_ratio)
     return 0.5 ** (batch_images / max(halflife, 1e-8))
+
+
+def checkpoint_progress(checkpoint: dict, batch_images: int) -> tuple[int, int]:
+    """(images seen, global step) of a checkpoint; older ones lack the image count."""
+    step = int(checkpoint.get("global_step", 0))
+    return int(checkpoint.get("images_seen", step * batch_images)), step
 
 
 def step_generator(seed: int, step: int, rank: int, device: torch.device) -> torch.Generator:
@@ -142,12 +148,9 @@ class DiffusionModule(L.LightningModule):
         beta = ema_beta(self.batch_images, self.images_seen, t.ema_halflife_kimg,
                         t.ema_rampup_ratio)
         with torch.no_grad():
-            ema, net = list(self.ema.parameters()), list(self.net.parameters())
-            if all(a.dtype == b.dtype and a.device == b.device for a, b in zip(ema, net)):
-                torch._foreach_lerp_(ema, [p.detach() for p in net], 1.0 - beta)  # one launch
-            else:
-                for p_ema, p in zip(ema, net):
-                    p_ema.lerp_(p.detach().to(p_ema.dtype), 1.0 - beta)
+            # One fused launch; the EMA is a deep copy of the net, so dtypes and devices match.
+            torch._foreach_lerp_(list(self.ema.parameters()),
+                                 [p.detach() for p in self.net.parameters()], 1.0 - beta)
             for b_ema, b in zip(self.ema.buffers(), self.net.buffers()):
                 b_ema.copy_(b)
 
@@ -177,5 +180,4 @@ class DiffusionModule(L.LightningModule):
         checkpoint["images_seen"] = self.images_seen
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
-        step = int(checkpoint.get("global_step", 0))
-        self._resumed_at = (int(checkpoint.get("images_seen", step * self.batch_images)), step)
+        self._resumed_at = checkpoint_progress(checkpoint, self.batch_images)

@@ -23,7 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 from radiodiff.artifacts import atomic_text
 from radiodiff.datamodule import CutoutDataModule
 from radiodiff.h5io import read_prepared
-from radiodiff.module import DiffusionModule
+from radiodiff.module import DiffusionModule, checkpoint_progress
 from radiodiff.transforms import ConditionTransform
 
 __all__ = ["train", "ResumeCheckpoint", "TimeBox", "build_trainer", "resume_path",
@@ -210,9 +210,8 @@ def _max_steps(total_images: float, batch_images: int, ckpt: str | None) -> int:
     if not ckpt:
         return math.ceil(total_images / batch_images)
     import torch
-    state = torch.load(ckpt, map_location="cpu", weights_only=True, mmap=True)
-    step = int(state.get("global_step", 0))
-    seen = int(state.get("images_seen", step * batch_images))
+    state = torch.load(ckpt, map_location="cpu", weights_only=True, mmap=True)  # no tensor I/O
+    seen, step = checkpoint_progress(state, batch_images)
     return step + math.ceil(max(0.0, total_images - seen) / batch_images)
 
 
