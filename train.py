@@ -1,7 +1,7 @@
 """Train a radiodiff model: ``python train.py model=unet_attn data=lotss`` (Hydra; ``-m`` sweeps).
 
 Thin entry point: Hydra composes ``conf/`` onto the typed configs and saves the resolved
-config in the run folder under ``outputs/``; :func:`radiodiff.train.train` does the work.
+config in the run folder under ``outputs/``; :func:`radiodiff.training.fit.train` does the work.
 """
 
 import hydra
@@ -9,7 +9,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from radiodiff.config import register_configs
-from radiodiff.train import train
+from radiodiff.training.fit import train
 
 register_configs()
 

@@ -22,8 +22,8 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from radiodiff.config import load_config
-from radiodiff.edm import EDMDenoiser, edm_loss
-from radiodiff.unet import build_unet
+from radiodiff.diffusion.edm import EDMDenoiser, edm_loss
+from radiodiff.diffusion.unet import build_unet
 
 HEUN_NFE = 49  # 25 Heun steps
 

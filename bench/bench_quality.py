@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from radiodiff.evaluate import (EvalSettings, ImageSet, evaluate, generated_set,
+from radiodiff.evaluation.evaluate import (EvalSettings, ImageSet, evaluate, generated_set,
                                 reference_meta, reference_set, w1_ratios,
                                 w1_summary)
 
@@ -126,9 +126,9 @@ def main() -> None:
               f"{_num(r['nn_median_ratio'], '.2f')} ({_num(r['copy_fraction'], '.3f')}) | "
               f"{r['sample_s']} |")
     if args.out:
-        from radiodiff.artifacts import atomic_text
-        from radiodiff.export import resolve_model
-        from radiodiff.provenance import git_commit
+        from radiodiff.io.artifacts import atomic_text
+        from radiodiff.io.release import resolve_model
+        from radiodiff.io.provenance import git_commit
         atomic_text(args.out, json.dumps({
             "model": str(resolve_model(args.model)), "reference": args.reference,
             "reference_sha256": meta.get("data_sha256"), "seed": args.seed,

@@ -27,7 +27,7 @@ def _cmd_prepare(args) -> int:
     from omegaconf import OmegaConf
 
     from radiodiff.config import load_config
-    from radiodiff.prepare import prepare
+    from radiodiff.data.prepare import prepare
 
     cfg = load_config(args.overrides)
     if args.cfg:
@@ -39,7 +39,7 @@ def _cmd_prepare(args) -> int:
 
 
 def _cmd_inspect(args) -> int:
-    from radiodiff.inspect import inspect_prepared
+    from radiodiff.data.summary import inspect_prepared
 
     out = Path(args.out) if args.out else Path("outputs") / "inspect" / Path(args.file).stem
     paths = inspect_prepared(args.file, out, n_per_class=args.n_per_class, seed=args.seed)
@@ -51,8 +51,8 @@ def _cmd_inspect(args) -> int:
 def _cmd_sample(args) -> int:
     from tqdm.auto import tqdm
 
-    from radiodiff.export import load_release, resolve_model
-    from radiodiff.generate import generate, save_samples
+    from radiodiff.io.release import load_release, resolve_model
+    from radiodiff.diffusion.generate import generate, save_samples
 
     release = load_release(resolve_model(args.model))
     out = Path(args.out) if args.out else Path("outputs") / "samples" / release.path.name
@@ -74,7 +74,7 @@ def _cmd_sample(args) -> int:
 
 
 def _cmd_demo(args) -> int:
-    from radiodiff.demo import run_demo
+    from radiodiff.evaluation.demo import run_demo
 
     res = run_demo(args.reference, args.out, model=args.model, n_per_class=args.n_per_class,
                    sampler=args.sampler, steps=args.steps, guidance=args.guidance,
@@ -85,7 +85,7 @@ def _cmd_demo(args) -> int:
 
 
 def _cmd_export(args) -> int:
-    from radiodiff.export import export_checkpoint
+    from radiodiff.training.export import export_checkpoint
 
     out = export_checkpoint(args.ckpt, args.out)
     print(f"release written to {out}")
@@ -104,9 +104,9 @@ def _eval_name(args) -> str:
 def _cmd_evaluate(args) -> int:
     import numpy as np
 
-    from radiodiff.evaluate import (EvalSettings, evaluate, generated_set, reference_meta,
+    from radiodiff.evaluation.evaluate import (EvalSettings, evaluate, generated_set, reference_meta,
                                     reference_set, samples_set, write_report)
-    from radiodiff.export import DEFAULT_MODEL
+    from radiodiff.io.release import DEFAULT_MODEL
 
     if not (args.model or args.samples or args.real_split):
         args.model = DEFAULT_MODEL  # the built-in model
@@ -247,8 +247,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from radiodiff.config import ConfigError
-    from radiodiff.fits_io import InputError
-    from radiodiff.prepare import PrepareError
+    from radiodiff.io.fits import InputError
+    from radiodiff.data.prepare import PrepareError
     try:
         return args.func(args)
     except (ConfigError, PrepareError, InputError, FileNotFoundError, ValueError) as exc:

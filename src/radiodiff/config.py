@@ -140,7 +140,7 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    """U-Net hyper-parameters, read by :func:`radiodiff.unet.build_unet`."""
+    """U-Net hyper-parameters, read by :func:`radiodiff.diffusion.unet.build_unet`."""
     name: str = MISSING
     model_channels: int = 64      # channels at the first (full-resolution) level
     channel_mult: list[int] = field(default_factory=lambda: [1, 2, 2])  # per level; side halves

@@ -1,0 +1,1 @@
+"""Data: sources, cutouts and preprocessing, the prepared-HDF5 format, the DataModule."""

@@ -1,0 +1,188 @@
+"""Survey inputs -> one HDF5 file of model-ready cutouts with provenance.
+
+cutout (physical units) -> quality cuts -> measurements -> NaN fill -> resize to N x N
+-> negative policy -> scaling to [0, 1] (per image or per dataset) -> HDF5, written
+atomically. Physical peak / total flux, LAS, beam and pixel scale are kept so later models
+can condition on them and restore Jy/beam (``physical = image * scale + offset``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable, Iterable
+
+import numpy as np
+from omegaconf import DictConfig, OmegaConf
+
+import radiodiff
+from radiodiff.io.fits import InputError
+from radiodiff.data.prepared import FLAGS, FLOAT_COLUMNS, data_sha256, sha256_file, write_prepared
+from radiodiff.data.preprocess import (
+    CUT_ORDER, apply_negatives, centre_on, fill_nan, first_reason, fit_scaling, measure, quality_flags,
+    resize_image,
+)
+from radiodiff.io.provenance import git_commit
+from radiodiff.data.sources import CatalogError, Cutout, make_source
+
+__all__ = ["PrepareError", "PrepareSummary", "prepare", "validate_data_config"]
+
+SPLITS = ("train", "valid", "test")
+
+
+class PrepareError(RuntimeError):
+    """Preparation stopped; nothing was written."""
+
+
+@dataclass
+class PrepareSummary:
+    name: str
+    out: str
+    n_in: int
+    n_out: int
+    removed: dict[str, int]   # reason -> sources not written
+    flagged: dict[str, int]   # cut -> sources written with that flag (cuts.action=flag)
+    splits: dict[str, int]
+    seconds: float
+    errors: list[str] = field(default_factory=list)  # first messages of skipped inputs
+
+    def format(self) -> str:
+        lines = [f"prepared {self.name}: {self.n_in} in, {self.n_out} out, "
+                 f"{sum(self.removed.values())} removed, {self.seconds:.1f} s -> {self.out}"]
+        lines.append("  splits: " + ", ".join(f"{k} {v}" for k, v in self.splits.items()))
+        for title, counts in (("removed", self.removed), ("flagged", self.flagged)):
+            for reason, n in sorted(counts.items(), key=lambda kv: -kv[1]):
+                lines.append(f"  {title} {reason}: {n}")
+        if self.errors:
+            lines.append("  first skipped inputs:")
+            lines += [f"    {e}" for e in self.errors]
+        return "\n".join(lines)
+
+
+def _value(x) -> str:
+    return str(getattr(x, "value", x))
+
+
+def validate_data_config(d: DictConfig) -> None:
+    """Reject absurd options before any input is read."""
+    problems = []
+    if not 8 <= d.image_size <= 1024:
+        problems.append(f"data.image_size={d.image_size} (must be 8..1024)")
+    if d.cutout.k_las <= 0:
+        problems.append(f"data.cutout.k_las={d.cutout.k_las} (must be > 0)")
+    if d.cutout.min_size_arcsec < 0:
+        problems.append(f"data.cutout.min_size_arcsec={d.cutout.min_size_arcsec} (must be >= 0)")
+    if d.cutout.noise_box_factor < 1:
+        problems.append(f"data.cutout.noise_box_factor={d.cutout.noise_box_factor} (must be >= 1)")
+    if d.cuts.snr_min is not None and d.cuts.snr_min <= 0:
+        problems.append(f"data.cuts.snr_min={d.cuts.snr_min} (must be > 0 or null)")
+    if d.cuts.edge_max_frac is not None and not 0 < d.cuts.edge_max_frac <= 1:
+        problems.append(f"data.cuts.edge_max_frac={d.cuts.edge_max_frac} (must be in (0, 1])")
+    if d.limit is not None and d.limit < 1:
+        problems.append(f"data.limit={d.limit} (must be >= 1 or null)")
+    if d.beam_arcsec is not None and (len(d.beam_arcsec) != 2 or min(d.beam_arcsec) <= 0):
+        problems.append(f"data.beam_arcsec={list(d.beam_arcsec)} (must be [bmaj, bmin] > 0)")
+    if problems:
+        raise ValueError("invalid data config: " + "; ".join(problems))
+
+
+def prepare(cfg: DictConfig, progress: Callable[[Iterable, int], Iterable] | None = None,
+            out: str | Path | None = None) -> PrepareSummary:
+    """Prepare ``cfg.data`` into ``cfg.data.out`` (or ``out``) and return the summary.
+
+    ``progress(iterable, total)`` may wrap the loop over sources (a progress bar at the
+    CLI edge). Raises :class:`PrepareError` (nothing written) when an input fails and
+    ``data.on_error=stop``, or when no source survives.
+    """
+    t0 = time.perf_counter()
+    d = cfg.data
+    validate_data_config(d)
+    out = Path(out or d.out)
+    try:
+        source = make_source(d)
+    except (CatalogError, FileNotFoundError, InputError) as exc:
+        raise PrepareError(str(exc)) from exc
+    n = d.image_size
+    negatives, scaling = _value(d.negatives), _value(d.scaling)
+    flag_only = _value(d.cuts.action) == "flag"
+    fill = float(d.cuts.nan_fill)
+
+    kept: list[tuple[Cutout, np.ndarray, int, dict]] = []
+    removed, flagged, errors = Counter(), Counter(), []
+    items = progress(source, len(source)) if progress else source
+    for item in items:
+        if isinstance(item, InputError):
+            if _value(d.on_error) == "stop":
+                raise PrepareError(f"{item} (data.on_error=stop: nothing written)") from item
+            removed[item.reason] += 1
+            if len(errors) < 20:
+                errors.append(str(item))
+            continue
+        meas = measure(item.image, item.rms, item.pixel_scale_arcsec, item.beam_arcsec)
+        flags = quality_flags(item.image, meas["snr"], d.cuts)
+        if flags and not flag_only:
+            removed[first_reason(flags)] += 1
+            continue
+        for name in CUT_ORDER:
+            if flags & FLAGS[name]:
+                flagged[name] += 1
+        img = centre_on(fill_nan(item.image, fill), item.offset_px)
+        img = apply_negatives(resize_image(img, n), negatives)
+        kept.append((item, img, flags, meas))
+    if not kept:
+        raise PrepareError(f"data={d.name}: no source survived "
+                           f"(removed: {dict(removed) or 'none'}); nothing written")
+    kept.sort(key=lambda k: k[0].row)  # catalogue order whatever the reading order
+
+    images = np.stack([k[1] for k in kept])[:, None]
+    scale, offset = fit_scaling(images[:, 0], scaling, negatives)
+    images = ((images - offset[:, None, None, None]) / scale[:, None, None, None])
+    images = np.clip(images, 0.0, 1.0).astype(np.float32)  # float rounding only
+    columns = _columns(kept, scale, offset, n, physical=source.image_unit == "Jy/beam")
+
+    files = source.input_files()
+    hashes = [(f, sha256_file(f)) for f in files]
+    inputs_sha = hashlib.sha256("".join(h for _, h in hashes).encode()).hexdigest()
+    splits = {s: int(np.sum(columns["split"] == s)) for s in SPLITS}
+    summary = PrepareSummary(
+        name=d.name, out=str(out), n_in=len(source), n_out=len(kept), removed=dict(removed),
+        flagged=dict(flagged), splits=splits, seconds=0.0, errors=errors)
+    summary.seconds = round(time.perf_counter() - t0, 2)
+    attrs = {
+        "name": d.name, "source": _value(d.source), "classes": list(d.classes),
+        "image_unit": source.image_unit, "negatives": negatives, "scaling": scaling,
+        "config_yaml": OmegaConf.to_yaml(cfg, resolve=True),
+        "package_version": radiodiff.__version__, "git_commit": git_commit(),
+        "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "inputs_sha256": inputs_sha, "data_sha256": data_sha256(images, columns),
+        "seed": int(d.split.seed), "summary": asdict(summary),
+    }
+    write_prepared(out, images, columns, attrs, hashes)
+    summary.seconds = round(time.perf_counter() - t0, 2)
+    return summary
+
+
+def _columns(kept, scale, offset, n, physical: bool) -> dict[str, np.ndarray]:
+    cut = [k[0] for k in kept]
+    meas = [k[3] for k in kept]
+    cols = {name: np.full(len(kept), np.nan) for name in FLOAT_COLUMNS}
+    for i, (c, m) in enumerate(zip(cut, meas)):
+        size = c.image.shape[0] * c.pixel_scale_arcsec
+        cols["ra"][i], cols["dec"][i], cols["las_arcsec"][i] = c.ra, c.dec, c.las_arcsec
+        cols["peak_flux"][i] = m["peak_flux"] if physical else np.nan
+        cols["total_flux"][i], cols["snr"][i], cols["rms"][i] = m["total_flux"], m["snr"], c.rms
+        cols["catalog_peak_flux"][i] = c.catalog_peak_flux
+        cols["catalog_total_flux"][i] = c.catalog_total_flux
+        cols["cutout_size_arcsec"][i] = size
+        cols["pixel_scale_arcsec"][i] = size / n
+    cols["scale"], cols["offset"] = scale, offset
+    cols["label"] = np.array([c.label for c in cut], dtype=np.int16)
+    cols["split"] = np.array([c.split or "train" for c in cut], dtype=object)
+    cols["source_id"] = np.array([c.source_id for c in cut], dtype=object)
+    cols["flags"] = np.array([k[2] for k in kept], dtype=np.uint8)
+    cols["beam_arcsec"] = np.array([c.beam_arcsec for c in cut], dtype=np.float64)
+    return cols

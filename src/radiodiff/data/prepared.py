@@ -1,0 +1,190 @@
+"""The prepared-cutout HDF5 file: layout, atomic writing, reading.
+
+Layout (``FORMAT_VERSION`` 1), N sources, images of H x W pixels:
+
+==========================  =================  ==============================================
+dataset                     shape / dtype      meaning
+==========================  =================  ==============================================
+``images``                  (N,1,H,W) float32  model-space images in [0, 1] (chunked, gzip)
+``label``                   (N,) int16         index into attr ``classes``; -1 = unlabelled
+``split``                   (N,) str           ``train`` / ``valid`` / ``test``
+``source_id``               (N,) str           catalogue name of the source
+``flags``                   (N,) uint8         bitmask of failed cuts (``FLAGS``); 0 = clean
+``ra``, ``dec``             (N,) float64       cutout centre, deg (J2000); NaN if unknown
+``las_arcsec``              (N,) float64       largest angular size, arcsec
+``peak_flux``               (N,) float64       peak of the cutout, Jy/beam (NaN: no flux scale)
+``total_flux``              (N,) float64       sum of pixels > 3 rms / beam area, Jy
+``rms``                     (N,) float64       sigma-clipped noise, Jy/beam
+``snr``                     (N,) float64       peak_flux / rms
+``catalog_peak_flux``       (N,) float64       catalogue peak flux, Jy/beam (NaN if absent)
+``catalog_total_flux``      (N,) float64       catalogue total flux, Jy (NaN if absent)
+``cutout_size_arcsec``      (N,) float64       side of the cutout on the sky
+``pixel_scale_arcsec``      (N,) float64       side of one output pixel on the sky
+``beam_arcsec``             (N,2) float64      restoring beam (bmaj, bmin), arcsec
+``scale``, ``offset``       (N,) float64       physical = image * scale + offset (image_unit)
+``provenance/files``        (F,) str           input files (catalogue, fields, archives)
+``provenance/sha256``       (F,) str           their SHA-256
+==========================  =================  ==============================================
+
+Root attributes: ``format_version``, ``name``, ``source``, ``classes`` (JSON list),
+``image_unit``, ``negatives``, ``scaling``, ``config_yaml``, ``package_version``,
+``git_commit``, ``created_utc``, ``inputs_sha256``, ``data_sha256``, ``summary`` (JSON).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+import h5py
+import numpy as np
+
+from radiodiff.io.artifacts import atomic_write
+
+__all__ = [
+    "FORMAT_VERSION", "FLAGS", "COLUMNS", "PreparedSet", "write_prepared", "read_prepared",
+    "sha256_file", "data_sha256",
+]
+
+FORMAT_VERSION = 1
+# One bit per quality cut, so a flagged row says which cuts it failed.
+FLAGS = {"nan": 1, "blank": 2, "low_snr": 4, "edge_emission": 8}
+
+FLOAT_COLUMNS = (
+    "ra", "dec", "las_arcsec", "peak_flux", "total_flux", "rms", "snr", "catalog_peak_flux",
+    "catalog_total_flux", "cutout_size_arcsec", "pixel_scale_arcsec", "scale", "offset",
+)
+COLUMNS = ("label", "split", "source_id", "flags", "beam_arcsec") + FLOAT_COLUMNS
+_STR = h5py.string_dtype("utf-8")
+
+
+@dataclass
+class PreparedSet:
+    """A prepared file read into memory (``images`` may be None when not requested)."""
+    images: np.ndarray | None
+    columns: dict[str, np.ndarray]
+    attrs: dict[str, Any]
+    files: list[str] = field(default_factory=list)
+    sha256: list[str] = field(default_factory=list)
+
+    @property
+    def classes(self) -> list[str]:
+        return list(self.attrs.get("classes", []))
+
+    def __len__(self) -> int:
+        return len(self.columns["label"])
+
+    def geometry(self) -> dict[str, Any]:
+        """Median pixel scale (arcsec) and beam ([bmaj, bmin] arcsec) of the clean rows."""
+        clean = self.columns["flags"] == 0
+        pix = self.columns["pixel_scale_arcsec"][clean]
+        return {"pixel_scale_arcsec": float(np.median(pix)),
+                "beam_arcsec": np.median(self.columns["beam_arcsec"][clean], axis=0).tolist()}
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 22) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def data_sha256(images: np.ndarray, columns: dict[str, np.ndarray]) -> str:
+    """Hash of the images and every column: identical content gives an identical hash."""
+    h = hashlib.sha256(np.ascontiguousarray(images, dtype=np.float32).tobytes())
+    for name in sorted(columns):
+        col = columns[name]
+        h.update(name.encode())
+        h.update("\x1f".join(map(str, col)).encode() if col.dtype.kind in "OUS"
+                 else np.ascontiguousarray(col).tobytes())
+    return h.hexdigest()
+
+
+def _validate(images: np.ndarray, columns: dict[str, np.ndarray]) -> None:
+    if images.ndim != 4 or images.shape[1] != 1:
+        raise ValueError(f"images must have shape (N, 1, H, W), got {images.shape}")
+    missing = [c for c in COLUMNS if c not in columns]
+    if missing:
+        raise ValueError(f"missing columns {missing}")
+    for name, col in columns.items():
+        if len(col) != len(images):
+            raise ValueError(f"column {name!r} has {len(col)} rows, images have {len(images)}")
+
+
+def write_prepared(path: str | Path, images: np.ndarray, columns: dict[str, np.ndarray],
+                   attrs: dict[str, Any], files: Iterable[tuple[str, str]] = ()) -> Path:
+    """Write a prepared set atomically: a temporary file in the same folder, then rename.
+
+    An interrupted or failed write leaves any earlier file at ``path`` untouched and no
+    partial file behind.
+    """
+    _validate(images, columns)
+    n, _, h, w = images.shape
+    files = list(files)
+
+    def write(tmp: Path) -> None:
+        with h5py.File(tmp, "w") as f:
+            f.create_dataset("images", data=images.astype(np.float32),
+                             chunks=(max(1, min(n, 256)), 1, h, w) if n else None,
+                             compression="gzip", compression_opts=4, shuffle=True)
+            for name in COLUMNS:
+                col = columns[name]
+                if name in ("split", "source_id"):
+                    f.create_dataset(name, data=np.asarray(col, dtype=object), dtype=_STR)
+                else:
+                    f.create_dataset(name, data=col)
+            prov = f.create_group("provenance")
+            prov.create_dataset("files", data=[a for a, _ in files], dtype=_STR)
+            prov.create_dataset("sha256", data=[b for _, b in files], dtype=_STR)
+            f.attrs["format_version"] = FORMAT_VERSION
+            for key, value in attrs.items():
+                f.attrs[key] = (json.dumps(value) if isinstance(value, (dict, list, tuple))
+                                else value)
+            f.flush()
+
+    return atomic_write(path, write, fsync=True)
+
+
+def _attr(value: Any) -> Any:
+    if isinstance(value, bytes):
+        value = value.decode()
+    if isinstance(value, str) and value[:1] in "[{":
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError:
+            return value
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def read_prepared(path: str | Path, images: bool = True) -> PreparedSet:
+    """Read a prepared file; raises ``ValueError`` naming the file if it is not one."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: prepared data file not found "
+                                "(run `radiodiff prepare data=...` first)")
+    try:
+        f = h5py.File(path, "r")
+    except OSError as exc:
+        raise ValueError(f"{path}: not a readable HDF5 file ({exc})") from exc
+    with f:
+        version = f.attrs.get("format_version")
+        if version != FORMAT_VERSION or "images" not in f:
+            raise ValueError(f"{path}: not a radiodiff prepared file "
+                             f"(format_version={version!r}, expected {FORMAT_VERSION})")
+        cols = {}
+        for name in COLUMNS:
+            ds = f[name]
+            cols[name] = (ds.asstr()[()] if name in ("split", "source_id") else ds[()])
+            if name in ("split", "source_id"):
+                cols[name] = np.asarray(cols[name], dtype=object)
+        return PreparedSet(
+            images=f["images"][()] if images else None,
+            columns=cols,
+            attrs={k: _attr(v) for k, v in f.attrs.items()},
+            files=list(f["provenance/files"].asstr()[()]),
+            sha256=list(f["provenance/sha256"].asstr()[()]),
+        )

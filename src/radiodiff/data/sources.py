@@ -1,0 +1,69 @@
+"""Built-in inputs: each source yields :class:`Cutout` records (or the error of one source).
+
+- ``first``: the FIRST set of Griese et al. 2023 from the ``firstgalaxydata`` wheel;
+- ``mirabest`` / ``lotss``: a catalogue plus FITS fields or mosaics, cut out with astropy
+  ``Cutout2D`` around the optical host.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterator, Protocol
+
+import numpy as np
+
+from radiodiff.io.fits import InputError
+
+__all__ = ["Cutout", "Source", "CatalogError", "make_source"]
+
+
+@dataclass
+class Cutout:
+    """One source cut out of its field, at the field's resolution, in physical units."""
+    row: int                  # index in the input (catalogue row / archive entry)
+    source_id: str
+    image: np.ndarray         # 2-D float32, Jy/beam for FITS inputs; may contain NaN
+    pixel_scale_arcsec: float  # of ``image``
+    beam_arcsec: tuple[float, float]  # (bmaj, bmin); NaN if unknown
+    label: int = -1
+    split: str | None = None
+    ra: float = float("nan")
+    dec: float = float("nan")
+    las_arcsec: float = float("nan")
+    rms: float = float("nan")  # sigma-clipped noise, Jy/beam; NaN where no flux scale
+    catalog_peak_flux: float = float("nan")   # Jy/beam
+    catalog_total_flux: float = float("nan")  # Jy
+    # (dy, dx) in pixels of ``image`` from the image centre to the target position: Cutout2D
+    # snaps to whole pixels, the rest is shifted out after measuring (sub-pixel centring).
+    offset_px: tuple[float, float] = (0.0, 0.0)
+    extra: dict = field(default_factory=dict)
+
+
+class CatalogError(ValueError):
+    """The catalogue as a whole is unusable (missing file or column): nothing is prepared."""
+
+
+class Source(Protocol):
+    """What :func:`radiodiff.data.prepare.prepare` needs from an input."""
+
+    image_unit: str
+
+    def __len__(self) -> int: ...
+
+    def __iter__(self) -> Iterator[Cutout | InputError]: ...
+
+    def input_files(self) -> list[str]:
+        """Files whose hashes go into the provenance."""
+        ...
+
+
+def make_source(data_cfg) -> Source:
+    """The source named by ``data_cfg.source``."""
+    kind = str(getattr(data_cfg.source, "value", data_cfg.source))
+    if kind == "first":
+        from radiodiff.data.first import FirstSource
+        return FirstSource(data_cfg)
+    if kind in ("mirabest", "lotss"):
+        from radiodiff.data.catalog import CatalogSource
+        return CatalogSource(data_cfg)
+    raise ValueError(f"unknown data source {kind!r} (expected first, mirabest or lotss)")

@@ -1,0 +1,1 @@
+"""The diffusion core: network F, EDM preconditioning and loss, samplers, condition encoding."""

@@ -1,0 +1,1 @@
+"""Files: release folders, FITS, sample writers, atomic artifacts, provenance."""

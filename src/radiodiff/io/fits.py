@@ -1,0 +1,251 @@
+"""Reading and writing FITS images: the one module that knows FITS layout.
+
+Real survey files are messy: tile-compressed HDUs, degenerate frequency/Stokes axes,
+commentary cards with tabs or non-ASCII bytes, truncated downloads, fields without a
+celestial WCS. Each problem becomes an :class:`InputError` naming the file and the reason.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+from astropy.io import fits
+from astropy.io.fits.verify import VerifyWarning
+from astropy.wcs import WCS, FITSFixedWarning
+
+from radiodiff.io.artifacts import atomic_write
+
+__all__ = ["InputError", "FitsImage", "read_fits_image", "beam_from_header",
+           "write_fits_image"]
+
+
+class InputError(Exception):
+    """A problem with one input file or row; ``reason`` is a short key used for counting."""
+
+    def __init__(self, path: str | Path, reason: str, detail: str):
+        self.path = str(path)
+        self.reason = reason
+        self.detail = detail
+        super().__init__(f"{self.path}: {detail}")
+
+
+@dataclass
+class FitsImage:
+    data: np.ndarray   # 2-D float32 (ny, nx), NaN where blanked
+    header: fits.Header
+    wcs: WCS           # celestial 2-D WCS
+    path: str
+    cards_fixed: int   # commentary cards whose unprintable characters were replaced
+
+
+def _printable(text: str) -> str:
+    return "".join(c if 32 <= ord(c) < 127 else " " for c in text)
+
+
+def _sanitise(header: fits.Header) -> tuple[fits.Header, int]:
+    """A copy of ``header`` with unprintable characters (tabs, non-ASCII) replaced by spaces.
+
+    Cards are rebuilt rather than edited: astropy keeps the raw card image of an edited
+    commentary card, which still fails verification.
+    """
+    cards, fixed = [], 0
+    for card in header.cards:
+        value, comment = card.value, card.comment
+        if isinstance(value, str) and _printable(value) != value or (
+                comment and _printable(comment) != comment):
+            value = _printable(value) if isinstance(value, str) else value
+            card = fits.Card(card.keyword, value, _printable(comment or ""))
+            fixed += 1
+        cards.append(card)
+    return fits.Header(cards), fixed
+
+
+def _image_hdu(hdul: fits.HDUList) -> fits.hdu.base.ExtensionHDU | fits.PrimaryHDU | None:
+    for hdu in hdul:
+        if isinstance(hdu, (fits.PrimaryHDU, fits.ImageHDU, fits.CompImageHDU)) and (
+                hdu.header.get("NAXIS", 0) >= 2):
+            return hdu
+    return None
+
+
+def read_fits_image(path: str | Path, memmap: bool = True) -> FitsImage:
+    """Read the first image HDU of ``path`` as a 2-D array with its celestial WCS.
+
+    Degenerate axes (frequency, Stokes) are dropped. Raises :class:`InputError` with reason
+    ``missing``, ``unreadable`` (corrupt or truncated), ``no_image``, ``bad_shape`` or
+    ``no_wcs``.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(path, "missing", "file not found")
+    try:
+        with warnings.catch_warnings():
+            # Unprintable commentary cards are repaired below; truncation is an error.
+            warnings.simplefilter("ignore", VerifyWarning)
+            warnings.simplefilter("ignore", FITSFixedWarning)
+            warnings.filterwarnings("error", message=".*[Tt]runcated.*")
+            # Our own handle, so a file astropy fails to parse is still closed.
+            with open(path, "rb") as fh, fits.open(fh, memmap=memmap,
+                                                   lazy_load_hdus=False) as hdul:
+                hdu = _image_hdu(hdul)
+                if hdu is None:
+                    raise InputError(path, "no_image", "no HDU holds a 2-D image")
+                header = hdu.header.copy()
+                data = np.array(hdu.data, dtype=np.float32)  # copy out of the memmap
+    except InputError:
+        raise
+    except Exception as exc:  # astropy raises OSError, ValueError, TypeError, warnings...
+        raise InputError(path, "unreadable", f"corrupt or truncated FITS ({exc})") from exc
+
+    header, fixed = _sanitise(header)
+    # Drop degenerate axes (e.g. LOFAR/VLA cubes with 1 frequency and 1 Stokes plane).
+    while data.ndim > 2 and data.shape[0] == 1:
+        data = data[0]
+    if data.ndim != 2 or min(data.shape) < 2:
+        raise InputError(path, "bad_shape", f"image has shape {data.shape}, expected 2-D")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FITSFixedWarning)
+            wcs = WCS(header, naxis=2) if header.get("NAXIS", 0) > 2 else WCS(header)
+            wcs = wcs.celestial
+    except Exception as exc:
+        raise InputError(path, "no_wcs", f"invalid WCS ({exc})") from exc
+    if not wcs.has_celestial or wcs.naxis != 2:
+        raise InputError(path, "no_wcs", "no celestial WCS (CTYPE/CRVAL/CDELT) in header")
+    return FitsImage(data=data, header=header, wcs=wcs, path=str(path), cards_fixed=fixed)
+
+
+def beam_from_header(header: fits.Header) -> tuple[float, float] | None:
+    """Restoring beam (BMAJ, BMIN) in arcsec, or None if the header has none."""
+    if "BMAJ" in header and "BMIN" in header:
+        return float(header["BMAJ"]) * 3600.0, float(header["BMIN"]) * 3600.0
+    return None
+
+
+# FITS keywords: <= 8 characters from A-Z, 0-9, '-' and '_' (FITS standard 4.0, Sect. 4.1.2.1).
+_KEYWORD = re.compile(r"^[A-Z0-9_-]{1,8}$")
+_MAX_STR = 68    # longest string value that fits one 80-character card
+_HISTORY = 70    # characters of text per HISTORY card
+
+
+def _card_value(key: str, value: Any) -> Any:
+    """A header-safe value: printable ASCII strings, finite numbers (others as strings)."""
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return float(value) if math.isfinite(value) else str(float(value))
+    if isinstance(value, str):
+        return _printable(value)
+    raise ValueError(f"FITS card {key}: value must be a string or a number, "
+                     f"got {type(value).__name__}")
+
+
+def _fit_comment(value: Any, comment: str) -> str:
+    """``comment`` cut to the room left on an 80-character card (astropy warns otherwise)."""
+    width = len(value) + value.count("'") + 2 if isinstance(value, str) else 20
+    room = 80 - 10 - max(width, 20) - 3  # "KEYWORD = ", value field, " / "
+    return comment[:max(room, 0)]
+
+
+def write_fits_image(path: str | Path, image: np.ndarray, pixel_scale_arcsec: float,
+                     beam_arcsec: tuple[float, float] | None = None, bunit: str | None = None,
+                     cards: Mapping[str, Any] | None = None, ra: float = 0.0,
+                     dec: float = 0.0) -> Path:
+    """Write one image as a float32 primary HDU with a celestial WCS, atomically.
+
+    The WCS is an orthographic (SIN) projection centred on (``ra``, ``dec``) at the image
+    centre (CRPIX = (n + 1) / 2, 1-based), with CDELT1 = -pixel scale (RA grows to the left,
+    as on the sky) and CDELT2 = +pixel scale. The file is written to a temporary name in
+    the same folder and renamed, so an interrupted write never leaves a partial file.
+
+    Parameters
+    ----------
+    path : str or pathlib.Path
+        Output file.
+    image : numpy.ndarray
+        Shape (H, W), or (1, H, W) with a leading channel axis; written as float32.
+    pixel_scale_arcsec : float
+        Side of one pixel on the sky, arcsec (> 0).
+    beam_arcsec : (float, float), optional
+        Restoring beam (bmaj, bmin), arcsec; written as BMAJ/BMIN/BPA in degrees (BPA 0).
+    bunit : str, optional
+        Brightness unit, e.g. ``"JY/BEAM"``; no BUNIT card when None.
+    cards : mapping, optional
+        Extra provenance cards ``{KEYWORD: value}`` or ``{KEYWORD: (value, comment)}``.
+        Keywords are at most 8 characters (A-Z, 0-9, ``-``, ``_``); values are strings or
+        numbers; None values are skipped; strings longer than 68 characters go into HISTORY
+        cards as ``KEYWORD= value``.
+    ra, dec : float
+        Sky position of the image centre, degrees (ICRS).
+
+    Returns
+    -------
+    pathlib.Path
+        ``path``.
+    """
+    data = np.asarray(image, dtype=np.float32)
+    while data.ndim > 2 and data.shape[0] == 1:
+        data = data[0]
+    if data.ndim != 2:
+        raise ValueError(f"image must be 2-D (H, W) or (1, H, W), got shape {np.shape(image)}")
+    scale = float(pixel_scale_arcsec)
+    if not (math.isfinite(scale) and scale > 0):
+        raise ValueError(f"pixel_scale_arcsec must be a positive number, got {pixel_scale_arcsec}")
+    if not (math.isfinite(ra) and math.isfinite(dec) and -90.0 <= dec <= 90.0):
+        raise ValueError(f"need finite ra and -90 <= dec <= 90 (deg), got ra={ra}, dec={dec}")
+
+    header = fits.Header()
+    ny, nx = data.shape
+    wcs_cards = [
+        ("CTYPE1", "RA---SIN", "RA, orthographic projection"),
+        ("CTYPE2", "DEC--SIN", "Dec, orthographic projection"),
+        ("CRVAL1", float(ra), "[deg] RA at the reference pixel"),
+        ("CRVAL2", float(dec), "[deg] Dec at the reference pixel"),
+        ("CRPIX1", (nx + 1) / 2.0, "image centre (1-based)"),
+        ("CRPIX2", (ny + 1) / 2.0, "image centre (1-based)"),
+        ("CDELT1", -scale / 3600.0, "[deg] pixel size, RA grows to the left"),
+        ("CDELT2", scale / 3600.0, "[deg] pixel size"),
+        ("CUNIT1", "deg", ""),
+        ("CUNIT2", "deg", ""),
+        ("RADESYS", "ICRS", ""),
+    ]
+    for key, value, comment in wcs_cards:
+        header[key] = (value, comment)
+    if bunit is not None:
+        header["BUNIT"] = (_printable(str(bunit)), "brightness unit")
+    if beam_arcsec is not None:
+        bmaj, bmin = (float(b) for b in beam_arcsec)
+        if not (bmaj > 0 and bmin > 0 and math.isfinite(bmaj) and math.isfinite(bmin)):
+            raise ValueError(f"beam_arcsec must be two positive numbers, got {beam_arcsec}")
+        header["BMAJ"] = (bmaj / 3600.0, "[deg] beam major axis (FWHM)")
+        header["BMIN"] = (bmin / 3600.0, "[deg] beam minor axis (FWHM)")
+        header["BPA"] = (0.0, "[deg] beam position angle")
+    history = []
+    for key, item in (cards or {}).items():
+        value, comment = item if isinstance(item, tuple) else (item, "")
+        if not isinstance(key, str) or not _KEYWORD.match(key):
+            raise ValueError(f"FITS card keyword {key!r} must be 1-8 characters of A-Z, 0-9, "
+                             "'-' or '_'")
+        if key in header or key in ("SIMPLE", "BITPIX", "NAXIS", "NAXIS1", "NAXIS2", "EXTEND"):
+            raise ValueError(f"FITS card {key} is reserved by the image/WCS header")
+        if value is None:
+            continue
+        value = _card_value(key, value)
+        if isinstance(value, str) and len(value) + value.count("'") > _MAX_STR:
+            text = f"{key}= {value}"
+            history += [text[i:i + _HISTORY] for i in range(0, len(text), _HISTORY)]
+            continue
+        header[key] = (value, _fit_comment(value, _printable(str(comment))))
+    for text in history:
+        header.add_history(text)
+
+    hdu = fits.PrimaryHDU(data=data, header=header)
+    return atomic_write(path, lambda tmp: hdu.writeto(tmp, output_verify="exception"))

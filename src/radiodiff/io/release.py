@@ -1,0 +1,360 @@
+"""Release folders: a trained denoiser as plain files, loadable without pickled code.
+
+After diffusers' ``save_pretrained`` / ``from_pretrained`` and k-diffusion's safetensors
+export. A release folder holds (``FORMAT_VERSION`` 1)::
+
+    <release>/
+        config.yaml          the resolved run config (``model`` rebuilds the network)
+        model.safetensors    EDMDenoiser state_dict (EMA weights), string metadata:
+                             radiodiff_format_version, model_name, format = "pt"
+        meta.json            classes, scalar_conditions, condition_transform, sigma_data,
+                             image_size, image_unit, pixel_scale_arcsec, beam_arcsec,
+                             scaling, negatives, provenance (data_sha256, inputs_sha256,
+                             git_commit, package_version, seed, images_seen, step,
+                             created_utc), format_version
+
+Nothing in it is executable: the network is rebuilt from ``config.yaml`` by
+:func:`radiodiff.diffusion.unet.build_unet` and the weights are read with ``safetensors`` (never
+``torch.load``). The folder is written under a temporary name and renamed, so a reader
+never sees a half-written release and a failed export leaves an older one untouched.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import shutil
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+
+from radiodiff.io.artifacts import to_plain
+from radiodiff.diffusion.edm import EDMDenoiser
+from radiodiff.io.provenance import git_commit
+
+__all__ = ["FORMAT_VERSION", "CONFIG_FILE", "WEIGHTS_FILE", "META_FILE", "DEFAULT_MODEL",
+           "Release", "export_release", "load_release", "models_dir",
+           "resolve_model"]
+
+FORMAT_VERSION = 1
+CONFIG_FILE = "config.yaml"
+WEIGHTS_FILE = "model.safetensors"
+META_FILE = "meta.json"
+
+# Keys the loader needs to rebuild the model and to write science output.
+_REQUIRED = ("classes", "scalar_conditions", "condition_transform", "image_size")
+_PROVENANCE = ("data_sha256", "inputs_sha256", "git_commit", "package_version", "seed",
+               "images_seen", "step", "created_utc")
+_IMAGE_UNITS = ("Jy/beam", "arbitrary")
+DEFAULT_MODEL = "first"  # the shipped default: models/first (radiodiff/models/first in a wheel)
+_SCALINGS = ("per_image", "dataset")
+
+
+@dataclass
+class Release:
+    """A loaded release folder.
+
+    Attributes
+    ----------
+    denoiser : EDMDenoiser
+        The preconditioned denoiser ``D(x, sigma, cond)``, on the CPU, in eval mode.
+    meta : dict
+        Contents of ``meta.json`` (see the module docstring).
+    config : omegaconf.DictConfig
+        The resolved run config from ``config.yaml``.
+    transform : ConditionTransform
+        Physical condition values (Jy/beam, arcsec) <-> normalised network inputs.
+    path : pathlib.Path
+        The release folder.
+    weights_sha256 : str
+        SHA-256 of ``model.safetensors`` as loaded (provenance of generated samples).
+    """
+    denoiser: EDMDenoiser
+    meta: dict
+    config: DictConfig
+    transform: Any
+    path: Path
+    weights_sha256: str = field(default="")
+
+    @property
+    def classes(self) -> list[str]:
+        return list(self.meta["classes"])
+
+    @property
+    def scalar_conditions(self) -> list[str]:
+        return list(self.meta["scalar_conditions"])
+
+    @property
+    def image_size(self) -> int:
+        return int(self.meta["image_size"])
+
+
+# --------------------------------------------------------------------------- export
+
+def _unwrap(denoiser: nn.Module) -> nn.Module:
+    """The plain module behind ``torch.compile`` (its state_dict keys carry ``_orig_mod.``)."""
+    return getattr(denoiser, "_orig_mod", denoiser)
+
+
+def _release_meta(denoiser: nn.Module, config: DictConfig, meta: Mapping[str, Any]) -> dict:
+    """``meta`` completed (sigma_data, provenance defaults) and validated."""
+    m = dict(meta)
+    if hasattr(m.get("condition_transform"), "to_dict"):
+        m["condition_transform"] = m["condition_transform"].to_dict()
+    missing = [k for k in _REQUIRED if k not in m]
+    if missing:
+        raise ValueError(f"export_release: meta is missing {missing}")
+    sd = float(denoiser.sigma_data) if hasattr(denoiser, "sigma_data") else None
+    if m.get("sigma_data") is None:
+        if sd is None:
+            raise ValueError("export_release: meta has no sigma_data and the denoiser none")
+        m["sigma_data"] = sd
+    elif sd is not None and not math.isclose(float(m["sigma_data"]), sd, rel_tol=1e-9):
+        raise ValueError(f"export_release: meta sigma_data={m['sigma_data']} differs from the "
+                         f"denoiser's sigma_data={sd}")
+    m.setdefault("image_unit", "arbitrary")
+    m.setdefault("scaling", "per_image")
+    m.setdefault("pixel_scale_arcsec", None)
+    m.setdefault("beam_arcsec", None)
+    if m["image_unit"] not in _IMAGE_UNITS:
+        raise ValueError(f"export_release: image_unit must be one of {list(_IMAGE_UNITS)}, "
+                         f"got {m['image_unit']!r}")
+    scaling = to_plain(m["scaling"])
+    if scaling not in _SCALINGS:
+        raise ValueError(f"export_release: scaling must be one of {list(_SCALINGS)}, "
+                         f"got {m['scaling']!r}")
+    if m["beam_arcsec"] is not None and len(m["beam_arcsec"]) != 2:
+        raise ValueError(f"export_release: beam_arcsec must be [bmaj, bmin], "
+                         f"got {m['beam_arcsec']}")
+    if not isinstance(m["image_size"], (int, np.integer)) or m["image_size"] < 1:
+        raise ValueError(f"export_release: image_size must be a positive int, "
+                         f"got {m['image_size']!r}")
+    for key in _PROVENANCE:
+        m.setdefault(key, None)
+    if m["git_commit"] is None:
+        m["git_commit"] = git_commit()
+    if m["package_version"] is None:
+        import radiodiff
+        m["package_version"] = radiodiff.__version__
+    if m["created_utc"] is None:
+        m["created_utc"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    m["model_name"] = str(OmegaConf.select(config, "model.name", default="unknown"))
+    m["format_version"] = FORMAT_VERSION
+    return to_plain(m)
+
+
+def export_release(out_dir: str | Path, denoiser: nn.Module, config: DictConfig | Mapping,
+                   meta: Mapping[str, Any]) -> Path:
+    """Write a release folder (``config.yaml``, ``model.safetensors``, ``meta.json``).
+
+    The folder is assembled as ``<out_dir>.tmp-<pid>`` and renamed into place; an existing
+    release at ``out_dir`` is replaced only once the new one is complete.
+
+    Parameters
+    ----------
+    out_dir : str or pathlib.Path
+        The release folder to create or replace.
+    denoiser : torch.nn.Module
+        The :class:`EDMDenoiser` to save, normally holding the EMA weights; a
+        ``torch.compile`` wrapper is unwrapped.
+    config : omegaconf.DictConfig or mapping
+        The run config; saved resolved. ``config.model`` must rebuild the network.
+    meta : mapping
+        ``classes`` (list of str), ``scalar_conditions`` (list of str),
+        ``condition_transform`` (``ConditionTransform`` or its ``to_dict()``),
+        ``image_size`` (pixels); optional: ``sigma_data`` (default: the denoiser's),
+        ``image_unit`` ("Jy/beam" or "arbitrary"), ``pixel_scale_arcsec``,
+        ``beam_arcsec`` ([bmaj, bmin] arcsec), ``scaling`` ("per_image" or "dataset"),
+        ``negatives``, and provenance ``data_sha256``, ``inputs_sha256``, ``git_commit``,
+        ``package_version``, ``seed``, ``images_seen``, ``step``, ``created_utc`` (the last
+        three filled in when absent). Any extra JSON-serialisable keys are kept.
+
+    Returns
+    -------
+    pathlib.Path
+        ``out_dir``.
+    """
+    from safetensors.torch import save_file
+
+    out_dir = Path(out_dir)
+    module = _unwrap(denoiser)
+    cfg = config if isinstance(config, DictConfig) else OmegaConf.create(to_plain(config))
+    if OmegaConf.select(cfg, "model") is None:
+        raise ValueError("export_release: config has no `model` section to rebuild the network")
+    m = _release_meta(module, cfg, meta)
+    # Clones: safetensors refuses tensors sharing storage and non-contiguous views.
+    state = {k: v.detach().cpu().contiguous().clone() for k, v in module.state_dict().items()}
+    metadata = {"format": "pt", "radiodiff_format_version": str(FORMAT_VERSION),
+                "model_name": m["model_name"]}
+
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_dir.with_name(f"{out_dir.name}.tmp-{os.getpid()}")
+    old = out_dir.with_name(f"{out_dir.name}.old-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        tmp.mkdir()
+        (tmp / CONFIG_FILE).write_text(OmegaConf.to_yaml(cfg, resolve=True))
+        save_file(state, str(tmp / WEIGHTS_FILE), metadata=metadata)
+        (tmp / META_FILE).write_text(json.dumps(m, indent=2, allow_nan=False) + "\n")
+        for name in (CONFIG_FILE, WEIGHTS_FILE, META_FILE):
+            with open(tmp / name, "rb") as fh:
+                os.fsync(fh.fileno())
+        if out_dir.exists():
+            os.replace(out_dir, old)  # a folder cannot be renamed over a non-empty one
+        os.replace(tmp, out_dir)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(old, ignore_errors=True)
+    return out_dir
+
+
+# --------------------------------------------------------------------------- load
+
+def _read_meta(path: Path) -> dict:
+    file = path / META_FILE
+    try:
+        meta = json.loads(file.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{path}: {META_FILE} is not readable JSON ({exc})") from exc
+    if not isinstance(meta, dict):
+        raise ValueError(f"{path}: {META_FILE} must hold a JSON object")
+    version = meta.get("format_version")
+    if version != FORMAT_VERSION:
+        raise ValueError(f"{path}: unsupported release format_version {version!r} in "
+                         f"{META_FILE} (this radiodiff reads {FORMAT_VERSION})")
+    missing = [k for k in _REQUIRED + ("sigma_data",) if k not in meta]
+    if missing:
+        raise ValueError(f"{path}: {META_FILE} is missing {missing}")
+    return meta
+
+
+def _read_weights(path: Path) -> tuple[dict[str, torch.Tensor], str]:
+    """The state_dict in ``model.safetensors`` and the file's SHA-256 (never unpickles)."""
+    from safetensors import safe_open
+    from safetensors.torch import load
+
+    file = path / WEIGHTS_FILE
+    data = file.read_bytes()
+    try:
+        state = load(data)
+        with safe_open(str(file), framework="pt") as f:
+            metadata = f.metadata() or {}
+    except Exception as exc:  # SafetensorError, OSError, ... : all mean "not usable"
+        raise ValueError(f"{path}: {WEIGHTS_FILE} is corrupt or not a safetensors file "
+                         f"({exc})") from exc
+    version = metadata.get("radiodiff_format_version")
+    if version != str(FORMAT_VERSION):
+        raise ValueError(f"{path}: unsupported weights format version {version!r} in "
+                         f"{WEIGHTS_FILE} (this radiodiff reads {FORMAT_VERSION})")
+    return state, hashlib.sha256(data).hexdigest()
+
+
+def load_release(path: str | Path) -> Release:
+    """Load a release folder written by :func:`export_release`.
+
+    The network is rebuilt with ``build_unet(config.model, image_size, 1, len(classes),
+    scalar_conditions)``, wrapped in ``EDMDenoiser(net, sigma_data)`` and its weights are
+    loaded from safetensors with ``strict=True``. Nothing is unpickled. The global torch
+    RNG is left as it was (the network's random initialisation runs on a forked RNG).
+
+    Parameters
+    ----------
+    path : str or pathlib.Path
+        The release folder.
+
+    Returns
+    -------
+    Release
+        With the denoiser on the CPU in eval mode.
+
+    Raises
+    ------
+    FileNotFoundError
+        The folder or one of its files is missing.
+    ValueError
+        A file is corrupt, the format version is unsupported, or the weights do not fit
+        the network described by the config (the message names the folder).
+    """
+    from radiodiff.diffusion.conditions import ConditionTransform
+    from radiodiff.diffusion.unet import build_unet
+
+    path = Path(path)
+    if not path.is_dir():
+        raise FileNotFoundError(f"{path}: model release folder not found")
+    for name in (CONFIG_FILE, WEIGHTS_FILE, META_FILE):
+        if not (path / name).is_file():
+            raise FileNotFoundError(f"{path}: not a release folder, {name} is missing")
+    meta = _read_meta(path)
+    try:
+        config = OmegaConf.load(path / CONFIG_FILE)
+    except Exception as exc:
+        raise ValueError(f"{path}: {CONFIG_FILE} is not readable YAML ({exc})") from exc
+    if not isinstance(config, DictConfig) or OmegaConf.select(config, "model") is None:
+        raise ValueError(f"{path}: {CONFIG_FILE} has no `model` section")
+    state, sha = _read_weights(path)
+    try:
+        transform = ConditionTransform.from_dict(meta["condition_transform"])
+        with torch.random.fork_rng(devices=[]):
+            net = build_unet(config.model, int(meta["image_size"]), 1, len(meta["classes"]),
+                             tuple(meta["scalar_conditions"]))
+        denoiser = EDMDenoiser(net, float(meta["sigma_data"]))
+    except (TypeError, KeyError) as exc:
+        raise ValueError(f"{path}: cannot rebuild the model from {CONFIG_FILE} and "
+                         f"{META_FILE} ({exc})") from exc
+    except ValueError as exc:
+        raise ValueError(f"{path}: cannot rebuild the model ({exc})") from exc
+    try:
+        denoiser.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        detail = " ".join(str(exc).split())
+        raise ValueError(f"{path}: {WEIGHTS_FILE} does not match the network in "
+                         f"{CONFIG_FILE} ({detail[:500]})") from exc
+    denoiser.eval()
+    return Release(denoiser=denoiser, meta=meta, config=config, transform=transform,
+                   path=path, weights_sha256=sha)
+
+
+def models_dir() -> Path:
+    """Folder of the shipped releases: ``$RADIODIFF_MODELS``, the wheel copy, or the repo's
+    ``models/``."""
+    env = os.environ.get("RADIODIFF_MODELS")
+    here = Path(__file__).resolve()
+    candidates = ([Path(env)] if env else []) + [here.parents[1] / "models",  # installed wheel
+                                                 here.parents[3] / "models"]  # source tree
+    for c in candidates:
+        if c.is_dir():
+            return c
+    return candidates[-1]
+
+
+def resolve_model(model: str | Path | None = None) -> Path:
+    """Path of a release folder, a training checkpoint, or a shipped model's name.
+
+    ``None`` gives the built-in default (:data:`DEFAULT_MODEL`); an existing path is
+    returned as it is; otherwise a bare name (``first``) is looked up in :func:`models_dir`.
+
+    Raises
+    ------
+    FileNotFoundError
+        Neither a path nor a shipped model; the message lists the shipped ones.
+    """
+    if model is None:
+        model = DEFAULT_MODEL
+    path = Path(model)
+    if path.exists():
+        return path
+    root = models_dir()
+    if len(path.parts) == 1 and (root / path.name / WEIGHTS_FILE).is_file():
+        return root / path.name
+    shipped = sorted(p.name for p in root.glob("*") if (p / WEIGHTS_FILE).is_file()) \
+        if root.is_dir() else []
+    raise FileNotFoundError(f"{model}: no such release folder, checkpoint or shipped model "
+                            f"(shipped in {root}: {', '.join(shipped) or 'none'})")

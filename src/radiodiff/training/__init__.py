@@ -1,0 +1,1 @@
+"""Training: the LightningModule, the train entry, callbacks, checkpoint -> release."""

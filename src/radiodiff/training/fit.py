@@ -1,0 +1,255 @@
+"""Training entry: config -> DataModule + DiffusionModule + Lightning Trainer -> checkpoints.
+
+``train(cfg)`` is what ``python train.py …`` calls. Runs are time-boxed pieces that resume
+exactly: ``train.resume=auto`` continues from ``<train.ckpt_dir>/last.ckpt`` when it exists,
+and the checkpoint is rewritten atomically every ``ckpt_every_steps`` steps, every
+``ckpt_every_minutes`` minutes and when training stops (``trainer.max_time`` included).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+from lightning.pytorch.callbacks import Callback
+from omegaconf import DictConfig, OmegaConf
+
+from radiodiff.io.artifacts import atomic_text
+from radiodiff.data.datamodule import CutoutDataModule
+from radiodiff.data.prepared import read_prepared
+from radiodiff.training.module import DiffusionModule, checkpoint_progress
+from radiodiff.diffusion.conditions import ConditionTransform
+
+__all__ = ["train", "ResumeCheckpoint", "TimeBox", "build_trainer", "resume_path",
+           "make_logger", "warm_start"]
+
+log = logging.getLogger(__name__)
+LAST = "last.ckpt"
+
+
+class ResumeCheckpoint(Callback):
+    """Rewrite ``dirpath/last.ckpt`` atomically every N steps, every M minutes and at the end.
+
+    The decision to save is taken on rank 0 and broadcast, so ranks whose clocks differ
+    never disagree about entering the (collective) save.
+    """
+
+    def __init__(self, dirpath: str | Path, every_steps: int, every_minutes: float) -> None:
+        self.dirpath = Path(dirpath)
+        self.every_steps, self.every_minutes = int(every_steps), float(every_minutes)
+        self._last = time.monotonic()
+
+    def save(self, trainer: L.Trainer) -> Path:
+        self.dirpath.mkdir(parents=True, exist_ok=True)
+        path, tmp = self.dirpath / LAST, self.dirpath / f"{LAST}.tmp"
+        trainer.save_checkpoint(tmp, weights_only=False)  # full resume state
+        if trainer.is_global_zero:
+            os.replace(tmp, path)  # a crash mid-save leaves the previous last.ckpt intact
+        trainer.strategy.barrier("resume_checkpoint")
+        self._last = time.monotonic()
+        return path
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        step = trainer.global_step
+        due = (self.every_steps > 0 and step % self.every_steps == 0) or (
+            self.every_minutes > 0 and time.monotonic() - self._last >= 60 * self.every_minutes)
+        if trainer.strategy.broadcast(bool(due), src=0):
+            self.save(trainer)
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        self.save(trainer)
+
+
+class TimeBox(Callback):
+    """Stop this invocation after ``minutes`` of wall clock (then ResumeCheckpoint saves).
+
+    Lightning's ``max_time`` counts the time of all resumed pieces together; a session of
+    fixed length needs a limit on the piece itself.
+    """
+
+    def __init__(self, minutes: float) -> None:
+        self.seconds = 60.0 * float(minutes)
+        self._start = time.monotonic()
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        self._start = time.monotonic()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if trainer.strategy.broadcast(time.monotonic() - self._start >= self.seconds, src=0):
+            trainer.should_stop = True
+
+
+def resume_path(cfg: DictConfig) -> str | None:
+    """Checkpoint to resume from: ``train.resume`` = auto | never | a path."""
+    mode = str(cfg.train.resume)
+    if mode == "never":
+        return None
+    if mode == "auto":
+        last = Path(cfg.train.ckpt_dir) / LAST
+        return str(last) if last.is_file() else None
+    if not Path(mode).is_file():
+        raise FileNotFoundError(f"train.resume={mode}: checkpoint not found")
+    return mode
+
+
+def make_logger(cfg: DictConfig, run_dir: Path):
+    """W&B (offline by default: no account or network needed), CSV or TensorBoard."""
+    kind = str(cfg.logger.kind)
+    name = str(cfg.train.run_name)
+    if kind == "wandb":
+        from lightning.pytorch.loggers import WandbLogger
+        os.environ.setdefault("WANDB_SILENT", "true")
+        return WandbLogger(project=cfg.logger.project, name=name, save_dir=str(run_dir),
+                           offline=bool(cfg.logger.offline),
+                           config=OmegaConf.to_container(cfg, resolve=True, enum_to_str=True))
+    if kind == "csv":
+        from lightning.pytorch.loggers import CSVLogger
+        return CSVLogger(str(run_dir), name="csv")
+    if kind == "tensorboard":
+        from lightning.pytorch.loggers import TensorBoardLogger
+        return TensorBoardLogger(str(run_dir), name="tensorboard")
+    raise ValueError(f"logger.kind={kind!r}: expected wandb, csv or tensorboard")
+
+
+def build_trainer(cfg: DictConfig, run_dir: Path, max_steps: int,
+                  callbacks: list[Callback]) -> L.Trainer:
+    t = cfg.trainer
+    return L.Trainer(
+        accelerator=t.accelerator, devices=t.devices, num_nodes=t.num_nodes,
+        strategy=t.strategy, precision=t.precision, max_steps=max_steps, max_epochs=-1,
+        max_time=t.max_time, gradient_clip_val=t.gradient_clip_val,
+        accumulate_grad_batches=t.accumulate_grad_batches,
+        log_every_n_steps=t.log_every_n_steps,
+        val_check_interval=int(cfg.train.val_every_steps), check_val_every_n_epoch=None,
+        limit_val_batches=int(cfg.train.val_batches), num_sanity_val_steps=0,
+        use_distributed_sampler=False,  # the sample stream shards itself per rank
+        enable_checkpointing=False,     # ResumeCheckpoint writes atomically instead
+        logger=make_logger(cfg, run_dir), callbacks=callbacks,
+        default_root_dir=str(run_dir), enable_model_summary=False,
+        enable_progress_bar=bool(t.get("enable_progress_bar", True)),
+    )
+
+
+def _ensure_prepared(cfg: DictConfig) -> None:
+    if Path(cfg.data.out).is_file():
+        return
+    from radiodiff.data.prepare import prepare
+    log.info("%s missing: preparing data=%s first", cfg.data.out, cfg.data.name)
+    log.info(prepare(cfg).format())
+
+
+def train(cfg: DictConfig, run_dir: str | Path | None = None,
+          extra_callbacks: list[Callback] = ()) -> dict[str, Any]:
+    """Train (or resume) the run described by ``cfg``; returns a short summary."""
+    run_dir = Path(run_dir or Path(cfg.paths.output_dir) / str(cfg.train.run_name))
+    run_dir.mkdir(parents=True, exist_ok=True)
+    L.seed_everything(int(cfg.seed), workers=True, verbose=False)
+    _ensure_prepared(cfg)
+    dm = CutoutDataModule.from_config(cfg.data, seed=int(cfg.seed), stream=True)
+    dm.setup("fit")
+    scalars = [c for c in dm.conditions if c != "label"]
+    num_classes = len(dm.classes) if "label" in dm.conditions else 0
+    meta = read_prepared(dm.path, images=False)
+    rows = dm.train_dataset.indices
+    transform = ConditionTransform.fit({n: meta.columns[n][rows] for n in scalars}, scalars,
+                                       method=str(cfg.train.condition_transform))
+    sigma_data = cfg.schedule.sigma_data
+    if sigma_data is None:  # measured on the training images (STYLE 5)
+        sigma_data = _measure_sigma_data(dm)
+    dataset = {k: meta.attrs.get(k) for k in ("name", "classes", "image_unit", "scaling",
+                                               "negatives", "data_sha256", "inputs_sha256")}
+    dataset.update(meta.geometry())
+    module = DiffusionModule(cfg, num_classes, scalars, transform.to_dict(), sigma_data,
+                             dataset)
+
+    ckpt_dir = Path(cfg.train.ckpt_dir)
+    callbacks: list[Callback] = [ResumeCheckpoint(ckpt_dir, cfg.train.ckpt_every_steps,
+                                                  cfg.train.ckpt_every_minutes)]
+    if cfg.train.max_minutes is not None:
+        callbacks.append(TimeBox(cfg.train.max_minutes))
+    if int(cfg.train.sample_every_steps) > 0:
+        from radiodiff.training.callbacks import SampleCallback
+        callbacks.append(SampleCallback.from_config(cfg, run_dir))
+    callbacks += list(extra_callbacks)
+    world = _world_size(cfg)
+    batch_images = int(cfg.data.loader.batch_size) * world * int(
+        cfg.trainer.accumulate_grad_batches)
+    ckpt = resume_path(cfg)
+    max_steps = _max_steps(float(cfg.train.total_kimg) * 1000, batch_images, ckpt)
+    trainer = build_trainer(cfg, run_dir, max_steps, callbacks)
+    if ckpt and trainer.is_global_zero:
+        log.info("resuming from %s", ckpt)
+    elif ckpt is None and cfg.train.init_from:
+        warm_start(module, cfg.train.init_from)
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    atomic_text(ckpt_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+    try:
+        trainer.fit(module, datamodule=dm, ckpt_path=ckpt, weights_only=True)
+    finally:
+        if str(cfg.logger.kind) == "wandb" and trainer.is_global_zero:
+            import wandb
+            wandb.finish()  # else the next job of a multirun would log into this run
+    return {"steps": int(trainer.global_step), "images_seen": module.images_seen,
+            "checkpoint": str(ckpt_dir / LAST), "run_dir": str(run_dir),
+            "resumed_from": ckpt, "metrics": {k: float(v) for k, v in
+                                              trainer.callback_metrics.items()}}
+
+
+def _max_steps(total_images: float, batch_images: int, ckpt: str | None) -> int:
+    """Global step at which ``total_images`` are reached, resuming at this batch size.
+
+    Earlier pieces may have used another batch size (a CPU piece, then a GPU piece), so the
+    remaining images are counted from the checkpoint's ``images_seen``.
+    """
+    if not ckpt:
+        return math.ceil(total_images / batch_images)
+    import torch
+    state = torch.load(ckpt, map_location="cpu", weights_only=True, mmap=True)  # no tensor I/O
+    seen, step = checkpoint_progress(state, batch_images)
+    return step + math.ceil(max(0.0, total_images - seen) / batch_images)
+
+
+def _measure_sigma_data(dm: CutoutDataModule, max_rows: int = 4096) -> float:
+    """Standard deviation of the training images (all of them, or a seeded sample)."""
+    ds = dm.train_dataset
+    if ds.images is not None:
+        return float(ds.images.double().std(correction=0))
+    import h5py
+    rows = np.sort(np.random.default_rng(dm.seed).permutation(ds.indices)[:max_rows])
+    with h5py.File(dm.path, "r") as f:
+        return float(np.asarray(f["images"][rows], np.float64).std())
+
+
+def warm_start(module: DiffusionModule, release_dir: str | Path) -> None:
+    """Initialise network and EMA from a release folder's (EMA) weights.
+
+    For a new run when the resume state is gone: optimiser, step and schedules start
+    afresh. The release must have the same architecture and conditions.
+    """
+    from radiodiff.io.release import load_release, resolve_model
+    release = load_release(resolve_model(release_dir))  # a folder or a shipped name
+    state = release.denoiser.state_dict()
+    try:
+        module.net.load_state_dict(state, strict=True)
+        module.ema.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise ValueError(f"train.init_from={release_dir}: weights do not fit model="
+                         f"{module.cfg.model.name} ({' '.join(str(exc).split())[:300]})") from exc
+    log.info("warm-started from %s (%s images seen)", release_dir,
+             release.meta.get("images_seen"))
+
+
+def _world_size(cfg: DictConfig) -> int:
+    devices = cfg.trainer.devices
+    n = devices if isinstance(devices, int) and devices > 0 else (
+        len(devices) if isinstance(devices, (list, tuple)) else 1)
+    if devices == -1 or devices == "auto":
+        import torch
+        n = max(1, torch.cuda.device_count()) if cfg.trainer.accelerator == "gpu" else 1
+    return int(n) * int(cfg.trainer.num_nodes)

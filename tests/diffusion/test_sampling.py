@@ -1,0 +1,134 @@
+"""Samplers driven by the exact denoiser of Gaussian data reproduce that Gaussian."""
+
+import pytest
+import torch
+
+from radiodiff.diffusion.sampling import (CountingDenoiser, dpmpp_2m_sample, euler_sample, heun_sample,
+                                karras_sigmas, seeded_noise, stochastic_sample)
+
+MU, S = 0.3, 0.2          # per-pixel data distribution N(MU, S^2)
+SIGMA_MAX = 80.0
+SAMPLERS = {"euler": euler_sample, "heun": heun_sample, "dpmpp_2m": dpmpp_2m_sample,
+            "stochastic": stochastic_sample}
+
+
+def gaussian_denoiser(x, sigma, cond=None):
+    """Exact D(x; sigma) = E[x0 | x] for x0 ~ N(MU, S^2) per pixel."""
+    s2 = sigma.to(x.dtype).reshape(-1, 1, 1, 1) ** 2
+    return (S ** 2 * x + s2 * MU) / (S ** 2 + s2)
+
+
+def exact_ode_solution(noise):
+    """Probability-flow ODE solved in closed form from x(sigma_max) = sigma_max * noise."""
+    return MU + (SIGMA_MAX * noise - MU) * S / (S ** 2 + SIGMA_MAX ** 2) ** 0.5
+
+
+@pytest.fixture(scope="module")
+def noise():
+    return torch.randn(4096, 1, 4, 4, generator=torch.Generator().manual_seed(0))
+
+
+def test_karras_sigmas():
+    s = karras_sigmas(18, sigma_min=0.002, sigma_max=80.0, rho=7.0)
+    assert s.dtype == torch.float64 and s.shape == (19,)
+    assert s[0].item() == pytest.approx(80.0, rel=1e-12)
+    assert s[-2].item() == pytest.approx(0.002, rel=1e-12)
+    assert s[-1].item() == 0.0
+    assert (s[1:] < s[:-1]).all()
+    one = karras_sigmas(1)
+    assert one.tolist() == pytest.approx([80.0, 0.0])
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(n=0), "n"), (dict(n=5, sigma_min=0.0), "sigma_min"),
+    (dict(n=5, sigma_min=2.0, sigma_max=1.0), "sigma_min"), (dict(n=5, rho=0.0), "rho"),
+])
+def test_karras_sigmas_validation(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        karras_sigmas(**kwargs)
+
+
+@pytest.mark.parametrize("name, steps, std_tol", [
+    ("heun", 25, 0.05), ("euler", 50, 0.08), ("dpmpp_2m", 10, 0.15), ("dpmpp_2m", 25, 0.05),
+])
+def test_sampler_reproduces_gaussian(noise, name, steps, std_tol):
+    x = SAMPLERS[name](gaussian_denoiser, noise, karras_sigmas(steps))
+    assert x.shape == noise.shape and x.dtype == noise.dtype
+    assert x.mean().item() == pytest.approx(MU, abs=0.005)
+    assert x.std().item() == pytest.approx(S, rel=std_tol)
+
+
+@pytest.mark.parametrize("name, lo, hi", [
+    ("euler", 1.7, 2.3), ("heun", 3.5, 6.0), ("dpmpp_2m", 3.5, 6.0),
+])
+def test_convergence_order(noise, name, lo, hi):
+    # Error against the closed-form ODE solution shrinks ~2x (1st order) or ~4x (2nd
+    # order) when the number of steps doubles.
+    z = noise[:256].double()
+    errors = [(SAMPLERS[name](gaussian_denoiser, z, karras_sigmas(n)) - exact_ode_solution(z))
+              .abs().max().item() for n in (25, 50)]
+    assert lo < errors[0] / errors[1] < hi
+
+
+@pytest.mark.parametrize("steps", [1, 5])
+@pytest.mark.parametrize("name, nfe", [
+    ("euler", lambda n: n), ("heun", lambda n: 2 * n - 1), ("dpmpp_2m", lambda n: n),
+    ("stochastic", lambda n: 2 * n - 1),
+])
+def test_evaluation_counts_and_single_step(noise, name, nfe, steps):
+    counted = CountingDenoiser(gaussian_denoiser)
+    x = SAMPLERS[name](counted, noise[:8], karras_sigmas(steps))
+    assert counted.nfe == nfe(steps)
+    assert torch.isfinite(x).all()
+    if steps == 1:  # one step to sigma = 0 returns D(sigma_max * noise; sigma_max)
+        sigma = torch.full((8,), SIGMA_MAX)
+        torch.testing.assert_close(x, gaussian_denoiser(SIGMA_MAX * noise[:8], sigma))
+
+
+def test_denoiser_sees_noise_dtype_batch_sigma_and_cond():
+    calls = []
+
+    def spy(x, sigma, cond=None):
+        calls.append((x.dtype, sigma.dtype, tuple(sigma.shape), cond))
+        return gaussian_denoiser(x, sigma)
+
+    z = torch.randn(3, 1, 2, 2)
+    heun_sample(spy, z, karras_sigmas(3), cond="label")
+    assert set(calls) == {(torch.float32, torch.float32, (3,), "label")}
+
+
+def test_stochastic_churn(noise):
+    sigmas = karras_sigmas(40)
+    plain = stochastic_sample(gaussian_denoiser, noise, sigmas, S_churn=0.0)
+    assert torch.equal(plain, heun_sample(gaussian_denoiser, noise, sigmas))
+    churned = [stochastic_sample(gaussian_denoiser, noise, sigmas, S_churn=5.0,
+                                 generator=torch.Generator().manual_seed(1)) for _ in range(2)]
+    assert torch.equal(churned[0], churned[1])
+    assert (churned[0] - plain).abs().mean().item() > 0.01
+    assert churned[0].mean().item() == pytest.approx(MU, abs=0.005)
+    assert churned[0].std().item() == pytest.approx(S, rel=0.05)
+    with pytest.raises(ValueError, match="S_churn"):
+        stochastic_sample(gaussian_denoiser, noise, sigmas, S_churn=-1.0)
+
+
+def test_same_seed_same_sample_whatever_the_batch():
+    seeds, shape, sigmas = list(range(100, 108)), (1, 4, 4), karras_sigmas(6)
+    whole = seeded_noise(seeds, shape)
+    assert whole.shape == (8, 1, 4, 4) and whole.dtype == torch.float32
+    parts = torch.cat([seeded_noise(seeds[:3], shape), seeded_noise(seeds[3:], shape)])
+    assert torch.equal(whole, parts)
+    assert not torch.equal(whole[0], whole[1])
+    a = heun_sample(gaussian_denoiser, whole, sigmas)
+    b = torch.cat([heun_sample(gaussian_denoiser, seeded_noise(seeds[:3], shape), sigmas),
+                   heun_sample(gaussian_denoiser, seeded_noise(seeds[3:], shape), sigmas)])
+    assert torch.equal(a, b)
+    assert seeded_noise([], shape).shape == (0, 1, 4, 4)
+
+
+@pytest.mark.parametrize("sigmas, match", [
+    (torch.tensor([80.0]), "at least 2"), (torch.tensor([1.0, 2.0, 0.0]), "non-increasing"),
+    (torch.tensor([1.0, 0.0, 0.0]), "non-increasing"),
+])
+def test_bad_schedule(sigmas, match):
+    with pytest.raises(ValueError, match=match):
+        heun_sample(gaussian_denoiser, torch.zeros(1, 1, 2, 2), sigmas)

@@ -1,0 +1,395 @@
+"""Release folders (export -> load) and sampling to FITS / HDF5 / PNG, on a tiny 16x16 U-Net."""
+
+import dataclasses
+import json
+import pickle
+import re
+import shutil
+
+import h5py
+import numpy as np
+import pytest
+import torch
+from astropy.io import fits
+from astropy.wcs import WCS
+from astropy.wcs.utils import proj_plane_pixel_scales
+
+from radiodiff.io import release as export
+from radiodiff.cli import main
+from radiodiff.config import load_config
+from radiodiff.diffusion.edm import EDMDenoiser
+from radiodiff.io.release import export_release, load_release
+from radiodiff.io.fits import read_fits_image, write_fits_image
+from radiodiff.diffusion.generate import generate, save_samples
+from radiodiff.diffusion.conditions import ConditionTransform
+from radiodiff.diffusion.unet import build_unet
+
+CLASSES = ["FRI", "FRII"]
+SCALARS = ["peak_flux", "las_arcsec"]
+SIZE, PIXEL_SCALE, BEAM, SIGMA_DATA = 16, 1.8, [5.0, 4.0], 0.3
+# Batched network calls (batch_invariant=False) round differently with the batch size
+# (GEMM vs GEMV), by ~1e-7 per layer; the default per-image evaluation is bit-identical.
+BATCH_ATOL = 1e-4
+FAST = dict(steps=3, batch_size=4)  # 3 Heun steps: 5 network evaluations
+
+
+@pytest.fixture(scope="module")
+def config():
+    return load_config(["model=unet_tiny"])
+
+
+@pytest.fixture(scope="module")
+def denoiser(config):
+    """Untrained tiny U-Net whose (zero-initialised) output layer is randomised."""
+    torch.manual_seed(0)
+    net = build_unet(config.model, SIZE, 1, len(CLASSES), SCALARS)
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        net.conv_out.weight.copy_(torch.randn(net.conv_out.weight.shape, generator=g) * 0.1)
+        net.conv_out.bias.fill_(0.05)
+    return EDMDenoiser(net, SIGMA_DATA).eval()
+
+
+@pytest.fixture(scope="module")
+def transform():
+    rng = np.random.default_rng(0)
+    return ConditionTransform.fit({"peak_flux": 10 ** rng.normal(-2, 0.5, 50),
+                                   "las_arcsec": 10 ** rng.normal(1.5, 0.3, 50)}, SCALARS)
+
+
+@pytest.fixture(scope="module")
+def meta(transform):
+    return {"classes": CLASSES, "scalar_conditions": SCALARS,
+            "condition_transform": transform.to_dict(), "sigma_data": SIGMA_DATA,
+            "image_size": SIZE, "image_unit": "Jy/beam", "pixel_scale_arcsec": PIXEL_SCALE,
+            "beam_arcsec": BEAM, "scaling": "per_image", "negatives": "clip",
+            "data_sha256": "d" * 64, "inputs_sha256": "i" * 64, "git_commit": "abc123",
+            "package_version": "0.1.0", "seed": 0, "images_seen": 1000, "step": 10}
+
+
+@pytest.fixture(scope="module")
+def release_dir(tmp_path_factory, denoiser, config, meta):
+    return export_release(tmp_path_factory.mktemp("rel") / "tiny", denoiser, config, meta)
+
+
+@pytest.fixture(scope="module")
+def release(release_dir):
+    return load_release(release_dir)
+
+
+def _inputs(n=3):
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(n, 1, SIZE, SIZE, generator=g)
+    sigma = torch.tensor([0.05, 1.0, 20.0])[:n]
+    cond = {"label": torch.tensor([0, 1, -1])[:n],
+            "peak_flux": torch.tensor([0.3, float("nan"), -1.0])[:n],
+            "las_arcsec": torch.tensor([0.0, 1.2, float("nan")])[:n]}
+    return x, sigma, cond
+
+
+# --------------------------------------------------------------------------- export / load
+
+def test_release_folder_layout(release_dir, meta):
+    assert sorted(p.name for p in release_dir.iterdir()) == [
+        "config.yaml", "meta.json", "model.safetensors"]
+    assert not list(release_dir.parent.glob("*.tmp-*"))
+    m = json.loads((release_dir / "meta.json").read_text())
+    for key in ("classes", "scalar_conditions", "condition_transform", "sigma_data",
+                "image_size", "image_unit", "pixel_scale_arcsec", "beam_arcsec", "scaling",
+                "data_sha256", "inputs_sha256", "git_commit", "package_version", "seed",
+                "images_seen", "step"):
+        assert m[key] == meta[key], key
+    assert m["format_version"] == export.FORMAT_VERSION and m["created_utc"]
+    assert m["model_name"] == "unet_tiny"
+    from safetensors import safe_open
+    with safe_open(str(release_dir / "model.safetensors"), framework="pt") as f:
+        assert f.metadata()["radiodiff_format_version"] == str(export.FORMAT_VERSION)
+        assert f.metadata()["model_name"] == "unet_tiny"
+        assert "sigma_data" in f.keys() and "net.conv_out.weight" in f.keys()
+
+
+def test_load_gives_identical_outputs_without_pickle(release_dir, denoiser, monkeypatch):
+    def no_unpickling(*args, **kwargs):
+        raise AssertionError("release loading must not unpickle")
+
+    monkeypatch.setattr(torch, "load", no_unpickling)
+    monkeypatch.setattr(pickle, "load", no_unpickling)
+    monkeypatch.setattr(pickle, "loads", no_unpickling)
+    assert not [p for p in release_dir.iterdir() if p.suffix in (".pt", ".pth", ".pkl", ".ckpt")]
+    state = torch.get_rng_state()
+    rel = load_release(release_dir)
+    assert torch.equal(torch.get_rng_state(), state)  # loading leaves the global RNG alone
+    assert isinstance(rel.denoiser, EDMDenoiser) and not rel.denoiser.training
+    assert rel.classes == CLASSES and rel.scalar_conditions == SCALARS
+    assert rel.transform.to_dict() == ConditionTransform.from_dict(
+        rel.meta["condition_transform"]).to_dict()
+    assert rel.config.model.name == "unet_tiny" and len(rel.weights_sha256) == 64
+    x, sigma, cond = _inputs()
+    with torch.no_grad():
+        ref = denoiser(x, sigma, cond)
+        out = rel.denoiser(x, sigma, cond)
+    assert torch.equal(ref, out)
+    with torch.no_grad():
+        assert not torch.allclose(ref, denoiser(x, sigma, None))  # conditions matter
+
+
+def test_export_replaces_existing_release(tmp_path, denoiser, config, meta):
+    dest = tmp_path / "rel"
+    export_release(dest, denoiser, config, meta)
+    export_release(dest, denoiser, config, dict(meta, step=20))
+    assert json.loads((dest / "meta.json").read_text())["step"] == 20
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["rel"]
+
+
+def test_export_validates_meta(tmp_path, denoiser, config, meta):
+    with pytest.raises(ValueError, match="missing.*classes"):
+        export_release(tmp_path / "a", denoiser, config,
+                       {k: v for k, v in meta.items() if k != "classes"})
+    with pytest.raises(ValueError, match="sigma_data"):
+        export_release(tmp_path / "b", denoiser, config, dict(meta, sigma_data=0.5))
+    with pytest.raises(ValueError, match="image_unit"):
+        export_release(tmp_path / "c", denoiser, config, dict(meta, image_unit="mJy"))
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.fixture
+def broken(tmp_path, release_dir):
+    dest = tmp_path / "broken"
+    shutil.copytree(release_dir, dest)
+    return dest
+
+
+def test_load_errors(tmp_path, broken):
+    with pytest.raises(FileNotFoundError, match="release folder not found"):
+        load_release(tmp_path / "nowhere")
+    (broken / "model.safetensors").write_bytes(b"\x00garbage" * 10)
+    with pytest.raises(ValueError, match="broken.*model.safetensors is corrupt"):
+        load_release(broken)
+    (broken / "model.safetensors").unlink()
+    with pytest.raises(FileNotFoundError, match="model.safetensors is missing"):
+        load_release(broken)
+
+
+def test_load_rejects_other_format_and_mismatched_weights(broken):
+    m = json.loads((broken / "meta.json").read_text())
+    (broken / "meta.json").write_text(json.dumps(dict(m, format_version=99)))
+    with pytest.raises(ValueError, match="unsupported release format_version 99"):
+        load_release(broken)
+    (broken / "meta.json").write_text(json.dumps(dict(m, classes=["A", "B", "C"])))
+    with pytest.raises(ValueError, match="does not match the network"):
+        load_release(broken)
+
+
+# --------------------------------------------------------------------------- generate
+
+def test_generate_matches_original_and_is_batch_size_invariant(release, denoiser):
+    original = dataclasses.replace(release, denoiser=denoiser)
+    kw = dict(n=5, label="FRII", peak_flux=0.02, las_arcsec=40.0, steps=3, seed=7)
+    a = generate(release, batch_size=4, **kw)
+    b = generate(original, batch_size=4, **kw)
+    c = generate(release, batch_size=1, **kw)
+    assert a.images.shape == (5, 1, SIZE, SIZE) and a.images.dtype == np.float32
+    assert np.array_equal(a.images, b.images)
+    assert np.array_equal(a.images, c.images)  # bit-identical across batch sizes
+    e = generate(release, batch_size=1, batch_invariant=False, **kw)
+    f = generate(release, batch_size=5, batch_invariant=False, **kw)
+    np.testing.assert_allclose(e.images, f.images, rtol=0, atol=BATCH_ATOL)
+    assert a.images.min() >= 0 and a.images.max() <= 1 and a.images.std() > 0
+    assert a.seeds.tolist() == [7, 8, 9, 10, 11]
+    # Image k depends only on seed + k: a run starting at seed 9 reproduces images 2..4.
+    d = generate(release, n=3, label="FRII", peak_flux=0.02, las_arcsec=40.0, steps=3,
+                 seed=9, batch_size=2)
+    assert np.array_equal(d.images, a.images[2:])
+    assert a.conditions["class"].tolist() == ["FRII"] * 5
+    assert a.conditions["label"].tolist() == [1] * 5
+    assert a.conditions["peak_flux"].tolist() == [0.02] * 5
+
+
+@pytest.mark.parametrize("sampler, nfe", [("heun", 5), ("euler", 3), ("dpmpp_2m", 3),
+                                          ("stochastic", 5)])
+def test_nfe_per_sampler(release, sampler, nfe):
+    r = generate(release, n=2, sampler=sampler, **FAST)
+    assert r.nfe.tolist() == [nfe, nfe]
+    assert r.settings["sampler"] == sampler and np.isfinite(r.images).all()
+
+
+def test_stochastic_churn_is_batch_size_invariant(release):
+    kw = dict(n=3, sampler="stochastic", S_churn=2.0, steps=3, label="FRI")
+    a, b = generate(release, batch_size=3, **kw), generate(release, batch_size=1, **kw)
+    assert np.array_equal(a.images, b.images)  # churn runs one image per solver call
+    assert not np.array_equal(a.images, generate(release, n=3, label="FRI", steps=3).images)
+
+
+def test_guidance_and_unconditional(release):
+    uncond = generate(release, n=2, **FAST)
+    assert uncond.conditions["label"].tolist() == [-1, -1]
+    assert np.isnan(uncond.conditions["peak_flux"]).all()
+    cond1 = generate(release, n=2, label="FRI", **FAST)
+    w0 = generate(release, n=2, label="FRI", guidance=0.0, **FAST)
+    w2 = generate(release, n=2, label="FRI", guidance=2.0, **FAST)
+    assert np.array_equal(w0.images, uncond.images)      # w = 0 is the unconditional model
+    assert not np.array_equal(cond1.images, uncond.images)
+    assert not np.array_equal(w2.images, cond1.images)
+    assert w2.nfe.tolist() == [10, 10]  # conditional + unconditional per solver call
+    assert generate(release, n=1, guidance=3.0, **FAST).nfe.tolist() == [5]  # nothing to guide
+
+
+def test_flux_restoration(release):
+    r = generate(release, n=2, peak_flux=0.02, **FAST)
+    assert r.unit == "Jy/beam"
+    np.testing.assert_allclose(r.physical, r.images * np.float32(0.02), rtol=1e-6)
+    plain = generate(release, n=2, las_arcsec=30.0, **FAST)
+    assert plain.unit == "normalised" and plain.physical is None
+    arbitrary = dataclasses.replace(release, meta=dict(release.meta, image_unit="arbitrary"))
+    assert generate(arbitrary, n=1, peak_flux=0.02, **FAST).physical is None
+    dataset = dataclasses.replace(release, meta=dict(release.meta, scaling="dataset"))
+    assert generate(dataset, n=1, peak_flux=0.02, **FAST).unit == "normalised"
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(label="FRIII"), r"unknown class 'FRIII'; valid classes: FRI, FRII"),
+    (dict(peak_flux=-0.1), r"peak_flux must be a positive number \(Jy/beam\)"),
+    (dict(las_arcsec=0.0), r"las_arcsec must be a positive number \(arcsec\)"),
+    (dict(steps=0), r"steps must be an integer >= 1"),
+    (dict(n=0), r"n must be an integer >= 1"),
+    (dict(batch_size=0), r"batch_size must be an integer >= 1"),
+    (dict(guidance=-1.0), r"guidance must be a finite number >= 0"),
+    (dict(sampler="ddim"), r"unknown sampler 'ddim'; valid samplers: euler, heun"),
+])
+def test_generate_validation(release, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        generate(release, **{"n": 1, **kwargs})
+
+
+def test_condition_needs_a_trained_model(release):
+    plain = dataclasses.replace(release, meta=dict(release.meta, classes=[],
+                                                   scalar_conditions=["las_arcsec"]))
+    with pytest.raises(ValueError, match="not trained with the peak_flux condition"):
+        generate(plain, n=1, peak_flux=0.02)
+    with pytest.raises(ValueError, match="trained without class labels"):
+        generate(plain, n=1, label="FRI")
+
+
+# --------------------------------------------------------------------------- FITS / outputs
+
+def test_write_fits_image_wcs_and_cards(tmp_path):
+    img = np.arange(12 * 10, dtype=np.float64).reshape(12, 10)
+    path = write_fits_image(tmp_path / "x.fits", img, 2.5, beam_arcsec=(6.0, 5.0),
+                            bunit="JY/BEAM", ra=150.0, dec=2.0,
+                            cards={"SEED": 3, "NOTE": ("hi", "a comment"), "SKIP": None,
+                                   "LONGVAL": "x" * 100})
+    with fits.open(path) as hdul:
+        h, data = hdul[0].header, hdul[0].data
+        assert data.dtype == np.dtype(">f4") and np.array_equal(data, img.astype(np.float32))
+    w = WCS(h)
+    np.testing.assert_allclose(proj_plane_pixel_scales(w) * 3600, [2.5, 2.5])
+    assert h["CDELT1"] < 0 < h["CDELT2"] and h["CTYPE1"] == "RA---SIN"
+    centre = w.pixel_to_world((10 - 1) / 2, (12 - 1) / 2)
+    assert centre.ra.deg == pytest.approx(150.0) and centre.dec.deg == pytest.approx(2.0)
+    assert h["BUNIT"] == "JY/BEAM" and h["BMAJ"] * 3600 == pytest.approx(6.0)
+    assert h["BMIN"] * 3600 == pytest.approx(5.0) and h["BPA"] == 0.0
+    assert h["SEED"] == 3 and h["NOTE"] == "hi" and "SKIP" not in h
+    assert "LONGVAL" not in h and "".join(h["HISTORY"]).replace(" ", "") == "LONGVAL=" + "x" * 100
+    assert read_fits_image(path).wcs.has_celestial  # our own reader accepts it
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.fits"]
+
+
+@pytest.mark.parametrize("cards, match", [({"TOOLONGKEY": 1}, "keyword"),
+                                          ({"lower": 1}, "keyword"), ({"CDELT1": 1}, "reserved"),
+                                          ({"OBJ": [1]}, "string or a number")])
+def test_write_fits_image_rejects_bad_cards(tmp_path, cards, match):
+    with pytest.raises(ValueError, match=match):
+        write_fits_image(tmp_path / "x.fits", np.zeros((4, 4)), 1.0, cards=cards)
+    assert not list(tmp_path.iterdir())
+
+
+def test_save_samples(tmp_path, release):
+    r = generate(release, n=3, label="FRII", peak_flux=0.02, las_arcsec=40.0, seed=5, **FAST)
+    paths = save_samples(tmp_path / "out", release, r)
+    names = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert names == ["preview.png", "sample_00000.fits", "sample_00001.fits",
+                     "sample_00002.fits", "samples.h5"]
+    with fits.open(paths["fits"][1]) as hdul:
+        h, data = hdul[0].header, hdul[0].data
+        np.testing.assert_array_equal(data, r.physical[1, 0])
+    np.testing.assert_allclose(proj_plane_pixel_scales(WCS(h)) * 3600, [PIXEL_SCALE] * 2)
+    assert h["BUNIT"] == "JY/BEAM"
+    assert (h["BMAJ"] * 3600, h["BMIN"] * 3600) == pytest.approx(tuple(BEAM))
+    assert h["SEED"] == 6 and h["SAMPLER"] == "heun" and h["STEPS"] == 3
+    assert h["GUIDANCE"] == 1.0 and h["NFE"] == 5 and h["CLASS"] == "FRII"
+    assert h["PEAKFLUX"] == 0.02 and h["LAS"] == 40.0 and h["MODELSHA"] == release.weights_sha256
+    assert h["MODELNAM"] == "unet_tiny" and h["DATASHA"] == "d" * 64
+    assert h["IMGUNIT"] == "Jy/beam"
+    with h5py.File(paths["samples.h5"]) as f:
+        np.testing.assert_array_equal(f["images"][()], r.images)
+        np.testing.assert_array_equal(f["physical"][()], r.physical)
+        assert f["seeds"][()].tolist() == [5, 6, 7] and f["nfe"][()].tolist() == [5, 5, 5]
+        assert f["label"][()].tolist() == [1, 1, 1]
+        assert f["class"].asstr()[()].tolist() == ["FRII"] * 3
+        assert f["peak_flux"][()].tolist() == [0.02] * 3
+        assert f.attrs["model_sha256"] == release.weights_sha256
+        assert f.attrs["sampler"] == "heun" and f.attrs["steps"] == 3
+        assert json.loads(f.attrs["classes"]) == CLASSES
+        assert f.attrs["pixel_scale_arcsec"] == PIXEL_SCALE
+    assert paths["preview.png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_save_normalised_samples_have_no_bunit(tmp_path, release):
+    r = generate(release, n=1, **FAST)
+    paths = save_samples(tmp_path, release, r)
+    h = fits.getheader(paths["fits"][0])
+    assert "BUNIT" not in h and h["IMGUNIT"] == "normalised" and h["CLASS"] == "none"
+    assert h["PEAKFLUX"] == "none"
+    with h5py.File(paths["samples.h5"]) as f:
+        assert "physical" not in f
+
+
+# --------------------------------------------------------------------------- CLI
+
+def test_cli_sample(tmp_path, release_dir, capsys):
+    out = tmp_path / "s"
+    rc = main(["sample", "--model", str(release_dir), "--n", "2", "--class", "FRI",
+               "--peak-flux", "0.02", "--las", "40", "--steps", "2", "--seed", "3",
+               "--batch-size", "2", "--out", str(out)])
+    assert rc == 0
+    assert "2 samples (Jy/beam, 3 network evaluations each)" in capsys.readouterr().out
+    assert sorted(p.name for p in out.iterdir()) == [
+        "preview.png", "sample_00000.fits", "sample_00001.fits", "samples.h5"]
+    h = fits.getheader(out / "sample_00001.fits")
+    assert h["SEED"] == 4 and h["STEPS"] == 2 and h["CLASS"] == "FRI"
+
+
+def test_cli_sample_help_shows_defaults(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["sample", "--help"])
+    assert exc.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    for default in ("(default: 100)", "(default: heun)", "(default: 25)", "(default: 1.0)",
+                    "(default: 32)"):
+        assert default in text
+
+
+@pytest.mark.parametrize("args, match", [
+    (["--class", "FRIII"], "unknown class 'FRIII'; valid classes: FRI, FRII"),
+    (["--peak-flux", "-0.02"], r"peak_flux must be a positive number \(Jy/beam\), got -0.02"),
+    (["--steps", "0"], "steps must be an integer >= 1, got 0"),
+])
+def test_cli_sample_bad_options(tmp_path, release_dir, capsys, args, match):
+    rc = main(["sample", "--model", str(release_dir), "--n", "1", "--out", str(tmp_path / "o"),
+               *args])
+    err = capsys.readouterr().err
+    assert rc == 2 and len(err.strip().splitlines()) == 1
+    assert err.startswith("radiodiff sample: error: ")
+    assert re.search(match, err)
+    assert not (tmp_path / "o").exists()
+
+
+def test_cli_sample_bad_model(tmp_path, broken, capsys):
+    rc = main(["sample", "--model", str(tmp_path / "missing"), "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "missing: no such release folder, checkpoint or shipped model" in err
+    (broken / "model.safetensors").write_bytes(b"not safetensors")
+    rc = main(["sample", "--model", str(broken), "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "model.safetensors is corrupt" in err and str(broken) in err
+    assert len(err.strip().splitlines()) == 1

@@ -1,0 +1,327 @@
+"""Training: loss goes down, resume equals uninterrupted, loggers, DDP on CPU, multirun."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from lightning.pytorch.callbacks import Callback
+
+from radiodiff.config import load_config
+from radiodiff.diffusion.edm import edm_loss
+from radiodiff.training.module import step_generator
+from radiodiff.training.fit import train
+
+REPO = Path(__file__).resolve().parents[2]
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:.*does not have many workers:UserWarning"),
+    pytest.mark.filterwarnings("ignore:.*on_train_batch_end.*:UserWarning"),
+    pytest.mark.filterwarnings("ignore:.*checkpoint that ended before the epoch ended.*"),
+    pytest.mark.filterwarnings("ignore:.*The number of training batches.*:UserWarning"),
+]
+
+
+@pytest.fixture(scope="module")
+def tiny_h5(tmp_path_factory):
+    from radiodiff.data.prepare import prepare
+    out = tmp_path_factory.mktemp("tiny") / "tiny.h5"
+    prepare(load_config(["data=tiny"]), out=out)
+    return out
+
+
+def cfg_for(tmp_path, tiny_h5, *extra):
+    return load_config([
+        "data=tiny", "model=unet_tiny", "logger=csv", "trainer.precision=32",
+        f"data.out={tiny_h5}", f"paths.output_dir={tmp_path}/out",
+        f"paths.ckpt_root={tmp_path}/ckpt", "train.lr_rampup_kimg=0",
+        "train.sample_every_steps=0", "train.val_every_steps=1000", "train.val_batches=1",
+        "train.ckpt_every_minutes=0", *extra])
+
+
+class StopAt(Callback):
+    """Simulate a session that ends after ``step`` steps."""
+
+    def __init__(self, step):
+        self.step = step
+
+    def on_train_batch_end(self, trainer, *args):
+        if trainer.global_step >= self.step:
+            trainer.should_stop = True
+
+
+def _state(ckpt):
+    return torch.load(ckpt, map_location="cpu", weights_only=True)
+
+
+def test_a_few_steps_lower_the_loss(tmp_path, tiny_h5):
+    from radiodiff.data.datamodule import CutoutDataModule
+    cfg = cfg_for(tmp_path, tiny_h5, "train.total_kimg=0.48", "train.lr=2e-3",
+                  "train.ckpt_every_steps=0")
+    captured = {}
+
+    class Probe(Callback):
+        def _loss(self, module):
+            x0 = captured["x0"].to(module.device)
+            g = step_generator(123, 0, 0, x0.device)
+            with torch.no_grad():
+                return float(edm_loss(module.net, x0, None, generator=g)[0].mean())
+
+        def on_train_start(self, trainer, module):
+            captured["before"] = self._loss(module)
+
+        def on_train_end(self, trainer, module):
+            captured["after"] = self._loss(module)
+
+    dm = CutoutDataModule.from_config(cfg.data, seed=0)
+    dm.setup("fit")
+    captured["x0"] = torch.stack([dm.train_dataset[i][0] for i in range(32)])
+    summary = train(cfg, extra_callbacks=[Probe()])
+    assert summary["steps"] == 60
+    assert captured["after"] < 0.8 * captured["before"]
+
+
+def test_resume_equals_uninterrupted(tmp_path, tiny_h5):
+    common = ("train.total_kimg=0.096", "train.ckpt_every_steps=4", "train.val_every_steps=5",
+              "train.sample_every_steps=0", "model.label_dropout=0.2")
+    whole = train(cfg_for(tmp_path / "a", tiny_h5, *common))
+    assert whole["steps"] == 12 and whole["resumed_from"] is None
+
+    cfg_b = cfg_for(tmp_path / "b", tiny_h5, *common)
+    first = train(cfg_b, extra_callbacks=[StopAt(7)])  # a session killed after step 7
+    assert first["steps"] == 7
+    second = train(cfg_b)                                # next session: auto-resume
+    assert second["resumed_from"] == first["checkpoint"] and second["steps"] == 12
+
+    a, b = _state(whole["checkpoint"]), _state(second["checkpoint"])
+    assert a["global_step"] == b["global_step"] == 12
+    for key, value in a["state_dict"].items():
+        assert torch.equal(value, b["state_dict"][key]), key  # net and EMA, bit for bit
+    opt_a, opt_b = a["optimizer_states"][0]["state"], b["optimizer_states"][0]["state"]
+    for i in opt_a:
+        assert torch.equal(opt_a[i]["exp_avg"], opt_b[i]["exp_avg"])
+
+
+def test_resume_with_another_batch_size_counts_images(tmp_path, tiny_h5):
+    # A CPU piece at batch 4, then e.g. a GPU piece at batch 8: images seen, the remaining
+    # length and the data stream all continue from the images already seen.
+    common = ("train.total_kimg=0.044", "train.ckpt_every_steps=0")
+    first = train(cfg_for(tmp_path, tiny_h5, *common, "data.loader.batch_size=4"),
+                  extra_callbacks=[StopAt(3)])
+    assert _state(first["checkpoint"])["images_seen"] == 12
+    starts = []
+
+    class Start(Callback):
+        def on_train_start(self, trainer, module):
+            starts.append((trainer.train_dataloader.sampler.start, module.images_seen))
+
+    second = train(cfg_for(tmp_path, tiny_h5, *common, "data.loader.batch_size=8"),
+                   extra_callbacks=[Start()])
+    assert starts == [(12, 12)]
+    ckpt = _state(second["checkpoint"])
+    assert ckpt["global_step"] == 3 + 4 and ckpt["images_seen"] == 12 + 4 * 8 == 44
+    assert second["images_seen"] == 44
+
+
+def test_checkpoint_is_code_free_and_records_the_run(tmp_path, tiny_h5):
+    summary = train(cfg_for(tmp_path, tiny_h5, "train.total_kimg=0.016"))
+    ckpt = _state(summary["checkpoint"])  # weights_only=True: no pickled code
+    hp = ckpt["hyper_parameters"]
+    assert hp["cfg"]["model"]["name"] == "unet_tiny" and hp["num_classes"] == 4
+    assert hp["dataset"]["data_sha256"] and 0 < hp["sigma_data"] < 1
+    assert any(k.startswith("ema.") for k in ckpt["state_dict"])
+    assert (Path(summary["checkpoint"]).parent / "config.yaml").is_file()
+    assert not list(Path(summary["checkpoint"]).parent.glob("*.tmp"))
+
+
+def test_sample_callback_logs_metrics_and_grid(tmp_path, tiny_h5):
+    summary = train(cfg_for(tmp_path, tiny_h5, "train.total_kimg=0.032",
+                            "train.sample_every_steps=2", "train.sample_count=6",
+                            "train.sample_steps=3", "train.sample_batch_size=4",
+                            "trainer.log_every_n_steps=2"))
+    run = Path(summary["run_dir"])
+    assert sorted(p.name for p in (run / "samples").glob("*.png")) == [
+        "step_00000002.png", "step_00000004.png"]
+    metrics = next(run.glob("csv/*/metrics.csv")).read_text()
+    for key in ("sample/w1_mean", "sample/w1_cx", "sample/w1_orientation", "train/loss",
+                "train/loss_sigma_0.2-0.5"):
+        assert key in metrics
+
+
+def test_tensorboard_logger_gets_histograms(tmp_path, tiny_h5):
+    summary = train(cfg_for(tmp_path, tiny_h5, "logger=tensorboard", "train.total_kimg=0.016",
+                            "train.sample_every_steps=2", "train.sample_count=4",
+                            "train.sample_steps=2"))
+    events = list(Path(summary["run_dir"]).glob("tensorboard/*/events.out.tfevents.*"))
+    assert events and events[0].stat().st_size > 1000
+
+
+def _run(args, cwd, timeout=300):
+    env = dict(os.environ, OMP_NUM_THREADS="1", OMP_WAIT_POLICY="PASSIVE",
+               WANDB_MODE="offline", WANDB_SILENT="true")
+    return subprocess.run([sys.executable, str(REPO / "train.py"), *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def _cli_args(tmp_path, tiny_h5, *extra):
+    return ["data=tiny", "model=unet_tiny", "trainer.precision=32", f"data.out={tiny_h5}",
+            f"paths.output_dir={tmp_path}/out", f"paths.ckpt_root={tmp_path}/ckpt",
+            "train.sample_every_steps=0", "train.val_every_steps=1000",
+            "train.val_batches=1", *extra]
+
+
+@pytest.mark.slow
+def test_wandb_offline_multirun_two_jobs(tmp_path, tiny_h5):
+    # The default logger (W&B) in offline mode: no account, no network.
+    proc = _run(["-m", "seed=0,1", *_cli_args(tmp_path, tiny_h5, "train.total_kimg=0.016")],
+                cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for seed in (0, 1):
+        assert (tmp_path / "ckpt" / f"tiny-unet_tiny-s{seed}" / "last.ckpt").is_file()
+    runs = list((tmp_path / "out" / "multirun").glob("*/*/*/wandb/offline-run-*"))
+    assert len(runs) == 2, proc.stdout[-2000:]
+
+
+@pytest.mark.slow
+def test_ddp_two_cpu_processes(tmp_path, tiny_h5):
+    proc = _run(_cli_args(tmp_path, tiny_h5, "trainer=ddp", "trainer.accelerator=cpu",
+                          "trainer.devices=2", "trainer.precision=32", "logger=csv",
+                          "train.total_kimg=0.064", "train.sample_every_steps=2",
+                          "train.sample_count=4", "train.sample_steps=2",
+                          "trainer.log_every_n_steps=2"), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ckpt = _state(tmp_path / "ckpt" / "tiny-unet_tiny-s0" / "last.ckpt")
+    # 64 images / (8 per rank * 2 ranks) = 4 steps: both ranks consumed data
+    assert ckpt["global_step"] == 4 and ckpt["images_seen"] == 64
+    assert "trained 4 steps (64 images)" in proc.stdout
+
+
+def test_training_with_flux_and_size_conditions(tmp_path):
+    import numpy as np
+    from radiodiff.data.prepared import FLOAT_COLUMNS, write_prepared
+    rng = np.random.default_rng(0)
+    n = 48
+    y, x = np.mgrid[:16, :16]
+    images = np.exp(-((x - 7.5) ** 2 + (y - 7.5) ** 2)[None] / (2 * rng.uniform(1, 3, n)[:, None,
+                                                                                     None] ** 2))
+    cols = {c: rng.uniform(0.5, 2.0, n) for c in FLOAT_COLUMNS}
+    cols["peak_flux"] = 10 ** rng.uniform(-3, -1, n)
+    cols["las_arcsec"] = rng.uniform(10, 100, n)
+    cols.update(label=(np.arange(n) % 2).astype(np.int16),
+                split=np.array(["train"] * 36 + ["valid"] * 12, dtype=object),
+                source_id=np.array([f"s{i}" for i in range(n)], dtype=object),
+                flags=np.zeros(n, np.uint8), beam_arcsec=np.full((n, 2), 6.0))
+    path = write_prepared(tmp_path / "cond.h5", images[:, None].astype(np.float32), cols,
+                          {"name": "cond", "classes": ["A", "B"], "data_sha256": "x" * 64})
+    cfg = cfg_for(tmp_path, path, "data.loader.conditions=[label,peak_flux,las_arcsec]",
+                  "data.loader.random_val_fraction=null", "train.total_kimg=0.024",
+                  "train.condition_transform=boxcox")
+    summary = train(cfg)
+    hp = _state(summary["checkpoint"])["hyper_parameters"]
+    assert hp["scalar_conditions"] == ["peak_flux", "las_arcsec"] and hp["num_classes"] == 2
+    assert hp["transform"]["conditions"]["peak_flux"]["method"] == "boxcox"
+    # evaluation requests the reference rows' flux and size and measures them back
+    from radiodiff.cli import main
+    assert main(["evaluate", "--reference", str(path), "--split", "valid", "--model",
+                 summary["checkpoint"], "--n", "6", "--steps", "2", "--no-sourcefinder",
+                 "--rvf-folds", "2", "--rvf-epochs", "1", "--classifier-epochs", "1",
+                 "--cache-dir", str(tmp_path / "c"), "--out", str(tmp_path / "ev")]) == 0
+    m = json.loads((tmp_path / "ev" / "metrics.json").read_text())
+    assert set(m["conditioning"]) == {"peak_flux", "las_arcsec"}
+    assert m["conditioning"]["las_arcsec"]["n"] == 6 and m["conditioning"]["peak_flux"]["n"] == 6
+
+
+def test_export_then_sample_gives_identical_images(tmp_path, tiny_h5):
+    from radiodiff.cli import main
+    from radiodiff.io.release import load_release
+    from radiodiff.training.export import export_checkpoint
+    from radiodiff.diffusion.sampling import heun_sample, karras_sigmas, seeded_noise
+    from radiodiff.diffusion.unet import build_unet
+    from radiodiff.diffusion.edm import EDMDenoiser
+    summary = train(cfg_for(tmp_path, tiny_h5, "train.total_kimg=0.024"))
+    release = load_release(export_checkpoint(summary["checkpoint"], tmp_path / "rel"))
+    assert release.classes == ["FRI", "FRII", "Compact", "Bent"]
+    assert release.meta["step"] == 3 and release.meta["images_seen"] == 24
+    assert release.meta["negatives"] == "clip" and release.meta["data_sha256"]
+    # the same EMA weights straight from the checkpoint
+    ckpt = _state(summary["checkpoint"])
+    hp = ckpt["hyper_parameters"]
+    cfg = hp["cfg"]
+    from omegaconf import OmegaConf
+    ref = EDMDenoiser(build_unet(OmegaConf.create(cfg).model, 16, 1, 4), hp["sigma_data"])
+    ref.load_state_dict({k[4:]: v for k, v in ckpt["state_dict"].items()
+                         if k.startswith("ema.")})
+    noise, sigmas = seeded_noise([0, 1, 2], (1, 16, 16)), karras_sigmas(4)
+    cond = {"label": torch.tensor([0, 1, 3])}
+    with torch.no_grad():
+        a = heun_sample(ref.eval(), noise, sigmas, cond)
+        b = heun_sample(release.denoiser, noise, sigmas, cond)
+    assert torch.equal(a, b)
+    assert main(["sample", "--model", str(tmp_path / "rel"), "--n", "3", "--class", "FRII",
+                 "--steps", "3", "--out", str(tmp_path / "s")]) == 0
+    assert len(list((tmp_path / "s").glob("sample_*.fits"))) == 3
+    assert main(["export", "--ckpt", str(tmp_path / "nope.ckpt"), "--out", "x"]) == 2
+
+
+def test_max_minutes_limits_each_piece_not_the_total(tmp_path, tiny_h5):
+    cfg = cfg_for(tmp_path, tiny_h5, "train.total_kimg=100", "train.max_minutes=0.04",
+                  "train.ckpt_every_steps=0")
+    first = train(cfg)
+    assert 0 < first["steps"] < 12500
+    second = train(cfg)  # a new piece gets its own 2.4 s, whatever the first one used
+    assert second["resumed_from"] and second["steps"] > first["steps"]
+
+
+def test_max_time_stops_and_checkpoints(tmp_path, tiny_h5):
+    summary = train(cfg_for(tmp_path, tiny_h5, "train.total_kimg=100",
+                            "trainer.max_time=00:00:00:03", "train.ckpt_every_steps=0"))
+    assert 0 < summary["steps"] < 12500  # stopped by the clock, not by total_kimg
+    assert _state(summary["checkpoint"])["global_step"] == summary["steps"]
+
+
+def test_evaluate_a_checkpoint_end_to_end(tmp_path, tiny_h5, capsys):
+    from radiodiff.cli import main
+    summary = train(cfg_for(tmp_path, tiny_h5, "train.total_kimg=0.016"))
+    rc = main(["evaluate", "--reference", str(tiny_h5), "--model", summary["checkpoint"],
+               "--n", "12", "--steps", "2", "--rvf-folds", "2", "--rvf-epochs", "1",
+               "--classifier-epochs", "1", "--no-sourcefinder",
+               "--cache-dir", str(tmp_path / "cache"), "--out", str(tmp_path / "eval")])
+    assert rc == 0, capsys.readouterr().err
+    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert metrics["sets"]["fake"]["n"] == 12 and "fake_accuracy" in metrics["class_fidelity"]
+    assert (tmp_path / "eval" / "release" / "model.safetensors").is_file()
+
+
+def test_warm_start_from_a_release(tmp_path, tiny_h5):
+    from radiodiff.io.release import load_release
+    from radiodiff.training.export import export_checkpoint
+    first = train(cfg_for(tmp_path / "a", tiny_h5, "train.total_kimg=0.016"))
+    rel = export_checkpoint(first["checkpoint"], tmp_path / "rel")
+    seen = {}
+
+    class Grab(Callback):
+        def on_train_start(self, trainer, module):
+            seen["net"] = {k: v.clone() for k, v in module.net.state_dict().items()}
+
+    train(cfg_for(tmp_path / "b", tiny_h5, "train.total_kimg=0.008", f"train.init_from={rel}"),
+          extra_callbacks=[Grab()])
+    expected = load_release(rel).denoiser.state_dict()
+    assert all(torch.equal(seen["net"][k], v) for k, v in expected.items())
+    with pytest.raises(ValueError, match="do not fit model=unet_small"):
+        train(cfg_for(tmp_path / "c", tiny_h5, "model=unet_small", "model.attn_resolutions=[8]",
+                      "train.total_kimg=0.008", f"train.init_from={rel}"))
+
+
+def test_sigma_data_is_measured_in_memory_or_lazily(tmp_path, tiny_h5):
+    from radiodiff.data.datamodule import CutoutDataModule
+    from radiodiff.training.fit import _measure_sigma_data
+    cfg = cfg_for(tmp_path, tiny_h5)
+    values = []
+    for in_memory in (True, False):
+        dm = CutoutDataModule.from_config(cfg.data, seed=0, stream=True)
+        dm.in_memory = in_memory
+        dm.setup("fit")
+        values.append(_measure_sigma_data(dm))
+    assert 0 < values[0] < 0.5 and values[1] == pytest.approx(values[0], rel=1e-6)
