@@ -154,10 +154,20 @@ class ModelConfig:
 
 @dataclass
 class ScheduleConfig:
-    """EDM training noise distribution and preconditioning (Karras et al. 2022, Table 1)."""
+    """EDM training noise distribution, preconditioning and model space (EDM Table 1).
+
+    ``relative``: ``P_mean`` is an offset from ``ln sigma_data`` (the noise levels follow
+    the data's scale); EDM's own choice, -1.2 at sigma_data = 0.5, is the offset -0.51.
+    ``stretch`` / ``stretch_param`` / ``range``: the intensity encoding of the images in
+    model space (:class:`radiodiff.diffusion.intensity.IntensityTransform`).
+    """
     P_mean: float = -1.2
     P_std: float = 1.2
-    sigma_data: Optional[float] = None  # measured on the training set when null
+    relative: bool = False
+    sigma_data: Optional[float] = None  # measured on the encoded training set when null
+    stretch: str = "linear"             # linear | power | asinh
+    stretch_param: float = 0.25         # the power p, or the asinh softening (peak units)
+    range: list[float] = field(default_factory=lambda: [0.0, 1.0])  # model space of [0, 1]
 
 
 @dataclass
@@ -198,6 +208,9 @@ class TrainConfig:
     weight_decay: float = 0.0
     lr_rampup_kimg: float = 2.0           # linear warm-up
     ema_halflife_kimg: float = 5.0        # EMA half-life in images (EDM Sect. C.2)
+    # Extra EMAs kept beside the main one, so the length is chosen on validation afterwards
+    # (``radiodiff export --ema-halflife``); each costs one copy of the weights.
+    ema_bank_kimg: list[float] = field(default_factory=list)
     ema_rampup_ratio: Optional[float] = 0.05  # half-life <= ratio * images seen, early on
     condition_transform: str = "log"      # log | boxcox, then standardised (train set)
     ckpt_dir: str = "${paths.ckpt_root}/${train.run_name}"

@@ -14,7 +14,7 @@ from typing import Any, Callable, Optional
 import torch
 from torch import Tensor, nn
 
-__all__ = ["EDMDenoiser", "edm_loss", "guided"]
+__all__ = ["EDMDenoiser", "edm_loss", "guided", "noise_distribution"]
 
 Denoiser = Callable[..., Tensor]
 
@@ -100,6 +100,19 @@ class EDMDenoiser(nn.Module):
         c_skip, c_out, c_in = (c.to(x.dtype).reshape(shape) for c in (c_skip, c_out, c_in))
         f = self.net(c_in * x, c_noise.to(x.dtype), cond)                   # (N,C,H,W)
         return c_skip * x + c_out * f.to(x.dtype)
+
+
+def noise_distribution(P_mean: float, P_std: float, sigma_data: float,
+                       relative: bool = False) -> tuple[float, float]:
+    """(mean, std) of ln sigma in training (EDM Eq. 2's P_mean, P_std), model-space units.
+
+    With ``relative`` the configured ``P_mean`` is an offset from ``ln sigma_data``, so the
+    noise levels follow the data's scale: EDM's -1.2 at sigma_data = 0.5 is offset -0.51.
+    """
+    if not (math.isfinite(P_std) and P_std > 0):
+        raise ValueError(f"P_std must be a positive finite number, got {P_std}")
+    mean = float(P_mean) + (math.log(float(sigma_data)) if relative else 0.0)
+    return mean, float(P_std)
 
 
 def edm_loss(denoiser: Denoiser, x0: Tensor, cond: Any = None, P_mean: float = -1.2,

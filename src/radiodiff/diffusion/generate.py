@@ -12,8 +12,8 @@ with a celestial WCS and provenance cards, one HDF5 bundle ``samples.h5``, and a
 
 Flux restoration
 ----------------
-The network works in model space, [0, 1]. Images are put back in Jy/beam only when that
-inverse is known: the training images were in Jy/beam (``image_unit == "Jy/beam"``), each
+The network works in model space; its output is decoded to data space, [0, 1], by the
+release's intensity transform. Images are put back in Jy/beam only when that inverse is known: the training images were in Jy/beam (``image_unit == "Jy/beam"``), each
 was divided by its own peak (``scaling == "per_image"`` with zero offset, i.e. negatives
 not ``keep``) and a ``peak_flux`` was requested. Then ``physical = image * peak_flux``
 (the per-image scale of a training image is its peak, which the model was conditioned
@@ -56,7 +56,8 @@ class GenerateResult:
     Attributes
     ----------
     images : numpy.ndarray
-        (n, 1, H, W) float32 model-space images clipped to [0, 1].
+        (n, 1, H, W) float32 images in data space [0, 1] (model space decoded by the
+        release's intensity transform).
     physical : numpy.ndarray or None
         (n, 1, H, W) float32 images in Jy/beam when the flux could be restored (see the
         module docstring), else None.
@@ -211,6 +212,7 @@ def generate(release: Release, n: int, label: Optional[str] = None,
     cond, raw = _condition(release, label, scalars, 1)  # validates before any sampling
 
     size = release.image_size
+    intensity = release.intensity  # model space -> data space [0, 1]
     counter = CountingDenoiser(per_image(release.denoiser) if batch_invariant
                                else release.denoiser)
     D = guided(counter, guidance)
@@ -236,7 +238,7 @@ def generate(release: Release, n: int, label: Optional[str] = None,
                 x = solver(D, noise, sigmas, cond_b, S_churn=0.0)
             else:
                 x = solver(D, noise, sigmas, cond_b)
-            images.append(x.clamp(0.0, 1.0).float().cpu().numpy())
+            images.append(intensity.decode(x.double()).float().cpu().numpy())
             nfe += [counter.nfe] * len(b)
     out = np.concatenate(images).astype(np.float32)
     conditions = {k: np.repeat(v, n) for k, v in raw.items()}

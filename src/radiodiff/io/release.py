@@ -38,6 +38,7 @@ from torch import nn
 
 from radiodiff.io.artifacts import to_plain
 from radiodiff.diffusion.edm import EDMDenoiser
+from radiodiff.diffusion.intensity import IntensityTransform
 from radiodiff.io.provenance import git_commit
 
 __all__ = ["FORMAT_VERSION", "CONFIG_FILE", "WEIGHTS_FILE", "META_FILE", "DEFAULT_MODEL",
@@ -96,6 +97,11 @@ class Release:
     def image_size(self) -> int:
         return int(self.meta["image_size"])
 
+    @property
+    def intensity(self) -> IntensityTransform:
+        """Model space -> data space (releases before this field: identity)."""
+        return IntensityTransform.from_dict(self.meta.get("intensity"))
+
 
 # --------------------------------------------------------------------------- export
 
@@ -120,6 +126,7 @@ def _release_meta(denoiser: nn.Module, config: DictConfig, meta: Mapping[str, An
     elif sd is not None and not math.isclose(float(m["sigma_data"]), sd, rel_tol=1e-9):
         raise ValueError(f"export_release: meta sigma_data={m['sigma_data']} differs from the "
                          f"denoiser's sigma_data={sd}")
+    m["intensity"] = IntensityTransform.from_dict(m.get("intensity")).to_dict()  # validates
     m.setdefault("image_unit", "arbitrary")
     m.setdefault("scaling", "per_image")
     m.setdefault("pixel_scale_arcsec", None)
@@ -233,6 +240,10 @@ def _read_meta(path: Path) -> dict:
     missing = [k for k in _REQUIRED + ("sigma_data",) if k not in meta]
     if missing:
         raise ValueError(f"{path}: {META_FILE} is missing {missing}")
+    try:
+        IntensityTransform.from_dict(meta.get("intensity"))
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{path}: {META_FILE} has a bad `intensity` ({exc})") from exc
     return meta
 
 

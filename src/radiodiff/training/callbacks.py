@@ -77,7 +77,7 @@ class SampleCallback(Callback):
             noise = seeded_noise([self.seed * 1_000_003 + int(k) for k in ks],
                                  tuple(items[0][0].shape)).to(module.device)
             x = heun_sample(module.ema, noise, self.sigmas.to(module.device), cond)
-            out.append(x.clamp(0, 1).float())
+            out.append(module.intensity.decode(x).float())
         shape = (0, *val[0][0].shape)
         return torch.cat(out) if out else torch.zeros(shape, device=module.device)
 

@@ -6,6 +6,7 @@ CLI call it, and nothing else reads checkpoint internals.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import torch
@@ -17,10 +18,13 @@ from radiodiff.io.release import export_release
 __all__ = ["export_checkpoint"]
 
 
-def export_checkpoint(ckpt_path: str | Path, out_dir: str | Path) -> Path:
+def export_checkpoint(ckpt_path: str | Path, out_dir: str | Path,
+                      ema_halflife_kimg: float | None = None) -> Path:
     """Release folder from a training checkpoint: the EMA weights plus what sampling needs.
 
-    The checkpoint is read with ``torch.load(weights_only=True)``: nothing is unpickled.
+    ``ema_halflife_kimg`` picks one of the run's EMAs (``train.ema_halflife_kimg`` or one
+    of ``train.ema_bank_kimg``); None = the main one. The checkpoint is read with
+    ``torch.load(weights_only=True)``: nothing is unpickled.
     """
     from radiodiff.diffusion.unet import build_unet
 
@@ -39,7 +43,8 @@ def export_checkpoint(ckpt_path: str | Path, out_dir: str | Path) -> Path:
     net = build_unet(cfg.model, int(cfg.data.image_size), 1, int(hp["num_classes"]),
                      tuple(hp["scalar_conditions"]))
     denoiser = EDMDenoiser(net, float(hp["sigma_data"]))
-    ema = {k[len("ema."):]: v for k, v in ckpt["state_dict"].items() if k.startswith("ema.")}
+    prefix, halflife = _ema_prefix(cfg, ema_halflife_kimg, ckpt_path)
+    ema = {k[len(prefix):]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}
     denoiser.load_state_dict(ema, strict=True)
     meta = {
         "classes": list(ds.get("classes") or []) if hp["num_classes"] else [],
@@ -53,5 +58,19 @@ def export_checkpoint(ckpt_path: str | Path, out_dir: str | Path) -> Path:
         "negatives": ds.get("negatives"), "data_sha256": ds.get("data_sha256"),
         "inputs_sha256": ds.get("inputs_sha256"), "seed": int(cfg.seed),
         "images_seen": ckpt.get("images_seen"), "step": ckpt.get("global_step"),
+        "intensity": hp.get("intensity"), "ema_halflife_kimg": halflife,
     }
     return export_release(out_dir, denoiser, cfg, meta)
+
+
+def _ema_prefix(cfg, halflife: float | None, ckpt_path: Path) -> tuple[str, float]:
+    """State-dict prefix of the EMA with that half-life (kimg), and the half-life."""
+    main = float(cfg.train.ema_halflife_kimg)
+    bank = [float(h) for h in cfg.train.get("ema_bank_kimg", [])]
+    if halflife is None or math.isclose(float(halflife), main):
+        return "ema.", main
+    for k, h in enumerate(bank):
+        if math.isclose(float(halflife), h):
+            return f"ema_bank.{k}.", h
+    raise ValueError(f"{ckpt_path}: no EMA with a half-life of {halflife:g} kimg (this run "
+                     f"kept {', '.join(f'{h:g}' for h in [main, *bank])})")

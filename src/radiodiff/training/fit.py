@@ -25,6 +25,7 @@ from radiodiff.data.datamodule import CutoutDataModule
 from radiodiff.data.prepared import read_prepared
 from radiodiff.training.module import DiffusionModule, checkpoint_progress
 from radiodiff.diffusion.conditions import ConditionTransform
+from radiodiff.diffusion.intensity import IntensityTransform
 
 __all__ = ["train", "ResumeCheckpoint", "TimeBox", "build_trainer", "resume_path",
            "make_logger", "warm_start"]
@@ -159,14 +160,15 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None,
     rows = dm.train_dataset.indices
     transform = ConditionTransform.fit({n: meta.columns[n][rows] for n in scalars}, scalars,
                                        method=str(cfg.train.condition_transform))
+    intensity = IntensityTransform.from_config(cfg.schedule)
     sigma_data = cfg.schedule.sigma_data
-    if sigma_data is None:  # measured on the training images (STYLE 5)
-        sigma_data = _measure_sigma_data(dm)
+    if sigma_data is None:  # measured on the encoded training images (STYLE 5)
+        sigma_data = _measure_sigma_data(dm, intensity)
     dataset = {k: meta.attrs.get(k) for k in ("name", "classes", "image_unit", "scaling",
                                                "negatives", "data_sha256", "inputs_sha256")}
     dataset.update(meta.geometry())
     module = DiffusionModule(cfg, num_classes, scalars, transform.to_dict(), sigma_data,
-                             dataset)
+                             dataset, intensity.to_dict())
 
     ckpt_dir = Path(cfg.train.ckpt_dir)
     callbacks: list[Callback] = [ResumeCheckpoint(ckpt_dir, cfg.train.ckpt_every_steps,
@@ -215,15 +217,19 @@ def _max_steps(total_images: float, batch_images: int, ckpt: str | None) -> int:
     return step + math.ceil(max(0.0, total_images - seen) / batch_images)
 
 
-def _measure_sigma_data(dm: CutoutDataModule, max_rows: int = 4096) -> float:
-    """Standard deviation of the training images (all of them, or a seeded sample)."""
+def _measure_sigma_data(dm: CutoutDataModule, intensity: IntensityTransform | None = None,
+                        max_rows: int = 4096) -> float:
+    """Standard deviation of the encoded training images (all, or a seeded sample)."""
+    import torch
+    intensity = intensity or IntensityTransform()
     ds = dm.train_dataset
     if ds.images is not None:
-        return float(ds.images.double().std(correction=0))
+        return float(intensity.encode(ds.images.double()).std(correction=0))
     import h5py
     rows = np.sort(np.random.default_rng(dm.seed).permutation(ds.indices)[:max_rows])
     with h5py.File(dm.path, "r") as f:
-        return float(np.asarray(f["images"][rows], np.float64).std())
+        x = torch.from_numpy(np.asarray(f["images"][rows], np.float64))
+    return float(intensity.encode(x).std(correction=0))
 
 
 def warm_start(module: DiffusionModule, release_dir: str | Path) -> None:
@@ -235,9 +241,11 @@ def warm_start(module: DiffusionModule, release_dir: str | Path) -> None:
     from radiodiff.io.release import load_release, resolve_model
     release = load_release(resolve_model(release_dir))  # a folder or a shipped name
     state = release.denoiser.state_dict()
+    # sigma_data stays this run's (measured on its own encoding of the data)
+    state["sigma_data"] = module.net.sigma_data.clone()
     try:
-        module.net.load_state_dict(state, strict=True)
-        module.ema.load_state_dict(state, strict=True)
+        for target in (module.net, module.ema, *module.ema_bank):
+            target.load_state_dict(state, strict=True)
     except RuntimeError as exc:
         raise ValueError(f"train.init_from={release_dir}: weights do not fit model="
                          f"{module.cfg.model.name} ({' '.join(str(exc).split())[:300]})") from exc

@@ -19,14 +19,15 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torchmetrics import MeanMetric
 
-from radiodiff.diffusion.edm import EDMDenoiser, edm_loss
+from radiodiff.diffusion.edm import EDMDenoiser, edm_loss, noise_distribution
+from radiodiff.diffusion.intensity import IntensityTransform
 from radiodiff.diffusion.conditions import ConditionTransform
 from radiodiff.diffusion.unet import build_unet, drop_conditions
 
 __all__ = ["DiffusionModule", "checkpoint_progress", "ema_beta", "step_generator"]
 
 # Loss is also logged in these ln(sigma) bins (EDM Fig. 5a style).
-SIGMA_BINS = (0.0, 0.05, 0.2, 0.5, 1.0, 2.0, 5.0, math.inf)
+SIGMA_BINS = (0.0, 0.005, 0.02, 0.05, 0.2, 0.5, 1.0, 2.0, 5.0, math.inf)
 
 
 def ema_beta(batch_images: int, images_seen: int, halflife_kimg: float,
@@ -69,10 +70,14 @@ class DiffusionModule(L.LightningModule):
         Standard deviation of the training images (model space).
     dataset : dict
         Metadata of the training file (classes, hashes, units) kept for export.
+    intensity : dict, optional
+        :meth:`IntensityTransform.to_dict` of the data -> model space encoding applied to
+        every batch (None: identity).
     """
 
     def __init__(self, cfg: Any, num_classes: int, scalar_conditions: list[str],
-                 transform: dict, sigma_data: float, dataset: dict | None = None) -> None:
+                 transform: dict, sigma_data: float, dataset: dict | None = None,
+                 intensity: dict | None = None) -> None:
         super().__init__()
         cfg = (OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
                if isinstance(cfg, DictConfig) else cfg)
@@ -80,7 +85,9 @@ class DiffusionModule(L.LightningModule):
         self.save_hyperparameters({"cfg": cfg, "num_classes": int(num_classes),
                                    "scalar_conditions": list(scalar_conditions),
                                    "transform": transform, "sigma_data": float(sigma_data),
-                                   "dataset": dataset or {}})
+                                   "dataset": dataset or {},
+                                   "intensity": IntensityTransform.from_dict(
+                                       intensity).to_dict()})
         self.cfg = OmegaConf.create(cfg)
         self.transform = ConditionTransform.from_dict(transform)
         self.scalar_conditions = list(scalar_conditions)
@@ -89,6 +96,14 @@ class DiffusionModule(L.LightningModule):
         self.net = EDMDenoiser(net, sigma_data=float(sigma_data))
         # Never optimised; its mode follows the module's (Lightning warns about eval submodules).
         self.ema = copy.deepcopy(self.net).requires_grad_(False)
+        # EMAs of other lengths, chosen among after training (STYLE: EMA length measured)
+        self.ema_bank = torch.nn.ModuleList(
+            copy.deepcopy(self.net).requires_grad_(False)
+            for _ in self.cfg.train.get("ema_bank_kimg", []))
+        self.intensity = IntensityTransform.from_dict(self.hparams.intensity)
+        self.P_mean, self.P_std = noise_distribution(
+            float(self.cfg.schedule.P_mean), float(self.cfg.schedule.P_std), float(sigma_data),
+            bool(self.cfg.schedule.get("relative", False)))
         self.bin_loss = torch.nn.ModuleList(
             MeanMetric(nan_strategy="ignore") for _ in SIGMA_BINS[:-1])
         # (images, global step) at the restored checkpoint; images_seen counts on from there.
@@ -120,11 +135,12 @@ class DiffusionModule(L.LightningModule):
     # ----------------------------------------------------------------------------- training
     def training_step(self, batch, batch_idx):
         x0, cond_raw = batch
+        x0 = self.intensity.encode(x0)
         g = step_generator(int(self.cfg.seed), int(self.global_step), self.global_rank,
                            x0.device)
         cond = drop_conditions(self.encode_cond(cond_raw), float(self.cfg.model.label_dropout), g)
-        s = self.cfg.schedule
-        loss, sigma = edm_loss(self.net, x0, cond, P_mean=s.P_mean, P_std=s.P_std, generator=g)
+        loss, sigma = edm_loss(self.net, x0, cond, P_mean=self.P_mean, P_std=self.P_std,
+                               generator=g)
         self.log("train/loss", loss.mean(), prog_bar=True, sync_dist=True)
         # Loss per sigma bin, averaged over the last log interval (training is one endless
         # epoch, so epoch-level logging would never fire); MeanMetric syncs across ranks.
@@ -145,23 +161,29 @@ class DiffusionModule(L.LightningModule):
 
     def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
         t = self.cfg.train
-        beta = ema_beta(self.batch_images, self.images_seen, t.ema_halflife_kimg,
-                        t.ema_rampup_ratio)
+        params = [p.detach() for p in self.net.parameters()]
+        lengths = [t.ema_halflife_kimg, *t.get("ema_bank_kimg", [])]
         with torch.no_grad():
-            # One fused launch; the EMA is a deep copy of the net, so dtypes and devices match.
-            torch._foreach_lerp_(list(self.ema.parameters()),
-                                 [p.detach() for p in self.net.parameters()], 1.0 - beta)
-            for b_ema, b in zip(self.ema.buffers(), self.net.buffers()):
-                b_ema.copy_(b)
+            for ema, halflife in zip([self.ema, *self.ema_bank], lengths):
+                beta = ema_beta(self.batch_images, self.images_seen, halflife,
+                                t.ema_rampup_ratio)
+                # One fused launch; each EMA is a deep copy of the net (same dtypes, devices).
+                torch._foreach_lerp_(list(ema.parameters()), params, 1.0 - beta)
+                for b_ema, b in zip(ema.buffers(), self.net.buffers()):
+                    b_ema.copy_(b)
 
     def validation_step(self, batch, batch_idx):
         x0, cond_raw = batch
+        x0, cond = self.intensity.encode(x0), self.encode_cond(cond_raw)
         # Fixed draws per batch: the validation loss is comparable across the whole run.
-        g = step_generator(int(self.cfg.seed) + 1, batch_idx, self.global_rank, x0.device)
-        s = self.cfg.schedule
-        loss, _ = edm_loss(self.ema, x0, self.encode_cond(cond_raw), P_mean=s.P_mean,
-                           P_std=s.P_std, generator=g)
-        self.log("val/loss", loss.mean(), prog_bar=True, sync_dist=True)
+        t = self.cfg.train
+        lengths = [t.ema_halflife_kimg, *t.get("ema_bank_kimg", [])]
+        for k, (ema, halflife) in enumerate(zip([self.ema, *self.ema_bank], lengths)):
+            g = step_generator(int(self.cfg.seed) + 1, batch_idx, self.global_rank, x0.device)
+            loss, _ = edm_loss(ema, x0, cond, P_mean=self.P_mean, P_std=self.P_std,
+                               generator=g)
+            name = "val/loss" if k == 0 else f"val/loss_ema{halflife:g}k"
+            self.log(name, loss.mean(), prog_bar=k == 0, sync_dist=True)
 
     def configure_optimizers(self):
         t = self.cfg.train
