@@ -94,7 +94,11 @@ def cmd_eval(args) -> None:
     sys.path.insert(0, str(REPO / "bench"))
     from bench_quality import score_configs  # noqa: E402 (bench helper)
 
-    from radiodiff.training.export import export_checkpoint
+    from radiodiff.config import load_config
+    from radiodiff.training.export import export_checkpoint, output_projection
+
+    # the output projection of today's data config (runs may predate the setting)
+    projection = output_projection(load_config(["data=first"]).data, "per_image", "clip")
 
     rows = []
     names = [(run_name(a, False), a) for a in args.arms] + [
@@ -107,7 +111,7 @@ def cmd_eval(args) -> None:
             continue
         for halflife in (args.ema or [EMA_MAIN, *EMA_BANK]):
             out = args.root / "releases" / f"{name}-ema{halflife:g}"
-            export_checkpoint(ckpt, out, ema_halflife_kimg=halflife)
+            export_checkpoint(ckpt, out, ema_halflife_kimg=halflife, projection=projection)
             models.append((f"{name} ema {halflife:g}k", out))
     real_row = not args.no_real_row
     for label, model in models:

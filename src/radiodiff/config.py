@@ -135,6 +135,11 @@ class DataConfig:
     split: SplitConfig = field(default_factory=SplitConfig)
     on_error: OnError = OnError.skip
     limit: Optional[int] = None  # only the first N catalogue rows (quick looks, tests)
+    # Generated images go through the data's last steps (data.preprocess.project_like_data):
+    # below this fraction of the peak only a halo of projection_halo_px around brighter
+    # emission is kept (null: no floor, e.g. data that keep their noise).
+    projection_floor: Optional[float] = None
+    projection_halo_px: int = 2
     loader: LoaderConfig = field(default_factory=LoaderConfig)
 
 

@@ -126,3 +126,20 @@ def test_scaling_of_a_constant_image_is_finite():
     assert scale.tolist() == [1.0] and offset.tolist() == [0.0]
     with pytest.raises(ValueError, match="per_image or dataset"):
         fit_scaling(np.zeros((1, 4, 4)), "global", "clip")
+
+
+def test_projection_keeps_sources_and_their_halo_and_zeroes_isolated_specks():
+    from radiodiff.data.preprocess import project_like_data
+    x = np.zeros((1, 1, 20, 20), np.float32)
+    x[0, 0, 10, 10] = 0.8                  # the source: peak 0.8 -> 1 after projection
+    x[0, 0, 10, 12] = 1e-4                 # sub-quantum, 2 px from it: the resampling halo
+    x[0, 0, 2, 2] = 1e-4                   # sub-quantum, far away: a speck the data lack
+    x[0, 0, 15, 3] = 0.05                  # faint but above the floor: kept
+    y = project_like_data(x, floor=1 / 255, halo_px=2)
+    assert y.max() == 1.0 and y[0, 0, 10, 10] == 1.0
+    assert y[0, 0, 10, 12] == pytest.approx(1e-4 / 0.8) and y[0, 0, 2, 2] == 0.0
+    assert y[0, 0, 15, 3] == pytest.approx(0.05 / 0.8)
+    assert x[0, 0, 2, 2] == 1e-4           # the input is not modified
+    blank = np.zeros((1, 1, 4, 4), np.float32)
+    assert (project_like_data(blank, 0.01) == 0).all()
+    np.testing.assert_array_equal(project_like_data(x, None, peak_one=False), x)

@@ -158,5 +158,9 @@ def test_bench_quality_script_writes_rows_with_floors(prepared, tiny, tmp_path):
         assert len(r["w1_ratios"]) == r["n_stats"] and r["w1_within_3x"] == sum(
             v <= 3 for v in r["w1_ratios"].values())
         assert 0 <= r["copy_fraction"] <= 1 and r["nn_median_ratio"] > 0
+        # the faint end: stretched-view test and background fractions, real and generated
+        assert 0 <= r["real_vs_fake_faint"] <= 1 and 0 <= r["zero_fake"] <= 1
+        assert 0 <= r["faint_real"] <= 1 and r["faint_w1_within_3x"] <= r["n_stats"]
+        assert isinstance(r["alike"], bool)
     assert "| heun | 2 | 3 |" in proc.stdout and "| dpmpp_2m guidance=2 sigma_max=10 | 2 | 4 |" in \
         proc.stdout

@@ -393,3 +393,37 @@ def test_cli_sample_bad_model(tmp_path, broken, capsys):
     err = capsys.readouterr().err
     assert rc == 2 and "model.safetensors is corrupt" in err and str(broken) in err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_stretched_release_decodes_and_projects_its_output(tmp_path, denoiser, config, meta):
+    """A power-stretch release: decoded to data space, projected like the data (peak at
+    exactly 1, far sub-quantum specks zeroed); the raw images are kept beside them."""
+    m = dict(meta, intensity={"stretch": "power", "param": 0.25, "lo": 0.0, "hi": 1.0},
+             projection={"floor": 1 / 255, "halo_px": 1, "peak_one": True})
+    rel = load_release(export_release(tmp_path / "stretch", denoiser, config, m))
+    assert rel.intensity.stretch == "power" and rel.projection["halo_px"] == 1
+    res = generate(rel, 3, label="FRI", peak_flux=0.05, **FAST)
+    assert res.settings["projected"] and res.raw is not None
+    np.testing.assert_array_equal(res.images.reshape(3, -1).max(1), 1.0)
+    assert (res.raw >= 0).all() and (res.raw <= 1).all()
+    # the restored peak equals the requested peak flux to float precision
+    np.testing.assert_allclose(res.physical.reshape(3, -1).max(1), 0.05, rtol=1e-6)
+    plain = generate(rel, 3, label="FRI", peak_flux=0.05, project=False, **FAST)
+    np.testing.assert_array_equal(plain.images, res.raw)
+    assert plain.raw is None and not plain.settings["projected"]
+    save_samples(tmp_path / "out", rel, res)
+    with h5py.File(tmp_path / "out" / "samples.h5") as f:
+        np.testing.assert_array_equal(f["images_raw"][()], res.raw)
+
+
+@pytest.mark.parametrize("bad", [{"floor": 2.0, "halo_px": 2, "peak_one": True},
+                                 {"floor": 0.01, "halo_px": -1, "peak_one": True},
+                                 {"floor": 0.01}])
+def test_bad_projection_in_meta_is_refused_on_load(tmp_path, release_dir, bad):
+    broken = tmp_path / "broken"
+    shutil.copytree(release_dir, broken)
+    meta_file = broken / "meta.json"
+    m = json.loads(meta_file.read_text())
+    meta_file.write_text(json.dumps(dict(m, projection=bad)))
+    with pytest.raises(ValueError, match=r"broken.*meta\.json.*projection"):
+        load_release(broken)

@@ -74,7 +74,9 @@ class GenerateResult:
         with classifier-free guidance, which runs the network with and without condition).
     settings : dict
         Sampler settings (sampler, steps, guidance, sigma_min, sigma_max, rho, S_churn,
-        seed, batch_size).
+        seed, batch_size, projected).
+    raw : numpy.ndarray or None
+        The decoded images before the output projection (None when none was applied).
     """
     images: np.ndarray
     physical: Optional[np.ndarray]
@@ -83,6 +85,7 @@ class GenerateResult:
     seeds: np.ndarray
     nfe: np.ndarray
     settings: dict[str, Any] = field(default_factory=dict)
+    raw: Optional[np.ndarray] = None
 
     def __len__(self) -> int:
         return len(self.images)
@@ -146,8 +149,8 @@ def generate(release: Release, n: int, label: Optional[str] = None,
              batch_size: int = 32, sigma_min: float = SamplerConfig.sigma_min,
              sigma_max: float = SamplerConfig.sigma_max, rho: float = SamplerConfig.rho,
              S_churn: float = 0.0, batch_invariant: bool = True,
-             progress: Optional[Callable[[Iterable, int], Iterable]] = None
-             ) -> GenerateResult:
+             progress: Optional[Callable[[Iterable, int], Iterable]] = None,
+             project: bool = True) -> GenerateResult:
     """Draw ``n`` images from a release, optionally conditioned and guided.
 
     Sampling runs the chosen solver over ``karras_sigmas(steps, sigma_min, sigma_max,
@@ -185,6 +188,10 @@ def generate(release: Release, n: int, label: Optional[str] = None,
         Noise schedule (model-space units), EDM Eq. 5.
     S_churn : float
         Stochasticity of the ``stochastic`` solver (EDM Algorithm 2), >= 0.
+    project : bool
+        Put the images through the data's last preprocessing steps recorded in the release
+        (:func:`radiodiff.data.preprocess.project_like_data`: quantum floor with its halo,
+        peak at 1); the unprojected images are kept in ``GenerateResult.raw``.
     batch_invariant : bool
         Evaluate the network image by image (bit-identical results for any batch size;
         ~8 % slower on a CPU). Switch off on a GPU, where batching is what makes it fast.
@@ -241,6 +248,10 @@ def generate(release: Release, n: int, label: Optional[str] = None,
             images.append(intensity.decode(x.double()).float().cpu().numpy())
             nfe += [counter.nfe] * len(b)
     out = np.concatenate(images).astype(np.float32)
+    unprojected = None
+    if project and release.projection:
+        from radiodiff.data.preprocess import project_like_data
+        unprojected, out = out, project_like_data(out, **release.projection)
     conditions = {k: np.repeat(v, n) for k, v in raw.items()}
 
     meta = release.meta
@@ -251,11 +262,12 @@ def generate(release: Release, n: int, label: Optional[str] = None,
     settings = dict(sampler=sampler, steps=steps, guidance=float(guidance),
                     sigma_min=float(sigma_min), sigma_max=float(sigma_max), rho=float(rho),
                     S_churn=float(S_churn), seed=seed, batch_size=batch_size,
-                    batch_invariant=bool(batch_invariant))
+                    batch_invariant=bool(batch_invariant),
+                    projected=unprojected is not None)
     return GenerateResult(images=out, physical=physical,
                           unit="Jy/beam" if restorable else NORMALISED,
                           conditions=conditions, seeds=seeds, nfe=np.asarray(nfe, np.int64),
-                          settings=settings)
+                          settings=settings, raw=unprojected)
 
 
 # --------------------------------------------------------------------------- output
@@ -321,6 +333,9 @@ def _write_h5(path: Path, release: Release, result: GenerateResult,
     def write(tmp: Path) -> None:
         with h5py.File(tmp, "w") as f:
             f.create_dataset("images", data=result.images, compression="gzip", shuffle=True)
+            if result.raw is not None:  # before the output projection
+                f.create_dataset("images_raw", data=result.raw, compression="gzip",
+                                 shuffle=True)
             if result.physical is not None:
                 ds = f.create_dataset("physical", data=result.physical, compression="gzip",
                                       shuffle=True)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import html
 import json
 import math
+import re
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -24,7 +25,8 @@ import torch
 
 from radiodiff.io.artifacts import atomic_text, atomic_write, save_image_grid, to_plain
 from radiodiff.data.prepared import read_prepared
-from radiodiff.evaluation import all_stats, compare, pixel_bin_stats, segment_stats
+from radiodiff.evaluation import compare, pixel_bin_stats, pixel_stats, segment_stats, shape_stats
+from radiodiff.evaluation.faint import FAINT_POWER, background_fractions, faint_view, verdict
 
 __all__ = ["EvalSettings", "ImageSet", "reference_set", "samples_set", "generated_set",
            "conditioning_accuracy", "evaluate", "write_report"]
@@ -45,6 +47,11 @@ class EvalSettings:
     sf_rms: float = 0.02          # model-space noise level given to PyBDSF
     sf_processes: Optional[int] = None
     cache_dir: str = "outputs/eval_cache"
+    faint_power: float = FAINT_POWER  # the faint-pixel view x ** p
+    # Shape moments count pixels from this fraction of the peak up: the FIRST images' 8-bit
+    # quantum, so a background far below anything the data can hold cannot move them (the
+    # faint view and the background fractions measure that background instead).
+    shape_floor: float = 1.0 / 255
 
 
 @dataclass
@@ -201,9 +208,18 @@ def w1_summary(ratios: dict[str, float], limit: float = 3.0) -> dict[str, Any]:
             "within": int(sum(r <= limit for r in values)), "n": len(values)}
 
 
-def image_statistics(images: np.ndarray, pixel_scale_arcsec: float | None) -> dict:
-    """Per-image pixel, moment and segmentation statistics (1-D arrays)."""
-    stats = {k: v.numpy() for k, v in all_stats(torch.from_numpy(images)).items()}
+def image_statistics(images: np.ndarray, pixel_scale_arcsec: float | None,
+                     shape_floor: float = 0.0) -> dict:
+    """Per-image pixel, moment and segmentation statistics (1-D arrays).
+
+    The moments (centre, size, orientation, elongation ...) use only pixels at or above
+    ``shape_floor`` (fraction of the peak); the pixel statistics use every pixel.
+    """
+    x = torch.from_numpy(images)
+    stats = {k: v.numpy() for k, v in pixel_stats(x).items()}
+    peak = x.amax(dim=(-2, -1), keepdim=True)
+    guarded = torch.where(x >= shape_floor * peak, x, 0.0) if shape_floor > 0 else x
+    stats.update({k: v.numpy() for k, v in shape_stats(guarded).items()})
     seg = segment_stats(images, pixel_scale_arcsec=pixel_scale_arcsec)
     stats.update({f"seg_{k}": v for k, v in seg.items()})
     stats.update(pixel_bin_stats(images))
@@ -256,11 +272,19 @@ def evaluate(real: ImageSet, fake: ImageSet, train: ImageSet, val: ImageSet,
     s, timings, out = settings, {}, {}
     t0 = time.perf_counter()
     pix = meta.get("pixel_scale_arcsec")
-    stats_r = image_statistics(real.images, pix)
-    stats_f = image_statistics(fake.images, pix)
+    stats_r = image_statistics(real.images, pix, s.shape_floor)
+    stats_f = image_statistics(fake.images, pix, s.shape_floor)
     stats_r["pixel_value"] = _pixel_values(real.images, 20000, s.seed)
     stats_f["pixel_value"] = _pixel_values(fake.images, 20000, s.seed)
     out["distances"] = compare(stats_r, stats_f, n_repeats=s.n_repeats, seed=s.seed)
+    # the faint end: background fractions, and every statistic again on the stretched view
+    out["background"] = {"real": background_fractions(real.images),
+                         "fake": background_fractions(fake.images), "faint_max": 0.01}
+    view_r, view_f = faint_view(real.images, s.faint_power), faint_view(fake.images,
+                                                                         s.faint_power)
+    out["faint_distances"] = compare(image_statistics(view_r, pix),
+                                     image_statistics(view_f, pix),
+                                     n_repeats=s.n_repeats, seed=s.seed)
     timings["statistics"] = time.perf_counter() - t0
 
     if s.sourcefinder:
@@ -323,14 +347,18 @@ def evaluate(real: ImageSet, fake: ImageSet, train: ImageSet, val: ImageSet,
     t = time.perf_counter()
     n = min(len(real.images), len(fake.images))
     rng = np.random.default_rng(s.seed + 1)
-    out["real_vs_fake"] = real_vs_fake(real.images[rng.permutation(len(real.images))[:n]],
-                                       fake.images[rng.permutation(len(fake.images))[:n]],
+    pick_r = rng.permutation(len(real.images))[:n]
+    pick_f = rng.permutation(len(fake.images))[:n]
+    out["real_vs_fake"] = real_vs_fake(real.images[pick_r], fake.images[pick_f],
                                        k=s.rvf_folds, epochs=s.rvf_epochs, seed=s.seed)
+    out["real_vs_fake_faint"] = real_vs_fake(view_r[pick_r], view_f[pick_f], k=s.rvf_folds,
+                                             epochs=s.rvf_epochs, seed=s.seed)
     timings["real_vs_fake"] = time.perf_counter() - t
     out["sets"] = {"real": {"name": real.name, "n": len(real.images)},
                    "fake": {"name": fake.name, "n": len(fake.images)}}
     out["settings"] = asdict(s)
     out["timings_s"] = {k: round(v, 1) for k, v in timings.items()}
+    out["verdict"] = verdict(out)
     out["_stats"] = {"real": stats_r, "fake": stats_f}  # for the figures; not in JSON
     return out
 
@@ -436,6 +464,7 @@ def _markdown(m: dict, figures: dict[str, str]) -> str:
     lines += [f"**Real-vs-fake classifier** ({m['settings']['rvf_folds']}-fold): accuracy "
               f"{rvf['mean_accuracy']:.3f} ± {rvf['std_accuracy']:.3f} (0.5 = "
               "indistinguishable).", ""]
+    lines += _faint_lines(m)
     if "class_fidelity" in m:
         c = m["class_fidelity"]
         lines += [f"**Class fidelity**: classifier accuracy on real images "
@@ -474,6 +503,33 @@ def _markdown(m: dict, figures: dict[str, str]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _faint_lines(m: dict) -> list[str]:
+    """The faint-end paragraph and the verdict against the targets."""
+    if "background" not in m:
+        return []
+    bg, rvf = m["background"], m["real_vs_fake_faint"]
+    w = w1_summary(w1_ratios(m["faint_distances"]))
+    lines = [f"**Faint end** (view x^{m['settings']['faint_power']:g}: 1 % of the peak shows "
+             f"as {0.01 ** m['settings']['faint_power']:.2f}): real-vs-fake accuracy "
+             f"{rvf['mean_accuracy']:.3f} ± {rvf['std_accuracy']:.3f}; statistics of the "
+             f"view within 3x of their floors: {w['within']}/{w['n']} (worst "
+             f"{w['worst'][0]} {w['max']:.3g}). Pixels exactly 0: real "
+             f"{100 * bg['real']['zero']:.1f} %, generated {100 * bg['fake']['zero']:.1f} %; "
+             f"in (0, 1 %] of the peak: real {100 * bg['real']['faint']:.2f} %, generated "
+             f"{100 * bg['fake']['faint']:.2f} %.", ""]
+    v = m.get("verdict")
+    if v:
+        failed = [k for k, c in v["checks"].items() if not c["pass"]]
+        lines += [f"**Verdict**: {'alike' if v['alike'] else 'distinguishable'} (targets: "
+                  + ", ".join(f"{k} {c['value']:.3g} {'≤' if c['pass'] else '>'} "
+                              f"{c['target']:g}" for k, c in v["checks"].items())
+                  + (f"; failed: {', '.join(failed)}" if failed else "") + ").", ""]
+    return lines
+
+
+_IMAGE = re.compile(r"^!\[(?P<alt>[^\]]*)\]\((?P<src>[^)]*)\)$")
+
+
 def _html(markdown: str) -> str:
     """A minimal Markdown -> HTML rendering (tables, images, headings, paragraphs)."""
     out, in_table = ["<!doctype html><meta charset='utf-8'><title>radiodiff evaluation"
@@ -492,9 +548,10 @@ def _html(markdown: str) -> str:
         if in_table:
             out.append("</table>")
             in_table = False
-        if line.startswith("!["):
-            src = line[line.index("(") + 1:-1]
-            out.append(f"<p><img src='{html.escape(src)}' style='max-width:100%'></p>")
+        if _IMAGE.match(line):
+            img = _IMAGE.match(line)
+            out.append(f"<p><img src='{html.escape(img['src'])}' alt='{html.escape(img['alt'])}'"
+                       " style='max-width:100%'></p>")
         elif line.startswith("#"):
             level = len(line) - len(line.lstrip("#"))
             out.append(f"<h{level}>{html.escape(line.lstrip('# '))}</h{level}>")

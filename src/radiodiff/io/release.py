@@ -98,6 +98,11 @@ class Release:
         return int(self.meta["image_size"])
 
     @property
+    def projection(self) -> dict | None:
+        """Output projection (``data.preprocess.project_like_data`` arguments) or None."""
+        return self.meta.get("projection")
+
+    @property
     def intensity(self) -> IntensityTransform:
         """Model space -> data space (releases before this field: identity)."""
         return IntensityTransform.from_dict(self.meta.get("intensity"))
@@ -127,6 +132,7 @@ def _release_meta(denoiser: nn.Module, config: DictConfig, meta: Mapping[str, An
         raise ValueError(f"export_release: meta sigma_data={m['sigma_data']} differs from the "
                          f"denoiser's sigma_data={sd}")
     m["intensity"] = IntensityTransform.from_dict(m.get("intensity")).to_dict()  # validates
+    m["projection"] = _check_projection(m.get("projection"), "export_release")
     m.setdefault("image_unit", "arbitrary")
     m.setdefault("scaling", "per_image")
     m.setdefault("pixel_scale_arcsec", None)
@@ -242,9 +248,28 @@ def _read_meta(path: Path) -> dict:
         raise ValueError(f"{path}: {META_FILE} is missing {missing}")
     try:
         IntensityTransform.from_dict(meta.get("intensity"))
+        _check_projection(meta.get("projection"), f"{path}: {META_FILE}")
     except (TypeError, ValueError) as exc:
-        raise ValueError(f"{path}: {META_FILE} has a bad `intensity` ({exc})") from exc
+        raise ValueError(f"{path}: {META_FILE} has a bad `intensity` or `projection` "
+                         f"({exc})") from exc
     return meta
+
+
+def _check_projection(p: Any, where: str) -> dict | None:
+    """``{"floor": float in (0, 1) or None, "halo_px": int >= 0, "peak_one": bool}`` or None."""
+    if p is None:
+        return None
+    if not isinstance(p, Mapping) or set(p) != {"floor", "halo_px", "peak_one"}:
+        raise ValueError(f"{where}: projection must have floor, halo_px, peak_one; got {p!r}")
+    floor, halo = p["floor"], p["halo_px"]
+    if floor is not None and not (isinstance(floor, (int, float)) and 0 < floor < 1):
+        raise ValueError(f"{where}: projection floor must be in (0, 1) or null, got {floor!r}")
+    if isinstance(halo, bool) or not isinstance(halo, int) or not 0 <= halo <= 64:
+        raise ValueError(f"{where}: projection halo_px must be an int in [0, 64], got {halo!r}")
+    if not isinstance(p["peak_one"], bool):
+        raise ValueError(f"{where}: projection peak_one must be true or false")
+    return {"floor": None if floor is None else float(floor), "halo_px": halo,
+            "peak_one": p["peak_one"]}
 
 
 def _read_weights(path: Path) -> tuple[dict[str, torch.Tensor], str]:

@@ -19,11 +19,14 @@ __all__ = ["export_checkpoint"]
 
 
 def export_checkpoint(ckpt_path: str | Path, out_dir: str | Path,
-                      ema_halflife_kimg: float | None = None) -> Path:
+                      ema_halflife_kimg: float | None = None,
+                      projection: dict | None = None) -> Path:
     """Release folder from a training checkpoint: the EMA weights plus what sampling needs.
 
     ``ema_halflife_kimg`` picks one of the run's EMAs (``train.ema_halflife_kimg`` or one
-    of ``train.ema_bank_kimg``); None = the main one. The checkpoint is read with
+    of ``train.ema_bank_kimg``); None = the main one. ``projection`` overrides the output
+    projection taken from the run's data config (see :func:`output_projection`). The
+    checkpoint is read with
     ``torch.load(weights_only=True)``: nothing is unpickled.
     """
     from radiodiff.diffusion.unet import build_unet
@@ -60,6 +63,8 @@ def export_checkpoint(ckpt_path: str | Path, out_dir: str | Path,
         "images_seen": ckpt.get("images_seen"), "step": ckpt.get("global_step"),
         "intensity": hp.get("intensity"), "ema_halflife_kimg": halflife,
     }
+    meta["projection"] = projection or output_projection(cfg.data, meta["scaling"],
+                                                         meta["negatives"])
     return export_release(out_dir, denoiser, cfg, meta)
 
 
@@ -74,3 +79,12 @@ def _ema_prefix(cfg, halflife: float | None, ckpt_path: Path) -> tuple[str, floa
             return f"ema_bank.{k}.", h
     raise ValueError(f"{ckpt_path}: no EMA with a half-life of {halflife:g} kimg (this run "
                      f"kept {', '.join(f'{h:g}' for h in [main, *bank])})")
+
+
+def output_projection(data_cfg, scaling: str, negatives: str | None) -> dict:
+    """The data's last preprocessing steps that generated images go through (release meta):
+    the quantum floor and its halo (``data.projection_*``) and, for per-image scaling with
+    clipped negatives, the peak at exactly 1."""
+    return {"floor": data_cfg.get("projection_floor"),
+            "halo_px": int(data_cfg.get("projection_halo_px", 2)),
+            "peak_one": scaling == "per_image" and negatives != "keep"}
