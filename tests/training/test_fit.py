@@ -325,3 +325,38 @@ def test_sigma_data_is_measured_in_memory_or_lazily(tmp_path, tiny_h5):
         dm.setup("fit")
         values.append(_measure_sigma_data(dm))
     assert 0 < values[0] < 0.5 and values[1] == pytest.approx(values[0], rel=1e-6)
+
+
+def test_stretched_run_with_an_ema_bank_exports_each_ema(tmp_path, tiny_h5):
+    """schedule=stretch: sigma_data measured on the stretched images, noise relative to it,
+    the intensity transform and the chosen EMA recorded in the release."""
+    import math
+
+    from radiodiff.data.datamodule import CutoutDataModule
+    from radiodiff.diffusion.intensity import IntensityTransform
+    from radiodiff.io.release import load_release
+    from radiodiff.training.export import export_checkpoint
+    from radiodiff.training.fit import _measure_sigma_data
+    cfg = cfg_for(tmp_path, tiny_h5, "schedule=stretch", "train.total_kimg=0.024",
+                  "train.ema_bank_kimg=[0.01,1]", "train.val_every_steps=2",
+                  "train.ema_rampup_ratio=null")
+    res = train(cfg)
+    state = _state(res["checkpoint"])
+    hp = state["hyper_parameters"]
+    assert hp["intensity"]["stretch"] == "power"
+    dm = CutoutDataModule.from_config(cfg.data, seed=0, stream=True)
+    dm.setup("fit")
+    sd = _measure_sigma_data(dm, IntensityTransform("power", 0.25))
+    assert hp["sigma_data"] == pytest.approx(sd) and sd > _measure_sigma_data(dm)
+    assert any(k.startswith("ema_bank.1.") for k in state["state_dict"])
+    assert "val/loss_ema0.01k" in res["metrics"]
+    rels = {h: load_release(export_checkpoint(res["checkpoint"], tmp_path / f"r{h}",
+                                              ema_halflife_kimg=h)) for h in (0.01, 1.0)}
+    assert rels[1.0].meta["ema_halflife_kimg"] == 1.0 and rels[1.0].intensity.stretch == "power"
+    w = {h: r.denoiser.state_dict()["net.conv_out.weight"] for h, r in rels.items()}
+    assert not torch.equal(w[0.01], w[1.0])  # two different averages
+    with pytest.raises(ValueError, match=r"no EMA with a half-life of 7 kimg.*kept 5, 0.01, 1"):
+        export_checkpoint(res["checkpoint"], tmp_path / "r7", ema_halflife_kimg=7)
+    # the module trains at ln sigma ~ N(ln sigma_data - 0.51, 1.2^2)
+    from radiodiff.diffusion.edm import noise_distribution
+    assert noise_distribution(-0.51, 1.2, sd, True)[0] == pytest.approx(math.log(sd) - 0.51)
