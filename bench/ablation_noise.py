@@ -144,9 +144,9 @@ def main() -> None:
     t = sub.choices["train"]
     t.add_argument("--kimg", type=float, default=6.0, help="thousand images per arm")
     t.add_argument("--batch", type=int, default=32)
-    t.add_argument("--precision", default="32",
-                   help="trainer.precision (bf16 is 8x slower than fp32 on CPUs without "
-                        "bf16 instructions; measure with bench/bench_models.py)")
+    t.add_argument("--precision", default="auto",
+                   help="trainer.precision (auto: bf16 only where the CPU has bf16 "
+                        "instructions; emulated it is 8x slower than fp32 here)")
     t.add_argument("--minutes", type=float, default=None, help="wall-clock box for this call")
     e = sub.choices["eval"]
     e.add_argument("--n", type=int, default=200)

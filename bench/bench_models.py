@@ -108,9 +108,14 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--train-steps", type=int, default=3)
     ap.add_argument("--nfe", type=int, default=3)
-    ap.add_argument("--precision", choices=["bf16", "32"], default="bf16")
+    ap.add_argument("--precision", choices=["auto", "bf16", "32"], default="auto",
+                    help="auto: bf16 where the hardware has it (as trainer.precision=auto)")
     ap.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     args = ap.parse_args()
+    if args.precision == "auto":
+        from radiodiff.training.fit import resolve_precision
+        kind = torch.device(args.device).type
+        args.precision = "bf16" if resolve_precision("auto", kind).startswith("bf16") else "32"
     rows = [bench(p, args.size, args.batch, args.train_steps, args.nfe, args.precision,
                   device=args.device) for p in args.presets]
     where = (_machine(args.device) if args.device != "cpu"

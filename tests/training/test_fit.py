@@ -360,3 +360,13 @@ def test_stretched_run_with_an_ema_bank_exports_each_ema(tmp_path, tiny_h5):
     # the module trains at ln sigma ~ N(ln sigma_data - 0.51, 1.2^2)
     from radiodiff.diffusion.edm import noise_distribution
     assert noise_distribution(-0.51, 1.2, sd, True)[0] == pytest.approx(math.log(sd) - 0.51)
+
+
+def test_auto_precision_follows_the_hardware(monkeypatch):
+    from radiodiff.training import fit
+    assert fit.resolve_precision("32", "cpu") == "32"
+    monkeypatch.setattr(fit, "cpu_has_bf16", lambda: False)
+    assert fit.resolve_precision("auto", "cpu") == "32"
+    monkeypatch.setattr(fit, "cpu_has_bf16", lambda: True)
+    assert fit.resolve_precision("auto", "cpu") == "bf16-mixed"
+    assert fit.resolve_precision("auto", "gpu") == "bf16-mixed"

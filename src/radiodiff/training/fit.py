@@ -123,7 +123,8 @@ def build_trainer(cfg: DictConfig, run_dir: Path, max_steps: int,
     t = cfg.trainer
     return L.Trainer(
         accelerator=t.accelerator, devices=t.devices, num_nodes=t.num_nodes,
-        strategy=t.strategy, precision=t.precision, max_steps=max_steps, max_epochs=-1,
+        strategy=t.strategy, precision=resolve_precision(t.precision, t.accelerator),
+        max_steps=max_steps, max_epochs=-1,
         max_time=t.max_time, gradient_clip_val=t.gradient_clip_val,
         accumulate_grad_batches=t.accumulate_grad_batches,
         log_every_n_steps=t.log_every_n_steps,
@@ -135,6 +136,28 @@ def build_trainer(cfg: DictConfig, run_dir: Path, max_steps: int,
         default_root_dir=str(run_dir), enable_model_summary=False,
         enable_progress_bar=bool(t.get("enable_progress_bar", True)),
     )
+
+
+def cpu_has_bf16() -> bool:
+    """Whether this CPU has bfloat16 instructions (AVX512-BF16 or AMX); Linux flags only."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text().split()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def resolve_precision(precision: str, accelerator: str) -> str:
+    """``auto``: bf16-mixed where the hardware has it, else 32.
+
+    Measured on a 2-core AMD EPYC without bf16 instructions: unet_small trains at 6.5
+    images/s in fp32 and 0.6 in bf16-mixed (emulated); CPUs with AVX512-BF16 gain instead.
+    """
+    if str(precision) != "auto":
+        return str(precision)
+    if str(accelerator) == "cpu":
+        return "bf16-mixed" if cpu_has_bf16() else "32"
+    return "bf16-mixed"
 
 
 def _ensure_prepared(cfg: DictConfig) -> None:
