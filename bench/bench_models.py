@@ -22,8 +22,8 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from radiodiff.config import load_config
-from radiodiff.diffusion.edm import EDMDenoiser, edm_loss
-from radiodiff.diffusion.unet import build_unet
+from radiodiff.diffusion.edm import edm_loss
+from radiodiff.diffusion.factory import build_denoiser, network_args
 
 HEUN_NFE = 49  # 25 Heun steps
 
@@ -50,8 +50,8 @@ def bench(preset: str, size: int, batch: int, train_steps: int, nfe: int, precis
           classes: int = 4, device: str = "cpu") -> dict:
     cfg = load_config([f"model={preset}"])
     torch.manual_seed(0)
-    net = build_unet(cfg.model, size, 1, classes)
-    D = EDMDenoiser(net, sigma_data=0.2)
+    D = build_denoiser(network_args(cfg.model, size, classes), sigma_data=0.2)
+    net = D.net
     params = sum(p.numel() for p in net.parameters())
     x1 = torch.rand(1, 1, size, size)
     cond1 = {"label": torch.zeros(1, dtype=torch.long)}

@@ -13,8 +13,8 @@ export. A release folder holds (``FORMAT_VERSION`` 1)::
                              git_commit, package_version, seed, images_seen, step,
                              created_utc), format_version
 
-Nothing in it is executable: the network is rebuilt from ``config.yaml`` by
-:func:`radiodiff.diffusion.unet.build_unet` and the weights are read with ``safetensors`` (never
+Nothing in it is executable: the network is rebuilt from ``model_args`` in ``meta.json`` by
+:func:`radiodiff.diffusion.factory.build_denoiser` and the weights are read with ``safetensors`` (never
 ``torch.load``). The folder is written under a temporary name and renamed, so a reader
 never sees a half-written release and a failed export leaves an older one untouched.
 """
@@ -296,9 +296,9 @@ def _read_weights(path: Path) -> tuple[dict[str, torch.Tensor], str]:
 def load_release(path: str | Path) -> Release:
     """Load a release folder written by :func:`export_release`.
 
-    The network is rebuilt with ``build_unet(config.model, image_size, 1, len(classes),
-    scalar_conditions)``, wrapped in ``EDMDenoiser(net, sigma_data)`` and its weights are
-    loaded from safetensors with ``strict=True``. Nothing is unpickled. The global torch
+    The denoiser is rebuilt by :func:`radiodiff.diffusion.factory.build_denoiser` from the
+    meta's ``model_args`` (older releases: derived from ``config.model``) and its weights
+    are loaded from safetensors with ``strict=True``. Nothing is unpickled. The global torch
     RNG is left as it was (the network's random initialisation runs on a forked RNG).
 
     Parameters
@@ -320,7 +320,7 @@ def load_release(path: str | Path) -> Release:
         the network described by the config (the message names the folder).
     """
     from radiodiff.diffusion.conditions import ConditionTransform
-    from radiodiff.diffusion.unet import build_unet
+    from radiodiff.diffusion.factory import build_denoiser, network_args
 
     path = Path(path)
     if not path.is_dir():
@@ -338,10 +338,11 @@ def load_release(path: str | Path) -> Release:
     state, sha = _read_weights(path)
     try:
         transform = ConditionTransform.from_dict(meta["condition_transform"])
+        args = meta.get("model_args") or network_args(  # releases before model_args
+            config.model, int(meta["image_size"]), len(meta["classes"]),
+            meta["scalar_conditions"])
         with torch.random.fork_rng(devices=[]):
-            net = build_unet(config.model, int(meta["image_size"]), 1, len(meta["classes"]),
-                             tuple(meta["scalar_conditions"]))
-        denoiser = EDMDenoiser(net, float(meta["sigma_data"]))
+            denoiser = build_denoiser(args, float(meta["sigma_data"]))
     except (TypeError, KeyError) as exc:
         raise ValueError(f"{path}: cannot rebuild the model from {CONFIG_FILE} and "
                          f"{META_FILE} ({exc})") from exc

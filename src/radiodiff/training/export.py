@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 from omegaconf import OmegaConf
 
-from radiodiff.diffusion.edm import EDMDenoiser
+from radiodiff.diffusion.factory import build_denoiser, network_args
 from radiodiff.io.release import export_release
 
 __all__ = ["export_checkpoint"]
@@ -29,8 +29,6 @@ def export_checkpoint(ckpt_path: str | Path, out_dir: str | Path,
     checkpoint is read with
     ``torch.load(weights_only=True)``: nothing is unpickled.
     """
-    from radiodiff.diffusion.unet import build_unet
-
     ckpt_path = Path(ckpt_path)
     if not ckpt_path.is_file():
         raise FileNotFoundError(f"{ckpt_path}: checkpoint not found")
@@ -43,9 +41,9 @@ def export_checkpoint(ckpt_path: str | Path, out_dir: str | Path,
         raise ValueError(f"{ckpt_path}: not a radiodiff training checkpoint (no hyper-parameters)")
     cfg = OmegaConf.create(hp["cfg"])
     ds = hp.get("dataset") or {}
-    net = build_unet(cfg.model, int(cfg.data.image_size), 1, int(hp["num_classes"]),
-                     tuple(hp["scalar_conditions"]))
-    denoiser = EDMDenoiser(net, float(hp["sigma_data"]))
+    args = hp.get("model_args") or network_args(  # checkpoints before model_args
+        cfg.model, int(cfg.data.image_size), int(hp["num_classes"]), hp["scalar_conditions"])
+    denoiser = build_denoiser(args, float(hp["sigma_data"]))
     prefix, halflife = _ema_prefix(cfg, ema_halflife_kimg, ckpt_path)
     ema = {k[len(prefix):]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}
     denoiser.load_state_dict(ema, strict=True)
@@ -61,7 +59,7 @@ def export_checkpoint(ckpt_path: str | Path, out_dir: str | Path,
         "negatives": ds.get("negatives"), "data_sha256": ds.get("data_sha256"),
         "inputs_sha256": ds.get("inputs_sha256"), "seed": int(cfg.seed),
         "images_seen": ckpt.get("images_seen"), "step": ckpt.get("global_step"),
-        "intensity": hp.get("intensity"), "ema_halflife_kimg": halflife,
+        "intensity": hp.get("intensity"), "ema_halflife_kimg": halflife, "model_args": args,
     }
     meta["projection"] = projection or output_projection(cfg.data, meta["scaling"],
                                                          meta["negatives"])

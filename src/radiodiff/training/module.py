@@ -19,10 +19,11 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torchmetrics import MeanMetric
 
-from radiodiff.diffusion.edm import EDMDenoiser, edm_loss, noise_distribution
+from radiodiff.diffusion.edm import edm_loss, noise_distribution
+from radiodiff.diffusion.factory import build_denoiser, network_args
 from radiodiff.diffusion.intensity import IntensityTransform
 from radiodiff.diffusion.conditions import ConditionTransform
-from radiodiff.diffusion.unet import build_unet, drop_conditions
+from radiodiff.diffusion.unet import drop_conditions
 
 __all__ = ["DiffusionModule", "checkpoint_progress", "ema_beta", "step_generator"]
 
@@ -87,13 +88,14 @@ class DiffusionModule(L.LightningModule):
                                    "transform": transform, "sigma_data": float(sigma_data),
                                    "dataset": dataset or {},
                                    "intensity": IntensityTransform.from_dict(
-                                       intensity).to_dict()})
+                                       intensity).to_dict(),
+                                   "model_args": network_args(
+                                       cfg["model"], int(cfg["data"]["image_size"]),
+                                       int(num_classes), scalar_conditions)})
         self.cfg = OmegaConf.create(cfg)
         self.transform = ConditionTransform.from_dict(transform)
         self.scalar_conditions = list(scalar_conditions)
-        net = build_unet(self.cfg.model, int(self.cfg.data.image_size), 1, int(num_classes),
-                         self.scalar_conditions)
-        self.net = EDMDenoiser(net, sigma_data=float(sigma_data))
+        self.net = build_denoiser(self.hparams.model_args, float(sigma_data))
         # Never optimised; its mode follows the module's (Lightning warns about eval submodules).
         self.ema = copy.deepcopy(self.net).requires_grad_(False)
         # EMAs of other lengths, chosen among after training (STYLE: EMA length measured)
