@@ -125,6 +125,20 @@ def test_resume_with_another_batch_size_counts_images(tmp_path, tiny_h5):
     assert second["images_seen"] == 44
 
 
+def test_lr_warmup_counts_images_across_batch_sizes(tmp_path, tiny_h5):
+    # warm-up over 80 images: 3 steps at batch 4 (12 images), then 2 at batch 8 (28):
+    # the rate after the last step is lr * (28 + 8) / 80, not lr * (5 + 1) * 8 / 80
+    common = ("train.total_kimg=0.028", "train.ckpt_every_steps=0", "train.lr=0.001",
+              "train.lr_rampup_kimg=0.08")
+    train(cfg_for(tmp_path, tiny_h5, *common, "data.loader.batch_size=4"),
+          extra_callbacks=[StopAt(3)])
+    second = train(cfg_for(tmp_path, tiny_h5, *common, "data.loader.batch_size=8"))
+    ckpt = _state(second["checkpoint"])
+    assert ckpt["images_seen"] == 28
+    lr = ckpt["optimizer_states"][0]["param_groups"][0]["lr"]
+    assert lr == pytest.approx(0.001 * 36 / 80)
+
+
 def test_checkpoint_is_code_free_and_records_the_run(tmp_path, tiny_h5):
     summary = train(cfg_for(tmp_path, tiny_h5, "train.total_kimg=0.016"))
     ckpt = _state(summary["checkpoint"])  # weights_only=True: no pickled code
@@ -353,6 +367,7 @@ def test_stretched_run_with_an_ema_bank_exports_each_ema(tmp_path, tiny_h5):
     rels = {h: load_release(export_checkpoint(res["checkpoint"], tmp_path / f"r{h}",
                                               ema_halflife_kimg=h)) for h in (0.01, 1.0)}
     assert rels[1.0].meta["ema_halflife_kimg"] == 1.0 and rels[1.0].intensity.stretch == "power"
+    assert rels[1.0].meta["model_args"] == hp["model_args"]  # one factory, stored arguments
     w = {h: r.denoiser.state_dict()["net.conv_out.weight"] for h, r in rels.items()}
     assert not torch.equal(w[0.01], w[1.0])  # two different averages
     with pytest.raises(ValueError, match=r"no EMA with a half-life of 7 kimg.*kept 5, 0.01, 1"):

@@ -192,10 +192,13 @@ class DiffusionModule(L.LightningModule):
         opt = torch.optim.AdamW(self.net.parameters(), lr=t.lr, betas=tuple(t.betas),
                                 weight_decay=t.weight_decay)
 
-        def rampup(step: int) -> float:  # linear warm-up measured in images
+        def rampup(step: int) -> float:
+            # linear warm-up in images seen (the one count, right across pieces of another
+            # batch size); the scheduler steps after each optimiser step
             if t.lr_rampup_kimg <= 0:
                 return 1.0
-            return min(1.0, (step + 1) * self.batch_images / (t.lr_rampup_kimg * 1000.0))
+            seen = self.images_seen + self.batch_images if self._trainer else 0
+            return min(1.0, seen / (t.lr_rampup_kimg * 1000.0))
 
         sched = torch.optim.lr_scheduler.LambdaLR(opt, rampup)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
