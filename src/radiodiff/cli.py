@@ -54,6 +54,10 @@ def _cmd_sample(args) -> int:
     from radiodiff.io.release import load_release, resolve_model
     from radiodiff.diffusion.generate import generate, save_samples
 
+    if (args.ra is None) != (args.dec is None):
+        raise ValueError("give both --ra and --dec (the image centre, deg) or neither")
+    if args.dec is not None and not -90.0 <= args.dec <= 90.0:
+        raise ValueError(f"--dec must be in [-90, 90] deg, got {args.dec}")
     release = load_release(resolve_model(args.model))
     out = Path(args.out) if args.out else Path("outputs") / "samples" / release.path.name
 
@@ -67,7 +71,7 @@ def _cmd_sample(args) -> int:
                       sigma_min=args.sigma_min, sigma_max=args.sigma_max, rho=args.rho,
                       S_churn=args.churn, batch_invariant=not args.batched,
                       progress=progress)
-    paths = save_samples(out, release, result)
+    paths = save_samples(out, release, result, ra=args.ra, dec=args.dec)
     print(f"{len(result)} samples ({result.unit}, {int(result.nfe[0])} network evaluations "
           f"each) -> {out}/ ({len(paths['fits'])} FITS, samples.h5, preview.png)")
     return 0
@@ -149,6 +153,17 @@ def _solver_args(p: argparse.ArgumentParser, sc) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of sampling and of the metrics")
 
 
+class _DefaultsOnceFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """``(default: X)`` once per option: not appended when the help text already says it,
+    nor for a None default (whose meaning the help text states)."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if action.default is None or "(default:" in text:
+            return text
+        return super()._get_help_string(action)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="radiodiff", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -179,18 +194,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_export)
 
     p = sub.add_parser("sample", help="draw images from a release folder -> FITS + HDF5 + PNG",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                       formatter_class=_DefaultsOnceFormatter)
     p.add_argument("--model", default=None,
                    help="release folder or shipped model name (default: the built-in "
                    "model, models/first)")
     p.add_argument("--n", type=int, default=100, help="number of images")
     p.add_argument("--class", dest="label", default=None,
-                   help="class name to condition on; None = no class condition")
+                   help="class name to condition on (default: no class condition)")
     p.add_argument("--peak-flux", type=float, default=None,
                    help="peak surface brightness to condition on, Jy/beam (> 0); with a "
-                   "per-image-scaled Jy/beam model the FITS files are then in Jy/beam")
+                   "per-image-scaled Jy/beam model the FITS files are then in Jy/beam "
+                   "(default: no peak-flux condition: normalised images)")
     p.add_argument("--las", type=float, default=None,
-                   help="largest angular size to condition on, arcsec (> 0)")
+                   help="largest angular size to condition on, arcsec (> 0) "
+                   "(default: no size condition)")
     p.add_argument("--sampler", default=sc.name, help="euler | heun | stochastic | dpmpp_2m")
     p.add_argument("--steps", type=int, default=sc.steps, help="solver steps (>= 1)")
     p.add_argument("--guidance", type=float, default=sc.guidance,
@@ -206,8 +223,15 @@ def build_parser() -> argparse.ArgumentParser:
                         "depends on --batch-size by float round-off (~1e-5)")
     p.add_argument("--churn", type=float, default=sc.S_churn,
                    help="S_churn of the stochastic sampler (EDM Algorithm 2)")
+    p.add_argument("--ra", type=float, default=None,
+                   help="RA of the image centres in the FITS WCS, deg (ICRS); with --dec "
+                   "(default: 0, a placeholder, not a real position: the FITS header then "
+                   "says so in a COMMENT)")
+    p.add_argument("--dec", type=float, default=None,
+                   help="Dec of the image centres in the FITS WCS, deg (ICRS); with --ra "
+                   "(default: 0, a placeholder like --ra)")
     p.add_argument("--out", default=None,
-                   help="output folder; None = outputs/samples/<model folder name>")
+                   help="output folder (default: outputs/samples/<model folder name>)")
     p.set_defaults(func=_cmd_sample)
     p = sub.add_parser("demo", help="the built-in model in minutes: samples per class (FITS), "
                        "real vs generated PNG, short metrics report",

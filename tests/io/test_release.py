@@ -334,11 +334,11 @@ def test_save_samples(tmp_path, release):
     assert paths["preview.png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_save_normalised_samples_have_no_bunit(tmp_path, release):
+def test_save_normalised_samples_have_dimensionless_bunit(tmp_path, release):
     r = generate(release, n=1, **FAST)
     paths = save_samples(tmp_path, release, r)
     h = fits.getheader(paths["fits"][0])
-    assert "BUNIT" not in h and h["IMGUNIT"] == "normalised" and h["CLASS"] == "none"
+    assert h["BUNIT"] == "" and h["IMGUNIT"] == "normalised" and h["CLASS"] == "none"
     assert h["PEAKFLUX"] == "none"
     with h5py.File(paths["samples.h5"]) as f:
         assert "physical" not in f
@@ -427,3 +427,162 @@ def test_bad_projection_in_meta_is_refused_on_load(tmp_path, release_dir, bad):
     meta_file.write_text(json.dumps(dict(m, projection=bad)))
     with pytest.raises(ValueError, match=r"broken.*meta\.json.*projection"):
         load_release(broken)
+
+
+# --------------------------------------------------------------------------- science-product cards
+
+def _header_text(h: fits.Header) -> str:
+    """Every keyword, value and comment of a header, HISTORY and COMMENT cards included."""
+    return "\n".join(f"{c.keyword} {c.value} {c.comment}" for c in h.cards)
+
+
+def test_samples_store_the_model_name_and_hash_never_a_path(tmp_path, tmp_path_factory,
+                                                            release, release_dir):
+    """MODEL is the release folder's name with MODELSHA its weights' SHA-256; no absolute
+    path of the machine that drew the samples is in the FITS headers or samples.h5."""
+    r = generate(release, n=2, label="FRI", peak_flux=0.02, **FAST)
+    paths = save_samples(tmp_path / "out", release, r)
+    private = {str(p) for p in (tmp_path, release_dir, tmp_path_factory.getbasetemp())}
+    private |= {str(p.resolve()) for p in (tmp_path, release_dir)}
+    for path in paths["fits"]:
+        h = fits.getheader(path)
+        assert h["MODEL"] == release_dir.name == "tiny"
+        assert h["MODELSHA"] == release.weights_sha256
+        text = _header_text(h)
+        assert not [p for p in private if p in text]
+        assert not [c for c in h.cards if isinstance(c.value, str) and c.value.startswith("/")]
+    with h5py.File(paths["samples.h5"]) as f:
+        attrs = {k: f.attrs[k] for k in f.attrs}
+        for ds in f.values():
+            attrs.update({f"{ds.name}.{k}": ds.attrs[k] for k in ds.attrs})
+    assert "model_path" not in attrs
+    assert attrs["model"] == "tiny" and attrs["model_sha256"] == release.weights_sha256
+    text = "\n".join(str(v) for v in attrs.values())
+    assert not [p for p in private if p in text]
+    assert not [k for k, v in attrs.items() if isinstance(v, str) and v.startswith("/")]
+
+
+def test_samples_carry_the_survey_cards(tmp_path, release):
+    """A FIRST-trained release: TELESCOP 'VLA', FREQ 1.4 GHz, BMAJ/BMIN/BPA in degrees (BPA 0,
+    unknown), a COMMENT that the noise rms is unknown and that (0, 0) is a placeholder."""
+    r = generate(release, n=1, label="FRII", peak_flux=0.02, **FAST)
+    h = fits.getheader(save_samples(tmp_path / "a", release, r)["fits"][0])
+    comments = " ".join(str(c) for c in h["COMMENT"])
+    assert h["BUNIT"] == "JY/BEAM" and h["TELESCOP"] == "VLA" and h["FREQ"] == 1.4e9
+    assert (h["BMAJ"] * 3600, h["BMIN"] * 3600) == pytest.approx(tuple(BEAM))
+    assert h["BPA"] == 0.0 and "RMS" not in h and "Noise rms unknown" in comments
+    assert (h["CRVAL1"], h["CRVAL2"]) == (0.0, 0.0) and "is a placeholder" in comments
+    assert "normalised" not in comments  # restored to Jy/beam: a real flux scale
+    with h5py.File(tmp_path / "a" / "samples.h5") as f:
+        assert f.attrs["telescope"] == "VLA" and f.attrs["freq_hz"] == 1.4e9
+    # a real position: the WCS is centred on it and no placeholder COMMENT is written
+    h = fits.getheader(save_samples(tmp_path / "b", release, r, ra=150.0, dec=2.5)["fits"][0])
+    centre = WCS(h).pixel_to_world((SIZE - 1) / 2, (SIZE - 1) / 2)
+    assert centre.ra.deg == pytest.approx(150.0) and centre.dec.deg == pytest.approx(2.5)
+    assert "placeholder" not in _header_text(h)
+    with pytest.raises(ValueError, match="both ra and dec"):
+        save_samples(tmp_path / "c", release, r, ra=150.0)
+
+
+def test_normalised_samples_say_they_have_no_flux_scale(tmp_path, release):
+    """Without flux restoration BUNIT is dimensionless ('', as astropy parses it) and a
+    COMMENT says the image is peak-normalised (peak = 1) with no flux scale."""
+    from astropy import units as u
+
+    r = generate(release, n=1, **FAST)
+    h = fits.getheader(save_samples(tmp_path, release, r)["fits"][0])
+    assert h["BUNIT"] == "" and u.Unit(h["BUNIT"], format="fits") == u.dimensionless_unscaled
+    comments = " ".join(str(c) for c in h["COMMENT"])
+    assert "peak-normalised (peak = 1)" in comments and "no flux scale" in comments
+    dataset = dataclasses.replace(release, meta=dict(release.meta, scaling="dataset"))
+    h = fits.getheader(save_samples(tmp_path / "d", dataset, r)["fits"][0])
+    comments = " ".join(str(c) for c in h["COMMENT"])
+    assert "peak = 1" not in comments and "dataset scaling" in comments
+
+
+def test_survey_cards_from_the_release_meta(tmp_path, release):
+    """``telescope``, ``freq_hz``, ``beam_pa_deg`` and ``rms_jy_beam`` of the release meta win
+    over what the config implies; RMS is written in the image unit (Jy/beam)."""
+    meerkat = dataclasses.replace(release, meta=dict(
+        release.meta, telescope="MeerKAT", freq_hz=1.28e9, beam_pa_deg=30.0,
+        rms_jy_beam=2e-5))
+    r = generate(meerkat, n=1, peak_flux=0.02, **FAST)
+    h = fits.getheader(save_samples(tmp_path, meerkat, r)["fits"][0])
+    assert h["TELESCOP"] == "MeerKAT" and h["FREQ"] == 1.28e9 and h["BPA"] == 30.0
+    assert h["RMS"] == 2e-5 and "JY/BEAM" in h.comments["RMS"]
+    assert "Noise rms unknown" not in _header_text(h)
+
+
+@pytest.mark.parametrize("data, beam, telescope, freq", [
+    ({"name": "lotss", "source": "lotss"}, [6.0, 6.0], "LOFAR", 1.44e8),
+    ({"name": "mirabest", "source": "mirabest"}, [5.4, 5.4], "VLA", 1.4e9),
+    ({}, [5.4, 5.4], "VLA", 1.4e9),   # the FIRST restoring beam alone
+    ({}, [6.0, 6.0], None, None),     # unknown survey: no TELESCOP or FREQ card
+])
+def test_survey_cards_from_the_release_config(tmp_path, release, data, beam, telescope, freq):
+    from omegaconf import OmegaConf
+
+    cfg = OmegaConf.create({"model": OmegaConf.to_container(release.config.model),
+                            "data": data})
+    other = dataclasses.replace(release, config=cfg, meta=dict(release.meta, beam_arcsec=beam))
+    r = generate(other, n=1, **FAST)
+    h = fits.getheader(save_samples(tmp_path, other, r)["fits"][0])
+    assert h.get("TELESCOP") == telescope and h.get("FREQ") == freq
+
+
+def test_cli_sample_places_the_images_on_the_sky(tmp_path, release_dir, capsys):
+    out = tmp_path / "s"
+    rc = main(["sample", "--model", str(release_dir), "--n", "1", "--steps", "1",
+               "--ra", "150.5", "--dec", "-30.25", "--out", str(out)])
+    assert rc == 0
+    h = fits.getheader(out / "sample_00000.fits")
+    assert (h["CRVAL1"], h["CRVAL2"]) == (150.5, -30.25)
+    assert "placeholder" not in _header_text(h)
+    rc = main(["sample", "--model", str(release_dir), "--n", "1", "--ra", "150",
+               "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "give both --ra and --dec" in err and not (tmp_path / "o").exists()
+
+
+def test_cli_sample_help_shows_each_default_once(capsys):
+    """ArgumentDefaultsHelpFormatter must not add "(default: None)" nor repeat a
+    hand-written default; --ra/--dec document the (0, 0) placeholder."""
+    with pytest.raises(SystemExit) as exc:
+        main(["sample", "--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    assert "(default: None)" not in " ".join(out.split())
+    entries, entry = [], ""
+    for line in out.split("options:", 1)[1].splitlines():
+        if line.startswith("  -"):
+            entries.append(entry)
+            entry = ""
+        entry += " " + line.strip()
+    entries = [e.strip() for e in entries + [entry] if e.strip()]
+    assert len(entries) >= 18
+    twice = [e for e in entries if e.count("(default:") > 1]
+    assert not twice
+    for line in out.splitlines():
+        assert line.count("(default:") <= 1, line
+    ra = next(e for e in entries if e.startswith("--ra"))
+    dec = next(e for e in entries if e.startswith("--dec"))
+    assert "placeholder" in ra and "(default: 0" in ra and "placeholder" in dec
+    text = " ".join(entries)
+    assert "(default: the built-in model, models/first)" in text
+    assert "(default: no class condition)" in text
+
+
+@pytest.mark.parametrize("scalars, conditions", [
+    ([], r"class \(FRI, FRII\)"),
+    (["las_arcsec"], r"class \(FRI, FRII\), las_arcsec"),
+])
+def test_condition_error_lists_the_class_condition(release, scalars, conditions):
+    """A class-conditional model asked for a peak flux names its class condition too."""
+    model = dataclasses.replace(release, meta=dict(release.meta, scalar_conditions=scalars))
+    with pytest.raises(ValueError, match=r"not trained with the peak_flux condition "
+                       rf"\(its conditions: {conditions}\)$"):
+        generate(model, n=1, peak_flux=0.05)
+    nothing = dataclasses.replace(release, meta=dict(release.meta, classes=[],
+                                                     scalar_conditions=[]))
+    with pytest.raises(ValueError, match=r"\(its conditions: none\)"):
+        generate(nothing, n=1, peak_flux=0.05)

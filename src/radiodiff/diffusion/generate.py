@@ -45,7 +45,7 @@ __all__ = ["SAMPLERS", "GenerateResult", "generate", "save_samples", "sample_fil
 SAMPLERS = {"euler": euler_sample, "heun": heun_sample, "stochastic": stochastic_sample,
             "dpmpp_2m": dpmpp_2m_sample}
 NORMALISED = "normalised"
-SAMPLES_FORMAT_VERSION = 1
+SAMPLES_FORMAT_VERSION = 2  # 2: attribute `model` (folder name) replaces `model_path`
 _PREVIEW_MAX = 64  # images in preview.png
 
 
@@ -133,8 +133,9 @@ def _condition(release: Release, label: Optional[str], scalars: dict[str, Option
         if value is None:
             continue
         if name not in trained:
+            has = ([f"class ({', '.join(classes)})"] if classes else []) + list(trained)
             raise ValueError(f"this model was not trained with the {name} condition "
-                             f"(its conditions: {', '.join(trained) or 'none'})")
+                             f"(its conditions: {', '.join(has) or 'none'})")
         encoded = np.asarray(release.transform.encode(name, np.full(n, value)), dtype=np.float32)
         if not np.isfinite(encoded).all():
             raise ValueError(f"{name}={value} cannot be encoded by the model's transform")
@@ -278,16 +279,42 @@ def sample_filename(k: int) -> str:
 
 
 def _provenance(release: Release, result: GenerateResult) -> dict[str, Any]:
-    """Run-level provenance shared by the FITS headers and the HDF5 attributes."""
+    """Run-level provenance shared by the FITS headers and the HDF5 attributes.
+
+    The model is identified by its release folder's name and the SHA-256 of its weights,
+    never by a path on the machine that made the samples. The survey telescope and
+    observing frequency are ``telescope`` / ``freq_hz`` of the release meta when present;
+    otherwise they follow from the training data in the release config: FIRST-based sets
+    (``data.name`` or ``data.source`` ``first`` / ``mirabest``, or a 5.4" beam) -> VLA at
+    1.4 GHz, LoTSS -> LOFAR at 144 MHz; else unknown (``""`` and NaN).
+    """
     import radiodiff
+    from omegaconf import OmegaConf
 
     meta, s = release.meta, result.settings
+    surveys = {"first": ("VLA", 1.4e9), "mirabest": ("VLA", 1.4e9),
+               "lotss": ("LOFAR", 1.44e8)}
+    telescope, freq = meta.get("telescope"), meta.get("freq_hz")
+    if telescope is None or freq is None:
+        cfg = OmegaConf.create(release.config or {})
+        names = [getattr(v, "value", v) for v in (
+            OmegaConf.select(cfg, "data.name", default=None),
+            OmegaConf.select(cfg, "data.source", default=None))]
+        beam = meta.get("beam_arcsec") or OmegaConf.select(cfg, "data.beam_arcsec",
+                                                           default=None)
+        known = next((surveys[str(n)] for n in names if str(n) in surveys), None)
+        if known is None and beam is not None and list(beam) == [5.4, 5.4]:
+            known = surveys["first"]  # the FIRST restoring beam
+        telescope = known[0] if telescope is None and known else telescope
+        freq = known[1] if freq is None and known else freq
     return {
-        "model_path": str(Path(release.path).resolve()),
+        "model": Path(release.path).resolve().name,
         "model_sha256": release.weights_sha256,
         "model_name": meta.get("model_name", ""),
         "data_sha256": meta.get("data_sha256") or "",
         "model_git_commit": meta.get("git_commit") or "",
+        "telescope": str(telescope or ""),
+        "freq_hz": float("nan") if freq is None else float(freq),
         "sampler": s["sampler"], "steps": s["steps"], "guidance": s["guidance"],
         "sigma_min": s["sigma_min"], "sigma_max": s["sigma_max"], "rho": s["rho"],
         "S_churn": s["S_churn"], "seed": s["seed"],
@@ -302,7 +329,7 @@ def _fits_cards(prov: dict[str, Any], result: GenerateResult, k: int) -> dict[st
     peak, las = float(c["peak_flux"][k]), float(c["las_arcsec"][k])
     return {
         "ORIGIN": "radiodiff",
-        "MODEL": (prov["model_path"], "release folder"),
+        "MODEL": (prov["model"], "release folder name"),
         "MODELSHA": (prov["model_sha256"], "SHA-256 of model.safetensors"),
         "MODELNAM": (prov["model_name"], "network preset"),
         "DATASHA": (prov["data_sha256"], "SHA-256 of the training data"),
@@ -376,14 +403,19 @@ def _write_preview(path: Path, result: GenerateResult) -> Path:
 
 
 def save_samples(out_dir: str | Path, release: Release, result: GenerateResult,
-                 ra: float = 0.0, dec: float = 0.0) -> dict[str, Path]:
+                 ra: Optional[float] = None, dec: Optional[float] = None) -> dict[str, Path]:
     """Write FITS files, ``samples.h5`` and ``preview.png`` for a :class:`GenerateResult`.
 
     Each FITS file (``sample_00000.fits`` ...) holds ``result.output[k]`` as float32 with a
-    SIN-projection WCS of the release's pixel scale centred on (``ra``, ``dec``), BUNIT
-    ``JY/BEAM`` when the flux was restored, the restoring beam, and provenance cards
-    (model path and SHA-256, seed, sampler, steps, guidance, conditions, NFE). Every file
-    is written atomically.
+    SIN-projection WCS of the release's pixel scale centred on (``ra``, ``dec``), and the
+    cards of :func:`radiodiff.io.fits.write_fits_image`: BUNIT ``JY/BEAM`` when the flux was
+    restored, else dimensionless (``''``) with a COMMENT on the normalisation (peak = 1 for per-image
+    scaling) and no flux scale; TELESCOP and FREQ [Hz] of the training survey (see
+    :func:`_provenance`); BMAJ/BMIN/BPA [deg] (BPA from ``beam_pa_deg`` of the release meta,
+    else 0); RMS [Jy/beam] from ``rms_jy_beam`` of the release meta for restored images,
+    else a COMMENT that the noise is unknown; then provenance cards (model folder name and
+    SHA-256, seed, sampler, steps, guidance, conditions, NFE). No path of the local machine
+    is written. Every file is written atomically.
 
     Parameters
     ----------
@@ -393,8 +425,9 @@ def save_samples(out_dir: str | Path, release: Release, result: GenerateResult,
         The release the samples came from.
     result : GenerateResult
         From :func:`generate`.
-    ra, dec : float
-        Nominal sky position written into the WCS, degrees.
+    ra, dec : float, optional
+        Sky position of the image centres, degrees (ICRS); both or neither. Neither writes
+        the placeholder (0, 0) and a header COMMENT saying so.
 
     Returns
     -------
@@ -403,19 +436,36 @@ def save_samples(out_dir: str | Path, release: Release, result: GenerateResult,
     """
     from radiodiff.io.fits import write_fits_image
 
+    if (ra is None) != (dec is None):
+        raise ValueError(f"give both ra and dec (deg) or neither, got ra={ra}, dec={dec}")
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     prov = _provenance(release, result)
     meta = release.meta
     scale = meta.get("pixel_scale_arcsec")
     if scale is None:
         raise ValueError(f"{release.path}: release has no pixel_scale_arcsec; cannot write "
                          "a celestial WCS")
-    bunit = "JY/BEAM" if result.unit == "Jy/beam" else None
+    restored = result.unit == "Jy/beam"
+    bunit, comments = "JY/BEAM", []
+    if not restored:
+        bunit = None  # write_fits_image: BUNIT = '' (dimensionless)
+        scaling = meta.get("scaling") or "unknown"
+        if scaling == "per_image" and meta.get("negatives") != "keep":
+            how = "peak-normalised (peak = 1)"
+        else:
+            how = f"normalised to [0, 1] ({scaling} scaling)"
+        comments.append(f"Pixel values are {how}: the image has no flux scale.")
+    rms = meta.get("rms_jy_beam") if restored else None
     data = result.output
+    out_dir.mkdir(parents=True, exist_ok=True)
     fits_files = [write_fits_image(out_dir / sample_filename(k), data[k], float(scale),
                                    beam_arcsec=meta.get("beam_arcsec"), bunit=bunit,
-                                   cards=_fits_cards(prov, result, k), ra=ra, dec=dec)
+                                   cards=_fits_cards(prov, result, k), ra=ra, dec=dec,
+                                   beam_pa_deg=meta.get("beam_pa_deg"),
+                                   telescope=prov["telescope"] or None,
+                                   freq_hz=None if math.isnan(prov["freq_hz"])
+                                   else prov["freq_hz"],
+                                   rms=rms, comments=comments)
                   for k in range(len(result))]
     return {"fits": fits_files,
             "samples.h5": _write_h5(out_dir / "samples.h5", release, result, prov),

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import math
 import re
+import textwrap
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 from astropy.io import fits
@@ -22,7 +23,7 @@ from astropy.wcs import WCS, FITSFixedWarning
 from radiodiff.io.artifacts import atomic_write
 
 __all__ = ["InputError", "FitsImage", "read_fits_image", "beam_from_header",
-           "write_fits_image"]
+           "write_fits_image", "NORMALISED_BUNIT"]
 
 
 class InputError(Exception):
@@ -155,16 +156,37 @@ def _fit_comment(value: Any, comment: str) -> str:
     return comment[:max(room, 0)]
 
 
+# BUNIT of images without a flux scale: a peak-normalised image is a ratio of intensities,
+# dimensionless; astropy reads the empty FITS unit string as dimensionless, and a COMMENT
+# card says how the image was normalised ("adu" would claim detector counts).
+NORMALISED_BUNIT = ""
+_COMMENT = 72    # characters of text per COMMENT card
+
+
+def _finite(name: str, value: Any, positive: bool = False) -> float:
+    v = float(value)
+    if not math.isfinite(v) or (positive and not v > 0):
+        raise ValueError(f"{name} must be a {'positive' if positive else 'finite'} number, "
+                         f"got {value}")
+    return v
+
+
 def write_fits_image(path: str | Path, image: np.ndarray, pixel_scale_arcsec: float,
                      beam_arcsec: tuple[float, float] | None = None, bunit: str | None = None,
-                     cards: Mapping[str, Any] | None = None, ra: float = 0.0,
-                     dec: float = 0.0) -> Path:
+                     cards: Mapping[str, Any] | None = None, ra: float | None = None,
+                     dec: float | None = None, *, beam_pa_deg: float | None = None,
+                     telescope: str | None = None, freq_hz: float | None = None,
+                     rms: float | None = None, comments: Sequence[str] = ()) -> Path:
     """Write one image as a float32 primary HDU with a celestial WCS, atomically.
 
     The WCS is an orthographic (SIN) projection centred on (``ra``, ``dec``) at the image
     centre (CRPIX = (n + 1) / 2, 1-based), with CDELT1 = -pixel scale (RA grows to the left,
     as on the sky) and CDELT2 = +pixel scale. The file is written to a temporary name in
     the same folder and renamed, so an interrupted write never leaves a partial file.
+
+    Besides the WCS the header always holds BUNIT and either an RMS card or a COMMENT that
+    the noise level is unknown; TELESCOP, FREQ and BMAJ/BMIN/BPA when known; a COMMENT when
+    the sky position is a placeholder; then ``comments`` as COMMENT cards and ``cards``.
 
     Parameters
     ----------
@@ -175,16 +197,31 @@ def write_fits_image(path: str | Path, image: np.ndarray, pixel_scale_arcsec: fl
     pixel_scale_arcsec : float
         Side of one pixel on the sky, arcsec (> 0).
     beam_arcsec : (float, float), optional
-        Restoring beam (bmaj, bmin), arcsec; written as BMAJ/BMIN/BPA in degrees (BPA 0).
+        Restoring beam (bmaj, bmin) FWHM, arcsec; written as BMAJ/BMIN in degrees, with BPA.
+        A COMMENT says the beam is unknown when None.
     bunit : str, optional
-        Brightness unit, e.g. ``"JY/BEAM"``; no BUNIT card when None.
+        Brightness unit, e.g. ``"JY/BEAM"``. None means the pixels have no flux scale
+        (normalised images): BUNIT is then :data:`NORMALISED_BUNIT` (``""``, dimensionless); say how
+        they were normalised in ``comments``.
     cards : mapping, optional
         Extra provenance cards ``{KEYWORD: value}`` or ``{KEYWORD: (value, comment)}``.
         Keywords are at most 8 characters (A-Z, 0-9, ``-``, ``_``); values are strings or
         numbers; None values are skipped; strings longer than 68 characters go into HISTORY
         cards as ``KEYWORD= value``.
-    ra, dec : float
-        Sky position of the image centre, degrees (ICRS).
+    ra, dec : float, optional
+        Sky position of the image centre, degrees (ICRS); give both or neither. Neither
+        writes the placeholder (0, 0) with a COMMENT saying it is not a real position.
+    beam_pa_deg : float, optional
+        Beam position angle, degrees east of north (BPA); 0 when None (unknown).
+    telescope : str, optional
+        TELESCOP card, e.g. ``"VLA"``; no card when None.
+    freq_hz : float, optional
+        Observing frequency, Hz (> 0), as a FREQ card; no card when None.
+    rms : float, optional
+        Noise rms in the unit of BUNIT (> 0), as an RMS card; None writes a COMMENT that
+        the noise level is unknown.
+    comments : sequence of str
+        Free text, one or more COMMENT cards per item (word-wrapped at 72 characters).
 
     Returns
     -------
@@ -199,6 +236,10 @@ def write_fits_image(path: str | Path, image: np.ndarray, pixel_scale_arcsec: fl
     scale = float(pixel_scale_arcsec)
     if not (math.isfinite(scale) and scale > 0):
         raise ValueError(f"pixel_scale_arcsec must be a positive number, got {pixel_scale_arcsec}")
+    if (ra is None) != (dec is None):
+        raise ValueError(f"give both ra and dec (deg) or neither, got ra={ra}, dec={dec}")
+    placeholder = ra is None
+    ra, dec = (0.0, 0.0) if placeholder else (float(ra), float(dec))
     if not (math.isfinite(ra) and math.isfinite(dec) and -90.0 <= dec <= 90.0):
         raise ValueError(f"need finite ra and -90 <= dec <= 90 (deg), got ra={ra}, dec={dec}")
 
@@ -207,8 +248,10 @@ def write_fits_image(path: str | Path, image: np.ndarray, pixel_scale_arcsec: fl
     wcs_cards = [
         ("CTYPE1", "RA---SIN", "RA, orthographic projection"),
         ("CTYPE2", "DEC--SIN", "Dec, orthographic projection"),
-        ("CRVAL1", float(ra), "[deg] RA at the reference pixel"),
-        ("CRVAL2", float(dec), "[deg] Dec at the reference pixel"),
+        ("CRVAL1", float(ra), "[deg] RA at the reference pixel"
+         + (" (placeholder)" if placeholder else "")),
+        ("CRVAL2", float(dec), "[deg] Dec at the reference pixel"
+         + (" (placeholder)" if placeholder else "")),
         ("CRPIX1", (nx + 1) / 2.0, "image centre (1-based)"),
         ("CRPIX2", (ny + 1) / 2.0, "image centre (1-based)"),
         ("CDELT1", -scale / 3600.0, "[deg] pixel size, RA grows to the left"),
@@ -221,20 +264,43 @@ def write_fits_image(path: str | Path, image: np.ndarray, pixel_scale_arcsec: fl
         header[key] = (value, comment)
     if bunit is not None:
         header["BUNIT"] = (_printable(str(bunit)), "brightness unit")
+    else:
+        header["BUNIT"] = (NORMALISED_BUNIT, "arbitrary units: no flux scale")
+    if telescope is not None:
+        header["TELESCOP"] = (_printable(str(telescope)), "telescope of the training survey")
+    if freq_hz is not None:
+        header["FREQ"] = (_finite("freq_hz", freq_hz, positive=True),
+                          "[Hz] observing frequency")
     if beam_arcsec is not None:
         bmaj, bmin = (float(b) for b in beam_arcsec)
         if not (bmaj > 0 and bmin > 0 and math.isfinite(bmaj) and math.isfinite(bmin)):
             raise ValueError(f"beam_arcsec must be two positive numbers, got {beam_arcsec}")
         header["BMAJ"] = (bmaj / 3600.0, "[deg] beam major axis (FWHM)")
         header["BMIN"] = (bmin / 3600.0, "[deg] beam minor axis (FWHM)")
-        header["BPA"] = (0.0, "[deg] beam position angle")
+        if beam_pa_deg is None:
+            header["BPA"] = (0.0, "[deg] beam position angle (unknown: 0)")
+        else:
+            header["BPA"] = (_finite("beam_pa_deg", beam_pa_deg), "[deg] beam position angle")
+    if rms is not None:
+        header["RMS"] = (_finite("rms", rms, positive=True),
+                         f"[{header['BUNIT']}] noise rms")
+    text = [] if beam_arcsec is not None else ["Restoring beam unknown: no BMAJ/BMIN/BPA."]
+    if rms is None:
+        text.append("Noise rms unknown: no RMS card.")
+    if placeholder:
+        text.append("Sky position CRVAL1/CRVAL2 = (0, 0) is a placeholder, not a real "
+                    "position on the sky.")
+    for item in [*text, *comments]:
+        for line in textwrap.wrap(_printable(str(item)), _COMMENT) or [""]:
+            header.add_comment(line)
     history = []
     for key, item in (cards or {}).items():
         value, comment = item if isinstance(item, tuple) else (item, "")
         if not isinstance(key, str) or not _KEYWORD.match(key):
             raise ValueError(f"FITS card keyword {key!r} must be 1-8 characters of A-Z, 0-9, "
                              "'-' or '_'")
-        if key in header or key in ("SIMPLE", "BITPIX", "NAXIS", "NAXIS1", "NAXIS2", "EXTEND"):
+        if key in header or key in ("SIMPLE", "BITPIX", "NAXIS", "NAXIS1", "NAXIS2", "EXTEND",
+                                    "COMMENT", "HISTORY"):
             raise ValueError(f"FITS card {key} is reserved by the image/WCS header")
         if value is None:
             continue
