@@ -28,13 +28,10 @@ from pathlib import Path
 
 import numpy as np
 
+from radiodiff.diffusion.sampling import SAMPLERS, sampler_nfe
 from radiodiff.evaluation.evaluate import (EvalSettings, ImageSet, evaluate, generated_set,
                                 reference_meta, reference_set, w1_ratios,
                                 w1_summary)
-
-NFE = {"heun": lambda n: 2 * n - 1, "euler": lambda n: n, "dpmpp_2m": lambda n: n,
-       "stochastic": lambda n: 2 * n - 1}
-
 
 def _parse_config(config: str) -> tuple[str, int, float, dict]:
     """``sampler:steps[:g=<guidance>][:smax=<sigma_max>][:churn=<S_churn>]``."""
@@ -101,7 +98,7 @@ def _row(m: dict, sampler: str, steps: int, guidance: float, kw: dict, n: int,
     return {
         "sampler": sampler, "steps": steps, "guidance": guidance, **kw,
         # network evaluations per image (guidance != 1 evaluates twice)
-        "nfe": (NFE[sampler](steps) * (1 if guidance == 1 else 2) if sampler in NFE else 0),
+        "nfe": sampler_nfe(sampler, steps, guidance) if sampler in SAMPLERS else 0,
         "n": n, "sample_s": round(t_sample, 1),
         "real_vs_fake": m["real_vs_fake"]["mean_accuracy"],
         "real_vs_fake_std": m["real_vs_fake"]["std_accuracy"],

@@ -132,3 +132,15 @@ def test_same_seed_same_sample_whatever_the_batch():
 def test_bad_schedule(sigmas, match):
     with pytest.raises(ValueError, match=match):
         heun_sample(gaussian_denoiser, torch.zeros(1, 1, 2, 2), sigmas)
+
+
+def test_the_nfe_rule_matches_the_counted_evaluations():
+    from radiodiff.diffusion.sampling import SAMPLERS as REGISTRY, sampler_nfe
+    noise = torch.randn(2, 1, 4, 4)
+    for name, solver in REGISTRY.items():
+        counted = CountingDenoiser(lambda x, s, c=None: x * 0)
+        solver(counted, noise, karras_sigmas(5))
+        assert counted.nfe == sampler_nfe(name, 5), name
+    assert sampler_nfe("heun", 5, guidance=2.0) == 2 * 9
+    with pytest.raises(ValueError, match="valid samplers"):
+        sampler_nfe("ddim", 5)

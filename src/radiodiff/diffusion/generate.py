@@ -37,13 +37,11 @@ from radiodiff.io.artifacts import atomic_write, save_image_grid
 from radiodiff.config import SamplerConfig
 from radiodiff.diffusion.edm import guided
 from radiodiff.io.release import Release
-from radiodiff.diffusion.sampling import (CountingDenoiser, dpmpp_2m_sample, euler_sample, heun_sample,
-                       karras_sigmas, per_image, seeded_noise, stochastic_sample)
+from radiodiff.diffusion.sampling import (SAMPLERS, CountingDenoiser, karras_sigmas, per_image,
+                                          seeded_noise)
 
-__all__ = ["SAMPLERS", "GenerateResult", "generate", "save_samples", "sample_filename"]
+__all__ = ["GenerateResult", "generate", "save_samples", "sample_filename"]
 
-SAMPLERS = {"euler": euler_sample, "heun": heun_sample, "stochastic": stochastic_sample,
-            "dpmpp_2m": dpmpp_2m_sample}
 NORMALISED = "normalised"
 SAMPLES_FORMAT_VERSION = 2  # 2: attribute `model` (folder name) replaces `model_path`
 _PREVIEW_MAX = 64  # images in preview.png

@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 
 __all__ = [
+    "SAMPLERS", "sampler_nfe",
     "CountingDenoiser", "karras_sigmas", "euler_sample", "heun_sample", "stochastic_sample",
     "dpmpp_2m_sample", "seeded_noise", "per_image",
 ]
@@ -272,6 +273,21 @@ def dpmpp_2m_sample(D: Denoiser, noise: Tensor, sigmas: Tensor, cond: Any = None
         x = (s_next / s_cur) * x - math.expm1(-h) * d
         old_denoised, h_last = denoised, h
     return x.to(noise.dtype)
+
+
+# The registry: every solver has the signature fn(D, noise, sigmas, cond=None, **opts).
+SAMPLERS = {"euler": euler_sample, "heun": heun_sample, "stochastic": stochastic_sample,
+            "dpmpp_2m": dpmpp_2m_sample}
+
+
+def sampler_nfe(sampler: str, steps: int, guidance: float = 1.0) -> int:
+    """Network evaluations per image: Heun and the stochastic solver 2N - 1 (no second
+    order at the last step to sigma = 0), Euler and DPM-Solver++(2M) N; classifier-free
+    guidance (w != 1) evaluates the network twice."""
+    if sampler not in SAMPLERS:
+        raise ValueError(f"unknown sampler {sampler!r}; valid samplers: {', '.join(SAMPLERS)}")
+    n = 2 * steps - 1 if sampler in ("heun", "stochastic") else steps
+    return n * (1 if guidance == 1 else 2)
 
 
 def seeded_noise(seeds: Sequence[int], shape: Sequence[int], dtype: torch.dtype = torch.float32,
