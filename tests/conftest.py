@@ -9,6 +9,11 @@ import pytest
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 os.environ.setdefault("WANDB_MODE", "offline")
 
+REPO = Path(__file__).resolve().parents[1]
+# Where runs and tools write by default (relative to the working directory, the repo when
+# `make test` runs): tests must write to temporary folders instead.
+WATCHED = ("outputs", "lightning_logs", "wandb", "multirun")
+
 
 def pytest_addoption(parser):
     parser.addoption("--shared-data", default=None,
@@ -25,3 +30,28 @@ def shared_data(request) -> Path:
     if not (path / "mirabest" / "catalog.csv").is_file():
         pytest.skip(f"shared survey data not found at {path} (no mirabest/catalog.csv)")
     return path
+
+
+def _watched_files(root: Path) -> dict[Path, int]:
+    """Files under the watched folders of ``root`` and their modification times (ns)."""
+    files = {}
+    for name in WATCHED:
+        for path in (root / name).rglob("*"):
+            try:
+                if path.is_file():
+                    files[path] = path.stat().st_mtime_ns
+            except OSError:
+                pass  # removed meanwhile
+    return files
+
+
+@pytest.fixture(scope="session", autouse=True)
+def repo_stays_clean():
+    """Fail the session when a test wrote (new or changed files) into the repo's outputs/."""
+    before = _watched_files(REPO)
+    yield
+    after = _watched_files(REPO)
+    written = sorted(str(p.relative_to(REPO)) for p, t in after.items() if before.get(p) != t)
+    if written:
+        pytest.fail(f"tests wrote into the work tree ({len(written)} file(s), e.g. "
+                    f"{', '.join(written[:5])}); write to tmp_path instead", pytrace=False)

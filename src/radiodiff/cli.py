@@ -11,7 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
-__all__ = ["main"]
+__all__ = ["main", "error_line"]
 
 
 def _tqdm(desc: str):
@@ -268,15 +268,33 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def error_line(exc: BaseException) -> tuple[str, int]:
+    """The one rule for errors at the command line: one line and an exit code, 2 for bad
+    input (config, data, files, values), 1 for anything else (a bug: say how to see more)."""
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    from radiodiff.config import ConfigError, _hydra_message
+    from radiodiff.data.prepare import PrepareError
+    from radiodiff.io.fits import InputError
+
+    if isinstance(exc, (HydraException, OmegaConfBaseException)):
+        return _hydra_message(exc), 2
+    text = " ".join(str(exc).split())
+    if isinstance(exc, (ConfigError, PrepareError, InputError, FileNotFoundError, ValueError)):
+        return text, 2
+    return f"{type(exc).__name__}: {text}", 1
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from radiodiff.config import ConfigError
-    from radiodiff.io.fits import InputError
     from radiodiff.data.prepare import PrepareError
+    from radiodiff.io.fits import InputError
     try:
         return args.func(args)
     except (ConfigError, PrepareError, InputError, FileNotFoundError, ValueError) as exc:
-        print(f"radiodiff {args.command}: error: {exc}", file=sys.stderr)
+        print(f"radiodiff {args.command}: error: {error_line(exc)[0]}", file=sys.stderr)
         return 2
 
 

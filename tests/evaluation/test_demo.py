@@ -77,12 +77,14 @@ def test_demo_writes_fits_grid_report_and_summary(prepared, tiny, tmp_path):
     assert "class fidelity" in summary and "Wasserstein-1 / noise floor" in summary
 
 
-def test_demo_cli(prepared, tiny, tmp_path, capsys):
+def test_demo_cli(prepared, tiny, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # `radiodiff demo` caches its classifier in ./outputs/
     assert main(["demo", "--reference", str(prepared), "--model", str(tiny), "--out",
                  str(tmp_path / "d"), "--n-per-class", "2", "--steps", "2"]) == 0
     printed = capsys.readouterr().out
     assert "# radiodiff demo: tiny" in printed and "real_vs_generated.png" in printed
     assert (tmp_path / "d" / "summary.md").is_file()
+    assert list((tmp_path / "outputs" / "eval_cache").glob("classifier-*"))  # not the repo's
 
 
 def test_demo_bad_input(prepared, tiny, tmp_path, capsys):

@@ -2,9 +2,10 @@
 
 Layout after the DDPM++ / ADM U-Nets in NVlabs/edm ``training/networks.py`` (``SongUNet``,
 ``DhariwalUNet``): residual blocks with GroupNorm + SiLU + 3x3 conv and a per-block
-scale/shift from the embedding, self-attention at chosen feature-map sides, stride-2 conv
-down-sampling, nearest + conv up-sampling, one skip per encoder output concatenated in the
-decoder, zero-initialised output conv (an untrained ``F`` is 0, so ``D = c_skip x``).
+scale/shift from the embedding, self-attention at chosen feature-map sides or at levels
+counted from the lowest (:func:`attention_sides`), stride-2 conv down-sampling, nearest +
+conv up-sampling, one skip per encoder output concatenated in the decoder,
+zero-initialised output conv (an untrained ``F`` is 0, so ``D = c_skip x``).
 
 Conditioning is summed into the noise-level embedding (ADM style). The training loop
 expresses classifier-free-guidance dropout as *null* values, which the network maps to
@@ -22,7 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["UNet", "build_unet", "drop_conditions", "sinusoidal_embedding"]
+__all__ = ["UNet", "attention_sides", "build_unet", "drop_conditions",
+           "sinusoidal_embedding"]
 
 
 def sinusoidal_embedding(x: Tensor, num_channels: int, max_freq: float = 1.0,
@@ -134,9 +136,11 @@ class UNet(nn.Module):
     num_blocks : int
         Residual blocks per encoder level (the decoder has one more, for the extra skip).
     attn_resolutions : sequence of int
-        Feature-map sides (pixels) at which self-attention follows each residual block;
-        each must be one of the sides the U-Net reaches. The middle block has attention
-        when the lowest side is listed.
+        Where self-attention follows each residual block. An entry >= 1 is a feature-map
+        side in pixels and must be one the U-Net reaches; an entry <= -1 counts levels up
+        from the lowest, as a Python index: -1 is the lowest side, -2 the one above, so a
+        preset means the same at any image size (see :func:`attention_sides`). The middle
+        block has attention when the lowest side is chosen.
     dropout : float
         Dropout probability inside the residual blocks, in [0, 1).
     num_heads : int
@@ -172,7 +176,8 @@ class UNet(nn.Module):
         self.num_classes = num_classes
         self.scalar_conditions = tuple(scalar_conditions)
         emb_dim = emb_mult * model_channels
-        attn = set(attn_resolutions)
+        self.attn_sides = attention_sides(img_resolution, len(channel_mult), attn_resolutions)
+        attn = set(self.attn_sides)
 
         # Noise-level embedding: sinusoid of c_noise -> 2-layer MLP (EDM map_layer0/1).
         self.map_noise = nn.Sequential(nn.Linear(model_channels, emb_dim), nn.SiLU(),
@@ -322,15 +327,60 @@ def _validate(img_resolution: int, in_channels: int, model_channels: int,
         raise ValueError(f"img_resolution {img_resolution} is not divisible by {factor}, "
                          f"needed for {len(channel_mult)} levels (channel_mult {channel_mult})")
     sides = [img_resolution >> i for i in range(len(channel_mult))]
-    missing = [r for r in attn_resolutions if r not in sides]
-    if missing:
-        raise ValueError(f"attn_resolutions {missing} not reached: with img_resolution "
-                         f"{img_resolution} and channel_mult {channel_mult} the feature-map "
-                         f"sides are {sides}")
+    try:
+        attn = attention_sides(img_resolution, len(channel_mult), attn_resolutions)
+    except ValueError as exc:
+        raise ValueError(f"{exc} (channel_mult {channel_mult})") from None
     for side, mult in zip(sides, channel_mult):
-        if side in attn_resolutions and (model_channels * mult) % num_heads:
+        if side in attn and (model_channels * mult) % num_heads:
             raise ValueError(f"num_heads {num_heads} does not divide the "
                              f"{model_channels * mult} channels at side {side}")
+
+
+def attention_sides(img_resolution: int, num_levels: int,
+                    attn_resolutions: Sequence[int]) -> list[int]:
+    """Feature-map sides with self-attention, from sides (>= 1) and levels from the bottom.
+
+    The sides of a U-Net with ``num_levels`` levels are ``img_resolution >> i``. An entry
+    >= 1 names a side in pixels (what released configs record, e.g. ``[20]`` at 80 px);
+    an entry <= -1 names a level counted from the lowest, as a Python index (``-1``: the
+    lowest side, 20 at 80 px and 4 at 16 px with three levels). Presets use levels so
+    that they fit every image size.
+
+    Parameters
+    ----------
+    img_resolution : int
+        Image side in pixels.
+    num_levels : int
+        Number of U-Net levels (``len(channel_mult)``).
+    attn_resolutions : sequence of int
+        Sides (>= 1) and/or levels from the bottom (<= -1); empty = no attention.
+
+    Returns
+    -------
+    list of int
+        The distinct sides, largest first.
+
+    Raises
+    ------
+    ValueError
+        For a 0, a side the U-Net does not reach or a level it does not have; the message
+        names the sides there are.
+    """
+    sides = [int(img_resolution) >> i for i in range(int(num_levels))]
+    entries = [int(r) for r in attn_resolutions]
+    missing = [r for r in entries if r >= 0 and r not in sides]
+    if missing:
+        raise ValueError(f"attn_resolutions {missing} not reached: with img_resolution "
+                         f"{img_resolution} the feature-map sides are {sides} (or give "
+                         f"levels from the lowest: -1 = {sides[-1]})")
+    deep = [r for r in entries if r < -len(sides)]
+    if deep:
+        raise ValueError(f"attn_resolutions {deep}: only {len(sides)} levels (-1 .. "
+                         f"-{len(sides)}); with img_resolution {img_resolution} the "
+                         f"feature-map sides are {sides}")
+    chosen = {r if r > 0 else sides[r] for r in entries}
+    return [s for s in sides if s in chosen]
 
 
 def build_unet(model_cfg: Any, img_resolution: int, in_channels: int = 1,

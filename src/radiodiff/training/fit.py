@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -86,6 +87,33 @@ class TimeBox(Callback):
             trainer.should_stop = True
 
 
+def drop_unused_run_dir(run_dir: Path, output_dir: Path, log_name: str) -> None:
+    """Remove a run folder holding only Hydra's bookkeeping, and its emptied parents.
+
+    Only inside ``paths.output_dir``, and only when the folder has nothing but ``.hydra/``
+    (plain files) and ``log_name`` (the job's log, or a sweep's ``multirun.yaml``): a run
+    that wrote anything else is kept.
+    """
+    try:
+        run_dir, root = run_dir.resolve(), output_dir.resolve()
+        if root not in run_dir.parents or not run_dir.is_dir():
+            return
+        for entry in run_dir.iterdir():
+            if entry.name == log_name and entry.is_file():
+                continue
+            if entry.name == ".hydra" and entry.is_dir() and all(
+                    f.is_file() for f in entry.iterdir()):
+                continue
+            return
+        shutil.rmtree(run_dir)
+        parent = run_dir.parent
+        while parent != root and root in parent.parents and not any(parent.iterdir()):
+            parent.rmdir()
+            parent = parent.parent
+    except OSError:
+        pass  # cleaning up is a courtesy; the error being reported matters more
+
+
 def resume_path(cfg: DictConfig) -> str | None:
     """Checkpoint to resume from: ``train.resume`` = auto | never | a path."""
     mode = str(cfg.train.resume)
@@ -95,7 +123,8 @@ def resume_path(cfg: DictConfig) -> str | None:
         last = Path(cfg.train.ckpt_dir) / LAST
         return str(last) if last.is_file() else None
     if not Path(mode).is_file():
-        raise FileNotFoundError(f"train.resume={mode}: checkpoint not found")
+        raise FileNotFoundError(f"train.resume={mode}: checkpoint not found (expected auto, "
+                                f"never or the path of a {LAST})")
     return mode
 
 
@@ -160,7 +189,53 @@ def resolve_precision(precision: str, accelerator: str) -> str:
     return "bf16-mixed"
 
 
+# Where the inputs of the catalogue + fields sets come from (one line in the error).
+_DATA_SOURCES = {
+    "lotss": ("LoTSS-DR2 (value-added catalogue and mosaics): "
+              "https://lofar-surveys.org/dr2_release.html, see data/README.md"),
+    "mirabest": ("the MiraBest catalog.csv and FITS fields: the shared data folder "
+                 "(RADIODIFF_SHARED_DATA or paths.shared_data), see README"),
+}
+
+
+def check_data_inputs(cfg: DictConfig) -> None:
+    """Fail in one line, before anything is written, when the data cannot be had.
+
+    Nothing to check when ``data.out`` is already prepared. For the catalogue + fields
+    sets (``mirabest``, ``lotss``) the catalogue file and the fields folder must exist;
+    the message names what is missing, where to get it and the options that point at it.
+    Other sources are checked by :func:`radiodiff.data.prepare.prepare` itself.
+
+    Raises
+    ------
+    radiodiff.data.prepare.PrepareError
+        When ``data.out`` is missing and so are its inputs.
+    """
+    d = cfg.data
+    if Path(d.out).is_file():
+        return
+    source = str(getattr(d.source, "value", d.source))
+    if source not in ("mirabest", "lotss"):
+        return
+    missing = []
+    for key, what, exists in (("catalog", "catalogue", Path.is_file),
+                              ("fields_dir", "fields folder", Path.is_dir)):
+        value = d.get(key)
+        if not value:
+            missing.append(f"{what} (data.{key} is not set)")
+        elif not exists(Path(value)):
+            missing.append(f"{what} {value}")
+    if missing:
+        from radiodiff.data.prepare import PrepareError
+        where = _DATA_SOURCES.get(str(d.name), _DATA_SOURCES.get(source, "the survey"))
+        raise PrepareError(
+            f"data={d.name}: {d.out} is not prepared and its inputs are missing: "
+            f"{'; '.join(missing)}. Get {where}; then point data.catalog=<catalogue file> "
+            f"data.fields_dir=<fields folder> at them (or put them at the paths above)")
+
+
 def _ensure_prepared(cfg: DictConfig) -> None:
+    check_data_inputs(cfg)
     if Path(cfg.data.out).is_file():
         return
     from radiodiff.data.prepare import prepare
@@ -168,13 +243,62 @@ def _ensure_prepared(cfg: DictConfig) -> None:
     log.info(prepare(cfg).format())
 
 
+class _DropMessages(logging.Filter):
+    """Drop log records whose message contains one of ``needles`` (advertising, not news)."""
+
+    def __init__(self, *needles: str) -> None:
+        super().__init__()
+        self.needles = needles
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not any(n in message for n in self.needles)
+
+
+def quiet_libraries(cfg: DictConfig | None = None) -> None:
+    """Silence library noise that is not the user's business; real warnings stay.
+
+    Lightning's "Tip: ... litlogger" advertisement is dropped from its rank-zero logger
+    (the other rank-zero messages stay), the ``isinstance(treespec, LeafSpec)``
+    FutureWarning that Lightning 2.6 triggers in torch 2.13 on every ``fit`` is ignored
+    (only from ``lightning/pytorch/utilities/_pytree.py``), and for ``logger.kind=wandb``
+    with ``WANDB_SILENT`` (default true) wandb's terminal is silent from the start: else
+    Lightning's ``wandb.init(anonymous=None)`` prints "The anonymous setting has no
+    effect" before wandb reads the silent setting.
+    """
+    import warnings
+
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)",
+                            category=FutureWarning,
+                            module=r"lightning\.pytorch\.utilities\._pytree")
+    import lightning_utilities.core.rank_zero as rank_zero
+    loggers = {rank_zero.log, *(logging.getLogger(name) for name in (
+        "lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero",
+        "lightning_fabric.utilities.rank_zero"))}
+    for logger in loggers:
+        if not any(isinstance(f, _DropMessages) for f in logger.filters):
+            logger.addFilter(_DropMessages("litlogger"))
+    if cfg is not None and str(cfg.logger.kind) == "wandb":
+        os.environ.setdefault("WANDB_SILENT", "true")
+        if os.environ["WANDB_SILENT"].strip().lower() in ("true", "1", "yes"):
+            import wandb
+            # wandb's terminal goes silent now, not only once wandb.init has read the env
+            wandb.termsetup(wandb.Settings(silent=True), None)
+
+
 def train(cfg: DictConfig, run_dir: str | Path | None = None,
           extra_callbacks: list[Callback] = ()) -> dict[str, Any]:
-    """Train (or resume) the run described by ``cfg``; returns a short summary."""
+    """Train (or resume) the run described by ``cfg``; returns a short summary.
+
+    The inputs are checked first (the data or what prepares it, ``train.resume``), so a
+    run that cannot start creates no run or checkpoint folder.
+    """
+    L.seed_everything(int(cfg.seed), workers=True, verbose=False)
+    ckpt = resume_path(cfg)
+    _ensure_prepared(cfg)
+    quiet_libraries(cfg)
     run_dir = Path(run_dir or Path(cfg.paths.output_dir) / str(cfg.train.run_name))
     run_dir.mkdir(parents=True, exist_ok=True)
-    L.seed_everything(int(cfg.seed), workers=True, verbose=False)
-    _ensure_prepared(cfg)
     dm = CutoutDataModule.from_config(cfg.data, seed=int(cfg.seed), stream=True)
     dm.setup("fit")
     scalars = [c for c in dm.conditions if c != "label"]
@@ -205,7 +329,6 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None,
     world = _world_size(cfg)
     batch_images = int(cfg.data.loader.batch_size) * world * int(
         cfg.trainer.accumulate_grad_batches)
-    ckpt = resume_path(cfg)
     max_steps = _max_steps(float(cfg.train.total_kimg) * 1000, batch_images, ckpt)
     trainer = build_trainer(cfg, run_dir, max_steps, callbacks)
     if ckpt and trainer.is_global_zero:
