@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from lightning.pytorch.callbacks import Callback
@@ -54,6 +55,16 @@ class StopAt(Callback):
 
 def _state(ckpt):
     return torch.load(ckpt, map_location="cpu", weights_only=True)
+
+
+def test_step_generator_depends_only_on_seed_step_rank():
+    # resumed runs continue exactly only while this rule stays the same
+    for seed, step, rank in ((0, 0, 0), (123, 999, 3), (2**33, 10**7, 1)):
+        w = np.random.SeedSequence([seed, 7, step, rank]).generate_state(2, np.uint32)
+        expected = torch.Generator().manual_seed(int(w[0]) << 31 | int(w[1]) >> 1)
+        g = step_generator(seed, step, rank, torch.device("cpu"))
+        assert g.initial_seed() == expected.initial_seed()
+        assert torch.equal(torch.randn(5, generator=g), torch.randn(5, generator=expected))
 
 
 def test_a_few_steps_lower_the_loss(tmp_path, tiny_h5):

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from radiodiff.data.prepared import FLOAT_COLUMNS, read_prepared
+from radiodiff.diffusion.sampling import seed_generator, word_seed
 
 __all__ = [
     "Augment", "augment_image", "CutoutDataset", "EpochShuffleSampler", "SampleStream",
@@ -42,17 +43,6 @@ _CONDITION_COLUMNS = ("label",) + FLOAT_COLUMNS
 _CHUNK_CACHE_BYTES = 64 * 1024 * 1024
 # Length of the endless training stream (samples); far beyond any run, finite for len().
 _STREAM_LENGTH = 2**50
-
-
-def _seed(*words: int) -> int:
-    """A 63-bit seed hashed from non-negative integer words (``SeedSequence`` mixing)."""
-    state = np.random.SeedSequence([int(w) % 2**64 for w in words]).generate_state(1, np.uint64)
-    # torch.Generator.manual_seed accepts any 64-bit value; 63 bits keeps it a positive int.
-    return int(state[0]) >> 1
-
-
-def _generator(*words: int) -> torch.Generator:
-    return torch.Generator().manual_seed(_seed(*words))
 
 
 @dataclass(frozen=True)
@@ -227,7 +217,7 @@ class CutoutDataset(Dataset):
             image = torch.from_numpy(np.asarray(self._open()["images"][row], np.float32))
         if self.augment.active:
             image = augment_image(image, self.augment,
-                                  _generator(self.seed, _AUGMENT, epoch, row))
+                                  seed_generator(self.seed, _AUGMENT, epoch, row))
         return image, {name: values[i] for name, values in self.cond.items()}
 
 
@@ -250,7 +240,7 @@ class EpochShuffleSampler(Sampler[int]):
         return self.n
 
     def __iter__(self) -> Iterator[int]:
-        g = _generator(self.seed, _SHUFFLE, self.epoch)
+        g = seed_generator(self.seed, _SHUFFLE, self.epoch)
         return iter(torch.randperm(self.n, generator=g).tolist())
 
 
@@ -273,7 +263,7 @@ class SampleStream(Dataset):
     def __getitem__(self, g: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         epoch, pos = divmod(int(g), len(self.base))
         if self._perm is None or self._perm[0] != epoch:
-            gen = _generator(self.seed, _SHUFFLE, epoch)
+            gen = seed_generator(self.seed, _SHUFFLE, epoch)
             self._perm = (epoch, torch.randperm(len(self.base), generator=gen))
         return self.base.get(int(self._perm[1][pos]), epoch)
 
@@ -400,7 +390,7 @@ class CutoutDataModule(L.LightningDataModule):
             n_val = int(round(self.random_val_fraction * len(pool)))
             # Never let rounding empty either side of a non-trivial pool.
             n_val = min(max(n_val, 1), len(pool) - 1) if len(pool) >= 2 else 0
-            perm = np.random.default_rng(_seed(self.seed, _SPLIT)).permutation(pool)
+            perm = np.random.default_rng(word_seed(self.seed, _SPLIT)).permutation(pool)
             rows["val"], rows["train"] = np.sort(perm[:n_val]), np.sort(perm[n_val:])
         return rows
 

@@ -37,8 +37,8 @@ from radiodiff.io.artifacts import atomic_write, save_image_grid
 from radiodiff.config import SamplerConfig
 from radiodiff.diffusion.edm import guided
 from radiodiff.io.release import Release
-from radiodiff.diffusion.sampling import (SAMPLERS, CountingDenoiser, karras_sigmas, per_image,
-                                          seeded_noise)
+from radiodiff.diffusion.sampling import (SAMPLERS, CountingDenoiser, churn_generator,
+                                          karras_sigmas, per_image, seeded_noise)
 
 __all__ = ["GenerateResult", "generate", "save_samples", "sample_filename"]
 
@@ -159,7 +159,8 @@ def generate(release: Release, n: int, label: Optional[str] = None,
     (:func:`radiodiff.diffusion.sampling.per_image`), so image k is bit-identical whatever
     ``batch_size``. Without it, batched matrix products round differently with the batch
     size (~1e-5 in the final image). The stochastic solver with ``S_churn > 0`` draws its
-    churn noise per image too (from a generator seeded by ``(seed + k, 1)``).
+    churn noise per image too (:func:`radiodiff.diffusion.sampling.churn_generator`
+    of ``seed + k``).
 
     Parameters
     ----------
@@ -237,9 +238,8 @@ def generate(release: Release, n: int, label: Optional[str] = None,
                 k: v.expand(len(b)).to(device) for k, v in cond.items()}
             counter.nfe = 0
             if churn:
-                g = torch.Generator().manual_seed(
-                    int(np.random.SeedSequence([int(b[0]), 1]).generate_state(1)[0]))
-                x = solver(D, noise, sigmas, cond_b, S_churn=S_churn, generator=g)
+                x = solver(D, noise, sigmas, cond_b, S_churn=S_churn,
+                           generator=churn_generator(int(b[0])))
             elif sampler == "stochastic":
                 x = solver(D, noise, sigmas, cond_b, S_churn=0.0)
             else:

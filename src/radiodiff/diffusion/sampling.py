@@ -5,6 +5,12 @@ probability-flow ODE ``dx/dsigma = (x - D(x; sigma)) / sigma`` (EDM Eq. 4 with
 sigma(t) = t) down the given schedule and returns ``x`` at ``sigma = sigmas[-1]``
 (normally 0). The state and all sigma arithmetic are float64; the denoiser is called with
 ``x`` cast to the dtype of ``noise`` and ``sigma`` as an (N,) tensor of that dtype.
+
+Seeds become ``torch.Generator`` objects here and nowhere else (:func:`seed_generator`, built
+on the one hash of seed words, :func:`seed_state`): the initial noise of sample k, the churn
+noise of the stochastic solver, the training and validation noise of step k, the data
+augmentation and shuffle order and the classifier's shuffling all take their generators
+from these functions.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ from __future__ import annotations
 import math
 from typing import Any, Callable, Optional, Sequence
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -19,6 +26,7 @@ __all__ = [
     "SAMPLERS", "sampler_nfe",
     "CountingDenoiser", "karras_sigmas", "euler_sample", "heun_sample", "stochastic_sample",
     "dpmpp_2m_sample", "seeded_noise", "per_image",
+    "seed_state", "word_seed", "seed_generator", "churn_generator",
 ]
 
 Denoiser = Callable[..., Tensor]
@@ -290,11 +298,53 @@ def sampler_nfe(sampler: str, steps: int, guidance: float = 1.0) -> int:
     return n * (1 if guidance == 1 else 2)
 
 
+def seed_state(*words: int, n: int = 2) -> np.ndarray:
+    """The one hash of seed words: ``n`` uint32 words of ``numpy.random.SeedSequence(words)``.
+
+    Each word must be a non-negative integer (``SeedSequence``'s rule). The result is a
+    prefix: ``seed_state(*w, n=1)`` is ``seed_state(*w, n=2)[:1]``.
+    """
+    return np.random.SeedSequence([int(w) for w in words]).generate_state(n, np.uint32)
+
+
+def word_seed(*words: int) -> int:
+    """A 63-bit seed hashed from integer words (each taken modulo 2**64, so any int works).
+
+    The first two :func:`seed_state` words ``w0, w1`` as the uint64 ``w0 + 2**32 * w1``
+    shifted right by one bit, ``(w1 << 31) | (w0 >> 1)``: a positive int that
+    ``torch.Generator.manual_seed`` and ``numpy.random.default_rng`` both take.
+    """
+    w0, w1 = (int(w) for w in seed_state(*(int(w) % 2**64 for w in words), n=2))
+    return w1 << 31 | w0 >> 1
+
+
+def seed_generator(*words: int, device: Optional[torch.device | str] = None
+                   ) -> torch.Generator:
+    """A ``torch.Generator`` on ``device`` (default: the CPU) seeded from ``words``.
+
+    One word is the seed itself (``torch.Generator().manual_seed(seed)``); several words are
+    hashed into one seed by :func:`word_seed`, so ``(seed, purpose, epoch, row)`` streams are
+    independent of each other.
+    """
+    if not words:
+        raise ValueError("seed_generator needs at least one seed word")
+    g = torch.Generator(device=device) if device is not None else torch.Generator()
+    g.manual_seed(int(words[0]) if len(words) == 1 else word_seed(*words))
+    return g
+
+
+def churn_generator(seed: int) -> torch.Generator:
+    """Generator of the stochastic solver's churn noise for the image of seed ``seed``
+    (>= 0): seeded by the first :func:`seed_state` word of ``(seed, 1)``, so the churn noise
+    of image k, like its initial noise, does not depend on the batch."""
+    return seed_generator(int(seed_state(seed, 1, n=1)[0]))
+
+
 def seeded_noise(seeds: Sequence[int], shape: Sequence[int], dtype: torch.dtype = torch.float32,
                  device: Optional[torch.device | str] = None) -> Tensor:
     """Unit Gaussian noise with one generator per seed.
 
-    Row k is drawn from ``torch.Generator().manual_seed(seeds[k])`` (on the CPU), so sample k
+    Row k is drawn from ``seed_generator(seeds[k])`` (on the CPU), so sample k
     is identical whatever the batch size, batch split or device.
 
     Parameters
@@ -313,8 +363,8 @@ def seeded_noise(seeds: Sequence[int], shape: Sequence[int], dtype: torch.dtype 
     torch.Tensor
         Shape (len(seeds), *shape).
     """
-    rows = [torch.randn(tuple(shape), generator=torch.Generator().manual_seed(int(seed)),
-                        dtype=dtype) for seed in seeds]
+    rows = [torch.randn(tuple(shape), generator=seed_generator(seed), dtype=dtype)
+            for seed in seeds]
     if not rows:
         return torch.empty((0, *shape), dtype=dtype, device=device)
     return torch.stack(rows).to(device)

@@ -41,6 +41,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from radiodiff.diffusion.sampling import seed_generator
+
 __all__ = [
     "SmallCNN", "train_classifier", "accuracy_and_confusion", "real_vs_fake", "embed",
     "frechet_distance", "precision_recall", "memorisation",
@@ -395,7 +397,7 @@ def train_classifier(images: ArrayLike, labels: ArrayLike, num_classes: int,
                              f"images have {tuple(x.shape[1:])}")
     device = torch.device(device)
 
-    generator = torch.Generator().manual_seed(seed)  # shuffling and augmentation
+    generator = seed_generator(seed)  # shuffling and augmentation
     devices = [device.index or 0] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(seed)  # initialisation and dropout

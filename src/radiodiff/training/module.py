@@ -14,7 +14,6 @@ import math
 from typing import Any
 
 import lightning as L
-import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 from torchmetrics import MeanMetric
@@ -22,6 +21,7 @@ from torchmetrics import MeanMetric
 from radiodiff.diffusion.edm import edm_loss, noise_distribution
 from radiodiff.diffusion.factory import build_denoiser, network_args
 from radiodiff.diffusion.intensity import IntensityTransform
+from radiodiff.diffusion.sampling import seed_generator, seed_state
 from radiodiff.diffusion.conditions import ConditionTransform
 from radiodiff.diffusion.unet import drop_conditions
 
@@ -47,11 +47,14 @@ def checkpoint_progress(checkpoint: dict, batch_images: int) -> tuple[int, int]:
 
 
 def step_generator(seed: int, step: int, rank: int, device: torch.device) -> torch.Generator:
-    """A generator that depends only on (seed, step, rank): resumable without RNG state."""
-    words = np.random.SeedSequence([seed, 7, step, rank]).generate_state(2, np.uint32)
-    g = torch.Generator(device=device)
-    g.manual_seed(int(words[0]) << 31 | int(words[1]) >> 1)
-    return g
+    """A generator that depends only on (seed, step, rank): resumable without RNG state.
+
+    The words ``(seed, 7, step, rank)`` hashed by :func:`radiodiff.diffusion.sampling.seed_state`,
+    packed as ``(w0 << 31) | (w1 >> 1)`` (this packing, not ``word_seed``'s, is what runs
+    resumed from existing checkpoints continue with).
+    """
+    w0, w1 = (int(w) for w in seed_state(seed, 7, step, rank, n=2))
+    return seed_generator(w0 << 31 | w1 >> 1, device=device)
 
 
 class DiffusionModule(L.LightningModule):
