@@ -10,7 +10,8 @@ import torch
 from omegaconf import OmegaConf
 
 from radiodiff.config import DataConfig
-from radiodiff.data.datamodule import CutoutDataModule, CutoutDataset, EpochShuffleSampler
+from radiodiff.data.datamodule import (CutoutDataModule, CutoutDataset, EpochShuffleSampler,
+                                       dihedral)
 from radiodiff.data.prepared import FLOAT_COLUMNS, data_sha256, write_prepared
 
 N, H = 40, 16
@@ -194,6 +195,19 @@ def test_d4_augmentation_is_exact(h5file):
                                        orig.flatten().sort().values, rtol=0, atol=0)
             used.add(j)
     assert used == set(range(8))  # all of D4 is reached, identity is not all we do
+
+
+def test_dihedral_is_the_group_d4():
+    img = torch.rand(2, 1, 5, 5, generator=torch.Generator().manual_seed(0))
+    got = [dihedral(img, k, flip_x=f) for f in (False, True) for k in range(4)]
+    for j, (g, t) in enumerate(zip(got, d4_transforms(img))):
+        assert torch.equal(g, t), j
+    assert dihedral(img) is img                                # identity: no copy
+    assert torch.equal(dihedral(img, 5), dihedral(img, 1))     # k modulo 4
+    assert torch.equal(dihedral(img, flip_y=True), torch.flip(img, (-2,)))
+    assert torch.equal(dihedral(img, 2), dihedral(img, flip_x=True, flip_y=True))
+    wide = torch.rand(1, 3, 7)
+    assert dihedral(wide, 1).shape == (1, 7, 3) and dihedral(wide, 2).shape == (1, 3, 7)
 
 
 def test_flips_only_and_rot90_only_subgroups(h5file):

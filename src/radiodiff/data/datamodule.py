@@ -29,7 +29,7 @@ from radiodiff.data.prepared import FLOAT_COLUMNS, read_prepared
 from radiodiff.diffusion.sampling import seed_generator, word_seed
 
 __all__ = [
-    "Augment", "augment_image", "CutoutDataset", "EpochShuffleSampler", "SampleStream",
+    "Augment", "dihedral", "augment_image", "CutoutDataset", "EpochShuffleSampler", "SampleStream",
     "StreamSampler", "CutoutDataModule",
 ]
 
@@ -93,6 +93,22 @@ def _rotate(image: torch.Tensor, angle: float) -> torch.Tensor:
                          align_corners=False)[0]
 
 
+def dihedral(x: torch.Tensor, k: int = 0, flip_x: bool = False, flip_y: bool = False
+             ) -> torch.Tensor:
+    """One of the 8 symmetries of the square (group D4) on the last two axes (H, W). Exact.
+
+    Flips first (``flip_x`` reverses the last axis, ``flip_y`` the one before), then a
+    rotation by ``k * 90`` degrees (``torch.rot90`` over ``(-2, -1)``). A rotation by an
+    odd ``k`` swaps H and W. The identity returns ``x`` itself (not a copy).
+    """
+    dims = [d for d, f in ((-1, flip_x), (-2, flip_y)) if f]
+    if dims:
+        x = torch.flip(x, dims)
+    if k % 4:
+        x = torch.rot90(x, k, dims=(-2, -1))
+    return x
+
+
 def augment_image(image: torch.Tensor, augment: Augment, generator: torch.Generator
                   ) -> torch.Tensor:
     """Apply ``augment`` to one image (C, H, W), drawing every random number from ``generator``.
@@ -103,12 +119,8 @@ def augment_image(image: torch.Tensor, augment: Augment, generator: torch.Genera
     flip = torch.randint(0, 2, (2,), generator=generator)
     k = int(torch.randint(0, 4, (1,), generator=generator))
     u = float(torch.rand((1,), generator=generator))
-    if augment.flips:
-        dims = [d for d, f in zip((-1, -2), flip.tolist()) if f]
-        if dims:
-            image = torch.flip(image, dims)
-    if augment.rot90 and k:
-        image = torch.rot90(image, k, dims=(-2, -1))
+    flip_x, flip_y = (bool(f) for f in flip.tolist()) if augment.flips else (False, False)
+    image = dihedral(image, k if augment.rot90 else 0, flip_x, flip_y)
     if augment.rotate:
         image = _rotate(image, (2.0 * u - 1.0) * math.pi)
     return image.contiguous()

@@ -256,6 +256,9 @@ def _augment(x: Tensor, generator: torch.Generator) -> Tensor:
     Radio sources have no preferred orientation on the sky, so these leave the class
     unchanged. Non-square images get only flips (rotations by 0 or 180 degrees).
     """
+    # the one D4 rule of the training data; imported here: the DataModule pulls in Lightning
+    from radiodiff.data.datamodule import dihedral
+
     n = x.shape[0]
     square = x.shape[-1] == x.shape[-2]
     # (N,) rotation count and flip flag; drawn for all images in one go so the random
@@ -270,10 +273,7 @@ def _augment(x: Tensor, generator: torch.Generator) -> Tensor:
             idx = ((k == kk) & (flip == ff)).nonzero().flatten()
             if idx.numel() == 0:
                 continue
-            t = x[idx]
-            if ff:
-                t = t.flip(-1)
-            out[idx] = torch.rot90(t, kk, dims=(-2, -1))
+            out[idx] = dihedral(x[idx], kk, flip_x=ff)
     return out
 
 
