@@ -30,8 +30,8 @@ import numpy as np
 
 from radiodiff.diffusion.sampling import SAMPLERS, sampler_nfe
 from radiodiff.evaluation.evaluate import (EvalSettings, ImageSet, evaluate, generated_set,
-                                reference_meta, reference_set, w1_ratios,
-                                w1_summary)
+                                           proportional_labels, reference_meta, reference_set,
+                                           reference_splits, w1_ratios, w1_summary)
 
 def _parse_config(config: str) -> tuple[str, int, float, dict]:
     """``sampler:steps[:g=<guidance>][:smax=<sigma_max>][:churn=<S_churn>]``."""
@@ -62,12 +62,10 @@ def score_configs(model: str, reference: str, split: str, n: int, configs: list[
     train for ``split=valid``, so the test split is never touched while choosing settings)
     the same way: what "indistinguishable" gives at this sample size.
     """
-    real, ps = reference_set(reference, split)
-    train, _ = reference_set(reference, "train")
-    val, _ = reference_set(reference, "valid")
+    real, train, val, ps = reference_splits(reference, split)
     floor_set = val if split == "test" else train
     meta = reference_meta(ps)
-    labels = np.sort(real.labels)[(np.arange(n) * len(real.labels)) // n]
+    labels = proportional_labels(real.labels, n)
     settings = EvalSettings(seed=seed, sourcefinder=sourcefinder)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:

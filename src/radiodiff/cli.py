@@ -106,17 +106,14 @@ def _eval_name(args) -> str:
 
 
 def _cmd_evaluate(args) -> int:
-    import numpy as np
-
-    from radiodiff.evaluation.evaluate import (EvalSettings, evaluate, generated_set, reference_meta,
-                                    reference_set, samples_set, write_report)
+    from radiodiff.evaluation.evaluate import (EvalSettings, evaluate, generated_set,
+                                               proportional_rows, reference_meta, reference_set,
+                                               reference_splits, samples_set, write_report)
     from radiodiff.io.release import DEFAULT_MODEL
 
     if not (args.model or args.samples or args.real_split):
         args.model = DEFAULT_MODEL  # the built-in model
-    real, ps = reference_set(args.reference, args.split)
-    train, _ = reference_set(args.reference, "train")
-    val, _ = reference_set(args.reference, "valid")
+    real, train, val, ps = reference_splits(args.reference, args.split)
     out = Path(args.out) if args.out else Path("outputs") / "eval" / _eval_name(args)
     if args.real_split:
         fake, _ = reference_set(args.reference, args.real_split)
@@ -127,9 +124,9 @@ def _cmd_evaluate(args) -> int:
         if n < 1:
             raise ValueError(f"--n must be >= 1, got {n}")
         # class proportions of the reference split, one seed per image
-        labels = np.sort(real.labels)[(np.arange(n) * len(real.labels)) // n]
-        order = np.argsort(real.labels, kind="stable")[(np.arange(n) * len(real.labels)) // n]
-        conds = {k: v[order] for k, v in (real.conditions or {}).items()}
+        rows = proportional_rows(real.labels, n)
+        labels = real.labels[rows]
+        conds = {k: v[rows] for k, v in (real.conditions or {}).items()}
         fake = generated_set(args.model, labels, out, args.sampler, args.steps,
                              args.guidance, args.seed, args.batch_size,
                              progress=_tqdm("sample"), conditions=conds)

@@ -8,7 +8,9 @@ import pytest
 from helpers import synth
 
 from radiodiff.cli import main
-from radiodiff.evaluation.evaluate import EvalSettings, ImageSet, evaluate, reference_set, write_report
+from radiodiff.evaluation.evaluate import (EvalSettings, ImageSet, evaluate, proportional_labels,
+                                           proportional_rows, reference_set, reference_splits,
+                                           write_report)
 
 FAST = EvalSettings(classifier_epochs=4, rvf_folds=3, rvf_epochs=4, sf_max_images=12,
                     sf_processes=1, n_repeats=3)
@@ -62,6 +64,32 @@ def test_obviously_different_sets_are_caught(prepared, tmp_path):
     assert m["real_vs_fake"]["mean_accuracy"] > 0.9
     assert m["distances"]["mean"]["wasserstein1"]["ratio"] > 5
     assert m["features"]["frechet"] > 5 * m["features"]["frechet_floor"]
+
+
+def test_proportional_labels_keep_the_class_shares():
+    labels = np.array([2, 0, 1, 0, 2, 2, 0, 1, 2, 2], np.int64)  # shares 3 : 2 : 5
+    rows = proportional_rows(labels, 20)
+    assert rows.dtype == np.int64 and np.array_equal(labels[rows], np.sort(labels).repeat(2))
+    assert np.array_equal(proportional_labels(labels, 20), labels[rows])
+    assert np.bincount(proportional_labels(labels, 10)).tolist() == [3, 2, 5]
+    assert proportional_labels(labels, 4).tolist() == [0, 0, 2, 2]  # rows 0, 2, 5, 7 of the sorted
+    assert np.array_equal(proportional_rows(labels, 10), np.argsort(labels, kind="stable"))
+    for n in (1, 7, 23):  # the rule `radiodiff evaluate` and bench_quality always used
+        idx = (np.arange(n) * len(labels)) // n
+        assert np.array_equal(proportional_labels(labels, n), np.sort(labels)[idx])
+        assert np.array_equal(proportional_rows(labels, n), np.argsort(labels, kind="stable")[idx])
+
+
+def test_reference_splits_are_the_three_reference_sets(prepared):
+    real, train, val, ps = reference_splits(prepared, "valid")
+    for got, split in ((real, "valid"), (train, "train"), (val, "valid")):
+        want, _ = reference_set(prepared, split)
+        assert got.name == want.name and np.array_equal(got.images, want.images)
+        assert np.array_equal(got.labels, want.labels)
+    assert ps.classes == ["blob", "double"]
+    assert reference_splits(prepared)[0].name == "real test"
+    with pytest.raises(ValueError, match="no clean rows in split 'nope'"):
+        reference_splits(prepared, "nope")
 
 
 def test_conditioning_accuracy_known_answer():

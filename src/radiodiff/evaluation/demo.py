@@ -20,8 +20,9 @@ from typing import Any, Callable, Iterable, Optional
 import numpy as np
 
 from radiodiff.io.artifacts import atomic_text
-from radiodiff.evaluation.evaluate import (EvalSettings, ImageSet, evaluate, reference_meta, reference_set,
-                       w1_ratios, w1_summary, write_report)
+from radiodiff.evaluation.evaluate import (EvalSettings, ImageSet, evaluate, reference_meta,
+                                           reference_splits, w1_ratios, w1_summary,
+                                           write_report)
 
 __all__ = ["run_demo", "DEMO_SETTINGS"]
 
@@ -151,9 +152,7 @@ def run_demo(reference: str | Path = "data/first.h5", out: str | Path = "outputs
     if int(n_per_class) < 2:
         raise ValueError(f"n_per_class must be >= 2 (the report splits sets), got {n_per_class}")
     release = load_release(resolve_model(model))
-    real, ps = reference_set(reference, "test")
-    train, _ = reference_set(reference, "train")
-    val, _ = reference_set(reference, "valid")
+    real, train, val, ps = reference_splits(reference, "test")
     if release.classes and list(release.classes) != list(ps.classes):
         raise ValueError(f"{release.path}: model classes {release.classes} differ from "
                          f"{reference}'s {ps.classes}")

@@ -28,7 +28,8 @@ from radiodiff.data.prepared import read_prepared
 from radiodiff.evaluation import compare, pixel_bin_stats, pixel_stats, segment_stats, shape_stats
 from radiodiff.evaluation.faint import FAINT_POWER, background_fractions, faint_view, verdict
 
-__all__ = ["EvalSettings", "ImageSet", "reference_set", "samples_set", "generated_set",
+__all__ = ["EvalSettings", "ImageSet", "reference_set", "reference_splits", "proportional_rows",
+           "proportional_labels", "samples_set", "generated_set",
            "conditioning_accuracy", "evaluate", "write_report"]
 
 Progress = Optional[Callable[[Iterable, int], Iterable]]
@@ -82,6 +83,34 @@ def reference_set(path: str | Path, split: str) -> tuple[ImageSet, Any]:
     conditions = {k: ps.columns[k][rows] for k in ("peak_flux", "las_arcsec")}
     return ImageSet(ps.images[rows], ps.columns["label"][rows].astype(np.int64),
                     f"real {split}", conditions), ps
+
+
+def reference_splits(path: str | Path, split: str = "test"
+                     ) -> tuple[ImageSet, ImageSet, ImageSet, Any]:
+    """``(real, train, val, ps)``: the reference ``split``, the train and valid splits (the
+    classifiers' data) and the file's metadata, each split as :func:`reference_set`."""
+    real, ps = reference_set(path, split)
+    train, _ = reference_set(path, "train")
+    val, _ = reference_set(path, "valid")
+    return real, train, val, ps
+
+
+def proportional_rows(labels: np.ndarray, n: int) -> np.ndarray:
+    """Rows of ``n`` picks from ``labels`` in their class proportions, in class order.
+
+    Pick ``i`` is row ``(i * N) // n`` (N = ``len(labels)``) of the rows sorted by label
+    (stable sort): evenly spaced, so each class gets its share of ``n`` (rounded), and the
+    rows' other columns (e.g. the requested peak flux) can be taken along.
+    """
+    labels = np.asarray(labels)
+    return np.argsort(labels, kind="stable")[(np.arange(n) * len(labels)) // n]
+
+
+def proportional_labels(labels: np.ndarray, n: int) -> np.ndarray:
+    """``n`` labels in the class proportions of ``labels``, sorted by class: the labels of
+    :func:`proportional_rows`."""
+    labels = np.asarray(labels)
+    return labels[proportional_rows(labels, n)]
 
 
 def reference_meta(ps) -> dict[str, Any]:
