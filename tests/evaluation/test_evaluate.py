@@ -10,7 +10,7 @@ from helpers import synth
 from radiodiff.cli import main
 from radiodiff.evaluation.evaluate import (EvalSettings, ImageSet, evaluate, proportional_labels,
                                            proportional_rows, reference_set, reference_splits,
-                                           write_report)
+                                           sample_classes, write_report)
 
 FAST = EvalSettings(classifier_epochs=4, rvf_folds=3, rvf_epochs=4, sf_max_images=12,
                     sf_processes=1, n_repeats=3)
@@ -90,6 +90,29 @@ def test_reference_splits_are_the_three_reference_sets(prepared):
     assert reference_splits(prepared)[0].name == "real test"
     with pytest.raises(ValueError, match="no clean rows in split 'nope'"):
         reference_splits(prepared, "nope")
+
+
+def test_sample_classes_runs_the_seeds_on_across_classes(monkeypatch):
+    import types
+    import radiodiff.diffusion.generate as gen
+    calls = []
+
+    def fake_generate(release, n, label=None, seed=0, **kw):
+        calls.append((n, label, seed, kw))
+        return types.SimpleNamespace(images=np.full((n, 1, 2, 2), seed, np.float32))
+
+    monkeypatch.setattr(gen, "generate", fake_generate)
+    release = types.SimpleNamespace(classes=["FRI", "FRII", "Compact"])
+    out = sample_classes(release, [(0, 2), (1, 0), (2, 3)], 10, steps=4, batch_size=8)
+    assert not calls  # lazy: one class at a time, as the caller consumes them
+    got = [(label, res.images[:, 0, 0, 0].tolist()) for label, res in out]
+    assert got == [(0, [10, 10]), (2, [12, 12, 12])]
+    assert calls == [(2, "FRI", 10, {"steps": 4, "batch_size": 8}),
+                     (3, "Compact", 12, {"steps": 4, "batch_size": 8})]  # count 0 skipped
+    calls.clear()
+    assert [label for label, _ in sample_classes(types.SimpleNamespace(classes=[]),
+                                                  [(-1, 5)], 3)] == [-1]
+    assert calls == [(5, None, 3, {})]  # -1: no class condition
 
 
 def test_conditioning_accuracy_known_answer():

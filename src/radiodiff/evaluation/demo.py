@@ -21,8 +21,8 @@ import numpy as np
 
 from radiodiff.io.artifacts import atomic_text
 from radiodiff.evaluation.evaluate import (EvalSettings, ImageSet, evaluate, reference_meta,
-                                           reference_splits, w1_ratios, w1_summary,
-                                           write_report)
+                                           reference_splits, sample_classes, w1_ratios,
+                                           w1_summary, write_report)
 
 __all__ = ["run_demo", "DEMO_SETTINGS"]
 
@@ -147,7 +147,7 @@ def run_demo(reference: str | Path = "data/first.h5", out: str | Path = "outputs
         Bad options, or the model and the reference file disagree on classes or image size.
     """
     from radiodiff.io.release import load_release, resolve_model
-    from radiodiff.diffusion.generate import generate, save_samples
+    from radiodiff.diffusion.generate import save_samples
 
     if int(n_per_class) < 2:
         raise ValueError(f"n_per_class must be >= 2 (the report splits sets), got {n_per_class}")
@@ -162,12 +162,11 @@ def run_demo(reference: str | Path = "data/first.h5", out: str | Path = "outputs
     out = Path(out)
     paths: dict[str, Path] = {}
     images, labels = [], []
-    groups = list(enumerate(release.classes)) or [(-1, None)]
+    counts = [(c, n_per_class) for c in range(len(release.classes))] or [(-1, n_per_class)]
     t0 = time.perf_counter()
-    for c, name in groups:
-        res = generate(release, n_per_class, label=name, sampler=sampler, steps=steps,
-                       guidance=guidance, seed=seed + max(c, 0) * n_per_class,
-                       batch_size=batch_size, progress=progress)
+    for c, res in sample_classes(release, counts, seed, sampler=sampler, steps=steps,
+                                 guidance=guidance, batch_size=batch_size, progress=progress):
+        name = release.classes[c] if c >= 0 else None
         written = save_samples(out / "samples" / (name or "all"), release, res)
         paths[f"samples/{name or 'all'}"] = written["samples.h5"].parent
         images.append(res.images)

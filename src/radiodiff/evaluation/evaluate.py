@@ -18,7 +18,7 @@ import re
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Optional
+from typing import Any, Callable, Iterable, Iterator, Optional
 
 import numpy as np
 import torch
@@ -29,7 +29,7 @@ from radiodiff.evaluation import compare, pixel_bin_stats, pixel_stats, segment_
 from radiodiff.evaluation.faint import FAINT_POWER, background_fractions, faint_view, verdict
 
 __all__ = ["EvalSettings", "ImageSet", "reference_set", "reference_splits", "proportional_rows",
-           "proportional_labels", "samples_set", "generated_set",
+           "proportional_labels", "samples_set", "sample_classes", "generated_set",
            "conditioning_accuracy", "evaluate", "write_report"]
 
 Progress = Optional[Callable[[Iterable, int], Iterable]]
@@ -137,6 +137,34 @@ def samples_set(path: str | Path) -> ImageSet:
                         f"generated ({path.parent.name})")
 
 
+def sample_classes(release, counts: Iterable[tuple[int, int]], seed: int = 0,
+                   **generate_kw: Any) -> Iterator[tuple[int, Any]]:
+    """Images class by class from a release, every image its own seed.
+
+    For each ``(label, count)`` in ``counts`` (``label`` a class index of ``release.classes``,
+    -1: no class condition) draws ``count`` images with
+    :func:`radiodiff.diffusion.generate.generate`; the seeds run on across the classes: the
+    group's image k has seed ``seed`` + the counts of the groups before it + k. Groups of
+    count 0 are skipped. ``generate_kw`` (sampler, steps, guidance, batch_size, progress,
+    sigma_max, ...) goes to ``generate``.
+
+    Yields
+    ------
+    (int, GenerateResult)
+        The label and its images, as each group is done.
+    """
+    from radiodiff.diffusion.generate import generate
+
+    offset = seed
+    for label, count in counts:
+        if count == 0:
+            continue
+        yield label, generate(release, count,
+                              label=release.classes[label] if label >= 0 else None,
+                              seed=offset, **generate_kw)
+        offset += count
+
+
 def generated_set(model: str | Path, labels: np.ndarray, out_dir: Path, sampler: str,
                   steps: int, guidance: float, seed: int, batch_size: int,
                   progress: Progress = None, conditions: dict | None = None,
@@ -151,7 +179,6 @@ def generated_set(model: str | Path, labels: np.ndarray, out_dir: Path, sampler:
     """
     from radiodiff.io.release import load_release, resolve_model
     from radiodiff.training.export import export_checkpoint
-    from radiodiff.diffusion.generate import generate
 
     model = resolve_model(model)
     if model.is_file():  # a training checkpoint: export its EMA weights first
@@ -162,19 +189,13 @@ def generated_set(model: str | Path, labels: np.ndarray, out_dir: Path, sampler:
         return _generated_per_row(release, model, labels, conditions, scalars, sampler, steps,
                                   guidance, seed, progress, sampler_kw or {})
     images, out_labels = [], []
-    classes = release.classes
     groups = ([(int(c), int((labels == c).sum())) for c in np.unique(labels) if c >= 0]
-              if classes else [(-1, len(labels))])
-    offset = seed
-    for label, count in groups:
-        if count == 0:
-            continue
-        res = generate(release, count, label=classes[label] if label >= 0 else None,
-                       sampler=sampler, steps=steps, guidance=guidance, seed=offset,
-                       batch_size=batch_size, progress=progress, **(sampler_kw or {}))
-        offset += count  # every image its own seed
+              if release.classes else [(-1, len(labels))])
+    for label, res in sample_classes(release, groups, seed, sampler=sampler, steps=steps,
+                                     guidance=guidance, batch_size=batch_size,
+                                     progress=progress, **(sampler_kw or {})):
         images.append(res.images)
-        out_labels.append(np.full(count, label))
+        out_labels.append(np.full(len(res.images), label))
     return ImageSet(np.concatenate(images), np.concatenate(out_labels),
                     f"generated ({model.name}, {sampler} {steps})")
 
