@@ -19,7 +19,7 @@ from typing import Any, Callable, Iterable, Optional
 
 import numpy as np
 
-from radiodiff.io.artifacts import atomic_text
+from radiodiff.io.artifacts import atomic_text, new_figure, save_figure
 from radiodiff.evaluation.evaluate import (EvalSettings, ImageSet, evaluate, reference_meta,
                                            reference_splits, sample_classes, w1_ratios,
                                            w1_summary, write_report)
@@ -42,11 +42,6 @@ def real_vs_generated_figure(path: Path, real: ImageSet, fake: ImageSet, classes
     Real images are a seeded random choice among the class's test images. Shown with a
     square-root stretch on a fixed [0, 1] scale, north up.
     """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    from radiodiff.io.artifacts import atomic_write
-
     rng = np.random.default_rng(seed)
     groups = list(enumerate(classes)) if classes else [(-1, "all")]
     rows = []
@@ -57,8 +52,7 @@ def real_vs_generated_figure(path: Path, real: ImageSet, fake: ImageSet, classes
         rows += [(f"{name} real", real.images[r, 0]), (f"{name} generated",
                                                        fake.images[f[:n_per_class], 0])]
     ncols, panel = n_per_class, 0.8
-    fig = Figure(figsize=(panel * ncols + 1.2, panel * len(rows) + 0.5), dpi=100)
-    FigureCanvasAgg(fig)
+    fig = new_figure((panel * ncols + 1.2, panel * len(rows) + 0.5), dpi=100)
     fig.subplots_adjust(left=1.2 / (panel * ncols + 1.2), right=0.995, bottom=0.005,
                         top=1 - 0.5 / (panel * len(rows) + 0.5), wspace=0.04, hspace=0.06)
     for i, (title, images) in enumerate(rows):
@@ -75,7 +69,7 @@ def real_vs_generated_figure(path: Path, real: ImageSet, fake: ImageSet, classes
                 ax.set_ylabel(title, fontsize=7, rotation=0, ha="right", va="center")
     fig.suptitle(f"real test images (odd rows) vs generated ({fake.name}); sqrt stretch",
                  fontsize=9)
-    return atomic_write(Path(path), lambda tmp: fig.savefig(tmp, format="png"))
+    return save_figure(fig, Path(path), format="png")
 
 
 def _summary(metrics: dict, release, fake: ImageSet, settings: dict, t_sample: float,

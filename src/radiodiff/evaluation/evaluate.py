@@ -23,7 +23,8 @@ from typing import Any, Callable, Iterable, Iterator, Optional
 import numpy as np
 import torch
 
-from radiodiff.io.artifacts import atomic_text, atomic_write, save_image_grid, to_plain
+from radiodiff.io.artifacts import (atomic_text, atomic_write, new_figure, save_figure,
+                                    save_image_grid, to_plain)
 from radiodiff.data.prepared import read_prepared
 from radiodiff.evaluation import compare, pixel_bin_stats, pixel_stats, segment_stats, shape_stats
 from radiodiff.evaluation.faint import FAINT_POWER, background_fractions, faint_view, verdict
@@ -421,14 +422,10 @@ _HEADLINE = ("mean", "std", "active_fraction", "cx", "cy", "radius", "size", "or
 
 
 def _hist_figure(path: Path, stats_r: dict, stats_f: dict, keys: list[str]) -> Path:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
     from radiodiff.evaluation.distances import binned_relative_difference
     ncols = 4
     nrows = -(-len(keys) // ncols)
-    fig = Figure(figsize=(3.2 * ncols, 3.0 * nrows))
-    FigureCanvasAgg(fig)
+    fig = new_figure((3.2 * ncols, 3.0 * nrows))
     grid = fig.add_gridspec(2 * nrows, ncols, height_ratios=[3, 1] * nrows, hspace=0.5)
     for i, key in enumerate(keys):
         r, f = np.asarray(stats_r[key], float), np.asarray(stats_f[key], float)
@@ -453,14 +450,11 @@ def _hist_figure(path: Path, stats_r: dict, stats_f: dict, keys: list[str]) -> P
         if i == 0:
             top.legend(fontsize=6)
             bot.set_ylabel("(gen−real)/real", fontsize=6)
-    return atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=90))
+    return save_figure(fig, path, dpi=90)
 
 
 def _centre_figure(path: Path, stats_r: dict, stats_f: dict, size: int) -> Path:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-    fig = Figure(figsize=(4.5, 4.2))
-    FigureCanvasAgg(fig)
+    fig = new_figure((4.5, 4.2))
     ax = fig.add_subplot()
     edges = np.linspace(0, size - 1, 21)
     for stats, colour, label in ((stats_r, "k", "real"), (stats_f, "C1", "generated")):
@@ -475,16 +469,13 @@ def _centre_figure(path: Path, stats_r: dict, stats_f: dict, size: int) -> Path:
     ax.set_xlabel("centre of emission x [pixel]")
     ax.set_ylabel("y [pixel]")
     ax.legend(fontsize=7)
-    return atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=90))
+    return save_figure(fig, path, dpi=90)
 
 
 def _confusion_figure(path: Path, conf: list, classes: list[str], title: str) -> Path:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
     m = np.asarray(conf, float)
     norm = m / np.maximum(m.sum(1, keepdims=True), 1)
-    fig = Figure(figsize=(3.6, 3.3))
-    FigureCanvasAgg(fig)
+    fig = new_figure((3.6, 3.3))
     ax = fig.add_subplot()
     ax.imshow(norm, vmin=0, vmax=1, cmap="Blues")
     for i in range(len(classes)):
@@ -496,7 +487,7 @@ def _confusion_figure(path: Path, conf: list, classes: list[str], title: str) ->
     ax.set_ylabel("true / requested")
     ax.set_title(title, fontsize=8)
     fig.tight_layout()
-    return atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=90))
+    return save_figure(fig, path, dpi=90)
 
 
 def _fmt(x: Any) -> str:

@@ -1,8 +1,10 @@
-"""Writing artifacts safely: atomic files, JSON-safe values, PNG preview grids.
+"""Writing artifacts safely: atomic files, JSON-safe values, figures and PNG preview grids.
 
 Every file radiodiff writes goes through :func:`atomic_write`: the content is written to a
 temporary name in the same folder and renamed over the target, so an interrupted run never
-leaves a half-written file and never damages an earlier one.
+leaves a half-written file and never damages an earlier one. Figures are made with
+:func:`new_figure` (matplotlib's object API on an Agg canvas, pyplot's global state
+untouched) and written with :func:`save_figure`.
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-__all__ = ["atomic_write", "atomic_text", "to_plain", "save_image_grid"]
+__all__ = ["atomic_write", "atomic_text", "to_plain", "new_figure", "save_figure",
+           "save_image_grid"]
 
 
 def atomic_write(path: str | Path, write: Callable[[Path], Any], fsync: bool = False) -> Path:
@@ -67,6 +70,26 @@ def to_plain(value: Any) -> Any:
     return str(value)
 
 
+def new_figure(figsize: tuple[float, float], dpi: float | None = None):
+    """A ``matplotlib.figure.Figure`` of ``figsize`` inches on its own Agg canvas.
+
+    No pyplot: nothing global (backend, current figure) is touched, and the figure is freed
+    with its last reference. ``dpi`` None: matplotlib's default (``figure.dpi``).
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=figsize, dpi=dpi)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def save_figure(fig, path: str | Path, **savefig_kw: Any) -> Path:
+    """Write ``fig`` to ``path`` atomically (:func:`atomic_write`; the format follows the
+    suffix unless ``format`` is given); ``savefig_kw`` goes to ``Figure.savefig``."""
+    return atomic_write(path, lambda tmp: fig.savefig(tmp, **savefig_kw))
+
+
 def save_image_grid(path: str | Path, images: np.ndarray, title: str = "",
                     titles: Sequence[str] | None = None, ncols: int = 8,
                     cmap: str = "inferno") -> Path:
@@ -74,9 +97,6 @@ def save_image_grid(path: str | Path, images: np.ndarray, title: str = "",
 
     North up (``origin="lower"``, the FITS convention). A preview, not science output.
     """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
     images = np.asarray(images)
     images = images[:, 0] if images.ndim == 4 else images
     k = len(images)
@@ -85,8 +105,7 @@ def save_image_grid(path: str | Path, images: np.ndarray, title: str = "",
     ncols = min(ncols, k)
     nrows = math.ceil(k / ncols)
     panel = 1.25  # inches per panel
-    fig = Figure(figsize=(panel * ncols, panel * nrows + 0.45), dpi=100)
-    FigureCanvasAgg(fig)  # Agg without touching pyplot's global backend
+    fig = new_figure((panel * ncols, panel * nrows + 0.45), dpi=100)
     top = 1 - 0.45 / (panel * nrows + 0.45)
     fig.subplots_adjust(left=0.01, right=0.99, bottom=0.01, top=top - 0.02,
                         wspace=0.05, hspace=0.25)
@@ -99,4 +118,4 @@ def save_image_grid(path: str | Path, images: np.ndarray, title: str = "",
         ax.set_axis_off()
     if title:
         fig.suptitle(title, fontsize=9, y=0.995)
-    return atomic_write(path, lambda tmp: fig.savefig(tmp, format="png"))
+    return save_figure(fig, path, format="png")

@@ -1,0 +1,48 @@
+"""Figures through the one helper pair: new_figure (Agg, no pyplot) and save_figure (atomic)."""
+
+import sys
+
+import pytest
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.image import imread
+
+from radiodiff.io.artifacts import new_figure, save_figure
+
+
+def test_new_figure_is_an_agg_figure_of_that_size():
+    pyplot = sys.modules.get("matplotlib.pyplot")
+    before = pyplot.get_fignums() if pyplot else None
+    fig = new_figure((2.0, 1.5), dpi=50)
+    assert isinstance(fig.canvas, FigureCanvasAgg)
+    assert tuple(fig.get_size_inches()) == (2.0, 1.5) and fig.dpi == 50
+    assert new_figure((1, 1)).dpi > 0  # matplotlib's default
+    # pyplot's figure manager never hears of it (nor is pyplot imported for it)
+    assert (pyplot.get_fignums() == before) if pyplot else \
+        "matplotlib.pyplot" not in sys.modules
+
+
+def test_save_figure_writes_the_png_and_passes_savefig_options(tmp_path):
+    fig = new_figure((2.0, 1.0), dpi=100)
+    fig.add_subplot().plot([0, 1], [1, 0])
+    path = save_figure(fig, tmp_path / "sub" / "f.png", dpi=40)
+    assert path == tmp_path / "sub" / "f.png"
+    assert imread(path).shape[:2] == (40, 80)  # savefig's dpi, not the figure's
+    other = save_figure(fig, tmp_path / "g.img", format="png")
+    assert other.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["g.img", "sub"]
+
+
+def test_failed_save_leaves_the_old_file_and_no_temporary(tmp_path, monkeypatch):
+    path = tmp_path / "f.png"
+    path.write_bytes(b"old")
+    fig = new_figure((1.0, 1.0))
+
+    def broken(fname, **kwargs):
+        with open(fname, "wb") as fh:
+            fh.write(b"partial")
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(fig, "savefig", broken)
+    with pytest.raises(RuntimeError, match="disk full"):
+        save_figure(fig, path)
+    assert path.read_bytes() == b"old" and [p.name for p in tmp_path.iterdir()] == ["f.png"]
