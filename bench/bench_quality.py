@@ -194,7 +194,10 @@ def main() -> None:
         atomic_text(args.out, json.dumps({
             "model": resolve_model(args.model).name, "reference": Path(args.reference).name,
             "reference_sha256": ps.attrs.get("data_sha256"), "split": args.split,
-            "seed": args.seed, "git_commit": git_commit(), "settings": vars(args),
+            "seed": args.seed, "git_commit": git_commit(),
+            # no local paths in an artifact: file and folder names only
+            "settings": {k: Path(v).name if k in ("model", "reference", "out") and v else v
+                         for k, v in vars(args).items()},
             "rows": rows}, indent=2))
 
 
