@@ -68,8 +68,8 @@ def export_checkpoint(ckpt_path: str | Path, out_dir: str | Path,
 
 def _ema_prefix(cfg, halflife: float | None, ckpt_path: Path) -> tuple[str, float]:
     """State-dict prefix of the EMA with that half-life (kimg), and the half-life."""
-    main = float(cfg.train.ema_halflife_kimg)
-    bank = [float(h) for h in cfg.train.get("ema_bank_kimg", [])]
+    from radiodiff.training.module import ema_lengths
+    main, *bank = ema_lengths(cfg.train)
     if halflife is None or math.isclose(float(halflife), main):
         return "ema.", main
     for k, h in enumerate(bank):

@@ -25,7 +25,8 @@ from radiodiff.diffusion.sampling import seed_generator, seed_state
 from radiodiff.diffusion.conditions import ConditionTransform
 from radiodiff.diffusion.unet import drop_conditions
 
-__all__ = ["DiffusionModule", "checkpoint_progress", "ema_beta", "step_generator"]
+__all__ = ["DiffusionModule", "checkpoint_progress", "ema_beta", "ema_lengths",
+           "step_generator"]
 
 # Loss is also logged in these ln(sigma) bins (EDM Fig. 5a style).
 SIGMA_BINS = (0.0, 0.005, 0.02, 0.05, 0.2, 0.5, 1.0, 2.0, 5.0, math.inf)
@@ -38,6 +39,12 @@ def ema_beta(batch_images: int, images_seen: int, halflife_kimg: float,
     if rampup_ratio is not None:
         halflife = min(halflife, images_seen * rampup_ratio)
     return 0.5 ** (batch_images / max(halflife, 1e-8))
+
+
+def ema_lengths(train_cfg) -> list[float]:
+    """Half-lives (kimg) of the run's EMAs: the main one, then ``ema_bank_kimg``."""
+    return [float(train_cfg.ema_halflife_kimg),
+            *(float(h) for h in train_cfg.get("ema_bank_kimg", []))]
 
 
 def checkpoint_progress(checkpoint: dict, batch_images: int) -> tuple[int, int]:
@@ -104,7 +111,7 @@ class DiffusionModule(L.LightningModule):
         # EMAs of other lengths, chosen among after training (STYLE: EMA length measured)
         self.ema_bank = torch.nn.ModuleList(
             copy.deepcopy(self.net).requires_grad_(False)
-            for _ in self.cfg.train.get("ema_bank_kimg", []))
+            for _ in ema_lengths(self.cfg.train)[1:])
         self.intensity = IntensityTransform.from_dict(self.hparams.intensity)
         self.P_mean, self.P_std = noise_distribution(
             float(self.cfg.schedule.P_mean), float(self.cfg.schedule.P_std), float(sigma_data),
@@ -167,7 +174,7 @@ class DiffusionModule(L.LightningModule):
     def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
         t = self.cfg.train
         params = [p.detach() for p in self.net.parameters()]
-        lengths = [t.ema_halflife_kimg, *t.get("ema_bank_kimg", [])]
+        lengths = ema_lengths(t)
         with torch.no_grad():
             for ema, halflife in zip([self.ema, *self.ema_bank], lengths):
                 beta = ema_beta(self.batch_images, self.images_seen, halflife,
@@ -182,7 +189,7 @@ class DiffusionModule(L.LightningModule):
         x0, cond = self.intensity.encode(x0), self.encode_cond(cond_raw)
         # Fixed draws per batch: the validation loss is comparable across the whole run.
         t = self.cfg.train
-        lengths = [t.ema_halflife_kimg, *t.get("ema_bank_kimg", [])]
+        lengths = ema_lengths(t)
         for k, (ema, halflife) in enumerate(zip([self.ema, *self.ema_bank], lengths)):
             g = step_generator(int(self.cfg.seed) + 1, batch_idx, self.global_rank, x0.device)
             loss, _ = edm_loss(ema, x0, cond, P_mean=self.P_mean, P_std=self.P_std,
