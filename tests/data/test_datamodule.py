@@ -10,8 +10,8 @@ import torch
 from omegaconf import OmegaConf
 
 from radiodiff.config import DataConfig
-from radiodiff.data.datamodule import (CutoutDataModule, CutoutDataset, EpochShuffleSampler,
-                                       dihedral)
+from radiodiff.data.datamodule import (CutoutDataModule, CutoutDataset, SampleStream,
+                                       StreamSampler, dihedral)
 from radiodiff.data.prepared import FLOAT_COLUMNS, data_sha256, write_prepared
 
 N, H = 40, 16
@@ -148,23 +148,42 @@ def test_batch_structure_and_values(h5file):
     np.testing.assert_array_equal(lv.numpy(), cols["label"][dm.val_dataset.indices])
 
 
-def test_train_shuffle_covers_all_rows_and_depends_on_seed_and_epoch(h5file):
+def _stream_rows(dm, n):
+    """Rows (row r has r mJy/beam) of the first n samples of the training stream."""
+    loader = iter(dm.train_dataloader())
+    rows = []
+    while len(rows) < n:
+        rows += [int(r) for r in torch.round(next(loader)[1]["peak_flux"] * 1e3)]
+    return rows[:n]
+
+
+def test_train_stream_covers_each_epoch_and_depends_on_seed_and_epoch(h5file):
     dm = CutoutDataModule(h5file[0], batch_size=4, conditions=["peak_flux"], seed=3)
     dm.setup("fit")
-
-    def order(loader):
-        return [int(r) for _, c in loader for r in torch.round(c["peak_flux"] * 1e3)]
-
-    loader = dm.train_dataloader()
-    first = order(loader)
-    assert sorted(first) == sorted(dm.train_dataset.indices.tolist())
-    assert first != sorted(first)
-    assert order(loader) == first  # same epoch -> same order (no running RNG state)
-    loader.sampler.set_epoch(1)
-    assert order(loader) != first
+    n = len(dm.train_dataset)
+    rows = _stream_rows(dm, 2 * n)
+    first, second = rows[:n], rows[n:]
+    assert sorted(first) == sorted(second) == sorted(dm.train_dataset.indices.tolist())
+    assert first != sorted(first) and second != first  # a new order each epoch
+    assert _stream_rows(dm, 2 * n) == rows              # no running RNG state
     dm2 = CutoutDataModule(h5file[0], batch_size=4, conditions=["peak_flux"], seed=4)
     dm2.setup("fit")
-    assert order(dm2.train_dataloader()) != first
+    assert _stream_rows(dm2, n) != first
+
+
+def test_stream_continues_after_the_samples_seen(h5file):
+    dm = CutoutDataModule(h5file[0], batch_size=4, augment=D4_ALL, seed=5,
+                          conditions=["peak_flux"])
+    dm.setup("fit")
+    stream = SampleStream(dm.train_dataset, seed=5)
+    whole = [stream[g] for g in range(30)]
+    # a resumed run after 26 samples, and rank 1 of 2 from there
+    assert list(zip(range(4), StreamSampler(26))) == [(i, 26 + i) for i in range(4)]
+    assert [g for _, g in zip(range(2), StreamSampler(26, rank=1, world_size=2))] == [27, 29]
+    again = SampleStream(dm.train_dataset, seed=5)
+    for g in (29, 26, 3):  # any order of access gives the same sample
+        x, c = again[g]
+        assert torch.equal(x, whole[g][0]) and torch.equal(c["peak_flux"], whole[g][1]["peak_flux"])
 
 
 def test_unknown_condition_raises(h5file):
@@ -184,9 +203,8 @@ def test_d4_augmentation_is_exact(h5file):
     ds = CutoutDataset(path, rows, conditions=[], augment=D4_ALL, seed=0)
     used = set()
     for epoch in range(3):
-        ds.set_epoch(epoch)
         for i, r in enumerate(rows):
-            aug, _ = ds[i]
+            aug, _ = ds.get(i, epoch)
             orig = torch.from_numpy(images[r])
             assert aug.shape == (1, H, H) and aug.dtype == torch.float32
             j = d4_index(aug, orig)
@@ -226,18 +244,15 @@ def test_augmentation_deterministic_per_seed_epoch_row(h5file):
     rows = np.arange(N)
     a = CutoutDataset(path, rows, conditions=[], augment=D4_ALL, seed=7)
     b = CutoutDataset(path, rows[::-1].copy(), conditions=[], augment=D4_ALL, seed=7)
-    a.set_epoch(2)
-    b.set_epoch(2)
     # Depends on the row, not on its position in the dataset nor on the call history.
-    stack_a = torch.stack([a[i][0] for i in range(N)])
-    stack_b = torch.stack([b[N - 1 - i][0] for i in range(N)])
+    stack_a = torch.stack([a.get(i, 2)[0] for i in range(N)])
+    stack_b = torch.stack([b.get(N - 1 - i, 2)[0] for i in range(N)])
     assert torch.equal(stack_a, stack_b)
-    assert torch.equal(a[5][0], stack_a[5])
-    a.set_epoch(3)
-    assert not torch.equal(torch.stack([a[i][0] for i in range(N)]), stack_a)
+    assert torch.equal(a.get(5, 2)[0], stack_a[5])
+    assert not torch.equal(torch.stack([a.get(i, 3)[0] for i in range(N)]), stack_a)
     c = CutoutDataset(path, rows, conditions=[], augment=D4_ALL, seed=8)
-    c.set_epoch(2)
-    assert not torch.equal(torch.stack([c[i][0] for i in range(N)]), stack_a)
+    assert not torch.equal(torch.stack([c.get(i, 2)[0] for i in range(N)]), stack_a)
+    assert torch.equal(a[5][0], a.get(5, 0)[0])  # indexing: epoch 0
 
 
 def test_continuous_rotation_keeps_shape_and_is_not_exact(h5file):
@@ -290,81 +305,11 @@ def test_two_workers_match_main_process(h5file):
         val, train = dm.val_dataloader(), dm.train_dataloader()
         assert train.persistent_workers is False
         assert (train.worker_init_fn is not None) == (workers > 0)
-        train.sampler.set_epoch(1)
-        batches[workers] = [b for loader in (val, train) for b in loader]
+        batches[workers] = [*val, *(b for _, b in zip(range(8), train))]
     assert len(batches[0]) == len(batches[2])
     for (x0, c0), (x2, c2) in zip(batches[0], batches[2]):
         assert torch.equal(x0, x2)
         assert all(torch.equal(c0[k], c2[k]) for k in c0)
-
-
-# ----------------------------------------------------------------------- lightning wiring
-def test_epoch_hook_sets_dataset_epoch(h5file):
-    dm = CutoutDataModule(h5file[0], augment=D4_ALL)
-    dm.setup("fit")
-    loader = dm.train_dataloader()
-    assert dm.train_dataset.epoch == 0
-    loader.sampler.set_epoch(4)  # what Lightning's fit loop calls every epoch
-    assert dm.train_dataset.epoch == 4 and loader.sampler.epoch == 4
-
-    class FakeTrainer:
-        current_epoch = 6
-
-    dm.trainer = FakeTrainer()  # e.g. a resumed run building its loader at epoch 6
-    loader = dm.train_dataloader()
-    assert dm.train_dataset.epoch == 6 and loader.sampler.epoch == 6
-    assert isinstance(loader.sampler, EpochShuffleSampler)
-
-
-@pytest.mark.filterwarnings("ignore:.*does not have many workers:UserWarning")
-@pytest.mark.filterwarnings("ignore:.*number of training batches.*:UserWarning")
-def test_trainer_resume_sees_same_epoch_data(h5file, tmp_path):
-    import lightning as L
-
-    class Recorder(L.LightningModule):
-        def __init__(self):
-            super().__init__()
-            self.w = torch.nn.Parameter(torch.zeros(()))
-            self.seen = {}
-
-        def training_step(self, batch, batch_idx):
-            x, cond = batch
-            rows = torch.round(cond["peak_flux"] * 1e3).long()  # row r has r mJy/beam
-            self.seen.setdefault(self.current_epoch, []).append((rows, x.clone()))
-            return (self.w - x.mean()) ** 2
-
-        def validation_step(self, batch, batch_idx):
-            pass  # present only so the datamodule's val loader is not reported as unused
-
-        def configure_optimizers(self):
-            return torch.optim.SGD(self.parameters(), lr=0.1)
-
-    def fit(max_epochs, ckpt_path=None, save=None):
-        # Two lazy workers: the epoch must reach freshly forked workers every epoch.
-        dm = CutoutDataModule(h5file[0], batch_size=8, augment=D4_ALL, seed=11,
-                              conditions=["peak_flux"], num_workers=2, in_memory=False)
-        model = Recorder()
-        trainer = L.Trainer(max_epochs=max_epochs, accelerator="cpu", logger=False,
-                            enable_checkpointing=False, enable_progress_bar=False,
-                            enable_model_summary=False, limit_val_batches=0)
-        trainer.fit(model, datamodule=dm, ckpt_path=ckpt_path)
-        if save:
-            trainer.save_checkpoint(save)
-        return {e: (torch.cat([r for r, _ in b]), torch.cat([x for _, x in b]))
-                for e, b in model.seen.items()}
-
-    def by_row(rows_x):
-        rows, x = rows_x
-        return x[torch.argsort(rows)]
-
-    full = fit(2)
-    assert not torch.equal(full[0][0], full[1][0])  # new shuffle order each epoch ...
-    assert not torch.equal(by_row(full[0]), by_row(full[1]))  # ... and new transforms
-    ckpt = tmp_path / "epoch1.ckpt"
-    fit(1, save=ckpt)
-    resumed = fit(2, ckpt_path=ckpt)
-    assert list(resumed) == [1]
-    assert torch.equal(resumed[1][0], full[1][0]) and torch.equal(resumed[1][1], full[1][1])
 
 
 # ---------------------------------------------------------------------------- checkpoints

@@ -345,7 +345,7 @@ def test_sigma_data_is_measured_in_memory_or_lazily(tmp_path, tiny_h5):
     cfg = cfg_for(tmp_path, tiny_h5)
     values = []
     for in_memory in (True, False):
-        dm = CutoutDataModule.from_config(cfg.data, seed=0, stream=True)
+        dm = CutoutDataModule.from_config(cfg.data, seed=0)
         dm.in_memory = in_memory
         dm.setup("fit")
         values.append(_measure_sigma_data(dm))
@@ -369,7 +369,7 @@ def test_stretched_run_with_an_ema_bank_exports_each_ema(tmp_path, tiny_h5):
     state = _state(res["checkpoint"])
     hp = state["hyper_parameters"]
     assert hp["intensity"]["stretch"] == "power"
-    dm = CutoutDataModule.from_config(cfg.data, seed=0, stream=True)
+    dm = CutoutDataModule.from_config(cfg.data, seed=0)
     dm.setup("fit")
     sd = _measure_sigma_data(dm, IntensityTransform("power", 0.25))
     assert hp["sigma_data"] == pytest.approx(sd) and sd > _measure_sigma_data(dm)

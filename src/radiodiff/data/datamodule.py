@@ -3,10 +3,10 @@
 Training never touches FITS or catalogues (STYLE 6): everything here reads the one prepared
 file written by :func:`radiodiff.data.prepared.write_prepared`.
 
-Randomness (augmentation, shuffling, the optional random validation split) is drawn from
-generators seeded by ``(seed, purpose, epoch, row)`` rather than from a running RNG state, so
-a run resumed at epoch ``e`` sees exactly the images and order an uninterrupted run would, and
-the result does not depend on the number of workers or on the order rows are fetched in.
+Training reads one endless stream of global sample numbers; the randomness (augmentation,
+shuffling, the optional random validation split) comes from generators seeded by
+``(seed, purpose, epoch, row)``, not a running RNG state, so a run resumed after ``k`` samples
+sees exactly what an uninterrupted run would, whatever the number of workers.
 """
 
 from __future__ import annotations
@@ -29,8 +29,8 @@ from radiodiff.data.prepared import FLOAT_COLUMNS, read_prepared
 from radiodiff.diffusion.sampling import seed_generator, word_seed
 
 __all__ = [
-    "Augment", "dihedral", "augment_image", "CutoutDataset", "EpochShuffleSampler", "SampleStream",
-    "StreamSampler", "CutoutDataModule",
+    "Augment", "dihedral", "augment_image", "CutoutDataset", "SampleStream", "StreamSampler",
+    "CutoutDataModule",
 ]
 
 # Purpose words mixed into every seed, so the augmentation, the shuffle order and the random
@@ -147,8 +147,8 @@ class CutoutDataset(Dataset):
         bytes). Otherwise each process opens the file itself on first use and reads one row
         per item (the h5py handle is never pickled to workers).
     seed : int
-        Seed of the augmentation; the transform of row ``r`` in epoch ``e`` is a pure
-        function of ``(seed, e, r)``.
+        Seed of the augmentation; the transform of row ``r`` in epoch ``e`` (:meth:`get`)
+        is a pure function of ``(seed, e, r)``; indexing gives epoch 0's.
 
     Raises
     ------
@@ -166,7 +166,6 @@ class CutoutDataset(Dataset):
         self.augment = Augment.from_any(augment)
         self.in_memory = bool(in_memory)
         self.seed = int(seed)
-        self.epoch = 0
         self._file: h5py.File | None = None
         self._pid: int | None = None
         with h5py.File(self.path, "r") as f:
@@ -197,10 +196,6 @@ class CutoutDataset(Dataset):
         block = ds[lo:hi]
         return torch.from_numpy(np.ascontiguousarray(block[self.indices - lo], np.float32))
 
-    def set_epoch(self, epoch: int) -> None:
-        """Select the augmentation draw of epoch ``epoch`` (call before workers start)."""
-        self.epoch = int(epoch)
-
     def __len__(self) -> int:
         return len(self.indices)
 
@@ -218,7 +213,7 @@ class CutoutDataset(Dataset):
         return state
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        return self.get(i, self.epoch)
+        return self.get(i, 0)
 
     def get(self, i: int, epoch: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Item ``i`` with the augmentation draw of ``epoch``."""
@@ -233,36 +228,12 @@ class CutoutDataset(Dataset):
         return image, {name: values[i] for name, values in self.cond.items()}
 
 
-class EpochShuffleSampler(Sampler[int]):
-    """Random permutation of ``range(n)`` that is a pure function of ``(seed, epoch)``.
-
-    Lightning calls :meth:`set_epoch` at the start of every training epoch; the call is
-    forwarded to ``dataset`` (when given) so its augmentation follows the same epoch.
-    """
-
-    def __init__(self, n: int, seed: int = 0, dataset: CutoutDataset | None = None) -> None:
-        self.n, self.seed, self.dataset, self.epoch = int(n), int(seed), dataset, 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
-        if self.dataset is not None:
-            self.dataset.set_epoch(epoch)
-
-    def __len__(self) -> int:
-        return self.n
-
-    def __iter__(self) -> Iterator[int]:
-        g = seed_generator(self.seed, _SHUFFLE, self.epoch)
-        return iter(torch.randperm(self.n, generator=g).tolist())
-
-
 class SampleStream(Dataset):
     """An endless stream over ``base``: item ``g`` is global sample number ``g`` of training.
 
     Sample ``g`` is row ``perm_e[g mod n]`` of epoch ``e = g // n`` with that epoch's
-    augmentation, ``perm_e`` the (seed, epoch) permutation of :class:`EpochShuffleSampler`.
-    Training is measured in samples seen, so a run resumed after ``k`` samples continues
-    with sample ``k`` exactly: no sampler or RNG state needs saving.
+    augmentation, ``perm_e`` a permutation seeded by ``(seed, epoch)``. A run resumed after
+    ``k`` samples continues with sample ``k``: no sampler or RNG state needs saving.
     """
 
     def __init__(self, base: CutoutDataset, seed: int = 0) -> None:
@@ -310,7 +281,7 @@ class CutoutDataModule(L.LightningDataModule):
     batch_size : int
         Images per batch (>= 1).
     num_workers : int
-        DataLoader worker processes (>= 0); workers are re-created every epoch.
+        DataLoader worker processes (>= 0).
     in_memory : bool
         Read the selected images into memory at setup (see :class:`CutoutDataset`).
     conditions : sequence of str
@@ -334,21 +305,14 @@ class CutoutDataModule(L.LightningDataModule):
         Class names (file attribute ``classes``), index = ``label``; set by :meth:`setup`.
     train_dataset, val_dataset, test_dataset : CutoutDataset or None
         Built by :meth:`setup` for the stage requested.
-
-    Notes
-    -----
-    The epoch reaches the training set through :class:`EpochShuffleSampler`, whose
-    ``set_epoch`` Lightning calls every epoch. Under a distributed strategy Lightning wraps
-    that sampler in its own distributed sampler, which does not forward ``set_epoch``; use
-    ``Trainer(reload_dataloaders_every_n_epochs=1)`` there so :meth:`train_dataloader` sets it.
     """
 
     def __init__(self, path: str | Path, batch_size: int = 32, num_workers: int = 0,
                  in_memory: bool = True, conditions: Sequence[str] = ("label",),
                  augment: Any = None, seed: int = 0, train_split: str = "train",
                  val_split: str = "valid", test_split: str = "test",
-                 random_val_fraction: float | None = None, include_flagged: bool = False,
-                 stream: bool = False) -> None:
+                 random_val_fraction: float | None = None,
+                 include_flagged: bool = False) -> None:
         super().__init__()
         if isinstance(batch_size, bool) or int(batch_size) != batch_size or batch_size < 1:
             raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
@@ -371,7 +335,6 @@ class CutoutDataModule(L.LightningDataModule):
         self.random_val_fraction = (None if random_val_fraction is None
                                     else float(random_val_fraction))
         self.include_flagged = bool(include_flagged)
-        self.stream = bool(stream)
         self.classes: list[str] = []
         self.data_sha256: str | None = None
         self.train_dataset: CutoutDataset | None = None
@@ -451,9 +414,7 @@ class CutoutDataModule(L.LightningDataModule):
             raise RuntimeError(f"no {which} dataset: call setup() with a stage that builds it")
         workers = self.num_workers
         return DataLoader(dataset, batch_size=self.batch_size, sampler=sampler, shuffle=False,
-                          drop_last=False, num_workers=workers,
-                          # Fresh workers each epoch pick up the dataset's new epoch.
-                          persistent_workers=False,
+                          drop_last=False, num_workers=workers, persistent_workers=False,
                           worker_init_fn=_worker_init if workers > 0 else None)
 
     def samples_seen(self) -> int:
@@ -471,28 +432,14 @@ class CutoutDataModule(L.LightningDataModule):
         return int(t.global_step) * self.batch_size * t.world_size * t.accumulate_grad_batches
 
     def train_dataloader(self) -> DataLoader:
-        """Shuffled, augmented training batches; order and transforms depend on the epoch.
-
-        With ``stream=True`` the loader is one endless epoch of global sample numbers that
-        starts after the samples already seen (see :class:`SampleStream`): resuming from any
-        step continues exactly; use it with ``Trainer(use_distributed_sampler=False)``.
-        """
-        if self.stream:
-            if self.train_dataset is None:
-                raise RuntimeError("no train dataset: call setup('fit') first")
-            t = self.trainer
-            sampler = StreamSampler(self.samples_seen(), t.global_rank if t else 0,
-                                    t.world_size if t else 1)
-            return self._loader(SampleStream(self.train_dataset, self.seed), "train", sampler)
-        ds = self.train_dataset
-        sampler = (EpochShuffleSampler(len(ds), self.seed, dataset=ds) if ds is not None
-                   else None)
-        # Lightning calls sampler.set_epoch at every epoch start, but creates the first
-        # epoch's iterator (workers, prefetch) before that call: without this, a run resumed
-        # at epoch e would replay epoch 0's order and transforms in its first epoch.
-        if sampler is not None and self.trainer is not None:
-            sampler.set_epoch(self.trainer.current_epoch)
-        return self._loader(ds, "train", sampler)
+        """The endless :class:`SampleStream`, starting after the samples already seen and
+        sharded over ranks (use with ``Trainer(use_distributed_sampler=False)``)."""
+        if self.train_dataset is None:
+            raise RuntimeError("no train dataset: call setup('fit') first")
+        t = self.trainer
+        sampler = StreamSampler(self.samples_seen(), t.global_rank if t else 0,
+                                t.world_size if t else 1)
+        return self._loader(SampleStream(self.train_dataset, self.seed), "train", sampler)
 
     def val_dataloader(self) -> DataLoader:
         return self._loader(self.val_dataset, "val")

@@ -299,7 +299,7 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None,
     quiet_libraries(cfg)
     run_dir = Path(run_dir or Path(cfg.paths.output_dir) / str(cfg.train.run_name))
     run_dir.mkdir(parents=True, exist_ok=True)
-    dm = CutoutDataModule.from_config(cfg.data, seed=int(cfg.seed), stream=True)
+    dm = CutoutDataModule.from_config(cfg.data, seed=int(cfg.seed))
     dm.setup("fit")
     scalars = [c for c in dm.conditions if c != "label"]
     num_classes = len(dm.classes) if "label" in dm.conditions else 0
