@@ -1,6 +1,7 @@
 """Training: loss goes down, resume equals uninterrupted, loggers, DDP on CPU, multirun."""
 
 import json
+import re
 import os
 import subprocess
 import sys
@@ -396,3 +397,20 @@ def test_auto_precision_follows_the_hardware(monkeypatch):
     monkeypatch.setattr(fit, "cpu_has_bf16", lambda: True)
     assert fit.resolve_precision("auto", "cpu") == "bf16-mixed"
     assert fit.resolve_precision("auto", "gpu") == "bf16-mixed"
+
+
+def test_a_short_run_logs_the_loss_by_sigma(tmp_path, tiny_h5, caplog):
+    import logging
+    with caplog.at_level(logging.INFO, logger="radiodiff.training.module"):
+        summary = train(cfg_for(tmp_path, tiny_h5, "train.total_kimg=0.032",
+                                "train.val_every_steps=2"))
+    lines = [r.getMessage() for r in caplog.records if "loss by sigma" in r.getMessage()]
+    # after each validation (steps 2 and 4), then over the whole run
+    assert [line.split(":")[0] for line in lines] == [
+        "loss by sigma (since last validation, step 2)",
+        "loss by sigma (since last validation, step 4)", "loss by sigma (this run, step 4)"]
+    bins = lines[-1].split(": ", 1)[1].split(" | ")
+    assert bins and all(re.fullmatch(r"\[[0-9.e-]+,([0-9.e-]+|inf)\) [0-9.e-]+", b)
+                        for b in bins), lines[-1]
+    metrics = next(Path(summary["run_dir"]).glob("csv/*/metrics.csv")).read_text()
+    assert "loss_sigma/0.2-0.5" in metrics or "loss_sigma/0.05-0.2" in metrics

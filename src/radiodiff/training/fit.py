@@ -24,12 +24,13 @@ from omegaconf import DictConfig, OmegaConf
 from radiodiff.io.artifacts import atomic_text
 from radiodiff.data.datamodule import CutoutDataModule
 from radiodiff.data.prepared import read_prepared
-from radiodiff.training.module import DiffusionModule, checkpoint_progress
+from radiodiff.training.module import (DataStats, DiffusionModule, checkpoint_progress,
+                                       module_from_config)
 from radiodiff.diffusion.conditions import ConditionTransform
 from radiodiff.diffusion.intensity import IntensityTransform
 
-__all__ = ["train", "ResumeCheckpoint", "TimeBox", "build_trainer", "resume_path",
-           "make_logger", "warm_start"]
+__all__ = ["train", "ResumeCheckpoint", "TimeBox", "build_trainer", "data_stats",
+           "resume_path", "make_logger", "warm_start"]
 
 log = logging.getLogger(__name__)
 LAST = "last.ckpt"
@@ -301,21 +302,7 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None,
     run_dir.mkdir(parents=True, exist_ok=True)
     dm = CutoutDataModule.from_config(cfg.data, seed=int(cfg.seed))
     dm.setup("fit")
-    scalars = [c for c in dm.conditions if c != "label"]
-    num_classes = len(dm.classes) if "label" in dm.conditions else 0
-    meta = read_prepared(dm.path, images=False)
-    rows = dm.train_dataset.indices
-    transform = ConditionTransform.fit({n: meta.columns[n][rows] for n in scalars}, scalars,
-                                       method=str(cfg.train.condition_transform))
-    intensity = IntensityTransform.from_config(cfg.schedule)
-    sigma_data = cfg.schedule.sigma_data
-    if sigma_data is None:  # measured on the encoded training images (STYLE 5)
-        sigma_data = _measure_sigma_data(dm, intensity)
-    dataset = {k: meta.attrs.get(k) for k in ("name", "classes", "image_unit", "scaling",
-                                               "negatives", "data_sha256", "inputs_sha256")}
-    dataset.update(meta.geometry())
-    module = DiffusionModule(cfg, num_classes, scalars, transform.to_dict(), sigma_data,
-                             dataset, intensity.to_dict())
+    module = module_from_config(cfg, data_stats(cfg, dm))
 
     ckpt_dir = Path(cfg.train.ckpt_dir)
     callbacks: list[Callback] = [ResumeCheckpoint(ckpt_dir, cfg.train.ckpt_every_steps,
@@ -347,6 +334,24 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None,
             "checkpoint": str(ckpt_dir / LAST), "run_dir": str(run_dir),
             "resumed_from": ckpt, "metrics": {k: float(v) for k, v in
                                               trainer.callback_metrics.items()}}
+
+
+def data_stats(cfg: DictConfig, dm: CutoutDataModule) -> DataStats:
+    """Conditions, their transform (fitted on the training rows), sigma_data and the file's
+    metadata, from a set-up DataModule."""
+    scalars = [c for c in dm.conditions if c != "label"]
+    meta = read_prepared(dm.path, images=False)
+    rows = dm.train_dataset.indices
+    transform = ConditionTransform.fit({n: meta.columns[n][rows] for n in scalars}, scalars,
+                                       method=str(cfg.train.condition_transform))
+    sigma_data = cfg.schedule.sigma_data
+    if sigma_data is None:  # measured on the encoded training images (STYLE 5)
+        sigma_data = _measure_sigma_data(dm, IntensityTransform.from_config(cfg.schedule))
+    dataset = {k: meta.attrs.get(k) for k in ("name", "classes", "image_unit", "scaling",
+                                               "negatives", "data_sha256", "inputs_sha256")}
+    dataset.update(meta.geometry())
+    return DataStats(float(sigma_data), transform, tuple(scalars),
+                     len(dm.classes) if "label" in dm.conditions else 0, dataset)
 
 
 def _max_steps(total_images: float, batch_images: int, ckpt: str | None) -> int:
@@ -393,8 +398,9 @@ def warm_start(module: DiffusionModule, release_dir: str | Path) -> None:
         for target in (module.net, module.ema, *module.ema_bank):
             target.load_state_dict(state, strict=True)
     except RuntimeError as exc:
-        raise ValueError(f"train.init_from={release_dir}: weights do not fit model="
-                         f"{module.cfg.model.name} ({' '.join(str(exc).split())[:300]})") from exc
+        model, why = module.hparams.cfg["model"]["name"], " ".join(str(exc).split())[:300]
+        raise ValueError(f"train.init_from={release_dir}: weights do not fit model={model} "
+                         f"({why})") from exc
     log.info("warm-started from %s (%s images seen)", release_dir,
              release.meta.get("images_seen"))
 

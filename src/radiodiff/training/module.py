@@ -10,7 +10,9 @@ of a running RNG state.
 from __future__ import annotations
 
 import copy
+import logging
 import math
+from dataclasses import dataclass, field
 from typing import Any
 
 import lightning as L
@@ -25,8 +27,11 @@ from radiodiff.diffusion.sampling import seed_generator, seed_state
 from radiodiff.diffusion.conditions import ConditionTransform
 from radiodiff.diffusion.unet import drop_conditions
 
-__all__ = ["DiffusionModule", "checkpoint_progress", "ema_beta", "ema_lengths",
-           "step_generator"]
+__all__ = ["DiffusionModule", "OptimSettings", "EMASettings", "Conditioning", "DataStats",
+           "module_from_config", "checkpoint_progress", "ema_beta", "ema_lengths",
+           "sigma_loss_line", "step_generator"]
+
+log = logging.getLogger(__name__)
 
 # Loss is also logged in these ln(sigma) bins (EDM Fig. 5a style).
 SIGMA_BINS = (0.0, 0.005, 0.02, 0.05, 0.2, 0.5, 1.0, 2.0, 5.0, math.inf)
@@ -34,7 +39,7 @@ SIGMA_BINS = (0.0, 0.005, 0.02, 0.05, 0.2, 0.5, 1.0, 2.0, 5.0, math.inf)
 
 def ema_beta(batch_images: int, images_seen: int, halflife_kimg: float,
              rampup_ratio: float | None) -> float:
-    """EMA decay for one step of ``batch_images`` (EDM training_loop.py, Sect. C.2)."""
+    """EMA decay for one step of ``batch_images`` (EDM Sect. C.2; half-life in images)."""
     halflife = halflife_kimg * 1000.0
     if rampup_ratio is not None:
         halflife = min(halflife, images_seen * rampup_ratio)
@@ -56,68 +61,91 @@ def checkpoint_progress(checkpoint: dict, batch_images: int) -> tuple[int, int]:
 def step_generator(seed: int, step: int, rank: int, device: torch.device) -> torch.Generator:
     """A generator that depends only on (seed, step, rank): resumable without RNG state.
 
-    The words ``(seed, 7, step, rank)`` hashed by :func:`radiodiff.diffusion.sampling.seed_state`,
-    packed as ``(w0 << 31) | (w1 >> 1)`` (this packing, not ``word_seed``'s, is what runs
-    resumed from existing checkpoints continue with).
+    Packs two words of ``seed_state(seed, 7, step, rank)`` as ``(w0 << 31) | (w1 >> 1)``:
+    runs resumed from existing checkpoints continue with this packing, not ``word_seed``'s.
     """
     w0, w1 = (int(w) for w in seed_state(seed, 7, step, rank, n=2))
     return seed_generator(w0 << 31 | w1 >> 1, device=device)
 
 
+@dataclass(frozen=True)
+class DataStats:
+    """What the module needs to know of the training data (measured by the train entry)."""
+    sigma_data: float
+    transform: ConditionTransform
+    scalar_conditions: tuple[str, ...] = ()
+    num_classes: int = 0
+    dataset: dict = field(default_factory=dict)  # file metadata kept for export
+
+
+@dataclass(frozen=True)
+class OptimSettings:
+    """AdamW with a linear warm-up measured in images (``train.lr*``, ``betas``, ...)."""
+    lr: float = 5e-4
+    betas: tuple[float, float] = (0.9, 0.999)
+    weight_decay: float = 0.0
+    lr_rampup_kimg: float = 2.0
+
+
+@dataclass(frozen=True)
+class EMASettings:
+    """Half-lives (kimg) of the main EMA then the bank, and the early ramp-up ratio."""
+    halflives_kimg: tuple[float, ...] = (5.0,)
+    rampup_ratio: float | None = 0.05
+
+
+@dataclass(frozen=True)
+class Conditioning:
+    """Loader conditions -> network conditions, and their dropout for guidance."""
+    transform: ConditionTransform
+    scalars: tuple[str, ...] = ()
+    num_classes: int = 0
+    label_dropout: float = 0.0
+
+
 class DiffusionModule(L.LightningModule):
-    """EDM denoiser ``D(x, sigma, cond)`` around the U-Net, trained with the EDM loss.
+    """Trains an EDM denoiser ``D(x, sigma, cond)`` with the EDM loss, EMAs and AdamW.
 
     Parameters
     ----------
-    cfg : DictConfig or dict
-        The resolved run config (``model``, ``schedule``, ``train``, ``data``, ``seed``).
-    num_classes : int
-        Classes of the label condition (0: no label conditioning).
-    scalar_conditions : list of str
-        Continuous conditions fed to the network (e.g. ``peak_flux``).
-    transform : dict
-        :meth:`ConditionTransform.to_dict` of the condition normalisation.
-    sigma_data : float
-        Standard deviation of the training images (model space).
-    dataset : dict
-        Metadata of the training file (classes, hashes, units) kept for export.
-    intensity : dict, optional
-        :meth:`IntensityTransform.to_dict` of the data -> model space encoding applied to
-        every batch (None: identity).
+    denoiser : EDMDenoiser
+        From :func:`radiodiff.diffusion.factory.build_denoiser`; the EMAs are copies of it.
+    optim, ema : OptimSettings, EMASettings
+    noise : tuple of float
+        ``(P_mean, P_std)`` of the training ln(sigma) distribution (EDM Table 1).
+    intensity : IntensityTransform
+        Data -> model space encoding applied to every batch.
+    conditioning : Conditioning
+    batch_size : int
+        Images per batch on one rank (images seen = steps * batch * ranks * accumulation).
+    seed : int
+        Seed of the per-step noise (:func:`step_generator`).
+    hparams : dict, optional
+        Plain containers saved in the checkpoint for export and resume (see
+        :func:`module_from_config`).
     """
 
-    def __init__(self, cfg: Any, num_classes: int, scalar_conditions: list[str],
-                 transform: dict, sigma_data: float, dataset: dict | None = None,
-                 intensity: dict | None = None) -> None:
+    def __init__(self, denoiser: torch.nn.Module, optim: OptimSettings, ema: EMASettings,
+                 noise: tuple[float, float], intensity: IntensityTransform,
+                 conditioning: Conditioning, batch_size: int, seed: int = 0,
+                 hparams: dict | None = None) -> None:
         super().__init__()
-        cfg = (OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
-               if isinstance(cfg, DictConfig) else cfg)
-        # Plain containers only: checkpoints must load with torch.load(weights_only=True).
-        self.save_hyperparameters({"cfg": cfg, "num_classes": int(num_classes),
-                                   "scalar_conditions": list(scalar_conditions),
-                                   "transform": transform, "sigma_data": float(sigma_data),
-                                   "dataset": dataset or {},
-                                   "intensity": IntensityTransform.from_dict(
-                                       intensity).to_dict(),
-                                   "model_args": network_args(
-                                       cfg["model"], int(cfg["data"]["image_size"]),
-                                       int(num_classes), scalar_conditions)})
-        self.cfg = OmegaConf.create(cfg)
-        self.transform = ConditionTransform.from_dict(transform)
-        self.scalar_conditions = list(scalar_conditions)
-        self.net = build_denoiser(self.hparams.model_args, float(sigma_data))
+        if hparams:  # plain containers only: checkpoints load with weights_only=True
+            self.save_hyperparameters(hparams)
+        self.optim, self.ema_settings, self.conditioning = optim, ema, conditioning
+        self.batch_size, self.seed = int(batch_size), int(seed)
+        self.net = denoiser
         # Never optimised; its mode follows the module's (Lightning warns about eval submodules).
         self.ema = copy.deepcopy(self.net).requires_grad_(False)
-        # EMAs of other lengths, chosen among after training (STYLE: EMA length measured)
         self.ema_bank = torch.nn.ModuleList(
-            copy.deepcopy(self.net).requires_grad_(False)
-            for _ in ema_lengths(self.cfg.train)[1:])
-        self.intensity = IntensityTransform.from_dict(self.hparams.intensity)
-        self.P_mean, self.P_std = noise_distribution(
-            float(self.cfg.schedule.P_mean), float(self.cfg.schedule.P_std), float(sigma_data),
-            bool(self.cfg.schedule.get("relative", False)))
+            copy.deepcopy(self.net).requires_grad_(False) for _ in ema.halflives_kimg[1:])
+        self.intensity = intensity
+        self.P_mean, self.P_std = (float(v) for v in noise)
         self.bin_loss = torch.nn.ModuleList(
             MeanMetric(nan_strategy="ignore") for _ in SIGMA_BINS[:-1])
+        # [sum, count] per sigma bin since the last report and over this piece
+        self._sigma_sums = {k: torch.zeros(2, len(SIGMA_BINS) - 1, dtype=torch.float64)
+                            for k in ("interval", "piece")}
         # (images, global step) at the restored checkpoint; images_seen counts on from there.
         self._resumed_at = (0, 0)
 
@@ -126,7 +154,7 @@ class DiffusionModule(L.LightningModule):
     def batch_images(self) -> int:
         """Images per optimiser step over all ranks."""
         t = self.trainer
-        return (int(self.cfg.data.loader.batch_size) * t.world_size * t.accumulate_grad_batches)
+        return self.batch_size * t.world_size * t.accumulate_grad_batches
 
     @property
     def images_seen(self) -> int:
@@ -136,11 +164,11 @@ class DiffusionModule(L.LightningModule):
 
     def encode_cond(self, cond_raw: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Raw loader conditions -> network conditions (label kept, scalars normalised)."""
-        cond = {}
-        if self.hparams.num_classes and "label" in cond_raw:
+        c, cond = self.conditioning, {}
+        if c.num_classes and "label" in cond_raw:
             cond["label"] = cond_raw["label"].long()
-        for name in self.scalar_conditions:
-            cond[name] = self.transform.encode_batch({name: cond_raw[name]})[name].to(
+        for name in c.scalars:
+            cond[name] = c.transform.encode_batch({name: cond_raw[name]})[name].to(
                 cond_raw[name].device)
         return cond
 
@@ -148,37 +176,64 @@ class DiffusionModule(L.LightningModule):
     def training_step(self, batch, batch_idx):
         x0, cond_raw = batch
         x0 = self.intensity.encode(x0)
-        g = step_generator(int(self.cfg.seed), int(self.global_step), self.global_rank,
-                           x0.device)
-        cond = drop_conditions(self.encode_cond(cond_raw), float(self.cfg.model.label_dropout), g)
+        g = step_generator(self.seed, int(self.global_step), self.global_rank, x0.device)
+        cond = drop_conditions(self.encode_cond(cond_raw), self.conditioning.label_dropout, g)
         loss, sigma = edm_loss(self.net, x0, cond, P_mean=self.P_mean, P_std=self.P_std,
                                generator=g)
         self.log("train/loss", loss.mean(), prog_bar=True, sync_dist=True)
-        # Loss per sigma bin, averaged over the last log interval (training is one endless
-        # epoch, so epoch-level logging would never fire); MeanMetric syncs across ranks.
-        # Weights instead of boolean indexing: no device-to-host sync per step.
-        per_image, s_flat = loss.detach().float().reshape(-1), sigma.detach().reshape(-1)
+        self._log_sigma_bins(loss.detach().float().reshape(-1), sigma.detach().reshape(-1))
+        self.log("train/kimg", self.images_seen / 1000.0, sync_dist=False)
+        self.log("train/lr", self.optimizers().param_groups[0]["lr"])
+        return loss.mean()
+
+    def _log_sigma_bins(self, per_image: torch.Tensor, sigma: torch.Tensor) -> None:
+        # Averaged over the last log interval (training is one endless epoch, so epoch-level
+        # logging would never fire); MeanMetric syncs across ranks. Weights instead of
+        # boolean indexing: no device-to-host sync per step.
+        sums = []
         for metric, lo, hi in zip(self.bin_loss, SIGMA_BINS[:-1], SIGMA_BINS[1:]):
-            sel = ((s_flat >= lo) & (s_flat < hi)).float()
+            sel = ((sigma >= lo) & (sigma < hi)).float()
             metric.update(per_image, weight=sel)
+            sums.append(torch.stack([(per_image * sel).sum(), sel.sum()]))
+        self._add_sigma_sums(torch.stack(sums, dim=1))
         if (self.global_step + 1) % self.trainer.log_every_n_steps == 0:
             for metric, lo, hi in zip(self.bin_loss, SIGMA_BINS[:-1], SIGMA_BINS[1:]):
                 if metric.weight > 0 or self.trainer.world_size > 1:
                     self.log(f"train/loss_sigma_{lo:g}-{hi:g}", metric.compute(),
                              on_step=True, on_epoch=False)
                 metric.reset()
-        self.log("train/kimg", self.images_seen / 1000.0, sync_dist=False)
-        self.log("train/lr", self.optimizers().param_groups[0]["lr"])
-        return loss.mean()
+
+    def _add_sigma_sums(self, sums: torch.Tensor) -> None:
+        for key, acc in self._sigma_sums.items():
+            if acc.device != sums.device:
+                acc = self._sigma_sums[key] = acc.to(sums.device)
+            acc += sums.double()
+
+    def report_sigma_loss(self, which: str) -> str:
+        """Log the mean loss per sigma bin since the last report (``interval``) or over this
+        piece (``piece``): one console line and ``loss_sigma/<lo>-<hi>`` metrics.
+
+        Collective under DDP: every rank must call it.
+        """
+        acc = self._sigma_sums[which]
+        total = self.trainer.strategy.reduce(acc.to(self.device, copy=True), reduce_op="sum")
+        acc.zero_()
+        line = sigma_loss_line(total.cpu())
+        if self.trainer.is_global_zero:
+            log.info("loss by sigma (%s, step %d): %s", "since last validation"
+                     if which == "interval" else "this run", self.global_step, line)
+            metrics = {f"loss_sigma/{lo:g}-{hi:g}": float(s / n) for lo, hi, (s, n) in
+                       zip(SIGMA_BINS[:-1], SIGMA_BINS[1:], total.T.tolist()) if n > 0}
+            for logger in self.trainer.loggers:
+                logger.log_metrics(metrics, step=int(self.global_step))
+        return line
 
     def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
-        t = self.cfg.train
         params = [p.detach() for p in self.net.parameters()]
-        lengths = ema_lengths(t)
+        e = self.ema_settings
         with torch.no_grad():
-            for ema, halflife in zip([self.ema, *self.ema_bank], lengths):
-                beta = ema_beta(self.batch_images, self.images_seen, halflife,
-                                t.ema_rampup_ratio)
+            for ema, halflife in zip([self.ema, *self.ema_bank], e.halflives_kimg):
+                beta = ema_beta(self.batch_images, self.images_seen, halflife, e.rampup_ratio)
                 # One fused launch; each EMA is a deep copy of the net (same dtypes, devices).
                 torch._foreach_lerp_(list(ema.parameters()), params, 1.0 - beta)
                 for b_ema, b in zip(ema.buffers(), self.net.buffers()):
@@ -188,27 +243,33 @@ class DiffusionModule(L.LightningModule):
         x0, cond_raw = batch
         x0, cond = self.intensity.encode(x0), self.encode_cond(cond_raw)
         # Fixed draws per batch: the validation loss is comparable across the whole run.
-        t = self.cfg.train
-        lengths = ema_lengths(t)
+        lengths = self.ema_settings.halflives_kimg
         for k, (ema, halflife) in enumerate(zip([self.ema, *self.ema_bank], lengths)):
-            g = step_generator(int(self.cfg.seed) + 1, batch_idx, self.global_rank, x0.device)
+            g = step_generator(self.seed + 1, batch_idx, self.global_rank, x0.device)
             loss, _ = edm_loss(ema, x0, cond, P_mean=self.P_mean, P_std=self.P_std,
                                generator=g)
             name = "val/loss" if k == 0 else f"val/loss_ema{halflife:g}k"
             self.log(name, loss.mean(), prog_bar=k == 0, sync_dist=True)
 
+    def on_validation_epoch_end(self) -> None:
+        if self.trainer.state.fn == "fit" and not self.trainer.sanity_checking:
+            self.report_sigma_loss("interval")
+
+    def on_train_end(self) -> None:
+        self.report_sigma_loss("piece")
+
     def configure_optimizers(self):
-        t = self.cfg.train
-        opt = torch.optim.AdamW(self.net.parameters(), lr=t.lr, betas=tuple(t.betas),
-                                weight_decay=t.weight_decay)
+        o = self.optim
+        opt = torch.optim.AdamW(self.net.parameters(), lr=o.lr, betas=tuple(o.betas),
+                                weight_decay=o.weight_decay)
 
         def rampup(step: int) -> float:
             # linear warm-up in images seen (the one count, right across pieces of another
             # batch size); the scheduler steps after each optimiser step
-            if t.lr_rampup_kimg <= 0:
+            if o.lr_rampup_kimg <= 0:
                 return 1.0
             seen = self.images_seen + self.batch_images if self._trainer else 0
-            return min(1.0, seen / (t.lr_rampup_kimg * 1000.0))
+            return min(1.0, seen / (o.lr_rampup_kimg * 1000.0))
 
         sched = torch.optim.lr_scheduler.LambdaLR(opt, rampup)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
@@ -218,3 +279,39 @@ class DiffusionModule(L.LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         self._resumed_at = checkpoint_progress(checkpoint, self.batch_images)
+
+
+def sigma_loss_line(sums: torch.Tensor) -> str:
+    """``[0.02,0.05) 0.0312 | ...`` from ``[sum, count]`` per bin (empty bins left out)."""
+    parts = [f"[{lo:g},{hi:g}) {s / n:.4g}" for lo, hi, (s, n) in
+             zip(SIGMA_BINS[:-1], SIGMA_BINS[1:], sums.T.tolist()) if n > 0]
+    return " | ".join(parts) or "no training steps"
+
+
+def module_from_config(cfg: DictConfig, data: DataStats) -> DiffusionModule:
+    """The one place a run's config becomes the module's parts (network, optimiser, EMA,
+    noise distribution, intensity encoding, conditioning) and its saved hyper-parameters."""
+    container = (OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
+                 if isinstance(cfg, DictConfig) else cfg)
+    cfg = OmegaConf.create(container)
+    sigma_data = float(data.sigma_data)
+    model_args = network_args(cfg.model, int(cfg.data.image_size), int(data.num_classes),
+                              list(data.scalar_conditions))
+    intensity = IntensityTransform.from_config(cfg.schedule)
+    hparams = {"cfg": container, "num_classes": int(data.num_classes),
+               "scalar_conditions": list(data.scalar_conditions),
+               "transform": data.transform.to_dict(), "sigma_data": sigma_data,
+               "dataset": dict(data.dataset), "intensity": intensity.to_dict(),
+               "model_args": model_args}
+    t, s = cfg.train, cfg.schedule
+    return DiffusionModule(
+        build_denoiser(model_args, sigma_data),
+        OptimSettings(float(t.lr), tuple(float(b) for b in t.betas), float(t.weight_decay),
+                      float(t.lr_rampup_kimg)),
+        EMASettings(tuple(ema_lengths(t)), t.ema_rampup_ratio),
+        noise_distribution(float(s.P_mean), float(s.P_std), sigma_data,
+                           bool(s.get("relative", False))),
+        intensity,
+        Conditioning(data.transform, tuple(data.scalar_conditions), int(data.num_classes),
+                     float(cfg.model.label_dropout)),
+        batch_size=int(cfg.data.loader.batch_size), seed=int(cfg.seed), hparams=hparams)
