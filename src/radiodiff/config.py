@@ -191,7 +191,13 @@ class SamplerConfig:
 
 @dataclass
 class TrainerConfig:
-    """Arguments forwarded to ``lightning.Trainer``."""
+    """``lightning.Trainer`` arguments (instantiated with ``_target_``).
+
+    The train entry adds what a run needs fixed: ``max_steps`` (from ``train.total_kimg``),
+    the logger, the callbacks, the run folder, one endless epoch and no Lightning
+    checkpointing or distributed sampler (the sample stream shards itself).
+    """
+    _target_: str = "lightning.Trainer"
     accelerator: str = "auto"
     devices: Any = 1
     num_nodes: int = 1
@@ -202,6 +208,10 @@ class TrainerConfig:
     accumulate_grad_batches: int = 1
     log_every_n_steps: int = 50
     enable_progress_bar: bool = True  # false for log files (the bar also syncs every step)
+    enable_model_summary: bool = False
+    val_check_interval: Any = "${train.val_every_steps}"
+    limit_val_batches: Any = "${train.val_batches}"
+    num_sanity_val_steps: int = 0
 
 
 @dataclass
@@ -235,11 +245,35 @@ class TrainConfig:
     sample_batch_size: int = 32
 
 
+def _logger_kinds() -> dict[str, Any]:
+    loggers = "lightning.pytorch.loggers"
+    return {
+        "wandb": {"_target_": f"{loggers}.WandbLogger", "project": "${logger.project}",
+                  "name": "${train.run_name}", "offline": "${logger.offline}"},
+        "csv": {"_target_": f"{loggers}.CSVLogger", "name": "csv"},
+        "tensorboard": {"_target_": f"{loggers}.TensorBoardLogger", "name": "tensorboard"},
+    }
+
+
 @dataclass
 class LoggerConfig:
+    """``kind`` picks one of ``kinds`` (each a ``_target_`` node; ``save_dir`` is the run
+    folder). W&B is offline by default: no account or network needed."""
     kind: str = "wandb"  # wandb | csv | tensorboard
     project: str = "radiodiff"
     offline: bool = True
+    kinds: dict[str, Any] = field(default_factory=_logger_kinds)
+
+
+def _callbacks() -> dict[str, Any]:
+    fit = "radiodiff.training.fit"
+    return {
+        "resume_checkpoint": {"_target_": f"{fit}.ResumeCheckpoint",
+                              "dirpath": "${train.ckpt_dir}",
+                              "every_steps": "${train.ckpt_every_steps}",
+                              "every_minutes": "${train.ckpt_every_minutes}"},
+        "time_box": {"_target_": f"{fit}.TimeBox", "minutes": "${train.max_minutes}"},
+    }
 
 
 @dataclass
@@ -260,6 +294,9 @@ class Config:
     trainer: TrainerConfig = MISSING
     logger: LoggerConfig = MISSING
     train: TrainConfig = field(default_factory=TrainConfig)
+    # Lightning callbacks by name (``_target_`` nodes; null switches one off). The sampling
+    # callback is added by the train entry when ``train.sample_every_steps > 0``.
+    callbacks: dict[str, Any] = field(default_factory=_callbacks)
     paths: PathsConfig = field(default_factory=PathsConfig)
     seed: int = 0
 

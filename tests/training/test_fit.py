@@ -399,6 +399,45 @@ def test_auto_precision_follows_the_hardware(monkeypatch):
     assert fit.resolve_precision("auto", "gpu") == "bf16-mixed"
 
 
+# ------------------------------------------------------------ trainer, logger, callbacks
+def test_trainer_logger_and_callbacks_come_from_the_config(tmp_path):
+    from lightning.pytorch.callbacks import LearningRateMonitor, Timer
+    from lightning.pytorch.loggers import CSVLogger
+
+    from radiodiff.training.fit import ResumeCheckpoint, TimeBox, build_callbacks, build_trainer
+    cfg = load_config(["model=unet_attn", "data=lotss", "trainer.precision=bf16-mixed",
+                       "trainer.max_time=00:01:00:00", "logger.kind=csv",
+                       "train.val_every_steps=7", f"paths.ckpt_root={tmp_path}/ckpt",
+                       "+callbacks.lr={_target_:lightning.pytorch.callbacks.LearningRateMonitor}"])
+    callbacks = build_callbacks(cfg)
+    assert [type(c) for c in callbacks] == [ResumeCheckpoint, TimeBox, LearningRateMonitor]
+    assert callbacks[0].dirpath == tmp_path / "ckpt" / "lotss-unet_attn-s0"
+    trainer = build_trainer(cfg, tmp_path / "run", 5, callbacks)
+    assert trainer.max_steps == 5 and trainer.val_check_interval == 7
+    assert trainer.precision == "bf16-mixed"
+    assert isinstance(trainer.logger, CSVLogger) and trainer.logger.save_dir == str(
+        tmp_path / "run")
+    timer = next(c for c in trainer.callbacks if isinstance(c, Timer))
+    assert timer._duration == 3600
+    cfg = load_config(["callbacks.time_box=null"])
+    assert [type(c) for c in build_callbacks(cfg)] == [ResumeCheckpoint]
+
+
+@pytest.mark.parametrize("override, message", [
+    ("logger.kind=nope", r"^logger.kind='nope': expected wandb \| csv \| tensorboard$"),
+    ("+trainer.bogus=1", r"^trainer: .*bogus"),
+    ("+logger.kinds.csv.bogus=1", r"^logger.kinds.csv: .*bogus"),
+    ("trainer.accumulate_grad_batches=0", r"^trainer.accumulate_grad_batches=0: must be >= 1$"),
+    ("callbacks.time_box._target_=radiodiff.Nope", r"^callbacks.time_box: .*radiodiff.Nope"),
+])
+def test_bad_trainer_logger_callback_values_are_one_line(tmp_path, override, message):
+    from radiodiff.config import ConfigError
+    from radiodiff.training.fit import build_callbacks, build_trainer
+    cfg = load_config([override, "logger=csv"])
+    with pytest.raises(ConfigError, match=message):
+        build_trainer(cfg, tmp_path, 2, build_callbacks(cfg))
+
+
 def test_a_short_run_logs_the_loss_by_sigma(tmp_path, tiny_h5, caplog):
     import logging
     with caplog.at_level(logging.INFO, logger="radiodiff.training.module"):

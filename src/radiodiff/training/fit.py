@@ -1,9 +1,8 @@
 """Training entry: config -> DataModule + DiffusionModule + Lightning Trainer -> checkpoints.
 
-``train(cfg)`` is what ``python train.py …`` calls. Runs are time-boxed pieces that resume
-exactly: ``train.resume=auto`` continues from ``<train.ckpt_dir>/last.ckpt`` when it exists,
-and the checkpoint is rewritten atomically every ``ckpt_every_steps`` steps, every
-``ckpt_every_minutes`` minutes and when training stops (``trainer.max_time`` included).
+Runs are time-boxed pieces that resume exactly: ``train.resume=auto`` continues from
+``<train.ckpt_dir>/last.ckpt``, rewritten atomically every ``ckpt_every_steps`` steps, every
+``ckpt_every_minutes`` minutes and when training stops.
 """
 
 from __future__ import annotations
@@ -18,9 +17,12 @@ from typing import Any
 
 import lightning as L
 import numpy as np
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
 from lightning.pytorch.callbacks import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from radiodiff.config import ConfigError
 from radiodiff.io.artifacts import atomic_text
 from radiodiff.data.datamodule import CutoutDataModule
 from radiodiff.data.prepared import read_prepared
@@ -29,8 +31,8 @@ from radiodiff.training.module import (DataStats, DiffusionModule, checkpoint_pr
 from radiodiff.diffusion.conditions import ConditionTransform
 from radiodiff.diffusion.intensity import IntensityTransform
 
-__all__ = ["train", "ResumeCheckpoint", "TimeBox", "build_trainer", "data_stats",
-           "resume_path", "make_logger", "warm_start"]
+__all__ = ["train", "ResumeCheckpoint", "TimeBox", "build_trainer", "build_callbacks",
+           "data_stats", "resume_path", "make_logger", "warm_start"]
 
 log = logging.getLogger(__name__)
 LAST = "last.ckpt"
@@ -70,20 +72,22 @@ class ResumeCheckpoint(Callback):
 
 
 class TimeBox(Callback):
-    """Stop this invocation after ``minutes`` of wall clock (then ResumeCheckpoint saves).
+    """Stop this invocation after ``minutes`` of wall clock (None: never).
 
-    Lightning's ``max_time`` counts the time of all resumed pieces together; a session of
-    fixed length needs a limit on the piece itself.
+    Lightning's ``max_time`` counts all resumed pieces together; a session of fixed length
+    needs a limit on the piece itself.
     """
 
-    def __init__(self, minutes: float) -> None:
-        self.seconds = 60.0 * float(minutes)
+    def __init__(self, minutes: float | None) -> None:
+        self.seconds = None if minutes is None else 60.0 * float(minutes)
         self._start = time.monotonic()
 
     def on_train_start(self, trainer, pl_module) -> None:
         self._start = time.monotonic()
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if self.seconds is None:
+            return
         if trainer.strategy.broadcast(time.monotonic() - self._start >= self.seconds, src=0):
             trainer.should_stop = True
 
@@ -130,42 +134,55 @@ def resume_path(cfg: DictConfig) -> str | None:
 
 
 def make_logger(cfg: DictConfig, run_dir: Path):
-    """W&B (offline by default: no account or network needed), CSV or TensorBoard."""
+    """The ``logger.kinds`` entry named by ``logger.kind``, saving into ``run_dir``."""
     kind = str(cfg.logger.kind)
-    name = str(cfg.train.run_name)
+    kinds = cfg.logger.kinds
+    if kind not in kinds or kinds[kind] is None:
+        raise ConfigError(f"logger.kind={kind!r}: expected "
+                          f"{' | '.join(k for k in kinds if kinds[k] is not None)}")
+    where = f"logger.kinds.{kind}"
+    make = _instantiate(kinds[kind], where, _partial_=True, save_dir=str(run_dir))
+    extra = {}
     if kind == "wandb":
-        from lightning.pytorch.loggers import WandbLogger
         os.environ.setdefault("WANDB_SILENT", "true")
-        return WandbLogger(project=cfg.logger.project, name=name, save_dir=str(run_dir),
-                           offline=bool(cfg.logger.offline),
-                           config=OmegaConf.to_container(cfg, resolve=True, enum_to_str=True))
-    if kind == "csv":
-        from lightning.pytorch.loggers import CSVLogger
-        return CSVLogger(str(run_dir), name="csv")
-    if kind == "tensorboard":
-        from lightning.pytorch.loggers import TensorBoardLogger
-        return TensorBoardLogger(str(run_dir), name="tensorboard")
-    raise ValueError(f"logger.kind={kind!r}: expected wandb, csv or tensorboard")
+        # not through instantiate, whose own first argument is called ``config``
+        extra["config"] = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
+    try:
+        return make(**extra)
+    except TypeError as exc:  # an argument the logger does not take
+        raise ConfigError(f"{where}: {' '.join(str(exc).split())}") from exc
+
+
+def build_callbacks(cfg: DictConfig) -> list[Callback]:
+    """The callbacks listed under ``callbacks`` (null entries left out)."""
+    return [_instantiate(node, f"callbacks.{name}") for name, node in cfg.callbacks.items()
+            if node is not None]
 
 
 def build_trainer(cfg: DictConfig, run_dir: Path, max_steps: int,
                   callbacks: list[Callback]) -> L.Trainer:
+    """``trainer`` instantiated, with what every run needs fixed."""
     t = cfg.trainer
-    return L.Trainer(
-        accelerator=t.accelerator, devices=t.devices, num_nodes=t.num_nodes,
-        strategy=t.strategy, precision=resolve_precision(t.precision, t.accelerator),
-        max_steps=max_steps, max_epochs=-1,
-        max_time=t.max_time, gradient_clip_val=t.gradient_clip_val,
-        accumulate_grad_batches=t.accumulate_grad_batches,
-        log_every_n_steps=t.log_every_n_steps,
-        val_check_interval=int(cfg.train.val_every_steps), check_val_every_n_epoch=None,
-        limit_val_batches=int(cfg.train.val_batches), num_sanity_val_steps=0,
+    for key in ("accumulate_grad_batches", "log_every_n_steps"):
+        if int(t[key]) < 1:
+            raise ConfigError(f"trainer.{key}={t[key]}: must be >= 1")
+    return _instantiate(
+        t, "trainer", precision=resolve_precision(t.precision, t.accelerator),
+        max_steps=max_steps, max_epochs=-1, check_val_every_n_epoch=None,
         use_distributed_sampler=False,  # the sample stream shards itself per rank
         enable_checkpointing=False,     # ResumeCheckpoint writes atomically instead
-        logger=make_logger(cfg, run_dir), callbacks=callbacks,
-        default_root_dir=str(run_dir), enable_model_summary=False,
-        enable_progress_bar=bool(t.get("enable_progress_bar", True)),
-    )
+        logger=make_logger(cfg, run_dir), callbacks=callbacks, default_root_dir=str(run_dir))
+
+
+def _instantiate(node: DictConfig, where: str, **kwargs: Any) -> Any:
+    """``hydra.utils.instantiate`` with a bad ``_target_`` or argument as a one-line
+    :class:`ConfigError` naming the config node."""
+    try:
+        return instantiate(node, _convert_="all", **kwargs)
+    except InstantiationException as exc:
+        cause = exc.__cause__ or exc
+        text = " ".join(str(cause).split())
+        raise ConfigError(f"{where}: {text}") from exc
 
 
 def cpu_has_bf16() -> bool:
@@ -202,10 +219,8 @@ _DATA_SOURCES = {
 def check_data_inputs(cfg: DictConfig) -> None:
     """Fail in one line, before anything is written, when the data cannot be had.
 
-    Nothing to check when ``data.out`` is already prepared. For the catalogue + fields
-    sets (``mirabest``, ``lotss``) the catalogue file and the fields folder must exist;
-    the message names what is missing, where to get it and the options that point at it.
-    Other sources are checked by :func:`radiodiff.data.prepare.prepare` itself.
+    Only for catalogue + fields sets not yet prepared (``mirabest``, ``lotss``): the message
+    names what is missing, where to get it and the options that point at it.
 
     Raises
     ------
@@ -259,13 +274,9 @@ class _DropMessages(logging.Filter):
 def quiet_libraries(cfg: DictConfig | None = None) -> None:
     """Silence library noise that is not the user's business; real warnings stay.
 
-    Lightning's "Tip: ... litlogger" advertisement is dropped from its rank-zero logger
-    (the other rank-zero messages stay), the ``isinstance(treespec, LeafSpec)``
-    FutureWarning that Lightning 2.6 triggers in torch 2.13 on every ``fit`` is ignored
-    (only from ``lightning/pytorch/utilities/_pytree.py``), and for ``logger.kind=wandb``
-    with ``WANDB_SILENT`` (default true) wandb's terminal is silent from the start: else
-    Lightning's ``wandb.init(anonymous=None)`` prints "The anonymous setting has no
-    effect" before wandb reads the silent setting.
+    Drops Lightning's "litlogger" advertisement and its ``LeafSpec`` FutureWarning, and
+    with ``logger.kind=wandb`` and ``WANDB_SILENT`` (default true) silences wandb's terminal
+    before Lightning's ``wandb.init`` prints "The anonymous setting has no effect".
     """
     import warnings
 
@@ -291,8 +302,7 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None,
           extra_callbacks: list[Callback] = ()) -> dict[str, Any]:
     """Train (or resume) the run described by ``cfg``; returns a short summary.
 
-    The inputs are checked first (the data or what prepares it, ``train.resume``), so a
-    run that cannot start creates no run or checkpoint folder.
+    The inputs are checked first, so a run that cannot start creates no folder.
     """
     L.seed_everything(int(cfg.seed), workers=True, verbose=False)
     ckpt = resume_path(cfg)
@@ -303,12 +313,7 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None,
     dm = CutoutDataModule.from_config(cfg.data, seed=int(cfg.seed))
     dm.setup("fit")
     module = module_from_config(cfg, data_stats(cfg, dm))
-
-    ckpt_dir = Path(cfg.train.ckpt_dir)
-    callbacks: list[Callback] = [ResumeCheckpoint(ckpt_dir, cfg.train.ckpt_every_steps,
-                                                  cfg.train.ckpt_every_minutes)]
-    if cfg.train.max_minutes is not None:
-        callbacks.append(TimeBox(cfg.train.max_minutes))
+    callbacks = build_callbacks(cfg)
     if int(cfg.train.sample_every_steps) > 0:
         from radiodiff.training.callbacks import SampleCallback
         callbacks.append(SampleCallback.from_config(cfg, run_dir))
@@ -322,6 +327,7 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None,
         log.info("resuming from %s", ckpt)
     elif ckpt is None and cfg.train.init_from:
         warm_start(module, cfg.train.init_from)
+    ckpt_dir = Path(cfg.train.ckpt_dir)
     ckpt_dir.mkdir(parents=True, exist_ok=True)
     atomic_text(ckpt_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     try:
