@@ -418,11 +418,8 @@ class CutoutDataModule(L.LightningDataModule):
                           worker_init_fn=_worker_init if workers > 0 else None)
 
     def samples_seen(self) -> int:
-        """Training samples consumed so far by all ranks (the restored module's count).
-
-        The module counts images over pieces of different batch sizes; without one (a bare
-        trainer) the count is the global step times the current batch.
-        """
+        """Training samples consumed by all ranks: the module's ``images_seen``, else the
+        global step times the current batch."""
         t = self.trainer
         if t is None:
             return 0

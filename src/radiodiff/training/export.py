@@ -21,13 +21,10 @@ __all__ = ["export_checkpoint"]
 def export_checkpoint(ckpt_path: str | Path, out_dir: str | Path,
                       ema_halflife_kimg: float | None = None,
                       projection: dict | None = None) -> Path:
-    """Release folder from a training checkpoint: the EMA weights plus what sampling needs.
+    """Release folder from a training checkpoint (read with ``weights_only=True``).
 
-    ``ema_halflife_kimg`` picks one of the run's EMAs (``train.ema_halflife_kimg`` or one
-    of ``train.ema_bank_kimg``); None = the main one. ``projection`` overrides the output
-    projection taken from the run's data config (see :func:`output_projection`). The
-    checkpoint is read with
-    ``torch.load(weights_only=True)``: nothing is unpickled.
+    ``ema_halflife_kimg`` picks one of the run's EMAs (None: the main one); ``projection``
+    overrides the one taken from the run's data config (:func:`output_projection`).
     """
     ckpt_path = Path(ckpt_path)
     if not ckpt_path.is_file():

@@ -93,12 +93,8 @@ class TimeBox(Callback):
 
 
 def drop_unused_run_dir(run_dir: Path, output_dir: Path, log_name: str) -> None:
-    """Remove a run folder holding only Hydra's bookkeeping, and its emptied parents.
-
-    Only inside ``paths.output_dir``, and only when the folder has nothing but ``.hydra/``
-    (plain files) and ``log_name`` (the job's log, or a sweep's ``multirun.yaml``): a run
-    that wrote anything else is kept.
-    """
+    """Remove a run folder inside ``output_dir`` that holds only Hydra's bookkeeping
+    (``.hydra/`` and ``log_name``), and its emptied parents."""
     try:
         run_dir, root = run_dir.resolve(), output_dir.resolve()
         if root not in run_dir.parents or not run_dir.is_dir():
@@ -361,11 +357,8 @@ def data_stats(cfg: DictConfig, dm: CutoutDataModule) -> DataStats:
 
 
 def _max_steps(total_images: float, batch_images: int, ckpt: str | None) -> int:
-    """Global step at which ``total_images`` are reached, resuming at this batch size.
-
-    Earlier pieces may have used another batch size (a CPU piece, then a GPU piece), so the
-    remaining images are counted from the checkpoint's ``images_seen``.
-    """
+    """Global step at which ``total_images`` are reached, resuming at this batch size
+    (earlier pieces may have used another: the rest is counted from ``images_seen``)."""
     if not ckpt:
         return math.ceil(total_images / batch_images)
     import torch
@@ -390,11 +383,8 @@ def _measure_sigma_data(dm: CutoutDataModule, intensity: IntensityTransform | No
 
 
 def warm_start(module: DiffusionModule, release_dir: str | Path) -> None:
-    """Initialise network and EMA from a release folder's (EMA) weights.
-
-    For a new run when the resume state is gone: optimiser, step and schedules start
-    afresh. The release must have the same architecture and conditions.
-    """
+    """Initialise network and EMAs from a release's weights (a new run: optimiser, step
+    and schedules start afresh)."""
     from radiodiff.io.release import load_release, resolve_model
     release = load_release(resolve_model(release_dir))  # a folder or a shipped name
     state = release.denoiser.state_dict()

@@ -13,7 +13,6 @@ import copy
 import logging
 import math
 from dataclasses import dataclass, field
-from typing import Any
 
 import lightning as L
 import torch
