@@ -52,7 +52,8 @@ def _cmd_sample(args) -> int:
     from tqdm.auto import tqdm
 
     from radiodiff.io.release import load_release, resolve_model
-    from radiodiff.diffusion.generate import generate, save_samples
+    from radiodiff.diffusion.generate import generate
+    from radiodiff.io.samples import save_samples
 
     if (args.ra is None) != (args.dec is None):
         raise ValueError("give both --ra and --dec (the image centre, deg) or neither")

@@ -141,7 +141,7 @@ def run_demo(reference: str | Path = "data/first.h5", out: str | Path = "outputs
         Bad options, or the model and the reference file disagree on classes or image size.
     """
     from radiodiff.io.release import load_release, resolve_model
-    from radiodiff.diffusion.generate import save_samples
+    from radiodiff.io.samples import save_samples
 
     if int(n_per_class) < 2:
         raise ValueError(f"n_per_class must be >= 2 (the report splits sets), got {n_per_class}")
