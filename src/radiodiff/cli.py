@@ -240,7 +240,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rvf-epochs", type=int, default=10, help="real-vs-fake epochs per fold")
     p.add_argument("--classifier-epochs", type=int, default=30,
                    help="epochs of the class classifier (cached per data hash)")
-    p.add_argument("--cache-dir", default="outputs/eval_cache", help="classifier cache")
+    p.add_argument("--cache-dir", default="outputs/eval_cache",
+                   help="cache of the class classifier and of the real set's statistics")
     p.add_argument("--out", default=None, help="report folder (default outputs/eval/<name>: "
                    "the model or samples folder, or real-<split>-vs-<split>)")
     p.set_defaults(func=_cmd_evaluate)
