@@ -28,10 +28,10 @@ from pathlib import Path
 
 import numpy as np
 
-from radiodiff.diffusion.sampling import SAMPLERS, sampler_nfe
-from radiodiff.evaluation.evaluate import (EvalSettings, ImageSet, evaluate, generated_set,
-                                           proportional_labels, reference_meta, reference_set,
-                                           reference_splits, w1_ratios, w1_summary)
+from radiodiff.diffusion.sampling import SAMPLERS, SamplerSpec, sampler_nfe
+from radiodiff.evaluation.metrics import EvalSettings, evaluate, w1_ratios, w1_summary
+from radiodiff.evaluation.sets import (ImageSet, generated_set, proportional_labels,
+                                       reference_meta, reference_set, reference_splits)
 
 def _parse_config(config: str) -> tuple[str, int, float, dict]:
     """``sampler:steps[:g=<guidance>][:smax=<sigma_max>][:churn=<S_churn>]``."""
@@ -77,10 +77,13 @@ def score_configs(model: str, reference: str, split: str, n: int, configs: list[
                 fake = ImageSet(floor_set.images[pick], floor_set.labels[pick],
                                 f"{floor_set.name} images")
             else:
-                fake = generated_set(model, labels, Path(tmp), sampler, steps, guidance,
-                                     seed, 32, sampler_kw=kw)
+                spec_kw = {k: v for k, v in kw.items() if k != "project"}
+                spec = SamplerSpec.build(sampler=sampler, steps=steps, guidance=guidance,
+                                         **spec_kw)
+                fake = generated_set(model, labels, Path(tmp), spec, seed, 32,
+                                     **({"project": kw["project"]} if "project" in kw else {}))
             t_sample = time.perf_counter() - t0
-            m = evaluate(real, fake, train, val, meta, settings)
+            m = evaluate(real, fake, train, val, meta, settings).to_dict()
             rows.append(_row(m, sampler, steps, guidance, kw, len(fake.images), t_sample))
             print(json.dumps(rows[-1]), flush=True)  # inf -> Infinity
     return rows

@@ -11,16 +11,17 @@ import argparse
 import sys
 from pathlib import Path
 
+from radiodiff.progress import progress_bar
+
 __all__ = ["main", "error_line"]
 
 
-def _tqdm(desc: str):
-    from tqdm.auto import tqdm
-
-    def wrap(iterable, total):
-        return tqdm(iterable, total=total, desc=desc, unit="src", dynamic_ncols=True,
-                    disable=None)  # disabled automatically when not a terminal
-    return wrap
+def _spec(args):
+    """The sampler options of ``sample``, ``demo`` and ``evaluate`` as one spec."""
+    from radiodiff.diffusion.sampling import SamplerSpec
+    return SamplerSpec(name=args.sampler, steps=args.steps, guidance=args.guidance,
+                       sigma_min=args.sigma_min, sigma_max=args.sigma_max, rho=args.rho,
+                       S_churn=args.churn)
 
 
 def _cmd_prepare(args) -> int:
@@ -33,7 +34,8 @@ def _cmd_prepare(args) -> int:
     if args.cfg:
         print(OmegaConf.to_yaml(cfg.data, resolve=True), end="")
         return 0
-    summary = prepare(cfg, progress=_tqdm(f"prepare {cfg.data.name}"), out=args.out)
+    summary = prepare(cfg, progress=progress_bar(f"prepare {cfg.data.name}", "src"),
+                      out=args.out)
     print(summary.format())
     return 0
 
@@ -49,10 +51,9 @@ def _cmd_inspect(args) -> int:
 
 
 def _cmd_sample(args) -> int:
-    from tqdm.auto import tqdm
-
+    from radiodiff.diffusion.generate import generate
     from radiodiff.io.release import load_release, resolve_model
-    from radiodiff.diffusion.generate import generate, save_samples
+    from radiodiff.io.samples import save_samples
 
     if (args.ra is None) != (args.dec is None):
         raise ValueError("give both --ra and --dec (the image centre, deg) or neither")
@@ -60,17 +61,10 @@ def _cmd_sample(args) -> int:
         raise ValueError(f"--dec must be in [-90, 90] deg, got {args.dec}")
     release = load_release(resolve_model(args.model))
     out = Path(args.out) if args.out else Path("outputs") / "samples" / release.path.name
-
-    def progress(iterable, total):
-        return tqdm(iterable, total=total, desc="sample", unit="batch", dynamic_ncols=True,
-                    disable=None)  # disabled automatically when not a terminal
-
     result = generate(release, args.n, label=args.label, peak_flux=args.peak_flux,
-                      las_arcsec=args.las, sampler=args.sampler, steps=args.steps,
-                      guidance=args.guidance, seed=args.seed, batch_size=args.batch_size,
-                      sigma_min=args.sigma_min, sigma_max=args.sigma_max, rho=args.rho,
-                      S_churn=args.churn, batch_invariant=not args.batched,
-                      progress=progress)
+                      las_arcsec=args.las, spec=_spec(args), seed=args.seed,
+                      batch_size=args.batch_size, batch_invariant=not args.batched,
+                      progress=progress_bar("sampled", "batches"))
     paths = save_samples(out, release, result, ra=args.ra, dec=args.dec)
     print(f"{len(result)} samples ({result.unit}, {int(result.nfe[0])} network evaluations "
           f"each) -> {out}/ ({len(paths['fits'])} FITS, samples.h5, preview.png)")
@@ -81,8 +75,8 @@ def _cmd_demo(args) -> int:
     from radiodiff.evaluation.demo import run_demo
 
     res = run_demo(args.reference, args.out, model=args.model, n_per_class=args.n_per_class,
-                   sampler=args.sampler, steps=args.steps, guidance=args.guidance,
-                   seed=args.seed, batch_size=args.batch_size, progress=_tqdm("sample"))
+                   spec=_spec(args), seed=args.seed, batch_size=args.batch_size,
+                   progress=progress_bar("sampled", "batches"))
     print(res["summary"], end="")
     print("wrote:\n" + "\n".join(f"  {p}" for p in res["paths"].values()))
     return 0
@@ -97,55 +91,51 @@ def _cmd_export(args) -> int:
 
 
 def _eval_name(args) -> str:
+    from radiodiff.io.release import DEFAULT_MODEL
+
     if args.real_split:
         return f"real-{args.real_split}-vs-{args.split}"
-    path = Path(args.model or args.samples)
+    path = Path(args.model or args.samples or DEFAULT_MODEL)
     if path.suffix == ".ckpt":  # <run>/last.ckpt -> <run>-last
         return f"{path.parent.name}-{path.stem}"
     return path.parent.name if path.suffix == ".h5" else path.name
 
 
 def _cmd_evaluate(args) -> int:
-    from radiodiff.evaluation.evaluate import (EvalSettings, evaluate, generated_set,
-                                               proportional_rows, reference_meta, reference_set,
-                                               reference_splits, samples_set, write_report)
-    from radiodiff.io.release import DEFAULT_MODEL
+    from radiodiff.evaluation.metrics import EvalSettings, run_evaluation
+    from radiodiff.evaluation.sets import Compared
 
-    if not (args.model or args.samples or args.real_split):
-        args.model = DEFAULT_MODEL  # the built-in model
-    real, train, val, ps = reference_splits(args.reference, args.split)
-    out = Path(args.out) if args.out else Path("outputs") / "eval" / _eval_name(args)
-    if args.real_split:
-        fake, _ = reference_set(args.reference, args.real_split)
-    elif args.samples:
-        fake = samples_set(args.samples)
-    else:
-        n = args.n
-        if n < 1:
-            raise ValueError(f"--n must be >= 1, got {n}")
-        # class proportions of the reference split, one seed per image
-        rows = proportional_rows(real.labels, n)
-        labels = real.labels[rows]
-        conds = {k: v[rows] for k, v in (real.conditions or {}).items()}
-        fake = generated_set(args.model, labels, out, args.sampler, args.steps,
-                             args.guidance, args.seed, args.batch_size,
-                             progress=_tqdm("sample"), conditions=conds)
+    compared = Compared(model=args.model, samples=args.samples, real_split=args.real_split,
+                        n=args.n, spec=_spec(args), seed=args.seed, batch_size=args.batch_size)
     settings = EvalSettings(seed=args.seed, sourcefinder=not args.no_sourcefinder,
                             rvf_epochs=args.rvf_epochs, rvf_folds=args.rvf_folds,
                             classifier_epochs=args.classifier_epochs,
                             cache_dir=args.cache_dir)
-    metrics = evaluate(real, fake, train, val, reference_meta(ps), settings, progress=_tqdm("PyBDSF"))
-    paths = write_report(metrics, real, fake, out, ps.classes)
+    out = Path(args.out) if args.out else Path("outputs") / "eval" / _eval_name(args)
+    _, paths = run_evaluation(args.reference, compared, out, args.split, settings,
+                              progress=lambda step: progress_bar(
+                                  step, "batches" if step == "sampled" else "images"))
     print(paths["report.md"].read_text(), end="")
     print("wrote:\n" + "\n".join(f"  {p}" for p in paths.values()))
     return 0
 
 
-def _solver_args(p: argparse.ArgumentParser, sc) -> None:
-    """Sampler options shared by ``demo`` and ``evaluate`` (defaults: ``SamplerConfig``)."""
+def _sampler_args(p: argparse.ArgumentParser, sc) -> None:
+    """The options of :func:`_spec` (defaults: ``SamplerConfig``, i.e. ``conf/sampler/``)."""
     p.add_argument("--sampler", default=sc.name, help="euler | heun | stochastic | dpmpp_2m")
-    p.add_argument("--steps", type=int, default=sc.steps, help="solver steps")
-    p.add_argument("--guidance", type=float, default=sc.guidance, help="guidance weight")
+    p.add_argument("--steps", type=int, default=sc.steps, help="solver steps (>= 1)")
+    p.add_argument("--guidance", type=float, default=sc.guidance,
+                   help="classifier-free guidance weight (0 = unconditional, 1 = plain)")
+    p.add_argument("--sigma-min", type=float, default=sc.sigma_min, help="smallest noise level")
+    p.add_argument("--sigma-max", type=float, default=sc.sigma_max, help="largest noise level")
+    p.add_argument("--rho", type=float, default=sc.rho, help="schedule curvature (EDM Eq. 5)")
+    p.add_argument("--churn", type=float, default=sc.S_churn,
+                   help="S_churn of the stochastic sampler (EDM Algorithm 2)")
+
+
+def _solver_args(p: argparse.ArgumentParser, sc) -> None:
+    """Sampler options shared by ``demo`` and ``evaluate``."""
+    _sampler_args(p, sc)
     p.add_argument("--batch-size", type=int, default=32, help="images per solver call")
     p.add_argument("--seed", type=int, default=0, help="seed of sampling and of the metrics")
 
@@ -205,21 +195,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--las", type=float, default=None,
                    help="largest angular size to condition on, arcsec (> 0) "
                    "(default: no size condition)")
-    p.add_argument("--sampler", default=sc.name, help="euler | heun | stochastic | dpmpp_2m")
-    p.add_argument("--steps", type=int, default=sc.steps, help="solver steps (>= 1)")
-    p.add_argument("--guidance", type=float, default=sc.guidance,
-                   help="classifier-free guidance weight (0 = unconditional, 1 = plain)")
+    _sampler_args(p, sc)
     p.add_argument("--seed", type=int, default=0, help="seed of image 0 (image k: seed + k)")
     p.add_argument("--batch-size", type=int, default=32,
                    help="images per solver call (image k is the same for any batch size)")
-    p.add_argument("--sigma-min", type=float, default=sc.sigma_min, help="smallest noise level")
-    p.add_argument("--sigma-max", type=float, default=sc.sigma_max, help="largest noise level")
-    p.add_argument("--rho", type=float, default=sc.rho, help="schedule curvature (EDM Eq. 5)")
     p.add_argument("--batched", action="store_true",
                    help="evaluate the network on whole batches (faster on a GPU); image k then "
                         "depends on --batch-size by float round-off (~1e-5)")
-    p.add_argument("--churn", type=float, default=sc.S_churn,
-                   help="S_churn of the stochastic sampler (EDM Algorithm 2)")
     p.add_argument("--ra", type=float, default=None,
                    help="RA of the image centres in the FITS WCS, deg (ICRS); with --dec "
                    "(default: 0, a placeholder, not a real position: the FITS header then "
@@ -258,7 +240,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rvf-epochs", type=int, default=10, help="real-vs-fake epochs per fold")
     p.add_argument("--classifier-epochs", type=int, default=30,
                    help="epochs of the class classifier (cached per data hash)")
-    p.add_argument("--cache-dir", default="outputs/eval_cache", help="classifier cache")
+    p.add_argument("--cache-dir", default="outputs/eval_cache",
+                   help="cache of the class classifier and of the real set's statistics")
     p.add_argument("--out", default=None, help="report folder (default outputs/eval/<name>: "
                    "the model or samples folder, or real-<split>-vs-<split>)")
     p.set_defaults(func=_cmd_evaluate)

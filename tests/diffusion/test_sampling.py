@@ -1,5 +1,7 @@
 """Samplers driven by the exact denoiser of Gaussian data reproduce that Gaussian."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -193,3 +195,30 @@ def test_churn_generator_is_the_first_state_word_of_seed_and_1():
         assert torch.equal(_draw(churn_generator(seed)),
                            _draw(torch.Generator().manual_seed(first)))
     assert not torch.equal(_draw(churn_generator(0)), _draw(churn_generator(1)))
+
+
+def test_sampler_spec_defaults_config_and_validation():
+    from omegaconf import OmegaConf
+
+    from radiodiff.config import SamplerConfig, load_config
+    from radiodiff.diffusion.sampling import SamplerSpec, sampler_nfe
+    spec = SamplerSpec()
+    assert spec == SamplerSpec.from_config(SamplerConfig())
+    assert spec == SamplerSpec.from_config(load_config([]).sampler)  # conf/sampler/heun.yaml
+    other = SamplerSpec.from_config(OmegaConf.create(
+        {**OmegaConf.to_container(OmegaConf.structured(SamplerConfig)), "steps": 7}))
+    assert other.steps == 7 and isinstance(other.sigma_max, float)
+    assert SamplerSpec.build(spec, sampler="euler", steps=None).name == "euler"
+    assert spec.nfe == sampler_nfe("heun", 25) and len(spec.sigmas()) == spec.steps + 1
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        spec.steps = 3
+    for kw, match in ((dict(name="ddim"), "unknown sampler 'ddim'; valid samplers: euler"),
+                      (dict(steps=0), "steps must be an integer >= 1, got 0"),
+                      (dict(sigma_min=20.0), "need 0 < sigma_min <= sigma_max"),
+                      (dict(rho=0.0), "rho must be > 0"),
+                      (dict(S_churn=-1.0), "S_churn must be a finite number >= 0"),
+                      (dict(guidance=float("nan")), "guidance must be a finite number >= 0")):
+        with pytest.raises(ValueError, match=match):
+            SamplerSpec(**kw)
+    with pytest.raises(TypeError, match="unknown sampler option"):
+        SamplerSpec.build(sigma=1.0)

@@ -6,19 +6,14 @@ import json
 import h5py
 import numpy as np
 import pytest
-import torch
 from astropy.io import fits
 
 from helpers import synth
+from helpers.releases import tiny_release
 from radiodiff.cli import main
-from radiodiff.config import load_config
 from radiodiff.evaluation.demo import DEMO_SETTINGS, run_demo
-from radiodiff.diffusion.edm import EDMDenoiser
-from radiodiff.io.release import (DEFAULT_MODEL, export_release, load_release, models_dir,
-                              resolve_model)
+from radiodiff.io.release import DEFAULT_MODEL, load_release, models_dir, resolve_model
 from radiodiff.diffusion.generate import generate
-from radiodiff.diffusion.conditions import ConditionTransform
-from radiodiff.diffusion.unet import build_unet
 
 FAST = dataclasses.replace(DEMO_SETTINGS, classifier_epochs=2, rvf_folds=2, rvf_epochs=2,
                            n_repeats=3)
@@ -29,20 +24,7 @@ def prepared(tmp_path_factory):
     return synth.write_blob_set(tmp_path_factory.mktemp("demo") / "blobs.h5")
 
 
-def _release(path, classes, size=16):
-    config = load_config(["model=unet_tiny"])
-    torch.manual_seed(0)
-    net = build_unet(config.model, size, 1, len(classes), ())
-    with torch.no_grad():  # the output layer starts at zero: give it something to say
-        net.conv_out.bias.fill_(0.1)
-    meta = {"classes": classes, "scalar_conditions": [],
-            "condition_transform": ConditionTransform.fit({}, ()).to_dict(),
-            "sigma_data": 0.1, "image_size": size, "image_unit": "arbitrary",
-            "pixel_scale_arcsec": 1.8, "beam_arcsec": [5.4, 5.4], "scaling": "per_image",
-            "negatives": "clip", "data_sha256": "ab" * 32, "inputs_sha256": "i" * 64,
-            "git_commit": "abc", "package_version": "0.1.0", "seed": 0, "images_seen": 64,
-            "step": 2}
-    return export_release(path, EDMDenoiser(net, 0.1).eval(), config, meta)
+_release = tiny_release
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +54,7 @@ def test_demo_writes_fits_grid_report_and_summary(prepared, tiny, tmp_path):
     assert "sourcefinder" not in metrics  # the demo skips PyBDSF
     summary = (out / "summary.md").read_text()
     assert summary == res["summary"]
-    rvf = res["metrics"]["real_vs_fake"]["mean_accuracy"]
+    rvf = res["metrics"].real_vs_fake["mean_accuracy"]
     assert f"real-vs-fake accuracy: {rvf:.3f}" in summary
     assert "class fidelity" in summary and "Wasserstein-1 / noise floor" in summary
 

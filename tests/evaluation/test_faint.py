@@ -5,8 +5,9 @@ import pytest
 
 from helpers import synth
 
-from radiodiff.evaluation.evaluate import (EvalSettings, ImageSet, evaluate, reference_set,
-                                           write_report)
+from radiodiff.evaluation.metrics import EvalSettings, evaluate
+from radiodiff.evaluation.report import write_report
+from radiodiff.evaluation.sets import ImageSet, reference_set
 from radiodiff.evaluation.faint import background_fractions, faint_view
 
 FAST = EvalSettings(classifier_epochs=4, rvf_folds=3, rvf_epochs=15, sourcefinder=False,
@@ -55,13 +56,13 @@ def test_a_faint_haze_alone_is_caught(prepared, tmp_path):
                                             "beam_arcsec": [5.4, 5.4]}, settings)
     # the linear shape statistics are guarded and do not see the haze ...
     for key in ("size", "elongation", "radius"):
-        assert m["distances"][key]["wasserstein1"]["ratio"] < 3, key
+        assert m.distances[key]["wasserstein1"]["ratio"] < 3, key
     # ... but the faint view, the background fractions and the verdict do
-    assert m["real_vs_fake_faint"]["mean_accuracy"] > 0.85
-    assert m["background"]["fake"]["zero"] < m["background"]["real"]["zero"] - 0.2
-    checks = m["verdict"]["checks"]
+    assert m.real_vs_fake_faint["mean_accuracy"] > 0.85
+    assert m.background["fake"]["zero"] < m.background["real"]["zero"] - 0.2
+    checks = m.verdict["checks"]
     assert not checks["zero_fraction_pp"]["pass"] and not checks["real_vs_fake_faint"]["pass"]
-    assert m["verdict"]["alike"] is False
+    assert m.verdict["alike"] is False
     paths = write_report(m, real, fake, tmp_path / "report", ["blob", "double"])
     md = paths["report.md"].read_text()
     assert "**Verdict**: distinguishable" in md and "Faint end" in md

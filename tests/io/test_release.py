@@ -1,4 +1,4 @@
-"""Release folders (export -> load) and sampling to FITS / HDF5 / PNG, on a tiny 16x16 U-Net."""
+"""Release folders (export -> load) and sampling from them, on a tiny 16x16 U-Net."""
 
 import dataclasses
 import json
@@ -14,67 +14,20 @@ from astropy.io import fits
 from astropy.wcs import WCS
 from astropy.wcs.utils import proj_plane_pixel_scales
 
+from helpers.releases import CLASSES, SCALARS, SIZE
 from radiodiff.io import release as export
 from radiodiff.cli import main
-from radiodiff.config import load_config
-from radiodiff.diffusion.edm import EDMDenoiser
-from radiodiff.io.release import export_release, load_release
-from radiodiff.io.fits import read_fits_image, write_fits_image
-from radiodiff.diffusion.generate import generate, save_samples
 from radiodiff.diffusion.conditions import ConditionTransform
-from radiodiff.diffusion.unet import build_unet
+from radiodiff.diffusion.edm import EDMDenoiser
+from radiodiff.diffusion.generate import generate
+from radiodiff.io.fits import read_fits_image, write_fits_image
+from radiodiff.io.release import export_release, load_release
+from radiodiff.io.samples import save_samples
 
-CLASSES = ["FRI", "FRII"]
-SCALARS = ["peak_flux", "las_arcsec"]
-SIZE, PIXEL_SCALE, BEAM, SIGMA_DATA = 16, 1.8, [5.0, 4.0], 0.3
 # Batched network calls (batch_invariant=False) round differently with the batch size
 # (GEMM vs GEMV), by ~1e-7 per layer; the default per-image evaluation is bit-identical.
 BATCH_ATOL = 1e-4
 FAST = dict(steps=3, batch_size=4)  # 3 Heun steps: 5 network evaluations
-
-
-@pytest.fixture(scope="module")
-def config():
-    return load_config(["model=unet_tiny"])
-
-
-@pytest.fixture(scope="module")
-def denoiser(config):
-    """Untrained tiny U-Net whose (zero-initialised) output layer is randomised."""
-    torch.manual_seed(0)
-    net = build_unet(config.model, SIZE, 1, len(CLASSES), SCALARS)
-    g = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        net.conv_out.weight.copy_(torch.randn(net.conv_out.weight.shape, generator=g) * 0.1)
-        net.conv_out.bias.fill_(0.05)
-    return EDMDenoiser(net, SIGMA_DATA).eval()
-
-
-@pytest.fixture(scope="module")
-def transform():
-    rng = np.random.default_rng(0)
-    return ConditionTransform.fit({"peak_flux": 10 ** rng.normal(-2, 0.5, 50),
-                                   "las_arcsec": 10 ** rng.normal(1.5, 0.3, 50)}, SCALARS)
-
-
-@pytest.fixture(scope="module")
-def meta(transform):
-    return {"classes": CLASSES, "scalar_conditions": SCALARS,
-            "condition_transform": transform.to_dict(), "sigma_data": SIGMA_DATA,
-            "image_size": SIZE, "image_unit": "Jy/beam", "pixel_scale_arcsec": PIXEL_SCALE,
-            "beam_arcsec": BEAM, "scaling": "per_image", "negatives": "clip",
-            "data_sha256": "d" * 64, "inputs_sha256": "i" * 64, "git_commit": "abc123",
-            "package_version": "0.1.0", "seed": 0, "images_seen": 1000, "step": 10}
-
-
-@pytest.fixture(scope="module")
-def release_dir(tmp_path_factory, denoiser, config, meta):
-    return export_release(tmp_path_factory.mktemp("rel") / "tiny", denoiser, config, meta)
-
-
-@pytest.fixture(scope="module")
-def release(release_dir):
-    return load_release(release_dir)
 
 
 def _inputs(n=3):
@@ -303,47 +256,6 @@ def test_write_fits_image_rejects_bad_cards(tmp_path, cards, match):
     assert not list(tmp_path.iterdir())
 
 
-def test_save_samples(tmp_path, release):
-    r = generate(release, n=3, label="FRII", peak_flux=0.02, las_arcsec=40.0, seed=5, **FAST)
-    paths = save_samples(tmp_path / "out", release, r)
-    names = sorted(p.name for p in (tmp_path / "out").iterdir())
-    assert names == ["preview.png", "sample_00000.fits", "sample_00001.fits",
-                     "sample_00002.fits", "samples.h5"]
-    with fits.open(paths["fits"][1]) as hdul:
-        h, data = hdul[0].header, hdul[0].data
-        np.testing.assert_array_equal(data, r.physical[1, 0])
-    np.testing.assert_allclose(proj_plane_pixel_scales(WCS(h)) * 3600, [PIXEL_SCALE] * 2)
-    assert h["BUNIT"] == "JY/BEAM"
-    assert (h["BMAJ"] * 3600, h["BMIN"] * 3600) == pytest.approx(tuple(BEAM))
-    assert h["SEED"] == 6 and h["SAMPLER"] == "heun" and h["STEPS"] == 3
-    assert h["GUIDANCE"] == 1.0 and h["NFE"] == 5 and h["CLASS"] == "FRII"
-    assert h["PEAKFLUX"] == 0.02 and h["LAS"] == 40.0 and h["MODELSHA"] == release.weights_sha256
-    assert h["MODELNAM"] == "unet_tiny" and h["DATASHA"] == "d" * 64
-    assert h["IMGUNIT"] == "Jy/beam"
-    with h5py.File(paths["samples.h5"]) as f:
-        np.testing.assert_array_equal(f["images"][()], r.images)
-        np.testing.assert_array_equal(f["physical"][()], r.physical)
-        assert f["seeds"][()].tolist() == [5, 6, 7] and f["nfe"][()].tolist() == [5, 5, 5]
-        assert f["label"][()].tolist() == [1, 1, 1]
-        assert f["class"].asstr()[()].tolist() == ["FRII"] * 3
-        assert f["peak_flux"][()].tolist() == [0.02] * 3
-        assert f.attrs["model_sha256"] == release.weights_sha256
-        assert f.attrs["sampler"] == "heun" and f.attrs["steps"] == 3
-        assert json.loads(f.attrs["classes"]) == CLASSES
-        assert f.attrs["pixel_scale_arcsec"] == PIXEL_SCALE
-    assert paths["preview.png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-
-
-def test_save_normalised_samples_have_dimensionless_bunit(tmp_path, release):
-    r = generate(release, n=1, **FAST)
-    paths = save_samples(tmp_path, release, r)
-    h = fits.getheader(paths["fits"][0])
-    assert h["BUNIT"] == "" and h["IMGUNIT"] == "normalised" and h["CLASS"] == "none"
-    assert h["PEAKFLUX"] == "none"
-    with h5py.File(paths["samples.h5"]) as f:
-        assert "physical" not in f
-
-
 # --------------------------------------------------------------------------- CLI
 
 def test_cli_sample(tmp_path, release_dir, capsys):
@@ -436,100 +348,6 @@ def _header_text(h: fits.Header) -> str:
     return "\n".join(f"{c.keyword} {c.value} {c.comment}" for c in h.cards)
 
 
-def test_samples_store_the_model_name_and_hash_never_a_path(tmp_path, tmp_path_factory,
-                                                            release, release_dir):
-    """MODEL is the release folder's name with MODELSHA its weights' SHA-256; no absolute
-    path of the machine that drew the samples is in the FITS headers or samples.h5."""
-    r = generate(release, n=2, label="FRI", peak_flux=0.02, **FAST)
-    paths = save_samples(tmp_path / "out", release, r)
-    private = {str(p) for p in (tmp_path, release_dir, tmp_path_factory.getbasetemp())}
-    private |= {str(p.resolve()) for p in (tmp_path, release_dir)}
-    for path in paths["fits"]:
-        h = fits.getheader(path)
-        assert h["MODEL"] == release_dir.name == "tiny"
-        assert h["MODELSHA"] == release.weights_sha256
-        text = _header_text(h)
-        assert not [p for p in private if p in text]
-        assert not [c for c in h.cards if isinstance(c.value, str) and c.value.startswith("/")]
-    with h5py.File(paths["samples.h5"]) as f:
-        attrs = {k: f.attrs[k] for k in f.attrs}
-        for ds in f.values():
-            attrs.update({f"{ds.name}.{k}": ds.attrs[k] for k in ds.attrs})
-    assert "model_path" not in attrs
-    assert attrs["model"] == "tiny" and attrs["model_sha256"] == release.weights_sha256
-    text = "\n".join(str(v) for v in attrs.values())
-    assert not [p for p in private if p in text]
-    assert not [k for k, v in attrs.items() if isinstance(v, str) and v.startswith("/")]
-
-
-def test_samples_carry_the_survey_cards(tmp_path, release):
-    """A FIRST-trained release: TELESCOP 'VLA', FREQ 1.4 GHz, BMAJ/BMIN/BPA in degrees (BPA 0,
-    unknown), a COMMENT that the noise rms is unknown and that (0, 0) is a placeholder."""
-    r = generate(release, n=1, label="FRII", peak_flux=0.02, **FAST)
-    h = fits.getheader(save_samples(tmp_path / "a", release, r)["fits"][0])
-    comments = " ".join(str(c) for c in h["COMMENT"])
-    assert h["BUNIT"] == "JY/BEAM" and h["TELESCOP"] == "VLA" and h["FREQ"] == 1.4e9
-    assert (h["BMAJ"] * 3600, h["BMIN"] * 3600) == pytest.approx(tuple(BEAM))
-    assert h["BPA"] == 0.0 and "RMS" not in h and "Noise rms unknown" in comments
-    assert (h["CRVAL1"], h["CRVAL2"]) == (0.0, 0.0) and "is a placeholder" in comments
-    assert "normalised" not in comments  # restored to Jy/beam: a real flux scale
-    with h5py.File(tmp_path / "a" / "samples.h5") as f:
-        assert f.attrs["telescope"] == "VLA" and f.attrs["freq_hz"] == 1.4e9
-    # a real position: the WCS is centred on it and no placeholder COMMENT is written
-    h = fits.getheader(save_samples(tmp_path / "b", release, r, ra=150.0, dec=2.5)["fits"][0])
-    centre = WCS(h).pixel_to_world((SIZE - 1) / 2, (SIZE - 1) / 2)
-    assert centre.ra.deg == pytest.approx(150.0) and centre.dec.deg == pytest.approx(2.5)
-    assert "placeholder" not in _header_text(h)
-    with pytest.raises(ValueError, match="both ra and dec"):
-        save_samples(tmp_path / "c", release, r, ra=150.0)
-
-
-def test_normalised_samples_say_they_have_no_flux_scale(tmp_path, release):
-    """Without flux restoration BUNIT is dimensionless ('', as astropy parses it) and a
-    COMMENT says the image is peak-normalised (peak = 1) with no flux scale."""
-    from astropy import units as u
-
-    r = generate(release, n=1, **FAST)
-    h = fits.getheader(save_samples(tmp_path, release, r)["fits"][0])
-    assert h["BUNIT"] == "" and u.Unit(h["BUNIT"], format="fits") == u.dimensionless_unscaled
-    comments = " ".join(str(c) for c in h["COMMENT"])
-    assert "peak-normalised (peak = 1)" in comments and "no flux scale" in comments
-    dataset = dataclasses.replace(release, meta=dict(release.meta, scaling="dataset"))
-    h = fits.getheader(save_samples(tmp_path / "d", dataset, r)["fits"][0])
-    comments = " ".join(str(c) for c in h["COMMENT"])
-    assert "peak = 1" not in comments and "dataset scaling" in comments
-
-
-def test_survey_cards_from_the_release_meta(tmp_path, release):
-    """``telescope``, ``freq_hz``, ``beam_pa_deg`` and ``rms_jy_beam`` of the release meta win
-    over what the config implies; RMS is written in the image unit (Jy/beam)."""
-    meerkat = dataclasses.replace(release, meta=dict(
-        release.meta, telescope="MeerKAT", freq_hz=1.28e9, beam_pa_deg=30.0,
-        rms_jy_beam=2e-5))
-    r = generate(meerkat, n=1, peak_flux=0.02, **FAST)
-    h = fits.getheader(save_samples(tmp_path, meerkat, r)["fits"][0])
-    assert h["TELESCOP"] == "MeerKAT" and h["FREQ"] == 1.28e9 and h["BPA"] == 30.0
-    assert h["RMS"] == 2e-5 and "JY/BEAM" in h.comments["RMS"]
-    assert "Noise rms unknown" not in _header_text(h)
-
-
-@pytest.mark.parametrize("data, beam, telescope, freq", [
-    ({"name": "lotss", "source": "lotss"}, [6.0, 6.0], "LOFAR", 1.44e8),
-    ({"name": "mirabest", "source": "mirabest"}, [5.4, 5.4], "VLA", 1.4e9),
-    ({}, [5.4, 5.4], "VLA", 1.4e9),   # the FIRST restoring beam alone
-    ({}, [6.0, 6.0], None, None),     # unknown survey: no TELESCOP or FREQ card
-])
-def test_survey_cards_from_the_release_config(tmp_path, release, data, beam, telescope, freq):
-    from omegaconf import OmegaConf
-
-    cfg = OmegaConf.create({"model": OmegaConf.to_container(release.config.model),
-                            "data": data})
-    other = dataclasses.replace(release, config=cfg, meta=dict(release.meta, beam_arcsec=beam))
-    r = generate(other, n=1, **FAST)
-    h = fits.getheader(save_samples(tmp_path, other, r)["fits"][0])
-    assert h.get("TELESCOP") == telescope and h.get("FREQ") == freq
-
-
 def test_cli_sample_places_the_images_on_the_sky(tmp_path, release_dir, capsys):
     out = tmp_path / "s"
     rc = main(["sample", "--model", str(release_dir), "--n", "1", "--steps", "1",
@@ -586,3 +404,17 @@ def test_condition_error_lists_the_class_condition(release, scalars, conditions)
                                                      scalar_conditions=[]))
     with pytest.raises(ValueError, match=r"\(its conditions: none\)"):
         generate(nothing, n=1, peak_flux=0.05)
+
+
+def test_generate_takes_a_spec_or_its_keywords(release):
+    from radiodiff.diffusion.sampling import SamplerSpec
+    spec = SamplerSpec(name="stochastic", steps=3, S_churn=0.5, sigma_max=5.0)
+    a = generate(release, n=2, label="FRI", spec=spec, batch_size=2)
+    b = generate(release, n=2, label="FRI", sampler="stochastic", steps=3, S_churn=0.5,
+                 sigma_max=5.0, batch_size=2)
+    c = generate(release, n=2, label="FRI", spec=dataclasses.replace(spec, steps=9), steps=3,
+                 batch_size=2)  # a keyword replaces the spec's value
+    assert np.array_equal(a.images, b.images) and np.array_equal(a.images, c.images)
+    assert a.settings == b.settings and a.settings["sampler"] == "stochastic"
+    with pytest.raises(TypeError, match="unknown sampler option"):
+        generate(release, n=1, sigma=2.0)

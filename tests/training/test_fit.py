@@ -165,7 +165,7 @@ def test_checkpoint_is_code_free_and_records_the_run(tmp_path, tiny_h5):
 def test_sample_callback_logs_metrics_and_grid(tmp_path, tiny_h5):
     summary = train(cfg_for(tmp_path, tiny_h5, "train.total_kimg=0.032",
                             "train.sample_every_steps=2", "train.sample_count=6",
-                            "train.sample_steps=3", "train.sample_batch_size=4",
+                            "sampler.steps=3", "train.sample_batch_size=4",
                             "trainer.log_every_n_steps=2"))
     run = Path(summary["run_dir"])
     assert sorted(p.name for p in (run / "samples").glob("*.png")) == [
@@ -179,7 +179,7 @@ def test_sample_callback_logs_metrics_and_grid(tmp_path, tiny_h5):
 def test_tensorboard_logger_gets_histograms(tmp_path, tiny_h5):
     summary = train(cfg_for(tmp_path, tiny_h5, "logger=tensorboard", "train.total_kimg=0.016",
                             "train.sample_every_steps=2", "train.sample_count=4",
-                            "train.sample_steps=2"))
+                            "sampler.steps=2"))
     events = list(Path(summary["run_dir"]).glob("tensorboard/*/events.out.tfevents.*"))
     assert events and events[0].stat().st_size > 1000
 
@@ -215,7 +215,7 @@ def test_ddp_two_cpu_processes(tmp_path, tiny_h5):
     proc = _run(_cli_args(tmp_path, tiny_h5, "trainer=ddp", "trainer.accelerator=cpu",
                           "trainer.devices=2", "trainer.precision=32", "logger=csv",
                           "train.total_kimg=0.064", "train.sample_every_steps=2",
-                          "train.sample_count=4", "train.sample_steps=2",
+                          "train.sample_count=4", "sampler.steps=2",
                           "trainer.log_every_n_steps=2"), cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     ckpt = _state(tmp_path / "ckpt" / "tiny-unet_tiny-s0" / "last.ckpt")
@@ -318,6 +318,8 @@ def test_evaluate_a_checkpoint_end_to_end(tmp_path, tiny_h5, capsys):
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert metrics["sets"]["fake"]["n"] == 12 and "fake_accuracy" in metrics["class_fidelity"]
     assert (tmp_path / "eval" / "release" / "model.safetensors").is_file()
+    title = (tmp_path / "eval" / "report.md").read_text().splitlines()[0]
+    assert f"generated (checkpoint {Path(summary['checkpoint']).parent.name}/" in title
 
 
 def test_warm_start_from_a_release(tmp_path, tiny_h5):

@@ -16,14 +16,17 @@ from these functions.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, fields, replace
 from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from radiodiff.config import SamplerConfig
+
 __all__ = [
-    "SAMPLERS", "sampler_nfe",
+    "SAMPLERS", "sampler_nfe", "SamplerSpec",
     "CountingDenoiser", "karras_sigmas", "euler_sample", "heun_sample", "stochastic_sample",
     "dpmpp_2m_sample", "seeded_noise", "per_image",
     "seed_state", "word_seed", "seed_generator", "churn_generator",
@@ -296,6 +299,84 @@ def sampler_nfe(sampler: str, steps: int, guidance: float = 1.0) -> int:
         raise ValueError(f"unknown sampler {sampler!r}; valid samplers: {', '.join(SAMPLERS)}")
     n = 2 * steps - 1 if sampler in ("heun", "stochastic") else steps
     return n * (1 if guidance == 1 else 2)
+
+
+@dataclass(frozen=True)
+class SamplerSpec:
+    """One sampler setting: solver, Karras schedule (EDM Eq. 5), churn and guidance weight.
+
+    Defaults are :class:`radiodiff.config.SamplerConfig` (``conf/sampler/``). Noise levels
+    are in model-space units; ``guidance`` is w of :func:`radiodiff.diffusion.edm.guided`.
+    """
+    name: str = SamplerConfig.name
+    steps: int = SamplerConfig.steps
+    sigma_min: float = SamplerConfig.sigma_min
+    sigma_max: float = SamplerConfig.sigma_max
+    rho: float = SamplerConfig.rho
+    S_churn: float = SamplerConfig.S_churn
+    guidance: float = SamplerConfig.guidance
+
+    def __post_init__(self) -> None:
+        if self.name not in SAMPLERS:
+            raise ValueError(f"unknown sampler {self.name!r}; valid samplers: "
+                             f"{', '.join(SAMPLERS)}")
+        if isinstance(self.steps, bool) or int(self.steps) != self.steps or self.steps < 1:
+            raise ValueError(f"steps must be an integer >= 1, got {self.steps}")
+        if not 0 < self.sigma_min <= self.sigma_max < math.inf:
+            raise ValueError("need 0 < sigma_min <= sigma_max < inf, got "
+                             f"sigma_min={self.sigma_min}, sigma_max={self.sigma_max}")
+        if not self.rho > 0:
+            raise ValueError(f"rho must be > 0, got {self.rho}")
+        for name in ("guidance", "S_churn"):
+            value = getattr(self, name)
+            if not (math.isfinite(float(value)) and value >= 0):
+                raise ValueError(f"{name} must be a finite number >= 0, got {value}")
+        object.__setattr__(self, "steps", int(self.steps))
+        for name in ("sigma_min", "sigma_max", "rho", "S_churn", "guidance"):
+            object.__setattr__(self, name, float(getattr(self, name)))
+
+    @classmethod
+    def from_config(cls, sampler_cfg: Any) -> "SamplerSpec":
+        """From ``cfg.sampler`` (a ``SamplerConfig`` or its DictConfig)."""
+        return cls(**{f.name: getattr(sampler_cfg, f.name) for f in fields(cls)})
+
+    @classmethod
+    def build(cls, base: Optional["SamplerSpec"] = None, sampler: Optional[str] = None,
+              **options: Any) -> "SamplerSpec":
+        """``base`` (default: the defaults) with the options given (not None) replaced;
+        ``sampler`` is the solver name, the keyword ``generate`` and the CLI use."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(options) - known)
+        if unknown:
+            raise TypeError(f"unknown sampler option(s) {', '.join(unknown)}; "
+                            f"known: sampler, {', '.join(sorted(known - {'name'}))}")
+        given = {k: v for k, v in dict(options, name=sampler).items() if v is not None}
+        return replace(base or cls(), **given)
+
+    @property
+    def nfe(self) -> int:
+        """Network evaluations per image (:func:`sampler_nfe`)."""
+        return sampler_nfe(self.name, self.steps, self.guidance)
+
+    def sigmas(self) -> Tensor:
+        """The noise levels of the solver steps, with the final 0 (EDM Eq. 5)."""
+        return karras_sigmas(self.steps, self.sigma_min, self.sigma_max, self.rho)
+
+    def solve(self, D: Denoiser, noise: Tensor, cond: Any = None,
+              generator: Optional[torch.Generator] = None) -> Tensor:
+        """Run the solver from ``noise`` over :meth:`sigmas`; ``generator`` draws the churn
+        noise of the stochastic solver (used only when ``S_churn > 0``)."""
+        solver = SAMPLERS[self.name]
+        if self.name != "stochastic":
+            return solver(D, noise, self.sigmas(), cond)
+        return solver(D, noise, self.sigmas(), cond, S_churn=self.S_churn,
+                      generator=generator if self.S_churn > 0 else None)
+
+    def settings(self) -> dict[str, Any]:
+        """The spec as the ``sampler``/``steps``/... dict of sample provenance."""
+        return dict(sampler=self.name, steps=self.steps, guidance=self.guidance,
+                    sigma_min=self.sigma_min, sigma_max=self.sigma_max, rho=self.rho,
+                    S_churn=self.S_churn)
 
 
 def seed_state(*words: int, n: int = 2) -> np.ndarray:

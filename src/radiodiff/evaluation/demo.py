@@ -2,7 +2,7 @@
 
 Draws ``n_per_class`` images per class from a release (default: the shipped model), writes
 them as FITS (with ``samples.h5`` and a preview) per class, a PNG of real test images beside
-generated ones, the evaluation report of :mod:`radiodiff.evaluation.evaluate` against the real test
+generated ones, the evaluation report (:mod:`radiodiff.evaluation.report`) against the real test
 split (without the source finder, which is the slow part), and a short ``summary.md``.
 
 With 16 images per class the metrics are indicative only: the real-vs-fake accuracy and
@@ -19,10 +19,11 @@ from typing import Any, Callable, Iterable, Optional
 
 import numpy as np
 
+from radiodiff.diffusion.sampling import SamplerSpec
+from radiodiff.evaluation.metrics import EvalResult, EvalSettings, evaluate, w1_ratios, w1_summary
+from radiodiff.evaluation.report import write_report
+from radiodiff.evaluation.sets import ImageSet, reference_meta, reference_splits, sample_classes
 from radiodiff.io.artifacts import atomic_text, new_figure, save_figure
-from radiodiff.evaluation.evaluate import (EvalSettings, ImageSet, evaluate, reference_meta,
-                                           reference_splits, sample_classes, w1_ratios,
-                                           w1_summary, write_report)
 
 __all__ = ["run_demo", "DEMO_SETTINGS"]
 
@@ -72,7 +73,7 @@ def real_vs_generated_figure(path: Path, real: ImageSet, fake: ImageSet, classes
     return save_figure(fig, Path(path), format="png")
 
 
-def _summary(metrics: dict, release, fake: ImageSet, settings: dict, t_sample: float,
+def _summary(metrics: EvalResult, release, fake: ImageSet, settings: dict, t_sample: float,
              t_eval: float) -> str:
     meta = release.meta
     lines = [f"# radiodiff demo: {release.path.name}", "",
@@ -81,23 +82,23 @@ def _summary(metrics: dict, release, fake: ImageSet, settings: dict, t_sample: f
              f"- sampler: {settings['sampler']} {settings['steps']} steps, guidance "
              f"{settings['guidance']}, seed {settings['seed']}; {len(fake.images)} images in "
              f"{t_sample:.0f} s ({len(fake.images) / max(t_sample, 1e-9):.2f} images/s)",
-             f"- evaluation against {metrics['sets']['real']['n']} real test images in "
+             f"- evaluation against {metrics.sets['real']['n']} real test images in "
              f"{t_eval:.0f} s (indicative: only {len(fake.images)} generated images)", ""]
-    rvf = metrics["real_vs_fake"]
+    rvf = metrics.real_vs_fake
     lines.append(f"- real-vs-fake accuracy: {rvf['mean_accuracy']:.3f} ± "
                  f"{rvf['std_accuracy']:.3f} (0.5: indistinguishable; trained on only "
                  f"{len(fake.images)} generated images this classifier has little power: "
                  f"`make bench-quality` scores 200 per sampler, and the model card lists them)")
-    fid = metrics.get("class_fidelity") or {}
+    fid = metrics.class_fidelity or {}
     if fid.get("fidelity_ratio") is not None:
         lines.append(f"- class fidelity: {fid['fake_accuracy']:.3f} accuracy on generated "
                      f"images vs {fid['real_accuracy']:.3f} on real test images (ratio "
                      f"{fid['fidelity_ratio']:.2f})")
-    feats = metrics.get("features") or {}
+    feats = metrics.features or {}
     if feats:
         lines.append(f"- Fréchet distance of classifier features: {feats['frechet']:.3g} "
                      f"(real-vs-real floor {feats['frechet_floor']:.3g})")
-    ratios = w1_ratios(metrics["distances"])
+    ratios = w1_ratios(metrics.distances)
     if ratios:
         w = w1_summary(ratios)
         lines.append(f"- Wasserstein-1 / noise floor over {w['n']} pixel and shape "
@@ -108,11 +109,11 @@ def _summary(metrics: dict, release, fake: ImageSet, settings: dict, t_sample: f
 
 
 def run_demo(reference: str | Path = "data/first.h5", out: str | Path = "outputs/demo",
-             model: str | Path | None = None, n_per_class: int = 16, sampler: str = "heun",
-             steps: int = 25, guidance: float = 1.0, seed: int = 0, batch_size: int = 32,
+             model: str | Path | None = None, n_per_class: int = 16,
+             spec: SamplerSpec | None = None, seed: int = 0, batch_size: int = 32,
              settings: EvalSettings = DEMO_SETTINGS,
-             progress: Optional[Callable[[Iterable, int], Iterable]] = None
-             ) -> dict[str, Any]:
+             progress: Optional[Callable[[Iterable, int], Iterable]] = None,
+             **sampler_options: Any) -> dict[str, Any]:
     """Sample ``n_per_class`` images per class and compare them with the real test split.
 
     Parameters
@@ -125,15 +126,16 @@ def run_demo(reference: str | Path = "data/first.h5", out: str | Path = "outputs
         ``summary.md``.
     model : str, pathlib.Path or None
         Release folder or shipped model name; None: the built-in default.
-    n_per_class, sampler, steps, guidance, seed, batch_size
-        Sampling; class ``c`` draws its images with seeds ``seed + c * n_per_class + k``.
+    n_per_class, spec, seed, batch_size
+        Sampling; class ``c`` draws its images with seeds ``seed + c * n_per_class + k``;
+        ``sampler_options`` (``sampler``, ``steps``, ...) replace those of ``spec``.
     settings : EvalSettings
         Evaluation settings (seed is replaced by ``seed``).
 
     Returns
     -------
     dict
-        ``paths`` (name -> Path), ``metrics`` (the evaluation) and ``summary`` (text).
+        ``paths`` (name -> Path), ``metrics`` (the :class:`EvalResult`) and ``summary``.
 
     Raises
     ------
@@ -141,8 +143,9 @@ def run_demo(reference: str | Path = "data/first.h5", out: str | Path = "outputs
         Bad options, or the model and the reference file disagree on classes or image size.
     """
     from radiodiff.io.release import load_release, resolve_model
-    from radiodiff.diffusion.generate import save_samples
+    from radiodiff.io.samples import save_samples
 
+    spec = SamplerSpec.build(spec, **sampler_options)
     if int(n_per_class) < 2:
         raise ValueError(f"n_per_class must be >= 2 (the report splits sets), got {n_per_class}")
     release = load_release(resolve_model(model))
@@ -158,8 +161,8 @@ def run_demo(reference: str | Path = "data/first.h5", out: str | Path = "outputs
     images, labels = [], []
     counts = [(c, n_per_class) for c in range(len(release.classes))] or [(-1, n_per_class)]
     t0 = time.perf_counter()
-    for c, res in sample_classes(release, counts, seed, sampler=sampler, steps=steps,
-                                 guidance=guidance, batch_size=batch_size, progress=progress):
+    for c, res in sample_classes(release, counts, seed, spec=spec, batch_size=batch_size,
+                                 progress=progress):
         name = release.classes[c] if c >= 0 else None
         written = save_samples(out / "samples" / (name or "all"), release, res)
         paths[f"samples/{name or 'all'}"] = written["samples.h5"].parent
@@ -167,7 +170,7 @@ def run_demo(reference: str | Path = "data/first.h5", out: str | Path = "outputs
         labels.append(np.full(n_per_class, c, np.int64))
     t_sample = time.perf_counter() - t0
     fake = ImageSet(np.concatenate(images), np.concatenate(labels),
-                    f"{release.path.name}, {sampler} {steps}")
+                    f"{release.path.name}, {spec.name} {spec.steps}")
     paths["real_vs_generated.png"] = real_vs_generated_figure(
         out / "real_vs_generated.png", real, fake, list(release.classes), n_per_class, seed)
     t0 = time.perf_counter()
@@ -178,8 +181,8 @@ def run_demo(reference: str | Path = "data/first.h5", out: str | Path = "outputs
     paths.update({f"report/{k}": v for k, v in
                   write_report(metrics, real, fake, out / "report", ps.classes).items()})
     t_eval = time.perf_counter() - t0
-    summary = _summary(metrics, release, fake, {"sampler": sampler, "steps": steps,
-                                                "guidance": guidance, "seed": seed},
+    summary = _summary(metrics, release, fake, {"sampler": spec.name, "steps": spec.steps,
+                                                "guidance": spec.guidance, "seed": seed},
                        t_sample, t_eval)
     paths["summary.md"] = atomic_text(out / "summary.md", summary)
     return {"paths": paths, "metrics": metrics, "summary": summary}

@@ -43,11 +43,11 @@ TARGETS = {"real_vs_fake": 0.60, "real_vs_fake_faint": 0.70, "zero_fraction_pp":
 def verdict(metrics: dict[str, Any]) -> dict[str, Any]:
     """Each target of :data:`TARGETS` with the measured value and pass/fail, and ``alike``.
 
-    ``metrics`` is :func:`radiodiff.evaluation.evaluate.evaluate` output; a generated set
+    ``metrics`` holds the groups of :class:`radiodiff.evaluation.metrics.EvalResult`; a set
     is called alike to the real one only when every criterion passes, the faint-end ones
     included.
     """
-    from radiodiff.evaluation.evaluate import w1_ratios
+    from radiodiff.evaluation.metrics import w1_ratios
     bg = metrics["background"]
     real_faint, fake_faint = bg["real"]["faint"], bg["fake"]["faint"]
     factor = (max(real_faint, fake_faint) / min(real_faint, fake_faint)

@@ -1,4 +1,4 @@
-"""Sample-and-log callback: Heun PF-ODE samples from the EMA weights every N steps.
+"""Sample-and-log callback: samples from the EMA weights every N steps (``cfg.sampler``).
 
 Each rank draws its share of ``count`` samples (sample k uses seed ``base + k`` whatever the
 number of ranks), pixel and shape statistics of samples and of real validation images are
@@ -17,32 +17,28 @@ import torch
 from lightning.pytorch.callbacks import Callback
 
 from radiodiff.io.artifacts import save_image_grid
-from radiodiff.config import SamplerConfig
 from radiodiff.evaluation.collect import StatsCollector, histogram_distance
-from radiodiff.diffusion.sampling import heun_sample, karras_sigmas, seeded_noise
+from radiodiff.diffusion.edm import guided
+from radiodiff.diffusion.sampling import SamplerSpec, seeded_noise
 
 __all__ = ["SampleCallback"]
 
 
 class SampleCallback(Callback):
-    """Every ``every_steps`` steps: ``count`` Heun samples vs real validation images."""
+    """Every ``every_steps`` steps: ``count`` samples vs real validation images."""
 
-    def __init__(self, every_steps: int, count: int = 64, steps: int = 25,
-                 batch_size: int = 32, run_dir: str | Path = ".", seed: int = 0,
-                 sigma_min: float = SamplerConfig.sigma_min,
-                 sigma_max: float = SamplerConfig.sigma_max,
-                 rho: float = SamplerConfig.rho) -> None:
-        self.every_steps, self.count, self.steps = int(every_steps), int(count), int(steps)
+    def __init__(self, every_steps: int, count: int = 64, spec: SamplerSpec = SamplerSpec(),
+                 batch_size: int = 32, run_dir: str | Path = ".", seed: int = 0) -> None:
+        self.every_steps, self.count, self.spec = int(every_steps), int(count), spec
         self.batch_size, self.run_dir, self.seed = int(batch_size), Path(run_dir), int(seed)
-        self.sigmas = karras_sigmas(self.steps, sigma_min, sigma_max, rho)
         self._real: dict[str, torch.Tensor] | None = None
         self.last: dict[str, float] = {}
 
     @classmethod
     def from_config(cls, cfg, run_dir) -> "SampleCallback":
-        t, s = cfg.train, cfg.sampler
-        return cls(t.sample_every_steps, t.sample_count, t.sample_steps, t.sample_batch_size,
-                   run_dir, int(cfg.seed), s.sigma_min, s.sigma_max, s.rho)
+        t = cfg.train
+        return cls(t.sample_every_steps, t.sample_count, SamplerSpec.from_config(cfg.sampler),
+                   t.sample_batch_size, run_dir, int(cfg.seed))
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         if self.every_steps > 0 and trainer.global_step % self.every_steps == 0:
@@ -76,7 +72,7 @@ class SampleCallback(Callback):
             cond = module.encode_cond(cond_raw)
             noise = seeded_noise([self.seed * 1_000_003 + int(k) for k in ks],
                                  tuple(items[0][0].shape)).to(module.device)
-            x = heun_sample(module.ema, noise, self.sigmas.to(module.device), cond)
+            x = self.spec.solve(guided(module.ema, self.spec.guidance), noise, cond)
             out.append(module.intensity.decode(x).float())
         shape = (0, *val[0][0].shape)
         return torch.cat(out) if out else torch.zeros(shape, device=module.device)
@@ -99,7 +95,8 @@ class SampleCallback(Callback):
             step = trainer.global_step
             images = fake.cpu().numpy()
             grid = save_image_grid(self.run_dir / "samples" / f"step_{step:08d}.png",
-                                   images[:64], f"step {step}: Heun {self.steps} steps, EMA")
+                                   images[:64],
+                                   f"step {step}: {self.spec.name} {self.spec.steps} steps, EMA")
             self._log(trainer, step, fake_stats, real_stats, grid)
         return self.last
 

@@ -1,0 +1,372 @@
+"""Metrics of a generated (or a second real) image set against the real reference set.
+
+Every distance is reported next to its noise floor, the same distance between two
+disjoint real subsets of the same size (:func:`radiodiff.evaluation.distances.compare`).
+Classifier-based tests use a small CNN trained on the real training split (cached per
+data hash and seed), a domain replacement for Inception features. The real set's image
+statistics are computed once and cached too (:func:`real_statistics`).
+
+:func:`evaluate` returns an :class:`EvalResult`; :func:`run_evaluation` is the whole of
+``radiodiff evaluate``: sets, metrics, report.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import numpy as np
+import torch
+
+from radiodiff.evaluation import compare, pixel_bin_stats, pixel_stats, segment_stats, shape_stats
+from radiodiff.evaluation.faint import FAINT_POWER, background_fractions, faint_view, verdict
+from radiodiff.evaluation.sets import Compared, ImageSet, Progress
+from radiodiff.io.artifacts import atomic_write
+
+__all__ = ["EvalSettings", "EvalResult", "evaluate", "run_evaluation", "real_statistics",
+           "image_statistics", "conditioning_accuracy", "w1_ratios", "w1_summary"]
+
+STATS_VERSION = 1  # bump when image_statistics changes: cached real statistics go stale
+
+
+@dataclass
+class EvalSettings:
+    """What to compute; defaults are what ``make eval`` runs."""
+    n_repeats: int = 20           # subset pairs per noise floor and matched distance
+    seed: int = 0
+    classifier_epochs: int = 30   # class classifier on the real training split
+    rvf_folds: int = 5            # real-vs-fake k-fold
+    rvf_epochs: int = 10
+    sourcefinder: bool = True     # PyBDSF on both sets (slowest step)
+    sf_max_images: int = 200      # per set
+    sf_rms: float = 0.02          # model-space noise level given to PyBDSF
+    sf_processes: Optional[int] = None
+    cache_dir: str = "outputs/eval_cache"
+    faint_power: float = FAINT_POWER  # the faint-pixel view x ** p
+    # Shape moments count pixels from this fraction of the peak up: the FIRST images' 8-bit
+    # quantum, so a background far below anything the data can hold cannot move them (the
+    # faint view and the background fractions measure that background instead).
+    shape_floor: float = 1.0 / 255
+
+
+@dataclass(kw_only=True)
+class EvalResult:
+    """All metrics of one evaluation; :meth:`to_dict` is ``metrics.json``.
+
+    Each group is the dict it is in ``metrics.json``; a group that was not computed (no
+    source finder, no classes, no requested conditions) is None and left out of it.
+    """
+    distances: dict            # image statistics: W1, KS, CDF distance vs noise floor
+    background: dict           # fractions of exactly-zero and faint pixels
+    faint_distances: dict      # the same statistics on the faint view x ** p
+    sourcefinder: Optional[dict] = None
+    sourcefinder_summary: Optional[dict] = None
+    class_fidelity: Optional[dict] = None
+    features: Optional[dict] = None        # Fréchet distance, precision, recall
+    memorisation: Optional[dict] = None
+    conditioning: Optional[dict] = None    # requested vs measured peak flux / LAS
+    real_vs_fake: dict
+    real_vs_fake_faint: dict
+    sets: dict
+    settings: dict
+    timings_s: dict
+    verdict: dict
+    stats: dict = field(default_factory=dict, repr=False)  # per-image values, for figures
+
+    def to_dict(self) -> dict[str, Any]:
+        """The groups in ``metrics.json`` order (per-image statistics left out)."""
+        return {f.name: getattr(self, f.name) for f in fields(self)
+                if f.name != "stats" and getattr(self, f.name) is not None}
+
+
+def conditioning_accuracy(requested: np.ndarray, measured: np.ndarray) -> dict[str, Any]:
+    """Requested vs measured condition values: relative errors and rank correlation."""
+    from scipy.stats import spearmanr
+    r, m = np.asarray(requested, float), np.asarray(measured, float)
+    ok = np.isfinite(r) & np.isfinite(m) & (r > 0)
+    if ok.sum() < 3:
+        return {"n": int(ok.sum())}
+    rel = (m[ok] - r[ok]) / r[ok]
+    constant = np.ptp(r[ok]) == 0 or np.ptp(m[ok]) == 0  # rank correlation undefined
+    return {"n": int(ok.sum()), "median_relative_error": float(np.median(rel)),
+            "median_abs_relative_error": float(np.median(np.abs(rel))),
+            "spearman": None if constant else float(spearmanr(r[ok], m[ok]).statistic)}
+
+
+def w1_ratios(distances: dict) -> dict[str, float]:
+    """Wasserstein-1 / noise-floor ratio per statistic of a :func:`compare` result.
+
+    A statistic the generated set lacks (no finite value) counts as ``inf``, so a failure
+    is never hidden. One whose real-vs-real floor is zero (constant in the real data, e.g.
+    the peak of per-image-scaled images, always 1) has no ratio and is left out; its
+    distance is still in the report.
+    """
+    out = {}
+    for key, e in distances.items():
+        w = e["wasserstein1"]
+        if w["ratio"] is not None:
+            out[key] = float(w["ratio"])
+        elif e["n_real"] >= 2 and e["n_fake"] == 0:
+            out[key] = math.inf
+    return out
+
+
+def w1_summary(ratios: dict[str, float], limit: float = 3.0) -> dict[str, Any]:
+    """Median, worst-first order and count within ``limit`` of :func:`w1_ratios` output."""
+    values = list(ratios.values())
+    return {"median": float(np.median(values)), "max": float(np.max(values)),
+            "worst": sorted(ratios, key=ratios.get, reverse=True),
+            "within": int(sum(r <= limit for r in values)), "n": len(values)}
+
+
+def image_statistics(images: np.ndarray, pixel_scale_arcsec: float | None,
+                     shape_floor: float = 0.0) -> dict:
+    """Per-image pixel, moment and segmentation statistics (1-D arrays).
+
+    The moments (centre, size, orientation, elongation ...) use only pixels at or above
+    ``shape_floor`` (fraction of the peak); the pixel statistics use every pixel.
+    """
+    x = torch.from_numpy(images)
+    stats = {k: v.numpy() for k, v in pixel_stats(x).items()}
+    peak = x.amax(dim=(-2, -1), keepdim=True)
+    guarded = torch.where(x >= shape_floor * peak, x, 0.0) if shape_floor > 0 else x
+    stats.update({k: v.numpy() for k, v in shape_stats(guarded).items()})
+    seg = segment_stats(images, pixel_scale_arcsec=pixel_scale_arcsec)
+    stats.update({f"seg_{k}": v for k, v in seg.items()})
+    stats.update(pixel_bin_stats(images))
+    return stats
+
+
+def _pixel_values(images: np.ndarray, n: int, seed: int) -> np.ndarray:
+    """A seeded subsample of the pixels above 0.01 (the sky is mostly exactly 0)."""
+    v = images.reshape(-1)
+    v = v[v > 0.01]
+    if len(v) > n:
+        v = np.random.default_rng(seed).choice(v, n, replace=False)
+    return v
+
+
+def _classifier(train: ImageSet, val: ImageSet, num_classes: int, settings: EvalSettings,
+                data_sha: str):
+    """The class classifier trained on the real training split (cached, safetensors)."""
+    from safetensors.torch import load_file, save_file
+
+    from radiodiff.evaluation.classifier import SmallCNN, train_classifier
+    cache = Path(settings.cache_dir) / f"classifier-{data_sha[:16]}-s{settings.seed}-" \
+                                       f"e{settings.classifier_epochs}.safetensors"
+    model = SmallCNN(num_classes)
+    if cache.is_file():
+        model.load_state_dict(load_file(str(cache)))
+        return model.eval(), True
+    model = train_classifier(train.images, train.labels, num_classes,
+                             epochs=settings.classifier_epochs, seed=settings.seed,
+                             val=(val.images, val.labels))
+    state = {k: v.contiguous() for k, v in model.state_dict().items()}
+    atomic_write(cache, lambda tmp: save_file(state, str(tmp)))
+    return model.eval(), False
+
+
+
+def _cache_path(real: ImageSet, pix: float | None, s: EvalSettings, data_sha: str) -> Path:
+    """``realstats-<data hash>-<split>-<digest>.npz``: the digest covers the images and
+    every setting the statistics depend on."""
+    h = hashlib.sha256(json.dumps([STATS_VERSION, pix, s.shape_floor, s.faint_power,
+                                   list(real.images.shape)]).encode())
+    h.update(np.ascontiguousarray(real.images).tobytes())
+    return Path(s.cache_dir) / (f"realstats-{(data_sha or 'none')[:16]}-{real.split}-"
+                                f"{h.hexdigest()[:16]}.npz")
+
+
+def real_statistics(real: ImageSet, pix: float | None, settings: EvalSettings,
+                    data_sha: str = "") -> tuple[dict, dict, bool]:
+    """:func:`image_statistics` of ``real`` and of its faint view, and whether they came
+    from the cache.
+
+    A reference split (``real.split`` set) is computed once and cached in
+    ``settings.cache_dir`` (NVlabs/edm's ``fid.py ref``); any other set is computed.
+    """
+    def compute() -> tuple[dict, dict]:
+        return (image_statistics(real.images, pix, settings.shape_floor),
+                image_statistics(faint_view(real.images, settings.faint_power), pix))
+
+    if real.split is None:
+        return (*compute(), False)
+    path = _cache_path(real, pix, settings, data_sha)
+    if path.is_file():
+        with np.load(path) as f:  # keys in their saved order: the order of compare()
+            loaded = {k: f[k] for k in f.files}
+        return ({k[4:]: v for k, v in loaded.items() if k.startswith("img/")},
+                {k[6:]: v for k, v in loaded.items() if k.startswith("faint/")}, True)
+    stats, faint = compute()
+    arrays = {**{f"img/{k}": v for k, v in stats.items()},
+              **{f"faint/{k}": v for k, v in faint.items()}}
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as f:
+            np.savez(f, **arrays)
+    atomic_write(path, write)
+    return stats, faint, False
+
+
+def _statistics(real: ImageSet, fake: ImageSet, meta: dict, s: EvalSettings) -> dict:
+    """Distances of the image statistics, the background fractions and the faint view."""
+    pix = meta.get("pixel_scale_arcsec")
+    stats_r, faint_r, _ = real_statistics(real, pix, s, meta.get("data_sha256") or "")
+    stats_f = image_statistics(fake.images, pix, s.shape_floor)
+    stats_r["pixel_value"] = _pixel_values(real.images, 20000, s.seed)
+    stats_f["pixel_value"] = _pixel_values(fake.images, 20000, s.seed)
+    faint_f = image_statistics(faint_view(fake.images, s.faint_power), pix)
+    return {"distances": compare(stats_r, stats_f, n_repeats=s.n_repeats, seed=s.seed),
+            # the faint end: background fractions, every statistic again on the faint view
+            "background": {"real": background_fractions(real.images),
+                           "fake": background_fractions(fake.images), "faint_max": 0.01},
+            "faint_distances": compare(faint_r, faint_f, n_repeats=s.n_repeats, seed=s.seed),
+            "stats": {"real": stats_r, "fake": stats_f}}
+
+
+def _sourcefinder(real: ImageSet, fake: ImageSet, meta: dict, s: EvalSettings,
+                  progress: Progress) -> dict:
+    """PyBDSF on both sets: distances of the source statistics and their means."""
+    from radiodiff.evaluation.sourcefind import find_sources_batch, source_stats
+    sf = {}
+    for name, images in (("real", real.images), ("fake", fake.images)):
+        res = find_sources_batch(images[: s.sf_max_images, 0], meta.get("pixel_scale_arcsec"),
+                                 meta["beam_arcsec"], rms=s.sf_rms, processes=s.sf_processes,
+                                 progress=progress)
+        sf[name] = source_stats(res)
+    return {"sourcefinder": compare(sf["real"], sf["fake"], n_repeats=s.n_repeats,
+                                    seed=s.seed),
+            "sourcefinder_summary": {
+                k: {"real_mean": float(np.mean(sf["real"][k])),
+                    "fake_mean": float(np.mean(sf["fake"][k]))} for k in sf["real"]},
+            "per_image": sf}
+
+
+def _classifier_tests(real: ImageSet, fake: ImageSet, train: ImageSet, val: ImageSet,
+                      classes: list[str], s: EvalSettings, data_sha: str) -> dict:
+    """Class fidelity, Fréchet distance / precision / recall of classifier features and
+    memorisation, with the class classifier of the real training split."""
+    from radiodiff.evaluation.classifier import (accuracy_and_confusion, embed,
+                                                 frechet_distance, memorisation,
+                                                 precision_recall)
+    model, cached = _classifier(train, val, len(classes), s, data_sha)
+    acc_r, conf_r = accuracy_and_confusion(model, real.images, real.labels, len(classes))
+    labelled = fake.labels >= 0
+    fid = {"real_accuracy": acc_r, "real_confusion": conf_r, "classifier_cached": cached}
+    if labelled.any():
+        acc_f, conf_f = accuracy_and_confusion(model, fake.images[labelled],
+                                               fake.labels[labelled], len(classes))
+        fid.update(fake_accuracy=acc_f, fake_confusion=conf_f,
+                   fidelity_ratio=acc_f / acc_r if acc_r else None)
+    fr, ff = embed(model, real.images), embed(model, fake.images)
+    half = len(fr) // 2
+    rng = np.random.default_rng(s.seed)
+    perm = rng.permutation(len(fr))
+    n = min(half, len(ff))
+    features = {"frechet": frechet_distance(fr[perm[:n]], ff[rng.permutation(len(ff))[:n]]),
+                "frechet_floor": frechet_distance(fr[perm[:n]], fr[perm[half:half + n]]),
+                "n": int(n), **precision_recall(fr, ff)}
+    return {"class_fidelity": fid, "features": features,
+            "memorisation": memorisation(train.images, fake.images, real.images)}
+
+
+def _conditioning(fake: ImageSet, seg_las: np.ndarray, meta: dict) -> Optional[dict]:
+    """Requested vs measured LAS and peak flux of a set sampled with those conditions."""
+    requested, out = fake.conditions or {}, {}
+    if "las_arcsec" in requested:
+        # generated images follow the cutout rule: side = max(k * LAS, min_size)
+        req = np.asarray(requested["las_arcsec"], float)
+        cut = meta.get("cutout") or {}
+        side = np.maximum(cut.get("k_las", 1.5) * req, cut.get("min_size_arcsec", 60.0))
+        pix = meta.get("pixel_scale_arcsec")
+        measured = seg_las / (pix or 1.0) * side / fake.images.shape[-1]
+        out["las_arcsec"] = conditioning_accuracy(req, measured)
+    if "peak_flux" in requested:
+        # per-image scaling restores the requested peak by construction: what is measured is
+        # whether the model-space peak is 1, i.e. the physical peak equals the request
+        req = np.asarray(requested["peak_flux"], float)
+        measured = fake.images.reshape(len(fake.images), -1).max(1) * req
+        out["peak_flux"] = conditioning_accuracy(req, measured)
+    return out or None
+
+
+def _real_vs_fake(real: ImageSet, fake: ImageSet, s: EvalSettings) -> dict:
+    """The real-vs-fake classifier on equal-size seeded picks, linear and faint view."""
+    from radiodiff.evaluation.classifier import real_vs_fake
+    n = min(len(real.images), len(fake.images))
+    rng = np.random.default_rng(s.seed + 1)
+    pick_r = rng.permutation(len(real.images))[:n]
+    pick_f = rng.permutation(len(fake.images))[:n]
+    r, f = real.images[pick_r], fake.images[pick_f]
+    kw = dict(k=s.rvf_folds, epochs=s.rvf_epochs, seed=s.seed)
+    return {"real_vs_fake": real_vs_fake(r, f, **kw),
+            "real_vs_fake_faint": real_vs_fake(faint_view(r, s.faint_power),
+                                               faint_view(f, s.faint_power), **kw)}
+
+
+def evaluate(real: ImageSet, fake: ImageSet, train: ImageSet, val: ImageSet,
+             meta: dict, settings: EvalSettings = EvalSettings(),
+             progress: Progress = None) -> EvalResult:
+    """All metrics of ``fake`` against ``real`` (see the module docstring).
+
+    ``train`` / ``val`` are the real training and validation splits (classifier training and
+    the memorisation check); ``meta`` holds ``classes``, ``pixel_scale_arcsec``,
+    ``beam_arcsec`` and ``data_sha256`` of the reference file. ``progress`` wraps the
+    source finder's loop over images.
+    """
+    if real.images.shape[1:] != fake.images.shape[1:]:
+        raise ValueError(f"image shapes differ: {real.name} {real.images.shape[1:]} vs "
+                         f"{fake.name} {fake.images.shape[1:]}")
+    s, timings = settings, {}
+    t = time.perf_counter()
+    groups = _statistics(real, fake, meta, s)
+    stats = groups.pop("stats")
+    timings["statistics"] = time.perf_counter() - t
+    if s.sourcefinder:
+        t = time.perf_counter()
+        groups.update(_sourcefinder(real, fake, meta, s, progress))
+        timings["sourcefinder"] = time.perf_counter() - t
+        for name, values in groups.pop("per_image").items():
+            stats[name].update({f"sf_{k}": v for k, v in values.items()})
+    classes = list(meta.get("classes") or [])
+    t = time.perf_counter()
+    if classes:
+        groups.update(_classifier_tests(real, fake, train, val, classes, s,
+                                        meta.get("data_sha256") or ""))
+    timings["classifier"] = time.perf_counter() - t
+    groups["conditioning"] = _conditioning(fake, stats["fake"]["seg_las"], meta)
+    t = time.perf_counter()
+    groups.update(_real_vs_fake(real, fake, s))
+    timings["real_vs_fake"] = time.perf_counter() - t
+    groups["sets"] = {"real": {"name": real.name, "n": len(real.images)},
+                      "fake": {"name": fake.name, "n": len(fake.images)}}
+    groups["settings"] = asdict(s)
+    groups["timings_s"] = {k: round(v, 1) for k, v in timings.items()}
+    return EvalResult(**groups, verdict=verdict(groups), stats=stats)
+
+
+def run_evaluation(reference: str | Path, compared: Compared, out_dir: str | Path,
+                   split: str = "test", settings: EvalSettings = EvalSettings(),
+                   progress: Optional[Callable[[str], Progress]] = None
+                   ) -> tuple[EvalResult, dict[str, Path]]:
+    """``radiodiff evaluate``: ``compared`` against the real ``split`` of ``reference``,
+    the report written to ``out_dir``.
+
+    ``progress(description)`` gives the progress wrapper of a long step (sampling, the
+    source finder). Returns the result and the written paths (:func:`write_report`).
+    """
+    from radiodiff.evaluation.report import write_report
+    from radiodiff.evaluation.sets import reference_meta, reference_splits
+
+    bar = progress or (lambda desc: None)
+    real, train, val, ps = reference_splits(reference, split)
+    out = Path(out_dir)
+    fake = compared.image_set(reference, real, out, progress=bar("sampled"))
+    result = evaluate(real, fake, train, val, reference_meta(ps), settings,
+                      progress=bar("PyBDSF"))
+    return result, write_report(result, real, fake, out, ps.classes)

@@ -1,0 +1,245 @@
+"""The evaluation report: ``metrics.json``, figures, ``report.md`` and ``report.html``."""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from radiodiff.evaluation.metrics import EvalResult, w1_ratios, w1_summary
+from radiodiff.evaluation.sets import ImageSet
+from radiodiff.io.artifacts import atomic_text, new_figure, save_figure, save_image_grid, to_plain
+
+__all__ = ["write_report"]
+
+_HEADLINE = ("mean", "std", "active_fraction", "cx", "cy", "radius", "size", "orientation",
+             "elongation", "seg_n_components", "seg_area", "seg_las", "seg_flux",
+             "pixel_value")
+
+
+def _hist_figure(path: Path, stats_r: dict, stats_f: dict, keys: list[str]) -> Path:
+    from radiodiff.evaluation.distances import binned_relative_difference
+    ncols = 4
+    nrows = -(-len(keys) // ncols)
+    fig = new_figure((3.2 * ncols, 3.0 * nrows))
+    grid = fig.add_gridspec(2 * nrows, ncols, height_ratios=[3, 1] * nrows, hspace=0.5)
+    for i, key in enumerate(keys):
+        r, f = np.asarray(stats_r[key], float), np.asarray(stats_f[key], float)
+        r, f = r[np.isfinite(r)], f[np.isfinite(f)]
+        if not len(r) or not len(f):
+            continue
+        edges = np.unique(np.quantile(np.concatenate([r, f]), np.linspace(0, 1, 16)))
+        if len(edges) < 2:
+            continue
+        top = fig.add_subplot(grid[2 * (i // ncols), i % ncols])
+        bot = fig.add_subplot(grid[2 * (i // ncols) + 1, i % ncols], sharex=top)
+        top.hist(r, edges, density=True, histtype="step", label="real", color="k")
+        top.hist(f, edges, density=True, histtype="step", label="generated", color="C1")
+        top.set_title(key, fontsize=8)
+        top.tick_params(labelsize=6)
+        rd = binned_relative_difference(r, f, edges)
+        centres = 0.5 * (edges[1:] + edges[:-1])
+        bot.errorbar(centres, rd["rel_diff"], yerr=rd["rel_err"], fmt=".", ms=3, color="C1")
+        bot.axhline(0, color="k", lw=0.5)
+        bot.set_ylim(-1.5, 1.5)
+        bot.tick_params(labelsize=6)
+        if i == 0:
+            top.legend(fontsize=6)
+            bot.set_ylabel("(gen−real)/real", fontsize=6)
+    return save_figure(fig, path, dpi=90)
+
+
+def _centre_figure(path: Path, stats_r: dict, stats_f: dict, size: int) -> Path:
+    fig = new_figure((4.5, 4.2))
+    ax = fig.add_subplot()
+    edges = np.linspace(0, size - 1, 21)
+    for stats, colour, label in ((stats_r, "k", "real"), (stats_f, "C1", "generated")):
+        ok = np.isfinite(stats["cx"]) & np.isfinite(stats["cy"])
+        h, _, _ = np.histogram2d(stats["cx"][ok], stats["cy"][ok], [edges, edges],
+                                 density=True)
+        c = 0.5 * (edges[1:] + edges[:-1])
+        if h.max() > 0:
+            ax.contour(c, c, h.T, levels=np.array([0.1, 0.3, 0.6, 0.9]) * h.max(),
+                       colors=colour, linewidths=1)
+        ax.plot([], [], color=colour, label=label)
+    ax.set_xlabel("centre of emission x [pixel]")
+    ax.set_ylabel("y [pixel]")
+    ax.legend(fontsize=7)
+    return save_figure(fig, path, dpi=90)
+
+
+def _confusion_figure(path: Path, conf: list, classes: list[str], title: str) -> Path:
+    m = np.asarray(conf, float)
+    norm = m / np.maximum(m.sum(1, keepdims=True), 1)
+    fig = new_figure((3.6, 3.3))
+    ax = fig.add_subplot()
+    ax.imshow(norm, vmin=0, vmax=1, cmap="Blues")
+    for i in range(len(classes)):
+        for j in range(len(classes)):
+            ax.text(j, i, int(m[i, j]), ha="center", va="center", fontsize=7)
+    ax.set_xticks(range(len(classes)), classes, fontsize=7)
+    ax.set_yticks(range(len(classes)), classes, fontsize=7)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true / requested")
+    ax.set_title(title, fontsize=8)
+    fig.tight_layout()
+    return save_figure(fig, path, dpi=90)
+
+
+def _fmt(x: Any) -> str:
+    return "n/a" if x is None else (f"{x:.4g}" if isinstance(x, float) else str(x))
+
+
+def _markdown(m: dict, figures: dict[str, str]) -> str:
+    fake, real = m["sets"]["fake"], m["sets"]["real"]
+    lines = [f"# radiodiff evaluation: {fake['name']} vs {real['name']}",
+             "", f"{fake['n']} images ({fake['name']}) against {real['n']} ({real['name']}). "
+             "Each distance is the mean over subset pairs of equal size (`n`), next to its "
+             "noise floor (the same distance between two disjoint real subsets); ratio ≈ 1 "
+             "means indistinguishable at this sample size.", ""]
+    rvf = m["real_vs_fake"]
+    lines += [f"**Real-vs-fake classifier** ({m['settings']['rvf_folds']}-fold): accuracy "
+              f"{rvf['mean_accuracy']:.3f} ± {rvf['std_accuracy']:.3f} (0.5 = "
+              "indistinguishable).", ""]
+    lines += _faint_lines(m)
+    if "class_fidelity" in m:
+        c = m["class_fidelity"]
+        lines += [f"**Class fidelity**: classifier accuracy on real images "
+                  f"{c['real_accuracy']:.3f}, on generated images "
+                  f"{_fmt(c.get('fake_accuracy'))} (ratio {_fmt(c.get('fidelity_ratio'))}).",
+                  ""]
+        f = m["features"]
+        lines += [f"**Feature distances** (classifier features, n={f['n']}): Fréchet "
+                  f"{f['frechet']:.4g} (real-vs-real floor {f['frechet_floor']:.4g}); "
+                  f"precision {f['precision']:.3f}, recall {f['recall']:.3f}.", ""]
+        mem = m["memorisation"]
+        lines += ["**Memorisation** (nearest training image, pixel L2): " + "; ".join(
+            f"{space}: generated median {d['gen_median']:.4g} vs test median "
+            f"{d['test_median']:.4g}, copy fraction {d['copy_fraction']:.3f}"
+            for space, d in mem.items() if isinstance(d, dict) and "gen_median" in d), ""]
+    for name, c in (m.get("conditioning") or {}).items():
+        lines += [f"**Conditioning accuracy, {name}** (requested vs measured, n={c['n']}): "
+                  f"median relative error {_fmt(c.get('median_relative_error'))}, median "
+                  f"absolute {_fmt(c.get('median_abs_relative_error'))}, Spearman "
+                  f"{_fmt(c.get('spearman'))}.", ""]
+    for title, block in (("Image statistics", m["distances"]),
+                         ("Source finder (PyBDSF)", m.get("sourcefinder", {}))):
+        if not block:
+            continue
+        lines += [f"## {title}", "", "| statistic | n | W1 | W1 floor | W1 ratio | KS | KS floor "
+                  "| CDF dist | CDF floor |", "|---|---|---|---|---|---|---|---|---|"]
+        for key, e in block.items():
+            w, k, c = e["wasserstein1"], e["ks"], e["cdf"]
+            lines.append(f"| {key} | {e['n_floor']} | {_fmt(w['matched'])} | "
+                         f"{_fmt(w['floor_mean'])} ± {_fmt(w['floor_std'])} | "
+                         f"{_fmt(w['ratio'])} | {_fmt(k['matched'])} | {_fmt(k['floor_mean'])} "
+                         f"| {_fmt(c['matched'])} | {_fmt(c['floor_mean'])} |")
+        lines.append("")
+    lines += ["## Figures", ""] + [f"![{k}]({v})" for k, v in figures.items()]
+    lines += ["", f"Timings (s): {json.dumps(m['timings_s'])}"]
+    return "\n".join(lines) + "\n"
+
+
+def _faint_lines(m: dict) -> list[str]:
+    """The faint-end paragraph and the verdict against the targets."""
+    if "background" not in m:
+        return []
+    bg, rvf = m["background"], m["real_vs_fake_faint"]
+    w = w1_summary(w1_ratios(m["faint_distances"]))
+    lines = [f"**Faint end** (view x^{m['settings']['faint_power']:g}: 1 % of the peak shows "
+             f"as {0.01 ** m['settings']['faint_power']:.2f}): real-vs-fake accuracy "
+             f"{rvf['mean_accuracy']:.3f} ± {rvf['std_accuracy']:.3f}; statistics of the "
+             f"view within 3x of their floors: {w['within']}/{w['n']} (worst "
+             f"{w['worst'][0]} {w['max']:.3g}). Pixels exactly 0: real "
+             f"{100 * bg['real']['zero']:.1f} %, generated {100 * bg['fake']['zero']:.1f} %; "
+             f"in (0, 1 %] of the peak: real {100 * bg['real']['faint']:.2f} %, generated "
+             f"{100 * bg['fake']['faint']:.2f} %.", ""]
+    v = m.get("verdict")
+    if v:
+        failed = [k for k, c in v["checks"].items() if not c["pass"]]
+        lines += [f"**Verdict**: {'alike' if v['alike'] else 'distinguishable'} (targets: "
+                  + ", ".join(f"{k} {c['value']:.3g} {'≤' if c['pass'] else '>'} "
+                              f"{c['target']:g}" for k, c in v["checks"].items())
+                  + (f"; failed: {', '.join(failed)}" if failed else "") + ").", ""]
+    return lines
+
+
+_IMAGE = re.compile(r"^!\[(?P<alt>[^\]]*)\]\((?P<src>[^)]*)\)$")
+
+
+def _html(markdown: str) -> str:
+    """A minimal Markdown -> HTML rendering (tables, images, headings, paragraphs)."""
+    out, in_table = ["<!doctype html><meta charset='utf-8'><title>radiodiff evaluation"
+                     "</title><style>body{font-family:sans-serif;max-width:1100px}"
+                     "td,th{border:1px solid #ccc;padding:2px 6px;font-size:12px}</style>"], False
+    for line in markdown.splitlines():
+        if line.startswith("|"):
+            cells = [html.escape(c.strip()) for c in line.strip("|").split("|")]
+            if set("".join(cells)) <= set("-"):
+                continue
+            if not in_table:
+                out.append("<table>")
+                in_table = True
+            out.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+            continue
+        if in_table:
+            out.append("</table>")
+            in_table = False
+        if _IMAGE.match(line):
+            img = _IMAGE.match(line)
+            out.append(f"<p><img src='{html.escape(img['src'])}' alt='{html.escape(img['alt'])}'"
+                       " style='max-width:100%'></p>")
+        elif line.startswith("#"):
+            level = len(line) - len(line.lstrip("#"))
+            out.append(f"<h{level}>{html.escape(line.lstrip('# '))}</h{level}>")
+        elif line:
+            text = html.escape(line).replace("**", "")
+            out.append(f"<p>{text}</p>")
+    return "\n".join(out + (["</table>"] if in_table else []))
+
+
+def write_report(result: EvalResult, real: ImageSet, fake: ImageSet, out_dir: str | Path,
+                 classes: list[str]) -> dict[str, Path]:
+    """``metrics.json``, figures, ``report.md`` and ``report.html`` in ``out_dir``."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    figures = _figures(result, real, fake, out, classes)
+    public = result.to_dict()
+    paths = {"metrics.json": atomic_text(out / "metrics.json",
+                                         json.dumps(to_plain(public), indent=2))}
+    md = _markdown(public, {k: Path(v).name for k, v in figures.items()})
+    paths["report.md"] = atomic_text(out / "report.md", md)
+    paths["report.html"] = atomic_text(out / "report.html", _html(md))
+    paths.update({k: Path(v) for k, v in figures.items()})
+    return paths
+
+
+def _figures(result: EvalResult, real: ImageSet, fake: ImageSet, out: Path,
+             classes: list[str]) -> dict[str, Path]:
+    """Histograms, centres of emission, image grids and confusion matrices."""
+    stats = result.stats
+    figures = {
+        "histograms": _hist_figure(out / "histograms.png", stats["real"], stats["fake"],
+                                   [k for k in _HEADLINE if k in stats["real"]]
+                                   + [k for k in stats["real"] if k.startswith("sf_")]),
+        "centre of emission": _centre_figure(out / "centres.png", stats["real"],
+                                             stats["fake"], real.images.shape[-1]),
+        "real images": save_image_grid(out / "grid_real.png", real.images[:32],
+                                       f"{real.name}"),
+        "generated images": save_image_grid(out / "grid_generated.png", fake.images[:32],
+                                            f"{fake.name}"),
+    }
+    c = result.class_fidelity
+    if c:
+        figures["confusion (real)"] = _confusion_figure(out / "confusion_real.png",
+                                                        c["real_confusion"], classes,
+                                                        "classifier on real test images")
+        if "fake_confusion" in c:
+            figures["confusion (generated)"] = _confusion_figure(
+                out / "confusion_generated.png", c["fake_confusion"], classes,
+                "classifier on generated images")
+    return figures

@@ -1,0 +1,217 @@
+"""Image sets for evaluation: the real reference splits, generated sets, samples files.
+
+An :class:`ImageSet` holds images (N, 1, H, W) in model space [0, 1] and their labels.
+:func:`reference_splits` reads a prepared file; :func:`generated_set` samples a release or
+a training checkpoint (every image its own seed); :class:`Compared` is the choice of
+``radiodiff evaluate`` (a model, a samples file or another real split).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator, Optional
+
+import numpy as np
+
+from radiodiff.data.prepared import read_prepared
+from radiodiff.diffusion.sampling import SamplerSpec
+
+__all__ = ["ImageSet", "Compared", "reference_set", "reference_splits", "reference_meta",
+           "proportional_rows", "proportional_labels", "samples_set", "sample_classes",
+           "generated_set"]
+
+Progress = Optional[Callable[[Iterable, int], Iterable]]
+
+
+@dataclass
+class ImageSet:
+    """Images (N, 1, H, W) in model space [0, 1], class labels (-1 = none), a name."""
+    images: np.ndarray
+    labels: np.ndarray
+    name: str
+    conditions: Optional[dict] = None  # requested scalars (generated sets)
+    split: Optional[str] = None        # the prepared file's split (reference sets)
+
+    def __post_init__(self) -> None:
+        if self.images.ndim != 4 or self.images.shape[1] != 1:
+            raise ValueError(f"{self.name}: images must be (N, 1, H, W), got "
+                             f"{self.images.shape}")
+        if len(self.images) == 0:
+            raise ValueError(f"{self.name}: no images")
+        if not np.isfinite(self.images).all():
+            raise ValueError(f"{self.name}: images contain NaN or inf")
+
+
+def reference_set(path: str | Path, split: str) -> tuple[ImageSet, Any]:
+    """Clean rows of ``split`` of a prepared file, and the file's metadata."""
+    ps = read_prepared(path)
+    rows = (ps.columns["split"] == split) & (ps.columns["flags"] == 0)
+    if not rows.any():
+        raise ValueError(f"{path}: no clean rows in split {split!r} "
+                         f"(splits: {sorted(set(ps.columns['split']))})")
+    conditions = {k: ps.columns[k][rows] for k in ("peak_flux", "las_arcsec")}
+    return ImageSet(ps.images[rows], ps.columns["label"][rows].astype(np.int64),
+                    f"real {split}", conditions, split), ps
+
+
+def reference_splits(path: str | Path, split: str = "test"
+                     ) -> tuple[ImageSet, ImageSet, ImageSet, Any]:
+    """``(real, train, val, ps)``: the reference ``split``, the train and valid splits (the
+    classifiers' data) and the file's metadata, each split as :func:`reference_set`."""
+    real, ps = reference_set(path, split)
+    train, _ = reference_set(path, "train")
+    val, _ = reference_set(path, "valid")
+    return real, train, val, ps
+
+
+def proportional_rows(labels: np.ndarray, n: int) -> np.ndarray:
+    """Rows of ``n`` picks from ``labels`` in their class proportions, in class order.
+
+    Pick ``i`` is row ``(i * N) // n`` (N = ``len(labels)``) of the rows sorted by label
+    (stable sort): evenly spaced, so each class gets its share of ``n`` (rounded), and the
+    rows' other columns (e.g. the requested peak flux) can be taken along.
+    """
+    labels = np.asarray(labels)
+    return np.argsort(labels, kind="stable")[(np.arange(n) * len(labels)) // n]
+
+
+def proportional_labels(labels: np.ndarray, n: int) -> np.ndarray:
+    """``n`` labels in the class proportions of ``labels``, sorted by class: the labels of
+    :func:`proportional_rows`."""
+    labels = np.asarray(labels)
+    return labels[proportional_rows(labels, n)]
+
+
+def reference_meta(ps) -> dict[str, Any]:
+    """What :func:`evaluate` needs to know of a prepared file (``h5io.PreparedSet``):
+    classes, data hash, cutout rule, median pixel scale and beam."""
+    cutout = {}
+    if ps.attrs.get("config_yaml"):
+        from omegaconf import OmegaConf
+        cutout = OmegaConf.to_container(OmegaConf.create(ps.attrs["config_yaml"])).get(
+            "data", {}).get("cutout", {}) or {}
+    return {"classes": ps.classes, "data_sha256": ps.attrs.get("data_sha256"),
+            "cutout": cutout, **ps.geometry()}
+
+
+def samples_set(path: str | Path) -> ImageSet:
+    """Images written by ``radiodiff sample`` (``samples.h5`` or the folder holding it)."""
+    import h5py
+    path = Path(path)
+    path = path / "samples.h5" if path.is_dir() else path
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no samples.h5 (write one with `radiodiff sample`)")
+    with h5py.File(path, "r") as f:
+        return ImageSet(f["images"][()].astype(np.float32), f["label"][()].astype(np.int64),
+                        f"generated ({path.parent.name})")
+
+
+def sample_classes(release, counts: Iterable[tuple[int, int]], seed: int = 0,
+                   **generate_kw: Any) -> Iterator[tuple[int, Any]]:
+    """Images class by class from a release, every image its own seed.
+
+    For each ``(label, count)`` in ``counts`` (``label`` a class index of ``release.classes``,
+    -1: no class condition) draws ``count`` images with
+    :func:`radiodiff.diffusion.generate.generate`; the seeds run on across the classes: the
+    group's image k has seed ``seed`` + the counts of the groups before it + k. Groups of
+    count 0 are skipped. ``generate_kw`` (spec, batch_size, progress, ...) goes to
+    ``generate``.
+
+    Yields
+    ------
+    (int, GenerateResult)
+        The label and its images, as each group is done.
+    """
+    from radiodiff.diffusion.generate import generate
+
+    offset = seed
+    for label, count in counts:
+        if count == 0:
+            continue
+        yield label, generate(release, count,
+                              label=release.classes[label] if label >= 0 else None,
+                              seed=offset, **generate_kw)
+        offset += count
+
+
+def generated_set(model: str | Path, labels: np.ndarray, out_dir: Path,
+                  spec: SamplerSpec = SamplerSpec(), seed: int = 0, batch_size: int = 32,
+                  progress: Progress = None, conditions: dict | None = None,
+                  **generate_kw: Any) -> ImageSet:
+    """Sample one image per requested label from a release folder or a training checkpoint.
+
+    Class labels follow the reference set's labels (same class proportions); a model
+    without class conditioning samples unconditionally. A model conditioned on peak flux
+    or LAS gets, image by image, the values in ``conditions`` (the reference rows'), so
+    the requested and measured values can be compared. ``generate_kw`` (e.g. ``project``)
+    goes to :func:`radiodiff.diffusion.generate.generate`.
+    """
+    from radiodiff.io.release import load_release, resolve_model
+    from radiodiff.training.export import export_checkpoint
+
+    source = resolve_model(model)
+    # a training checkpoint: export its EMA weights first
+    path = export_checkpoint(source, out_dir / "release") if source.is_file() else source
+    release = load_release(path)
+    kind = (f"checkpoint {source.parent.name}/{source.name}" if source.is_file()
+            else f"release {source.name}")
+    name = f"generated ({kind}, {spec.name} {spec.steps})"
+    kw = dict(spec=spec, batch_size=batch_size, progress=progress, **generate_kw)
+    scalars = [k for k in release.scalar_conditions if conditions and k in conditions]
+    if scalars:
+        return _generated_per_row(release, name, labels, conditions, scalars, seed, kw)
+    images, out_labels = [], []
+    groups = ([(int(c), int((labels == c).sum())) for c in np.unique(labels) if c >= 0]
+              if release.classes else [(-1, len(labels))])
+    for label, res in sample_classes(release, groups, seed, **kw):
+        images.append(res.images)
+        out_labels.append(np.full(len(res.images), label))
+    return ImageSet(np.concatenate(images), np.concatenate(out_labels), name)
+
+
+def _generated_per_row(release, name: str, labels, conditions, scalars, seed: int,
+                       generate_kw: dict) -> ImageSet:
+    """One image per row, each with its row's requested scalar conditions."""
+    from radiodiff.diffusion.generate import generate
+    rows = range(len(labels))
+    progress = generate_kw.pop("progress", None)
+    images, requested = [], {k: np.asarray(conditions[k], float) for k in scalars}
+    for i in (progress(rows, len(rows)) if progress else rows):
+        kw = {k: float(requested[k][i]) for k in scalars if np.isfinite(requested[k][i])}
+        label = int(labels[i])
+        res = generate(release, 1, label=release.classes[label] if release.classes and
+                       label >= 0 else None, seed=seed + i, **kw, **generate_kw)
+        images.append(res.images)
+    return ImageSet(np.concatenate(images), np.asarray(labels, np.int64), name, requested)
+
+
+@dataclass(frozen=True)
+class Compared:
+    """What ``radiodiff evaluate`` compares with the real split: a model to sample
+    (release folder, shipped name or ``.ckpt``; default the built-in model), a
+    ``samples.h5`` or another real split. ``n`` images are sampled in the class
+    proportions of the real split, image k with seed ``seed + k``."""
+    model: Optional[str | Path] = None
+    samples: Optional[str | Path] = None
+    real_split: Optional[str] = None
+    n: int = 1000
+    spec: SamplerSpec = field(default_factory=SamplerSpec)
+    seed: int = 0
+    batch_size: int = 32
+
+    def image_set(self, reference: str | Path, real: ImageSet, out_dir: Path,
+                  progress: Progress = None) -> ImageSet:
+        """The compared set (``out_dir`` receives the export of a checkpoint)."""
+        if self.real_split:
+            return reference_set(reference, self.real_split)[0]
+        if self.samples:
+            return samples_set(self.samples)
+        from radiodiff.io.release import DEFAULT_MODEL
+        if self.n < 1:
+            raise ValueError(f"--n must be >= 1, got {self.n}")
+        rows = proportional_rows(real.labels, self.n)  # class proportions of the real split
+        conditions = {k: v[rows] for k, v in (real.conditions or {}).items()}
+        return generated_set(self.model or DEFAULT_MODEL, real.labels[rows], out_dir,
+                             self.spec, self.seed, self.batch_size, progress=progress,
+                             conditions=conditions)

@@ -1,0 +1,226 @@
+"""Sample writers: what :func:`radiodiff.diffusion.generate.generate` returns, on disk.
+
+:func:`save_samples` writes one float32 FITS file per image with a celestial WCS and
+provenance cards, one HDF5 bundle ``samples.h5``, and a PNG grid ``preview.png`` (a
+preview only; the FITS files are the science output).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Optional
+
+import numpy as np
+
+from radiodiff.io.artifacts import atomic_write, save_image_grid
+from radiodiff.io.release import Release
+
+if TYPE_CHECKING:
+    from radiodiff.diffusion.generate import GenerateResult
+
+__all__ = ["save_samples", "sample_filename", "SAMPLES_FORMAT_VERSION"]
+
+SAMPLES_FORMAT_VERSION = 2  # 2: attribute `model` (folder name) replaces `model_path`
+_PREVIEW_MAX = 64  # images in preview.png
+
+
+def sample_filename(k: int) -> str:
+    """Name of the FITS file of image ``k`` in an output folder."""
+    return f"sample_{k:05d}.fits"
+
+
+def _provenance(release: Release, result: GenerateResult) -> dict[str, Any]:
+    """Run-level provenance shared by the FITS headers and the HDF5 attributes.
+
+    The model is identified by its release folder's name and the SHA-256 of its weights,
+    never by a path on the machine that made the samples. The survey telescope and
+    observing frequency are ``telescope`` / ``freq_hz`` of the release meta when present;
+    otherwise they follow from the training data in the release config: FIRST-based sets
+    (``data.name`` or ``data.source`` ``first`` / ``mirabest``, or a 5.4" beam) -> VLA at
+    1.4 GHz, LoTSS -> LOFAR at 144 MHz; else unknown (``""`` and NaN).
+    """
+    import radiodiff
+    from omegaconf import OmegaConf
+
+    meta, s = release.meta, result.settings
+    surveys = {"first": ("VLA", 1.4e9), "mirabest": ("VLA", 1.4e9),
+               "lotss": ("LOFAR", 1.44e8)}
+    telescope, freq = meta.get("telescope"), meta.get("freq_hz")
+    if telescope is None or freq is None:
+        cfg = OmegaConf.create(release.config or {})
+        names = [getattr(v, "value", v) for v in (
+            OmegaConf.select(cfg, "data.name", default=None),
+            OmegaConf.select(cfg, "data.source", default=None))]
+        beam = meta.get("beam_arcsec") or OmegaConf.select(cfg, "data.beam_arcsec",
+                                                           default=None)
+        known = next((surveys[str(n)] for n in names if str(n) in surveys), None)
+        if known is None and beam is not None and list(beam) == [5.4, 5.4]:
+            known = surveys["first"]  # the FIRST restoring beam
+        telescope = known[0] if telescope is None and known else telescope
+        freq = known[1] if freq is None and known else freq
+    return {
+        "model": Path(release.path).resolve().name,
+        "model_sha256": release.weights_sha256,
+        "model_name": meta.get("model_name", ""),
+        "data_sha256": meta.get("data_sha256") or "",
+        "model_git_commit": meta.get("git_commit") or "",
+        "telescope": str(telescope or ""),
+        "freq_hz": float("nan") if freq is None else float(freq),
+        "sampler": s["sampler"], "steps": s["steps"], "guidance": s["guidance"],
+        "sigma_min": s["sigma_min"], "sigma_max": s["sigma_max"], "rho": s["rho"],
+        "S_churn": s["S_churn"], "seed": s["seed"],
+        "unit": result.unit,
+        "package_version": radiodiff.__version__,
+        "created_utc": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S"),
+    }
+
+
+def _fits_cards(prov: dict[str, Any], result: GenerateResult, k: int) -> dict[str, Any]:
+    c = result.conditions
+    peak, las = float(c["peak_flux"][k]), float(c["las_arcsec"][k])
+    return {
+        "ORIGIN": "radiodiff",
+        "MODEL": (prov["model"], "release folder name"),
+        "MODELSHA": (prov["model_sha256"], "SHA-256 of model.safetensors"),
+        "MODELNAM": (prov["model_name"], "network preset"),
+        "DATASHA": (prov["data_sha256"], "SHA-256 of the training data"),
+        "SEED": (int(result.seeds[k]), "seed of the initial noise"),
+        "SAMPLER": (prov["sampler"], "ODE/SDE solver"),
+        "STEPS": (prov["steps"], "solver steps"),
+        "GUIDANCE": (prov["guidance"], "classifier-free guidance weight"),
+        "SIGMAMIN": (prov["sigma_min"], "smallest noise level"),
+        "SIGMAMAX": (prov["sigma_max"], "largest noise level"),
+        "RHO": (prov["rho"], "schedule curvature (EDM Eq. 5)"),
+        "SCHURN": (prov["S_churn"], "stochasticity (EDM Alg. 2)"),
+        "NFE": (int(result.nfe[k]), "network evaluations"),
+        "CLASS": (str(c["class"][k]) or "none", "class condition"),
+        "PEAKFLUX": (peak if math.isfinite(peak) else "none", "[Jy/beam] peak condition"),
+        "LAS": (las if math.isfinite(las) else "none", "[arcsec] size condition"),
+        "IMGUNIT": (result.unit, "pixel unit"),
+        "RDVERS": (prov["package_version"], "radiodiff version"),
+        "DATE": (prov["created_utc"], "UTC creation time"),
+    }
+
+
+def _write_h5(path: Path, release: Release, result: GenerateResult,
+              prov: dict[str, Any]) -> Path:
+    import h5py
+
+    meta = release.meta
+
+    def write(tmp: Path) -> None:
+        with h5py.File(tmp, "w") as f:
+            f.create_dataset("images", data=result.images, compression="gzip", shuffle=True)
+            if result.raw is not None:  # before the output projection
+                f.create_dataset("images_raw", data=result.raw, compression="gzip",
+                                 shuffle=True)
+            if result.physical is not None:
+                ds = f.create_dataset("physical", data=result.physical, compression="gzip",
+                                      shuffle=True)
+                ds.attrs["unit"] = result.unit
+            f.create_dataset("seeds", data=result.seeds)
+            f.create_dataset("nfe", data=result.nfe)
+            c = result.conditions
+            f.create_dataset("label", data=c["label"].astype(np.int16))
+            f.create_dataset("class", data=c["class"].astype(object),
+                             dtype=h5py.string_dtype("utf-8"))
+            f.create_dataset("peak_flux", data=c["peak_flux"].astype(np.float64))
+            f.create_dataset("las_arcsec", data=c["las_arcsec"].astype(np.float64))
+            attrs = dict(prov, format_version=SAMPLES_FORMAT_VERSION, n=len(result),
+                         batch_size=result.settings["batch_size"],
+                         classes=json.dumps(list(meta.get("classes", []))),
+                         image_unit=meta.get("image_unit", ""),
+                         pixel_scale_arcsec=_num(meta.get("pixel_scale_arcsec")),
+                         beam_arcsec=json.dumps(meta.get("beam_arcsec")),
+                         scaling=meta.get("scaling", ""))
+            for k, v in attrs.items():
+                f.attrs[k] = v
+
+    return atomic_write(path, write)
+
+
+def _num(value: Any) -> float:
+    return float("nan") if value is None else float(value)
+
+
+def _write_preview(path: Path, result: GenerateResult) -> Path:
+    s = result.settings
+    n = min(len(result.images), _PREVIEW_MAX)
+    return save_image_grid(path, result.images[:n],
+                           f"{s['sampler']} {s['steps']} steps, guidance {s['guidance']:g} "
+                           "(model space, preview only)",
+                           [f"seed {seed}" for seed in result.seeds[:n]],
+                           ncols=int(math.ceil(math.sqrt(n))))
+
+
+def save_samples(out_dir: str | Path, release: Release, result: GenerateResult,
+                 ra: Optional[float] = None, dec: Optional[float] = None) -> dict[str, Path]:
+    """Write FITS files, ``samples.h5`` and ``preview.png`` for a :class:`GenerateResult`.
+
+    Each FITS file (``sample_00000.fits`` ...) holds ``result.output[k]`` as float32 with a
+    SIN-projection WCS of the release's pixel scale centred on (``ra``, ``dec``), and the
+    cards of :func:`radiodiff.io.fits.write_fits_image`: BUNIT ``JY/BEAM`` when the flux was
+    restored, else dimensionless (``''``) with a COMMENT on the normalisation (peak = 1 for
+    per-image scaling) and no flux scale; TELESCOP and FREQ [Hz] of the training survey (see
+    :func:`_provenance`); BMAJ/BMIN/BPA [deg] (BPA from ``beam_pa_deg`` of the release meta,
+    else 0); RMS [Jy/beam] from ``rms_jy_beam`` of the release meta for restored images,
+    else a COMMENT that the noise is unknown; then provenance cards (model folder name and
+    SHA-256, seed, sampler, steps, guidance, conditions, NFE). No path of the local machine
+    is written. Every file is written atomically.
+
+    Parameters
+    ----------
+    out_dir : str or pathlib.Path
+        Output folder (created).
+    release : Release
+        The release the samples came from.
+    result : GenerateResult
+        From :func:`generate`.
+    ra, dec : float, optional
+        Sky position of the image centres, degrees (ICRS); both or neither. Neither writes
+        the placeholder (0, 0) and a header COMMENT saying so.
+
+    Returns
+    -------
+    dict
+        ``{"fits": [path, ...], "samples.h5": path, "preview.png": path}``.
+    """
+    from radiodiff.io.fits import write_fits_image
+
+    if (ra is None) != (dec is None):
+        raise ValueError(f"give both ra and dec (deg) or neither, got ra={ra}, dec={dec}")
+    out_dir = Path(out_dir)
+    prov = _provenance(release, result)
+    meta = release.meta
+    scale = meta.get("pixel_scale_arcsec")
+    if scale is None:
+        raise ValueError(f"{release.path}: release has no pixel_scale_arcsec; cannot write "
+                         "a celestial WCS")
+    restored = result.unit == "Jy/beam"
+    bunit, comments = "JY/BEAM", []
+    if not restored:
+        bunit = None  # write_fits_image: BUNIT = '' (dimensionless)
+        scaling = meta.get("scaling") or "unknown"
+        if scaling == "per_image" and meta.get("negatives") != "keep":
+            how = "peak-normalised (peak = 1)"
+        else:
+            how = f"normalised to [0, 1] ({scaling} scaling)"
+        comments.append(f"Pixel values are {how}: the image has no flux scale.")
+    rms = meta.get("rms_jy_beam") if restored else None
+    data = result.output
+    out_dir.mkdir(parents=True, exist_ok=True)
+    fits_files = [write_fits_image(out_dir / sample_filename(k), data[k], float(scale),
+                                   beam_arcsec=meta.get("beam_arcsec"), bunit=bunit,
+                                   cards=_fits_cards(prov, result, k), ra=ra, dec=dec,
+                                   beam_pa_deg=meta.get("beam_pa_deg"),
+                                   telescope=prov["telescope"] or None,
+                                   freq_hz=None if math.isnan(prov["freq_hz"])
+                                   else prov["freq_hz"],
+                                   rms=rms, comments=comments)
+                  for k in range(len(result))]
+    return {"fits": fits_files,
+            "samples.h5": _write_h5(out_dir / "samples.h5", release, result, prov),
+            "preview.png": _write_preview(out_dir / "preview.png", result)}

@@ -1,0 +1,148 @@
+"""Metrics on synthetic sets with known answers; the real statistics' cache."""
+
+import json
+
+import numpy as np
+import pytest
+
+from helpers import synth
+
+from radiodiff.evaluation.metrics import (EvalResult, EvalSettings, conditioning_accuracy,
+                                          evaluate, w1_ratios, w1_summary)
+from radiodiff.evaluation.report import write_report
+from radiodiff.evaluation.sets import ImageSet, reference_set
+
+FAST = EvalSettings(classifier_epochs=4, rvf_folds=3, rvf_epochs=4, sf_max_images=12,
+                    sf_processes=1, n_repeats=3)
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory):
+    return synth.write_blob_set(tmp_path_factory.mktemp("eval") / "set.h5")
+
+
+def _meta(tmp_path):
+    return {"classes": ["blob", "double"], "data_sha256": "ab" * 32,
+            "pixel_scale_arcsec": 1.8, "beam_arcsec": [5.4, 5.4]}
+
+
+def test_real_vs_real_sits_at_the_noise_floor(prepared, tmp_path):
+    real, _ = reference_set(prepared, "test")
+    other, _ = reference_set(prepared, "valid")
+    train, _ = reference_set(prepared, "train")
+    settings = EvalSettings(**{**FAST.__dict__, "cache_dir": str(tmp_path / "cache")})
+    m = evaluate(real, other, train, other, _meta(tmp_path), settings)
+    assert 0.25 <= m.real_vs_fake["mean_accuracy"] <= 0.75
+    ratios = [e["wasserstein1"]["ratio"] for e in m.distances.values()
+              if e["wasserstein1"]["ratio"] is not None]
+    assert len(ratios) > 10 and 0.4 < float(np.median(ratios)) < 2.0
+    assert m.class_fidelity["real_accuracy"] > 0.9
+    assert m.class_fidelity["fidelity_ratio"] > 0.9
+    assert m.memorisation["pixel"]["copy_fraction"] < 0.2
+    assert "n_sources" in m.sourcefinder
+    paths = write_report(m, real, other, tmp_path / "report", ["blob", "double"])
+    for name in ("metrics.json", "report.md", "report.html", "histograms", "centre of emission",
+                 "confusion (real)", "confusion (generated)"):
+        assert paths[name].is_file() and paths[name].stat().st_size > 100
+    data = json.loads(paths["metrics.json"].read_text())
+    assert data["sets"]["fake"]["n"] == 40 and "_stats" not in data
+    assert "Real-vs-fake classifier" in paths["report.md"].read_text()
+    # the classifier is cached per data hash: a second run reuses it
+    m2 = evaluate(real, other, train, other, _meta(tmp_path), settings)
+    assert m2.class_fidelity["classifier_cached"] is True
+
+
+def test_obviously_different_sets_are_caught(prepared, tmp_path):
+    real, _ = reference_set(prepared, "test")
+    train, _ = reference_set(prepared, "train")
+    rng = np.random.default_rng(1)
+    noise = rng.uniform(0, 1, real.images.shape).astype(np.float32) ** 4
+    fake = ImageSet(noise, real.labels.copy(), "noise")
+    settings = EvalSettings(**{**FAST.__dict__, "sourcefinder": False,
+                               "cache_dir": str(tmp_path / "cache")})
+    m = evaluate(real, fake, train, real, _meta(tmp_path), settings)
+    assert m.real_vs_fake["mean_accuracy"] > 0.9
+    assert m.distances["mean"]["wasserstein1"]["ratio"] > 5
+    assert m.features["frechet"] > 5 * m.features["frechet_floor"]
+
+
+def test_conditioning_accuracy_known_answer():
+    req = np.array([10.0, 20.0, 40.0, 80.0])
+    c = conditioning_accuracy(req, req * 1.1)
+    assert c["n"] == 4 and c["median_relative_error"] == pytest.approx(0.1)
+    assert c["spearman"] == pytest.approx(1.0)
+    c = conditioning_accuracy(req, req[::-1])
+    assert c["spearman"] == pytest.approx(-1.0) and c["median_abs_relative_error"] > 0.5
+    assert conditioning_accuracy(req[:2], req[:2]) == {"n": 2}
+    assert conditioning_accuracy(req, np.ones(4))["spearman"] is None  # constant: undefined
+
+
+def test_w1_ratios_never_hide_a_missing_statistic():
+    from radiodiff.evaluation.distances import compare
+    rng = np.random.default_rng(0)
+    real = {"a": rng.normal(0, 1, 200), "peak": np.ones(200), "gone": rng.normal(0, 1, 200)}
+    fake = {"a": rng.normal(3, 1, 100), "peak": np.full(100, 0.9),
+            "gone": np.full(100, np.nan)}
+    r = w1_ratios(compare(real, fake, n_repeats=3))
+    assert r["a"] > 10                 # shifted by 3 sigma: far above the floor
+    assert r["gone"] == float("inf")   # no finite value in the generated set
+    assert "peak" not in r             # constant in the real data: no floor, no ratio
+    w = w1_summary(r)
+    assert w["worst"] == ["gone", "a"] and w["within"] == 0 and w["n"] == 2
+    assert w["max"] == float("inf") and w["median"] == float("inf")
+
+
+def test_real_statistics_are_computed_once_then_loaded(prepared, tmp_path, monkeypatch):
+    import radiodiff.evaluation.metrics as metrics
+    real, _ = reference_set(prepared, "test")
+    other, _ = reference_set(prepared, "valid")
+    calls = []
+    compute = metrics.image_statistics
+
+    def counting(images, *args, **kw):
+        calls.append(len(images))
+        return compute(images, *args, **kw)
+
+    monkeypatch.setattr(metrics, "image_statistics", counting)
+    settings = EvalSettings(**{**FAST.__dict__, "sourcefinder": False, "rvf_epochs": 1,
+                               "cache_dir": str(tmp_path / "cache")})
+    meta = {"data_sha256": "ab" * 32, "pixel_scale_arcsec": 1.8}  # no classes: no classifier
+    first = evaluate(real, other, other, other, meta, settings)
+    assert len(calls) == 4  # real, fake, and the faint view of each
+    cached = sorted(p.name for p in (tmp_path / "cache").iterdir())
+    assert len(cached) == 1 and cached[0].startswith("realstats-abababababababab-test-")
+    calls.clear()
+    second = evaluate(real, other, other, other, meta, settings)
+    assert calls == [len(other.images)] * 2  # only the compared set is computed
+    a, b = first.to_dict(), second.to_dict()
+    a.pop("timings_s"), b.pop("timings_s")
+    assert a == b
+    for key, value in first.stats["real"].items():
+        assert np.array_equal(value, second.stats["real"][key], equal_nan=True), key
+    assert list(first.stats["real"]) == list(second.stats["real"])  # the order compare() sees
+    # another shape floor is another cache entry; a set without a split is never cached
+    evaluate(real, other, other, other, meta, EvalSettings(**{**settings.__dict__,
+                                                              "shape_floor": 0.0}))
+    evaluate(ImageSet(real.images, real.labels, "copy"), other, other, other, meta, settings)
+    assert len(list((tmp_path / "cache").iterdir())) == 2
+
+
+def test_eval_result_dict_is_metrics_json_order(prepared, tmp_path):
+    real, _ = reference_set(prepared, "test")
+    other, _ = reference_set(prepared, "valid")
+    settings = EvalSettings(**{**FAST.__dict__, "sourcefinder": False, "rvf_epochs": 1,
+                               "cache_dir": str(tmp_path / "cache")})
+    m = evaluate(real, other, other, other, _meta(tmp_path), settings)
+    assert isinstance(m, EvalResult)
+    assert list(m.to_dict()) == ["distances", "background", "faint_distances",
+                                 "class_fidelity", "features", "memorisation", "conditioning",
+                                 "real_vs_fake", "real_vs_fake_faint", "sets", "settings",
+                                 "timings_s", "verdict"]  # conditioning: the rows' flux, LAS
+    assert list(m.timings_s) == ["statistics", "classifier", "real_vs_fake"]
+
+
+def test_shapes_must_agree(prepared, tmp_path):
+    real, _ = reference_set(prepared, "test")
+    small = ImageSet(np.zeros((4, 1, 8, 8), np.float32), np.zeros(4), "small")
+    with pytest.raises(ValueError, match="image shapes differ"):
+        evaluate(real, small, real, real, _meta(tmp_path), FAST)

@@ -1,0 +1,88 @@
+"""Image sets: reference splits, class proportions, sampling class by class, the compared set."""
+
+import numpy as np
+import pytest
+
+from helpers import synth
+
+from radiodiff.diffusion.sampling import SamplerSpec
+from radiodiff.evaluation.sets import (Compared, ImageSet, proportional_labels,
+                                       proportional_rows, reference_set, reference_splits,
+                                       sample_classes)
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory):
+    return synth.write_blob_set(tmp_path_factory.mktemp("sets") / "set.h5")
+
+
+def test_proportional_labels_keep_the_class_shares():
+    labels = np.array([2, 0, 1, 0, 2, 2, 0, 1, 2, 2], np.int64)  # shares 3 : 2 : 5
+    rows = proportional_rows(labels, 20)
+    assert rows.dtype == np.int64 and np.array_equal(labels[rows], np.sort(labels).repeat(2))
+    assert np.array_equal(proportional_labels(labels, 20), labels[rows])
+    assert np.bincount(proportional_labels(labels, 10)).tolist() == [3, 2, 5]
+    assert proportional_labels(labels, 4).tolist() == [0, 0, 2, 2]  # rows 0, 2, 5, 7 of the sorted
+    assert np.array_equal(proportional_rows(labels, 10), np.argsort(labels, kind="stable"))
+    for n in (1, 7, 23):  # the rule `radiodiff evaluate` and bench_quality always used
+        idx = (np.arange(n) * len(labels)) // n
+        assert np.array_equal(proportional_labels(labels, n), np.sort(labels)[idx])
+        assert np.array_equal(proportional_rows(labels, n), np.argsort(labels, kind="stable")[idx])
+
+
+def test_reference_splits_are_the_three_reference_sets(prepared):
+    real, train, val, ps = reference_splits(prepared, "valid")
+    for got, split in ((real, "valid"), (train, "train"), (val, "valid")):
+        want, _ = reference_set(prepared, split)
+        assert got.name == want.name and np.array_equal(got.images, want.images)
+        assert np.array_equal(got.labels, want.labels)
+    assert ps.classes == ["blob", "double"]
+    assert reference_splits(prepared)[0].name == "real test"
+    with pytest.raises(ValueError, match="no clean rows in split 'nope'"):
+        reference_splits(prepared, "nope")
+
+
+def test_sample_classes_runs_the_seeds_on_across_classes(monkeypatch):
+    import types
+    import radiodiff.diffusion.generate as gen
+    calls = []
+
+    def fake_generate(release, n, label=None, seed=0, **kw):
+        calls.append((n, label, seed, kw))
+        return types.SimpleNamespace(images=np.full((n, 1, 2, 2), seed, np.float32))
+
+    monkeypatch.setattr(gen, "generate", fake_generate)
+    release = types.SimpleNamespace(classes=["FRI", "FRII", "Compact"])
+    out = sample_classes(release, [(0, 2), (1, 0), (2, 3)], 10, steps=4, batch_size=8)
+    assert not calls  # lazy: one class at a time, as the caller consumes them
+    got = [(label, res.images[:, 0, 0, 0].tolist()) for label, res in out]
+    assert got == [(0, [10, 10]), (2, [12, 12, 12])]
+    assert calls == [(2, "FRI", 10, {"steps": 4, "batch_size": 8}),
+                     (3, "Compact", 12, {"steps": 4, "batch_size": 8})]  # count 0 skipped
+    calls.clear()
+    assert [label for label, _ in sample_classes(types.SimpleNamespace(classes=[]),
+                                                  [(-1, 5)], 3)] == [-1]
+    assert calls == [(5, None, 3, {})]  # -1: no class condition
+
+
+def test_bad_image_sets(prepared):
+    with pytest.raises(ValueError, match="NaN"):
+        ImageSet(np.full((2, 1, 16, 16), np.nan, np.float32), np.zeros(2), "bad")
+    with pytest.raises(ValueError, match=r"\(N, 1, H, W\)"):
+        ImageSet(np.zeros((2, 16, 16), np.float32), np.zeros(2), "bad")
+    with pytest.raises(ValueError, match="no images"):
+        ImageSet(np.zeros((0, 1, 16, 16), np.float32), np.zeros(0), "empty")
+    with pytest.raises(ValueError, match="no clean rows in split 'nope'"):
+        reference_set(prepared, "nope")
+    assert reference_set(prepared, "valid")[0].split == "valid"
+
+
+def test_compared_set_choices(prepared, tmp_path):
+    real, _ = reference_set(prepared, "test")
+    other = Compared(real_split="valid").image_set(prepared, real, tmp_path)
+    assert other.name == "real valid" and other.split == "valid"
+    with pytest.raises(ValueError, match="--n must be >= 1, got 0"):
+        Compared(model="x", n=0).image_set(prepared, real, tmp_path)
+    with pytest.raises(FileNotFoundError, match="no samples.h5"):
+        Compared(samples=tmp_path / "none").image_set(prepared, real, tmp_path)
+    assert Compared().spec == SamplerSpec()
