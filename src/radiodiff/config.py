@@ -241,7 +241,6 @@ class TrainConfig:
     val_batches: int = 4
     sample_every_steps: int = 1000        # 0 disables the sampling callback
     sample_count: int = 64
-    sample_steps: int = 25
     sample_batch_size: int = 32
 
 
