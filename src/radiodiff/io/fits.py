@@ -228,30 +228,56 @@ def write_fits_image(path: str | Path, image: np.ndarray, pixel_scale_arcsec: fl
     pathlib.Path
         ``path``.
     """
+    data = _as_2d(image)
+    ra, dec, placeholder = _sky_position(ra, dec)
+    header = _wcs_header(data.shape, _finite("pixel_scale_arcsec", pixel_scale_arcsec,
+                                             positive=True), ra, dec, placeholder)
+    _instrument_cards(header, bunit, telescope, freq_hz, beam_arcsec, beam_pa_deg, rms)
+    notes = [] if beam_arcsec is not None else ["Restoring beam unknown: no BMAJ/BMIN/BPA."]
+    if rms is None:
+        notes.append("Noise rms unknown: no RMS card.")
+    if placeholder:
+        notes.append("Sky position CRVAL1/CRVAL2 = (0, 0) is a placeholder, not a real "
+                     "position on the sky.")
+    for item in [*notes, *comments]:
+        for line in textwrap.wrap(_printable(str(item)), _COMMENT) or [""]:
+            header.add_comment(line)
+    _provenance_cards(header, cards or {})
+    hdu = fits.PrimaryHDU(data=data, header=header)
+    return atomic_write(path, lambda tmp: hdu.writeto(tmp, output_verify="exception"))
+
+
+def _as_2d(image: np.ndarray) -> np.ndarray:
     data = np.asarray(image, dtype=np.float32)
     while data.ndim > 2 and data.shape[0] == 1:
         data = data[0]
     if data.ndim != 2:
         raise ValueError(f"image must be 2-D (H, W) or (1, H, W), got shape {np.shape(image)}")
-    scale = float(pixel_scale_arcsec)
-    if not (math.isfinite(scale) and scale > 0):
-        raise ValueError(f"pixel_scale_arcsec must be a positive number, got {pixel_scale_arcsec}")
+    return data
+
+
+def _sky_position(ra: float | None, dec: float | None) -> tuple[float, float, bool]:
+    """(ra, dec, placeholder): neither given is the placeholder (0, 0)."""
     if (ra is None) != (dec is None):
         raise ValueError(f"give both ra and dec (deg) or neither, got ra={ra}, dec={dec}")
     placeholder = ra is None
     ra, dec = (0.0, 0.0) if placeholder else (float(ra), float(dec))
     if not (math.isfinite(ra) and math.isfinite(dec) and -90.0 <= dec <= 90.0):
         raise ValueError(f"need finite ra and -90 <= dec <= 90 (deg), got ra={ra}, dec={dec}")
+    return ra, dec, placeholder
 
+
+def _wcs_header(shape: tuple[int, int], scale: float, ra: float, dec: float,
+                placeholder: bool) -> fits.Header:
+    """SIN projection centred on (ra, dec) at the image centre, RA growing to the left."""
+    ny, nx = shape
+    where = " (placeholder)" if placeholder else ""
     header = fits.Header()
-    ny, nx = data.shape
-    wcs_cards = [
+    for key, value, comment in (
         ("CTYPE1", "RA---SIN", "RA, orthographic projection"),
         ("CTYPE2", "DEC--SIN", "Dec, orthographic projection"),
-        ("CRVAL1", float(ra), "[deg] RA at the reference pixel"
-         + (" (placeholder)" if placeholder else "")),
-        ("CRVAL2", float(dec), "[deg] Dec at the reference pixel"
-         + (" (placeholder)" if placeholder else "")),
+        ("CRVAL1", ra, "[deg] RA at the reference pixel" + where),
+        ("CRVAL2", dec, "[deg] Dec at the reference pixel" + where),
         ("CRPIX1", (nx + 1) / 2.0, "image centre (1-based)"),
         ("CRPIX2", (ny + 1) / 2.0, "image centre (1-based)"),
         ("CDELT1", -scale / 3600.0, "[deg] pixel size, RA grows to the left"),
@@ -259,9 +285,14 @@ def write_fits_image(path: str | Path, image: np.ndarray, pixel_scale_arcsec: fl
         ("CUNIT1", "deg", ""),
         ("CUNIT2", "deg", ""),
         ("RADESYS", "ICRS", ""),
-    ]
-    for key, value, comment in wcs_cards:
+    ):
         header[key] = (value, comment)
+    return header
+
+
+def _instrument_cards(header: fits.Header, bunit, telescope, freq_hz, beam_arcsec,
+                      beam_pa_deg, rms) -> None:
+    """BUNIT always; TELESCOP, FREQ, BMAJ/BMIN/BPA and RMS when known."""
     if bunit is not None:
         header["BUNIT"] = (_printable(str(bunit)), "brightness unit")
     else:
@@ -277,30 +308,24 @@ def write_fits_image(path: str | Path, image: np.ndarray, pixel_scale_arcsec: fl
             raise ValueError(f"beam_arcsec must be two positive numbers, got {beam_arcsec}")
         header["BMAJ"] = (bmaj / 3600.0, "[deg] beam major axis (FWHM)")
         header["BMIN"] = (bmin / 3600.0, "[deg] beam minor axis (FWHM)")
-        if beam_pa_deg is None:
-            header["BPA"] = (0.0, "[deg] beam position angle (unknown: 0)")
-        else:
-            header["BPA"] = (_finite("beam_pa_deg", beam_pa_deg), "[deg] beam position angle")
+        header["BPA"] = ((0.0, "[deg] beam position angle (unknown: 0)") if beam_pa_deg is None
+                         else (_finite("beam_pa_deg", beam_pa_deg), "[deg] beam position angle"))
     if rms is not None:
-        header["RMS"] = (_finite("rms", rms, positive=True),
-                         f"[{header['BUNIT']}] noise rms")
-    text = [] if beam_arcsec is not None else ["Restoring beam unknown: no BMAJ/BMIN/BPA."]
-    if rms is None:
-        text.append("Noise rms unknown: no RMS card.")
-    if placeholder:
-        text.append("Sky position CRVAL1/CRVAL2 = (0, 0) is a placeholder, not a real "
-                    "position on the sky.")
-    for item in [*text, *comments]:
-        for line in textwrap.wrap(_printable(str(item)), _COMMENT) or [""]:
-            header.add_comment(line)
+        header["RMS"] = (_finite("rms", rms, positive=True), f"[{header['BUNIT']}] noise rms")
+
+
+_RESERVED = ("SIMPLE", "BITPIX", "NAXIS", "NAXIS1", "NAXIS2", "EXTEND", "COMMENT", "HISTORY")
+
+
+def _provenance_cards(header: fits.Header, cards: Mapping[str, Any]) -> None:
+    """Extra cards; strings too long for a card go into HISTORY as ``KEY= value``."""
     history = []
-    for key, item in (cards or {}).items():
+    for key, item in cards.items():
         value, comment = item if isinstance(item, tuple) else (item, "")
         if not isinstance(key, str) or not _KEYWORD.match(key):
             raise ValueError(f"FITS card keyword {key!r} must be 1-8 characters of A-Z, 0-9, "
                              "'-' or '_'")
-        if key in header or key in ("SIMPLE", "BITPIX", "NAXIS", "NAXIS1", "NAXIS2", "EXTEND",
-                                    "COMMENT", "HISTORY"):
+        if key in header or key in _RESERVED:
             raise ValueError(f"FITS card {key} is reserved by the image/WCS header")
         if value is None:
             continue
@@ -312,6 +337,3 @@ def write_fits_image(path: str | Path, image: np.ndarray, pixel_scale_arcsec: fl
         header[key] = (value, _fit_comment(value, _printable(str(comment))))
     for text in history:
         header.add_history(text)
-
-    hdu = fits.PrimaryHDU(data=data, header=header)
-    return atomic_write(path, lambda tmp: hdu.writeto(tmp, output_verify="exception"))
