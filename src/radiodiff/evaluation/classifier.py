@@ -323,6 +323,50 @@ def _recalibrate_batchnorm(model: nn.Module, images: Tensor, batch_size: int) ->
         model.train(was_training)
 
 
+def _training_inputs(images, labels, num_classes, val, batch_size, lr):
+    """Checked (x, y, x_val, y_val) tensors; x_val and y_val are None without ``val``."""
+    _check_num_classes(num_classes)
+    _check_positive_int(batch_size, "batch_size", minimum=2)
+    if not (math.isfinite(lr) and lr > 0):
+        raise ValueError(f"lr must be a positive number, got {lr}")
+    x = _as_images(images, "images")
+    y = _as_labels(labels, x.shape[0], num_classes)
+    if x.shape[0] < 2:
+        raise ValueError(f"need at least 2 training images, got {x.shape[0]}")
+    if val is None:
+        return x, y, None, None
+    if not isinstance(val, (tuple, list)) or len(val) != 2:
+        raise ValueError("val must be a pair (images, labels)")
+    x_val = _as_images(val[0], "val images")
+    y_val = _as_labels(val[1], x_val.shape[0], num_classes, "val labels")
+    if x_val.shape[1:] != x.shape[1:]:
+        raise ValueError(f"val images have shape {tuple(x_val.shape[1:])} but training "
+                         f"images have {tuple(x.shape[1:])}")
+    return x, y, x_val, y_val
+
+
+def _train_epoch(model, opt, x, y, batch_size, augment, generator, device) -> dict[str, float]:
+    """One shuffled pass (a last batch of one image is skipped: BatchNorm needs two)."""
+    model.train()
+    perm = torch.randperm(x.shape[0], generator=generator)
+    loss_sum, correct, seen = 0.0, 0, 0
+    for i in range(0, x.shape[0], batch_size):
+        idx = perm[i:i + batch_size]
+        if idx.numel() < 2:
+            continue
+        xb = _augment(x[idx], generator) if augment else x[idx]
+        xb, yb = xb.to(device), y[idx].to(device)
+        logits = model(xb)  # (B, num_classes)
+        loss = F.cross_entropy(logits, yb)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        loss_sum += loss.item() * idx.numel()
+        correct += int((logits.argmax(1) == yb).sum())
+        seen += idx.numel()
+    return {"loss": loss_sum / seen, "train_accuracy": correct / seen}
+
+
 def train_classifier(images: ArrayLike, labels: ArrayLike, num_classes: int,
                      epochs: int = 30, batch_size: int = 64, lr: float = 1e-3,
                      seed: int = 0, augment: bool = True,
@@ -377,24 +421,9 @@ def train_classifier(images: ArrayLike, labels: ArrayLike, num_classes: int,
         the list of per-epoch ``info`` dicts and ``best_epoch`` the epoch (0-based) whose
         weights were kept.
     """
-    _check_num_classes(num_classes)
     _check_positive_int(epochs, "epochs")
-    _check_positive_int(batch_size, "batch_size", minimum=2)
     _check_positive_int(patience, "patience")
-    if not (math.isfinite(lr) and lr > 0):
-        raise ValueError(f"lr must be a positive number, got {lr}")
-    x = _as_images(images, "images")
-    y = _as_labels(labels, x.shape[0], num_classes)
-    if x.shape[0] < 2:
-        raise ValueError(f"need at least 2 training images, got {x.shape[0]}")
-    if val is not None:
-        if not isinstance(val, (tuple, list)) or len(val) != 2:
-            raise ValueError("val must be a pair (images, labels)")
-        x_val = _as_images(val[0], "val images")
-        y_val = _as_labels(val[1], x_val.shape[0], num_classes, "val labels")
-        if x_val.shape[1:] != x.shape[1:]:
-            raise ValueError(f"val images have shape {tuple(x_val.shape[1:])} but training "
-                             f"images have {tuple(x.shape[1:])}")
+    x, y, x_val, y_val = _training_inputs(images, labels, num_classes, val, batch_size, lr)
     device = torch.device(device)
 
     generator = seed_generator(seed)  # shuffling and augmentation
@@ -414,26 +443,7 @@ def train_classifier(images: ArrayLike, labels: ArrayLike, num_classes: int,
         # _RECAL_IMAGES training images (enough for per-channel means and variances).
         x_recal = x[torch.randperm(n, generator=generator)[:_RECAL_IMAGES]]
         for epoch in range(epochs):
-            model.train()
-            perm = torch.randperm(n, generator=generator)
-            loss_sum, correct, seen = 0.0, 0, 0
-            for i in range(0, n, batch_size):
-                idx = perm[i:i + batch_size]
-                if idx.numel() < 2:
-                    continue
-                xb = x[idx]
-                if augment:
-                    xb = _augment(xb, generator)
-                xb, yb = xb.to(device), y[idx].to(device)
-                logits = model(xb)  # (B, num_classes)
-                loss = F.cross_entropy(logits, yb)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                loss_sum += loss.item() * idx.numel()
-                correct += int((logits.argmax(1) == yb).sum())
-                seen += idx.numel()
-            info = {"loss": loss_sum / seen, "train_accuracy": correct / seen}
+            info = _train_epoch(model, opt, x, y, batch_size, augment, generator, device)
             if val is not None or epoch == epochs - 1:
                 _recalibrate_batchnorm(model, x_recal, batch_size)
             if val is not None:
