@@ -196,10 +196,9 @@ class CatalogSource:
                                f"for {self.catalog_path.name}")
 
     def _apply_duplicates(self, policy: str) -> None:
-        names = [str(self.table[self.cols["source_id"]][i]).strip() for i in self.rows]
-        centres = [self._centre_or_nan(i) for i in self.rows]
-        ra = np.array([c[0] for c in centres], dtype=np.float64)
-        dec = np.array([c[1] for c in centres], dtype=np.float64)
+        ids = self.table[self.cols["source_id"]]
+        names = [str(ids[i]).strip() for i in self.rows]
+        ra, dec = self._centres()
         beam = max(self.cfg.beam_arcsec) if self.cfg.beam_arcsec else None
         self.duplicates = [
             Duplicate(self.rows[d.row], d.source_id, self.rows[d.of_row], d.of_id, d.why)
@@ -228,11 +227,26 @@ class CatalogSource:
                               f"cannot build the field name from {self.cfg.field_pattern!r} "
                               f"({type(exc).__name__}: {exc})")
 
-    def _centre_or_nan(self, i: int) -> tuple[float, float]:
-        try:
-            return self._centre(i, self.table[i])
-        except InputError:
-            return float("nan"), float("nan")
+    def _column(self, key: str) -> np.ndarray:
+        """Our column ``key`` over ``self.rows`` as float64, NaN where masked or not numeric."""
+        if key not in self.cols:
+            return np.full(len(self.rows), np.nan)
+        return np.array([_float(v) for v in self.table[self.cols[key]][self.rows]])
+
+    def _centres(self) -> tuple[np.ndarray, np.ndarray]:
+        """The centres :meth:`_centre` picks, for all rows at once (NaN where none is valid)."""
+        opt = self._column("opt_ra"), self._column("opt_dec")
+        rad = self._column("ra"), self._column("dec")
+        first, second = (opt, rad) if self.cfg.cutout.centre.value == "optical" else (rad, opt)
+
+        def valid(ra, dec):
+            with np.errstate(invalid="ignore"):
+                return (np.isfinite(ra) & np.isfinite(dec) & (np.abs(dec) <= 90)
+                        & (np.abs(ra) <= 360))
+        use_first, use_second = valid(*first), valid(*second)
+        ra = np.where(use_first, first[0], np.where(use_second, second[0], np.nan))
+        dec = np.where(use_first, first[1], np.where(use_second, second[1], np.nan))
+        return ra, dec
 
     def _get(self, row, key) -> float:
         return _float(row[self.cols[key]]) if key in self.cols else float("nan")
