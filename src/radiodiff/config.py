@@ -16,7 +16,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
 __all__ = [
-    "Source", "Negatives", "Scaling", "NanPolicy", "OnError", "CutAction", "Outside", "Centre",
+    "Source", "Negatives", "Scaling", "NanPolicy", "OnError", "Duplicates", "CutAction", "Outside", "Centre",
     "CutsConfig", "CutoutConfig", "SplitConfig", "AugmentConfig", "LoaderConfig", "DataConfig",
     "ModelConfig", "ScheduleConfig", "SamplerConfig", "TrainerConfig", "TrainConfig",
     "LoggerConfig",
@@ -47,8 +47,15 @@ class NanPolicy(str, Enum):
 
 
 class OnError(str, Enum):
-    stop = "stop"  # stop with the error before anything is written
-    skip = "skip"  # skip the source and count it under its reason
+    stop = "stop"    # stop with the error before anything is written
+    error = "error"  # the same as stop (the name the hardening issue uses)
+    skip = "skip"    # skip the source and count it under its reason (row id in the summary)
+
+
+class Duplicates(str, Enum):
+    drop = "drop"    # later rows with the same name or position (within a beam) are removed
+    keep = "keep"    # all kept, reported; a duplicate takes the split of its first row
+    error = "error"  # stop with the list of duplicates before anything is written
 
 
 class CutAction(str, Enum):
@@ -134,6 +141,9 @@ class DataConfig:
     cutout: CutoutConfig = field(default_factory=CutoutConfig)
     split: SplitConfig = field(default_factory=SplitConfig)
     on_error: OnError = OnError.skip
+    # Catalogue rows naming the same source (same source_id, or centres closer than the
+    # beam's major axis, data.beam_arcsec): one image each, never one per split.
+    duplicates: Duplicates = Duplicates.drop
     limit: Optional[int] = None  # only the first N catalogue rows (quick looks, tests)
     # Generated images go through the data's last steps (data.preprocess.project_like_data):
     # below this fraction of the peak only a halo of projection_halo_px around brighter

@@ -143,3 +143,12 @@ def test_projection_keeps_sources_and_their_halo_and_zeroes_isolated_specks():
     blank = np.zeros((1, 1, 4, 4), np.float32)
     assert (project_like_data(blank, 0.01) == 0).all()
     np.testing.assert_array_equal(project_like_data(x, None, peak_one=False), x)
+
+
+def test_measure_is_float64_for_huge_values():
+    # float32 sums overflow at ~3.4e38: the total flux of a 1e38 Jy/beam image stays finite
+    img = np.full((32, 32), 1e38, np.float32)
+    m = measure(img, rms=1e36, pixel_scale_arcsec=1.8, beam_arcsec=(5.4, 5.4))
+    assert np.isfinite(m["total_flux"]) and m["snr"] == pytest.approx(100.0)
+    assert np.isnan(measure(img, rms=float("inf"), pixel_scale_arcsec=1.8,
+                            beam_arcsec=(5.4, 5.4))["snr"])

@@ -4,11 +4,17 @@ Each catalogue row names its field through ``data.field_pattern`` (e.g.
 ``{Mosaic_ID}/mosaic-blanked.fits``). The cutout is centred on the optical host (falling
 back to the radio position), with side ``max(k_las * LAS, min_size_arcsec)``, cut with
 astropy ``Cutout2D`` through the field's WCS. Noise is the sigma-clipped standard deviation
-in a box ``noise_box_factor`` times wider, around the same position.
+in a box ``noise_box_factor`` times wider, around the same position (float64).
+
+Catalogue hygiene: rows naming the same source (same ``source_id``, or centres closer than
+the beam's major axis) are found up front and dropped, kept or refused (``data.duplicates``);
+every per-row failure (bad position, absurd LAS, unreadable field, anything unexpected)
+becomes an :class:`InputError` naming the catalogue row, so ``data.on_error`` decides.
 """
 
 from __future__ import annotations
 
+import os
 import string
 from functools import lru_cache
 from pathlib import Path
@@ -23,9 +29,17 @@ from astropy.table import Table
 from astropy.wcs.utils import proj_plane_pixel_scales
 
 from radiodiff.io.fits import FitsImage, InputError, beam_from_header, read_fits_image
-from radiodiff.data.sources import CatalogError, Cutout
+from radiodiff.data.sources import CatalogError, Cutout, Duplicate
 
-__all__ = ["CatalogSource", "read_catalog"]
+__all__ = ["CatalogSource", "read_catalog", "find_duplicates", "MAX_CUTOUT_FACTOR"]
+
+# A cutout side (field pixels) above this many times data.image_size is refused: resizing
+# thousands of pixels down to image_size keeps nothing of the source, and a wrong LAS unit
+# (arcmin read as arcsec, a placeholder 1e30) would otherwise allocate gigabytes.
+MAX_CUTOUT_FACTOR = 64
+# Bytes per cutout pixel while it is processed: float32 cutout and copy, float64 resize and
+# its anti-aliasing buffer.
+_BYTES_PER_PIXEL = 4 + 4 + 8 + 8
 
 # Our column names; the catalogue's are mapped through ``data.columns``.
 OPTIONAL = ("ra", "dec", "opt_ra", "opt_dec", "label", "peak_flux", "total_flux")
@@ -42,6 +56,83 @@ def read_catalog(path: str | Path) -> Table:
         return Table.read(path, format=fmt)
     except Exception as exc:
         raise CatalogError(f"{path}: cannot read catalogue ({exc})") from exc
+
+
+def _available_memory() -> int | None:
+    """Bytes of memory available now (Linux MemAvailable), or None where unknown."""
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def _valid_position(ra: float, dec: float) -> str | None:
+    """Why (ra, dec) in degrees is unusable, or None when it is a position on the sky."""
+    if not (np.isfinite(ra) and np.isfinite(dec)):
+        return "not finite"
+    if not -90.0 <= dec <= 90.0:
+        return f"Dec {dec:g} outside [-90, 90]"
+    if not -360.0 <= ra <= 360.0:
+        return f"RA {ra:g} outside [-360, 360]"
+    return None
+
+
+def find_duplicates(names: list[str], ra: np.ndarray, dec: np.ndarray,
+                    radius_arcsec: float | None) -> list[Duplicate]:
+    """Rows repeating an earlier row: same name, or centre within ``radius_arcsec`` of it.
+
+    Rows are grouped transitively (a chain of near positions is one source); in each group
+    the first row is kept and every later row is returned, naming the first. Positions in
+    degrees; NaN (or out-of-range) positions take part only through their names.
+    """
+    n = len(names)
+    parent = list(range(n))
+    why = {}
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    def join(i: int, j: int, reason: str) -> None:
+        a, b = root(i), root(j)
+        if a != b:
+            lo, hi = min(a, b), max(a, b)
+            parent[hi] = lo
+            why.setdefault(max(i, j), reason)
+
+    first_of = {}
+    for i, name in enumerate(names):
+        if name in first_of:
+            join(first_of[name], i, "same name")
+        else:
+            first_of[name] = i
+    ok = np.isfinite(ra) & np.isfinite(dec) & (np.abs(dec) <= 90)
+    if radius_arcsec and ok.sum() > 1:
+        from scipy.spatial import cKDTree
+        idx = np.flatnonzero(ok)
+        r, d = np.radians(ra[idx]), np.radians(dec[idx])
+        xyz = np.stack([np.cos(d) * np.cos(r), np.cos(d) * np.sin(r), np.sin(d)], axis=1)
+        chord = 2.0 * np.sin(np.radians(radius_arcsec / 3600.0) / 2.0)
+        for a, b in sorted(cKDTree(xyz).query_pairs(chord)):
+            i, j = int(idx[a]), int(idx[b])
+            sep = np.degrees(2 * np.arcsin(min(1.0, np.linalg.norm(xyz[a] - xyz[b]) / 2)))
+            join(i, j, f'{sep * 3600:.2f}" apart (beam {radius_arcsec:g}")')
+    out = []
+    for i in range(n):
+        first = root(i)
+        if first != i:
+            out.append(Duplicate(row=i, source_id=names[i], of_row=first,
+                                 of_id=names[first], why=why.get(i, "same source")))
+    return out
 
 
 def _float(value) -> float:
@@ -78,6 +169,10 @@ class CatalogSource:
                                     int(data_cfg.split.seed))
         self.flux_to_jy = u.Unit(data_cfg.catalog_flux_unit).to(u.Jy)
         self._read = lru_cache(maxsize=2)(read_fits_image)  # rows are grouped by field
+        self._paths = {i: self._field_path_or_error(i) for i in self.rows}
+        self.duplicates: list[Duplicate] = []  # found in the catalogue (kept or dropped)
+        self.dropped: list[Duplicate] = []     # of those, the rows not prepared
+        self._apply_duplicates(str(getattr(data_cfg.duplicates, "value", data_cfg.duplicates)))
 
     # -- catalogue -------------------------------------------------------------------------
     def _check_columns(self) -> None:
@@ -100,6 +195,59 @@ class CatalogSource:
             raise CatalogError(f"data.classes is set but data.columns has no 'label' "
                                f"for {self.catalog_path.name}")
 
+    def _apply_duplicates(self, policy: str) -> None:
+        ids = self.table[self.cols["source_id"]]
+        names = [str(ids[i]).strip() for i in self.rows]
+        ra, dec = self._centres()
+        beam = max(self.cfg.beam_arcsec) if self.cfg.beam_arcsec else None
+        self.duplicates = [
+            Duplicate(self.rows[d.row], d.source_id, self.rows[d.of_row], d.of_id, d.why)
+            for d in find_duplicates(names, ra, dec, beam)]
+        if not self.duplicates:
+            return
+        if policy == "error":
+            shown = "; ".join(map(str, self.duplicates[:10]))
+            more = len(self.duplicates) - 10
+            raise CatalogError(f"{self.catalog_path}: {len(self.duplicates)} duplicate "
+                               f"row(s) (data.duplicates=error): {shown}"
+                               + (f"; and {more} more" if more > 0 else ""))
+        if policy == "drop":
+            self.dropped = list(self.duplicates)
+            gone = {d.row for d in self.dropped}
+            self.rows = [i for i in self.rows if i not in gone]
+        else:  # keep: one source, one split, so no copy lands in another split
+            for d in self.duplicates:
+                self.splits[d.row] = self.splits[d.of_row]
+
+    def _field_path_or_error(self, i: int) -> Path | InputError:
+        try:
+            return self.field_path(self.table[i])
+        except Exception as exc:  # a masked or malformed cell in a field_pattern column
+            return InputError(f"{self.catalog_path}:row {i}", "bad_row",
+                              f"cannot build the field name from {self.cfg.field_pattern!r} "
+                              f"({type(exc).__name__}: {exc})")
+
+    def _column(self, key: str) -> np.ndarray:
+        """Our column ``key`` over ``self.rows`` as float64, NaN where masked or not numeric."""
+        if key not in self.cols:
+            return np.full(len(self.rows), np.nan)
+        return np.array([_float(v) for v in self.table[self.cols[key]][self.rows]])
+
+    def _centres(self) -> tuple[np.ndarray, np.ndarray]:
+        """The centres :meth:`_centre` picks, for all rows at once (NaN where none is valid)."""
+        opt = self._column("opt_ra"), self._column("opt_dec")
+        rad = self._column("ra"), self._column("dec")
+        first, second = (opt, rad) if self.cfg.cutout.centre.value == "optical" else (rad, opt)
+
+        def valid(ra, dec):
+            with np.errstate(invalid="ignore"):
+                return (np.isfinite(ra) & np.isfinite(dec) & (np.abs(dec) <= 90)
+                        & (np.abs(ra) <= 360))
+        use_first, use_second = valid(*first), valid(*second)
+        ra = np.where(use_first, first[0], np.where(use_second, second[0], np.nan))
+        dec = np.where(use_first, first[1], np.where(use_second, second[1], np.nan))
+        return ra, dec
+
     def _get(self, row, key) -> float:
         return _float(row[self.cols[key]]) if key in self.cols else float("nan")
 
@@ -108,7 +256,7 @@ class CatalogSource:
         return self.fields_dir / self.cfg.field_pattern.format(**values)
 
     def input_files(self) -> list[str]:
-        fields = sorted({str(self.field_path(self.table[i])) for i in self.rows})
+        fields = sorted({str(p) for p in self._paths.values() if isinstance(p, Path)})
         return [str(self.catalog_path)] + [f for f in fields if Path(f).is_file()]
 
     def __len__(self) -> int:
@@ -118,29 +266,46 @@ class CatalogSource:
     def __iter__(self) -> Iterator[Cutout | InputError]:
         # Group rows by field so each mosaic is read once; output keeps catalogue order
         # because every record carries its row index.
-        order = sorted(self.rows, key=lambda i: str(self.field_path(self.table[i])))
+        order = sorted(self.rows, key=lambda i: str(self._paths[i]))
         for i in order:
             try:
                 yield self._cutout(i)
             except InputError as err:
                 err.row = i
                 yield err
+            except Exception as exc:  # anything else (MemoryError too) is still one row's fault
+                err = InputError(self._where(i), "row_error",
+                                 f"{type(exc).__name__}: {exc}".rstrip(": "))
+                err.row = i
+                yield err
+
+    def _where(self, i: int) -> str:
+        try:
+            sid = str(self.table[i][self.cols["source_id"]])
+        except Exception:
+            sid = "?"
+        return f"{self.catalog_path}:row {i} ({sid})"
 
     def _centre(self, i, row) -> tuple[float, float]:
-        opt = (self._get(row, "opt_ra"), self._get(row, "opt_dec"))
-        rad = (self._get(row, "ra"), self._get(row, "dec"))
-        first, second = (opt, rad) if self.cfg.cutout.centre.value == "optical" else (rad, opt)
-        for ra, dec in (first, second):
-            if np.isfinite(ra) and np.isfinite(dec):
+        opt = ((self._get(row, "opt_ra"), self._get(row, "opt_dec")), ("opt_ra", "opt_dec"))
+        rad = ((self._get(row, "ra"), self._get(row, "dec")), ("ra", "dec"))
+        order = (opt, rad) if self.cfg.cutout.centre.value == "optical" else (rad, opt)
+        problems = []
+        for (ra, dec), (kra, kdec) in order:
+            why = _valid_position(ra, dec)
+            if why is None:
                 return ra, dec
-        raise InputError(f"{self.catalog_path}:row {i}", "bad_row", "no finite position")
+            if kra in self.cols:
+                problems.append(f"{kra}/{kdec} = ({ra:g}, {dec:g}): {why}")
+        raise InputError(self._where(i), "bad_position",
+                         "no valid position (" + "; ".join(problems) + ")")
 
     def _label(self, i, row) -> int:
         if not self.classes:
             return -1
         value = str(row[self.cols["label"]]).strip()
         if value not in self.classes:
-            raise InputError(f"{self.catalog_path}:row {i}", "bad_row",
+            raise InputError(self._where(i), "bad_row",
                              f"class {value!r} not in data.classes {self.classes}")
         return self.classes.index(value)
 
@@ -153,8 +318,12 @@ class CatalogSource:
             raise InputError(where, "bad_row", f"LAS {las!r} is not a positive number")
         ra, dec = self._centre(i, row)
         label = self._label(i, row)
-        field: FitsImage = self._read(self.field_path(row))
+        path = self._paths[i]
+        if isinstance(path, InputError):
+            raise path
+        field: FitsImage = self._read(path)
         size = max(self.cfg.cutout.k_las * las, self.cfg.cutout.min_size_arcsec) * u.arcsec
+        self._check_size(where, las, size.value, field)
         pos = SkyCoord(ra * u.deg, dec * u.deg, frame="icrs")
         mode = "strict" if self.cfg.cutout.outside.value == "drop" else "partial"
         try:
@@ -167,9 +336,12 @@ class CatalogSource:
             raise InputError(field.path, "outside_field",
                              f"{sid}: cutout of {size:.1f} around ({ra:.5f}, {dec:.5f}) reaches "
                              "past the field edge") from exc
+        # "trim": only the part inside the field (the pixels "partial" would not fill with
+        # NaN), so a box wider than the field allocates nothing new.
         noise_box = Cutout2D(field.data, pos, size * self.cfg.cutout.noise_box_factor,
-                             wcs=field.wcs, mode="partial", fill_value=np.nan)
-        finite = noise_box.data[np.isfinite(noise_box.data)]
+                             wcs=field.wcs, mode="trim")
+        finite = noise_box.data[np.isfinite(noise_box.data)].astype(np.float64)
+        # float64: float32 sums of squares overflow to inf for fields of ~1e19 Jy/beam and up
         rms = (float(sigma_clipped_stats(finite, sigma=3.0, maxiters=10)[2])
                if finite.size > 10 else float("nan"))
         beam = beam_from_header(field.header) or (
@@ -186,6 +358,24 @@ class CatalogSource:
             offset_px=(float(y_in - (ny - 1) / 2), float(x_in - (nx - 1) / 2)),
             extra={"field": str(field.path)},
         )
+
+
+    def _check_size(self, where: str, las: float, size_arcsec: float, field: FitsImage) -> None:
+        """Refuse a cutout too large for image_size or for memory, before allocating it."""
+        pix = float(np.mean(proj_plane_pixel_scales(field.wcs)) * 3600.0)
+        side = size_arcsec / pix if pix > 0 else float("inf")
+        limit = MAX_CUTOUT_FACTOR * int(self.cfg.image_size)
+        what = (f'LAS {las:g}" gives a cutout of {size_arcsec:.6g}" = {side:.6g} field pixels '
+                f'of {pix:.3g}"')
+        if not side <= limit:
+            raise InputError(where, "too_large",
+                             f"{what}, more than {MAX_CUTOUT_FACTOR} x data.image_size = "
+                             f"{limit} px (check the LAS column and its unit)")
+        need = side * side * _BYTES_PER_PIXEL
+        free = _available_memory()
+        if free is not None and need > free:
+            raise InputError(where, "too_large", f"{what}, needing {need / 2**30:.1f} GiB "
+                             f"with {free / 2**30:.1f} GiB of memory available")
 
 
 def _seeded_split(n: int, fractions: list[float], seed: int) -> list[str]:

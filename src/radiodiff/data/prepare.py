@@ -8,7 +8,9 @@ can condition on them and restore Jy/beam (``physical = image * scale + offset``
 
 from __future__ import annotations
 
+import errno
 import hashlib
+import shutil
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
@@ -49,6 +51,9 @@ class PrepareSummary:
     splits: dict[str, int]
     seconds: float
     errors: list[str] = field(default_factory=list)  # first messages of skipped inputs
+    duplicates: list[str] = field(default_factory=list)  # first duplicate rows found
+    duplicates_policy: str = "drop"
+    n_duplicates: int = 0
 
     def format(self) -> str:
         lines = [f"prepared {self.name}: {self.n_in} in, {self.n_out} out, "
@@ -57,6 +62,11 @@ class PrepareSummary:
         for title, counts in (("removed", self.removed), ("flagged", self.flagged)):
             for reason, n in sorted(counts.items(), key=lambda kv: -kv[1]):
                 lines.append(f"  {title} {reason}: {n}")
+        if self.n_duplicates:
+            done = "dropped" if self.duplicates_policy == "drop" else "kept"
+            lines.append(f"  duplicate rows ({done}, data.duplicates={self.duplicates_policy}): "
+                         f"{self.n_duplicates}")
+            lines += [f"    {e}" for e in self.duplicates]
         if self.errors:
             lines.append("  first skipped inputs:")
             lines += [f"    {e}" for e in self.errors]
@@ -65,6 +75,45 @@ class PrepareSummary:
 
 def _value(x) -> str:
     return str(getattr(x, "value", x))
+
+
+MAX_LISTED = 20  # skipped inputs / duplicates named in the summary
+
+
+def _describe(err: InputError) -> str:
+    """One line: the file (and catalogue row), the problem and its counting key."""
+    row = getattr(err, "row", None)
+    at = f"row {row}, " if row is not None and f"row {row}" not in str(err) else ""
+    return f"{err} [{at}{err.reason}]"
+
+
+def _check_free_space(out: Path, n_rows: int, size: int) -> None:
+    """Refuse to start when the output folder cannot hold n_rows x size^2 float32 images.
+
+    h5py can crash outright (not raise) when the disk fills during a write, so the
+    expected size is checked before any input is read.
+    """
+    need = n_rows * size * size * 4
+    folder = out.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:
+        return  # unknown: the write itself still fails cleanly
+    if free < need:
+        raise PrepareError(f"{out}: not enough free disk space in {folder} "
+                           f"({free / 2**20:.1f} MiB free, {need / 2**20:.1f} MiB needed for "
+                           f"{n_rows} images of {size}x{size} float32); nothing written")
+
+
+def _nonfinite(item: Cutout, meas: dict) -> str | None:
+    """Why the noise or S/N of a cutout with a flux scale is unusable, else None."""
+    if not (np.isfinite(item.rms) and item.rms > 0):
+        return f"rms {item.rms!r} is not a positive finite number"
+    if not np.isfinite(meas["snr"]):
+        return f"S/N {meas['snr']!r} is not finite (peak {meas['peak_flux']!r})"
+    return None
 
 
 def validate_data_config(d: DictConfig) -> None:
@@ -107,32 +156,28 @@ def prepare(cfg: DictConfig, progress: Callable[[Iterable, int], Iterable] | Non
     except (CatalogError, FileNotFoundError, InputError) as exc:
         raise PrepareError(str(exc)) from exc
     n = d.image_size
+    _check_free_space(out, len(source), n)
     negatives, scaling = _value(d.negatives), _value(d.scaling)
-    flag_only = _value(d.cuts.action) == "flag"
-    fill = float(d.cuts.nan_fill)
+    physical = source.image_unit == "Jy/beam"
+    stop = _value(d.on_error) in ("stop", "error")
+    dropped = list(getattr(source, "dropped", []))
+    dups = list(getattr(source, "duplicates", []))
 
     kept: list[tuple[Cutout, np.ndarray, int, dict]] = []
     removed, flagged, errors = Counter(), Counter(), []
+    if dropped:
+        removed["duplicate"] = len(dropped)
     items = progress(source, len(source)) if progress else source
     for item in items:
+        if not isinstance(item, InputError):
+            item = _process(item, d, physical, removed, flagged, kept, errors)
         if isinstance(item, InputError):
-            if _value(d.on_error) == "stop":
-                raise PrepareError(f"{item} (data.on_error=stop: nothing written)") from item
+            if stop:
+                raise PrepareError(f"{_describe(item)} (data.on_error={_value(d.on_error)}: "
+                                   "nothing written)") from item
             removed[item.reason] += 1
-            if len(errors) < 20:
-                errors.append(str(item))
-            continue
-        meas = measure(item.image, item.rms, item.pixel_scale_arcsec, item.beam_arcsec)
-        flags = quality_flags(item.image, meas["snr"], d.cuts)
-        if flags and not flag_only:
-            removed[first_reason(flags)] += 1
-            continue
-        for name in CUT_ORDER:
-            if flags & FLAGS[name]:
-                flagged[name] += 1
-        img = centre_on(fill_nan(item.image, fill), item.offset_px)
-        img = apply_negatives(resize_image(img, n), negatives)
-        kept.append((item, img, flags, meas))
+            if len(errors) < MAX_LISTED:
+                errors.append(_describe(item))
     if not kept:
         raise PrepareError(f"data={d.name}: no source survived "
                            f"(removed: {dict(removed) or 'none'}); nothing written")
@@ -149,8 +194,10 @@ def prepare(cfg: DictConfig, progress: Callable[[Iterable, int], Iterable] | Non
     inputs_sha = hashlib.sha256("".join(h for _, h in hashes).encode()).hexdigest()
     splits = {s: int(np.sum(columns["split"] == s)) for s in SPLITS}
     summary = PrepareSummary(
-        name=d.name, out=str(out), n_in=len(source), n_out=len(kept), removed=dict(removed),
-        flagged=dict(flagged), splits=splits, seconds=0.0, errors=errors)
+        name=d.name, out=str(out), n_in=len(source) + len(dropped), n_out=len(kept),
+        removed=dict(removed), flagged=dict(flagged), splits=splits, seconds=0.0, errors=errors,
+        duplicates=[str(x) for x in dups[:MAX_LISTED]], n_duplicates=len(dups),
+        duplicates_policy=_value(d.duplicates))
     summary.seconds = round(time.perf_counter() - t0, 2)
     attrs = {
         "name": d.name, "source": _value(d.source), "classes": list(d.classes),
@@ -161,9 +208,50 @@ def prepare(cfg: DictConfig, progress: Callable[[Iterable, int], Iterable] | Non
         "inputs_sha256": inputs_sha, "data_sha256": data_sha256(images, columns),
         "seed": int(d.split.seed), "summary": asdict(summary),
     }
-    write_prepared(out, images, columns, attrs, hashes)
+    try:
+        write_prepared(out, images, columns, attrs, hashes)
+    except OSError as exc:  # ENOSPC, EDQUOT, EIO, a read-only folder...
+        what = exc.strerror or errno.errorcode.get(exc.errno or 0) or str(exc)
+        raise PrepareError(f"{out}: cannot write the prepared file ({what}); nothing written, "
+                           "any earlier file left as it was") from exc
     summary.seconds = round(time.perf_counter() - t0, 2)
     return summary
+
+
+def _process(item: Cutout, d: DictConfig, physical: bool, removed: Counter, flagged: Counter,
+             kept: list, errors: list[str]) -> InputError | None:
+    """Cuts, then the image pipeline, of one cutout: appends to ``kept`` or counts a cut.
+
+    A failure of any kind is returned as that row's :class:`InputError`.
+    """
+    try:
+        meas = measure(item.image, item.rms, item.pixel_scale_arcsec, item.beam_arcsec)
+        flags = quality_flags(item.image, meas["snr"], d.cuts)
+        if flags and _value(d.cuts.action) != "flag":
+            removed[first_reason(flags)] += 1
+            return None
+        why = _nonfinite(item, meas) if physical and not flags else None
+        if why:
+            # Otherwise clean, yet no usable noise: a NaN S/N must not pass the S/N cut. A
+            # cut, not a flag (FLAGS has no bit for it), even with cuts.action=flag; named
+            # in the summary because it means a broken field.
+            removed["nonfinite"] += 1
+            if len(errors) < MAX_LISTED:
+                where = item.extra.get("field") or item.source_id
+                errors.append(f"{where}: {item.source_id}: {why} [row {item.row}, nonfinite]")
+            return None
+        for name in CUT_ORDER:
+            if flags & FLAGS[name]:
+                flagged[name] += 1
+        img = centre_on(fill_nan(item.image, float(d.cuts.nan_fill)), item.offset_px)
+        img = apply_negatives(resize_image(img, d.image_size), _value(d.negatives))
+    except Exception as exc:  # MemoryError included: one source, not the run
+        where = item.extra.get("field") or item.source_id
+        err = InputError(where, "processing", f"{item.source_id}: {type(exc).__name__}: {exc}")
+        err.row = item.row
+        return err
+    kept.append((item, img, flags, meas))
+    return None
 
 
 def _columns(kept, scale, offset, n, physical: bool) -> dict[str, np.ndarray]:

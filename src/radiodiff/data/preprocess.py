@@ -27,8 +27,11 @@ def beam_area_arcsec2(bmaj: float, bmin: float) -> float:
 
 def measure(image: np.ndarray, rms: float, pixel_scale_arcsec: float,
             beam_arcsec: tuple[float, float]) -> dict[str, float]:
-    """Peak (Jy/beam), S/N and total flux (Jy) of the emission above 3 rms."""
-    finite = image[np.isfinite(image)]
+    """Peak (Jy/beam), S/N and total flux (Jy) of the emission above 3 rms, in float64.
+
+    A non-finite or non-positive ``rms`` gives a NaN S/N and total flux (no flux scale).
+    """
+    finite = image[np.isfinite(image)].astype(np.float64)  # float32 sums overflow at ~1e38
     peak = float(finite.max()) if finite.size else float("nan")
     snr = peak / rms if np.isfinite(rms) and rms > 0 else float("nan")
     total = float("nan")

@@ -14,7 +14,7 @@ import numpy as np
 
 from radiodiff.io.fits import InputError
 
-__all__ = ["Cutout", "Source", "CatalogError", "make_source"]
+__all__ = ["Cutout", "Duplicate", "Source", "CatalogError", "make_source"]
 
 
 @dataclass
@@ -37,6 +37,19 @@ class Cutout:
     # snaps to whole pixels, the rest is shifted out after measuring (sub-pixel centring).
     offset_px: tuple[float, float] = (0.0, 0.0)
     extra: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Duplicate:
+    """Catalogue row ``row`` repeats the earlier row ``of_row`` (the one that is kept)."""
+    row: int
+    source_id: str
+    of_row: int
+    of_id: str
+    why: str  # "same name" or 'x.xx" apart (beam b")'
+
+    def __str__(self) -> str:
+        return f"row {self.row} ({self.source_id}) = row {self.of_row} ({self.of_id}): {self.why}"
 
 
 class CatalogError(ValueError):

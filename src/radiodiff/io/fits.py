@@ -79,8 +79,8 @@ def read_fits_image(path: str | Path, memmap: bool = True) -> FitsImage:
     """Read the first image HDU of ``path`` as a 2-D array with its celestial WCS.
 
     Degenerate axes (frequency, Stokes) are dropped. Raises :class:`InputError` with reason
-    ``missing``, ``unreadable`` (corrupt or truncated), ``no_image``, ``bad_shape`` or
-    ``no_wcs``.
+    ``missing``, ``unreadable`` (corrupt or truncated), ``no_image``, ``bad_shape``,
+    ``no_data`` (no finite pixel), ``overflow`` (values beyond float32) or ``no_wcs``.
     """
     path = Path(path)
     if not path.is_file():
@@ -98,7 +98,10 @@ def read_fits_image(path: str | Path, memmap: bool = True) -> FitsImage:
                 if hdu is None:
                     raise InputError(path, "no_image", "no HDU holds a 2-D image")
                 header = hdu.header.copy()
-                data = np.array(hdu.data, dtype=np.float32)  # copy out of the memmap
+                raw = hdu.data
+                with np.errstate(over="ignore", invalid="ignore"):
+                    data = np.array(raw, dtype=np.float32)  # copy out of the memmap
+                _check_overflow(path, raw, data)
     except InputError:
         raise
     except Exception as exc:  # astropy raises OSError, ValueError, TypeError, warnings...
@@ -110,6 +113,9 @@ def read_fits_image(path: str | Path, memmap: bool = True) -> FitsImage:
         data = data[0]
     if data.ndim != 2 or min(data.shape) < 2:
         raise InputError(path, "bad_shape", f"image has shape {data.shape}, expected 2-D")
+    if not np.isfinite(data).any():
+        raise InputError(path, "no_data", f"no finite pixel in the {data.shape} image "
+                         "(all NaN / blank)")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FITSFixedWarning)
@@ -120,6 +126,20 @@ def read_fits_image(path: str | Path, memmap: bool = True) -> FitsImage:
     if not wcs.has_celestial or wcs.naxis != 2:
         raise InputError(path, "no_wcs", "no celestial WCS (CTYPE/CRVAL/CDELT) in header")
     return FitsImage(data=data, header=header, wcs=wcs, path=str(path), cards_fixed=fixed)
+
+
+def _check_overflow(path: Path, raw, data: np.ndarray) -> None:
+    """Finite values that became +-inf in float32 (|x| > 3.4e38): a corrupt scale."""
+    if raw is None or np.asarray(raw).dtype.itemsize <= 4 and np.asarray(raw).dtype.kind == "f":
+        return
+    inf = np.isinf(data)
+    if inf.any():
+        lost = np.asarray(raw)[inf]
+        lost = lost[np.isfinite(lost)]
+        if lost.size:
+            raise InputError(path, "overflow",
+                             f"{lost.size} pixel value(s) up to {np.abs(lost).max():.3g} "
+                             "overflow float32 (corrupt BSCALE or units?)")
 
 
 def beam_from_header(header: fits.Header) -> tuple[float, float] | None:
