@@ -273,6 +273,45 @@ def test_sample_full_disk_mid_write(tiny, tmp_path, capsys, monkeypatch):
     assert not temps(tmp_path)
 
 
+def test_sample_full_disk_in_hdf5(tiny, tmp_path, capsys, monkeypatch):
+    import radiodiff.io.samples as samples_io
+
+    real = samples_io.atomic_write
+
+    def h5py_like(path, write, fsync=False):
+        def partial(tmp):  # h5py says it in the text, errno is None
+            Path(tmp).write_bytes(b"\x89HDF\r\n\x1a\n")
+            raise OSError("Can't write data (file write failed: errno = 28, error message "
+                          "= 'No space left on device')")
+        return real(path, partial, fsync)
+    monkeypatch.setattr(samples_io, "atomic_write", h5py_like)
+    out = tmp_path / "s"
+    assert sample(tiny, out) == 2
+    line = one_line(capsys.readouterr().err)
+    assert str(out / "samples.h5") in line and "no space left" in line
+    assert os.listdir(tmp_path) == []  # no partial set, no temporary
+
+
+def test_swap_failure_puts_the_old_artifact_back(tmp_path, monkeypatch):
+    target = tmp_path / "rep"
+    target.mkdir()
+    (target / "metrics.json").write_text("{}")
+    before = hashes(target)
+    real, calls = os.replace, []
+
+    def second_fails(src, dst):
+        calls.append((src, dst))
+        if len(calls) == 2:  # old moved aside; moving the new one in fails
+            raise OSError(errno.EIO, "I/O error", str(dst))
+        return real(src, dst)
+    monkeypatch.setattr(artifacts.os, "replace", second_fails)
+    with pytest.raises(OSError, match="I/O error"):
+        with artifacts.artifact_dir(target, "report", overwrite=True) as tmp:
+            (tmp / "metrics.json").write_text('{"new": 1}')
+    monkeypatch.undo()
+    assert hashes(target) == before and not temps(tmp_path)
+
+
 # --------------------------------------------------------------------------- evaluate
 
 def test_evaluate_onto_samples_folder_and_under_a_file(tiny, tmp_path, capsys, monkeypatch):

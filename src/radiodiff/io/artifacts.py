@@ -92,6 +92,14 @@ def clear_stale_temps(folder: str | Path, name: str | None = None) -> list[Path]
     return removed
 
 
+def _is_full_disk(exc: OSError) -> bool:
+    """ENOSPC or EDQUOT, also as h5py reports it (an OSError whose text carries errno 28)."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    text = str(exc)
+    return "No space left on device" in text or "errno = 28" in text
+
+
 def _full_disk(exc: BaseException, path: Path, real: Path | None = None) -> OutputError:
     name = Path(getattr(exc, "filename", None) or path)
     text = str(name)
@@ -119,7 +127,7 @@ def atomic_write(path: str | Path, write: Callable[[Path], Any], fsync: bool = F
                 os.fsync(fh.fileno())
         os.replace(tmp, path)
     except OSError as exc:
-        if exc.errno == errno.ENOSPC:
+        if _is_full_disk(exc):
             raise _full_disk(exc, path) from exc
         raise
     finally:
@@ -223,7 +231,7 @@ def artifact_dir(target: str | Path, kind: str, overwrite: bool = False,
         try:
             yield tmp
         except OSError as exc:
-            if exc.errno == errno.ENOSPC:
+            if _is_full_disk(exc):
                 raise _full_disk(exc, target, target) from exc
             raise
         if not _is_kind(tmp, kind):
