@@ -8,7 +8,9 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
 from pathlib import Path
 
 from radiodiff.progress import progress_bar
@@ -288,16 +290,26 @@ def error_line(exc: BaseException) -> tuple[str, int]:
     return f"{type(exc).__name__}: {text}", 1
 
 
+def _terminated(signum, frame):
+    """SIGTERM as SystemExit, so that writers remove their temporaries on the way out."""
+    raise SystemExit(128 + signum)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from radiodiff.config import ConfigError
     from radiodiff.data.prepare import PrepareError
     from radiodiff.io.fits import InputError
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminated) if main_thread else None
     try:
         return args.func(args)
     except (ConfigError, PrepareError, InputError, FileNotFoundError, ValueError) as exc:
         print(f"radiodiff {args.command}: error: {error_line(exc)[0]}", file=sys.stderr)
         return 2
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

@@ -364,6 +364,19 @@ def test_artifact_dir_failure_restores_nothing_and_leaves_no_temp(tmp_path):
     assert hashes(target) == before and not temps(tmp_path)
 
 
+def test_replacing_a_linked_artifact_keeps_what_the_link_pointed_to(tmp_path):
+    real = tmp_path / "real"
+    real.mkdir()
+    (real / "metrics.json").write_text("{}")
+    before = hashes(real)
+    link = tmp_path / "rep"
+    link.symlink_to(real, target_is_directory=True)
+    with artifacts.artifact_dir(link, "report", overwrite=True) as tmp:
+        (tmp / "metrics.json").write_text('{"new": 1}')
+    assert not link.is_symlink() and (link / "metrics.json").read_text() == '{"new": 1}'
+    assert hashes(real) == before and not temps(tmp_path)
+
+
 def test_stale_temps_of_dead_processes_are_cleared(tmp_path):
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                           capture_output=True, text=True, check=True).stdout.strip()
@@ -428,3 +441,37 @@ def test_kill_during_checkpoint_write(tmp_path):
     artifacts.save_torch({"w": torch.full((4,), 2.0)}, last)  # the next save cleans up
     assert os.listdir(ckdir) == ["last.ckpt"]
     assert torch.equal(torch.load(last, weights_only=True)["w"], torch.full((4,), 2.0))
+
+
+_TERMINATED_SAMPLER = """
+import sys, time
+import radiodiff.io.fits as fits_io
+real = fits_io.write_fits_image
+def slow(path, *a, **k):
+    out = real(path, *a, **k)
+    print("wrote", path.name, flush=True)
+    time.sleep(120)
+    return out
+fits_io.write_fits_image = slow
+from radiodiff.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.slow
+def test_sigterm_during_sample_leaves_nothing(tiny, tmp_path):
+    out = tmp_path / "s"
+    env = dict(os.environ, PYTHONPATH=SRC, OMP_NUM_THREADS="1")
+    proc = subprocess.Popen([sys.executable, "-c", _TERMINATED_SAMPLER, "sample", "--model",
+                             str(tiny), "--n", "3", "--steps", "2", "--out", str(out)],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                            text=True)
+    with proc.stdout:
+        try:
+            assert proc.stdout.readline().startswith("wrote sample_00000")
+            assert temps(tmp_path)  # the half-written set, in its temporary folder
+        finally:
+            proc.terminate()
+            proc.wait(timeout=60)
+    assert proc.returncode == 128 + signal.SIGTERM
+    assert os.listdir(tmp_path) == []  # no partial set, no temporary

@@ -248,6 +248,8 @@ def artifact_dir(target: str | Path, kind: str, overwrite: bool = False,
             raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+        if old.is_symlink():  # the target was a link to a folder: drop the link only
+            old.unlink()
         shutil.rmtree(old, ignore_errors=True)
 
 
