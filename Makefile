@@ -31,8 +31,8 @@ $(STAMP): pyproject.toml
 # The built-in model (models/first): 16 samples per class as FITS, real vs generated PNG and
 # a short metrics report in outputs/demo/ (ARGS go to `radiodiff demo`, e.g. --steps 12).
 demo: setup
-	$(BIN)/radiodiff prepare data=first
-	$(BIN)/radiodiff demo $(ARGS)
+	test -f data/first.h5 || $(BIN)/radiodiff prepare data=first
+	$(BIN)/radiodiff demo --overwrite $(ARGS)
 
 test: setup
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
@@ -78,7 +78,7 @@ bench: setup
 
 # Quality against sampler steps for the built-in model (or MODEL=...), FIRST test split
 bench-quality: setup
-	$(BIN)/radiodiff prepare data=first
+	test -f data/first.h5 || $(BIN)/radiodiff prepare data=first
 	$(BIN)/python bench/bench_quality.py --model $(MODEL) --n $${N:-200} $(ARGS)
 
 clean:

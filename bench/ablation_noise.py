@@ -111,7 +111,8 @@ def cmd_eval(args) -> None:
             continue
         for halflife in (args.ema or [EMA_MAIN, *EMA_BANK]):
             out = args.root / "releases" / f"{name}-ema{halflife:g}"
-            export_checkpoint(ckpt, out, ema_halflife_kimg=halflife, projection=projection)
+            export_checkpoint(ckpt, out, ema_halflife_kimg=halflife, projection=projection,
+                              overwrite=True)
             models.append((f"{name} ema {halflife:g}k", out))
     real_row = not args.no_real_row
     for label, model in models:

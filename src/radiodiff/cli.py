@@ -8,7 +8,9 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
 from pathlib import Path
 
 from radiodiff.progress import progress_bar
@@ -34,10 +36,16 @@ def _cmd_prepare(args) -> int:
     if args.cfg:
         print(OmegaConf.to_yaml(cfg.data, resolve=True), end="")
         return 0
+    from radiodiff.io.artifacts import check_output_file
+    check_output_file(args.out or cfg.data.out, "prepared HDF5 file", args.overwrite,
+                      magic=_HDF5_MAGIC)
     summary = prepare(cfg, progress=progress_bar(f"prepare {cfg.data.name}", "src"),
                       out=args.out)
     print(summary.format())
     return 0
+
+
+_HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"  # what makes an existing prepare target "its own kind"
 
 
 def _cmd_inspect(args) -> int:
@@ -53,7 +61,8 @@ def _cmd_inspect(args) -> int:
 def _cmd_sample(args) -> int:
     from radiodiff.diffusion.generate import generate
     from radiodiff.io.release import load_release, resolve_model
-    from radiodiff.io.samples import save_samples
+    from radiodiff.io.artifacts import check_output
+    from radiodiff.io.samples import samples_nbytes, save_samples
 
     if (args.ra is None) != (args.dec is None):
         raise ValueError("give both --ra and --dec (the image centre, deg) or neither")
@@ -61,11 +70,14 @@ def _cmd_sample(args) -> int:
         raise ValueError(f"--dec must be in [-90, 90] deg, got {args.dec}")
     release = load_release(resolve_model(args.model))
     out = Path(args.out) if args.out else Path("outputs") / "samples" / release.path.name
+    # before the compute: a target we must not replace, cannot write or cannot fill
+    check_output(out, "samples", args.overwrite, samples_nbytes(args.n, release.image_size))
     result = generate(release, args.n, label=args.label, peak_flux=args.peak_flux,
                       las_arcsec=args.las, spec=_spec(args), seed=args.seed,
                       batch_size=args.batch_size, batch_invariant=not args.batched,
                       progress=progress_bar("sampled", "batches"))
-    paths = save_samples(out, release, result, ra=args.ra, dec=args.dec)
+    paths = save_samples(out, release, result, ra=args.ra, dec=args.dec,
+                         overwrite=args.overwrite)
     print(f"{len(result)} samples ({result.unit}, {int(result.nfe[0])} network evaluations "
           f"each) -> {out}/ ({len(paths['fits'])} FITS, samples.h5, preview.png)")
     return 0
@@ -76,7 +88,7 @@ def _cmd_demo(args) -> int:
 
     res = run_demo(args.reference, args.out, model=args.model, n_per_class=args.n_per_class,
                    spec=_spec(args), seed=args.seed, batch_size=args.batch_size,
-                   progress=progress_bar("sampled", "batches"))
+                   progress=progress_bar("sampled", "batches"), overwrite=args.overwrite)
     print(res["summary"], end="")
     print("wrote:\n" + "\n".join(f"  {p}" for p in res["paths"].values()))
     return 0
@@ -85,7 +97,7 @@ def _cmd_demo(args) -> int:
 def _cmd_export(args) -> int:
     from radiodiff.training.export import export_checkpoint
 
-    out = export_checkpoint(args.ckpt, args.out)
+    out = export_checkpoint(args.ckpt, args.out, overwrite=args.overwrite)
     print(f"release written to {out}")
     return 0
 
@@ -114,7 +126,8 @@ def _cmd_evaluate(args) -> int:
     out = Path(args.out) if args.out else Path("outputs") / "eval" / _eval_name(args)
     _, paths = run_evaluation(args.reference, compared, out, args.split, settings,
                               progress=lambda step: progress_bar(
-                                  step, "batches" if step == "sampled" else "images"))
+                                  step, "batches" if step == "sampled" else "images"),
+                              overwrite=args.overwrite)
     print(paths["report.md"].read_text(), end="")
     print("wrote:\n" + "\n".join(f"  {p}" for p in paths.values()))
     return 0
@@ -131,6 +144,12 @@ def _sampler_args(p: argparse.ArgumentParser, sc) -> None:
     p.add_argument("--rho", type=float, default=sc.rho, help="schedule curvature (EDM Eq. 5)")
     p.add_argument("--churn", type=float, default=sc.S_churn,
                    help="S_churn of the stochastic sampler (EDM Algorithm 2)")
+
+
+def _overwrite_arg(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("--overwrite", action="store_true",
+                   help=f"replace an existing {what} at --out (written whole, then swapped in); "
+                   "anything else there is never touched")
 
 
 def _solver_args(p: argparse.ArgumentParser, sc) -> None:
@@ -162,6 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "data.negatives=abs data.cuts.snr_min=null")
     p.add_argument("--cfg", action="store_true", help="print the composed data config and exit")
     p.add_argument("--out", default=None, help="output file (default: data.out)")
+    _overwrite_arg(p, "prepared HDF5 file")
     p.set_defaults(func=_cmd_prepare)
 
     p = sub.add_parser("inspect", help="PNG grid per class and a summary of a prepared file",
@@ -178,6 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--ckpt", required=True, help="training checkpoint, e.g. .../last.ckpt")
     p.add_argument("--out", required=True, help="release folder to write")
+    _overwrite_arg(p, "release folder")
     p.set_defaults(func=_cmd_export)
 
     p = sub.add_parser("sample", help="draw images from a release folder -> FITS + HDF5 + PNG",
@@ -211,6 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "(default: 0, a placeholder like --ra)")
     p.add_argument("--out", default=None,
                    help="output folder (default: outputs/samples/<model folder name>)")
+    _overwrite_arg(p, "samples folder (one with samples.h5)")
     p.set_defaults(func=_cmd_sample)
     p = sub.add_parser("demo", help="the built-in model in minutes: samples per class (FITS), "
                        "real vs generated PNG, short metrics report",
@@ -219,6 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default=None, help="release folder or shipped model name "
                    "(default: the built-in model)")
     p.add_argument("--out", default="outputs/demo", help="output folder")
+    _overwrite_arg(p, "demo folder")
     p.add_argument("--n-per-class", type=int, default=16, help="images per class")
     _solver_args(p, sc)
     p.set_defaults(func=_cmd_demo)
@@ -244,6 +267,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="cache of the class classifier and of the real set's statistics")
     p.add_argument("--out", default=None, help="report folder (default outputs/eval/<name>: "
                    "the model or samples folder, or real-<split>-vs-<split>)")
+    _overwrite_arg(p, "report folder (one with metrics.json)")
     p.set_defaults(func=_cmd_evaluate)
     return parser
 
@@ -266,16 +290,26 @@ def error_line(exc: BaseException) -> tuple[str, int]:
     return f"{type(exc).__name__}: {text}", 1
 
 
+def _terminated(signum, frame):
+    """SIGTERM as SystemExit, so that writers remove their temporaries on the way out."""
+    raise SystemExit(128 + signum)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from radiodiff.config import ConfigError
     from radiodiff.data.prepare import PrepareError
     from radiodiff.io.fits import InputError
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminated) if main_thread else None
     try:
         return args.func(args)
     except (ConfigError, PrepareError, InputError, FileNotFoundError, ValueError) as exc:
         print(f"radiodiff {args.command}: error: {error_line(exc)[0]}", file=sys.stderr)
         return 2
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

@@ -45,7 +45,7 @@ def _inputs(n=3):
 def test_release_folder_layout(release_dir, meta):
     assert sorted(p.name for p in release_dir.iterdir()) == [
         "config.yaml", "meta.json", "model.safetensors"]
-    assert not list(release_dir.parent.glob("*.tmp-*"))
+    assert not [p for p in release_dir.parent.iterdir() if p.name.startswith(".rd")]
     m = json.loads((release_dir / "meta.json").read_text())
     for key in ("classes", "scalar_conditions", "condition_transform", "sigma_data",
                 "image_size", "image_unit", "pixel_scale_arcsec", "beam_arcsec", "scaling",
@@ -89,7 +89,7 @@ def test_load_gives_identical_outputs_without_pickle(release_dir, denoiser, monk
 def test_export_replaces_existing_release(tmp_path, denoiser, config, meta):
     dest = tmp_path / "rel"
     export_release(dest, denoiser, config, meta)
-    export_release(dest, denoiser, config, dict(meta, step=20))
+    export_release(dest, denoiser, config, dict(meta, step=20), overwrite=True)
     assert json.loads((dest / "meta.json").read_text())["step"] == 20
     assert sorted(p.name for p in tmp_path.iterdir()) == ["rel"]
 

@@ -159,7 +159,8 @@ def test_checkpoint_is_code_free_and_records_the_run(tmp_path, tiny_h5):
     assert hp["dataset"]["data_sha256"] and 0 < hp["sigma_data"] < 1
     assert any(k.startswith("ema.") for k in ckpt["state_dict"])
     assert (Path(summary["checkpoint"]).parent / "config.yaml").is_file()
-    assert not list(Path(summary["checkpoint"]).parent.glob("*.tmp"))
+    assert sorted(p.name for p in Path(summary["checkpoint"]).parent.iterdir()) == [
+        "config.yaml", "last.ckpt"]  # no temporary beside it (.rdtmp-<pid>-last.ckpt)
 
 
 def test_sample_callback_logs_metrics_and_grid(tmp_path, tiny_h5):

@@ -23,7 +23,7 @@ from radiodiff.diffusion.sampling import SamplerSpec
 from radiodiff.evaluation.metrics import EvalResult, EvalSettings, evaluate, w1_ratios, w1_summary
 from radiodiff.evaluation.report import write_report
 from radiodiff.evaluation.sets import ImageSet, reference_meta, reference_splits, sample_classes
-from radiodiff.io.artifacts import atomic_text, new_figure, save_figure
+from radiodiff.io.artifacts import artifact_dir, atomic_text, new_figure, relocated, save_figure
 
 __all__ = ["run_demo", "DEMO_SETTINGS"]
 
@@ -113,7 +113,7 @@ def run_demo(reference: str | Path = "data/first.h5", out: str | Path = "outputs
              spec: SamplerSpec | None = None, seed: int = 0, batch_size: int = 32,
              settings: EvalSettings = DEMO_SETTINGS,
              progress: Optional[Callable[[Iterable, int], Iterable]] = None,
-             **sampler_options: Any) -> dict[str, Any]:
+             overwrite: bool = False, **sampler_options: Any) -> dict[str, Any]:
     """Sample ``n_per_class`` images per class and compare them with the real test split.
 
     Parameters
@@ -123,7 +123,8 @@ def run_demo(reference: str | Path = "data/first.h5", out: str | Path = "outputs
     out : str or pathlib.Path
         Output folder: ``samples/<class>/`` (FITS, samples.h5, preview.png),
         ``real_vs_generated.png``, ``report/`` (metrics.json, report.md/html, figures) and
-        ``summary.md``.
+        ``summary.md``; written whole and atomically (a demo folder is recognised by
+        ``summary.md`` + ``report/metrics.json``), never over another kind of folder.
     model : str, pathlib.Path or None
         Release folder or shipped model name; None: the built-in default.
     n_per_class, spec, seed, batch_size
@@ -131,6 +132,8 @@ def run_demo(reference: str | Path = "data/first.h5", out: str | Path = "outputs
         ``sampler_options`` (``sampler``, ``steps``, ...) replace those of ``spec``.
     settings : EvalSettings
         Evaluation settings (seed is replaced by ``seed``).
+    overwrite : bool
+        Replace an existing demo folder at ``out`` (else ``OutputError``, before sampling).
 
     Returns
     -------
@@ -143,7 +146,7 @@ def run_demo(reference: str | Path = "data/first.h5", out: str | Path = "outputs
         Bad options, or the model and the reference file disagree on classes or image size.
     """
     from radiodiff.io.release import load_release, resolve_model
-    from radiodiff.io.samples import save_samples
+    from radiodiff.io.samples import samples_nbytes, save_samples
 
     spec = SamplerSpec.build(spec, **sampler_options)
     if int(n_per_class) < 2:
@@ -157,32 +160,36 @@ def run_demo(reference: str | Path = "data/first.h5", out: str | Path = "outputs
         raise ValueError(f"{release.path}: model images are {release.meta['image_size']} px, "
                          f"{reference}'s are {real.images.shape[-1]} px")
     out = Path(out)
-    paths: dict[str, Path] = {}
-    images, labels = [], []
-    counts = [(c, n_per_class) for c in range(len(release.classes))] or [(-1, n_per_class)]
-    t0 = time.perf_counter()
-    for c, res in sample_classes(release, counts, seed, spec=spec, batch_size=batch_size,
-                                 progress=progress):
-        name = release.classes[c] if c >= 0 else None
-        written = save_samples(out / "samples" / (name or "all"), release, res)
-        paths[f"samples/{name or 'all'}"] = written["samples.h5"].parent
-        images.append(res.images)
-        labels.append(np.full(n_per_class, c, np.int64))
-    t_sample = time.perf_counter() - t0
-    fake = ImageSet(np.concatenate(images), np.concatenate(labels),
-                    f"{release.path.name}, {spec.name} {spec.steps}")
-    paths["real_vs_generated.png"] = real_vs_generated_figure(
-        out / "real_vs_generated.png", real, fake, list(release.classes), n_per_class, seed)
-    t0 = time.perf_counter()
-    # a handful of images cannot fill 5 real-vs-fake folds
-    settings = replace(settings, seed=seed,
-                       rvf_folds=max(2, min(settings.rvf_folds, len(fake.images))))
-    metrics = evaluate(real, fake, train, val, reference_meta(ps), settings)
-    paths.update({f"report/{k}": v for k, v in
-                  write_report(metrics, real, fake, out / "report", ps.classes).items()})
-    t_eval = time.perf_counter() - t0
-    summary = _summary(metrics, release, fake, {"sampler": spec.name, "steps": spec.steps,
-                                                "guidance": spec.guidance, "seed": seed},
-                       t_sample, t_eval)
-    paths["summary.md"] = atomic_text(out / "summary.md", summary)
+    n_images = n_per_class * max(1, len(release.classes))
+    nbytes = samples_nbytes(n_images, real.images.shape[-1]) + 16 * 2**20  # + report
+    with artifact_dir(out, "demo", overwrite, nbytes) as tmp:
+        paths: dict[str, Path] = {}
+        images, labels = [], []
+        counts = [(c, n_per_class) for c in range(len(release.classes))] or [(-1, n_per_class)]
+        t0 = time.perf_counter()
+        for c, res in sample_classes(release, counts, seed, spec=spec, batch_size=batch_size,
+                                     progress=progress):
+            name = release.classes[c] if c >= 0 else None
+            written = save_samples(tmp / "samples" / (name or "all"), release, res)
+            paths[f"samples/{name or 'all'}"] = written["samples.h5"].parent
+            images.append(res.images)
+            labels.append(np.full(n_per_class, c, np.int64))
+        t_sample = time.perf_counter() - t0
+        fake = ImageSet(np.concatenate(images), np.concatenate(labels),
+                        f"{release.path.name}, {spec.name} {spec.steps}")
+        paths["real_vs_generated.png"] = real_vs_generated_figure(
+            tmp / "real_vs_generated.png", real, fake, list(release.classes), n_per_class, seed)
+        t0 = time.perf_counter()
+        # a handful of images cannot fill 5 real-vs-fake folds
+        settings = replace(settings, seed=seed,
+                           rvf_folds=max(2, min(settings.rvf_folds, len(fake.images))))
+        metrics = evaluate(real, fake, train, val, reference_meta(ps), settings)
+        paths.update({f"report/{k}": v for k, v in
+                      write_report(metrics, real, fake, tmp / "report", ps.classes).items()})
+        t_eval = time.perf_counter() - t0
+        summary = _summary(metrics, release, fake, {"sampler": spec.name, "steps": spec.steps,
+                                                    "guidance": spec.guidance, "seed": seed},
+                           t_sample, t_eval)
+        paths["summary.md"] = atomic_text(tmp / "summary.md", summary)
+    paths = relocated(paths, tmp, out)
     return {"paths": paths, "metrics": metrics, "summary": summary}

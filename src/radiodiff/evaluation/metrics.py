@@ -352,21 +352,30 @@ def evaluate(real: ImageSet, fake: ImageSet, train: ImageSet, val: ImageSet,
 
 def run_evaluation(reference: str | Path, compared: Compared, out_dir: str | Path,
                    split: str = "test", settings: EvalSettings = EvalSettings(),
-                   progress: Optional[Callable[[str], Progress]] = None
-                   ) -> tuple[EvalResult, dict[str, Path]]:
+                   progress: Optional[Callable[[str], Progress]] = None,
+                   overwrite: bool = False) -> tuple[EvalResult, dict[str, Path]]:
     """``radiodiff evaluate``: ``compared`` against the real ``split`` of ``reference``,
     the report written to ``out_dir``.
 
     ``progress(description)`` gives the progress wrapper of a long step (sampling, the
-    source finder). Returns the result and the written paths (:func:`write_report`).
+    source finder). Returns the result and the written paths (:func:`write_report`). The
+    report folder is checked before any compute and written whole and atomically
+    (:func:`radiodiff.io.artifacts.artifact_dir`, kind ``report``: recognised by its
+    ``metrics.json``); an existing report is replaced only with ``overwrite``.
     """
     from radiodiff.evaluation.report import write_report
     from radiodiff.evaluation.sets import reference_meta, reference_splits
+    from radiodiff.io.artifacts import artifact_dir, relocated
 
     bar = progress or (lambda desc: None)
-    real, train, val, ps = reference_splits(reference, split)
     out = Path(out_dir)
-    fake = compared.image_set(reference, real, out, progress=bar("sampled"))
-    result = evaluate(real, fake, train, val, reference_meta(ps), settings,
-                      progress=bar("PyBDSF"))
-    return result, write_report(result, real, fake, out, ps.classes)
+    with artifact_dir(out, "report", overwrite, _REPORT_NBYTES) as tmp:
+        real, train, val, ps = reference_splits(reference, split)
+        fake = compared.image_set(reference, real, tmp, progress=bar("sampled"))
+        result = evaluate(real, fake, train, val, reference_meta(ps), settings,
+                          progress=bar("PyBDSF"))
+        paths = write_report(result, real, fake, tmp, ps.classes)
+    return result, relocated(paths, tmp, out)
+
+
+_REPORT_NBYTES = 32 * 2**20  # figures, report.md/html, metrics.json (a release export aside)

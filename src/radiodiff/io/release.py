@@ -16,7 +16,8 @@ export. A release folder holds (``FORMAT_VERSION`` 1)::
 Nothing in it is executable: the network is rebuilt from ``model_args`` in ``meta.json`` by
 :func:`radiodiff.diffusion.factory.build_denoiser` and the weights are read with ``safetensors`` (never
 ``torch.load``). The folder is written under a temporary name and renamed, so a reader
-never sees a half-written release and a failed export leaves an older one untouched.
+never sees a half-written release and a failed export leaves an older one untouched; a
+release is recognised as one by ``meta.json`` + ``model.safetensors``.
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ import hashlib
 import json
 import math
 import os
-import shutil
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -36,7 +36,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from radiodiff.io.artifacts import to_plain
+from radiodiff.io.artifacts import artifact_dir, to_plain
 from radiodiff.diffusion.edm import EDMDenoiser
 from radiodiff.diffusion.intensity import IntensityTransform
 from radiodiff.io.provenance import git_commit
@@ -165,11 +165,13 @@ def _release_meta(denoiser: nn.Module, config: DictConfig, meta: Mapping[str, An
 
 
 def export_release(out_dir: str | Path, denoiser: nn.Module, config: DictConfig | Mapping,
-                   meta: Mapping[str, Any]) -> Path:
+                   meta: Mapping[str, Any], overwrite: bool = False) -> Path:
     """Write a release folder (``config.yaml``, ``model.safetensors``, ``meta.json``).
 
-    The folder is assembled as ``<out_dir>.tmp-<pid>`` and renamed into place; an existing
-    release at ``out_dir`` is replaced only once the new one is complete.
+    The folder is written by :func:`radiodiff.io.artifacts.artifact_dir`: assembled as
+    ``.rdtmp-<pid>-<name>`` beside ``out_dir`` and renamed into place; an existing release
+    at ``out_dir`` is replaced (with ``overwrite`` only) once the new one is complete. A
+    non-empty folder that is not a release, or a file, is never touched (``OutputError``).
 
     Parameters
     ----------
@@ -189,6 +191,8 @@ def export_release(out_dir: str | Path, denoiser: nn.Module, config: DictConfig 
         ``negatives``, and provenance ``data_sha256``, ``inputs_sha256``, ``git_commit``,
         ``package_version``, ``seed``, ``images_seen``, ``step``, ``created_utc`` (the last
         three filled in when absent). Any extra JSON-serialisable keys are kept.
+    overwrite : bool
+        Replace an existing release at ``out_dir`` (else :class:`OutputError`).
 
     Returns
     -------
@@ -208,24 +212,13 @@ def export_release(out_dir: str | Path, denoiser: nn.Module, config: DictConfig 
     metadata = {"format": "pt", "radiodiff_format_version": str(FORMAT_VERSION),
                 "model_name": m["model_name"]}
 
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_dir.with_name(f"{out_dir.name}.tmp-{os.getpid()}")
-    old = out_dir.with_name(f"{out_dir.name}.old-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
-        tmp.mkdir()
+    with artifact_dir(out_dir, "release", overwrite) as tmp:
         (tmp / CONFIG_FILE).write_text(OmegaConf.to_yaml(cfg, resolve=True))
         save_file(state, str(tmp / WEIGHTS_FILE), metadata=metadata)
         (tmp / META_FILE).write_text(json.dumps(m, indent=2, allow_nan=False) + "\n")
         for name in (CONFIG_FILE, WEIGHTS_FILE, META_FILE):
             with open(tmp / name, "rb") as fh:
                 os.fsync(fh.fileno())
-        if out_dir.exists():
-            os.replace(out_dir, old)  # a folder cannot be renamed over a non-empty one
-        os.replace(tmp, out_dir)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-        shutil.rmtree(old, ignore_errors=True)
     return out_dir
 
 

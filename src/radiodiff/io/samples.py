@@ -15,13 +15,13 @@ from typing import TYPE_CHECKING, Any, Optional
 
 import numpy as np
 
-from radiodiff.io.artifacts import atomic_write, save_image_grid
+from radiodiff.io.artifacts import artifact_dir, atomic_write, relocated, save_image_grid
 from radiodiff.io.release import Release
 
 if TYPE_CHECKING:
     from radiodiff.diffusion.generate import GenerateResult
 
-__all__ = ["save_samples", "sample_filename", "SAMPLES_FORMAT_VERSION"]
+__all__ = ["save_samples", "sample_filename", "samples_nbytes", "SAMPLES_FORMAT_VERSION"]
 
 SAMPLES_FORMAT_VERSION = 2  # 2: attribute `model` (folder name) replaces `model_path`
 _PREVIEW_MAX = 64  # images in preview.png
@@ -30,6 +30,16 @@ _PREVIEW_MAX = 64  # images in preview.png
 def sample_filename(k: int) -> str:
     """Name of the FITS file of image ``k`` in an output folder."""
     return f"sample_{k:05d}.fits"
+
+
+def samples_nbytes(n: int, image_size: int) -> int:
+    """Upper estimate of the bytes :func:`save_samples` writes for ``n`` images of
+    ``image_size``² pixels: per image a float32 FITS file (2880-byte blocks, two header
+    blocks) and up to three float32 copies in ``samples.h5`` (images, raw, physical; before
+    compression), plus 2 MiB for the preview."""
+    pixels = 4 * int(image_size) ** 2
+    fits = 2880 * (2 + math.ceil(pixels / 2880))
+    return int(n) * (fits + 3 * pixels + 64) + 2 * 2**20
 
 
 def _provenance(release: Release, result: GenerateResult) -> dict[str, Any]:
@@ -157,7 +167,8 @@ def _write_preview(path: Path, result: GenerateResult) -> Path:
 
 
 def save_samples(out_dir: str | Path, release: Release, result: GenerateResult,
-                 ra: Optional[float] = None, dec: Optional[float] = None) -> dict[str, Path]:
+                 ra: Optional[float] = None, dec: Optional[float] = None,
+                 overwrite: bool = False) -> dict[str, Path]:
     """Write FITS files, ``samples.h5`` and ``preview.png`` for a :class:`GenerateResult`.
 
     Each FITS file (``sample_00000.fits`` ...) holds ``result.output[k]`` as float32 with a
@@ -169,7 +180,10 @@ def save_samples(out_dir: str | Path, release: Release, result: GenerateResult,
     else 0); RMS [Jy/beam] from ``rms_jy_beam`` of the release meta for restored images,
     else a COMMENT that the noise is unknown; then provenance cards (model folder name and
     SHA-256, seed, sampler, steps, guidance, conditions, NFE). No path of the local machine
-    is written. Every file is written atomically.
+    is written. The folder is written whole and atomically
+    (:func:`radiodiff.io.artifacts.artifact_dir`, kind ``samples``: recognised by its
+    ``samples.h5``): it never mixes files of two runs, and a failed run (full disk, kill)
+    leaves an earlier folder as it was.
 
     Parameters
     ----------
@@ -182,6 +196,9 @@ def save_samples(out_dir: str | Path, release: Release, result: GenerateResult,
     ra, dec : float, optional
         Sky position of the image centres, degrees (ICRS); both or neither. Neither writes
         the placeholder (0, 0) and a header COMMENT saying so.
+    overwrite : bool
+        Replace an existing samples folder (else :class:`~radiodiff.io.artifacts.OutputError`;
+        a non-empty folder that is not a samples folder is always refused).
 
     Returns
     -------
@@ -211,16 +228,18 @@ def save_samples(out_dir: str | Path, release: Release, result: GenerateResult,
         comments.append(f"Pixel values are {how}: the image has no flux scale.")
     rms = meta.get("rms_jy_beam") if restored else None
     data = result.output
-    out_dir.mkdir(parents=True, exist_ok=True)
-    fits_files = [write_fits_image(out_dir / sample_filename(k), data[k], float(scale),
-                                   beam_arcsec=meta.get("beam_arcsec"), bunit=bunit,
-                                   cards=_fits_cards(prov, result, k), ra=ra, dec=dec,
-                                   beam_pa_deg=meta.get("beam_pa_deg"),
-                                   telescope=prov["telescope"] or None,
-                                   freq_hz=None if math.isnan(prov["freq_hz"])
-                                   else prov["freq_hz"],
-                                   rms=rms, comments=comments)
-                  for k in range(len(result))]
-    return {"fits": fits_files,
-            "samples.h5": _write_h5(out_dir / "samples.h5", release, result, prov),
-            "preview.png": _write_preview(out_dir / "preview.png", result)}
+    nbytes = samples_nbytes(len(result), data.shape[-1])
+    with artifact_dir(out_dir, "samples", overwrite, nbytes) as tmp:
+        fits_files = [write_fits_image(tmp / sample_filename(k), data[k], float(scale),
+                                       beam_arcsec=meta.get("beam_arcsec"), bunit=bunit,
+                                       cards=_fits_cards(prov, result, k), ra=ra, dec=dec,
+                                       beam_pa_deg=meta.get("beam_pa_deg"),
+                                       telescope=prov["telescope"] or None,
+                                       freq_hz=None if math.isnan(prov["freq_hz"])
+                                       else prov["freq_hz"],
+                                       rms=rms, comments=comments)
+                      for k in range(len(result))]
+        paths = {"fits": fits_files,
+                 "samples.h5": _write_h5(tmp / "samples.h5", release, result, prov),
+                 "preview.png": _write_preview(tmp / "preview.png", result)}
+    return relocated(paths, tmp, out_dir)

@@ -20,12 +20,16 @@ __all__ = ["export_checkpoint"]
 
 def export_checkpoint(ckpt_path: str | Path, out_dir: str | Path,
                       ema_halflife_kimg: float | None = None,
-                      projection: dict | None = None) -> Path:
+                      projection: dict | None = None, overwrite: bool = False) -> Path:
     """Release folder from a training checkpoint (read with ``weights_only=True``).
 
     ``ema_halflife_kimg`` picks one of the run's EMAs (None: the main one); ``projection``
-    overrides the one taken from the run's data config (:func:`output_projection`).
+    overrides the one taken from the run's data config (:func:`output_projection`);
+    ``overwrite`` lets an existing release at ``out_dir`` be replaced
+    (:func:`radiodiff.io.release.export_release`).
     """
+    from radiodiff.io.artifacts import check_output
+    check_output(out_dir, "release", overwrite)  # before reading a large checkpoint
     ckpt_path = Path(ckpt_path)
     if not ckpt_path.is_file():
         raise FileNotFoundError(f"{ckpt_path}: checkpoint not found")
@@ -60,7 +64,7 @@ def export_checkpoint(ckpt_path: str | Path, out_dir: str | Path,
     }
     meta["projection"] = projection or output_projection(cfg.data, meta["scaling"],
                                                          meta["negatives"])
-    return export_release(out_dir, denoiser, cfg, meta)
+    return export_release(out_dir, denoiser, cfg, meta, overwrite)
 
 
 def _ema_prefix(cfg, halflife: float | None, ckpt_path: Path) -> tuple[str, float]:

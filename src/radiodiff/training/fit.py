@@ -20,10 +20,11 @@ import numpy as np
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.plugins.io import TorchCheckpointIO
 from omegaconf import DictConfig, OmegaConf
 
 from radiodiff.config import ConfigError
-from radiodiff.io.artifacts import atomic_text
+from radiodiff.io.artifacts import atomic_text, save_torch
 from radiodiff.data.datamodule import CutoutDataModule
 from radiodiff.data.prepared import read_prepared
 from radiodiff.training.module import (DataStats, DiffusionModule, checkpoint_progress,
@@ -31,8 +32,8 @@ from radiodiff.training.module import (DataStats, DiffusionModule, checkpoint_pr
 from radiodiff.diffusion.conditions import ConditionTransform
 from radiodiff.diffusion.intensity import IntensityTransform
 
-__all__ = ["train", "ResumeCheckpoint", "TimeBox", "build_trainer", "build_callbacks",
-           "data_stats", "resume_path", "make_logger", "warm_start"]
+__all__ = ["train", "ResumeCheckpoint", "AtomicCheckpointIO", "TimeBox", "build_trainer",
+           "build_callbacks", "data_stats", "resume_path", "make_logger", "warm_start"]
 
 log = logging.getLogger(__name__)
 LAST = "last.ckpt"
@@ -52,10 +53,10 @@ class ResumeCheckpoint(Callback):
 
     def save(self, trainer: L.Trainer) -> Path:
         self.dirpath.mkdir(parents=True, exist_ok=True)
-        path, tmp = self.dirpath / LAST, self.dirpath / f"{LAST}.tmp"
-        trainer.save_checkpoint(tmp, weights_only=False)  # full resume state
-        if trainer.is_global_zero:
-            os.replace(tmp, path)  # a crash mid-save leaves the previous last.ckpt intact
+        path = self.dirpath / LAST
+        # full resume state, written by AtomicCheckpointIO: a crash mid-save leaves the
+        # previous last.ckpt intact and only a temporary sibling the next save removes
+        trainer.save_checkpoint(path, weights_only=False)
         trainer.strategy.barrier("resume_checkpoint")
         self._last = time.monotonic()
         return path
@@ -69,6 +70,18 @@ class ResumeCheckpoint(Callback):
 
     def on_train_end(self, trainer, pl_module) -> None:
         self.save(trainer)
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Checkpoints written by :func:`radiodiff.io.artifacts.save_torch`: a temporary
+    sibling ``.rdtmp-<pid>-last.ckpt`` (fsynced, then renamed), never a copy in the system
+    temp folder (Lightning's fsspec transaction stages one there), and stale temporaries of
+    a killed run removed by the next save."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options=None) -> None:
+        if storage_options is not None:
+            raise TypeError(f"{type(self).__name__} takes no storage_options")
+        save_torch(checkpoint, Path(path))
 
 
 class TimeBox(Callback):
@@ -167,6 +180,7 @@ def build_trainer(cfg: DictConfig, run_dir: Path, max_steps: int,
         max_steps=max_steps, max_epochs=-1, check_val_every_n_epoch=None,
         use_distributed_sampler=False,  # the sample stream shards itself per rank
         enable_checkpointing=False,     # ResumeCheckpoint writes atomically instead
+        plugins=[AtomicCheckpointIO()],
         logger=make_logger(cfg, run_dir), callbacks=callbacks, default_root_dir=str(run_dir))
 
 
