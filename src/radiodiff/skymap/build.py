@@ -113,7 +113,7 @@ def plan_skymap(cfg: DictConfig) -> Plan:
         "model": None if release is None else {
             "name": release.path.name, "weights_sha256": release.weights_sha256,
             "network": release.meta.get("model_name"),
-            "conditions": release.classes and ["class"] + release.scalar_conditions,
+            "conditions": ["class"] * bool(release.classes) + release.scalar_conditions,
             "shape_only": cutouts.shape_only,
             "las_rule": cutouts.las_rule},
         "code": {"package_version": radiodiff.__version__, "git_commit": git_commit()},
