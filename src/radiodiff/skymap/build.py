@@ -10,7 +10,6 @@ because every stamp and every noise pixel depends only on (seed, source id / pix
 from __future__ import annotations
 
 import hashlib
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional
