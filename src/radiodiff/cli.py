@@ -258,6 +258,9 @@ def _cmd_skymap(args) -> int:
     from radiodiff.skymap.config import load_skymap_config
 
     if args.merge:
+        if args.overrides or args.shard or args.preset != "first":
+            raise ValueError("--merge takes only --out: the shards' config is in "
+                             "<out>/skymap_config.yaml")
         res = merge_shards(args.out)
     else:
         cfg = load_skymap_config(args.preset, args.overrides)

@@ -165,7 +165,8 @@ def _plot(stats: dict, noise_free: Optional[dict], path: Path) -> Path:
     true, ratio = stats["_ratio"]
     ax2.scatter(true * 1e3, ratio, s=4)
     ax2.axhline(1.0, color="k", lw=0.5)
-    ax2.set(xscale="log", xlabel="true flux [mJy]", ylabel="measured / true", title="flux")
+    ax2.set(xscale="log", yscale="log", xlabel="true flux [mJy]", ylabel="measured / true",
+            title="flux")
     d_ra, d_dec = stats["_offsets"]
     ax3.scatter(d_ra, d_dec, s=4)
     ax3.set(xlabel="dRA cos Dec [\"]", ylabel="dDec [\"]", title="position offsets")
