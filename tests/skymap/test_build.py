@@ -123,3 +123,45 @@ def test_shape_only_release(tmp_path, shape_release_dir):
     cfg.render.flux_from = "model"
     with pytest.raises(ValueError, match="flux_from=model needs a release"):
         build_skymap(cfg, tmp_path / "x")
+
+
+def test_flux_from_model_keeps_the_release_flux(tmp_path, physical_release_dir,
+                                                 physical_release):
+    """A Jy/beam release (5" x 4" beam) at its own flux on the 5.4" map: the integrated
+    flux of the placed source is the generated image's, Jy/beam_c -> Jy conserved."""
+    from radiodiff.diffusion.sampling import SamplerSpec
+    from radiodiff.skymap.render import _STREAM_IMAGE, ModelCutouts
+    from radiodiff.skymap.sky import Beam
+    from radiodiff.skymap.sources import source_seed
+
+    (tmp_path / "c.csv").write_text("ra,dec,flux,peak,las,class,pa\n"
+                                    "150,30,0.5,0.02,25,FRI,40\n")
+    cfg = load_skymap_config("first", ["sky.size_deg=[0.05,0.05]", "render.steps=2",
+                                       f"sources.catalog={tmp_path / 'c.csv'}",
+                                       f"render.model={physical_release_dir}",
+                                       "render.flux_from=model", "noise.enabled=false"])
+    t = Table.read(build_skymap(cfg, tmp_path / "m")["paths"]["truth"])
+    cut = ModelCutouts(physical_release, SamplerSpec(steps=2))(
+        0.02, 25.0, "FRI", source_seed(0, 0, _STREAM_IMAGE))
+    own = cut.image.sum() / Beam(5.0, 4.0).area_px(1.8)
+    assert t["flux_meas"][0] == pytest.approx(own, rel=0.01)
+    assert t["flux_req"][0] == 0.5 and t["peak_req"][0] == 0.02  # requested, for the record
+
+
+def test_noise_from_an_rms_map(tmp_path):
+    from radiodiff.io.fits import write_fits_image
+
+    rms = np.full((120, 120), 3e-4, np.float32)
+    rms[:, :60] = 1e-4
+    write_fits_image(tmp_path / "rms.fits", rms, 1.8, ra=150.0, dec=30.0, bunit="JY/BEAM")
+    cfg = load_skymap_config("first", ["sky.size_deg=[0.05,0.05]",
+                                       "sources.density_per_deg2=0",
+                                       f"noise.rms_map={tmp_path / 'rms.fits'}"])
+    res = build_skymap(cfg, tmp_path / "m")
+    data = fits.getdata(res["paths"]["map"])  # 100 x 100 px, centred on the rms map
+    assert data[:, 70:].std() == pytest.approx(3e-4, rel=0.1)
+    assert data[:, :30].std() == pytest.approx(1e-4, rel=0.1)
+    assert "RMS" not in fits.getheader(res["paths"]["map"])  # not one number
+    cfg.sky.size_deg = [0.1, 0.1]
+    with pytest.raises(ValueError, match="must cover the whole sky map"):
+        build_skymap(cfg, tmp_path / "n")

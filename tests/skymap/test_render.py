@@ -73,6 +73,15 @@ def test_cutout_integrated_flux_conserved_across_scales_and_beams(grid):
     assert _flux(s, grid) == pytest.approx(true, rel=0.02)
 
 
+@pytest.mark.parametrize("pa", [0.0, 40.0])
+def test_flat_cutout_keeps_flux_at_its_edges(grid, pa):
+    """Emission up to the cutout's border: edge pixels partly cover map pixels."""
+    beam_c = Beam(5.0, 4.0)
+    cut = Cutout(np.full((16, 16), 0.01), 1.8, beam_c)
+    s = place_cutout(grid, cut, 150.0007, 30.0003, pa, flux=None)
+    assert _flux(s, grid) == pytest.approx(cut.image.sum() / beam_c.area_px(1.8), rel=1e-6)
+
+
 def test_normalised_cutout_needs_flux(grid):
     with pytest.raises(ValueError, match="needs the source's flux"):
         place_cutout(grid, _symmetric_cutout(), 150.0, 30.0, 0.0, flux=None)

@@ -112,9 +112,11 @@ def place_cutout(grid: MapGrid, cutout: Cutout, ra: float, dec: float, pa: float
     y0, x0, side = _box(float(x), float(y), radius)
     w_in = cutout_wcs(ra, dec, cutout.pixel_scale_arcsec, pa, size,
                       grid.wcs.wcs.ctype[0][-3:])
-    out, _ = reproject_exact((image, w_in), grid.sub_wcs(y0, x0), shape_out=(side, side),
-                             parallel=False)
-    data = np.nan_to_num(out, nan=0.0)
+    out, footprint = reproject_exact((image, w_in), grid.sub_wcs(y0, x0),
+                                     shape_out=(side, side), parallel=False)
+    # reproject returns the mean over the covered part of each output pixel; times the
+    # covered fraction, the edge pixels of the cutout keep their flux too.
+    data = np.nan_to_num(out * footprint, nan=0.0)
     if cutout.beam is not None:  # Jy/beam_c -> Jy/beam: the same flux per steradian
         data *= grid.beam.area_arcsec2 / cutout.beam.area_arcsec2
     if flux is not None:
