@@ -53,7 +53,7 @@ def test_map_files_wcs_units_truth(cfg, tmp_path):
     prov = json.loads(res["paths"]["provenance"].read_text())
     assert prov["model"]["weights_sha256"] and prov["config"]["sources"]["catalog"] == "cat.csv"
     assert str(tmp_path) not in res["paths"]["provenance"].read_text()  # no local paths
-    assert prov["rendered"] == {"gaussian": 4, "model": 2}
+    assert prov["rendered"] == {"gaussian": 4, "model": 2, "fallback": 0}
 
 
 def test_shards_merge_bit_identical(cfg, tmp_path):

@@ -130,3 +130,19 @@ def test_render_resolved_source_with_model(physical_release, grid):
 
 def test_fwhm_constant():
     assert FWHM_PER_SIGMA == pytest.approx(2.35482, rel=1e-5)
+
+
+def test_empty_model_image_falls_back_to_a_gaussian(grid):
+    class Empty:
+        def max_radius_arcsec(self, las):
+            return las
+
+        def __call__(self, peak, las, cls, seed):
+            return Cutout(np.zeros((16, 16)), 1.8, None)
+
+    empty = Empty()
+
+    src = fill_position_angles(Sources.build([150.0], [30.0], [0.05], las=[30.0]), seed=1)
+    tile, truth = render_tile(grid, src, (0, grid.shape[0]), empty, seed=1)
+    assert truth["kind"] == ["fallback"]
+    assert truth["flux_meas"][0] == pytest.approx(0.05, rel=1e-6)

@@ -165,7 +165,7 @@ def _write_final(plan: Plan, out: Path, image: np.ndarray, model: np.ndarray,
     rms = plan.rms if cfg.noise.enabled and not cfg.noise.rms_map else None
     header = io.map_header(plan.grid, cfg.survey, rms, cards)
     plan.provenance["rendered"] = {k: int(np.sum(table["kind"] == k))
-                                   for k in ("gaussian", "model")}
+                                   for k in ("gaussian", "model", "fallback")}
     provenance = plan.provenance
     title = (f"{cfg.survey.name} {cfg.sky.size_deg[0]}x{cfg.sky.size_deg[1]} deg, "
              f"{len(table)} sources" + (" (model: shape-only, scaled to catalogue flux)"

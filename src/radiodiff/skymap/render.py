@@ -211,7 +211,8 @@ def _reach_px(grid: MapGrid, cutouts, las: float, s: RenderSettings) -> float:
 
 def _stamp(grid: MapGrid, src: dict, cutouts: Optional[Callable], seed: int,
            s: RenderSettings) -> tuple[Stamp, str, float, int]:
-    """(stamp, kind, requested peak, image seed) of one source."""
+    """(stamp, kind, requested peak, image seed) of one source; kind ``gaussian``,
+    ``model``, or ``fallback`` (the model's image had no positive flux: a Gaussian)."""
     peak = src["peak"] if np.isfinite(src["peak"]) else \
         float(peak_from_total(src["flux"], src["las"], grid.beam))
     if not _is_resolved(cutouts, src["las"], grid, s):
@@ -219,6 +220,9 @@ def _stamp(grid: MapGrid, src: dict, cutouts: Optional[Callable], seed: int,
             "gaussian", peak, -1
     image_seed = source_seed(seed, src["id"], _STREAM_IMAGE)
     cut = cutouts(peak, src["las"], src["cls"], image_seed)
+    if not np.sum(cut.image) > 0:  # an empty generated image: the Gaussian, and say so
+        return gaussian_stamp(grid, src["x"], src["y"], src["flux"], src["las"]), \
+            "fallback", peak, image_seed
     keep = s.flux_from == "model" and cut.beam is not None
     stamp = place_cutout(grid, cut, src["ra"], src["dec"], src["pa"],
                          None if keep else src["flux"])
@@ -232,6 +236,8 @@ def render_tile(grid: MapGrid, sources: Sources, rows: tuple[int, int],
                 ) -> tuple[np.ndarray, dict[str, list]]:
     """The noise-free model map of rows [r0, r1) and the truth rows of its own sources.
 
+    ``cutouts``: ``cutouts(peak, las, cls, seed) -> Cutout`` with a
+    ``max_radius_arcsec(las)`` bound (:class:`ModelCutouts`); None renders Gaussians only.
     Every source whose stamp can reach the tile is rendered; the tile owns (and reports in
     the truth) the sources whose centre pixel row is in it. ``sources`` must have PAs
     (:func:`~radiodiff.skymap.sources.fill_position_angles`).
