@@ -269,7 +269,79 @@ def build_parser() -> argparse.ArgumentParser:
                    "the model or samples folder, or real-<split>-vs-<split>)")
     _overwrite_arg(p, "report folder (one with metrics.json)")
     p.set_defaults(func=_cmd_evaluate)
+    _skymap_parsers(sub)
     return parser
+
+
+# --------------------------------------------------------------------------- skymap
+
+def _cmd_skymap(args) -> int:
+    from omegaconf import OmegaConf
+
+    from radiodiff.skymap.build import build_skymap, merge_shards, parse_shard
+    from radiodiff.skymap.config import load_skymap_config
+
+    if args.merge:
+        if args.overrides or args.shard or args.preset != "first":
+            raise ValueError("--merge takes only --out: the shards' config is in "
+                             "<out>/skymap_config.yaml")
+        res = merge_shards(args.out)
+    else:
+        cfg = load_skymap_config(args.preset, args.overrides)
+        if args.cfg:
+            print(OmegaConf.to_yaml(cfg, resolve=True), end="")
+            return 0
+        shard = parse_shard(args.shard) if args.shard else None
+        res = build_skymap(cfg, args.out, shard, progress=progress_bar("rendered", "sources"))
+    prov = res["plan"].provenance
+    skipped = {k: v for k, v in prov["skipped"].items() if v}
+    print(f"{prov['n_sources']} sources on a {prov['map_shape'][1]} x {prov['map_shape'][0]} "
+          f"px map" + (f"; skipped/noted: {skipped}" if skipped else "")
+          + (" [model is shape-only: images scaled to the catalogue flux]"
+             if prov["model"] and prov["model"]["shape_only"] else ""))
+    print("wrote:\n" + "\n".join(f"  {p}" for p in res["paths"].values()))
+    return 0
+
+
+def _cmd_evaluate_map(args) -> int:
+    from radiodiff.skymap.evaluate import evaluate_map
+
+    out = Path(args.out) if args.out else Path(args.map_dir) / "evaluation"
+    paths = evaluate_map(args.map_dir, out, radius_beams=args.radius_beams,
+                         noise_free=not args.no_noise_free, thresh_isl=args.thresh_isl,
+                         thresh_pix=args.thresh_pix)
+    print("wrote:\n" + "\n".join(f"  {p}" for p in paths.values()))
+    return 0
+
+
+def _skymap_parsers(sub) -> None:
+    """``skymap`` (map + truth catalogue, shards, merge) and ``evaluate-map``."""
+    p = sub.add_parser("skymap", help="survey map (Jy/beam) + truth catalogue from a source "
+                       "catalogue or a source-count model (overrides key=value)",
+                       formatter_class=_DefaultsOnceFormatter)
+    p.add_argument("overrides", nargs="*", help="config overrides, e.g. sky.ra_deg=150 "
+                   "sky.size_deg=[0.5,0.5] sources.catalog=cat.fits render.model=first")
+    p.add_argument("--preset", default="first", help="conf/skymap/<preset>.yaml: first | lotss")
+    p.add_argument("--out", default="outputs/skymap", help="output folder")
+    p.add_argument("--shard", default=None, help="render only shard K/N (horizontal strips, "
+                   "0-based K) into <out>/shards; then --merge (default: the whole map)")
+    p.add_argument("--merge", action="store_true",
+                   help="assemble <out>/shards into the final files (bit-identical to one run)")
+    p.add_argument("--cfg", action="store_true", help="print the composed config and exit")
+    p.set_defaults(func=_cmd_skymap)
+
+    p = sub.add_parser("evaluate-map", help="PyBDSF on a skymap folder vs its truth: "
+                       "completeness, reliability, flux, positions -> JSON + PNG",
+                       formatter_class=_DefaultsOnceFormatter)
+    p.add_argument("map_dir", help="folder written by `radiodiff skymap`")
+    p.add_argument("--out", default=None, help="report folder (default: <map_dir>/evaluation)")
+    p.add_argument("--radius-beams", type=float, default=1.0,
+                   help="cross-match radius in beam major axes")
+    p.add_argument("--thresh-isl", type=float, default=3.0, help="PyBDSF island threshold (rms)")
+    p.add_argument("--thresh-pix", type=float, default=5.0, help="PyBDSF peak threshold (rms)")
+    p.add_argument("--no-noise-free", action="store_true",
+                   help="skip PyBDSF on the noise-free model map")
+    p.set_defaults(func=_cmd_evaluate_map)
 
 
 def error_line(exc: BaseException) -> tuple[str, int]:

@@ -29,3 +29,25 @@ def tiny_release(path, classes, size=16):
             "git_commit": "abc", "package_version": "0.1.0", "seed": 0, "images_seen": 64,
             "step": 2}
     return export_release(path, EDMDenoiser(net, 0.1).eval(), config, meta)
+
+
+def tiny_physical_release(path, classes=CLASSES, size=SIZE):
+    """An untrained 16 x 16 release conditioned on class, peak flux (Jy/beam) and LAS
+    (arcsec), with Jy/beam training images: generated images come back in Jy/beam."""
+    import numpy as np
+
+    config = load_config(["model=unet_tiny"])
+    torch.manual_seed(0)
+    net = build_unet(config.model, size, 1, len(classes), SCALARS)
+    with torch.no_grad():
+        net.conv_out.bias.fill_(0.1)
+    rng = np.random.default_rng(0)
+    transform = ConditionTransform.fit({"peak_flux": 10 ** rng.normal(-2, 0.5, 50),
+                                        "las_arcsec": 10 ** rng.normal(1.5, 0.3, 50)}, SCALARS)
+    meta = {"classes": list(classes), "scalar_conditions": SCALARS,
+            "condition_transform": transform.to_dict(), "sigma_data": SIGMA_DATA,
+            "image_size": size, "image_unit": "Jy/beam", "pixel_scale_arcsec": PIXEL_SCALE,
+            "beam_arcsec": BEAM, "scaling": "per_image", "negatives": "clip",
+            "data_sha256": "d" * 64, "inputs_sha256": "i" * 64, "git_commit": "abc123",
+            "package_version": "0.1.0", "seed": 0, "images_seen": 1000, "step": 10}
+    return export_release(path, EDMDenoiser(net, SIGMA_DATA).eval(), config, meta)

@@ -1,0 +1,6 @@
+"""Survey-map simulation: a wide-field Jy/beam mosaic with its truth catalogue.
+
+``sky`` (grid, WCS, beam), ``sources`` (catalogue reading and drawing), ``render``
+(placing sources), ``noise`` (beam-correlated noise), ``build`` (one map or one shard, and
+the merge), ``output`` (files), ``evaluate`` (a source finder against the truth).
+"""

@@ -1,0 +1,225 @@
+"""``radiodiff skymap``: one map, one shard of it, or the merge of its shards.
+
+A run resolves the config into a :class:`Plan` (grid, sources with their PAs, the model
+cutouts, noise), renders rows [r0, r1) of the map (shard K of N: horizontal strips; a
+single run is shard 0 of 1) and writes either the final folder or ``shards/shard-K-of-N.fits``.
+:func:`merge_shards` stacks the strips: the result is bit-identical to a single run,
+because every stamp and every noise pixel depends only on (seed, source id / pixel).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import numpy as np
+from omegaconf import DictConfig, OmegaConf
+
+from radiodiff.skymap import output as io
+from radiodiff.skymap.noise import noise_tile
+from radiodiff.skymap.render import ModelCutouts, RenderSettings, render_tile
+from radiodiff.skymap.sky import Beam, MapGrid, make_grid, tile_rows
+from radiodiff.skymap.sources import (Sources, draw_sources, fill_position_angles,
+                                      read_catalogue, select_on_map)
+
+__all__ = ["Plan", "plan_skymap", "render_rows", "build_skymap", "merge_shards",
+           "parse_shard"]
+
+CONFIG_FILE = "skymap_config.yaml"
+
+
+@dataclass
+class Plan:
+    cfg: DictConfig
+    grid: MapGrid
+    sources: Sources
+    cutouts: Optional[ModelCutouts]
+    settings: RenderSettings
+    rms: float
+    provenance: dict
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"K/N"`` -> (K, N), 0-based K."""
+    try:
+        k, n = (int(v) for v in str(text).split("/"))
+    except ValueError:
+        raise ValueError(f"--shard must be K/N (e.g. 0/4), got {text!r}") from None
+    if not (n >= 1 and 0 <= k < n):
+        raise ValueError(f"--shard K/N needs 0 <= K < N, got {text!r}")
+    return k, n
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def _grid(cfg: DictConfig) -> MapGrid:
+    bmaj, bmin = sorted((float(b) for b in cfg.survey.beam_arcsec), reverse=True)
+    return make_grid(cfg.sky.ra_deg, cfg.sky.dec_deg, list(cfg.sky.size_deg),
+                     cfg.survey.pixel_scale_arcsec, Beam(bmaj, bmin, cfg.survey.beam_pa_deg),
+                     cfg.sky.projection)
+
+
+def _release(cfg: DictConfig):
+    if cfg.render.model is None:
+        return None, None
+    from radiodiff.diffusion.sampling import SamplerSpec
+    from radiodiff.io.release import load_release, resolve_model
+
+    release = load_release(resolve_model(cfg.render.model))
+    spec = SamplerSpec(name=cfg.render.sampler, steps=cfg.render.steps,
+                       guidance=cfg.render.guidance)
+    return release, ModelCutouts(release, spec)
+
+
+def _sources(cfg: DictConfig, grid: MapGrid, release) -> Sources:
+    sc = cfg.sources
+    if sc.catalog:
+        cat = read_catalogue(sc.catalog, dict(sc.columns), sc.flux_unit, cfg.survey.freq_hz)
+    else:
+        cat = draw_sources(grid, cfg.seed, sc.density_per_deg2, sc.alpha, sc.s_min_jy,
+                           sc.s_max_jy, cfg.survey.freq_hz, sc.spectral_index, release,
+                           sc.draw)
+    return fill_position_angles(select_on_map(cat, grid, sc.on_bad), cfg.seed)
+
+
+def plan_skymap(cfg: DictConfig) -> Plan:
+    """Everything a shard needs, the same in every shard (sources drawn for the whole map)."""
+    grid = _grid(cfg)
+    release, cutouts = _release(cfg)
+    if cfg.render.flux_from == "model" and (cutouts is None or cutouts.shape_only
+                                            or release.meta.get("image_unit") != "Jy/beam"):
+        raise ValueError("render.flux_from=model needs a release conditioned on peak_flux "
+                         "whose images are in Jy/beam; use render.flux_from=catalogue")
+    sources = _sources(cfg, grid, release)
+    rms = float(cfg.noise.rms_jyb if cfg.noise.rms_jyb is not None else cfg.survey.rms_jyb)
+    import radiodiff
+    from radiodiff.io.provenance import git_commit
+
+    plain = OmegaConf.to_container(cfg, resolve=True)
+    if plain["sources"]["catalog"]:  # no local paths: the file name and its hash
+        plain["sources"]["catalog"] = Path(cfg.sources.catalog).name
+    if plain["noise"]["rms_map"]:
+        plain["noise"]["rms_map"] = Path(cfg.noise.rms_map).name
+    if plain["render"]["model"]:
+        plain["render"]["model"] = release.path.name
+    provenance = {
+        "config": plain, "seed": int(cfg.seed),
+        "catalog_sha256": _sha256(cfg.sources.catalog) if cfg.sources.catalog else None,
+        "model": None if release is None else {
+            "name": release.path.name, "weights_sha256": release.weights_sha256,
+            "network": release.meta.get("model_name"),
+            "conditions": ["class"] * bool(release.classes) + release.scalar_conditions,
+            "shape_only": cutouts.shape_only,
+            "las_rule": cutouts.las_rule},
+        "code": {"package_version": radiodiff.__version__, "git_commit": git_commit()},
+        "n_sources": len(sources), "skipped": sources.skipped,
+        "map_shape": list(grid.shape)}
+    return Plan(cfg, grid, sources, cutouts, RenderSettings(
+        cfg.render.resolved_min_beams, cfg.render.flux_from), rms, provenance)
+
+
+def _rms_rows(cfg: DictConfig, grid: MapGrid, rows: tuple[int, int]) -> Optional[np.ndarray]:
+    """The rms map (Jy/beam) reprojected onto map rows [r0, r1), or None."""
+    if not cfg.noise.rms_map:
+        return None
+    from reproject import reproject_interp
+
+    from radiodiff.io.fits import read_fits_image
+
+    img = read_fits_image(cfg.noise.rms_map)
+    out, _ = reproject_interp((img.data, img.wcs), grid.sub_wcs(rows[0], 0),
+                              shape_out=(rows[1] - rows[0], grid.shape[1]))
+    if not np.all(np.isfinite(out) & (out > 0)):
+        raise ValueError(f"{cfg.noise.rms_map}: the rms map must cover the whole sky map "
+                         "with positive values")
+    return out
+
+
+def render_rows(plan: Plan, rows: tuple[int, int],
+                progress: Optional[Callable] = None) -> tuple[np.ndarray, np.ndarray, dict]:
+    """(map float32, model float32, truth rows) of map rows [r0, r1)."""
+    model, truth = render_tile(plan.grid, plan.sources, rows, plan.cutouts, plan.cfg.seed,
+                               plan.settings, progress)
+    image = model
+    if plan.cfg.noise.enabled:
+        image = model + noise_tile(plan.grid, rows, plan.rms, plan.cfg.seed,
+                                   _rms_rows(plan.cfg, plan.grid, rows))
+    return image.astype(np.float32), model.astype(np.float32), truth
+
+
+def _config_hash(cfg: DictConfig) -> str:
+    return hashlib.sha256(OmegaConf.to_yaml(cfg, resolve=True).encode()).hexdigest()
+
+
+def _write_final(plan: Plan, out: Path, image: np.ndarray, model: np.ndarray,
+                 table) -> dict[str, Path]:
+    cfg = plan.cfg
+    meta = plan.provenance["model"]
+    cards = {"SEED": (int(cfg.seed), "skymap seed"),
+             "MODEL": (meta["name"] if meta else "gaussian", "release of resolved sources"),
+             "NSRC": (len(table), "sources in truth.fits")}
+    rms = plan.rms if cfg.noise.enabled and not cfg.noise.rms_map else None
+    header = io.map_header(plan.grid, cfg.survey, rms, cards)
+    plan.provenance["rendered"] = {k: int(np.sum(table["kind"] == k))
+                                   for k in ("gaussian", "model", "fallback")}
+    provenance = plan.provenance
+    title = (f"{cfg.survey.name} {cfg.sky.size_deg[0]}x{cfg.sky.size_deg[1]} deg, "
+             f"{len(table)} sources" + (" (model: shape-only, scaled to catalogue flux)"
+                                        if meta and meta["shape_only"] else ""))
+    return {"map": io.write_map(out / io.MAP_FILE, image, header),
+            "model": io.write_map(out / io.MODEL_FILE, model, header),
+            "truth": io.write_truth(out / io.TRUTH_FILE, table),
+            "preview": io.write_preview(out / io.PREVIEW_FILE, image, plan.rms, title),
+            "provenance": io.write_provenance(out / io.PROVENANCE_FILE, provenance)}
+
+
+def build_skymap(cfg: DictConfig, out: str | Path, shard: Optional[tuple[int, int]] = None,
+                 progress: Optional[Callable] = None) -> dict[str, Any]:
+    """Render the map (or shard K of N) into ``out``; returns the paths and the plan."""
+    out = Path(out)
+    plan = plan_skymap(cfg)
+    k, n = shard or (0, 1)
+    rows = tile_rows(plan.grid.shape[0], k, n)
+    image, model, truth = render_rows(plan, rows, progress)
+    if shard is None:
+        paths = _write_final(plan, out, image, model, io.truth_table(truth))
+    else:
+        from radiodiff.io.artifacts import atomic_text
+        paths = {"config": atomic_text(out / CONFIG_FILE, OmegaConf.to_yaml(cfg, resolve=True)),
+                 "shard": io.write_shard(io.shard_path(out, k, n), rows, k, n,
+                                         _config_hash(cfg), image, model, truth)}
+    return {"paths": paths, "plan": plan}
+
+
+def merge_shards(out: str | Path) -> dict[str, Any]:
+    """Assemble ``out/shards/shard-*-of-N.fits`` into the final files of ``out``."""
+    from astropy.table import vstack
+
+    out = Path(out)
+    if not (out / CONFIG_FILE).is_file():
+        raise FileNotFoundError(f"{out}: no {CONFIG_FILE}; run `radiodiff skymap --shard K/N "
+                                f"--out {out}` first")
+    cfg = OmegaConf.load(out / CONFIG_FILE)
+    files = sorted((out / "shards").glob("shard-*-of-*.fits"))
+    if not files:
+        raise FileNotFoundError(f"{out}/shards: no shard files")
+    shards = sorted((io.read_shard(f) for f in files), key=lambda s: s["k"])
+    n, digest = shards[0]["n"], _config_hash(cfg)
+    ks = [s["k"] for s in shards if s["n"] == n]
+    if ks != list(range(n)) or any(s["n"] != n for s in shards):
+        missing = sorted(set(range(n)) - set(ks))
+        raise ValueError(f"{out}/shards: need shards 0..{n - 1} of {n}, missing {missing}"
+                         + ("; shards of different N are present" if len(ks) != len(shards)
+                            else ""))
+    if any(s["hash"] != digest for s in shards):
+        raise ValueError(f"{out}/shards: shards were made with different configs")
+    plan = plan_skymap(cfg)
+    image = np.concatenate([s["map"] for s in shards])
+    model = np.concatenate([s["model"] for s in shards])
+    table = vstack([s["truth"] for s in shards])
+    table.sort("id")
+    return {"paths": _write_final(plan, out, image, model, table), "plan": plan}

@@ -1,0 +1,148 @@
+"""Placing sources: positions to 0.1 px, integrated flux through resampling, overlaps add."""
+
+import numpy as np
+import pytest
+
+from radiodiff.skymap.render import (Cutout, ModelCutouts, extent_px, gaussian_stamp,
+                                     place_cutout, render_tile)
+from radiodiff.skymap.sky import FWHM_PER_SIGMA, Beam
+from radiodiff.skymap.sources import Sources, fill_position_angles
+
+
+def _centroid(stamp):
+    yy, xx = np.mgrid[:stamp.data.shape[0], :stamp.data.shape[1]]
+    w = stamp.data
+    return (w * xx).sum() / w.sum() + stamp.x0, (w * yy).sum() / w.sum() + stamp.y0
+
+
+def _flux(stamp, grid):
+    return stamp.data.sum() / grid.beam.area_px(grid.pixel_scale_arcsec)
+
+
+def _symmetric_cutout(size=32, sigma_px=3.0, peak=0.02, scale=0.9, beam=None):
+    yy, xx = np.mgrid[:size, :size] - (size - 1) / 2
+    img = peak * np.exp(-0.5 * (xx**2 / sigma_px**2 + yy**2 / (2 * sigma_px) ** 2))
+    return Cutout(img, scale, beam)
+
+
+def test_gaussian_lands_on_pixel_and_keeps_flux(grid):
+    ra, dec = 150.0123, 29.9871
+    x, y = grid.to_pixel(ra, dec)
+    s = gaussian_stamp(grid, float(x), float(y), flux=0.01, las=4.0)
+    cx, cy = _centroid(s)
+    assert abs(cx - x) < 0.1 and abs(cy - y) < 0.1
+    assert _flux(s, grid) == pytest.approx(0.01, rel=1e-3)
+    peak = 0.01 * 5.4**2 / (5.4**2 + 16)  # off a pixel centre the sampled peak is lower
+    assert 0.95 * peak < s.data.max() <= peak
+
+
+def test_unresolved_gaussian_peak_is_flux(grid):
+    x, y = 100.0, 80.0  # on a pixel centre: the sampled peak is the analytic one
+    s = gaussian_stamp(grid, x, y, flux=0.003, las=0.0)
+    assert s.data.max() == pytest.approx(0.003, rel=1e-9)
+
+
+@pytest.mark.parametrize("pa", [0.0, 37.0])
+def test_cutout_lands_on_pixel(grid, pa):
+    ra, dec = 149.9911, 30.0142
+    x, y = grid.to_pixel(ra, dec)
+    s = place_cutout(grid, _symmetric_cutout(), ra, dec, pa, flux=0.05)
+    cx, cy = _centroid(s)
+    assert abs(cx - x) < 0.1 and abs(cy - y) < 0.1
+    assert _flux(s, grid) == pytest.approx(0.05, rel=1e-9)
+
+
+def test_cutout_rotation_follows_pa(grid):
+    """The cutout's long (y) axis ends up along PA east of north: at PA 90 along -x."""
+    s = place_cutout(grid, _symmetric_cutout(), 150.0, 30.0, 90.0, flux=0.05)
+    yy, xx = np.mgrid[:s.data.shape[0], :s.data.shape[1]]
+    cx, cy = _centroid(s)
+    w = s.data / s.data.sum()
+    var_x = (w * (xx + s.x0 - cx) ** 2).sum()
+    var_y = (w * (yy + s.y0 - cy) ** 2).sum()
+    assert var_x > 3 * var_y
+
+
+def test_cutout_integrated_flux_conserved_across_scales_and_beams(grid):
+    """A Jy/beam cutout at 3.6"/px with a 7" beam, kept at its own flux (flux=None),
+    onto the 1.8"/px, 5.4"-beam map: the integrated flux (Jy) is preserved to 2 %."""
+    beam_c = Beam(7.0, 7.0)
+    cut = _symmetric_cutout(size=40, sigma_px=2.5, scale=3.6, beam=beam_c)
+    true = cut.image.sum() / beam_c.area_px(3.6)
+    s = place_cutout(grid, cut, 150.0031, 30.0017, 23.0, flux=None)
+    assert _flux(s, grid) == pytest.approx(true, rel=0.02)
+
+
+@pytest.mark.parametrize("pa", [0.0, 40.0])
+def test_flat_cutout_keeps_flux_at_its_edges(grid, pa):
+    """Emission up to the cutout's border: edge pixels partly cover map pixels."""
+    beam_c = Beam(5.0, 4.0)
+    cut = Cutout(np.full((16, 16), 0.01), 1.8, beam_c)
+    s = place_cutout(grid, cut, 150.0007, 30.0003, pa, flux=None)
+    assert _flux(s, grid) == pytest.approx(cut.image.sum() / beam_c.area_px(1.8), rel=1e-6)
+
+
+def test_normalised_cutout_needs_flux(grid):
+    with pytest.raises(ValueError, match="needs the source's flux"):
+        place_cutout(grid, _symmetric_cutout(), 150.0, 30.0, 0.0, flux=None)
+
+
+def test_extent_of_a_bar():
+    img = np.zeros((20, 20))
+    img[10, 3:15] = 1.0
+    assert extent_px(img) == pytest.approx(12.0)
+
+
+def test_overlapping_sources_add(grid):
+    src = Sources.build([150.0, 150.0005], [30.0, 30.0003], [0.01, 0.02], las=[0.0, 3.0])
+    src = fill_position_angles(src, seed=0)
+    both, truth = render_tile(grid, src, (0, grid.shape[0]))
+    singles = [render_tile(grid, src.take([i]), (0, grid.shape[0]))[0] for i in (0, 1)]
+    np.testing.assert_allclose(both, singles[0] + singles[1], rtol=0, atol=1e-15)
+    assert truth["id"] == [0, 1] and truth["kind"] == ["gaussian", "gaussian"]
+    np.testing.assert_allclose(truth["flux_meas"], [0.01, 0.02], rtol=1e-6)
+
+
+def test_model_cutouts_physical_release(physical_release, grid):
+    """A flux/LAS-conditioned Jy/beam release: release pixel scale, its beam, Jy/beam."""
+    from radiodiff.diffusion.sampling import SamplerSpec
+
+    cuts = ModelCutouts(physical_release, SamplerSpec(steps=2))
+    assert not cuts.shape_only and not cuts.las_rule
+    a = cuts(0.01, 20.0, "FRII", seed=5)
+    b = cuts(0.01, 20.0, "FRII", seed=5)
+    assert a.pixel_scale_arcsec == 1.8 and a.beam == Beam(5.0, 4.0)
+    np.testing.assert_array_equal(a.image, b.image)  # one seed per source
+    assert a.image.shape == (16, 16) and a.image.max() == pytest.approx(0.01, rel=1e-5)
+
+
+def test_render_resolved_source_with_model(physical_release, grid):
+    from radiodiff.diffusion.sampling import SamplerSpec
+
+    cuts = ModelCutouts(physical_release, SamplerSpec(steps=2))
+    src = fill_position_angles(Sources.build([150.0], [30.0], [0.05], las=[30.0],
+                                             cls_=["FRI"]), seed=1)
+    tile, truth = render_tile(grid, src, (0, grid.shape[0]), cuts, seed=1)
+    assert truth["kind"] == ["model"] and truth["seed"][0] >= 0
+    assert truth["flux_meas"][0] == pytest.approx(0.05, rel=1e-6)
+    assert tile.sum() / grid.beam.area_px(1.8) == pytest.approx(0.05, rel=1e-6)
+
+
+def test_fwhm_constant():
+    assert FWHM_PER_SIGMA == pytest.approx(2.35482, rel=1e-5)
+
+
+def test_empty_model_image_falls_back_to_a_gaussian(grid):
+    class Empty:
+        def max_radius_arcsec(self, las):
+            return las
+
+        def __call__(self, peak, las, cls, seed):
+            return Cutout(np.zeros((16, 16)), 1.8, None)
+
+    empty = Empty()
+
+    src = fill_position_angles(Sources.build([150.0], [30.0], [0.05], las=[30.0]), seed=1)
+    tile, truth = render_tile(grid, src, (0, grid.shape[0]), empty, seed=1)
+    assert truth["kind"] == ["fallback"]
+    assert truth["flux_meas"][0] == pytest.approx(0.05, rel=1e-6)
