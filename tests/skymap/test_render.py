@@ -93,6 +93,28 @@ def test_extent_of_a_bar():
     assert extent_px(img) == pytest.approx(12.0)
 
 
+def test_extent_ignores_companions_but_keeps_both_lobes():
+    """A double (two lobes 1 px apart) spans both lobes; a far companion is not the source."""
+    img = np.zeros((40, 40))
+    img[20, 10:14] = 1.0
+    img[20, 15:19] = 0.8          # second lobe, 1 px gap: same source
+    img[35, 35] = 0.5             # companion in the field
+    assert extent_px(img) == pytest.approx(9.0)
+
+
+def test_las_rule_never_shrinks_below_the_release_pixel_scale(shape_release_dir):
+    """Shrinking a cutout would shrink its beam below the survey's: the release scale is a floor."""
+    from radiodiff.diffusion.sampling import SamplerSpec
+    from radiodiff.io.release import load_release
+
+    release = load_release(shape_release_dir)
+    cuts = ModelCutouts(release, SamplerSpec(steps=2))
+    assert cuts.las_rule and cuts.scale == release.meta["pixel_scale_arcsec"]
+    small = cuts(0.01, 1.0, release.classes[0], seed=3)   # a 1" LAS would need ~0.1"/px
+    assert small.pixel_scale_arcsec == cuts.scale
+    assert cuts.max_radius_arcsec(1.0) >= release.image_size * cuts.scale * np.sqrt(0.5)
+
+
 def test_overlapping_sources_add(grid):
     src = Sources.build([150.0, 150.0005], [30.0, 30.0003], [0.01, 0.02], las=[0.0, 3.0])
     src = fill_position_angles(src, seed=0)

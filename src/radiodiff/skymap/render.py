@@ -28,7 +28,7 @@ import numpy as np
 from radiodiff.skymap.sky import FWHM_PER_SIGMA, Beam, MapGrid, cutout_wcs
 from radiodiff.skymap.sources import Sources, peak_from_total, source_seed
 
-__all__ = ["Cutout", "Stamp", "gaussian_stamp", "place_cutout", "extent_px", "ModelCutouts",
+__all__ = ["Cutout", "Stamp", "gaussian_stamp", "place_cutout", "extent_px", "source_mask", "ModelCutouts",
            "RenderSettings", "render_tile", "TRUTH_COLUMNS"]
 
 _STREAM_IMAGE = 3            # sub-stream of a source's seed used for its generated image
@@ -127,11 +127,26 @@ def place_cutout(grid: MapGrid, cutout: Cutout, ra: float, dec: float, pa: float
     return Stamp(y0, x0, data)
 
 
+def source_mask(image: np.ndarray, frac: float = 0.1, link_px: int = 2) -> np.ndarray:
+    """Pixels above ``frac`` x peak that belong to the source holding the peak.
+
+    Components closer than ``link_px`` pixels to each other are one source (the lobes
+    and core of a double); other sources in the field (FIRST cutouts hold companions) are
+    left out, so they cannot stretch the LAS rule.
+    """
+    from scipy import ndimage
+
+    above = image >= frac * np.max(image)
+    linked = ndimage.binary_dilation(above, np.ones((2 * link_px + 1,) * 2, bool))
+    lab, _ = ndimage.label(linked, structure=np.ones((3, 3), bool))
+    return above & (lab == lab[np.unravel_index(np.argmax(image), image.shape)])
+
+
 def extent_px(image: np.ndarray, frac: float = 0.1) -> float:
-    """Largest distance between pixels above ``frac`` x peak, plus one pixel [px]."""
+    """Largest distance between pixels of the source above ``frac`` x peak, plus one [px]."""
     from scipy.spatial import ConvexHull, QhullError
 
-    pts = np.argwhere(image >= frac * np.max(image)).astype(float)
+    pts = np.argwhere(source_mask(image, frac)).astype(float)
     if len(pts) > 3:
         try:
             pts = pts[ConvexHull(pts).vertices]
@@ -146,8 +161,10 @@ class ModelCutouts:
 
     Pixel scale: the release's when it is conditioned on LAS (the LAS is then drawn by
     the model at that scale); otherwise the *LAS rule*: the cutout is scaled so that the
-    generated emission above 10 % of its peak spans the source's LAS (at most
-    ``_MAX_STRETCH`` x LAS per side). Releases without a peak-flux condition are
+    generated source above 10 % of its peak spans the source's LAS (at most
+    ``_MAX_STRETCH`` x LAS per side), but never finer than the release's own pixel scale
+    when it has one: shrinking a cutout would shrink its beam below the survey's, which no
+    real source can be. Releases without a peak-flux condition are
     shape-only: their images are normalised and scaled to the catalogue flux.
     """
 
@@ -167,7 +184,9 @@ class ModelCutouts:
     def max_radius_arcsec(self, las: float) -> float:
         """A bound on the placed cutout's half-diagonal (to pick the sources of a tile)."""
         size = self.release.image_size
-        side = _MAX_STRETCH * las * size / (size - 1) if self.las_rule else size * self.scale
+        if not self.las_rule:
+            return size * self.scale * math.sqrt(0.5)
+        side = max(_MAX_STRETCH * las * size / (size - 1), size * (self.scale or 0.0))
         return side * math.sqrt(0.5)
 
     def __call__(self, peak: float, las: float, cls: str, seed: int) -> Cutout:
@@ -182,7 +201,8 @@ class ModelCutouts:
         res = generate(self.release, 1, label=label, spec=self.spec, seed=seed, **kw)
         image = np.asarray(res.output[0, 0], float)
         if self.las_rule:
-            scale = las / max(extent_px(image), image.shape[0] / _MAX_STRETCH)
+            scale = max(las / max(extent_px(image), image.shape[0] / _MAX_STRETCH),
+                        float(self.scale or 0.0))
         else:
             scale = float(self.scale)
         beam = self.beam if res.unit == "Jy/beam" else None
