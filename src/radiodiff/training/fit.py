@@ -2,7 +2,9 @@
 
 Runs are time-boxed pieces that resume exactly: ``train.resume=auto`` continues from
 ``<train.ckpt_dir>/last.ckpt``, rewritten atomically every ``ckpt_every_steps`` steps, every
-``ckpt_every_minutes`` minutes and when training stops.
+``ckpt_every_minutes`` minutes and when training stops. Each new ``last.ckpt`` is read back
+and checked (loadable, finite) before it replaces the old one, which is kept as
+``prev.ckpt``; ``SHA256SUMS`` beside them records both hashes, checked before a resume.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ from radiodiff.config import ConfigError
 from radiodiff.io.artifacts import atomic_text
 from radiodiff.data.datamodule import CutoutDataModule
 from radiodiff.data.prepared import read_prepared
+from radiodiff.io.integrity import read_manifest, sha256_file, write_manifest
+from radiodiff.training.export import LAST, PREV, read_checkpoint
 from radiodiff.training.module import (DataStats, DiffusionModule, checkpoint_progress,
                                        module_from_config)
 from radiodiff.diffusion.conditions import ConditionTransform
@@ -35,14 +39,21 @@ __all__ = ["train", "ResumeCheckpoint", "TimeBox", "build_trainer", "build_callb
            "data_stats", "resume_path", "make_logger", "warm_start"]
 
 log = logging.getLogger(__name__)
-LAST = "last.ckpt"
 
 
 class ResumeCheckpoint(Callback):
     """Rewrite ``dirpath/last.ckpt`` atomically every N steps, every M minutes and at the end.
 
     The decision to save is taken on rank 0 and broadcast, so ranks whose clocks differ
-    never disagree about entering the (collective) save.
+    never disagree about entering the (collective) save. A save goes: write
+    ``last.ckpt.tmp``, read it back (:func:`~radiodiff.training.export.read_checkpoint`:
+    loadable, finite), record its SHA-256 in ``SHA256SUMS`` (next to those of the files it
+    rotates, so a crash at any point leaves every file verifiable), rename ``last.ckpt`` to
+    ``prev.ckpt`` and the new file to ``last.ckpt``. A save that fails the check raises
+    and leaves ``last.ckpt`` and ``prev.ckpt`` as they were.
+
+    The module's EMA update of the step is applied before saving (``update_ema``), so a
+    checkpoint taken mid-run holds the same EMA as an uninterrupted run at that step.
     """
 
     def __init__(self, dirpath: str | Path, every_steps: int, every_minutes: float) -> None:
@@ -53,12 +64,37 @@ class ResumeCheckpoint(Callback):
     def save(self, trainer: L.Trainer) -> Path:
         self.dirpath.mkdir(parents=True, exist_ok=True)
         path, tmp = self.dirpath / LAST, self.dirpath / f"{LAST}.tmp"
+        update_ema = getattr(trainer.lightning_module, "update_ema", None)
+        if update_ema is not None:
+            update_ema()  # idempotent per step: the module's own hook runs after callbacks
         trainer.save_checkpoint(tmp, weights_only=False)  # full resume state
         if trainer.is_global_zero:
-            os.replace(tmp, path)  # a crash mid-save leaves the previous last.ckpt intact
+            self._rotate(tmp, path)
         trainer.strategy.barrier("resume_checkpoint")
         self._last = time.monotonic()
         return path
+
+    def _rotate(self, tmp: Path, path: Path) -> None:
+        """Verify ``tmp``, then ``last.ckpt`` -> ``prev.ckpt`` and ``tmp`` -> ``last.ckpt``."""
+        try:
+            read_checkpoint(tmp, alternative=False, check_hash=False)
+        except ValueError as exc:
+            tmp.unlink(missing_ok=True)
+            raise ValueError(f"the checkpoint just written did not verify, {path} is kept "
+                             f"as it was ({exc})") from exc
+        new = sha256_file(tmp)
+        known = read_manifest(self.dirpath) or {}
+        prev = self.dirpath / PREV
+        old_last = known.get(LAST) or (sha256_file(path) if path.is_file() else None)
+        old_prev = known.get(PREV) or (sha256_file(prev) if prev.is_file() else None)
+        # During the renames every file present has its hash listed (read with accept_any).
+        write_manifest(self.dirpath, [], {k: v for k, v in (
+            (LAST, new), (PREV, old_last), (f"{PREV}.old", old_prev)) if v})
+        if path.is_file():
+            os.replace(path, prev)
+        os.replace(tmp, path)  # a crash before this leaves the previous last.ckpt intact
+        write_manifest(self.dirpath, [], {k: v for k, v in ((LAST, new), (PREV, old_last))
+                                          if v})
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         step = trainer.global_step
@@ -302,6 +338,8 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None,
     """
     L.seed_everything(int(cfg.seed), workers=True, verbose=False)
     ckpt = resume_path(cfg)
+    state = read_checkpoint(ckpt, usage="resume from it with train.resume={}") if ckpt \
+        else None  # hash, layout, finite weights: before anything is written
     _ensure_prepared(cfg)
     quiet_libraries(cfg)
     run_dir = Path(run_dir or Path(cfg.paths.output_dir) / str(cfg.train.run_name))
@@ -317,7 +355,8 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None,
     world = _world_size(cfg)
     batch_images = int(cfg.data.loader.batch_size) * world * int(
         cfg.trainer.accumulate_grad_batches)
-    max_steps = _max_steps(float(cfg.train.total_kimg) * 1000, batch_images, ckpt)
+    max_steps = _max_steps(float(cfg.train.total_kimg) * 1000, batch_images, state)
+    del state
     trainer = build_trainer(cfg, run_dir, max_steps, callbacks)
     if ckpt and trainer.is_global_zero:
         log.info("resuming from %s", ckpt)
@@ -356,13 +395,12 @@ def data_stats(cfg: DictConfig, dm: CutoutDataModule) -> DataStats:
                      len(dm.classes) if "label" in dm.conditions else 0, dataset)
 
 
-def _max_steps(total_images: float, batch_images: int, ckpt: str | None) -> int:
-    """Global step at which ``total_images`` are reached, resuming at this batch size
-    (earlier pieces may have used another: the rest is counted from ``images_seen``)."""
-    if not ckpt:
+def _max_steps(total_images: float, batch_images: int, state: dict | None) -> int:
+    """Global step at which ``total_images`` are reached, resuming (``state``: the
+    checkpoint) at this batch size (earlier pieces may have used another: the rest is
+    counted from ``images_seen``)."""
+    if not state:
         return math.ceil(total_images / batch_images)
-    import torch
-    state = torch.load(ckpt, map_location="cpu", weights_only=True, mmap=True)  # no tensor I/O
     seen, step = checkpoint_progress(state, batch_images)
     return step + math.ceil(max(0.0, total_images - seen) / batch_images)
 

@@ -147,6 +147,7 @@ class DiffusionModule(L.LightningModule):
                             for k in ("interval", "piece")}
         # (images, global step) at the restored checkpoint; images_seen counts on from there.
         self._resumed_at = (0, 0)
+        self._ema_step = 0  # global step of the last EMA update (none due at step 0)
 
     # ------------------------------------------------------------------------------ helpers
     @property
@@ -179,11 +180,22 @@ class DiffusionModule(L.LightningModule):
         cond = drop_conditions(self.encode_cond(cond_raw), self.conditioning.label_dropout, g)
         loss, sigma = edm_loss(self.net, x0, cond, P_mean=self.P_mean, P_std=self.P_std,
                                generator=g)
+        self._check_loss(loss)
         self.log("train/loss", loss.mean(), prog_bar=True, sync_dist=True)
         self._log_sigma_bins(loss.detach().float().reshape(-1), sigma.detach().reshape(-1))
         self.log("train/kimg", self.images_seen / 1000.0, sync_dist=False)
         self.log("train/lr", self.optimizers().param_groups[0]["lr"])
         return loss.mean()
+
+    def _check_loss(self, loss: torch.Tensor) -> None:
+        """Stop at the first non-finite loss, before the optimiser step spreads it into the
+        weights (and before any checkpoint holds them). One device sync per step."""
+        if not bool(torch.isfinite(loss).all()):
+            from radiodiff.io.integrity import IntegrityError
+            raise IntegrityError(
+                f"training: the loss is NaN or inf at step {int(self.global_step)} "
+                f"({self.images_seen} images seen); the last checkpoint was kept as it was. "
+                "Lower train.lr, check the data (radiodiff inspect) or resume from prev.ckpt")
 
     def _log_sigma_bins(self, per_image: torch.Tensor, sigma: torch.Tensor) -> None:
         # Averaged over the last log interval (training is one endless epoch, so epoch-level
@@ -228,6 +240,18 @@ class DiffusionModule(L.LightningModule):
         return line
 
     def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
+        self.update_ema()
+
+    def update_ema(self) -> None:
+        """One EMA step for the optimiser step just taken (EDM Sect. C.2); idempotent per
+        global step. Lightning calls callbacks' ``on_train_batch_end`` before the module's,
+        so :class:`~radiodiff.training.fit.ResumeCheckpoint` calls this first: a checkpoint
+        taken mid-run then holds this step's EMA, and a resume from it is bit-identical to
+        the uninterrupted run (it used to miss one update, visible only as ~1e-10 because
+        the early EMA ramp-up makes beta small)."""
+        if self._ema_step == int(self.global_step):
+            return
+        self._ema_step = int(self.global_step)
         params = [p.detach() for p in self.net.parameters()]
         e = self.ema_settings
         with torch.no_grad():
@@ -278,6 +302,7 @@ class DiffusionModule(L.LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         self._resumed_at = checkpoint_progress(checkpoint, self.batch_images)
+        self._ema_step = self._resumed_at[1]  # the checkpoint's EMA is up to date
 
 
 def sigma_loss_line(sums: torch.Tensor) -> str:
