@@ -36,7 +36,7 @@ from radiodiff.diffusion.conditions import ConditionTransform
 from radiodiff.diffusion.intensity import IntensityTransform
 
 __all__ = ["train", "ResumeCheckpoint", "TimeBox", "build_trainer", "build_callbacks",
-           "data_stats", "resume_path", "make_logger", "warm_start"]
+           "data_stats", "resume_path", "make_logger", "warm_start", "check_image_size"]
 
 log = logging.getLogger(__name__)
 
@@ -381,7 +381,8 @@ def data_stats(cfg: DictConfig, dm: CutoutDataModule) -> DataStats:
     """Conditions, their transform (fitted on the training rows), sigma_data and the file's
     metadata, from a set-up DataModule."""
     scalars = [c for c in dm.conditions if c != "label"]
-    meta = read_prepared(dm.path, images=False)
+    meta = read_prepared(dm.path, images=False, verify=True)  # layout, chunks, data_sha256
+    check_image_size(meta.image_size, int(cfg.data.image_size), dm.path)
     rows = dm.train_dataset.indices
     transform = ConditionTransform.fit({n: meta.columns[n][rows] for n in scalars}, scalars,
                                        method=str(cfg.train.condition_transform))
@@ -393,6 +394,21 @@ def data_stats(cfg: DictConfig, dm: CutoutDataModule) -> DataStats:
     dataset.update(meta.geometry())
     return DataStats(float(sigma_data), transform, tuple(scalars),
                      len(dm.classes) if "label" in dm.conditions else 0, dataset)
+
+
+def check_image_size(file_size: int | None, config_size: int, path: str | Path) -> None:
+    """The one rule: a run trains at ``data.image_size``, so the prepared file must hold
+    images of that side (checkpoint and release record the config's size).
+
+    Raises
+    ------
+    ConfigError
+        Naming both sizes and the two ways out.
+    """
+    if file_size is not None and file_size != config_size:
+        raise ConfigError(f"{path}: images are {file_size}x{file_size} pixels but "
+                          f"data.image_size={config_size}; set data.image_size={file_size} "
+                          f"or prepare the data again at {config_size} pixels")
 
 
 def _max_steps(total_images: float, batch_images: int, state: dict | None) -> int:
