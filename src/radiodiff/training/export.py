@@ -82,6 +82,9 @@ def read_checkpoint(path: str | Path, alternative: bool = True,
              or isinstance(hp.get(k), bool)]
     if not isinstance(ckpt.get("global_step", 0), int):
         wrong.append("global_step (want int)")
+    if isinstance(hp.get("cfg"), dict):
+        wrong += [f"cfg.{k} (want dict)" for k in ("model", "data", "train")
+                  if not isinstance(hp["cfg"].get(k), dict)]
     if wrong:
         fail(f"malformed radiodiff checkpoint: missing or mistyped {', '.join(wrong)}")
     if not (math.isfinite(hp["sigma_data"]) and hp["sigma_data"] > 0):

@@ -60,10 +60,13 @@ class ResumeCheckpoint(Callback):
         self.dirpath = Path(dirpath)
         self.every_steps, self.every_minutes = int(every_steps), float(every_minutes)
         self._last = time.monotonic()
+        self._saved_step: int | None = None  # global step of this piece's last save
 
     def save(self, trainer: L.Trainer) -> Path:
         self.dirpath.mkdir(parents=True, exist_ok=True)
         path, tmp = self.dirpath / LAST, self.dirpath / f"{LAST}.tmp"
+        if self._saved_step == trainer.global_step and path.is_file():
+            return path  # saved at this step already: keep prev.ckpt one save older
         update_ema = getattr(trainer.lightning_module, "update_ema", None)
         if update_ema is not None:
             update_ema()  # idempotent per step: the module's own hook runs after callbacks
@@ -71,7 +74,7 @@ class ResumeCheckpoint(Callback):
         if trainer.is_global_zero:
             self._rotate(tmp, path)
         trainer.strategy.barrier("resume_checkpoint")
-        self._last = time.monotonic()
+        self._last, self._saved_step = time.monotonic(), int(trainer.global_step)
         return path
 
     def _rotate(self, tmp: Path, path: Path) -> None:
