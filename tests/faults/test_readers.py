@@ -253,7 +253,7 @@ def test_limit_functions():
         check_seed_range(-1, 1)
     assert check_sample_memory(10, 16) == 10 * 16 * 16 * 4 * 4
     with pytest.raises(ValueError, match="rho"):
-        SamplerSpec(rho=1e9)
+        SamplerSpec(rho=1e9)  # past the limit
 
 
 def test_giant_model_channels_is_refused_before_allocating(tmp_path, blobs):

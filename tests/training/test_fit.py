@@ -226,7 +226,7 @@ def test_ddp_two_cpu_processes(tmp_path, tiny_h5):
 
 def test_training_with_flux_and_size_conditions(tmp_path):
     import numpy as np
-    from radiodiff.data.prepared import FLOAT_COLUMNS, write_prepared
+    from radiodiff.data.prepared import FLOAT_COLUMNS, data_sha256, write_prepared
     rng = np.random.default_rng(0)
     n = 48
     y, x = np.mgrid[:16, :16]
@@ -239,8 +239,10 @@ def test_training_with_flux_and_size_conditions(tmp_path):
                 split=np.array(["train"] * 36 + ["valid"] * 12, dtype=object),
                 source_id=np.array([f"s{i}" for i in range(n)], dtype=object),
                 flags=np.zeros(n, np.uint8), beam_arcsec=np.full((n, 2), 6.0))
-    path = write_prepared(tmp_path / "cond.h5", images[:, None].astype(np.float32), cols,
-                          {"name": "cond", "classes": ["A", "B"], "data_sha256": "x" * 64})
+    images = images[:, None].astype(np.float32)
+    path = write_prepared(tmp_path / "cond.h5", images, cols,
+                          {"name": "cond", "classes": ["A", "B"],
+                           "data_sha256": data_sha256(images, cols)})
     cfg = cfg_for(tmp_path, path, "data.loader.conditions=[label,peak_flux,las_arcsec]",
                   "data.loader.random_val_fraction=null", "train.total_kimg=0.024",
                   "train.condition_transform=boxcox")

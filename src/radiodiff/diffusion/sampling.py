@@ -379,8 +379,10 @@ class SamplerSpec:
             raise ValueError(f"sigma_min = sigma_max = {self.sigma_min} with steps="
                              f"{self.steps}: the schedule would not move; need sigma_min "
                              "< sigma_max")
-        if not 0 < self.rho <= LIMITS["rho"]:
-            raise ValueError(f"rho must be in (0, {LIMITS['rho']:g}], got {self.rho}")
+        if not self.rho > 0:
+            raise ValueError(f"rho must be > 0, got {self.rho}")
+        if self.rho > LIMITS["rho"]:
+            raise ValueError(f"rho={self.rho} is past the limit of {LIMITS['rho']:g}")
         for name in ("guidance", "S_churn"):
             value = getattr(self, name)
             if not (math.isfinite(float(value)) and value >= 0):
