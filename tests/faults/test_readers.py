@@ -6,7 +6,6 @@ import json
 import shutil
 
 import h5py
-import numpy as np
 import pytest
 import torch
 
@@ -270,3 +269,12 @@ def test_giant_model_channels_is_refused_before_allocating(tmp_path, blobs):
                        f"paths.ckpt_root={tmp_path}/ckpt", "trainer.precision=32"])
     with pytest.raises(ValueError, match="parameters"):
         train(cfg)
+
+
+def test_non_finite_samples_are_refused_before_writing(release_dir):
+    from radiodiff.diffusion.generate import generate
+    rel = load_release(release_dir)
+    with torch.no_grad():  # a release that went bad in memory (or a sampler blowing up)
+        rel.denoiser.net.conv_out.bias.fill_(float("inf"))
+    with pytest.raises(IntegrityError, match=r"rel: 2 of 2 sampled images hold NaN or inf"):
+        generate(rel, 2, steps=2)

@@ -5,6 +5,14 @@ the steps since, so a run can resume with another batch size or number of device
 CPU piece at batch 32, then a GPU piece at batch 128). A resumed run continues exactly: the
 noise of step ``k`` on rank ``r`` comes from a generator seeded by ``(seed, k, r)`` instead
 of a running RNG state.
+
+Resume guarantee: resuming from a ``last.ckpt`` taken at step ``k`` (at the end of a piece,
+or mid-run by ``ckpt_every_steps`` / ``ckpt_every_minutes`` before a crash or kill -9)
+gives, at every later step, network, EMA and optimiser tensors bit-identical to the
+uninterrupted run, provided batch size, number of devices, precision, hardware and library
+versions are the same (tested on CPU, fp32). Steps after ``k`` that the crash lost are
+recomputed. A piece with another batch size or device count continues every schedule by
+images seen but is, by design, a different run.
 """
 
 from __future__ import annotations
