@@ -245,3 +245,20 @@ def test_train_script_reports_a_corrupt_checkpoint_in_one_line(run, tmp_path):
     assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
     assert lines[0].startswith(f"radiodiff train: error: {last}: does not match")
     assert "prev.ckpt" in lines[0]
+
+
+@pytest.mark.slow
+def test_resume_from_prev_after_a_corrupt_last_keeps_prev(run, tmp_path):
+    cfg, last = _copy_run(run, tmp_path)
+    prev = last.with_name("prev.ckpt")
+    _flipped(last)
+    good_prev = prev.read_bytes()
+    cfg.train.resume = str(prev)
+    summary = train(cfg)  # as the message advises
+    assert summary["steps"] == 8 and summary["resumed_from"] == str(prev)
+    assert read_checkpoint(last)["global_step"] == 8
+    # the corrupt last.ckpt did not become prev.ckpt: prev is a save of this piece
+    assert read_checkpoint(prev)["global_step"] == 6
+    assert prev.read_bytes() != good_prev
+    assert read_manifest(last.parent) == {"last.ckpt": sha256_file(last),
+                                          "prev.ckpt": sha256_file(prev)}

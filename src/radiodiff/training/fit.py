@@ -48,9 +48,12 @@ class ResumeCheckpoint(Callback):
     never disagree about entering the (collective) save. A save goes: write
     ``last.ckpt.tmp``, read it back (:func:`~radiodiff.training.export.read_checkpoint`:
     loadable, finite), record its SHA-256 in ``SHA256SUMS`` (next to those of the files it
-    rotates, so a crash at any point leaves every file verifiable), rename ``last.ckpt`` to
-    ``prev.ckpt`` and the new file to ``last.ckpt``. A save that fails the check raises
-    and leaves ``last.ckpt`` and ``prev.ckpt`` as they were.
+    rotates, so a crash at any point leaves every file verifiable), make ``prev.ckpt`` a
+    second name (hard link) of the old ``last.ckpt`` and rename the new file to
+    ``last.ckpt`` (which therefore never goes missing). An old ``last.ckpt`` that no longer
+    matches its hash (a run resumed from ``prev.ckpt``) is replaced without becoming
+    ``prev.ckpt``. A save that fails the check raises and leaves ``last.ckpt`` and
+    ``prev.ckpt`` as they were.
 
     The module's EMA update of the step is applied before saving (``update_ema``), so a
     checkpoint taken mid-run holds the same EMA as an uninterrupted run at that step.
@@ -88,16 +91,21 @@ class ResumeCheckpoint(Callback):
         new = sha256_file(tmp)
         known = read_manifest(self.dirpath) or {}
         prev = self.dirpath / PREV
-        old_last = known.get(LAST) or (sha256_file(path) if path.is_file() else None)
-        old_prev = known.get(PREV) or (sha256_file(prev) if prev.is_file() else None)
+        last_sha = sha256_file(path) if path.is_file() else None
+        # A last.ckpt that no longer matches its hash (the run resumed from prev.ckpt) is
+        # moved aside, not rotated over the good prev.ckpt.
+        rotate = last_sha is not None and known.get(LAST) in (None, last_sha)
+        prev_sha = known.get(PREV) or (sha256_file(prev) if prev.is_file() else None)
+        keep = last_sha if rotate else prev_sha
         # During the renames every file present has its hash listed (read with accept_any).
         write_manifest(self.dirpath, [], {k: v for k, v in (
-            (LAST, new), (PREV, old_last), (f"{PREV}.old", old_prev)) if v})
-        if path.is_file():
-            os.replace(path, prev)
+            (LAST, new), (PREV, keep), (f"{PREV}.old", prev_sha)) if v})
+        if rotate:  # prev.ckpt: a second name of the old file; last.ckpt never goes missing
+            _link_or_copy(path, prev)
+        elif last_sha is not None:
+            log.warning("%s did not match its recorded hash: replaced, %s kept", path, PREV)
         os.replace(tmp, path)  # a crash before this leaves the previous last.ckpt intact
-        write_manifest(self.dirpath, [], {k: v for k, v in ((LAST, new), (PREV, old_last))
-                                          if v})
+        write_manifest(self.dirpath, [], {k: v for k, v in ((LAST, new), (PREV, keep)) if v})
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         step = trainer.global_step
@@ -108,6 +116,21 @@ class ResumeCheckpoint(Callback):
 
     def on_train_end(self, trainer, pl_module) -> None:
         self.save(trainer)
+
+
+def _link_or_copy(src: Path, dst: Path) -> None:
+    """``dst`` becomes a copy of ``src`` (a hard link where the file system has them),
+    replaced atomically."""
+    tmp = dst.with_name(f"{dst.name}.tmp-{os.getpid()}")
+    tmp.unlink(missing_ok=True)
+    try:
+        try:
+            os.link(src, tmp)
+        except OSError:
+            shutil.copy2(src, tmp)
+        os.replace(tmp, dst)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 class TimeBox(Callback):
