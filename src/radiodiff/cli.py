@@ -367,18 +367,30 @@ def _terminated(signum, frame):
     raise SystemExit(128 + signum)
 
 
+def _debug(args) -> bool:
+    """Full tracebacks: ``--debug``, ``RADIODIFF_DEBUG=1`` or ``HYDRA_FULL_ERROR=1``."""
+    import os
+    return bool(getattr(args, "debug", False)) or os.environ.get(
+        "RADIODIFF_DEBUG", "") not in ("", "0") or os.environ.get("HYDRA_FULL_ERROR") == "1"
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    from radiodiff.config import ConfigError
-    from radiodiff.data.prepare import PrepareError
-    from radiodiff.io.fits import InputError
+    parser = build_parser()
+    parser.add_argument("--debug", action="store_true",
+                        help="show the full traceback of an error (also RADIODIFF_DEBUG=1)")
+    args = parser.parse_args(argv)
     main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _terminated) if main_thread else None
     try:
         return args.func(args)
-    except (ConfigError, PrepareError, InputError, FileNotFoundError, ValueError) as exc:
-        print(f"radiodiff {args.command}: error: {error_line(exc)[0]}", file=sys.stderr)
-        return 2
+    except Exception as exc:  # KeyboardInterrupt / SystemExit pass
+        if _debug(args):
+            raise
+        text, code = error_line(exc)
+        if code == 1:
+            text += " (--debug shows the traceback)"
+        print(f"radiodiff {args.command}: error: {text}", file=sys.stderr)
+        return code
     finally:
         if main_thread:
             signal.signal(signal.SIGTERM, previous)

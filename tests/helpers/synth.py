@@ -1036,7 +1036,7 @@ def blob_images(rng, n, kind, size=16):
 def write_blob_set(path, n_per=(("train", 60), ("valid", 40), ("test", 40)), size=16, seed=0):
     """A prepared HDF5 file (radiodiff.data.prepared layout) of two classes, blob and double, with
     train/valid/test splits; pixel scale 1.8 arcsec, beam 5.4 arcsec."""
-    from radiodiff.data.prepared import FLOAT_COLUMNS, write_prepared
+    from radiodiff.data.prepared import FLOAT_COLUMNS, data_sha256, write_prepared
 
     rng = np.random.default_rng(seed)
     images, labels, splits = [], [], []
@@ -1053,4 +1053,4 @@ def write_blob_set(path, n_per=(("train", 60), ("valid", 40), ("test", 40)), siz
                 source_id=np.array([f"s{i}" for i in range(n)], dtype=object),
                 flags=np.zeros(n, np.uint8), beam_arcsec=np.full((n, 2), 5.4))
     return write_prepared(path, images, cols, {"name": "blobs", "classes": ["blob", "double"],
-                                               "data_sha256": "ab" * 32})
+                                               "data_sha256": data_sha256(images, cols)})

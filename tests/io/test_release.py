@@ -44,7 +44,7 @@ def _inputs(n=3):
 
 def test_release_folder_layout(release_dir, meta):
     assert sorted(p.name for p in release_dir.iterdir()) == [
-        "config.yaml", "meta.json", "model.safetensors"]
+        "SHA256SUMS", "config.yaml", "meta.json", "model.safetensors"]
     assert not [p for p in release_dir.parent.iterdir() if p.name.startswith(".rd")]
     m = json.loads((release_dir / "meta.json").read_text())
     for key in ("classes", "scalar_conditions", "condition_transform", "sigma_data",
@@ -107,8 +107,11 @@ def test_export_validates_meta(tmp_path, denoiser, config, meta):
 
 @pytest.fixture
 def broken(tmp_path, release_dir):
+    """An unsealed copy (no SHA256SUMS, as releases before it): the content checks speak;
+    the hash check is tested in tests/faults/test_readers.py."""
     dest = tmp_path / "broken"
     shutil.copytree(release_dir, dest)
+    (dest / "SHA256SUMS").unlink()
     return dest
 
 
@@ -334,6 +337,7 @@ def test_stretched_release_decodes_and_projects_its_output(tmp_path, denoiser, c
 def test_bad_projection_in_meta_is_refused_on_load(tmp_path, release_dir, bad):
     broken = tmp_path / "broken"
     shutil.copytree(release_dir, broken)
+    (broken / "SHA256SUMS").unlink()  # unsealed: the content check speaks (hashes: tests/faults)
     meta_file = broken / "meta.json"
     m = json.loads(meta_file.read_text())
     meta_file.write_text(json.dumps(dict(m, projection=bad)))

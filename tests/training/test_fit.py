@@ -159,8 +159,9 @@ def test_checkpoint_is_code_free_and_records_the_run(tmp_path, tiny_h5):
     assert hp["dataset"]["data_sha256"] and 0 < hp["sigma_data"] < 1
     assert any(k.startswith("ema.") for k in ckpt["state_dict"])
     assert (Path(summary["checkpoint"]).parent / "config.yaml").is_file()
-    assert sorted(p.name for p in Path(summary["checkpoint"]).parent.iterdir()) == [
-        "config.yaml", "last.ckpt"]  # no temporary beside it (.rdtmp-<pid>-last.ckpt)
+    names = sorted(p.name for p in Path(summary["checkpoint"]).parent.iterdir())
+    # hashes beside the checkpoint(s), no temporary (.rdtmp-<pid>-last.ckpt, *.tmp-*)
+    assert [n for n in names if n != "prev.ckpt"] == ["SHA256SUMS", "config.yaml", "last.ckpt"]
 
 
 def test_sample_callback_logs_metrics_and_grid(tmp_path, tiny_h5):
@@ -227,7 +228,7 @@ def test_ddp_two_cpu_processes(tmp_path, tiny_h5):
 
 def test_training_with_flux_and_size_conditions(tmp_path):
     import numpy as np
-    from radiodiff.data.prepared import FLOAT_COLUMNS, write_prepared
+    from radiodiff.data.prepared import FLOAT_COLUMNS, data_sha256, write_prepared
     rng = np.random.default_rng(0)
     n = 48
     y, x = np.mgrid[:16, :16]
@@ -240,8 +241,10 @@ def test_training_with_flux_and_size_conditions(tmp_path):
                 split=np.array(["train"] * 36 + ["valid"] * 12, dtype=object),
                 source_id=np.array([f"s{i}" for i in range(n)], dtype=object),
                 flags=np.zeros(n, np.uint8), beam_arcsec=np.full((n, 2), 6.0))
-    path = write_prepared(tmp_path / "cond.h5", images[:, None].astype(np.float32), cols,
-                          {"name": "cond", "classes": ["A", "B"], "data_sha256": "x" * 64})
+    images = images[:, None].astype(np.float32)
+    path = write_prepared(tmp_path / "cond.h5", images, cols,
+                          {"name": "cond", "classes": ["A", "B"],
+                           "data_sha256": data_sha256(images, cols)})
     cfg = cfg_for(tmp_path, path, "data.loader.conditions=[label,peak_flux,las_arcsec]",
                   "data.loader.random_val_fraction=null", "train.total_kimg=0.024",
                   "train.condition_transform=boxcox")

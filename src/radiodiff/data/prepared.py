@@ -69,6 +69,12 @@ class PreparedSet:
     attrs: dict[str, Any]
     files: list[str] = field(default_factory=list)
     sha256: list[str] = field(default_factory=list)
+    image_shape: tuple[int, ...] = ()  # (1, H, W) of the images dataset
+
+    @property
+    def image_size(self) -> int | None:
+        """Side of the images, pixels (None when unknown)."""
+        return int(self.image_shape[-1]) if self.image_shape else None
 
     @property
     def classes(self) -> list[str]:
@@ -160,31 +166,114 @@ def _attr(value: Any) -> Any:
     return value.item() if isinstance(value, np.generic) else value
 
 
-def read_prepared(path: str | Path, images: bool = True) -> PreparedSet:
-    """Read a prepared file; raises ``ValueError`` naming the file if it is not one."""
+# dataset -> (dtype kinds accepted, trailing shape); every one has the images' length N.
+_LAYOUT = {"label": ("iu", ()), "split": ("OS", ()), "source_id": ("OS", ()),
+           "flags": ("u", ()), "beam_arcsec": ("f", (2,)),
+           **{name: ("f", ()) for name in FLOAT_COLUMNS}}
+
+
+def _layout_problems(f: h5py.File) -> list[str]:
+    """What is wrong with the datasets of an open prepared file (presence, dtype, shape,
+    length), as short phrases; empty when the layout is right."""
+    problems = []
+    images = f.get("images")
+    if not isinstance(images, h5py.Dataset):
+        return ["no images dataset"]
+    if images.ndim != 4 or images.shape[1] != 1 or images.shape[2] != images.shape[3] \
+            or images.dtype != np.float32:
+        problems.append(f"images is {images.dtype}{list(images.shape)}, expected "
+                        "float32 (N, 1, H, H)")
+    n = images.shape[0] if images.ndim else 0
+    for name, (kinds, tail) in _LAYOUT.items():
+        ds = f.get(name)
+        if not isinstance(ds, h5py.Dataset):
+            problems.append(f"dataset {name!r} is missing")
+        elif ds.dtype.kind not in kinds or ds.shape[1:] != tail:
+            problems.append(f"{name!r} is {ds.dtype}{list(ds.shape)}")
+        elif ds.shape[0] != n:
+            problems.append(f"{name!r} has {ds.shape[0]} rows, images have {n}")
+    for name in ("provenance/files", "provenance/sha256"):
+        if not isinstance(f.get(name), h5py.Dataset):
+            problems.append(f"dataset {name!r} is missing")
+    return problems
+
+
+def _stream_sha256(f: h5py.File, columns: dict[str, np.ndarray], rows: int = 256) -> str:
+    """:func:`data_sha256` of an open file, reading the images ``rows`` at a time (every
+    chunk is decompressed once: a corrupt chunk raises here)."""
+    images = f["images"]
+    h = hashlib.sha256()
+    for i in range(0, images.shape[0], rows):
+        h.update(np.ascontiguousarray(images[i:i + rows], dtype=np.float32).tobytes())
+    for name in sorted(columns):
+        col = columns[name]
+        h.update(name.encode())
+        h.update("\x1f".join(map(str, col)).encode() if col.dtype.kind in "OUS"
+                 else np.ascontiguousarray(col).tobytes())
+    return h.hexdigest()
+
+
+def read_prepared(path: str | Path, images: bool = True, verify: bool = False) -> PreparedSet:
+    """The one validating reader of prepared files.
+
+    Checks the format version, every dataset's presence, dtype, shape and length
+    (``_LAYOUT``), and turns an unreadable (e.g. corrupt compressed) chunk into one line.
+    ``verify``: also recompute the content hash and compare it with the ``data_sha256``
+    attribute (reads every image once; files without the attribute are not checked).
+
+    Raises
+    ------
+    FileNotFoundError
+        No such file.
+    ValueError
+        Not a radiodiff prepared file, a bad layout or an unreadable chunk (the message
+        names the file and the dataset); :class:`~radiodiff.io.integrity.IntegrityError`
+        when the content does not match its ``data_sha256``.
+    """
+    from radiodiff.io.integrity import IntegrityError
+
     path = Path(path)
+    redo = "re-run `radiodiff prepare` to rebuild it"
     if not path.is_file():
         raise FileNotFoundError(f"{path}: prepared data file not found "
                                 "(run `radiodiff prepare data=...` first)")
     try:
         f = h5py.File(path, "r")
     except OSError as exc:
-        raise ValueError(f"{path}: not a readable HDF5 file ({exc})") from exc
+        raise ValueError(f"{path}: not a readable HDF5 file, truncated or corrupt "
+                         f"({' '.join(str(exc).split())[:160]}); {redo}") from exc
     with f:
         version = f.attrs.get("format_version")
         if version != FORMAT_VERSION or "images" not in f:
             raise ValueError(f"{path}: not a radiodiff prepared file "
                              f"(format_version={version!r}, expected {FORMAT_VERSION})")
-        cols = {}
-        for name in COLUMNS:
-            ds = f[name]
-            cols[name] = (ds.asstr()[()] if name in ("split", "source_id") else ds[()])
-            if name in ("split", "source_id"):
-                cols[name] = np.asarray(cols[name], dtype=object)
-        return PreparedSet(
-            images=f["images"][()] if images else None,
-            columns=cols,
-            attrs={k: _attr(v) for k, v in f.attrs.items()},
-            files=list(f["provenance/files"].asstr()[()]),
-            sha256=list(f["provenance/sha256"].asstr()[()]),
-        )
+        problems = _layout_problems(f)
+        if problems:
+            raise ValueError(f"{path}: damaged prepared file: {'; '.join(problems[:4])}"
+                             f"{' ...' if len(problems) > 4 else ''}; {redo}")
+        name = "columns"
+        try:
+            cols = {}
+            for name in COLUMNS:
+                ds = f[name]
+                cols[name] = (ds.asstr()[()] if name in ("split", "source_id") else ds[()])
+                if name in ("split", "source_id"):
+                    cols[name] = np.asarray(cols[name], dtype=object)
+            name = "images"
+            attrs = {k: _attr(v) for k, v in f.attrs.items()}
+            expected = attrs.get("data_sha256")
+            actual = _stream_sha256(f, cols) if verify and expected else None
+            result = PreparedSet(
+                images=f["images"][()] if images else None,
+                columns=cols, attrs=attrs,
+                files=list(f["provenance/files"].asstr()[()]),
+                sha256=list(f["provenance/sha256"].asstr()[()]),
+                image_shape=tuple(int(d) for d in f["images"].shape[1:]))
+        except (OSError, RuntimeError, UnicodeDecodeError) as exc:
+            raise ValueError(f"{path}: dataset {name!r} is unreadable, a corrupt chunk "
+                             f"({' '.join(str(exc).split())[:120]}); {redo}") from exc
+    if actual is not None and actual != expected:
+        raise IntegrityError(f"{path}: content does not match its data_sha256 attribute "
+                             f"(recorded {str(expected)[:12]}..., found {actual[:12]}...): "
+                             f"the file was changed after `radiodiff prepare`; {redo}")
+    return result

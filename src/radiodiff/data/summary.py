@@ -162,7 +162,8 @@ def summarize(path: str | Path) -> dict[str, Any]:
         If ``path`` is not a radiodiff prepared file.
     """
     path = Path(path)
-    ps = read_prepared(path, images=False)  # validates the file and names it in errors
+    # validates the file (layout, every chunk, data_sha256) and names it in errors
+    ps = read_prepared(path, images=False, verify=True)
     cols, attrs, classes = ps.columns, ps.attrs, ps.classes
     labels = np.asarray(cols["label"]).astype(np.int64)
     splits = np.asarray(cols["split"], dtype=str)

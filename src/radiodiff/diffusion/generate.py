@@ -30,8 +30,9 @@ import numpy as np
 import torch
 
 from radiodiff.diffusion.edm import guided
-from radiodiff.diffusion.sampling import (CountingDenoiser, SamplerSpec, churn_generator,
-                                          per_image, seeded_noise)
+from radiodiff.diffusion.sampling import (CountingDenoiser, SamplerSpec, check_sample_memory,
+                                          check_seed_range, churn_generator, per_image,
+                                          seeded_noise)
 from radiodiff.io.release import Release
 
 __all__ = ["GenerateResult", "generate"]
@@ -192,6 +193,8 @@ def generate(release: Release, n: int, label: Optional[str] = None,
     n = _check_int("n", n, 1)
     batch_size = _check_int("batch_size", batch_size, 1)
     seed = _check_int("seed", seed, 0)
+    check_seed_range(seed, n)
+    check_sample_memory(n, release.image_size)
     scalars = {"peak_flux": _positive("peak_flux", peak_flux, "Jy/beam"),
                "las_arcsec": _positive("las_arcsec", las_arcsec, "arcsec")}
     cond, raw = _condition(release, label, scalars, 1)  # validates before any sampling
@@ -219,6 +222,13 @@ def generate(release: Release, n: int, label: Optional[str] = None,
             images.append(intensity.decode(x.double()).float().cpu().numpy())
             nfe += [counter.nfe] * len(b)
     out = np.concatenate(images).astype(np.float32)
+    bad = int((~np.isfinite(out)).any(axis=(1, 2, 3)).sum())
+    if bad:
+        from radiodiff.io.integrity import IntegrityError
+        raise IntegrityError(f"{release.path}: {bad} of {n} sampled images hold NaN or inf "
+                             f"(sampler {spec.name}, sigma {spec.sigma_min:g}..."
+                             f"{spec.sigma_max:g}); nothing written: check the release "
+                             "(re-export it) and the sampler options")
     unprojected = None
     if project and release.projection:
         from radiodiff.data.preprocess import project_like_data

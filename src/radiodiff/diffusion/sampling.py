@@ -16,6 +16,7 @@ from these functions.
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, fields, replace
 from typing import Any, Callable, Optional, Sequence
 
@@ -30,6 +31,7 @@ __all__ = [
     "CountingDenoiser", "karras_sigmas", "euler_sample", "heun_sample", "stochastic_sample",
     "dpmpp_2m_sample", "seeded_noise", "per_image",
     "seed_state", "word_seed", "seed_generator", "churn_generator",
+    "LIMITS", "check_seed_range", "check_sample_memory",
 ]
 
 Denoiser = Callable[..., Tensor]
@@ -301,6 +303,47 @@ def sampler_nfe(sampler: str, steps: int, guidance: float = 1.0) -> int:
     return n * (1 if guidance == 1 else 2)
 
 
+# Sane limits, checked before anything is allocated (one rule each, here only).
+LIMITS = {
+    "sigma_max": 1e5,        # model-space data live in [0, 1]; EDM uses 80
+    "sigma_min": 1e-7,       # below this float32 images cannot tell the steps apart
+    "steps": 100_000,
+    "rho": 1000.0,
+    "seed": 2**63 - 1,       # seeds are int64 (samples.h5, FITS SEED card)
+    "memory_fraction": 0.5,  # of the machine's RAM, for the images of one sample run
+}
+
+
+def check_seed_range(seed: int, n: int) -> None:
+    """Seeds ``seed .. seed + n - 1`` must fit int64 (one seed per image, stored)."""
+    top = LIMITS["seed"]
+    if seed < 0 or seed + n - 1 > top:
+        raise ValueError(f"seeds {seed}..{seed + n - 1} out of range: image k uses seed + k, "
+                         f"which must lie in [0, 2**63 - 1 = {top}]")
+
+
+def _physical_memory() -> int | None:
+    """Bytes of RAM of this machine (None when the OS does not say)."""
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def check_sample_memory(n: int, image_size: int, copies: int = 4) -> int:
+    """Estimated bytes of ``n`` float32 images of ``image_size``^2 kept by a sample run
+    (``copies``: decoded, projected, physical, the writer's buffer); refused over
+    ``LIMITS["memory_fraction"]`` of the RAM. Returns the estimate."""
+    need = int(n) * int(image_size) ** 2 * 4 * copies
+    ram = _physical_memory()
+    if ram is not None and need > LIMITS["memory_fraction"] * ram:
+        most = int(LIMITS["memory_fraction"] * ram // (int(image_size) ** 2 * 4 * copies))
+        raise ValueError(f"n={n} images of {image_size}x{image_size} need about "
+                         f"{need / 2**30:.1f} GiB, more than half of this machine's "
+                         f"{ram / 2**30:.1f} GiB; ask for at most {most} per run")
+    return need
+
+
 @dataclass(frozen=True)
 class SamplerSpec:
     """One sampler setting: solver, Karras schedule (EDM Eq. 5), churn and guidance weight.
@@ -322,11 +365,24 @@ class SamplerSpec:
                              f"{', '.join(SAMPLERS)}")
         if isinstance(self.steps, bool) or int(self.steps) != self.steps or self.steps < 1:
             raise ValueError(f"steps must be an integer >= 1, got {self.steps}")
+        if self.steps > LIMITS["steps"]:
+            raise ValueError(f"steps={self.steps} is past the limit of {LIMITS['steps']}")
         if not 0 < self.sigma_min <= self.sigma_max < math.inf:
             raise ValueError("need 0 < sigma_min <= sigma_max < inf, got "
                              f"sigma_min={self.sigma_min}, sigma_max={self.sigma_max}")
+        if self.sigma_min < LIMITS["sigma_min"] or self.sigma_max > LIMITS["sigma_max"]:
+            raise ValueError(f"need {LIMITS['sigma_min']:g} <= sigma_min <= sigma_max <= "
+                             f"{LIMITS['sigma_max']:g} (model-space units; EDM: 0.002 and "
+                             f"80), got sigma_min={self.sigma_min}, "
+                             f"sigma_max={self.sigma_max}")
+        if self.sigma_min == self.sigma_max and self.steps > 1:
+            raise ValueError(f"sigma_min = sigma_max = {self.sigma_min} with steps="
+                             f"{self.steps}: the schedule would not move; need sigma_min "
+                             "< sigma_max")
         if not self.rho > 0:
             raise ValueError(f"rho must be > 0, got {self.rho}")
+        if self.rho > LIMITS["rho"]:
+            raise ValueError(f"rho={self.rho} is past the limit of {LIMITS['rho']:g}")
         for name in ("guidance", "S_churn"):
             value = getattr(self, name)
             if not (math.isfinite(float(value)) and value >= 0):

@@ -97,14 +97,11 @@ def reference_meta(ps) -> dict[str, Any]:
 
 def samples_set(path: str | Path) -> ImageSet:
     """Images written by ``radiodiff sample`` (``samples.h5`` or the folder holding it)."""
-    import h5py
+    from radiodiff.io.samples import read_samples
     path = Path(path)
     path = path / "samples.h5" if path.is_dir() else path
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no samples.h5 (write one with `radiodiff sample`)")
-    with h5py.File(path, "r") as f:
-        return ImageSet(f["images"][()].astype(np.float32), f["label"][()].astype(np.int64),
-                        f"generated ({path.parent.name})")
+    s = read_samples(path)  # validates; one line naming the file
+    return ImageSet(s["images"], s["label"], f"generated ({path.parent.name})")
 
 
 def sample_classes(release, counts: Iterable[tuple[int, int]], seed: int = 0,

@@ -12,6 +12,8 @@ export. A release folder holds (``FORMAT_VERSION`` 1)::
                              scaling, negatives, provenance (data_sha256, inputs_sha256,
                              git_commit, package_version, seed, images_seen, step,
                              created_utc), format_version
+        SHA256SUMS           SHA-256 of the three files above (``sha256sum -c`` format),
+                             checked by :func:`load_release`
 
 Nothing in it is executable: the network is rebuilt from ``model_args`` in ``meta.json`` by
 :func:`radiodiff.diffusion.factory.build_denoiser` and the weights are read with ``safetensors`` (never
@@ -37,18 +39,21 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from radiodiff.io.artifacts import artifact_dir, to_plain
+from radiodiff.io.integrity import (MANIFEST, IntegrityError, check_finite, verify_file,
+                                    write_manifest)
 from radiodiff.diffusion.edm import EDMDenoiser
 from radiodiff.diffusion.intensity import IntensityTransform
 from radiodiff.io.provenance import git_commit
 
 __all__ = ["FORMAT_VERSION", "CONFIG_FILE", "WEIGHTS_FILE", "META_FILE", "DEFAULT_MODEL",
            "Release", "export_release", "load_release", "models_dir",
-           "resolve_model"]
+           "resolve_model", "seal_release"]
 
 FORMAT_VERSION = 1
 CONFIG_FILE = "config.yaml"
 WEIGHTS_FILE = "model.safetensors"
 META_FILE = "meta.json"
+_FILES = (CONFIG_FILE, WEIGHTS_FILE, META_FILE)  # hashed in SHA256SUMS
 
 # Keys the loader needs to rebuild the model and to write science output.
 _REQUIRED = ("classes", "scalar_conditions", "condition_transform", "image_size")
@@ -209,6 +214,8 @@ def export_release(out_dir: str | Path, denoiser: nn.Module, config: DictConfig 
     m = _release_meta(module, cfg, meta)
     # Clones: safetensors refuses tensors sharing storage and non-contiguous views.
     state = {k: v.detach().cpu().contiguous().clone() for k, v in module.state_dict().items()}
+    check_finite(state, f"export_release {out_dir}", "nothing written: the weights are "
+                 "broken (a diverged run or a corrupt checkpoint)")
     metadata = {"format": "pt", "radiodiff_format_version": str(FORMAT_VERSION),
                 "model_name": m["model_name"]}
 
@@ -216,7 +223,8 @@ def export_release(out_dir: str | Path, denoiser: nn.Module, config: DictConfig 
         (tmp / CONFIG_FILE).write_text(OmegaConf.to_yaml(cfg, resolve=True))
         save_file(state, str(tmp / WEIGHTS_FILE), metadata=metadata)
         (tmp / META_FILE).write_text(json.dumps(m, indent=2, allow_nan=False) + "\n")
-        for name in (CONFIG_FILE, WEIGHTS_FILE, META_FILE):
+        write_manifest(tmp, _FILES)
+        for name in _FILES:
             with open(tmp / name, "rb") as fh:
                 os.fsync(fh.fileno())
     return out_dir
@@ -239,6 +247,10 @@ def _read_meta(path: Path) -> dict:
     missing = [k for k in _REQUIRED + ("sigma_data",) if k not in meta]
     if missing:
         raise ValueError(f"{path}: {META_FILE} is missing {missing}")
+    bad = _meta_type_errors(meta)
+    if bad:
+        raise IntegrityError(f"{path}: {META_FILE} has values of the wrong type or range: "
+                             f"{'; '.join(bad)} (re-export the release)")
     try:
         IntensityTransform.from_dict(meta.get("intensity"))
         _check_projection(meta.get("projection"), f"{path}: {META_FILE}")
@@ -246,6 +258,43 @@ def _read_meta(path: Path) -> dict:
         raise ValueError(f"{path}: {META_FILE} has a bad `intensity` or `projection` "
                          f"({exc})") from exc
     return meta
+
+
+def _is_num(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _is_strs(v: Any) -> bool:
+    return isinstance(v, list) and all(isinstance(x, str) for x in v)
+
+
+# meta.json key -> (test, what it must be); absent optional keys are not tested.
+_META_TYPES = {
+    "classes": (_is_strs, "a list of class names"),
+    "scalar_conditions": (_is_strs, "a list of condition names"),
+    "condition_transform": (lambda v: isinstance(v, dict), "an object"),
+    "image_size": (lambda v: isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 4096,
+                   "an integer in [1, 4096]"),
+    "sigma_data": (lambda v: _is_num(v) and v > 0, "a finite number > 0"),
+    "model_args": (lambda v: v is None or isinstance(v, dict), "an object or null"),
+    "image_unit": (lambda v: v in _IMAGE_UNITS, f"one of {list(_IMAGE_UNITS)}"),
+    "scaling": (lambda v: v in _SCALINGS, f"one of {list(_SCALINGS)}"),
+    "pixel_scale_arcsec": (lambda v: v is None or (_is_num(v) and v > 0),
+                           "a number > 0 or null"),
+    "beam_arcsec": (lambda v: v is None or (isinstance(v, list) and len(v) == 2
+                                            and all(_is_num(x) and x > 0 for x in v)),
+                    "[bmaj, bmin] in arcsec or null"),
+}
+
+
+def _meta_type_errors(meta: Mapping[str, Any]) -> list[str]:
+    """``"key=value: must be ..."`` for each value of ``meta`` of the wrong type (the one
+    type rule of release metadata; :func:`load_release` refuses such a release)."""
+    bad = []
+    for key, (ok, what) in _META_TYPES.items():
+        if key in meta and not ok(meta[key]):
+            bad.append(f"{key}={str(meta[key])[:40]!s} must be {what}")
+    return bad
 
 
 def _check_projection(p: Any, where: str) -> dict | None:
@@ -310,7 +359,10 @@ def load_release(path: str | Path) -> Release:
         The folder or one of its files is missing.
     ValueError
         A file is corrupt, the format version is unsupported, or the weights do not fit
-        the network described by the config (the message names the folder).
+        the network described by the config (the message names the folder). Among them
+        :class:`~radiodiff.io.integrity.IntegrityError`: a file does not match its
+        SHA-256 in ``SHA256SUMS`` (releases without one are not checked), the weights
+        hold NaN or inf, or a ``meta.json`` value has the wrong type.
     """
     from radiodiff.diffusion.conditions import ConditionTransform
     from radiodiff.diffusion.factory import build_denoiser, network_args
@@ -321,6 +373,10 @@ def load_release(path: str | Path) -> Release:
     for name in (CONFIG_FILE, WEIGHTS_FILE, META_FILE):
         if not (path / name).is_file():
             raise FileNotFoundError(f"{path}: not a release folder, {name} is missing")
+    for name in _FILES:
+        verify_file(path / name, f"release file {name}",
+                    f"re-export or re-download the release (or delete {MANIFEST} to skip "
+                    "this check at your own risk)")
     meta = _read_meta(path)
     try:
         config = OmegaConf.load(path / CONFIG_FILE)
@@ -329,6 +385,8 @@ def load_release(path: str | Path) -> Release:
     if not isinstance(config, DictConfig) or OmegaConf.select(config, "model") is None:
         raise ValueError(f"{path}: {CONFIG_FILE} has no `model` section")
     state, sha = _read_weights(path)
+    check_finite(state, f"{path}: {WEIGHTS_FILE}", "the release is unusable: re-export it "
+                 "from a good checkpoint")
     try:
         transform = ConditionTransform.from_dict(meta["condition_transform"])
         args = meta.get("model_args") or network_args(  # releases before model_args
@@ -336,7 +394,7 @@ def load_release(path: str | Path) -> Release:
             meta["scalar_conditions"])
         with torch.random.fork_rng(devices=[]):
             denoiser = build_denoiser(args, float(meta["sigma_data"]))
-    except (TypeError, KeyError) as exc:
+    except (TypeError, KeyError, AttributeError) as exc:
         raise ValueError(f"{path}: cannot rebuild the model from {CONFIG_FILE} and "
                          f"{META_FILE} ({exc})") from exc
     except ValueError as exc:
@@ -350,6 +408,17 @@ def load_release(path: str | Path) -> Release:
     denoiser.eval()
     return Release(denoiser=denoiser, meta=meta, config=config, transform=transform,
                    path=path, weights_sha256=sha)
+
+
+def seal_release(path: str | Path) -> Path:
+    """(Re)write the ``SHA256SUMS`` of a release folder from its files as they are now,
+    e.g. for a release written before the manifest existed (``models/first``); the
+    files themselves are not touched. Returns the manifest's path."""
+    path = Path(path)
+    missing = [n for n in _FILES if not (path / n).is_file()]
+    if missing:
+        raise FileNotFoundError(f"{path}: not a release folder, {missing} missing")
+    return write_manifest(path, _FILES)
 
 
 def models_dir() -> Path:

@@ -21,7 +21,8 @@ from radiodiff.io.release import Release
 if TYPE_CHECKING:
     from radiodiff.diffusion.generate import GenerateResult
 
-__all__ = ["save_samples", "sample_filename", "samples_nbytes", "SAMPLES_FORMAT_VERSION"]
+__all__ = ["save_samples", "sample_filename", "samples_nbytes", "read_samples",
+           "SAMPLES_FORMAT_VERSION"]
 
 SAMPLES_FORMAT_VERSION = 2  # 2: attribute `model` (folder name) replaces `model_path`
 _PREVIEW_MAX = 64  # images in preview.png
@@ -243,3 +244,50 @@ def save_samples(out_dir: str | Path, release: Release, result: GenerateResult,
                  "samples.h5": _write_h5(tmp / "samples.h5", release, result, prov),
                  "preview.png": _write_preview(tmp / "preview.png", result)}
     return relocated(paths, tmp, out_dir)
+
+
+def read_samples(path: str | Path) -> dict[str, np.ndarray]:
+    """The one validating reader of ``samples.h5`` (or the folder holding it).
+
+    Returns ``{"images": (N, 1, H, W) float32, "label": (N,) int64}`` after checking the
+    format version, the presence, shape and length of both datasets, that every chunk
+    decompresses, and that the images are finite.
+
+    Raises
+    ------
+    FileNotFoundError
+        No ``samples.h5`` there.
+    ValueError
+        Truncated, corrupt or malformed (one line naming the file and the problem).
+    """
+    import h5py
+
+    path = Path(path)
+    path = path / "samples.h5" if path.is_dir() else path
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no samples.h5 (write one with `radiodiff sample`)")
+    redo = "write it again with `radiodiff sample`"
+    try:
+        f = h5py.File(path, "r")
+    except OSError as exc:
+        raise ValueError(f"{path}: not a readable HDF5 file, truncated or corrupt "
+                         f"({' '.join(str(exc).split())[:120]}); {redo}") from exc
+    with f:
+        version = f.attrs.get("format_version")
+        images, label = f.get("images"), f.get("label")
+        if version is None or int(version) > SAMPLES_FORMAT_VERSION or images is None \
+                or label is None:
+            raise ValueError(f"{path}: not a radiodiff samples file (format_version="
+                             f"{version!r}, datasets {sorted(f)}); {redo}")
+        if images.ndim != 4 or images.shape[1] != 1 or label.shape != images.shape[:1]:
+            raise ValueError(f"{path}: malformed samples file: images {list(images.shape)},"
+                             f" label {list(label.shape)}, expected (N, 1, H, W) and (N,)")
+        try:
+            out = {"images": images[()].astype(np.float32),
+                   "label": label[()].astype(np.int64)}
+        except (OSError, RuntimeError) as exc:
+            raise ValueError(f"{path}: unreadable data, a corrupt chunk "
+                             f"({' '.join(str(exc).split())[:120]}); {redo}") from exc
+    if not np.isfinite(out["images"]).all():
+        raise ValueError(f"{path}: images hold NaN or inf; {redo}")
+    return out

@@ -13,9 +13,87 @@ import torch
 from omegaconf import OmegaConf
 
 from radiodiff.diffusion.factory import build_denoiser, network_args
+from radiodiff.io.integrity import IntegrityError, check_finite, verify_file
 from radiodiff.io.release import export_release
 
-__all__ = ["export_checkpoint"]
+__all__ = ["export_checkpoint", "read_checkpoint", "LAST", "PREV"]
+
+LAST, PREV = "last.ckpt", "prev.ckpt"  # the resume checkpoint and the one before it
+# hyper-parameters a radiodiff checkpoint must carry, and their types
+_HPARAMS = {"cfg": dict, "num_classes": int, "scalar_conditions": list, "transform": dict,
+            "sigma_data": float}
+
+
+def _alternative(path: Path, usage: str) -> str:
+    """What to do instead of using a bad ``path``: its intact ``prev.ckpt`` if any."""
+    prev = path.with_name(PREV)
+    if path.name == PREV or not prev.is_file():
+        return f"no earlier checkpoint beside it; {usage.format('<another .ckpt>')}"
+    try:
+        step = read_checkpoint(prev, alternative=False).get("global_step")
+    except (ValueError, OSError):
+        return f"{prev} is damaged too"
+    return f"the previous one is intact (step {step}): {usage.format(prev)}"
+
+
+def read_checkpoint(path: str | Path, alternative: bool = True,
+                    usage: str = "use it with train.resume={}", check_hash: bool = True) -> dict:
+    """The one validating reader of training checkpoints (``torch.load(weights_only=True)``).
+
+    Checks, in this order: the SHA-256 against the ``SHA256SUMS`` of the checkpoint folder
+    (written by :class:`radiodiff.training.fit.ResumeCheckpoint`; not checked without one),
+    that the file unpickles (truncated, random bytes), the layout (``state_dict``,
+    ``global_step`` and the hyper-parameters export needs, with their types), and that
+    every tensor and ``sigma_data`` is finite. ``alternative``: a failure names the intact
+    ``prev.ckpt`` beside it, put into ``usage`` (a format string with one ``{}``).
+    ``check_hash`` False: a file just written, not yet in the manifest.
+
+    Raises
+    ------
+    FileNotFoundError
+        No such file.
+    IntegrityError
+        One line naming the file, the problem and the checkpoint to use instead.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: checkpoint not found")
+
+    def fail(problem: str, cause: BaseException | None = None):
+        fix = _alternative(path, usage) if alternative else "do not use it"
+        raise IntegrityError(f"{path}: {problem}; {fix}") from cause
+
+    try:
+        if check_hash:
+            verify_file(path, "checkpoint", "", accept_any=True)
+    except IntegrityError as exc:
+        fail(f"does not match the SHA-256 recorded in {path.parent}/SHA256SUMS (corrupt or "
+             "changed since it was written)", exc)
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # truncated zip, random bytes, foreign pickles
+        fail(f"not a readable checkpoint (truncated or corrupt: "
+             f"{' '.join(str(exc).split())[:160]})", exc)
+    hp = ckpt.get("hyper_parameters") if isinstance(ckpt, dict) else None
+    if not isinstance(hp, dict) or not isinstance(ckpt.get("state_dict"), dict):
+        fail("not a radiodiff training checkpoint (no state_dict or hyper-parameters)")
+    wrong = [f"{k} (want {t.__name__})" for k, t in _HPARAMS.items()
+             if not isinstance(hp.get(k), t if t is not float else (int, float))
+             or isinstance(hp.get(k), bool)]
+    if not isinstance(ckpt.get("global_step", 0), int):
+        wrong.append("global_step (want int)")
+    if isinstance(hp.get("cfg"), dict):
+        wrong += [f"cfg.{k} (want dict)" for k in ("model", "data", "train")
+                  if not isinstance(hp["cfg"].get(k), dict)]
+    if wrong:
+        fail(f"malformed radiodiff checkpoint: missing or mistyped {', '.join(wrong)}")
+    if not (math.isfinite(hp["sigma_data"]) and hp["sigma_data"] > 0):
+        fail(f"sigma_data={hp['sigma_data']} is not a finite number > 0")
+    try:
+        check_finite(ckpt["state_dict"], "state_dict", "")
+    except IntegrityError as exc:
+        fail(str(exc).rstrip("; "), exc)
+    return ckpt
 
 
 def export_checkpoint(ckpt_path: str | Path, out_dir: str | Path,
@@ -31,23 +109,30 @@ def export_checkpoint(ckpt_path: str | Path, out_dir: str | Path,
     from radiodiff.io.artifacts import check_output
     check_output(out_dir, "release", overwrite)  # before reading a large checkpoint
     ckpt_path = Path(ckpt_path)
-    if not ckpt_path.is_file():
-        raise FileNotFoundError(f"{ckpt_path}: checkpoint not found")
+    ckpt = read_checkpoint(ckpt_path, usage="export it instead: radiodiff export --ckpt {}")
+    hp = ckpt["hyper_parameters"]
     try:
-        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise ValueError(f"{ckpt_path}: not a readable radiodiff checkpoint ({exc})") from exc
-    hp = ckpt.get("hyper_parameters") if isinstance(ckpt, dict) else None
-    if not hp or "cfg" not in hp or "state_dict" not in ckpt:
-        raise ValueError(f"{ckpt_path}: not a radiodiff training checkpoint (no hyper-parameters)")
-    cfg = OmegaConf.create(hp["cfg"])
-    ds = hp.get("dataset") or {}
-    args = hp.get("model_args") or network_args(  # checkpoints before model_args
-        cfg.model, int(cfg.data.image_size), int(hp["num_classes"]), hp["scalar_conditions"])
-    denoiser = build_denoiser(args, float(hp["sigma_data"]))
-    prefix, halflife = _ema_prefix(cfg, ema_halflife_kimg, ckpt_path)
-    ema = {k[len(prefix):]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}
-    denoiser.load_state_dict(ema, strict=True)
+        cfg = OmegaConf.create(hp["cfg"])
+        ds = hp.get("dataset") or {}
+        args = hp.get("model_args") or network_args(  # checkpoints before model_args
+            cfg.model, int(cfg.data.image_size), int(hp["num_classes"]),
+            hp["scalar_conditions"])
+        denoiser = build_denoiser(args, float(hp["sigma_data"]))
+        prefix, halflife = _ema_prefix(cfg, ema_halflife_kimg, ckpt_path)
+        ema = {k[len(prefix):]: v for k, v in ckpt["state_dict"].items()
+               if k.startswith(prefix)}
+        denoiser.load_state_dict(ema, strict=True)
+    except (TypeError, KeyError, AttributeError, RuntimeError) as exc:
+        if isinstance(exc, RuntimeError) and "state_dict" not in str(exc):
+            raise
+        why = " ".join(str(exc).split())[:300]
+        raise IntegrityError(f"{ckpt_path}: malformed radiodiff checkpoint, its config, "
+                             f"model_args and EMA weights do not fit together ({why})") from exc
+    except Exception as exc:  # omegaconf errors on a mangled config
+        if type(exc).__module__.startswith("omegaconf"):
+            raise IntegrityError(f"{ckpt_path}: malformed config in the checkpoint "
+                                 f"({' '.join(str(exc).split())[:200]})") from exc
+        raise
     meta = {
         "classes": list(ds.get("classes") or []) if hp["num_classes"] else [],
         "scalar_conditions": list(hp["scalar_conditions"]),

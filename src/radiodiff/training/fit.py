@@ -2,7 +2,9 @@
 
 Runs are time-boxed pieces that resume exactly: ``train.resume=auto`` continues from
 ``<train.ckpt_dir>/last.ckpt``, rewritten atomically every ``ckpt_every_steps`` steps, every
-``ckpt_every_minutes`` minutes and when training stops.
+``ckpt_every_minutes`` minutes and when training stops. Each new ``last.ckpt`` is read back
+and checked (loadable, finite) before it replaces the old one, which is kept as
+``prev.ckpt``; ``SHA256SUMS`` beside them records both hashes, checked before a resume.
 """
 
 from __future__ import annotations
@@ -24,42 +26,90 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from omegaconf import DictConfig, OmegaConf
 
 from radiodiff.config import ConfigError
-from radiodiff.io.artifacts import atomic_text, save_torch
+from radiodiff.io.artifacts import atomic_text, clear_stale_temps, save_torch, temp_name
 from radiodiff.data.datamodule import CutoutDataModule
 from radiodiff.data.prepared import read_prepared
+from radiodiff.io.integrity import read_manifest, sha256_file, write_manifest
+from radiodiff.training.export import LAST, PREV, read_checkpoint
 from radiodiff.training.module import (DataStats, DiffusionModule, checkpoint_progress,
                                        module_from_config)
 from radiodiff.diffusion.conditions import ConditionTransform
 from radiodiff.diffusion.intensity import IntensityTransform
 
 __all__ = ["train", "ResumeCheckpoint", "AtomicCheckpointIO", "TimeBox", "build_trainer",
-           "build_callbacks", "data_stats", "resume_path", "make_logger", "warm_start"]
+           "build_callbacks", "data_stats", "resume_path", "make_logger", "warm_start",
+           "check_image_size"]
 
 log = logging.getLogger(__name__)
-LAST = "last.ckpt"
 
 
 class ResumeCheckpoint(Callback):
     """Rewrite ``dirpath/last.ckpt`` atomically every N steps, every M minutes and at the end.
 
     The decision to save is taken on rank 0 and broadcast, so ranks whose clocks differ
-    never disagree about entering the (collective) save.
+    never disagree about entering the (collective) save. A save goes: write
+    ``last.ckpt.tmp``, read it back (:func:`~radiodiff.training.export.read_checkpoint`:
+    loadable, finite), record its SHA-256 in ``SHA256SUMS`` (next to those of the files it
+    rotates, so a crash at any point leaves every file verifiable), make ``prev.ckpt`` a
+    second name (hard link) of the old ``last.ckpt`` and rename the new file to
+    ``last.ckpt`` (which therefore never goes missing). An old ``last.ckpt`` that no longer
+    matches its hash (a run resumed from ``prev.ckpt``) is replaced without becoming
+    ``prev.ckpt``. A save that fails the check raises and leaves ``last.ckpt`` and
+    ``prev.ckpt`` as they were.
+
+    The module's EMA update of the step is applied before saving (``update_ema``), so a
+    checkpoint taken mid-run holds the same EMA as an uninterrupted run at that step.
     """
 
     def __init__(self, dirpath: str | Path, every_steps: int, every_minutes: float) -> None:
         self.dirpath = Path(dirpath)
         self.every_steps, self.every_minutes = int(every_steps), float(every_minutes)
         self._last = time.monotonic()
+        self._saved_step: int | None = None  # global step of this piece's last save
 
     def save(self, trainer: L.Trainer) -> Path:
         self.dirpath.mkdir(parents=True, exist_ok=True)
         path = self.dirpath / LAST
-        # full resume state, written by AtomicCheckpointIO: a crash mid-save leaves the
-        # previous last.ckpt intact and only a temporary sibling the next save removes
-        trainer.save_checkpoint(path, weights_only=False)
+        clear_stale_temps(self.dirpath, LAST)  # a killed run's unverified save
+        tmp = temp_name(path)
+        if self._saved_step == trainer.global_step and path.is_file():
+            return path  # saved at this step already: keep prev.ckpt one save older
+        update_ema = getattr(trainer.lightning_module, "update_ema", None)
+        if update_ema is not None:
+            update_ema()  # idempotent per step: the module's own hook runs after callbacks
+        trainer.save_checkpoint(tmp, weights_only=False)  # full state, via AtomicCheckpointIO
+        if trainer.is_global_zero:
+            self._rotate(tmp, path)
         trainer.strategy.barrier("resume_checkpoint")
-        self._last = time.monotonic()
+        self._last, self._saved_step = time.monotonic(), int(trainer.global_step)
         return path
+
+    def _rotate(self, tmp: Path, path: Path) -> None:
+        """Verify ``tmp``, then ``last.ckpt`` -> ``prev.ckpt`` and ``tmp`` -> ``last.ckpt``."""
+        try:
+            read_checkpoint(tmp, alternative=False, check_hash=False)
+        except ValueError as exc:
+            tmp.unlink(missing_ok=True)
+            raise ValueError(f"the checkpoint just written did not verify, {path} is kept "
+                             f"as it was ({exc})") from exc
+        new = sha256_file(tmp)
+        known = read_manifest(self.dirpath) or {}
+        prev = self.dirpath / PREV
+        last_sha = sha256_file(path) if path.is_file() else None
+        # A last.ckpt that no longer matches its hash (the run resumed from prev.ckpt) is
+        # moved aside, not rotated over the good prev.ckpt.
+        rotate = last_sha is not None and known.get(LAST) in (None, last_sha)
+        prev_sha = known.get(PREV) or (sha256_file(prev) if prev.is_file() else None)
+        keep = last_sha if rotate else prev_sha
+        # During the renames every file present has its hash listed (read with accept_any).
+        write_manifest(self.dirpath, [], {k: v for k, v in (
+            (LAST, new), (PREV, keep), (f"{PREV}.old", prev_sha)) if v})
+        if rotate:  # prev.ckpt: a second name of the old file; last.ckpt never goes missing
+            _link_or_copy(path, prev)
+        elif last_sha is not None:
+            log.warning("%s did not match its recorded hash: replaced, %s kept", path, PREV)
+        os.replace(tmp, path)  # a crash before this leaves the previous last.ckpt intact
+        write_manifest(self.dirpath, [], {k: v for k, v in ((LAST, new), (PREV, keep)) if v})
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         step = trainer.global_step
@@ -82,6 +132,21 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         if storage_options is not None:
             raise TypeError(f"{type(self).__name__} takes no storage_options")
         save_torch(checkpoint, Path(path))
+
+
+def _link_or_copy(src: Path, dst: Path) -> None:
+    """``dst`` becomes a copy of ``src`` (a hard link where the file system has them),
+    replaced atomically."""
+    tmp = dst.with_name(f"{dst.name}.tmp-{os.getpid()}")
+    tmp.unlink(missing_ok=True)
+    try:
+        try:
+            os.link(src, tmp)
+        except OSError:
+            shutil.copy2(src, tmp)
+        os.replace(tmp, dst)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 class TimeBox(Callback):
@@ -316,6 +381,8 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None,
     """
     L.seed_everything(int(cfg.seed), workers=True, verbose=False)
     ckpt = resume_path(cfg)
+    state = read_checkpoint(ckpt, usage="resume from it with train.resume={}") if ckpt \
+        else None  # hash, layout, finite weights: before anything is written
     _ensure_prepared(cfg)
     quiet_libraries(cfg)
     run_dir = Path(run_dir or Path(cfg.paths.output_dir) / str(cfg.train.run_name))
@@ -331,7 +398,8 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None,
     world = _world_size(cfg)
     batch_images = int(cfg.data.loader.batch_size) * world * int(
         cfg.trainer.accumulate_grad_batches)
-    max_steps = _max_steps(float(cfg.train.total_kimg) * 1000, batch_images, ckpt)
+    max_steps = _max_steps(float(cfg.train.total_kimg) * 1000, batch_images, state)
+    del state
     trainer = build_trainer(cfg, run_dir, max_steps, callbacks)
     if ckpt and trainer.is_global_zero:
         log.info("resuming from %s", ckpt)
@@ -356,7 +424,8 @@ def data_stats(cfg: DictConfig, dm: CutoutDataModule) -> DataStats:
     """Conditions, their transform (fitted on the training rows), sigma_data and the file's
     metadata, from a set-up DataModule."""
     scalars = [c for c in dm.conditions if c != "label"]
-    meta = read_prepared(dm.path, images=False)
+    meta = read_prepared(dm.path, images=False, verify=True)  # layout, chunks, data_sha256
+    check_image_size(meta.image_size, int(cfg.data.image_size), dm.path)
     rows = dm.train_dataset.indices
     transform = ConditionTransform.fit({n: meta.columns[n][rows] for n in scalars}, scalars,
                                        method=str(cfg.train.condition_transform))
@@ -370,13 +439,27 @@ def data_stats(cfg: DictConfig, dm: CutoutDataModule) -> DataStats:
                      len(dm.classes) if "label" in dm.conditions else 0, dataset)
 
 
-def _max_steps(total_images: float, batch_images: int, ckpt: str | None) -> int:
-    """Global step at which ``total_images`` are reached, resuming at this batch size
-    (earlier pieces may have used another: the rest is counted from ``images_seen``)."""
-    if not ckpt:
+def check_image_size(file_size: int | None, config_size: int, path: str | Path) -> None:
+    """The one rule: a run trains at ``data.image_size``, so the prepared file must hold
+    images of that side (checkpoint and release record the config's size).
+
+    Raises
+    ------
+    ConfigError
+        Naming both sizes and the two ways out.
+    """
+    if file_size is not None and file_size != config_size:
+        raise ConfigError(f"{path}: images are {file_size}x{file_size} pixels but "
+                          f"data.image_size={config_size}; set data.image_size={file_size} "
+                          f"or prepare the data again at {config_size} pixels")
+
+
+def _max_steps(total_images: float, batch_images: int, state: dict | None) -> int:
+    """Global step at which ``total_images`` are reached, resuming (``state``: the
+    checkpoint) at this batch size (earlier pieces may have used another: the rest is
+    counted from ``images_seen``)."""
+    if not state:
         return math.ceil(total_images / batch_images)
-    import torch
-    state = torch.load(ckpt, map_location="cpu", weights_only=True, mmap=True)  # no tensor I/O
     seen, step = checkpoint_progress(state, batch_images)
     return step + math.ceil(max(0.0, total_images - seen) / batch_images)
 

@@ -5,6 +5,14 @@ the steps since, so a run can resume with another batch size or number of device
 CPU piece at batch 32, then a GPU piece at batch 128). A resumed run continues exactly: the
 noise of step ``k`` on rank ``r`` comes from a generator seeded by ``(seed, k, r)`` instead
 of a running RNG state.
+
+Resume guarantee: resuming from a ``last.ckpt`` taken at step ``k`` (at the end of a piece,
+or mid-run by ``ckpt_every_steps`` / ``ckpt_every_minutes`` before a crash or kill -9)
+gives, at every later step, network, EMA and optimiser tensors bit-identical to the
+uninterrupted run, provided batch size, number of devices, precision, hardware and library
+versions are the same (tested on CPU, fp32). Steps after ``k`` that the crash lost are
+recomputed. A piece with another batch size or device count continues every schedule by
+images seen but is, by design, a different run.
 """
 
 from __future__ import annotations
@@ -147,6 +155,7 @@ class DiffusionModule(L.LightningModule):
                             for k in ("interval", "piece")}
         # (images, global step) at the restored checkpoint; images_seen counts on from there.
         self._resumed_at = (0, 0)
+        self._ema_step = 0  # global step of the last EMA update (none due at step 0)
 
     # ------------------------------------------------------------------------------ helpers
     @property
@@ -179,11 +188,22 @@ class DiffusionModule(L.LightningModule):
         cond = drop_conditions(self.encode_cond(cond_raw), self.conditioning.label_dropout, g)
         loss, sigma = edm_loss(self.net, x0, cond, P_mean=self.P_mean, P_std=self.P_std,
                                generator=g)
+        self._check_loss(loss)
         self.log("train/loss", loss.mean(), prog_bar=True, sync_dist=True)
         self._log_sigma_bins(loss.detach().float().reshape(-1), sigma.detach().reshape(-1))
         self.log("train/kimg", self.images_seen / 1000.0, sync_dist=False)
         self.log("train/lr", self.optimizers().param_groups[0]["lr"])
         return loss.mean()
+
+    def _check_loss(self, loss: torch.Tensor) -> None:
+        """Stop at the first non-finite loss, before the optimiser step spreads it into the
+        weights (and before any checkpoint holds them). One device sync per step."""
+        if not bool(torch.isfinite(loss).all()):
+            from radiodiff.io.integrity import IntegrityError
+            raise IntegrityError(
+                f"training: the loss is NaN or inf at step {int(self.global_step)} "
+                f"({self.images_seen} images seen); the last checkpoint was kept as it was. "
+                "Lower train.lr, check the data (radiodiff inspect) or resume from prev.ckpt")
 
     def _log_sigma_bins(self, per_image: torch.Tensor, sigma: torch.Tensor) -> None:
         # Averaged over the last log interval (training is one endless epoch, so epoch-level
@@ -228,6 +248,18 @@ class DiffusionModule(L.LightningModule):
         return line
 
     def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
+        self.update_ema()
+
+    def update_ema(self) -> None:
+        """One EMA step for the optimiser step just taken (EDM Sect. C.2); idempotent per
+        global step. Lightning calls callbacks' ``on_train_batch_end`` before the module's,
+        so :class:`~radiodiff.training.fit.ResumeCheckpoint` calls this first: a checkpoint
+        taken mid-run then holds this step's EMA, and a resume from it is bit-identical to
+        the uninterrupted run (it used to miss one update, visible only as ~1e-10 because
+        the early EMA ramp-up makes beta small)."""
+        if self._ema_step == int(self.global_step):
+            return
+        self._ema_step = int(self.global_step)
         params = [p.detach() for p in self.net.parameters()]
         e = self.ema_settings
         with torch.no_grad():
@@ -278,6 +310,7 @@ class DiffusionModule(L.LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         self._resumed_at = checkpoint_progress(checkpoint, self.batch_images)
+        self._ema_step = self._resumed_at[1]  # the checkpoint's EMA is up to date
 
 
 def sigma_loss_line(sums: torch.Tensor) -> str:

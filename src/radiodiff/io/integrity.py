@@ -1,0 +1,138 @@
+"""Integrity of the files radiodiff reads back: content hashes and finite numbers.
+
+One manifest format for every folder of results (``SHA256SUMS``, as ``sha256sum`` writes
+it: ``<64 hex>  <file name>`` per line, checkable with ``sha256sum -c SHA256SUMS``), one
+check that a state_dict holds only finite numbers, and one error type,
+:class:`IntegrityError`, whose message names the file, what is wrong and what to do.
+
+A release folder lists its ``config.yaml``, ``model.safetensors`` and ``meta.json``; a
+checkpoint folder lists ``last.ckpt`` and ``prev.ckpt`` (see
+:class:`radiodiff.training.fit.ResumeCheckpoint`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from pathlib import Path
+from typing import Iterable, Mapping
+
+__all__ = ["MANIFEST", "IntegrityError", "sha256_file", "read_manifest", "write_manifest",
+           "verify_file", "nonfinite_tensors", "check_finite"]
+
+MANIFEST = "SHA256SUMS"
+_LINE = re.compile(r"^([0-9a-f]{64}) [ *](.+)$")
+
+
+class IntegrityError(ValueError):
+    """A file is corrupt, truncated, changed since it was written, or holds NaN/inf.
+
+    A ``ValueError``: the command line reports it in one line with exit code 2.
+    """
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 22) -> str:
+    """Hex SHA-256 of a file's bytes, read in chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def read_manifest(folder: str | Path) -> dict[str, str] | None:
+    """``{file name: sha256}`` of ``folder/SHA256SUMS``; None when there is none.
+
+    Raises
+    ------
+    IntegrityError
+        The manifest exists but is not a ``sha256sum`` listing.
+    """
+    path = Path(folder) / MANIFEST
+    if not path.is_file():
+        return None
+    entries = {}
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise IntegrityError(f"{path}: unreadable hash manifest ({exc})") from exc
+    for k, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        m = _LINE.match(line)
+        if m is None:
+            raise IntegrityError(f"{path}: line {k} is not '<sha256>  <file>'; the manifest "
+                                 "is damaged (delete it to skip the hash check)")
+        entries.setdefault(m.group(2), m.group(1))
+    return entries
+
+
+def write_manifest(folder: str | Path, names: Iterable[str],
+                   extra: Mapping[str, str] | None = None) -> Path:
+    """Write ``folder/SHA256SUMS`` for the files ``names`` (hashed now) and ``extra``
+    (``{name: sha256}`` already known), atomically and fsynced."""
+    folder = Path(folder)
+    entries = {name: sha256_file(folder / name) for name in names}
+    for name, sha in (extra or {}).items():
+        entries.setdefault(name, sha)
+    text = "".join(f"{sha}  {name}\n" for name, sha in entries.items())
+    path, tmp = folder / MANIFEST, folder / f"{MANIFEST}.tmp-{os.getpid()}"
+    try:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
+def verify_file(path: str | Path, what: str, fix: str, accept_any: bool = False) -> str | None:
+    """Check ``path`` against the ``SHA256SUMS`` of its folder; return its SHA-256.
+
+    ``accept_any``: any hash listed in the manifest is good (files rotated under another
+    name, e.g. ``last.ckpt`` -> ``prev.ckpt``). No manifest, or the file not listed in it:
+    nothing to check (older folders), None is returned.
+
+    Raises
+    ------
+    IntegrityError
+        ``"<path>: <what> does not match its SHA-256 in SHA256SUMS (corrupt or changed
+        since it was written); <fix>"``.
+    """
+    path = Path(path)
+    manifest = read_manifest(path.parent)
+    if manifest is None or (path.name not in manifest and not accept_any):
+        return None
+    sha = sha256_file(path)
+    good = set(manifest.values()) if accept_any else {manifest[path.name]}
+    if sha not in good:
+        raise IntegrityError(f"{path}: {what} does not match its SHA-256 in {MANIFEST} "
+                             f"(corrupt or changed since it was written); {fix}")
+    return sha
+
+
+def nonfinite_tensors(state: Mapping) -> list[str]:
+    """Names of the floating-point tensors of ``state`` holding NaN or infinity."""
+    import torch
+
+    bad = []
+    for name, value in state.items():
+        if isinstance(value, torch.Tensor) and value.is_floating_point() \
+                and not bool(torch.isfinite(value).all()):
+            bad.append(str(name))
+    return bad
+
+
+def check_finite(state: Mapping, where: str, fix: str) -> None:
+    """Raise :class:`IntegrityError` when a tensor of ``state`` holds NaN or infinity.
+
+    The message: ``"<where>: N of M tensors hold NaN or inf (e.g. a, b); <fix>"``.
+    """
+    bad = nonfinite_tensors(state)
+    if bad:
+        raise IntegrityError(f"{where}: {len(bad)} of {len(state)} tensors hold NaN or inf "
+                             f"(e.g. {', '.join(bad[:3])}); {fix}")
