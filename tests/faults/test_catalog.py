@@ -321,7 +321,7 @@ def test_full_disk_during_the_write_keeps_the_previous_file(mb, tmp_path, monkey
         return real(self, name, *a, **k)
     monkeypatch.setattr(h5py.Group, "create_dataset", full)
     with pytest.raises(PrepareError, match=r"x\.h5: cannot write the prepared file "
-                                           r"\(No space left on device\); nothing written"):
+                                           r"\((N|n)o space left on device\); nothing written"):
         prepare(cfg(mb), out=out)
     assert files(out_dir) == ["x.h5"] and out.read_bytes() == before
 

@@ -173,7 +173,7 @@ def test_export_of_a_damaged_checkpoint_is_one_line(run, tmp_path, capsys, damag
     export_checkpoint(last, good)
     before = _bytes(good)
     damage(last)
-    assert main(["export", "--ckpt", str(last), "--out", str(good)]) == 2
+    assert main(["export", "--ckpt", str(last), "--out", str(good), "--overwrite"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and str(last) in err
     assert "export it instead: radiodiff export --ckpt" in err and "prev.ckpt" in err

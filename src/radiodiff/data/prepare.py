@@ -22,6 +22,7 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 import radiodiff
+from radiodiff.io.artifacts import OutputError
 from radiodiff.io.fits import InputError
 from radiodiff.data.prepared import FLAGS, FLOAT_COLUMNS, data_sha256, sha256_file, write_prepared
 from radiodiff.data.preprocess import (
@@ -210,8 +211,9 @@ def prepare(cfg: DictConfig, progress: Callable[[Iterable, int], Iterable] | Non
     }
     try:
         write_prepared(out, images, columns, attrs, hashes)
-    except OSError as exc:  # ENOSPC, EDQUOT, EIO, a read-only folder...
-        what = exc.strerror or errno.errorcode.get(exc.errno or 0) or str(exc)
+    except (OSError, OutputError) as exc:  # ENOSPC, EDQUOT, EIO, a read-only folder...
+        what = getattr(exc, "strerror", None) or errno.errorcode.get(
+            getattr(exc, "errno", 0) or 0) or "no space left on device"
         raise PrepareError(f"{out}: cannot write the prepared file ({what}); nothing written, "
                            "any earlier file left as it was") from exc
     summary.seconds = round(time.perf_counter() - t0, 2)
