@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from radiodiff.diffusion.sampling import SAMPLERS as REGISTRY
 from radiodiff.diffusion.sampling import (CountingDenoiser, churn_generator, dpmpp_2m_sample,
                                           euler_sample, heun_sample, karras_sigmas, seed_generator,
                                           seed_state, seeded_noise, stochastic_sample, word_seed)
@@ -222,3 +223,20 @@ def test_sampler_spec_defaults_config_and_validation():
             SamplerSpec(**kw)
     with pytest.raises(TypeError, match="unknown sampler option"):
         SamplerSpec.build(sigma=1.0)
+
+
+@pytest.mark.parametrize("name", sorted(REGISTRY))
+def test_every_solver_has_one_signature_and_reports_each_step(name):
+    """fn(D, noise, sigmas, cond=None, *, generator=None, callback=None, **opts)."""
+    import inspect
+
+    params = inspect.signature(REGISTRY[name]).parameters
+    assert list(params)[:4] == ["D", "noise", "sigmas", "cond"]
+    assert params["generator"].kind is params["callback"].kind is inspect.Parameter.KEYWORD_ONLY
+    seen = []
+    sigmas = karras_sigmas(4)
+    noise = torch.randn(2, 1, 4, 4, generator=torch.Generator().manual_seed(0))
+    out = SAMPLERS[name](gaussian_denoiser, noise, sigmas, None, generator=None,
+                         callback=lambda info: seen.append((info["i"], info["sigma"])))
+    assert [i for i, _ in seen] == list(range(len(sigmas) - 1))
+    assert torch.equal(out, SAMPLERS[name](gaussian_denoiser, noise, sigmas))

@@ -123,7 +123,14 @@ def _denoise(D: Denoiser, x: Tensor, sigma: float, cond: Any, dtype: torch.dtype
     return D(x.to(dtype), s, cond).to(torch.float64)
 
 
-def euler_sample(D: Denoiser, noise: Tensor, sigmas: Tensor, cond: Any = None) -> Tensor:
+def _report(callback, i: int, s_cur: float, s_next: float, x: Tensor) -> None:
+    if callback is not None:
+        callback({"i": i, "sigma": s_cur, "sigma_next": s_next, "x": x})
+
+
+def euler_sample(D: Denoiser, noise: Tensor, sigmas: Tensor, cond: Any = None, *,
+                 generator: Optional[torch.Generator] = None,
+                 callback: Optional[Callable[[dict], None]] = None) -> Tensor:
     """First-order (Euler) probability-flow ODE solver; N steps cost N evaluations.
 
     EDM Algorithm 1 without the second-order correction (lines 9-11).
@@ -138,6 +145,10 @@ def euler_sample(D: Denoiser, noise: Tensor, sigmas: Tensor, cond: Any = None) -
         Decreasing schedule, e.g. :func:`karras_sigmas`.
     cond : optional
         Conditioning passed to ``D``.
+    generator : torch.Generator, optional
+        Source of any added noise (unused by this deterministic solver).
+    callback : callable, optional
+        Called after every step as ``callback({"i", "sigma", "sigma_next", "x"})``.
 
     Returns
     -------
@@ -146,13 +157,16 @@ def euler_sample(D: Denoiser, noise: Tensor, sigmas: Tensor, cond: Any = None) -
     """
     s = _check(noise, sigmas)
     x = noise.to(torch.float64) * s[0]
-    for s_cur, s_next in zip(s[:-1], s[1:]):
+    for i, (s_cur, s_next) in enumerate(zip(s[:-1], s[1:])):
         d = (x - _denoise(D, x, s_cur, cond, noise.dtype)) / s_cur
         x = x + (s_next - s_cur) * d
+        _report(callback, i, s_cur, s_next, x)
     return x.to(noise.dtype)
 
 
-def heun_sample(D: Denoiser, noise: Tensor, sigmas: Tensor, cond: Any = None) -> Tensor:
+def heun_sample(D: Denoiser, noise: Tensor, sigmas: Tensor, cond: Any = None, *,
+                generator: Optional[torch.Generator] = None,
+                callback: Optional[Callable[[dict], None]] = None) -> Tensor:
     """Heun's second-order probability-flow ODE solver; N steps cost 2N - 1 evaluations.
 
     EDM Algorithm 1 (deterministic sampler). The correction is skipped on the last step
@@ -168,6 +182,10 @@ def heun_sample(D: Denoiser, noise: Tensor, sigmas: Tensor, cond: Any = None) ->
         Decreasing schedule, e.g. :func:`karras_sigmas`.
     cond : optional
         Conditioning passed to ``D``.
+    generator : torch.Generator, optional
+        Source of any added noise (unused by this deterministic solver).
+    callback : callable, optional
+        Called after every step as ``callback({"i", "sigma", "sigma_next", "x"})``.
 
     Returns
     -------
@@ -176,8 +194,9 @@ def heun_sample(D: Denoiser, noise: Tensor, sigmas: Tensor, cond: Any = None) ->
     """
     s = _check(noise, sigmas)
     x = noise.to(torch.float64) * s[0]
-    for s_cur, s_next in zip(s[:-1], s[1:]):
+    for i, (s_cur, s_next) in enumerate(zip(s[:-1], s[1:])):
         x = _heun_step(D, x, s_cur, s_next, cond, noise.dtype)
+        _report(callback, i, s_cur, s_next, x)
     return x.to(noise.dtype)
 
 
@@ -192,10 +211,11 @@ def _heun_step(D: Denoiser, x: Tensor, s_cur: float, s_next: float, cond: Any,
     return x_next
 
 
-def stochastic_sample(D: Denoiser, noise: Tensor, sigmas: Tensor, cond: Any = None,
+def stochastic_sample(D: Denoiser, noise: Tensor, sigmas: Tensor, cond: Any = None, *,
+                      generator: Optional[torch.Generator] = None,
+                      callback: Optional[Callable[[dict], None]] = None,
                       S_churn: float = 0.0, S_min: float = 0.0, S_max: float = math.inf,
-                      S_noise: float = 1.0,
-                      generator: Optional[torch.Generator] = None) -> Tensor:
+                      S_noise: float = 1.0) -> Tensor:
     """Stochastic sampler: Heun steps with Langevin-like churn.
 
     EDM Algorithm 2. At each step with S_min <= sigma_i <= S_max the noise level is raised
@@ -221,6 +241,8 @@ def stochastic_sample(D: Denoiser, noise: Tensor, sigmas: Tensor, cond: Any = No
         Scale of the added noise (slightly > 1 counters over-denoising).
     generator : torch.Generator, optional
         Source of the added noise (on ``noise``'s device).
+    callback : callable, optional
+        Called after every step as ``callback({"i", "sigma", "sigma_next", "x"})``.
 
     Returns
     -------
@@ -232,7 +254,7 @@ def stochastic_sample(D: Denoiser, noise: Tensor, sigmas: Tensor, cond: Any = No
     s = _check(noise, sigmas)
     n_steps = len(s) - 1
     x = noise.to(torch.float64) * s[0]
-    for s_cur, s_next in zip(s[:-1], s[1:]):
+    for i, (s_cur, s_next) in enumerate(zip(s[:-1], s[1:])):
         gamma = min(S_churn / n_steps, math.sqrt(2) - 1) if S_min <= s_cur <= S_max else 0.0
         s_hat = s_cur * (1 + gamma)
         if gamma > 0:
@@ -240,10 +262,13 @@ def stochastic_sample(D: Denoiser, noise: Tensor, sigmas: Tensor, cond: Any = No
                               device=noise.device).to(torch.float64)
             x = x + math.sqrt(s_hat ** 2 - s_cur ** 2) * S_noise * eps
         x = _heun_step(D, x, s_hat, s_next, cond, noise.dtype)
+        _report(callback, i, s_cur, s_next, x)
     return x.to(noise.dtype)
 
 
-def dpmpp_2m_sample(D: Denoiser, noise: Tensor, sigmas: Tensor, cond: Any = None) -> Tensor:
+def dpmpp_2m_sample(D: Denoiser, noise: Tensor, sigmas: Tensor, cond: Any = None, *,
+                    generator: Optional[torch.Generator] = None,
+                    callback: Optional[Callable[[dict], None]] = None) -> Tensor:
     """DPM-Solver++(2M): second-order multistep solver; N steps cost N evaluations.
 
     Lu et al. 2022 (DPM-Solver++), Algorithm 2, in the sigma parametrisation of
@@ -260,6 +285,10 @@ def dpmpp_2m_sample(D: Denoiser, noise: Tensor, sigmas: Tensor, cond: Any = None
         Decreasing schedule, e.g. :func:`karras_sigmas`.
     cond : optional
         Conditioning passed to ``D``.
+    generator : torch.Generator, optional
+        Source of any added noise (unused by this deterministic solver).
+    callback : callable, optional
+        Called after every step as ``callback({"i", "sigma", "sigma_next", "x"})``.
 
     Returns
     -------
@@ -270,13 +299,15 @@ def dpmpp_2m_sample(D: Denoiser, noise: Tensor, sigmas: Tensor, cond: Any = None
     x = noise.to(torch.float64) * s[0]
     old_denoised: Optional[Tensor] = None
     h_last = 0.0
-    for s_cur, s_next in zip(s[:-1], s[1:]):
+    for i, (s_cur, s_next) in enumerate(zip(s[:-1], s[1:])):
         denoised = _denoise(D, x, s_cur, cond, noise.dtype)
         if s_next == 0:
             x = denoised                       # limit h -> inf of the update below
+            _report(callback, i, s_cur, s_next, x)
             break
         h = math.log(s_cur) - math.log(s_next)
         if h == 0:
+            _report(callback, i, s_cur, s_next, x)
             continue
         if old_denoised is None or h_last == 0:
             d = denoised
@@ -285,10 +316,12 @@ def dpmpp_2m_sample(D: Denoiser, noise: Tensor, sigmas: Tensor, cond: Any = None
             d = (1 + 1 / (2 * r)) * denoised - (1 / (2 * r)) * old_denoised
         x = (s_next / s_cur) * x - math.expm1(-h) * d
         old_denoised, h_last = denoised, h
+        _report(callback, i, s_cur, s_next, x)
     return x.to(noise.dtype)
 
 
-# The registry: every solver has the signature fn(D, noise, sigmas, cond=None, **opts).
+# The registry: every solver has the signature
+# fn(D, noise, sigmas, cond=None, *, generator=None, callback=None, **opts).
 SAMPLERS = {"euler": euler_sample, "heun": heun_sample, "stochastic": stochastic_sample,
             "dpmpp_2m": dpmpp_2m_sample}
 
@@ -419,14 +452,14 @@ class SamplerSpec:
         return karras_sigmas(self.steps, self.sigma_min, self.sigma_max, self.rho)
 
     def solve(self, D: Denoiser, noise: Tensor, cond: Any = None,
-              generator: Optional[torch.Generator] = None) -> Tensor:
+              generator: Optional[torch.Generator] = None,
+              callback: Optional[Callable[[dict], None]] = None) -> Tensor:
         """Run the solver from ``noise`` over :meth:`sigmas`; ``generator`` draws the churn
         noise of the stochastic solver (used only when ``S_churn > 0``)."""
         solver = SAMPLERS[self.name]
-        if self.name != "stochastic":
-            return solver(D, noise, self.sigmas(), cond)
-        return solver(D, noise, self.sigmas(), cond, S_churn=self.S_churn,
-                      generator=generator if self.S_churn > 0 else None)
+        opts = {"S_churn": self.S_churn} if self.name == "stochastic" else {}
+        return solver(D, noise, self.sigmas(), cond, callback=callback,
+                      generator=generator if self.S_churn > 0 else None, **opts)
 
     def settings(self) -> dict[str, Any]:
         """The spec as the ``sampler``/``steps``/... dict of sample provenance."""
