@@ -11,6 +11,7 @@ import torch
 from lightning.pytorch.callbacks import Callback
 
 from helpers import synth
+from helpers.fitwarnings import TINY_FIT_WARNINGS
 from radiodiff.cli import main
 from radiodiff.config import load_config
 from radiodiff.io.integrity import MANIFEST, IntegrityError, read_manifest, sha256_file
@@ -18,12 +19,7 @@ from radiodiff.training.export import export_checkpoint, read_checkpoint
 from radiodiff.training.fit import train
 
 REPO = Path(__file__).resolve().parents[2]
-pytestmark = [
-    pytest.mark.filterwarnings("ignore:.*does not have many workers:UserWarning"),
-    pytest.mark.filterwarnings("ignore:.*on_train_batch_end.*:UserWarning"),
-    pytest.mark.filterwarnings("ignore:.*checkpoint that ended before the epoch ended.*"),
-    pytest.mark.filterwarnings("ignore:.*The number of training batches.*:UserWarning"),
-]
+pytestmark = TINY_FIT_WARNINGS
 
 
 @pytest.fixture(scope="module")

@@ -12,18 +12,14 @@ import pytest
 import torch
 from lightning.pytorch.callbacks import Callback
 
+from helpers.fitwarnings import TINY_FIT_WARNINGS
 from radiodiff.config import load_config
 from radiodiff.diffusion.edm import edm_loss
 from radiodiff.training.module import step_generator
 from radiodiff.training.fit import train
 
 REPO = Path(__file__).resolve().parents[2]
-pytestmark = [
-    pytest.mark.filterwarnings("ignore:.*does not have many workers:UserWarning"),
-    pytest.mark.filterwarnings("ignore:.*on_train_batch_end.*:UserWarning"),
-    pytest.mark.filterwarnings("ignore:.*checkpoint that ended before the epoch ended.*"),
-    pytest.mark.filterwarnings("ignore:.*The number of training batches.*:UserWarning"),
-]
+pytestmark = TINY_FIT_WARNINGS
 
 
 @pytest.fixture(scope="module")

@@ -43,6 +43,7 @@ import h5py
 import numpy as np
 
 from radiodiff.io.artifacts import atomic_write
+from radiodiff.io.integrity import sha256_file
 
 __all__ = [
     "FORMAT_VERSION", "FLAGS", "COLUMNS", "PreparedSet", "write_prepared", "read_prepared",
@@ -91,17 +92,14 @@ class PreparedSet:
                 "beam_arcsec": np.median(self.columns["beam_arcsec"][clean], axis=0).tolist()}
 
 
-def sha256_file(path: str | Path, chunk: int = 1 << 22) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
 def data_sha256(images: np.ndarray, columns: dict[str, np.ndarray]) -> str:
     """Hash of the images and every column: identical content gives an identical hash."""
     h = hashlib.sha256(np.ascontiguousarray(images, dtype=np.float32).tobytes())
+    return _hash_columns(h, columns)
+
+
+def _hash_columns(h, columns: dict[str, np.ndarray]) -> str:
+    """The columns' part of :func:`data_sha256` (sorted names, then values), hex digest."""
     for name in sorted(columns):
         col = columns[name]
         h.update(name.encode())
@@ -205,12 +203,7 @@ def _stream_sha256(f: h5py.File, columns: dict[str, np.ndarray], rows: int = 256
     h = hashlib.sha256()
     for i in range(0, images.shape[0], rows):
         h.update(np.ascontiguousarray(images[i:i + rows], dtype=np.float32).tobytes())
-    for name in sorted(columns):
-        col = columns[name]
-        h.update(name.encode())
-        h.update("\x1f".join(map(str, col)).encode() if col.dtype.kind in "OUS"
-                 else np.ascontiguousarray(col).tobytes())
-    return h.hexdigest()
+    return _hash_columns(h, columns)
 
 
 def read_prepared(path: str | Path, images: bool = True, verify: bool = False) -> PreparedSet:
