@@ -475,3 +475,13 @@ def test_sigterm_during_sample_leaves_nothing(tiny, tmp_path):
             proc.wait(timeout=60)
     assert proc.returncode == 128 + signal.SIGTERM
     assert os.listdir(tmp_path) == []  # no partial set, no temporary
+
+
+def test_a_failed_write_leaves_no_folders_it_made(tmp_path):
+    from radiodiff.io.artifacts import artifact_dir
+
+    target = tmp_path / "a" / "b" / "report"
+    with pytest.raises(RuntimeError, match="boom"):
+        with artifact_dir(target, "report"):
+            raise RuntimeError("boom")
+    assert list(tmp_path.iterdir()) == []

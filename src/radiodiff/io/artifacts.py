@@ -222,11 +222,13 @@ def artifact_dir(target: str | Path, kind: str, overwrite: bool = False,
     """
     target = Path(target)
     check_output(target, kind, overwrite, nbytes)
+    made = [p for p in (target.parent, *target.parent.parents) if not p.exists()]
     target.parent.mkdir(parents=True, exist_ok=True)
     clear_stale_temps(target.parent, target.name)
     tmp, old = temp_name(target), temp_name(target, OLD_PREFIX)
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
+    done = False
     try:
         try:
             yield tmp
@@ -246,11 +248,16 @@ def artifact_dir(target: str | Path, kind: str, overwrite: bool = False,
             if old.exists() and not target.exists():
                 os.replace(old, target)
             raise
+        done = True
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
         if old.is_symlink():  # the target was a link to a folder: drop the link only
             old.unlink()
         shutil.rmtree(old, ignore_errors=True)
+        if not done:  # a failed write leaves no folders it made either
+            for p in made:
+                with contextlib.suppress(OSError):
+                    p.rmdir()
 
 
 def relocated(paths: Any, tmp: Path, target: Path) -> Any:
