@@ -143,7 +143,7 @@ def test_export_overwrite_replaces_the_release(ckpt, tiny, tmp_path):
     assert json.loads((target / "meta.json").read_text())["step"] == 7  # the new one
     assert load_release(target).classes == CLASSES
     assert sorted(p.name for p in target.iterdir()) == [
-        "config.yaml", "meta.json", "model.safetensors"]
+        "SHA256SUMS", "config.yaml", "meta.json", "model.safetensors"]
     assert not temps(tmp_path)
 
 
