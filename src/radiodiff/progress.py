@@ -41,3 +41,8 @@ def progress_lines(iterable: Iterable, total: int, desc: str, unit: str, stream:
             percent = f" ({100 * k // total} %)" if total > 0 else ""
             print(f"{desc} {k}/{total} {unit}{percent} {time.perf_counter() - t0:.0f} s",
                   file=stream, flush=True)
+
+
+def announce(step: str, stream: Optional[TextIO] = None) -> None:
+    """One line at the start of a long step without a loop to count (``evaluation: …``)."""
+    print(step, file=stream or sys.stderr, flush=True)

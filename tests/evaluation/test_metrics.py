@@ -52,7 +52,7 @@ def test_real_vs_real_sits_at_the_noise_floor(prepared, tmp_path):
     assert m2.class_fidelity["classifier_cached"] is True
 
 
-def test_obviously_different_sets_are_caught(prepared, tmp_path):
+def test_obviously_different_sets_are_caught(prepared, tmp_path, capsys):
     real, _ = reference_set(prepared, "test")
     train, _ = reference_set(prepared, "train")
     rng = np.random.default_rng(1)
@@ -64,6 +64,8 @@ def test_obviously_different_sets_are_caught(prepared, tmp_path):
     assert m.real_vs_fake["mean_accuracy"] > 0.9
     assert m.distances["mean"]["wasserstein1"]["ratio"] > 5
     assert m.features["frechet"] > 5 * m.features["frechet_floor"]
+    phases = capsys.readouterr().err  # a piped run says which long step it is in
+    assert "evaluation: image statistics" in phases and "evaluation: real-vs-fake" in phases
 
 
 def test_conditioning_accuracy_known_answer():

@@ -27,6 +27,7 @@ from radiodiff.evaluation import compare, pixel_bin_stats, pixel_stats, segment_
 from radiodiff.evaluation.faint import FAINT_POWER, background_fractions, faint_view, verdict
 from radiodiff.evaluation.sets import Compared, ImageSet, Progress
 from radiodiff.io.artifacts import atomic_write
+from radiodiff.progress import announce
 
 __all__ = ["EvalSettings", "EvalResult", "evaluate", "run_evaluation", "real_statistics",
            "image_statistics", "conditioning_accuracy", "w1_ratios", "w1_summary"]
@@ -324,6 +325,7 @@ def evaluate(real: ImageSet, fake: ImageSet, train: ImageSet, val: ImageSet,
                          f"{fake.name} {fake.images.shape[1:]}")
     s, timings = settings, {}
     t = time.perf_counter()
+    announce("evaluation: image statistics (plain and faint view)")
     groups = _statistics(real, fake, meta, s)
     stats = groups.pop("stats")
     timings["statistics"] = time.perf_counter() - t
@@ -336,11 +338,14 @@ def evaluate(real: ImageSet, fake: ImageSet, train: ImageSet, val: ImageSet,
     classes = list(meta.get("classes") or [])
     t = time.perf_counter()
     if classes:
+        announce(f"evaluation: class classifier (trained once for {s.classifier_epochs} "
+                 "epochs, then cached), fidelity, Fréchet, memorisation")
         groups.update(_classifier_tests(real, fake, train, val, classes, s,
                                         meta.get("data_sha256") or ""))
     timings["classifier"] = time.perf_counter() - t
     groups["conditioning"] = _conditioning(fake, stats["fake"]["seg_las"], meta)
     t = time.perf_counter()
+    announce(f"evaluation: real-vs-fake, {s.rvf_folds} folds x 2 views")
     groups.update(_real_vs_fake(real, fake, s))
     timings["real_vs_fake"] = time.perf_counter() - t
     groups["sets"] = {"real": {"name": real.name, "n": len(real.images)},
