@@ -43,7 +43,7 @@ import h5py
 import numpy as np
 
 from radiodiff.io.artifacts import atomic_write
-from radiodiff.io.integrity import sha256_file
+from radiodiff.io.integrity import open_h5, sha256_file
 
 __all__ = [
     "FORMAT_VERSION", "FLAGS", "COLUMNS", "PreparedSet", "write_prepared", "read_prepared",
@@ -230,11 +230,7 @@ def read_prepared(path: str | Path, images: bool = True, verify: bool = False) -
     if not path.is_file():
         raise FileNotFoundError(f"{path}: prepared data file not found "
                                 "(run `radiodiff prepare data=...` first)")
-    try:
-        f = h5py.File(path, "r")
-    except OSError as exc:
-        raise ValueError(f"{path}: not a readable HDF5 file, truncated or corrupt "
-                         f"({' '.join(str(exc).split())[:160]}); {redo}") from exc
+    f = open_h5(path, redo)
     with f:
         version = f.attrs.get("format_version")
         if version != FORMAT_VERSION or "images" not in f:

@@ -136,3 +136,14 @@ def check_finite(state: Mapping, where: str, fix: str) -> None:
     if bad:
         raise IntegrityError(f"{where}: {len(bad)} of {len(state)} tensors hold NaN or inf "
                              f"(e.g. {', '.join(bad[:3])}); {fix}")
+
+
+def open_h5(path: Path, redo: str):
+    """``h5py.File(path, "r")``, or one line: not readable, truncated or corrupt; ``redo``."""
+    import h5py
+
+    try:
+        return h5py.File(path, "r")
+    except OSError as exc:
+        raise ValueError(f"{path}: not a readable HDF5 file, truncated or corrupt "
+                         f"({' '.join(str(exc).split())[:160]}); {redo}") from exc

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Optional
 import numpy as np
 
 from radiodiff.io.artifacts import artifact_dir, atomic_write, relocated, save_image_grid
+from radiodiff.io.integrity import open_h5
 from radiodiff.io.release import Release
 
 if TYPE_CHECKING:
@@ -260,18 +261,13 @@ def read_samples(path: str | Path) -> dict[str, np.ndarray]:
     ValueError
         Truncated, corrupt or malformed (one line naming the file and the problem).
     """
-    import h5py
 
     path = Path(path)
     path = path / "samples.h5" if path.is_dir() else path
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no samples.h5 (write one with `radiodiff sample`)")
     redo = "write it again with `radiodiff sample`"
-    try:
-        f = h5py.File(path, "r")
-    except OSError as exc:
-        raise ValueError(f"{path}: not a readable HDF5 file, truncated or corrupt "
-                         f"({' '.join(str(exc).split())[:120]}); {redo}") from exc
+    f = open_h5(path, redo)
     with f:
         version = f.attrs.get("format_version")
         images, label = f.get("images"), f.get("label")
