@@ -48,7 +48,7 @@ class ResumeCheckpoint(Callback):
 
     The decision to save is taken on rank 0 and broadcast, so ranks whose clocks differ
     never disagree about entering the (collective) save. A save goes: write
-    ``last.ckpt.tmp``, read it back (:func:`~radiodiff.training.export.read_checkpoint`:
+    ``.rdtmp-<pid>-last.ckpt`` (:func:`~radiodiff.io.artifacts.temp_name`), read it back (:func:`~radiodiff.training.export.read_checkpoint`:
     loadable, finite), record its SHA-256 in ``SHA256SUMS`` (next to those of the files it
     rotates, so a crash at any point leaves every file verifiable), make ``prev.ckpt`` a
     second name (hard link) of the old ``last.ckpt`` and rename the new file to
@@ -137,7 +137,8 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 def _link_or_copy(src: Path, dst: Path) -> None:
     """``dst`` becomes a copy of ``src`` (a hard link where the file system has them),
     replaced atomically."""
-    tmp = dst.with_name(f"{dst.name}.tmp-{os.getpid()}")
+    clear_stale_temps(dst.parent, dst.name)
+    tmp = temp_name(dst)
     tmp.unlink(missing_ok=True)
     try:
         try:
