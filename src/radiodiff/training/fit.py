@@ -19,6 +19,7 @@ from typing import Any
 
 import lightning as L
 import numpy as np
+import torch
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import Callback
@@ -37,7 +38,7 @@ from radiodiff.diffusion.conditions import ConditionTransform
 from radiodiff.diffusion.intensity import IntensityTransform
 
 __all__ = ["train", "ResumeCheckpoint", "AtomicCheckpointIO", "TimeBox", "build_trainer",
-           "build_callbacks", "data_stats", "resume_path", "make_logger", "warm_start",
+           "build_callbacks", "data_stats", "resume_path", "make_logger", "warm_start", "adapt_state",
            "check_image_size"]
 
 log = logging.getLogger(__name__)
@@ -482,21 +483,81 @@ def _measure_sigma_data(dm: CutoutDataModule, intensity: IntensityTransform | No
 
 def warm_start(module: DiffusionModule, release_dir: str | Path) -> None:
     """Initialise network and EMAs from a release's weights (a new run: optimiser, step
-    and schedules start afresh)."""
+    and schedules start afresh).
+
+    The release may differ from this run in its conditions only (e.g. ``models/first``,
+    class-conditioned, into a peak-flux/LAS/class model of the same survey):
+    :func:`adapt_state` carries classes over by name and starts new condition paths at
+    zero, so step 0 computes what the release computed unconditionally. Any other
+    difference (channels, blocks, resolution) is an error.
+    """
     from radiodiff.io.release import load_release, resolve_model
     release = load_release(resolve_model(release_dir))  # a folder or a shipped name
-    state = release.denoiser.state_dict()
+    target = module.net.state_dict()
+    try:
+        state, notes = adapt_state(release.denoiser.state_dict(), target,
+                                   list(release.meta.get("classes") or []),
+                                   list(module.hparams.get("dataset", {}).get("classes") or []))
+    except ValueError as exc:
+        model = module.hparams.cfg["model"]["name"]
+        raise ValueError(f"train.init_from={release_dir}: weights do not fit model={model} "
+                         f"({exc})") from exc
     # sigma_data stays this run's (measured on its own encoding of the data)
     state["sigma_data"] = module.net.sigma_data.clone()
-    try:
-        for target in (module.net, module.ema, *module.ema_bank):
-            target.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        model, why = module.hparams.cfg["model"]["name"], " ".join(str(exc).split())[:300]
-        raise ValueError(f"train.init_from={release_dir}: weights do not fit model={model} "
-                         f"({why})") from exc
-    log.info("warm-started from %s (%s images seen)", release_dir,
-             release.meta.get("images_seen"))
+    for net in (module.net, module.ema, *module.ema_bank):
+        net.load_state_dict(state, strict=True)
+    log.info("warm-started from %s (%s images seen)%s", release_dir,
+             release.meta.get("images_seen"), "; " + "; ".join(notes) if notes else "")
+
+
+LABEL_KEY = "net.map_label.weight"
+
+
+def adapt_state(source: dict, target: dict, source_classes: list[str],
+                target_classes: list[str]) -> tuple[dict, list[str]]:
+    """Fit a release's state dict to a network that differs only in its conditions.
+
+    Tensors of the same name and shape are copied. Class-embedding rows are copied by class
+    name and the null row (the last) to the null row; a class the release never saw starts
+    from the release's null row (its unconditional behaviour). Scalar-condition layers the
+    release lacks start at zero (weights, bias and null vector), so they add nothing to the
+    embedding until trained. Returns the new state and one note per adapted tensor; raises
+    ValueError for any other missing, extra or reshaped tensor.
+    """
+    out, notes, problems = {}, [], []
+    for key, t in target.items():
+        s = source.get(key)
+        if s is not None and s.shape == t.shape and (key != LABEL_KEY
+                                                     or source_classes == target_classes):
+            out[key] = s.clone()
+        elif key == LABEL_KEY and s is not None and s.shape[1:] == t.shape[1:]:
+            out[key], note = _adapt_labels(s, t, source_classes, target_classes)
+            notes.append(note)
+        elif s is None and (".map_scalar." in key or ".scalar_null." in key):
+            out[key] = torch.zeros_like(t)
+            notes.append(f"{key.split('.', 1)[1]} new, zero")
+        else:
+            problems.append(f"{key}: release {tuple(s.shape) if s is not None else 'none'}, "
+                            f"model {tuple(t.shape)}")
+    unused = sorted(set(source) - set(target))
+    problems += [f"{k}: not in this model" for k in unused]
+    if problems:
+        raise ValueError("; ".join(problems[:4]) + (" ..." if len(problems) > 4 else ""))
+    return out, notes
+
+
+def _adapt_labels(s: torch.Tensor, t: torch.Tensor, source_classes: list[str],
+                  target_classes: list[str]) -> tuple[torch.Tensor, str]:
+    if len(source_classes) + 1 != s.shape[0] or len(target_classes) + 1 != t.shape[0]:
+        raise ValueError(f"{LABEL_KEY}: {s.shape[0]} rows for classes {source_classes}, "
+                         f"{t.shape[0]} for {target_classes}")
+    null = s[-1]
+    rows = [s[source_classes.index(c)] if c in source_classes else null
+            for c in target_classes]
+    kept = [c for c in target_classes if c in source_classes]
+    new = [c for c in target_classes if c not in source_classes]
+    return (torch.stack([*rows, null]).clone(),
+            f"classes {kept} by name, {new or 'none'} from the null token")
 
 
 def _world_size(cfg: DictConfig) -> int:
