@@ -12,10 +12,11 @@ dataset                     shape / dtype      meaning
 ``flags``                   (N,) uint8         bitmask of failed cuts (``FLAGS``); 0 = clean
 ``ra``, ``dec``             (N,) float64       cutout centre, deg (J2000); NaN if unknown
 ``las_arcsec``              (N,) float64       largest angular size, arcsec
-``peak_flux``               (N,) float64       peak of the cutout, Jy/beam (NaN: no flux scale)
+``peak_flux``               (N,) float64       peak of the prepared (resampled) cutout, Jy/beam:
+                                               image * peak_flux is Jy/beam (NaN: no flux scale)
 ``total_flux``              (N,) float64       sum of pixels > 3 rms / beam area, Jy
 ``rms``                     (N,) float64       sigma-clipped noise, Jy/beam
-``snr``                     (N,) float64       peak_flux / rms
+``snr``                     (N,) float64       field-resolution peak / rms (the S/N cut)
 ``catalog_peak_flux``       (N,) float64       catalogue peak flux, Jy/beam (NaN if absent)
 ``catalog_total_flux``      (N,) float64       catalogue total flux, Jy (NaN if absent)
 ``cutout_size_arcsec``      (N,) float64       side of the cutout on the sky
