@@ -79,6 +79,45 @@ def test_conditioning_accuracy_known_answer():
     assert conditioning_accuracy(req, np.ones(4))["spearman"] is None  # constant: undefined
 
 
+def test_conditioning_accuracy_counts_within_tolerance_and_ranks_monotone_relations():
+    req = np.array([1.0, 2.0, 3.0, 4.0, 5.0])
+    c = conditioning_accuracy(req, req * np.array([1.0, 1.19, 0.79, 1.5, 1.0]))
+    assert c["fraction_within"] == pytest.approx(3 / 5) and c["tolerance"] == 0.2
+    assert conditioning_accuracy(req, req * 1.3, tolerance=0.35)["fraction_within"] == 1.0
+    # a monotone but non-linear relation: rank correlation 1, yet far from the request
+    c = conditioning_accuracy(req, req ** 3)
+    assert c["spearman"] == pytest.approx(1.0) and c["fraction_within"] == pytest.approx(0.2)
+    rng = np.random.default_rng(0)
+    c = conditioning_accuracy(np.arange(1.0, 201.0), rng.uniform(1, 200, 200))
+    assert abs(c["spearman"]) < 0.2  # unrelated values: no rank correlation
+
+
+def test_las_measured_on_images_of_known_las_and_its_real_floor():
+    from radiodiff.evaluation.metrics import _conditioning, image_statistics
+    # horizontal bars of L pixels: Feret diameter sqrt(L^2 + 1) pixels; each image's pixel
+    # scale follows the cutout rule on its LAS, max(1.5 LAS, 57.6") / 32 pixels
+    lengths = np.array([4, 6, 8, 10, 12, 20])
+    images = np.zeros((6, 1, 32, 32), np.float32)
+    for i, n in enumerate(lengths):
+        images[i, 0, 16, 2:2 + n] = 1.0
+    meta = {"pixel_scale_arcsec": 1.8, "cutout": {"k_las": 1.5, "min_size_arcsec": 57.6}}
+    true = np.hypot(lengths, 1) * 1.8
+    catalogue = np.append(true[:5], 50.0)   # the last: 75" cutout, 2.34" pixels
+    requested = catalogue * np.array([1, 1, 1.1, 1.5, 0.7, 1])
+    real = ImageSet(images, np.full(6, -1), "real", {"las_arcsec": catalogue})
+    fake = ImageSet(images, np.full(6, -1), "fake", {"las_arcsec": requested})
+    stats = {k: image_statistics(images, 1.8) for k in ("real", "fake")}
+    las = _conditioning(real, fake, stats, meta)["las_arcsec"]
+    last = np.hypot(20, 1) * 75 / 32 / 50 - 1          # -0.061: its own pixel scale
+    errors = np.array([0, 0, 1 / 1.1 - 1, 1 / 1.5 - 1, 1 / 0.7 - 1, last])
+    assert las["fraction_within"] == pytest.approx(4 / 6)
+    assert las["median_abs_relative_error"] == pytest.approx(np.median(np.abs(errors)))
+    assert las["real"]["fraction_within"] == 1.0 and las["real"]["spearman"] == 1.0
+    assert las["real"]["median_abs_relative_error"] == pytest.approx(0.0, abs=1e-12)
+    # a set sampled without LAS has no LAS entry
+    assert _conditioning(real, ImageSet(images, np.full(6, -1), "x"), stats, meta) is None
+
+
 def test_w1_ratios_never_hide_a_missing_statistic():
     from radiodiff.evaluation.distances import compare
     rng = np.random.default_rng(0)

@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pytest
 
 from helpers import synth
@@ -49,3 +50,42 @@ def test_title_says_release_or_checkpoint(prepared, tiny, tmp_path, monkeypatch)
     again = json.loads(paths["metrics.json"].read_text())
     for key in ("distances", "real_vs_fake", "verdict"):  # the same weights, the same numbers
         assert again[key] == data[key], key
+
+
+def _cutouts(n, seed, **kw):
+    from radiodiff.evaluation.sets import ImageSet
+    images, conditions = synth.physical_cutouts(n, seed=seed, **kw)
+    return ImageSet(images, np.full(n, -1), f"set {seed}", conditions)
+
+
+def test_physical_units_section_only_for_jy_per_beam_sets(tmp_path):
+    from radiodiff.evaluation.metrics import evaluate
+    from radiodiff.evaluation.report import write_report
+    from radiodiff.evaluation.sets import ImageSet
+    meta = {"classes": [], "data_sha256": "cd" * 32, "pixel_scale_arcsec": 1.8,
+            "beam_arcsec": [5.4, 5.4], "image_unit": "Jy/beam", "scaling": "per_image",
+            "negatives": "clip", "cutout": {"k_las": 1.5, "min_size_arcsec": 57.6}}
+    settings = EvalSettings(**{**FAST.__dict__, "cache_dir": str(tmp_path / "cache")})
+    real, train = _cutouts(40, 0), _cutouts(60, 2)
+    fake = _cutouts(40, 1, rms=1.3 * 1.5e-4)
+    result = evaluate(real, fake, train, train, meta, settings)
+    paths = write_report(result, real, fake, tmp_path / "phys", [])
+    data = json.loads(paths["metrics.json"].read_text())
+    assert list(data)[-2:] == ["verdict", "physical"]   # old keys first, in their order
+    checks = data["physical"]["checks"]
+    assert checks["rms_ratio_deviation"]["pass"] is False and data["physical"]["pass"] is False
+    assert "las_fraction_within_20pct" in checks and "real" in data["conditioning"]["las_arcsec"]
+    md = paths["report.md"].read_text()
+    section = md[md.index("## Physical units"):md.index("## Image statistics")]
+    assert "| background rms, abs(median ratio fake / real - 1) |" in section
+    assert "| FAIL |" in section and "not met" in section
+    assert "real images, measured vs catalogue" in md
+    assert paths["background noise"].stat().st_size > 1000
+    assert "<td>background rms" in paths["report.html"].read_text()
+    # the same images without a peak flux (a class-only model): nothing new appears
+    plain = ImageSet(fake.images, fake.labels, "class only")
+    result = evaluate(real, plain, train, train, meta, settings)
+    paths = write_report(result, real, plain, tmp_path / "plain", [])
+    assert "physical" not in json.loads(paths["metrics.json"].read_text())
+    assert "Physical units" not in paths["report.md"].read_text()
+    assert "background noise" not in paths

@@ -6,9 +6,9 @@ import pytest
 from helpers import synth
 
 from radiodiff.diffusion.sampling import SamplerSpec
-from radiodiff.evaluation.sets import (Compared, ImageSet, proportional_labels,
-                                       proportional_rows, reference_set, reference_splits,
-                                       sample_classes)
+from radiodiff.evaluation.sets import (Compared, ImageSet, pixel_scales, proportional_labels,
+                                       proportional_rows, reference_meta, reference_set,
+                                       reference_splits, sample_classes)
 
 
 @pytest.fixture(scope="module")
@@ -40,6 +40,18 @@ def test_reference_splits_are_the_three_reference_sets(prepared):
     assert reference_splits(prepared)[0].name == "real test"
     with pytest.raises(ValueError, match="no clean rows in split 'nope'"):
         reference_splits(prepared, "nope")
+
+
+def test_pixel_scales_follow_the_cutout_rule_and_meta_names_the_unit(prepared):
+    meta = {"pixel_scale_arcsec": 1.8, "cutout": {"k_las": 1.5, "min_size_arcsec": 144.0}}
+    s = ImageSet(np.zeros((3, 1, 80, 80), np.float32), np.zeros(3), "s",
+                 {"las_arcsec": np.array([40.0, 200.0, np.nan])})
+    # 144" (the minimum) / 80, 300" / 80, and the file's median scale without a LAS
+    assert pixel_scales(s, meta).tolist() == [1.8, 3.75, 1.8]
+    assert pixel_scales(ImageSet(s.images, s.labels, "no las"), meta).tolist() == [1.8] * 3
+    _, ps = reference_set(prepared, "test")
+    meta = reference_meta(ps)
+    assert meta["image_unit"] is None and meta["pixel_scale_arcsec"] == 1.8  # no unit: blobs
 
 
 def test_sample_classes_runs_the_seeds_on_across_classes(monkeypatch):

@@ -35,9 +35,17 @@ from radiodiff.diffusion.sampling import (CountingDenoiser, SamplerSpec, check_s
                                           seeded_noise)
 from radiodiff.io.release import Release
 
-__all__ = ["GenerateResult", "generate"]
+__all__ = ["GenerateResult", "generate", "restores_jy_per_beam"]
 
 NORMALISED = "normalised"
+
+
+def restores_jy_per_beam(meta: dict[str, Any]) -> bool:
+    """Whether images of this data (release or prepared-file metadata) go back to Jy/beam
+    as ``image * peak_flux`` (module docstring, "Flux restoration"): Jy/beam images, each
+    divided by its own peak, zero offset (negatives not ``keep``)."""
+    return (meta.get("image_unit") == "Jy/beam" and meta.get("scaling") == "per_image"
+            and meta.get("negatives") != "keep")
 
 
 @dataclass
@@ -235,9 +243,7 @@ def generate(release: Release, n: int, label: Optional[str] = None,
         unprojected, out = out, project_like_data(out, **release.projection)
     conditions = {k: np.repeat(v, n) for k, v in raw.items()}
 
-    meta = release.meta
-    restorable = (meta.get("image_unit") == "Jy/beam" and meta.get("scaling") == "per_image"
-                  and meta.get("negatives") != "keep" and scalars["peak_flux"] is not None)
+    restorable = restores_jy_per_beam(release.meta) and scalars["peak_flux"] is not None
     physical = (out * np.float32(scalars["peak_flux"])).astype(np.float32) if restorable \
         else None
     settings = dict(spec.settings(), seed=seed, batch_size=batch_size,

@@ -4,7 +4,10 @@ Every distance is reported next to its noise floor, the same distance between tw
 disjoint real subsets of the same size (:func:`radiodiff.evaluation.distances.compare`).
 Classifier-based tests use a small CNN trained on the real training split (cached per
 data hash and seed), a domain replacement for Inception features. The real set's image
-statistics are computed once and cached too (:func:`real_statistics`).
+statistics are computed once and cached too (:func:`real_statistics`). A set sampled
+with requested conditions gets its conditioning accuracy (the LAS beside the same
+measurement on the real images); sets in Jy/beam also the integrated flux, background
+noise statistics and the targets table of :mod:`radiodiff.evaluation.physical`.
 
 :func:`evaluate` returns an :class:`EvalResult`; :func:`run_evaluation` is the whole of
 ``radiodiff evaluate``: sets, metrics, report.
@@ -25,7 +28,8 @@ import torch
 
 from radiodiff.evaluation import compare, pixel_bin_stats, pixel_stats, segment_stats, shape_stats
 from radiodiff.evaluation.faint import FAINT_POWER, background_fractions, faint_view, verdict
-from radiodiff.evaluation.sets import Compared, ImageSet, Progress
+from radiodiff.evaluation.physical import is_physical, physical_checks, physical_metrics
+from radiodiff.evaluation.sets import Compared, ImageSet, Progress, pixel_scales
 from radiodiff.io.artifacts import atomic_write
 from radiodiff.progress import announce
 
@@ -77,6 +81,7 @@ class EvalResult:
     settings: dict
     timings_s: dict
     verdict: dict
+    physical: Optional[dict] = None        # Jy/beam sets: flux, background noise, checks
     stats: dict = field(default_factory=dict, repr=False)  # per-image values, for figures
 
     def to_dict(self) -> dict[str, Any]:
@@ -85,8 +90,27 @@ class EvalResult:
                 if f.name != "stats" and getattr(self, f.name) is not None}
 
 
-def conditioning_accuracy(requested: np.ndarray, measured: np.ndarray) -> dict[str, Any]:
-    """Requested vs measured condition values: relative errors and rank correlation."""
+def conditioning_accuracy(requested: np.ndarray, measured: np.ndarray,
+                          tolerance: float = 0.2) -> dict[str, Any]:
+    """Requested vs measured condition values: relative errors and rank correlation.
+
+    Parameters
+    ----------
+    requested, measured : numpy.ndarray
+        (N,) values in one unit; rows with a non-finite value or a request <= 0 are
+        dropped.
+    tolerance : float
+        ``fraction_within`` counts the rows with ``|measured - requested| / requested <=
+        tolerance``. Default 0.2 (20 %).
+
+    Returns
+    -------
+    dict
+        ``n``; with at least 3 rows also the median relative error ``(measured -
+        requested) / requested``, the median of its absolute value, ``spearman`` (rank
+        correlation of requested and measured, None when either is constant),
+        ``fraction_within`` and ``tolerance``.
+    """
     from scipy.stats import spearmanr
     r, m = np.asarray(requested, float), np.asarray(measured, float)
     ok = np.isfinite(r) & np.isfinite(m) & (r > 0)
@@ -96,7 +120,9 @@ def conditioning_accuracy(requested: np.ndarray, measured: np.ndarray) -> dict[s
     constant = np.ptp(r[ok]) == 0 or np.ptp(m[ok]) == 0  # rank correlation undefined
     return {"n": int(ok.sum()), "median_relative_error": float(np.median(rel)),
             "median_abs_relative_error": float(np.median(np.abs(rel))),
-            "spearman": None if constant else float(spearmanr(r[ok], m[ok]).statistic)}
+            "spearman": None if constant else float(spearmanr(r[ok], m[ok]).statistic),
+            "fraction_within": float(np.mean(np.abs(rel) <= tolerance)),
+            "tolerance": float(tolerance)}
 
 
 def w1_ratios(distances: dict) -> dict[str, float]:
@@ -276,17 +302,27 @@ def _classifier_tests(real: ImageSet, fake: ImageSet, train: ImageSet, val: Imag
             "memorisation": memorisation(train.images, fake.images, real.images)}
 
 
-def _conditioning(fake: ImageSet, seg_las: np.ndarray, meta: dict) -> Optional[dict]:
-    """Requested vs measured LAS and peak flux of a set sampled with those conditions."""
+def _measured_las(s: ImageSet, seg_las: np.ndarray, meta: dict) -> np.ndarray:
+    """(N,) LAS [arcsec] measured on the images of ``s``: the segmentation's Feret
+    diameter (``seg_las``, arcsec at the file's median pixel scale) in each image's own
+    pixel scale (the cutout rule on its LAS, :func:`~radiodiff.evaluation.sets.pixel_scales`)."""
+    return seg_las / (meta.get("pixel_scale_arcsec") or 1.0) * pixel_scales(s, meta)
+
+
+def _conditioning(real: ImageSet, fake: ImageSet, stats: dict, meta: dict) -> Optional[dict]:
+    """Requested vs measured LAS and peak flux of a set sampled with those conditions.
+
+    The LAS entry holds under ``real`` its floor: the LAS measured the same way on the
+    real images against their catalogue LAS (the measurement's own error).
+    """
     requested, out = fake.conditions or {}, {}
     if "las_arcsec" in requested:
-        # generated images follow the cutout rule: side = max(k * LAS, min_size)
-        req = np.asarray(requested["las_arcsec"], float)
-        cut = meta.get("cutout") or {}
-        side = np.maximum(cut.get("k_las", 1.5) * req, cut.get("min_size_arcsec", 60.0))
-        pix = meta.get("pixel_scale_arcsec")
-        measured = seg_las / (pix or 1.0) * side / fake.images.shape[-1]
-        out["las_arcsec"] = conditioning_accuracy(req, measured)
+        las = conditioning_accuracy(requested["las_arcsec"],
+                                    _measured_las(fake, stats["fake"]["seg_las"], meta))
+        if "las_arcsec" in (real.conditions or {}):
+            las["real"] = conditioning_accuracy(real.conditions["las_arcsec"], _measured_las(
+                real, stats["real"]["seg_las"], meta))
+        out["las_arcsec"] = las
     if "peak_flux" in requested:
         # per-image scaling restores the requested peak by construction: what is measured is
         # whether the model-space peak is 1, i.e. the physical peak equals the request
@@ -317,8 +353,10 @@ def evaluate(real: ImageSet, fake: ImageSet, train: ImageSet, val: ImageSet,
 
     ``train`` / ``val`` are the real training and validation splits (classifier training and
     the memorisation check); ``meta`` holds ``classes``, ``pixel_scale_arcsec``,
-    ``beam_arcsec`` and ``data_sha256`` of the reference file. ``progress`` wraps the
-    source finder's loop over images.
+    ``beam_arcsec`` and ``data_sha256`` of the reference file, and ``image_unit``,
+    ``scaling``, ``negatives`` and ``cutout`` when it has them (the ``physical`` group needs
+    Jy/beam images, :func:`~radiodiff.evaluation.physical.is_physical`). ``progress`` wraps
+    the source finder's loop over images.
     """
     if real.images.shape[1:] != fake.images.shape[1:]:
         raise ValueError(f"image shapes differ: {real.name} {real.images.shape[1:]} vs "
@@ -343,11 +381,18 @@ def evaluate(real: ImageSet, fake: ImageSet, train: ImageSet, val: ImageSet,
         groups.update(_classifier_tests(real, fake, train, val, classes, s,
                                         meta.get("data_sha256") or ""))
     timings["classifier"] = time.perf_counter() - t
-    groups["conditioning"] = _conditioning(fake, stats["fake"]["seg_las"], meta)
+    groups["conditioning"] = _conditioning(real, fake, stats, meta)
+    if is_physical(meta, real, fake):
+        t = time.perf_counter()
+        announce("evaluation: physical units (integrated flux, background noise)")
+        groups["physical"] = physical_metrics(real, fake, train, meta, s.n_repeats, s.seed)
+        timings["physical"] = time.perf_counter() - t
     t = time.perf_counter()
     announce(f"evaluation: real-vs-fake, {s.rvf_folds} folds x 2 views")
     groups.update(_real_vs_fake(real, fake, s))
     timings["real_vs_fake"] = time.perf_counter() - t
+    if "physical" in groups:
+        groups["physical"].update(physical_checks(groups))
     groups["sets"] = {"real": {"name": real.name, "n": len(real.images)},
                       "fake": {"name": fake.name, "n": len(fake.images)}}
     groups["settings"] = asdict(s)

@@ -72,6 +72,31 @@ def _centre_figure(path: Path, stats_r: dict, stats_f: dict, size: int) -> Path:
     return save_figure(fig, path, dpi=90)
 
 
+def _noise_figure(path: Path, noise: dict) -> Path:
+    """Background pixels below 3 rms (density, zeros in the legend) and autocorrelation."""
+    h, a = noise["histogram"], noise["autocorrelation"]
+    fig = new_figure((8.0, 3.2))
+    left, right = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
+    for key, colour, name in (("real", "k", "real"), ("fake", "C1", "generated")):
+        left.stairs(h[f"{key}_density"], h["edges"], color=colour,
+                    label=f"{name} ({100 * h[f'zero_fraction_{key}']:.0f} % exactly 0)")
+        curve = np.array(a[f"{key}_median"], dtype=float)
+        right.plot(a["lags"], curve, "o-", ms=3, color=colour, label=f"{name} (median)")
+    lo, hi = (np.array(a[k], dtype=float) for k in ("real_p16", "real_p84"))
+    right.fill_between(a["lags"], lo, hi, color="k", alpha=0.15, label="real 16-84 %")
+    right.axvline(a["beam_px"], color="C0", lw=0.8, ls="--", label="beam FWHM")
+    left.set_yscale("log")
+    left.set_xlabel(f"background pixel / real median rms ({1e6 * h['sigma_ref']:.3g} µJy/beam)")
+    left.set_ylabel("density (all background pixels)")
+    right.set_xlabel("lag [pixels]")
+    right.set_ylabel("background autocorrelation")
+    for ax in (left, right):
+        ax.legend(fontsize=6)
+        ax.tick_params(labelsize=7)
+    fig.tight_layout()
+    return save_figure(fig, path, dpi=90)
+
+
 def _confusion_figure(path: Path, conf: list, classes: list[str], title: str) -> Path:
     m = np.asarray(conf, float)
     norm = m / np.maximum(m.sum(1, keepdims=True), 1)
@@ -123,9 +148,10 @@ def _markdown(m: dict, figures: dict[str, str]) -> str:
             for space, d in mem.items() if isinstance(d, dict) and "gen_median" in d), ""]
     for name, c in (m.get("conditioning") or {}).items():
         lines += [f"**Conditioning accuracy, {name}** (requested vs measured, n={c['n']}): "
-                  f"median relative error {_fmt(c.get('median_relative_error'))}, median "
-                  f"absolute {_fmt(c.get('median_abs_relative_error'))}, Spearman "
-                  f"{_fmt(c.get('spearman'))}.", ""]
+                  + _accuracy(c) + (f"; real images, measured vs catalogue (the floor, "
+                                    f"n={c['real']['n']}): {_accuracy(c['real'])}"
+                                    if c.get("real") else "") + ".", ""]
+    lines += _physical_lines(m)
     for title, block in (("Image statistics", m["distances"]),
                          ("Source finder (PyBDSF)", m.get("sourcefinder", {}))):
         if not block:
@@ -142,6 +168,63 @@ def _markdown(m: dict, figures: dict[str, str]) -> str:
     lines += ["## Figures", ""] + [f"![{k}]({v})" for k, v in figures.items()]
     lines += ["", f"Timings (s): {json.dumps(m['timings_s'])}"]
     return "\n".join(lines) + "\n"
+
+
+def _accuracy(c: dict) -> str:
+    """One :func:`~radiodiff.evaluation.metrics.conditioning_accuracy` result in words."""
+    within = (f", within {100 * c['tolerance']:g} %: {_fmt(c['fraction_within'])}"
+              if "fraction_within" in c else "")
+    return (f"median relative error {_fmt(c.get('median_relative_error'))}, median absolute "
+            f"{_fmt(c.get('median_abs_relative_error'))}{within}, Spearman "
+            f"{_fmt(c.get('spearman'))}")
+
+
+_CHECK_NAMES = {
+    "real_vs_fake": "real-vs-fake accuracy",
+    "real_vs_fake_faint": "real-vs-fake accuracy, faint view",
+    "las_fraction_within_20pct": "LAS within 20 % of the request (fraction)",
+    "las_median_abs_relative_error": "LAS median absolute relative error",
+    "las_spearman": "LAS Spearman, measured vs requested",
+    "flux_median_ratio": "integrated flux, median ratio to real at the nearest conditions",
+    "flux_scatter_dex": "integrated flux, scatter of that ratio [dex]",
+    "flux_spearman": "integrated flux, Spearman with the real at the nearest conditions",
+    "rms_ratio_deviation": "background rms, abs(median ratio fake / real - 1)",
+    "background_histogram_w1": "background pixels below 3 rms, W1 [rms]",
+    "acf_beam_w1": "background autocorrelation at the beam lag, W1",
+}
+
+
+def _physical_lines(m: dict) -> list[str]:
+    """The "Physical units" section: the checks table and the noise in words."""
+    p = m.get("physical")
+    if not p:
+        return []
+    lines = ["## Physical units", "", f"Images in {p['unit']} (image × peak flux). Each "
+             "floor is the same metric with real images in place of generated ones (real "
+             "test rows against their catalogue, nearest-condition training rows or a "
+             "disjoint real subset; 0.5 for the classifier).", "",
+             "| metric | generated | real floor | target | pass |", "|---|---|---|---|---|"]
+    for key, row in p.get("checks", {}).items():
+        ok = {True: "pass", False: "FAIL", None: "—"}[row["pass"]]
+        lines.append(f"| {_CHECK_NAMES.get(key, key)} | {_fmt(row['value'])} | "
+                     f"{_fmt(row['floor'])} | {row['target'] or '—'} | {ok} |")
+    rms, acf = p["noise"]["rms"], p["noise"]["autocorrelation"]
+    flux = p["integrated_flux"]["generated"]
+    lines += ["", f"Background rms (median): generated {_micro(rms['fake_median'])}, real "
+              f"{_micro(rms['real_median'])} µJy/beam (ratio {_fmt(rms['ratio'])}). "
+              f"Autocorrelation at the beam lag ({acf['beam_px']:.2g} px): generated "
+              f"{_fmt(acf.get('fake_at_beam'))}, real {_fmt(acf.get('real_at_beam'))} "
+              f"(real-vs-real difference {_fmt(acf.get('floor'))}). Integrated flux: "
+              f"{flux['n']} images, {100 * flux['paired_fraction']:.0f} % with the exact "
+              "conditions of a real test row.", ""]
+    if "pass" in p:
+        lines += [f"**Physical-units targets**: {'met' if p['pass'] else 'not met'}.", ""]
+    return lines
+
+
+def _micro(x: Any) -> str:
+    """A Jy/beam value in µJy/beam."""
+    return "n/a" if x is None else f"{1e6 * x:.4g}"
 
 
 def _faint_lines(m: dict) -> list[str]:
@@ -233,6 +316,9 @@ def _figures(result: EvalResult, real: ImageSet, fake: ImageSet, out: Path,
         "generated images": save_image_grid(out / "grid_generated.png", fake.images[:32],
                                             f"{fake.name}"),
     }
+    if result.physical:
+        figures["background noise"] = _noise_figure(out / "noise.png",
+                                                    result.physical["noise"])
     c = result.class_fidelity
     if c:
         figures["confusion (real)"] = _confusion_figure(out / "confusion_real.png",

@@ -19,7 +19,7 @@ from radiodiff.diffusion.sampling import SamplerSpec
 
 __all__ = ["ImageSet", "Compared", "reference_set", "reference_splits", "reference_meta",
            "proportional_rows", "proportional_labels", "samples_set", "sample_classes",
-           "generated_set"]
+           "generated_set", "pixel_scales"]
 
 Progress = Optional[Callable[[Iterable, int], Iterable]]
 
@@ -85,14 +85,33 @@ def proportional_labels(labels: np.ndarray, n: int) -> np.ndarray:
 
 def reference_meta(ps) -> dict[str, Any]:
     """What :func:`evaluate` needs to know of a prepared file (``h5io.PreparedSet``):
-    classes, data hash, cutout rule, median pixel scale and beam."""
+    classes, data hash, cutout rule, median pixel scale and beam, image unit, scaling and
+    negatives (whether the images go back to Jy/beam)."""
     cutout = {}
     if ps.attrs.get("config_yaml"):
         from omegaconf import OmegaConf
         cutout = OmegaConf.to_container(OmegaConf.create(ps.attrs["config_yaml"])).get(
             "data", {}).get("cutout", {}) or {}
     return {"classes": ps.classes, "data_sha256": ps.attrs.get("data_sha256"),
-            "cutout": cutout, **ps.geometry()}
+            "cutout": cutout, **ps.geometry(),
+            **{k: ps.attrs.get(k) for k in ("image_unit", "scaling", "negatives")}}
+
+
+def pixel_scales(s: ImageSet, meta: dict[str, Any]) -> np.ndarray:
+    """(N,) pixel scale [arcsec / pixel] of each image of ``s``, from its LAS.
+
+    The cutout rule of the prepared file (``meta["cutout"]``): side = ``max(k_las * LAS,
+    min_size_arcsec)`` [arcsec] over the image side, with the LAS of ``s.conditions`` (the
+    catalogue's for real rows, the request for generated images). An image without a
+    finite LAS gets the file's median pixel scale (``meta["pixel_scale_arcsec"]``, 1 when
+    unknown).
+    """
+    n, size = len(s.images), s.images.shape[-1]
+    default = meta.get("pixel_scale_arcsec") or 1.0
+    las = np.asarray((s.conditions or {}).get("las_arcsec", np.full(n, np.nan)), float)
+    cut = meta.get("cutout") or {}
+    side = np.maximum(cut.get("k_las", 1.5) * las, cut.get("min_size_arcsec", 60.0))
+    return np.where(np.isfinite(las), side / size, default)
 
 
 def samples_set(path: str | Path) -> ImageSet:
