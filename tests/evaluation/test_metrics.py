@@ -187,3 +187,30 @@ def test_shapes_must_agree(prepared, tmp_path):
     small = ImageSet(np.zeros((4, 1, 8, 8), np.float32), np.zeros(4), "small")
     with pytest.raises(ValueError, match="image shapes differ"):
         evaluate(real, small, real, real, _meta(tmp_path), FAST)
+
+
+def test_paired_las_compares_measurement_with_measurement():
+    from radiodiff.evaluation.metrics import _conditioning, image_statistics
+    # the measurement reads 2x the catalogue LAS (as on FIRST: beam and 10 % threshold), so
+    # against the catalogue even a copy of the real images fails; paired with the measured
+    # LAS of the real row of the same conditions, a copy passes and 1.5x longer bars fail
+    lengths = np.array([4, 5, 6, 8, 10, 12])
+
+    def bars(scale=1.0):
+        out = np.zeros((6, 1, 32, 32), np.float32)
+        for i, n in enumerate(lengths):
+            out[i, 0, 16, 2:2 + int(round(n * scale))] = 1.0
+        return out
+
+    meta = {"pixel_scale_arcsec": 1.8, "cutout": {"k_las": 1.5, "min_size_arcsec": 57.6}}
+    cond = {"las_arcsec": np.hypot(lengths, 1) * 0.9, "peak_flux": np.geomspace(1e-3, 1, 6)}
+    real = ImageSet(bars(), np.full(6, -1), "real", cond)
+    train = ImageSet(bars(), np.full(6, -1), "train", cond)
+    for scale, expected in ((1.0, 1.0), (1.5, 0.0)):
+        fake = ImageSet(bars(scale), np.full(6, -1), "fake", cond)
+        stats = {"real": image_statistics(real.images, 1.8),
+                 "fake": image_statistics(fake.images, 1.8)}
+        las = _conditioning(real, fake, stats, meta, train)["las_arcsec"]
+        assert las["fraction_within"] == 0.0                    # vs the catalogue
+        assert las["paired"]["fraction_within"] == expected
+        assert las["paired"]["real"]["fraction_within"] == 1.0  # the floor: train rows
