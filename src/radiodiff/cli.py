@@ -199,7 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
     from radiodiff.config import SamplerConfig  # defaults shared with conf/sampler/
     sc = SamplerConfig()
     p = sub.add_parser("export", help="training checkpoint -> release folder (EMA weights)",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                       formatter_class=_DefaultsOnceFormatter)
     p.add_argument("--ckpt", required=True, help="training checkpoint, e.g. .../last.ckpt")
     p.add_argument("--out", required=True, help="release folder to write")
     p.add_argument("--data", default=None,
