@@ -74,12 +74,16 @@ def _cmd_sample(args) -> int:
     check_output(out, "samples", args.overwrite, samples_nbytes(args.n, release.image_size))
     result = generate(release, args.n, label=args.label, peak_flux=args.peak_flux,
                       las_arcsec=args.las, spec=_spec(args), seed=args.seed,
+                      conditions=args.conditions,
                       batch_size=args.batch_size, batch_invariant=not args.batched,
                       progress=progress_bar("sampled", "batches"))
     paths = save_samples(out, release, result, ra=args.ra, dec=args.dec,
                          overwrite=args.overwrite)
     print(f"{len(result)} samples ({result.unit}, {int(result.nfe[0])} network evaluations "
           f"each) -> {out}/ ({len(paths['fits'])} FITS, samples.h5, preview.png)")
+    if result.settings["conditions"] == "draw":
+        print("conditions not given were drawn from the model's training rows "
+              "(train_conditions.csv; --conditions null leaves them unset)")
     return 0
 
 
@@ -97,7 +101,7 @@ def _cmd_demo(args) -> int:
 def _cmd_export(args) -> int:
     from radiodiff.training.export import export_checkpoint
 
-    out = export_checkpoint(args.ckpt, args.out, overwrite=args.overwrite)
+    out = export_checkpoint(args.ckpt, args.out, overwrite=args.overwrite, data=args.data)
     print(f"release written to {out}")
     return 0
 
@@ -195,9 +199,14 @@ def build_parser() -> argparse.ArgumentParser:
     from radiodiff.config import SamplerConfig  # defaults shared with conf/sampler/
     sc = SamplerConfig()
     p = sub.add_parser("export", help="training checkpoint -> release folder (EMA weights)",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                       formatter_class=_DefaultsOnceFormatter)
     p.add_argument("--ckpt", required=True, help="training checkpoint, e.g. .../last.ckpt")
     p.add_argument("--out", required=True, help="release folder to write")
+    p.add_argument("--data", default=None,
+                   help="prepared .h5 the run trained on: its train split's conditions go "
+                   "into the release (train_conditions.csv) when the checkpoint predates "
+                   "carrying them; refused unless its data_sha256 is the checkpoint's "
+                   "(default: the checkpoint's own table, if any)")
     _overwrite_arg(p, "release folder")
     p.set_defaults(func=_cmd_export)
 
@@ -208,14 +217,21 @@ def build_parser() -> argparse.ArgumentParser:
                    "model, models/first)")
     p.add_argument("--n", type=int, default=100, help="number of images")
     p.add_argument("--class", dest="label", default=None,
-                   help="class name to condition on (default: no class condition)")
+                   help="class name to condition on (default: not fixed, see --conditions)")
     p.add_argument("--peak-flux", type=float, default=None,
                    help="peak surface brightness to condition on, Jy/beam (> 0); with a "
                    "per-image-scaled Jy/beam model the FITS files are then in Jy/beam "
-                   "(default: no peak-flux condition: normalised images)")
+                   "(default: not fixed, see --conditions)")
     p.add_argument("--las", type=float, default=None,
                    help="largest angular size to condition on, arcsec (> 0) "
-                   "(default: no size condition)")
+                   "(default: not fixed, see --conditions)")
+    p.add_argument("--conditions", choices=("draw", "null"), default=None,
+                   help="what the model's conditions not given above become: draw = image k "
+                   "takes them from a training row drawn with seed + k (the release's "
+                   "train_conditions.csv; rows of the given class, nearest to the given "
+                   "peak flux / LAS), so --n 1000 looks like the survey; null = no "
+                   "condition (unconditional) (default: draw when the release has "
+                   "train_conditions.csv, else null)")
     _sampler_args(p, sc)
     p.add_argument("--seed", type=int, default=0, help="seed of image 0 (image k: seed + k)")
     p.add_argument("--batch-size", type=int, default=32,

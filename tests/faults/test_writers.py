@@ -446,13 +446,13 @@ def test_kill_during_checkpoint_write(tmp_path):
 _TERMINATED_SAMPLER = """
 import sys, time
 import radiodiff.io.fits as fits_io
-real = fits_io.write_fits_image
+real = fits_io.write_hdu
 def slow(path, *a, **k):
     out = real(path, *a, **k)
     print("wrote", path.name, flush=True)
     time.sleep(120)
     return out
-fits_io.write_fits_image = slow
+fits_io.write_hdu = slow
 from radiodiff.cli import main
 sys.exit(main(sys.argv[1:]))
 """

@@ -31,9 +31,26 @@ def tiny_release(path, classes, size=16):
     return export_release(path, EDMDenoiser(net, 0.1).eval(), config, meta)
 
 
-def tiny_physical_release(path, classes=CLASSES, size=SIZE):
+def train_table(n=40, seed=0, labels=None):
+    """A training-condition table of ``n`` rows for :func:`tiny_physical_release`: labels
+    0, 1, 0, 1 ... (or ``labels``); FRII (1) rows 10x brighter and 2x larger than FRI."""
+    import numpy as np
+
+    from radiodiff.diffusion.condition_table import ConditionTable
+
+    rng = np.random.default_rng(seed)
+    label = np.arange(n) % len(CLASSES) if labels is None else np.asarray(labels)
+    peak = 10 ** (rng.normal(-2.5, 0.3, n) + label)
+    las = 10 ** (rng.normal(1.3, 0.15, n) + 0.3 * label)
+    return ConditionTable({"label": label.astype(np.int64), "peak_flux": peak,
+                           "las_arcsec": las})
+
+
+def tiny_physical_release(path, classes=CLASSES, size=SIZE, train_conditions=None,
+                          **extra_meta):
     """An untrained 16 x 16 release conditioned on class, peak flux (Jy/beam) and LAS
-    (arcsec), with Jy/beam training images: generated images come back in Jy/beam."""
+    (arcsec), with Jy/beam training images: generated images come back in Jy/beam.
+    ``train_conditions``: its training rows' table; ``extra_meta``: more meta keys."""
     import numpy as np
 
     config = load_config(["model=unet_tiny"])
@@ -49,5 +66,7 @@ def tiny_physical_release(path, classes=CLASSES, size=SIZE):
             "image_size": size, "image_unit": "Jy/beam", "pixel_scale_arcsec": PIXEL_SCALE,
             "beam_arcsec": BEAM, "scaling": "per_image", "negatives": "clip",
             "data_sha256": "d" * 64, "inputs_sha256": "i" * 64, "git_commit": "abc123",
-            "package_version": "0.1.0", "seed": 0, "images_seen": 1000, "step": 10}
-    return export_release(path, EDMDenoiser(net, SIGMA_DATA).eval(), config, meta)
+            "package_version": "0.1.0", "seed": 0, "images_seen": 1000, "step": 10,
+            **extra_meta}
+    return export_release(path, EDMDenoiser(net, SIGMA_DATA).eval(), config, meta,
+                          train_conditions=train_conditions)

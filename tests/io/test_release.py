@@ -391,7 +391,9 @@ def test_cli_sample_help_shows_each_default_once(capsys):
     assert "placeholder" in ra and "(default: 0" in ra and "placeholder" in dec
     text = " ".join(entries)
     assert "(default: the built-in model, models/first)" in text
-    assert "(default: no class condition)" in text
+    assert "(default: not fixed, see --conditions)" in text
+    conditions = next(e for e in entries if e.startswith("--conditions"))
+    assert "(default: draw when the release has train_conditions.csv, else null)" in conditions
 
 
 @pytest.mark.parametrize("scalars, conditions", [
@@ -422,3 +424,95 @@ def test_generate_takes_a_spec_or_its_keywords(release):
     assert a.settings == b.settings and a.settings["sampler"] == "stochastic"
     with pytest.raises(TypeError, match="unknown sampler option"):
         generate(release, n=1, sigma=2.0)
+
+
+# --------------------------------------------------------------------------- training conditions
+
+@pytest.fixture
+def table_release(tmp_path, denoiser, config, meta):
+    from helpers.releases import train_table
+    table = train_table(12)
+    return export_release(tmp_path / "tab", denoiser, config, meta,
+                          train_conditions=table), table
+
+
+def test_export_writes_and_load_reads_the_training_conditions(table_release):
+    path, table = table_release
+    assert (path / "train_conditions.csv").read_text() == table.to_csv()
+    assert (path / "train_conditions.csv").read_text().startswith(
+        "label,peak_flux,las_arcsec\n")
+    listed = [line.split("  ")[1] for line in (path / "SHA256SUMS").read_text().splitlines()]
+    assert "train_conditions.csv" in listed
+    m = json.loads((path / "meta.json").read_text())
+    assert m["train_conditions"] == {"file": "train_conditions.csv", "rows": 12,
+                                     "columns": ["label", "peak_flux", "las_arcsec"]}
+    rel = load_release(path)
+    for name in table.names:
+        assert rel.train_conditions.columns[name].tolist() == table.columns[name].tolist()
+    assert generate(rel, 1, **FAST).settings["conditions"] == "draw"
+
+
+def test_a_changed_training_conditions_file_is_refused(table_release, capsys):
+    from radiodiff.io.integrity import IntegrityError
+    path, table = table_release
+    file = path / "train_conditions.csv"
+    file.write_text(file.read_text().replace("\n1,", "\n0,", 1))  # relabel one row
+    with pytest.raises(IntegrityError, match=r"train_conditions\.csv: release file "
+                       r"train_conditions\.csv does not match its SHA-256 in SHA256SUMS"):
+        load_release(path)
+    assert main(["sample", "--model", str(path), "--n", "1", "--out",
+                 str(path.parent / "o")]) == 2
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1
+    file.unlink()
+    with pytest.raises(FileNotFoundError, match="meta.json records train_conditions.csv "
+                       "but it is missing"):
+        load_release(path)
+
+
+def test_an_unlisted_training_conditions_file_is_refused(table_release):
+    from radiodiff.io.integrity import IntegrityError
+    path, _ = table_release
+    manifest = path / "SHA256SUMS"
+    manifest.write_text("".join(line + "\n" for line in manifest.read_text().splitlines()
+                                if "train_conditions" not in line))
+    with pytest.raises(IntegrityError, match="not listed in SHA256SUMS"):
+        load_release(path)
+
+
+def test_export_refuses_a_table_of_other_conditions(tmp_path, denoiser, config, meta):
+    from helpers.releases import train_table
+    from radiodiff.diffusion.condition_table import ConditionTable
+    from radiodiff.io.integrity import IntegrityError
+    t = train_table(4)
+    no_las = ConditionTable({k: t.columns[k] for k in ("label", "peak_flux")})
+    with pytest.raises(IntegrityError, match=r"table has columns \['label', 'peak_flux'\], "
+                       r"the model takes \['label', 'peak_flux', 'las_arcsec'\]"):
+        export_release(tmp_path / "a", denoiser, config, meta, train_conditions=no_las)
+    bad = ConditionTable(dict(t.columns, label=np.array([0, 1, 2, 0])))
+    with pytest.raises(IntegrityError, match=r"holds label 2, beyond the 2 classes"):
+        export_release(tmp_path / "b", denoiser, config, meta, train_conditions=bad)
+    assert not list(tmp_path.iterdir())
+
+
+def test_cli_sample_draws_or_leaves_conditions_null(table_release, tmp_path, capsys):
+    path, table = table_release
+    assert main(["sample", "--model", str(path), "--n", "2", "--steps", "1",
+                 "--out", str(tmp_path / "d")]) == 0
+    assert "drawn from the model's training rows" in capsys.readouterr().out
+    h = fits.getheader(tmp_path / "d" / "sample_00001.fits")
+    assert h["CONDS"] == "draw" and h["PEAKFLUX"] in table.columns["peak_flux"].tolist()
+    assert h["BUNIT"] == "JY/BEAM"
+    assert main(["sample", "--model", str(path), "--n", "1", "--steps", "1", "--conditions",
+                 "null", "--out", str(tmp_path / "n")]) == 0
+    assert "drawn" not in capsys.readouterr().out
+    h = fits.getheader(tmp_path / "n" / "sample_00000.fits")
+    assert h["CONDS"] == "null" and h["PEAKFLUX"] == "none" and h["CLASS"] == "none"
+
+
+def test_releases_without_a_table_generate_with_null_conditions(release):
+    from radiodiff.io.release import resolve_model
+    assert release.train_conditions is None and release.meta["train_conditions"] is None
+    first = load_release(resolve_model("first"))  # class-only, exported before tables
+    assert first.train_conditions is None and "train_conditions" not in first.meta
+    r = generate(first, 1, steps=1)
+    assert r.settings["conditions"] == "null" and r.conditions["label"].tolist() == [-1]

@@ -155,3 +155,63 @@ def test_survey_cards_from_the_release_config(tmp_path, release, data, beam, tel
     r = generate(other, n=1, **FAST)
     h = fits.getheader(save_samples(tmp_path, other, r)["fits"][0])
     assert h.get("TELESCOP") == telescope and h.get("FREQ") == freq
+
+
+@pytest.fixture(scope="module")
+def drawing(tmp_path_factory):
+    """A release with its training rows' conditions."""
+    from helpers.releases import train_table, tiny_physical_release
+    from radiodiff.io.release import load_release
+    return load_release(tiny_physical_release(tmp_path_factory.mktemp("rel") / "drawing",
+                                              train_conditions=train_table(20)))
+
+
+def _cards(header: fits.Header) -> list[str]:
+    return [card.image for card in header.cards]
+
+
+@pytest.mark.parametrize("where", [{}, {"ra": 150.0, "dec": 2.5}])
+def test_in_memory_headers_are_the_fits_headers(tmp_path, drawing, where):
+    from radiodiff.io.samples import sample_images
+    r = generate(drawing, n=3, seed=2, **FAST)  # drawn conditions: one per image
+    pairs = sample_images(drawing, r, **where)
+    paths = save_samples(tmp_path / "out", drawing, r, **where)
+    assert len(pairs) == len(paths["fits"]) == 3
+    for k, ((data, header), path) in enumerate(zip(pairs, paths["fits"])):
+        with fits.open(path) as hdul:
+            assert _cards(hdul[0].header) == _cards(header)  # card for card
+            np.testing.assert_array_equal(hdul[0].data, data)
+        assert data.dtype == np.float32 and data.shape == (SIZE, SIZE)
+        np.testing.assert_array_equal(data, r.output[k, 0])
+        assert header["PEAKFLUX"] == r.conditions["peak_flux"][k]
+        assert header["LAS"] == r.conditions["las_arcsec"][k]
+        assert header["CLASS"] == r.conditions["class"][k] and header["CONDS"] == "draw"
+        assert header["BUNIT"] == "JY/BEAM" and header["DATE"] == r.created_utc
+        np.testing.assert_allclose(proj_plane_pixel_scales(WCS(header)) * 3600,
+                                   [PIXEL_SCALE] * 2)
+    with pytest.raises(ValueError, match="both ra and dec"):
+        sample_images(drawing, r, ra=1.0)
+
+
+def test_pixel_scale_follows_the_las_of_cutouts_cut_by_las(tmp_path, drawing):
+    """Catalogue + field data (mirabest, lotss) were cut out with a side of
+    max(k_las * LAS, min_size) resized to image_size: each image's WCS has that scale."""
+    from omegaconf import OmegaConf
+
+    cfg = OmegaConf.create({"model": OmegaConf.to_container(drawing.config.model),
+                            "data": {"name": "mirabest", "source": "mirabest",
+                                     "cutout": {"k_las": 1.5, "min_size_arcsec": 144.0}}})
+    mb = dataclasses.replace(drawing, config=cfg)
+    assert mb.pixel_scale(40.0) == 144.0 / SIZE and mb.pixel_scale(200.0) == 300.0 / SIZE
+    assert mb.pixel_scale(float("nan")) == PIXEL_SCALE  # no LAS: the release's
+    assert drawing.pixel_scale(200.0) == PIXEL_SCALE  # FIRST: fixed-size cutouts
+    no_las = dataclasses.replace(mb, meta=dict(mb.meta, scalar_conditions=["peak_flux"]))
+    assert no_las.pixel_scale(200.0) == PIXEL_SCALE  # the LAS is not the image's condition
+    r = generate(mb, n=2, las_arcsec=200.0, **FAST)
+    paths = save_samples(tmp_path, mb, r)
+    for path in paths["fits"]:
+        h = fits.getheader(path)
+        np.testing.assert_allclose(proj_plane_pixel_scales(WCS(h)) * 3600, [300.0 / SIZE] * 2)
+    with h5py.File(paths["samples.h5"]) as f:
+        assert f["pixel_scale_arcsec"][()].tolist() == [300.0 / SIZE] * 2
+        assert f.attrs["conditions"] == "draw"

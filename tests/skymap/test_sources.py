@@ -117,6 +117,25 @@ def test_drawing_from_model_marginals(grid, physical_release):
         draw_sources(grid, 0, 10.0, 1.7, 1e-3, 1.0, 1.4e9, -0.7, None, "model")
 
 
+def test_drawing_from_the_training_rows_is_joint(grid, tmp_path):
+    """A release with its training rows' conditions: each source is one whole row (peak,
+    LAS and class together), its flux the one the peak-total rule gives."""
+    from helpers.releases import train_table, tiny_physical_release
+    from radiodiff.io.release import load_release
+
+    table = train_table(30)
+    release = load_release(tiny_physical_release(tmp_path / "rel", train_conditions=table))
+    s = draw_sources(grid, 0, 20000.0, 1.7, 1e-3, 1.0, 1.4e9, -0.7, release)
+    c = table.columns
+    rows = set(zip([release.classes[k] for k in c["label"]], c["peak_flux"].tolist(),
+                   c["las_arcsec"].tolist()))
+    drawn = list(zip(s.cls.tolist(), s.peak.tolist(), s.las.tolist()))
+    assert len(drawn) > 30 and set(drawn) <= rows and len(set(drawn)) > 10
+    np.testing.assert_allclose(s.flux, total_from_peak(s.peak, s.las, grid.beam))
+    again = draw_sources(grid, 0, 20000.0, 1.7, 1e-3, 1.0, 1.4e9, -0.7, release)
+    assert list(zip(again.cls, again.peak, again.las)) == drawn
+
+
 def test_position_angles_depend_only_on_seed_and_id():
     s = Sources.build([1, 2, 3], [0, 0, 0], [1, 1, 1], pa=[10, np.nan, np.nan])
     a = fill_position_angles(s, 9)

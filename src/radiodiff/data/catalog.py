@@ -29,6 +29,7 @@ from astropy.table import Table
 from astropy.wcs.utils import proj_plane_pixel_scales
 
 from radiodiff.io.fits import FitsImage, InputError, beam_from_header, read_fits_image
+from radiodiff.data.preprocess import cutout_side_arcsec
 from radiodiff.data.sources import CatalogError, Cutout, Duplicate
 
 __all__ = ["CatalogSource", "read_catalog", "find_duplicates", "MAX_CUTOUT_FACTOR"]
@@ -322,7 +323,8 @@ class CatalogSource:
         if isinstance(path, InputError):
             raise path
         field: FitsImage = self._read(path)
-        size = max(self.cfg.cutout.k_las * las, self.cfg.cutout.min_size_arcsec) * u.arcsec
+        size = float(cutout_side_arcsec(las, self.cfg.cutout.k_las,
+                                        self.cfg.cutout.min_size_arcsec)) * u.arcsec
         self._check_size(where, las, size.value, field)
         pos = SkyCoord(ra * u.deg, dec * u.deg, frame="icrs")
         mode = "strict" if self.cfg.cutout.outside.value == "drop" else "partial"

@@ -352,8 +352,9 @@ class CutoutDataModule(L.LightningDataModule):
                    random_val_fraction=lc.random_val_fraction, **kw)
 
     # ----------------------------------------------------------------------------- selection
-    def _select(self, columns: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Row indices of train / val / test (each sorted, for locality of lazy reads)."""
+    def select(self, columns: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Row indices of ``train`` / ``val`` / ``test`` in a prepared file's ``columns``
+        (each sorted, for locality of lazy reads): the one split rule of training."""
         split = np.asarray(columns["split"]).astype(str)
         keep = np.ones(len(split), bool) if self.include_flagged else columns["flags"] == 0
         rows = {"test": np.flatnonzero(keep & (split == self.test_split))}
@@ -394,7 +395,7 @@ class CutoutDataModule(L.LightningDataModule):
         meta = read_prepared(self.path, images=False)
         self.classes = meta.classes
         self.data_sha256 = meta.attrs.get("data_sha256")
-        rows = self._select(meta.columns)
+        rows = self.select(meta.columns)
         for which in sorted(wanted):
             self._check_nonempty(rows[which], which, meta.columns["split"])
         common = dict(conditions=self.conditions, in_memory=self.in_memory, seed=self.seed)

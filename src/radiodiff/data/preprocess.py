@@ -13,7 +13,8 @@ from skimage.transform import resize
 
 from radiodiff.data.prepared import FLAGS
 
-__all__ = ["project_like_data", "CUT_ORDER", "centre_on", "measure", "quality_flags", "fill_nan", "resize_image",
+__all__ = ["project_like_data", "CUT_ORDER", "centre_on", "cutout_side_arcsec", "measure",
+           "quality_flags", "fill_nan", "resize_image",
            "apply_negatives", "fit_scaling"]
 
 # Order in which a source failing several cuts is counted (first reason wins).
@@ -23,6 +24,12 @@ CUT_ORDER = ("nan", "blank", "low_snr", "edge_emission")
 def beam_area_arcsec2(bmaj: float, bmin: float) -> float:
     """Area of a Gaussian beam, pi * bmaj * bmin / (4 ln 2), arcsec^2 (FWHM in arcsec)."""
     return math.pi * bmaj * bmin / (4.0 * math.log(2.0))
+
+
+def cutout_side_arcsec(las_arcsec, k_las: float, min_size_arcsec: float):
+    """Side on the sky of a catalogue source's cutout, arcsec: ``max(k_las * LAS,
+    min_size_arcsec)`` (``data.cutout``); a number or an array like ``las_arcsec``."""
+    return np.maximum(k_las * np.asarray(las_arcsec, dtype=np.float64), min_size_arcsec)
 
 
 def measure(image: np.ndarray, rms: float, pixel_scale_arcsec: float,

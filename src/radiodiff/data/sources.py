@@ -14,7 +14,11 @@ import numpy as np
 
 from radiodiff.io.fits import InputError
 
-__all__ = ["Cutout", "Duplicate", "Source", "CatalogError", "make_source"]
+__all__ = ["Cutout", "Duplicate", "Source", "CatalogError", "make_source", "LAS_CUTOUT_SOURCES"]
+
+# Catalogue + field sources: each cutout's side follows its LAS
+# (:func:`radiodiff.data.preprocess.cutout_side_arcsec`), so its pixel scale does too.
+LAS_CUTOUT_SOURCES = ("mirabest", "lotss")
 
 
 @dataclass
@@ -76,7 +80,7 @@ def make_source(data_cfg) -> Source:
     if kind == "first":
         from radiodiff.data.first import FirstSource
         return FirstSource(data_cfg)
-    if kind in ("mirabest", "lotss"):
+    if kind in LAS_CUTOUT_SOURCES:
         from radiodiff.data.catalog import CatalogSource
         return CatalogSource(data_cfg)
     raise ValueError(f"unknown data source {kind!r} (expected first, mirabest or lotss)")

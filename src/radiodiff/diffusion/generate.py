@@ -6,24 +6,34 @@ physical conditions (class name, peak flux in Jy/beam, largest angular size in a
 encoded with the release's ``ConditionTransform``, classifier-free guidance via
 :func:`radiodiff.diffusion.edm.guided`, and any of the solvers in :mod:`radiodiff.diffusion.sampling`.
 
+Conditions the caller does not fix are, by default, drawn image by image from the training
+rows' joint distribution the release records (``train_conditions.csv``, see
+:mod:`radiodiff.diffusion.condition_table`): ``n`` images then look like a population of
+the survey. ``conditions="null"`` leaves them null (unconditional), as releases without
+the table always do.
+
 :func:`radiodiff.io.samples.save_samples` writes what :func:`generate` returns (FITS,
-``samples.h5``, ``preview.png``).
+``samples.h5``, ``preview.png``); :func:`radiodiff.io.samples.sample_images` gives the same
+images with their FITS headers in memory.
 
 Flux restoration
 ----------------
 The network works in model space; its output is decoded to data space, [0, 1], by the
-release's intensity transform. Images are put back in Jy/beam only when that inverse is known: the training images were in Jy/beam (``image_unit == "Jy/beam"``), each
-was divided by its own peak (``scaling == "per_image"`` with zero offset, i.e. negatives
-not ``keep``) and a ``peak_flux`` was requested. Then ``physical = image * peak_flux``
-(the per-image scale of a training image is its peak, which the model was conditioned
-on). In every other case (no peak flux requested, ``dataset`` scaling, arbitrary units)
-the images stay normalised and are labelled ``"normalised"``.
+release's intensity transform. Images are put back in Jy/beam only when that inverse is
+known: the training images were in Jy/beam (``image_unit == "Jy/beam"``), each was divided
+by its own peak (``scaling == "per_image"`` with zero offset, i.e. negatives not ``keep``)
+and every image has a peak flux (requested or drawn). Then ``physical = image * peak_flux``
+with each image's own peak flux (the per-image scale of a training image is its peak,
+which the model was conditioned on). In every other case (no peak flux, ``dataset``
+scaling, arbitrary units) the images stay normalised and are labelled ``"normalised"``.
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Any, Callable, Iterable, Optional
 
 import numpy as np
@@ -31,13 +41,14 @@ import torch
 
 from radiodiff.diffusion.edm import guided
 from radiodiff.diffusion.sampling import (CountingDenoiser, SamplerSpec, check_sample_memory,
-                                          check_seed_range, churn_generator, per_image,
-                                          seeded_noise)
+                                          check_seed_range, churn_generator,
+                                          condition_rng, per_image, seeded_noise)
 from radiodiff.io.release import Release
 
-__all__ = ["GenerateResult", "generate", "restores_jy_per_beam"]
+__all__ = ["GenerateResult", "generate", "CONDITION_MODES", "restores_jy_per_beam"]
 
 NORMALISED = "normalised"
+CONDITION_MODES = ("draw", "null")  # what unset conditions become (generate's `conditions`)
 
 
 def restores_jy_per_beam(meta: dict[str, Any]) -> bool:
@@ -63,9 +74,10 @@ class GenerateResult:
     unit : str
         ``"Jy/beam"`` when ``physical`` is set, else ``"normalised"``.
     conditions : dict of numpy.ndarray
-        The condition each image was drawn with, in physical units: ``label`` (int, -1 =
-        none), ``class`` (str, "" = none), ``peak_flux`` (Jy/beam, NaN = none),
-        ``las_arcsec`` (arcsec, NaN = none); each shape (n,).
+        The condition each image was drawn with (fixed by the caller or drawn from the
+        training rows), in physical units: ``label`` (int, -1 = none), ``class`` (str, "" =
+        none), ``peak_flux`` (Jy/beam, NaN = none), ``las_arcsec`` (arcsec, NaN = none);
+        each shape (n,).
     seeds : numpy.ndarray
         (n,) int64, the seed of each image's initial noise.
     nfe : numpy.ndarray
@@ -76,6 +88,8 @@ class GenerateResult:
         seed, batch_size, projected).
     raw : numpy.ndarray or None
         The decoded images before the output projection (None when none was applied).
+    created_utc : str
+        When the images were made (UTC, ISO 8601 to the second): the DATE of their headers.
     """
     images: np.ndarray
     physical: Optional[np.ndarray]
@@ -85,6 +99,7 @@ class GenerateResult:
     nfe: np.ndarray
     settings: dict[str, Any] = field(default_factory=dict)
     raw: Optional[np.ndarray] = None
+    created_utc: str = ""
 
     def __len__(self) -> int:
         return len(self.images)
@@ -110,14 +125,13 @@ def _check_int(name: str, value: Any, minimum: int) -> int:
     return int(value)
 
 
-def _condition(release: Release, label: Optional[str], scalars: dict[str, Optional[float]],
-               n: int) -> tuple[Optional[dict[str, torch.Tensor]], dict[str, np.ndarray]]:
-    """The network condition for one batch of ``n`` and the raw values per image."""
+def _fixed(release: Release, label: Optional[str], scalars: dict[str, Optional[float]]
+           ) -> tuple[Optional[int], dict[str, float]]:
+    """The conditions the user fixed, checked against the model: (class index or None,
+    {scalar name: value in physical units})."""
     classes = release.classes
     trained = release.scalar_conditions
-    raw: dict[str, np.ndarray] = {"label": np.full(n, -1, dtype=np.int64),
-                                  "class": np.full(n, "", dtype=object)}
-    cond: dict[str, torch.Tensor] = {}
+    idx = None
     if label is not None:
         if not classes:
             raise ValueError(f"this model was trained without class labels; got class "
@@ -125,22 +139,85 @@ def _condition(release: Release, label: Optional[str], scalars: dict[str, Option
         if label not in classes:
             raise ValueError(f"unknown class {label!r}; valid classes: {', '.join(classes)}")
         idx = classes.index(label)
-        cond["label"] = torch.full((n,), idx, dtype=torch.long)
-        raw["label"][:], raw["class"][:] = idx, label
+    fixed = {}
     for name, value in scalars.items():
-        raw[name] = np.full(n, np.nan)
         if value is None:
             continue
         if name not in trained:
             has = ([f"class ({', '.join(classes)})"] if classes else []) + list(trained)
             raise ValueError(f"this model was not trained with the {name} condition "
                              f"(its conditions: {', '.join(has) or 'none'})")
-        encoded = np.asarray(release.transform.encode(name, np.full(n, value)), dtype=np.float32)
-        if not np.isfinite(encoded).all():
+        if not np.isfinite(release.transform.encode(name, value)):
             raise ValueError(f"{name}={value} cannot be encoded by the model's transform")
-        cond[name] = torch.from_numpy(encoded.reshape(n).copy())
-        raw[name][:] = value
-    return (cond or None), raw
+        fixed[name] = value
+    return idx, fixed
+
+
+def _mode(release: Release, conditions: Optional[str]) -> str:
+    """``draw`` or ``null``; None: ``draw`` when the release has its training conditions."""
+    from radiodiff.io.release import TABLE_FILE
+
+    table = release.train_conditions
+    if conditions is None:
+        return "draw" if table is not None else "null"
+    if conditions not in CONDITION_MODES:
+        raise ValueError(f"conditions must be one of {', '.join(CONDITION_MODES)}, "
+                         f"got {conditions!r}")
+    if conditions == "draw" and table is None:
+        raise ValueError(f"{release.path}: conditions='draw' needs the training rows' "
+                         f"conditions ({TABLE_FILE}), which this release lacks; re-export it "
+                         "(radiodiff export --data <prepared .h5>) or use conditions='null'")
+    return conditions
+
+
+def _draw_rows(release: Release, seeds: np.ndarray, idx: Optional[int],
+               fixed: dict[str, float]) -> np.ndarray:
+    """The training-condition table's row drawn for each image: uniform over the rows that
+    fit the fixed conditions (:meth:`ConditionTable.pool`), one generator per seed."""
+    from radiodiff.io.release import TABLE_FILE
+
+    pool, matched = release.train_conditions.pool(release.transform, idx, fixed)
+    if not matched:
+        warnings.warn(f"{release.path}: {TABLE_FILE} has no row of class "
+                      f"{release.classes[idx]!r}; its other conditions are drawn from the "
+                      "rows of all classes", stacklevel=4)
+    return np.array([pool[condition_rng(int(s)).integers(len(pool))] for s in seeds],
+                    dtype=np.int64)
+
+
+def _raw_conditions(release: Release, seeds: np.ndarray, idx: Optional[int],
+                    fixed: dict[str, float], mode: str) -> dict[str, np.ndarray]:
+    """Each image's conditions in physical units (``GenerateResult.conditions``): the fixed
+    ones, then (mode ``draw``) the others the model takes from one drawn training row."""
+    n = len(seeds)
+    label = np.full(n, -1 if idx is None else idx, dtype=np.int64)
+    names = dict.fromkeys(["peak_flux", "las_arcsec", *release.scalar_conditions])
+    scalars = {k: np.full(n, fixed.get(k, np.nan)) for k in names}
+    table = release.train_conditions
+    unset = [k for k in table.names if (idx is None if k == "label" else k not in fixed)
+             ] if mode == "draw" else []
+    if unset:
+        rows = _draw_rows(release, seeds, idx, fixed)
+        for k in unset:
+            (label if k == "label" else scalars[k])[:] = table.columns[k][rows]
+    classes = release.classes
+    return {"label": label,
+            "class": np.array([classes[i] if i >= 0 else "" for i in label], dtype=object),
+            **scalars}
+
+
+def _network_conditions(release: Release, raw: dict[str, np.ndarray]
+                        ) -> Optional[dict[str, torch.Tensor]]:
+    """The network's condition for all images (label -1 and NaN: null), or None when no
+    image has any condition (then guidance has nothing to guide)."""
+    cond: dict[str, torch.Tensor] = {}
+    if (raw["label"] >= 0).any():
+        cond["label"] = torch.from_numpy(raw["label"].copy())
+    for name in release.scalar_conditions:
+        if np.isfinite(raw[name]).any():
+            z = np.asarray(release.transform.encode(name, raw[name]), dtype=np.float32)
+            cond[name] = torch.from_numpy(z.copy())
+    return cond or None
 
 
 def generate(release: Release, n: int, label: Optional[str] = None,
@@ -148,7 +225,8 @@ def generate(release: Release, n: int, label: Optional[str] = None,
              spec: Optional[SamplerSpec] = None, seed: int = 0, batch_size: int = 32,
              batch_invariant: bool = True,
              progress: Optional[Callable[[Iterable, int], Iterable]] = None,
-             project: bool = True, **sampler_options: Any) -> GenerateResult:
+             project: bool = True, conditions: Optional[str] = None,
+             **sampler_options: Any) -> GenerateResult:
     """Draw ``n`` images from a release, optionally conditioned and guided.
 
     Sampling runs ``spec``'s solver over its ``karras_sigmas`` (EDM Eq. 5) with the
@@ -168,11 +246,13 @@ def generate(release: Release, n: int, label: Optional[str] = None,
     n : int
         Number of images (>= 1).
     label : str, optional
-        Class name (one of ``release.classes``); None = no class condition.
+        Class name (one of ``release.classes``); None = not fixed (see ``conditions``).
     peak_flux : float, optional
         Peak surface brightness, Jy/beam (> 0); needs a model trained on ``peak_flux``.
+        None = not fixed.
     las_arcsec : float, optional
         Largest angular size, arcsec (> 0); needs a model trained on ``las_arcsec``.
+        None = not fixed.
     spec : SamplerSpec, optional
         Solver, schedule and guidance weight (default: ``SamplerSpec()``).
     seed : int
@@ -189,6 +269,14 @@ def generate(release: Release, n: int, label: Optional[str] = None,
     progress : callable, optional
         ``progress(iterable, total)`` wrapping the loop over batches (a progress bar at
         the CLI edge).
+    conditions : {"draw", "null"}, optional
+        What the model's conditions that are not fixed become. ``draw``: image k takes them
+        from one training row (``release.train_conditions``) drawn with
+        :func:`~radiodiff.diffusion.sampling.condition_rng` of ``seed + k`` among the rows
+        that fit the fixed ones (:meth:`ConditionTable.pool`: the fixed class; the rows
+        nearest to a fixed peak flux or LAS), so n images follow the training set's joint
+        distribution. ``null``: the null condition (unconditional). Default: ``draw``
+        when the release has its training conditions, else ``null``.
     **sampler_options
         ``sampler``, ``steps``, ``guidance``, ``sigma_min``, ``sigma_max``, ``rho``,
         ``S_churn``: replace those of ``spec`` (:meth:`SamplerSpec.build`).
@@ -198,6 +286,7 @@ def generate(release: Release, n: int, label: Optional[str] = None,
     GenerateResult
     """
     spec = SamplerSpec.build(spec, **sampler_options)
+    created = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
     n = _check_int("n", n, 1)
     batch_size = _check_int("batch_size", batch_size, 1)
     seed = _check_int("seed", seed, 0)
@@ -205,7 +294,11 @@ def generate(release: Release, n: int, label: Optional[str] = None,
     check_sample_memory(n, release.image_size)
     scalars = {"peak_flux": _positive("peak_flux", peak_flux, "Jy/beam"),
                "las_arcsec": _positive("las_arcsec", las_arcsec, "arcsec")}
-    cond, raw = _condition(release, label, scalars, 1)  # validates before any sampling
+    idx, fixed = _fixed(release, label, scalars)  # validates before any sampling
+    mode = _mode(release, conditions)
+    seeds = np.arange(seed, seed + n, dtype=np.int64)
+    raw = _raw_conditions(release, seeds, idx, fixed, mode)
+    cond = _network_conditions(release, raw)
 
     size = release.image_size
     intensity = release.intensity  # model space -> data space [0, 1]
@@ -213,7 +306,6 @@ def generate(release: Release, n: int, label: Optional[str] = None,
                                else release.denoiser)
     D = guided(counter, spec.guidance)
     device = next(release.denoiser.parameters()).device
-    seeds = np.arange(seed, seed + n, dtype=np.int64)
     # Per-image churn noise needs one solver call per image (one generator per seed).
     churn = spec.name == "stochastic" and spec.S_churn > 0
     chunk = 1 if churn else batch_size
@@ -222,8 +314,9 @@ def generate(release: Release, n: int, label: Optional[str] = None,
     with torch.inference_mode():
         for b in (progress(batches, len(batches)) if progress else batches):
             noise = seeded_noise(b.tolist(), (1, size, size), device=device)
+            i = int(b[0]) - seed
             cond_b = None if cond is None else {
-                k: v.expand(len(b)).to(device) for k, v in cond.items()}
+                k: v[i:i + len(b)].to(device) for k, v in cond.items()}
             counter.nfe = 0
             x = spec.solve(D, noise, cond_b,
                            generator=churn_generator(int(b[0])) if churn else None)
@@ -241,14 +334,19 @@ def generate(release: Release, n: int, label: Optional[str] = None,
     if project and release.projection:
         from radiodiff.data.preprocess import project_like_data
         unprojected, out = out, project_like_data(out, **release.projection)
-    conditions = {k: np.repeat(v, n) for k, v in raw.items()}
-
-    restorable = restores_jy_per_beam(release.meta) and scalars["peak_flux"] is not None
-    physical = (out * np.float32(scalars["peak_flux"])).astype(np.float32) if restorable \
-        else None
+    physical = _restore(release.meta, out, raw["peak_flux"])
     settings = dict(spec.settings(), seed=seed, batch_size=batch_size,
-                    batch_invariant=bool(batch_invariant), projected=unprojected is not None)
+                    batch_invariant=bool(batch_invariant), projected=unprojected is not None,
+                    conditions=mode)
     return GenerateResult(images=out, physical=physical,
-                          unit="Jy/beam" if restorable else NORMALISED,
-                          conditions=conditions, seeds=seeds, nfe=np.asarray(nfe, np.int64),
-                          settings=settings, raw=unprojected)
+                          unit=NORMALISED if physical is None else "Jy/beam",
+                          conditions=raw, seeds=seeds, nfe=np.asarray(nfe, np.int64),
+                          settings=settings, raw=unprojected, created_utc=created)
+
+
+def _restore(meta: dict, images: np.ndarray, peak_flux: np.ndarray) -> Optional[np.ndarray]:
+    """``images * peak_flux`` image by image (Jy/beam) when the flux can be restored (see
+    the module docstring: every image has a peak flux), else None."""
+    if not (restores_jy_per_beam(meta) and bool(np.isfinite(peak_flux).all())):
+        return None
+    return (images * peak_flux.astype(np.float32)[:, None, None, None]).astype(np.float32)

@@ -30,7 +30,7 @@ __all__ = [
     "SAMPLERS", "sampler_nfe", "SamplerSpec",
     "CountingDenoiser", "karras_sigmas", "euler_sample", "heun_sample", "stochastic_sample",
     "dpmpp_2m_sample", "seeded_noise", "per_image",
-    "seed_state", "word_seed", "seed_generator", "churn_generator",
+    "seed_state", "word_seed", "seed_generator", "churn_generator", "condition_rng",
     "LIMITS", "check_seed_range", "check_sample_memory",
 ]
 
@@ -508,6 +508,13 @@ def churn_generator(seed: int) -> torch.Generator:
     (>= 0): seeded by the first :func:`seed_state` word of ``(seed, 1)``, so the churn noise
     of image k, like its initial noise, does not depend on the batch."""
     return seed_generator(int(seed_state(seed, 1, n=1)[0]))
+
+
+def condition_rng(seed: int) -> np.random.Generator:
+    """Generator of the conditions drawn for the image of seed ``seed`` (>= 0): seeded by
+    :func:`word_seed` of ``(seed, 2)``, so image k's drawn conditions, like its noise,
+    depend on ``seed + k`` alone (not on the batch or the number of images)."""
+    return np.random.default_rng(word_seed(seed, 2))
 
 
 def seeded_noise(seeds: Sequence[int], shape: Sequence[int], dtype: torch.dtype = torch.float32,

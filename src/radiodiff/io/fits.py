@@ -23,7 +23,7 @@ from astropy.wcs import WCS, FITSFixedWarning
 from radiodiff.io.artifacts import atomic_write
 
 __all__ = ["InputError", "FitsImage", "read_fits_image", "beam_from_header",
-           "write_fits_image", "NORMALISED_BUNIT"]
+           "write_fits_image", "image_hdu", "write_hdu", "NORMALISED_BUNIT"]
 
 
 class InputError(Exception):
@@ -194,15 +194,38 @@ def _finite(name: str, value: Any, positive: bool = False) -> float:
 def write_fits_image(path: str | Path, image: np.ndarray, pixel_scale_arcsec: float,
                      beam_arcsec: tuple[float, float] | None = None, bunit: str | None = None,
                      cards: Mapping[str, Any] | None = None, ra: float | None = None,
-                     dec: float | None = None, *, beam_pa_deg: float | None = None,
-                     telescope: str | None = None, freq_hz: float | None = None,
-                     rms: float | None = None, comments: Sequence[str] = ()) -> Path:
-    """Write one image as a float32 primary HDU with a celestial WCS, atomically.
+                     dec: float | None = None, **kw: Any) -> Path:
+    """Write one image as a float32 primary HDU with a celestial WCS, atomically:
+    :func:`write_hdu` of :func:`image_hdu` (same arguments, which document the cards).
+
+    Returns
+    -------
+    pathlib.Path
+        ``path``.
+    """
+    return write_hdu(path, image_hdu(image, pixel_scale_arcsec, beam_arcsec, bunit, cards,
+                                     ra, dec, **kw))
+
+
+def write_hdu(path: str | Path, hdu: fits.PrimaryHDU) -> Path:
+    """Write a primary HDU as it is (e.g. from :func:`image_hdu`) to a temporary name in
+    the same folder and rename it, so an interrupted write never leaves a partial file."""
+    return atomic_write(path, lambda tmp: hdu.writeto(tmp, output_verify="exception"))
+
+
+def image_hdu(image: np.ndarray, pixel_scale_arcsec: float,
+              beam_arcsec: tuple[float, float] | None = None, bunit: str | None = None,
+              cards: Mapping[str, Any] | None = None, ra: float | None = None,
+              dec: float | None = None, *, beam_pa_deg: float | None = None,
+              telescope: str | None = None, freq_hz: float | None = None,
+              rms: float | None = None, comments: Sequence[str] = ()) -> fits.PrimaryHDU:
+    """One image as a float32 primary HDU with a celestial WCS, in memory: the one rule for
+    the header of every image radiodiff writes.
 
     The WCS is an orthographic (SIN) projection centred on (``ra``, ``dec``) at the image
     centre (CRPIX = (n + 1) / 2, 1-based), with CDELT1 = -pixel scale (RA grows to the left,
-    as on the sky) and CDELT2 = +pixel scale. The file is written to a temporary name in
-    the same folder and renamed, so an interrupted write never leaves a partial file.
+    as on the sky) and CDELT2 = +pixel scale. The header's cards are those a FITS file
+    written from the HDU holds (SIMPLE, BITPIX, NAXIS... first).
 
     Besides the WCS the header always holds BUNIT and either an RMS card or a COMMENT that
     the noise level is unknown; TELESCOP, FREQ and BMAJ/BMIN/BPA when known; a COMMENT when
@@ -210,8 +233,6 @@ def write_fits_image(path: str | Path, image: np.ndarray, pixel_scale_arcsec: fl
 
     Parameters
     ----------
-    path : str or pathlib.Path
-        Output file.
     image : numpy.ndarray
         Shape (H, W), or (1, H, W) with a leading channel axis; written as float32.
     pixel_scale_arcsec : float
@@ -245,8 +266,7 @@ def write_fits_image(path: str | Path, image: np.ndarray, pixel_scale_arcsec: fl
 
     Returns
     -------
-    pathlib.Path
-        ``path``.
+    astropy.io.fits.PrimaryHDU
     """
     data = _as_2d(image)
     ra, dec, placeholder = _sky_position(ra, dec)
@@ -263,8 +283,7 @@ def write_fits_image(path: str | Path, image: np.ndarray, pixel_scale_arcsec: fl
         for line in textwrap.wrap(_printable(str(item)), _COMMENT) or [""]:
             header.add_comment(line)
     _provenance_cards(header, cards or {})
-    hdu = fits.PrimaryHDU(data=data, header=header)
-    return atomic_write(path, lambda tmp: hdu.writeto(tmp, output_verify="exception"))
+    return fits.PrimaryHDU(data=data, header=header)
 
 
 def _as_2d(image: np.ndarray) -> np.ndarray:

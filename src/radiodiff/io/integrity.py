@@ -5,7 +5,8 @@ it: ``<64 hex>  <file name>`` per line, checkable with ``sha256sum -c SHA256SUMS
 check that a state_dict holds only finite numbers, and one error type,
 :class:`IntegrityError`, whose message names the file, what is wrong and what to do.
 
-A release folder lists its ``config.yaml``, ``model.safetensors`` and ``meta.json``; a
+A release folder lists its ``config.yaml``, ``model.safetensors`` and ``meta.json`` (and
+``train_conditions.csv`` when it has one); a
 checkpoint folder lists ``last.ckpt`` and ``prev.ckpt`` (see
 :class:`radiodiff.training.fit.ResumeCheckpoint`).
 """

@@ -11,8 +11,14 @@ export. A release folder holds (``FORMAT_VERSION`` 1)::
                              image_size, image_unit, pixel_scale_arcsec, beam_arcsec,
                              scaling, negatives, provenance (data_sha256, inputs_sha256,
                              git_commit, package_version, seed, images_seen, step,
-                             created_utc), format_version
-        SHA256SUMS           SHA-256 of the three files above (``sha256sum -c`` format),
+                             created_utc), format_version, train_conditions (the
+                             table's file name, rows and columns, or null)
+        train_conditions.csv optional: the training rows' conditions (label index and the
+                             scalar conditions in physical units, one row per training
+                             image, :class:`~radiodiff.diffusion.condition_table.ConditionTable`),
+                             the distribution :func:`~radiodiff.diffusion.generate.generate`
+                             draws unset conditions from
+        SHA256SUMS           SHA-256 of the files above (``sha256sum -c`` format),
                              checked by :func:`load_release`
 
 Nothing in it is executable: the network is rebuilt from ``model_args`` in ``meta.json`` by
@@ -39,21 +45,22 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from radiodiff.io.artifacts import artifact_dir, to_plain
-from radiodiff.io.integrity import (MANIFEST, IntegrityError, check_finite, verify_file,
-                                    write_manifest)
+from radiodiff.io.integrity import (MANIFEST, IntegrityError, check_finite, read_manifest,
+                                    verify_file, write_manifest)
 from radiodiff.diffusion.edm import EDMDenoiser
 from radiodiff.diffusion.intensity import IntensityTransform
 from radiodiff.io.provenance import git_commit
 
-__all__ = ["FORMAT_VERSION", "CONFIG_FILE", "WEIGHTS_FILE", "META_FILE", "DEFAULT_MODEL",
-           "Release", "export_release", "load_release", "models_dir",
+__all__ = ["FORMAT_VERSION", "CONFIG_FILE", "WEIGHTS_FILE", "META_FILE", "TABLE_FILE",
+           "DEFAULT_MODEL", "Release", "export_release", "load_release", "models_dir",
            "resolve_model", "seal_release"]
 
 FORMAT_VERSION = 1
 CONFIG_FILE = "config.yaml"
 WEIGHTS_FILE = "model.safetensors"
 META_FILE = "meta.json"
-_FILES = (CONFIG_FILE, WEIGHTS_FILE, META_FILE)  # hashed in SHA256SUMS
+TABLE_FILE = "train_conditions.csv"  # optional (releases before it, class-only models/first)
+_FILES = (CONFIG_FILE, WEIGHTS_FILE, META_FILE)  # hashed in SHA256SUMS, with TABLE_FILE
 
 # Keys the loader needs to rebuild the model and to write science output.
 _REQUIRED = ("classes", "scalar_conditions", "condition_transform", "image_size")
@@ -82,6 +89,9 @@ class Release:
         The release folder.
     weights_sha256 : str
         SHA-256 of ``model.safetensors`` as loaded (provenance of generated samples).
+    train_conditions : ConditionTable or None
+        The training rows' conditions (``train_conditions.csv``); None when the release
+        has none.
     """
     denoiser: EDMDenoiser
     meta: dict
@@ -89,6 +99,7 @@ class Release:
     transform: Any
     path: Path
     weights_sha256: str = field(default="")
+    train_conditions: Any = None
 
     @property
     def classes(self) -> list[str]:
@@ -111,6 +122,34 @@ class Release:
     def intensity(self) -> IntensityTransform:
         """Model space -> data space (releases before this field: identity)."""
         return IntensityTransform.from_dict(self.meta.get("intensity"))
+
+    def pixel_scale(self, las_arcsec: float = math.nan) -> float | None:
+        """Pixel scale (arcsec) of an image generated with the LAS condition ``las_arcsec``.
+
+        Catalogue + field data (``data.source`` mirabest or lotss) were cut out with a side
+        of ``max(k_las * LAS, min_size_arcsec)``
+        (:func:`~radiodiff.data.preprocess.cutout_side_arcsec`) resized to ``image_size``
+        pixels: an image of LAS ``L`` has pixels of that side / ``image_size`` (the
+        training cutouts', to within the field pixel that ``Cutout2D`` rounds to).
+        Otherwise (fixed-size cutouts such as FIRST's, a model without the LAS condition,
+        or no LAS) the release's ``pixel_scale_arcsec`` (the training set's median; None
+        when unknown).
+        """
+        from radiodiff.data.preprocess import cutout_side_arcsec
+        from radiodiff.data.sources import LAS_CUTOUT_SOURCES
+
+        base = self.meta.get("pixel_scale_arcsec")
+        cfg = self.config if isinstance(self.config, DictConfig) else OmegaConf.create(
+            self.config or {})
+        source = OmegaConf.select(cfg, "data.source", default=None)
+        cutout = OmegaConf.select(cfg, "data.cutout", default=None)
+        las = float(las_arcsec)
+        if not (math.isfinite(las) and las > 0 and "las_arcsec" in self.scalar_conditions
+                and str(getattr(source, "value", source)) in LAS_CUTOUT_SOURCES
+                and cutout is not None):
+            return base
+        side = cutout_side_arcsec(las, float(cutout.k_las), float(cutout.min_size_arcsec))
+        return float(side) / self.image_size
 
 
 # --------------------------------------------------------------------------- export
@@ -169,9 +208,27 @@ def _release_meta(denoiser: nn.Module, config: DictConfig, meta: Mapping[str, An
     return to_plain(m)
 
 
+def _table_entry(table: Any, classes: list, scalars: list, where: str) -> dict | None:
+    """``meta.json``'s record of a condition table (None: no table), after checking that
+    the table has exactly the release's conditions (the one rule, at export and load)."""
+    if table is None:
+        return None
+    want = (["label"] if classes else []) + list(scalars)
+    if sorted(table.names) != sorted(want):
+        raise IntegrityError(f"{where}: the training-condition table has columns "
+                             f"{list(table.names)}, the model takes {want}")
+    if "label" in table.columns and int(table.columns["label"].max()) >= len(classes):
+        raise IntegrityError(f"{where}: the training-condition table holds label "
+                             f"{int(table.columns['label'].max())}, beyond the "
+                             f"{len(classes)} classes {classes}")
+    return {"file": TABLE_FILE, "rows": len(table), "columns": list(table.names)}
+
+
 def export_release(out_dir: str | Path, denoiser: nn.Module, config: DictConfig | Mapping,
-                   meta: Mapping[str, Any], overwrite: bool = False) -> Path:
-    """Write a release folder (``config.yaml``, ``model.safetensors``, ``meta.json``).
+                   meta: Mapping[str, Any], overwrite: bool = False,
+                   train_conditions: Any = None) -> Path:
+    """Write a release folder (``config.yaml``, ``model.safetensors``, ``meta.json``, and
+    ``train_conditions.csv`` when given a table).
 
     The folder is written by :func:`radiodiff.io.artifacts.artifact_dir`: assembled as
     ``.rdtmp-<pid>-<name>`` beside ``out_dir`` and renamed into place; an existing release
@@ -198,6 +255,9 @@ def export_release(out_dir: str | Path, denoiser: nn.Module, config: DictConfig 
         three filled in when absent). Any extra JSON-serialisable keys are kept.
     overwrite : bool
         Replace an existing release at ``out_dir`` (else :class:`OutputError`).
+    train_conditions : ConditionTable, optional
+        The training rows' conditions, written as ``train_conditions.csv`` (recorded in
+        ``meta.json`` and ``SHA256SUMS``); its columns must be the model's conditions.
 
     Returns
     -------
@@ -212,6 +272,9 @@ def export_release(out_dir: str | Path, denoiser: nn.Module, config: DictConfig 
     if OmegaConf.select(cfg, "model") is None:
         raise ValueError("export_release: config has no `model` section to rebuild the network")
     m = _release_meta(module, cfg, meta)
+    m["train_conditions"] = _table_entry(train_conditions, m["classes"],
+                                         m["scalar_conditions"], f"export_release {out_dir}")
+    names = _FILES + ((TABLE_FILE,) if train_conditions is not None else ())
     # Clones: safetensors refuses tensors sharing storage and non-contiguous views.
     state = {k: v.detach().cpu().contiguous().clone() for k, v in module.state_dict().items()}
     check_finite(state, f"export_release {out_dir}", "nothing written: the weights are "
@@ -223,8 +286,10 @@ def export_release(out_dir: str | Path, denoiser: nn.Module, config: DictConfig 
         (tmp / CONFIG_FILE).write_text(OmegaConf.to_yaml(cfg, resolve=True))
         save_file(state, str(tmp / WEIGHTS_FILE), metadata=metadata)
         (tmp / META_FILE).write_text(json.dumps(m, indent=2, allow_nan=False) + "\n")
-        write_manifest(tmp, _FILES)
-        for name in _FILES:
+        if train_conditions is not None:
+            (tmp / TABLE_FILE).write_text(train_conditions.to_csv(), encoding="utf-8")
+        write_manifest(tmp, names)
+        for name in names:
             with open(tmp / name, "rb") as fh:
                 os.fsync(fh.fileno())
     return out_dir
@@ -284,6 +349,10 @@ _META_TYPES = {
     "beam_arcsec": (lambda v: v is None or (isinstance(v, list) and len(v) == 2
                                             and all(_is_num(x) and x > 0 for x in v)),
                     "[bmaj, bmin] in arcsec or null"),
+    "train_conditions": (lambda v: v is None or (
+        isinstance(v, dict) and v.get("file") == TABLE_FILE and _is_strs(v.get("columns"))
+        and isinstance(v.get("rows"), int) and not isinstance(v.get("rows"), bool)),
+        f"null or {{file: {TABLE_FILE}, rows, columns}}"),
 }
 
 
@@ -312,6 +381,33 @@ def _check_projection(p: Any, where: str) -> dict | None:
         raise ValueError(f"{where}: projection peak_one must be true or false")
     return {"floor": None if floor is None else float(floor), "halo_px": halo,
             "peak_one": p["peak_one"]}
+
+
+def _read_table(path: Path, meta: Mapping[str, Any]):
+    """The release's :class:`ConditionTable` when ``meta.json`` records one, else None;
+    checked against ``SHA256SUMS`` (where there is one, it must list the table)."""
+    from radiodiff.diffusion.condition_table import ConditionTable
+
+    entry = meta.get("train_conditions")
+    if not entry:
+        return None
+    file = path / TABLE_FILE
+    if not file.is_file():
+        raise FileNotFoundError(f"{path}: {META_FILE} records {TABLE_FILE} but it is "
+                                "missing; re-export or re-download the release")
+    manifest = read_manifest(path)
+    if manifest is not None and TABLE_FILE not in manifest:
+        raise IntegrityError(f"{file}: not listed in {MANIFEST}; re-export the release")
+    verify_file(file, f"release file {TABLE_FILE}", "re-export or re-download the release")
+    try:
+        table = ConditionTable.from_csv(file.read_text(encoding="utf-8"), str(file))
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{file}: not UTF-8 text ({exc})") from exc
+    if len(table) != entry["rows"]:
+        raise IntegrityError(f"{file}: {len(table)} rows, {META_FILE} records "
+                             f"{entry['rows']}; re-export the release")
+    _table_entry(table, list(meta["classes"]), list(meta["scalar_conditions"]), str(file))
+    return table
 
 
 def _read_weights(path: Path) -> tuple[dict[str, torch.Tensor], str]:
@@ -362,7 +458,9 @@ def load_release(path: str | Path) -> Release:
         the network described by the config (the message names the folder). Among them
         :class:`~radiodiff.io.integrity.IntegrityError`: a file does not match its
         SHA-256 in ``SHA256SUMS`` (releases without one are not checked), the weights
-        hold NaN or inf, or a ``meta.json`` value has the wrong type.
+        hold NaN or inf, or a ``meta.json`` value has the wrong type, or
+        ``train_conditions.csv`` (when ``meta.json`` records one) is unlisted, changed or
+        does not hold the model's conditions.
     """
     from radiodiff.diffusion.conditions import ConditionTransform
     from radiodiff.diffusion.factory import build_denoiser, network_args
@@ -378,6 +476,7 @@ def load_release(path: str | Path) -> Release:
                     f"re-export or re-download the release (or delete {MANIFEST} to skip "
                     "this check at your own risk)")
     meta = _read_meta(path)
+    table = _read_table(path, meta)
     try:
         config = OmegaConf.load(path / CONFIG_FILE)
     except Exception as exc:
@@ -407,18 +506,20 @@ def load_release(path: str | Path) -> Release:
                          f"{CONFIG_FILE} ({detail[:500]})") from exc
     denoiser.eval()
     return Release(denoiser=denoiser, meta=meta, config=config, transform=transform,
-                   path=path, weights_sha256=sha)
+                   path=path, weights_sha256=sha, train_conditions=table)
 
 
 def seal_release(path: str | Path) -> Path:
     """(Re)write the ``SHA256SUMS`` of a release folder from its files as they are now,
     e.g. for a release written before the manifest existed (``models/first``); the
-    files themselves are not touched. Returns the manifest's path."""
+    files themselves are not touched (``train_conditions.csv`` is listed when present).
+    Returns the manifest's path."""
     path = Path(path)
     missing = [n for n in _FILES if not (path / n).is_file()]
     if missing:
         raise FileNotFoundError(f"{path}: not a release folder, {missing} missing")
-    return write_manifest(path, _FILES)
+    return write_manifest(path, _FILES + (((TABLE_FILE,) if (path / TABLE_FILE).is_file()
+                                           else ())))
 
 
 def models_dir() -> Path:

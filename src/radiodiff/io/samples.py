@@ -2,7 +2,8 @@
 
 :func:`save_samples` writes one float32 FITS file per image with a celestial WCS and
 provenance cards, one HDF5 bundle ``samples.h5``, and a PNG grid ``preview.png`` (a
-preview only; the FITS files are the science output).
+preview only; the FITS files are the science output). :func:`sample_images` gives the
+same images with the same headers in memory (both are built by :func:`_sample_hdus`).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import json
 import math
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any, Iterator, Optional
 
 import numpy as np
 
@@ -20,10 +21,12 @@ from radiodiff.io.integrity import open_h5
 from radiodiff.io.release import Release
 
 if TYPE_CHECKING:
+    from astropy.io import fits
+
     from radiodiff.diffusion.generate import GenerateResult
 
-__all__ = ["save_samples", "sample_filename", "samples_nbytes", "read_samples",
-           "SAMPLES_FORMAT_VERSION"]
+__all__ = ["save_samples", "sample_images", "sample_filename", "samples_nbytes",
+           "read_samples", "SAMPLES_FORMAT_VERSION"]
 
 SAMPLES_FORMAT_VERSION = 2  # 2: attribute `model` (folder name) replaces `model_path`
 _PREVIEW_MAX = 64  # images in preview.png
@@ -84,9 +87,11 @@ def _provenance(release: Release, result: GenerateResult) -> dict[str, Any]:
         "sampler": s["sampler"], "steps": s["steps"], "guidance": s["guidance"],
         "sigma_min": s["sigma_min"], "sigma_max": s["sigma_max"], "rho": s["rho"],
         "S_churn": s["S_churn"], "seed": s["seed"],
+        "conditions": s.get("conditions", "null"),
         "unit": result.unit,
         "package_version": radiodiff.__version__,
-        "created_utc": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S"),
+        "created_utc": result.created_utc
+        or datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S"),
     }
 
 
@@ -111,6 +116,7 @@ def _fits_cards(prov: dict[str, Any], result: GenerateResult, k: int) -> dict[st
         "CLASS": (str(c["class"][k]) or "none", "class condition"),
         "PEAKFLUX": (peak if math.isfinite(peak) else "none", "[Jy/beam] peak condition"),
         "LAS": (las if math.isfinite(las) else "none", "[arcsec] size condition"),
+        "CONDS": (prov["conditions"], "unset conditions: draw = from training rows"),
         "IMGUNIT": (result.unit, "pixel unit"),
         "RDVERS": (prov["package_version"], "radiodiff version"),
         "DATE": (prov["created_utc"], "UTC creation time"),
@@ -118,7 +124,7 @@ def _fits_cards(prov: dict[str, Any], result: GenerateResult, k: int) -> dict[st
 
 
 def _write_h5(path: Path, release: Release, result: GenerateResult,
-              prov: dict[str, Any]) -> Path:
+              prov: dict[str, Any], scales: list[float]) -> Path:
     import h5py
 
     meta = release.meta
@@ -141,6 +147,7 @@ def _write_h5(path: Path, release: Release, result: GenerateResult,
                              dtype=h5py.string_dtype("utf-8"))
             f.create_dataset("peak_flux", data=c["peak_flux"].astype(np.float64))
             f.create_dataset("las_arcsec", data=c["las_arcsec"].astype(np.float64))
+            f.create_dataset("pixel_scale_arcsec", data=np.asarray(scales, np.float64))
             attrs = dict(prov, format_version=SAMPLES_FORMAT_VERSION, n=len(result),
                          batch_size=result.settings["batch_size"],
                          classes=json.dumps(list(meta.get("classes", []))),
@@ -168,21 +175,92 @@ def _write_preview(path: Path, result: GenerateResult) -> Path:
                            ncols=int(math.ceil(math.sqrt(n))))
 
 
+def _sample_hdus(release: Release, result: GenerateResult, ra: Optional[float],
+                 dec: Optional[float]) -> tuple[Iterator[fits.PrimaryHDU], dict, list[float]]:
+    """The one rule for the FITS form of generated images: (a generator of one
+    :func:`radiodiff.io.fits.image_hdu` per image, the run provenance, the pixel scales).
+
+    Image k has pixels of ``release.pixel_scale(las_k)`` (its LAS condition; see
+    :meth:`~radiodiff.io.release.Release.pixel_scale`) and the cards listed in
+    :func:`save_samples`.
+    """
+    from radiodiff.io.fits import image_hdu
+
+    if (ra is None) != (dec is None):
+        raise ValueError(f"give both ra and dec (deg) or neither, got ra={ra}, dec={dec}")
+    meta = release.meta
+    if meta.get("pixel_scale_arcsec") is None:
+        raise ValueError(f"{release.path}: release has no pixel_scale_arcsec; cannot write "
+                         "a celestial WCS")
+    prov = _provenance(release, result)
+    restored = result.unit == "Jy/beam"
+    bunit, comments = "JY/BEAM", []
+    if not restored:
+        bunit = None  # image_hdu: BUNIT = '' (dimensionless)
+        scaling = meta.get("scaling") or "unknown"
+        if scaling == "per_image" and meta.get("negatives") != "keep":
+            how = "peak-normalised (peak = 1)"
+        else:
+            how = f"normalised to [0, 1] ({scaling} scaling)"
+        comments.append(f"Pixel values are {how}: the image has no flux scale.")
+    kw = dict(beam_arcsec=meta.get("beam_arcsec"), bunit=bunit, ra=ra, dec=dec,
+              beam_pa_deg=meta.get("beam_pa_deg"), telescope=prov["telescope"] or None,
+              freq_hz=None if math.isnan(prov["freq_hz"]) else prov["freq_hz"],
+              rms=meta.get("rms_jy_beam") if restored else None, comments=comments)
+    scales = [float(release.pixel_scale(las)) for las in result.conditions["las_arcsec"]]
+    data = result.output
+    hdus = (image_hdu(data[k], scales[k], cards=_fits_cards(prov, result, k), **kw)
+            for k in range(len(result)))
+    return hdus, prov, scales
+
+
+def sample_images(release: Release, result: GenerateResult, ra: Optional[float] = None,
+                  dec: Optional[float] = None) -> list[tuple[np.ndarray, fits.Header]]:
+    """The science images of a :class:`GenerateResult` with their FITS headers, in memory.
+
+    For building training sets without files: each pair is ``result.output[k]`` as a
+    (H, W) float32 array (Jy/beam when restored) and the ``astropy.io.fits.Header`` that
+    :func:`save_samples` writes to ``sample_<k>.fits``, card for card (the same function
+    builds both): celestial WCS (SIN, centred on ``ra``, ``dec``) with the pixel scale of
+    the image's LAS condition, BUNIT, beam, FREQ, TELESCOP, RMS, conditions and
+    provenance. ``astropy.wcs.WCS(header)`` gives each image's WCS.
+
+    Parameters
+    ----------
+    release : Release
+        The release the images came from.
+    result : GenerateResult
+        From :func:`radiodiff.diffusion.generate.generate`.
+    ra, dec : float, optional
+        Sky position of the image centres, degrees (ICRS); both or neither (neither: the
+        placeholder (0, 0), said so in a COMMENT).
+
+    Returns
+    -------
+    list of (numpy.ndarray, astropy.io.fits.Header)
+    """
+    hdus, _, _ = _sample_hdus(release, result, ra, dec)
+    return [(hdu.data, hdu.header) for hdu in hdus]
+
+
 def save_samples(out_dir: str | Path, release: Release, result: GenerateResult,
                  ra: Optional[float] = None, dec: Optional[float] = None,
                  overwrite: bool = False) -> dict[str, Path]:
     """Write FITS files, ``samples.h5`` and ``preview.png`` for a :class:`GenerateResult`.
 
     Each FITS file (``sample_00000.fits`` ...) holds ``result.output[k]`` as float32 with a
-    SIN-projection WCS of the release's pixel scale centred on (``ra``, ``dec``), and the
-    cards of :func:`radiodiff.io.fits.write_fits_image`: BUNIT ``JY/BEAM`` when the flux was
+    SIN-projection WCS centred on (``ra``, ``dec``) whose pixel scale is the one
+    :meth:`radiodiff.io.release.Release.pixel_scale` gives the image's LAS condition (the
+    cutout rule for data cut out around each source's LAS, else the release's), and the
+    cards of :func:`radiodiff.io.fits.image_hdu`: BUNIT ``JY/BEAM`` when the flux was
     restored, else dimensionless (``''``) with a COMMENT on the normalisation (peak = 1 for
     per-image scaling) and no flux scale; TELESCOP and FREQ [Hz] of the training survey (see
     :func:`_provenance`); BMAJ/BMIN/BPA [deg] (BPA from ``beam_pa_deg`` of the release meta,
     else 0); RMS [Jy/beam] from ``rms_jy_beam`` of the release meta for restored images,
     else a COMMENT that the noise is unknown; then provenance cards (model folder name and
-    SHA-256, seed, sampler, steps, guidance, conditions, NFE). No path of the local machine
-    is written. The folder is written whole and atomically
+    SHA-256, seed, sampler, steps, guidance, conditions and whether unset ones were drawn
+    (CONDS), NFE). No path of the local machine is written. :func:`sample_images` gives the
+    same images and headers in memory. The folder is written whole and atomically
     (:func:`radiodiff.io.artifacts.artifact_dir`, kind ``samples``: recognised by its
     ``samples.h5``): it never mixes files of two runs, and a failed run (full disk, kill)
     leaves an earlier folder as it was.
@@ -207,42 +285,15 @@ def save_samples(out_dir: str | Path, release: Release, result: GenerateResult,
     dict
         ``{"fits": [path, ...], "samples.h5": path, "preview.png": path}``.
     """
-    from radiodiff.io.fits import write_fits_image
+    from radiodiff.io.fits import write_hdu
 
-    if (ra is None) != (dec is None):
-        raise ValueError(f"give both ra and dec (deg) or neither, got ra={ra}, dec={dec}")
     out_dir = Path(out_dir)
-    prov = _provenance(release, result)
-    meta = release.meta
-    scale = meta.get("pixel_scale_arcsec")
-    if scale is None:
-        raise ValueError(f"{release.path}: release has no pixel_scale_arcsec; cannot write "
-                         "a celestial WCS")
-    restored = result.unit == "Jy/beam"
-    bunit, comments = "JY/BEAM", []
-    if not restored:
-        bunit = None  # write_fits_image: BUNIT = '' (dimensionless)
-        scaling = meta.get("scaling") or "unknown"
-        if scaling == "per_image" and meta.get("negatives") != "keep":
-            how = "peak-normalised (peak = 1)"
-        else:
-            how = f"normalised to [0, 1] ({scaling} scaling)"
-        comments.append(f"Pixel values are {how}: the image has no flux scale.")
-    rms = meta.get("rms_jy_beam") if restored else None
-    data = result.output
-    nbytes = samples_nbytes(len(result), data.shape[-1])
+    hdus, prov, scales = _sample_hdus(release, result, ra, dec)
+    nbytes = samples_nbytes(len(result), result.images.shape[-1])
     with artifact_dir(out_dir, "samples", overwrite, nbytes) as tmp:
-        fits_files = [write_fits_image(tmp / sample_filename(k), data[k], float(scale),
-                                       beam_arcsec=meta.get("beam_arcsec"), bunit=bunit,
-                                       cards=_fits_cards(prov, result, k), ra=ra, dec=dec,
-                                       beam_pa_deg=meta.get("beam_pa_deg"),
-                                       telescope=prov["telescope"] or None,
-                                       freq_hz=None if math.isnan(prov["freq_hz"])
-                                       else prov["freq_hz"],
-                                       rms=rms, comments=comments)
-                      for k in range(len(result))]
+        fits_files = [write_hdu(tmp / sample_filename(k), hdu) for k, hdu in enumerate(hdus)]
         paths = {"fits": fits_files,
-                 "samples.h5": _write_h5(tmp / "samples.h5", release, result, prov),
+                 "samples.h5": _write_h5(tmp / "samples.h5", release, result, prov, scales),
                  "preview.png": _write_preview(tmp / "preview.png", result)}
     return relocated(paths, tmp, out_dir)
 

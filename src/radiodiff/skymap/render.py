@@ -159,8 +159,10 @@ def extent_px(image: np.ndarray, frac: float = 0.1) -> float:
 class ModelCutouts:
     """Cutouts generated with a release, one image per source from its own seed.
 
-    Pixel scale: the release's when it is conditioned on LAS (the LAS is then drawn by
-    the model at that scale); otherwise the *LAS rule*: the cutout is scaled so that the
+    Pixel scale: when the release is conditioned on LAS, the one its images of that LAS
+    have (:meth:`radiodiff.io.release.Release.pixel_scale`: the release's, or the
+    training cutouts' for data cut out around each source's LAS); otherwise the *LAS
+    rule*: the cutout is scaled so that the
     generated source above 10 % of its peak spans the source's LAS (at most
     ``_MAX_STRETCH`` x LAS per side), but never finer than the release's own pixel scale
     when it has one: shrinking a cutout would shrink its beam below the survey's, which no
@@ -185,7 +187,7 @@ class ModelCutouts:
         """A bound on the placed cutout's half-diagonal (to pick the sources of a tile)."""
         size = self.release.image_size
         if not self.las_rule:
-            return size * self.scale * math.sqrt(0.5)
+            return size * self.release.pixel_scale(las) * math.sqrt(0.5)
         side = max(_MAX_STRETCH * las * size / (size - 1), size * (self.scale or 0.0))
         return side * math.sqrt(0.5)
 
@@ -204,7 +206,7 @@ class ModelCutouts:
             scale = max(las / max(extent_px(image), image.shape[0] / _MAX_STRETCH),
                         float(self.scale or 0.0))
         else:
-            scale = float(self.scale)
+            scale = float(self.release.pixel_scale(las))
         beam = self.beam if res.unit == "Jy/beam" else None
         return Cutout(image, scale, beam)
 

@@ -273,12 +273,26 @@ def select_on_map(sources: Sources, grid: MapGrid, on_bad: str = "skip") -> Sour
 
 # --------------------------------------------------------------------------- drawing
 
-def _model_marginals(release, n: int, beam: Beam, rng: np.random.Generator):
-    """(flux, peak, las) from the training marginals the release's transform records."""
+def _model_draws(release, n: int, beam: Beam, rng: np.random.Generator):
+    """(flux, peak, las, classes or None) of ``n`` sources from the release's training set.
+
+    With its training rows' conditions (``train_conditions.csv``): ``n`` rows drawn with
+    replacement, so peak, LAS and class come jointly, as in the survey. Without (older
+    releases): peak and LAS independent, from the log-normal (or Box-Cox-normal)
+    marginals the transform records, and no class (drawn uniformly by the caller).
+    """
+    table = release.train_conditions
+    if table is not None:
+        rows = rng.integers(0, len(table), n)
+        peak = table.columns["peak_flux"][rows]
+        las = table.columns["las_arcsec"][rows]
+        labels = table.columns["label"][rows] if "label" in table.columns else None
+        cls_ = None if labels is None else [release.classes[k] for k in labels]
+        return total_from_peak(peak, las, beam), peak, las, cls_
     z = rng.standard_normal((2, n))  # the transform standardises each condition
     peak = release.transform.decode("peak_flux", z[0])
     las = release.transform.decode("las_arcsec", z[1])
-    return total_from_peak(peak, las, beam), peak, las
+    return total_from_peak(peak, las, beam), peak, las, None
 
 
 def draw_sources(grid: MapGrid, seed: int, density_per_deg2: float, alpha: float,
@@ -287,10 +301,11 @@ def draw_sources(grid: MapGrid, seed: int, density_per_deg2: float, alpha: float
     """Poisson(density x area) sources uniform over the map (in pixels: a small field).
 
     ``draw``: ``power_law`` (fluxes from the counts, LAS from :func:`windhorst_las`),
-    ``model`` (peak flux and LAS from the release's training marginals, independent: the
-    release records no joint distribution), or ``auto`` (model when the release is
-    conditioned on both, else power law). Classes: uniform over the release's classes
-    (it records no class frequencies), none without a release.
+    ``model`` (peak flux, LAS and class from the release's training set, jointly when it
+    records its training rows' conditions, else peak and LAS from their marginals,
+    independent: :func:`_model_draws`), or ``auto`` (model when the release is
+    conditioned on both, else power law). Classes not drawn with the rows: uniform over the
+    release's classes, none without a release.
     """
     ny, nx = grid.shape
     if not density_per_deg2 >= 0:
@@ -307,11 +322,13 @@ def draw_sources(grid: MapGrid, seed: int, density_per_deg2: float, alpha: float
     n = int(rng.poisson(density_per_deg2 * area))
     x, y = rng.uniform(-0.5, nx - 0.5, n), rng.uniform(-0.5, ny - 0.5, n)
     ra, dec = grid.wcs.pixel_to_world_values(x, y)
+    cls_ = None
     if draw == "model" or (draw == "auto" and has_marginals):
-        flux, peak, las = _model_marginals(release, n, grid.beam, rng)
+        flux, peak, las, cls_ = _model_draws(release, n, grid.beam, rng)
     else:
         flux = power_law_fluxes(n, alpha, s_min, s_max, rng)
         peak, las = None, windhorst_las(flux, freq_hz, spectral_index, rng)
     classes = release.classes if release is not None else []
-    cls_ = [classes[k] for k in rng.integers(0, len(classes), n)] if classes else None
+    if cls_ is None and classes:
+        cls_ = [classes[k] for k in rng.integers(0, len(classes), n)]
     return Sources.build(np.asarray(ra) % 360.0, dec, flux, peak=peak, las=las, cls_=cls_)

@@ -16,7 +16,7 @@ from radiodiff.diffusion.factory import build_denoiser, network_args
 from radiodiff.io.integrity import IntegrityError, check_finite, verify_file
 from radiodiff.io.release import export_release
 
-__all__ = ["export_checkpoint", "read_checkpoint", "LAST", "PREV"]
+__all__ = ["export_checkpoint", "read_checkpoint", "conditions_from_data", "LAST", "PREV"]
 
 LAST, PREV = "last.ckpt", "prev.ckpt"  # the resume checkpoint and the one before it
 # hyper-parameters a radiodiff checkpoint must carry, and their types
@@ -98,13 +98,17 @@ def read_checkpoint(path: str | Path, alternative: bool = True,
 
 def export_checkpoint(ckpt_path: str | Path, out_dir: str | Path,
                       ema_halflife_kimg: float | None = None,
-                      projection: dict | None = None, overwrite: bool = False) -> Path:
+                      projection: dict | None = None, overwrite: bool = False,
+                      data: str | Path | None = None) -> Path:
     """Release folder from a training checkpoint (read with ``weights_only=True``).
 
     ``ema_halflife_kimg`` picks one of the run's EMAs (None: the main one); ``projection``
     overrides the one taken from the run's data config (:func:`output_projection`);
     ``overwrite`` lets an existing release at ``out_dir`` be replaced
-    (:func:`radiodiff.io.release.export_release`).
+    (:func:`radiodiff.io.release.export_release`). The release gets the training rows'
+    conditions (``train_conditions.csv``) the checkpoint carries; for checkpoints made
+    before they did, ``data`` (the prepared file the run trained on, checked by its
+    ``data_sha256``) supplies them (:func:`conditions_from_data`).
     """
     from radiodiff.io.artifacts import check_output
     check_output(out_dir, "release", overwrite)  # before reading a large checkpoint
@@ -149,7 +153,54 @@ def export_checkpoint(ckpt_path: str | Path, out_dir: str | Path,
     }
     meta["projection"] = projection or output_projection(cfg.data, meta["scaling"],
                                                          meta["negatives"])
-    return export_release(out_dir, denoiser, cfg, meta, overwrite)
+    table = _train_conditions(hp, cfg, ckpt_path, data)
+    return export_release(out_dir, denoiser, cfg, meta, overwrite, train_conditions=table)
+
+
+def _train_conditions(hp: dict, cfg, ckpt_path: Path, data: str | Path | None):
+    """The checkpoint's training-condition table, else the one of ``data`` (always checked
+    to be the training data when given), else None."""
+    from radiodiff.diffusion.condition_table import ConditionTable
+
+    from_file = conditions_from_data(data, cfg, hp, ckpt_path) if data is not None else None
+    text = hp.get("train_conditions")
+    if not text:
+        return from_file
+    try:
+        return ConditionTable.from_csv(str(text), f"{ckpt_path}: train_conditions")
+    except ValueError as exc:
+        raise IntegrityError(f"malformed radiodiff checkpoint: {exc}") from exc
+
+
+def conditions_from_data(path: str | Path, cfg, hp: dict, ckpt_path: str | Path):
+    """The training rows' condition table from the prepared file ``path``: its train split
+    by the run's own split rule (``cfg.data.loader``, seed), the run's conditions.
+
+    Raises
+    ------
+    ValueError
+        The checkpoint records no ``data_sha256``, or the file's differs from it (not the
+        data the run was trained on): one line naming both.
+    """
+    from radiodiff.data.datamodule import CutoutDataModule
+    from radiodiff.data.prepared import read_prepared
+    from radiodiff.diffusion.condition_table import ConditionTable
+
+    expected = (hp.get("dataset") or {}).get("data_sha256")
+    if not expected:
+        raise ValueError(f"{ckpt_path}: the checkpoint records no data_sha256, so {path} "
+                         "cannot be checked to be its training data; refusing --data")
+    meta = read_prepared(path, images=False, verify=True)
+    found = meta.attrs.get("data_sha256")
+    if found != expected:
+        raise ValueError(f"{path}: data_sha256 {str(found)[:12]}... differs from the "
+                         f"{str(expected)[:12]}... recorded in {ckpt_path}: not the data "
+                         "this model was trained on; refusing to take its conditions")
+    data_cfg = OmegaConf.merge(cfg.data, {"out": str(path)})
+    rows = CutoutDataModule.from_config(data_cfg, seed=int(cfg.seed)).select(
+        meta.columns)["train"]
+    return ConditionTable.from_rows(meta.columns, rows, bool(hp["num_classes"]),
+                                    list(hp["scalar_conditions"]))
 
 
 def _ema_prefix(cfg, halflife: float | None, ckpt_path: Path) -> tuple[str, float]:

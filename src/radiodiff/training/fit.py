@@ -34,6 +34,7 @@ from radiodiff.io.integrity import read_manifest, sha256_file, write_manifest
 from radiodiff.training.export import LAST, PREV, read_checkpoint
 from radiodiff.training.module import (DataStats, DiffusionModule, checkpoint_progress,
                                        module_from_config)
+from radiodiff.diffusion.condition_table import ConditionTable
 from radiodiff.diffusion.conditions import ConditionTransform
 from radiodiff.diffusion.intensity import IntensityTransform
 
@@ -423,8 +424,8 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None,
 
 
 def data_stats(cfg: DictConfig, dm: CutoutDataModule) -> DataStats:
-    """Conditions, their transform (fitted on the training rows), sigma_data and the file's
-    metadata, from a set-up DataModule."""
+    """Conditions, their transform (fitted on the training rows), the training rows'
+    condition table, sigma_data and the file's metadata, from a set-up DataModule."""
     scalars = [c for c in dm.conditions if c != "label"]
     meta = read_prepared(dm.path, images=False, verify=True)  # layout, chunks, data_sha256
     check_image_size(meta.image_size, int(cfg.data.image_size), dm.path)
@@ -437,8 +438,10 @@ def data_stats(cfg: DictConfig, dm: CutoutDataModule) -> DataStats:
     dataset = {k: meta.attrs.get(k) for k in ("name", "classes", "image_unit", "scaling",
                                                "negatives", "data_sha256", "inputs_sha256")}
     dataset.update(meta.geometry())
-    return DataStats(float(sigma_data), transform, tuple(scalars),
-                     len(dm.classes) if "label" in dm.conditions else 0, dataset)
+    num_classes = len(dm.classes) if "label" in dm.conditions else 0
+    table = ConditionTable.from_rows(meta.columns, rows, bool(num_classes), scalars)
+    return DataStats(float(sigma_data), transform, tuple(scalars), num_classes, dataset,
+                     table)
 
 
 def check_image_size(file_size: int | None, config_size: int, path: str | Path) -> None:

@@ -31,6 +31,7 @@ from radiodiff.diffusion.edm import edm_loss, noise_distribution
 from radiodiff.diffusion.factory import build_denoiser, network_args
 from radiodiff.diffusion.intensity import IntensityTransform
 from radiodiff.diffusion.sampling import seed_generator, seed_state
+from radiodiff.diffusion.condition_table import ConditionTable
 from radiodiff.diffusion.conditions import ConditionTransform
 from radiodiff.diffusion.unet import drop_conditions
 
@@ -83,6 +84,8 @@ class DataStats:
     scalar_conditions: tuple[str, ...] = ()
     num_classes: int = 0
     dataset: dict = field(default_factory=dict)  # file metadata kept for export
+    # the training rows' conditions (drawn from at sampling), None: nothing to record
+    train_conditions: ConditionTable | None = None
 
 
 @dataclass(frozen=True)
@@ -334,7 +337,10 @@ def module_from_config(cfg: DictConfig, data: DataStats) -> DiffusionModule:
                "scalar_conditions": list(data.scalar_conditions),
                "transform": data.transform.to_dict(), "sigma_data": sigma_data,
                "dataset": dict(data.dataset), "intensity": intensity.to_dict(),
-               "model_args": model_args}
+               "model_args": model_args,
+               # CSV text (exact floats): export writes it as the release's table
+               "train_conditions": (data.train_conditions.to_csv()
+                                    if data.train_conditions is not None else None)}
     t, s = cfg.train, cfg.schedule
     return DiffusionModule(
         build_denoiser(model_args, sigma_data),

@@ -1,0 +1,110 @@
+"""Checkpoint -> release: the training rows' conditions travel from the prepared file through
+the checkpoint into the release (or, for older checkpoints, from ``export --data``)."""
+
+import numpy as np
+import pytest
+import torch
+
+from helpers.fitwarnings import TINY_FIT_WARNINGS
+from radiodiff.cli import main
+from radiodiff.config import load_config
+from radiodiff.io.release import load_release
+from radiodiff.training.export import export_checkpoint
+from radiodiff.training.fit import train
+
+pytestmark = TINY_FIT_WARNINGS
+N_TRAIN = 30  # rows 0..29 of the file are the train split, 30..39 valid
+
+
+def _write_cond_h5(path, peak_scale=1.0):
+    """40 Gaussian blobs with class, peak flux and LAS; one row of the train split has no
+    LAS (it cannot go into the table)."""
+    from radiodiff.data.prepared import FLOAT_COLUMNS, data_sha256, write_prepared
+    rng = np.random.default_rng(0)
+    n = 40
+    y, x = np.mgrid[:16, :16]
+    width = rng.uniform(1, 3, n)[:, None, None]
+    images = np.exp(-((x - 7.5) ** 2 + (y - 7.5) ** 2)[None] / (2 * width ** 2))
+    cols = {c: rng.uniform(0.5, 2.0, n) for c in FLOAT_COLUMNS}
+    cols["peak_flux"] = 10 ** rng.uniform(-3, -1, n) * peak_scale
+    cols["las_arcsec"] = rng.uniform(10, 100, n)
+    cols["las_arcsec"][4] = np.nan
+    cols.update(label=(np.arange(n) % 2).astype(np.int16),
+                split=np.array(["train"] * N_TRAIN + ["valid"] * (n - N_TRAIN), dtype=object),
+                source_id=np.array([f"s{i}" for i in range(n)], dtype=object),
+                flags=np.zeros(n, np.uint8), beam_arcsec=np.full((n, 2), 6.0))
+    images = images[:, None].astype(np.float32)
+    write_prepared(path, images, cols, {"name": "cond", "classes": ["A", "B"],
+                                        "data_sha256": data_sha256(images, cols)})
+    return path, cols
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """A 3-step run conditioned on class, peak flux and LAS: (tmp, h5 path, columns, ckpt)."""
+    tmp = tmp_path_factory.mktemp("run")
+    path, cols = _write_cond_h5(tmp / "cond.h5")
+    cfg = load_config([
+        "data=tiny", "model=unet_tiny", "logger=csv", "trainer.precision=32",
+        f"data.out={path}", f"paths.output_dir={tmp}/out", f"paths.ckpt_root={tmp}/ckpt",
+        "train.lr_rampup_kimg=0", "train.sample_every_steps=0", "train.val_batches=1",
+        "train.val_every_steps=1000", "train.ckpt_every_minutes=0",
+        "data.loader.conditions=[label,peak_flux,las_arcsec]",
+        "data.loader.random_val_fraction=null", "train.total_kimg=0.024"])
+    return tmp, path, cols, train(cfg)["checkpoint"]
+
+
+def _expected_rows(cols):
+    """(label, peak, las) of the train rows with every condition known."""
+    keep = [i for i in range(N_TRAIN) if np.isfinite(cols["las_arcsec"][i])]
+    return [(int(cols["label"][i]), float(cols["peak_flux"][i]), float(cols["las_arcsec"][i]))
+            for i in keep]
+
+
+def _table_rows(table):
+    c = table.columns
+    return list(zip(c["label"].tolist(), c["peak_flux"].tolist(), c["las_arcsec"].tolist()))
+
+
+def _old_checkpoint(ckpt, dest):
+    """The checkpoint as made before it carried the table (no train_conditions)."""
+    state = torch.load(ckpt, map_location="cpu", weights_only=True)
+    del state["hyper_parameters"]["train_conditions"]
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(state, dest)
+    return dest
+
+
+def test_the_checkpoint_carries_the_train_rows_into_the_release(run):
+    tmp, _, cols, ckpt = run
+    hp = torch.load(ckpt, map_location="cpu", weights_only=True)["hyper_parameters"]
+    assert hp["train_conditions"].startswith("label,peak_flux,las_arcsec\n")
+    release = load_release(export_checkpoint(ckpt, tmp / "rel"))
+    assert _table_rows(release.train_conditions) == _expected_rows(cols)  # exact values
+    assert release.meta["train_conditions"]["rows"] == N_TRAIN - 1
+    assert release.train_conditions.names == ("label", "peak_flux", "las_arcsec")
+
+
+def test_export_data_supplies_the_table_of_an_older_checkpoint(run):
+    tmp, path, cols, ckpt = run
+    old = _old_checkpoint(ckpt, tmp / "old" / "last.ckpt")
+    plain = load_release(export_checkpoint(old, tmp / "plain"))
+    assert plain.train_conditions is None and plain.meta["train_conditions"] is None
+    assert main(["export", "--ckpt", str(old), "--out", str(tmp / "with"),
+                 "--data", str(path)]) == 0
+    assert _table_rows(load_release(tmp / "with").train_conditions) == _expected_rows(cols)
+
+
+def test_export_data_refuses_another_file(run, capsys):
+    tmp, _, _, ckpt = run
+    other, _ = _write_cond_h5(tmp / "other.h5", peak_scale=2.0)
+    old = _old_checkpoint(ckpt, tmp / "old2" / "last.ckpt")
+    capsys.readouterr()
+    assert main(["export", "--ckpt", str(old), "--out", str(tmp / "no"),
+                 "--data", str(other)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and not (tmp / "no").exists()
+    assert "other.h5: data_sha256" in err and "differs from the" in err
+    assert "not the data this model was trained on" in err
+    with pytest.raises(ValueError, match="not the data this model was trained on"):
+        export_checkpoint(ckpt, tmp / "no", data=other)  # checked even with a table
