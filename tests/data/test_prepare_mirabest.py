@@ -46,10 +46,14 @@ def test_physical_columns(mirabest):
     assert (c["snr"] >= 5).all()
     assert np.all((c["rms"] > 5e-5) & (c["rms"] < 1e-3))  # FIRST noise ~0.15 mJy/beam
     assert np.all(c["peak_flux"] > 0) and np.all(c["total_flux"] > 0)
-    expected = np.maximum(1.5 * c["las_arcsec"], 60.0)
+    expected = np.maximum(1.5 * c["las_arcsec"], 144.0)  # at least 80 FIRST pixels
     assert np.allclose(c["cutout_size_arcsec"], expected, rtol=0.04)  # whole pixels
-    # per-image scale restores the peak of the resized image, at most the cutout's peak
-    assert np.all(c["scale"] <= c["peak_flux"] * (1 + 1e-6))
+    # no cutout finer than the survey's 1.8" pixels; the large ones are down-sampled
+    assert c["pixel_scale_arcsec"].min() >= 1.8 - 1e-9
+    assert (c["pixel_scale_arcsec"] > 1.81).any()
+    # peak_flux is the prepared image's own peak: image * peak_flux is Jy/beam exactly
+    assert np.array_equal(c["scale"], c["peak_flux"])
+    assert np.allclose(ps.images.reshape(len(ps.images), -1).max(1), 1.0)
     assert len(ps.files) == 995 and ps.files[0].endswith("catalog.csv")
 
 

@@ -109,8 +109,9 @@ def pixel_scales(s: ImageSet, meta: dict[str, Any]) -> np.ndarray:
     n, size = len(s.images), s.images.shape[-1]
     default = meta.get("pixel_scale_arcsec") or 1.0
     las = np.asarray((s.conditions or {}).get("las_arcsec", np.full(n, np.nan)), float)
+    from radiodiff.data.preprocess import cutout_side_arcsec
     cut = meta.get("cutout") or {}
-    side = np.maximum(cut.get("k_las", 1.5) * las, cut.get("min_size_arcsec", 60.0))
+    side = cutout_side_arcsec(las, cut.get("k_las", 1.5), cut.get("min_size_arcsec", 60.0))
     return np.where(np.isfinite(las), side / size, default)
 
 
