@@ -108,3 +108,13 @@ def test_export_data_refuses_another_file(run, capsys):
     assert "not the data this model was trained on" in err
     with pytest.raises(ValueError, match="not the data this model was trained on"):
         export_checkpoint(ckpt, tmp / "no", data=other)  # checked even with a table
+
+
+def test_the_release_records_the_training_noise_rms(run):
+    from radiodiff.training.export import _noise_rms
+    tmp, path, cols, _ = run
+    expected = float(np.median(cols["rms"]))        # every row clean, every rms finite
+    assert _noise_rms({"image_unit": "Jy/beam"}, path) == pytest.approx(expected, rel=1e-12)
+    assert _noise_rms({"image_unit": "Jy/beam", "rms_jy_beam": 2e-4}, path) == 2e-4
+    assert _noise_rms({"image_unit": "Jy/beam"}, None) is None
+    assert _noise_rms({"image_unit": "arbitrary", "rms_jy_beam": 2e-4}, path) is None

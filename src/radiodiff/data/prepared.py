@@ -86,11 +86,15 @@ class PreparedSet:
         return len(self.columns["label"])
 
     def geometry(self) -> dict[str, Any]:
-        """Median pixel scale (arcsec) and beam ([bmaj, bmin] arcsec) of the clean rows."""
+        """Median pixel scale (arcsec), beam ([bmaj, bmin] arcsec) and noise rms (Jy/beam;
+        None without a flux scale) of the clean rows."""
         clean = self.columns["flags"] == 0
         pix = self.columns["pixel_scale_arcsec"][clean]
+        rms = self.columns["rms"][clean]
+        rms = rms[np.isfinite(rms) & (rms > 0)]
         return {"pixel_scale_arcsec": float(np.median(pix)),
-                "beam_arcsec": np.median(self.columns["beam_arcsec"][clean], axis=0).tolist()}
+                "beam_arcsec": np.median(self.columns["beam_arcsec"][clean], axis=0).tolist(),
+                "rms_jy_beam": float(np.median(rms)) if rms.size else None}
 
 
 def data_sha256(images: np.ndarray, columns: dict[str, np.ndarray]) -> str:

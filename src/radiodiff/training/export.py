@@ -153,8 +153,25 @@ def export_checkpoint(ckpt_path: str | Path, out_dir: str | Path,
     }
     meta["projection"] = projection or output_projection(cfg.data, meta["scaling"],
                                                          meta["negatives"])
-    table = _train_conditions(hp, cfg, ckpt_path, data)
+    table = _train_conditions(hp, cfg, ckpt_path, data)  # checks data is the training data
+    rms = _noise_rms(ds, data)
+    if rms is not None:  # the survey noise of the training cutouts: the FITS RMS card
+        meta["rms_jy_beam"] = rms
     return export_release(out_dir, denoiser, cfg, meta, overwrite, train_conditions=table)
+
+
+def _noise_rms(ds: dict, data: str | Path | None) -> float | None:
+    """Median noise rms (Jy/beam) of the training cutouts: recorded by the run, else
+    measured on ``data`` (checkpoints made before runs recorded it); None without a flux
+    scale."""
+    if ds.get("image_unit") != "Jy/beam":
+        return None
+    if ds.get("rms_jy_beam") is not None:
+        return float(ds["rms_jy_beam"])
+    if data is None:
+        return None
+    from radiodiff.data.prepared import read_prepared
+    return read_prepared(data, images=False).geometry()["rms_jy_beam"]
 
 
 def _train_conditions(hp: dict, cfg, ckpt_path: Path, data: str | Path | None):
