@@ -308,7 +308,8 @@ def _cmd_skymap(args) -> int:
             print(OmegaConf.to_yaml(cfg, resolve=True), end="")
             return 0
         shard = parse_shard(args.shard) if args.shard else None
-        res = build_skymap(cfg, args.out, shard, progress=progress_bar("rendered", "sources"))
+        progress = progress_bar("model cutouts", "batches")
+        res = build_skymap(cfg, args.out, shard, progress=progress)
     prov = res["plan"].provenance
     skipped = {k: v for k, v in prov["skipped"].items() if v}
     print(f"{prov['n_sources']} sources on a {prov['map_shape'][1]} x {prov['map_shape'][0]} "

@@ -159,8 +159,8 @@ def test_empty_model_image_falls_back_to_a_gaussian(grid):
         def max_radius_arcsec(self, las):
             return las
 
-        def __call__(self, peak, las, cls, seed):
-            return Cutout(np.zeros((16, 16)), 1.8, None)
+        def many(self, peaks, lases, classes, seeds):
+            return [Cutout(np.zeros((16, 16)), 1.8, None) for _ in seeds]
 
     empty = Empty()
 
@@ -168,3 +168,25 @@ def test_empty_model_image_falls_back_to_a_gaussian(grid):
     tile, truth = render_tile(grid, src, (0, grid.shape[0]), empty, seed=1)
     assert truth["kind"] == ["fallback"]
     assert truth["flux_meas"][0] == pytest.approx(0.05, rel=1e-6)
+
+
+def test_model_cutouts_in_a_batch_are_the_cutouts_made_one_by_one(busy_release_dir):
+    from radiodiff.diffusion.sampling import SamplerSpec
+    from radiodiff.io.release import load_release
+
+    cuts = ModelCutouts(load_release(busy_release_dir), SamplerSpec(steps=2))
+    args = ([0.01, 0.03, 0.02], [20.0, 35.0, 12.0], ["FRII", "", "FRI"], [5, 2**40, 77])
+    batch = cuts.many(*args)
+    for k, one in enumerate(cuts(*(a[k] for a in args)) for k in range(3)):
+        assert one.image.tobytes() == batch[k].image.tobytes()
+        assert one.pixel_scale_arcsec == batch[k].pixel_scale_arcsec and one.beam == batch[k].beam
+
+
+def test_render_settings_are_checked(grid):
+    from radiodiff.skymap.render import RenderSettings
+
+    src = fill_position_angles(Sources.build([150.0], [30.0], [0.01]), seed=0)
+    with pytest.raises(ValueError, match="render.batch_size must be an integer >= 1, got 0"):
+        render_tile(grid, src, (0, 10), settings=RenderSettings(batch_size=0))
+    with pytest.raises(ValueError, match="render.flux_from must be catalogue or model"):
+        render_tile(grid, src, (0, 10), settings=RenderSettings(flux_from="peak"))

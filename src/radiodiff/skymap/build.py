@@ -72,7 +72,7 @@ def _release(cfg: DictConfig):
     release = load_release(resolve_model(cfg.render.model))
     spec = SamplerSpec(name=cfg.render.sampler, steps=cfg.render.steps,
                        guidance=cfg.render.guidance)
-    return release, ModelCutouts(release, spec)
+    return release, ModelCutouts(release, spec, cfg.render.batch_invariant)
 
 
 def _sources(cfg: DictConfig, grid: MapGrid, release) -> Sources:
@@ -88,6 +88,8 @@ def _sources(cfg: DictConfig, grid: MapGrid, release) -> Sources:
 
 def plan_skymap(cfg: DictConfig) -> Plan:
     """Everything a shard needs, the same in every shard (sources drawn for the whole map)."""
+    settings = RenderSettings(cfg.render.resolved_min_beams, cfg.render.flux_from,
+                              cfg.render.batch_size).check()
     grid = _grid(cfg)
     release, cutouts = _release(cfg)
     if cfg.render.flux_from == "model" and (cutouts is None or cutouts.shape_only
@@ -118,8 +120,7 @@ def plan_skymap(cfg: DictConfig) -> Plan:
         "code": {"package_version": radiodiff.__version__, "git_commit": git_commit()},
         "n_sources": len(sources), "skipped": sources.skipped,
         "map_shape": list(grid.shape)}
-    return Plan(cfg, grid, sources, cutouts, RenderSettings(
-        cfg.render.resolved_min_beams, cfg.render.flux_from), rms, provenance)
+    return Plan(cfg, grid, sources, cutouts, settings, rms, provenance)
 
 
 def _rms_rows(cfg: DictConfig, grid: MapGrid, rows: tuple[int, int]) -> Optional[np.ndarray]:
