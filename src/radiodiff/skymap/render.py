@@ -3,8 +3,9 @@
 Two paths, both giving a :class:`Stamp` on a box of map pixels that depends only on the
 source (never on the tile being rendered), so tiles assemble bit for bit:
 
-* :func:`gaussian_stamp`: unresolved / small sources, the beam convolved with a round
-  Gaussian of FWHM = LAS, sampled at pixel centres, with the source's integrated flux.
+* :func:`gaussian_stamp`: unresolved / small sources, the beam convolved with a Gaussian
+  of FWHMs LAS and q LAS at the source's PA (round without an axis ratio), analytically
+  (covariances add), sampled at pixel centres, with the source's integrated flux.
 * :func:`place_cutout`: a resolved source's cutout (from the model, or any image) is put
   on a WCS centred on the source and rotated to its PA (:func:`~radiodiff.skymap.sky.cutout_wcs`)
   and resampled onto the map pixels with ``reproject_exact`` (spherical polygon overlap:
@@ -25,8 +26,9 @@ from typing import Callable, Iterator, Optional
 
 import numpy as np
 
-from radiodiff.skymap.sky import FWHM_PER_SIGMA, Beam, MapGrid, cutout_wcs
-from radiodiff.skymap.sources import Sources, peak_from_total, source_seed
+from radiodiff.skymap.sky import Beam, MapGrid, cutout_wcs
+from radiodiff.skymap.sources import (Sources, observed_covariance, peak_from_total,
+                                      source_seed)
 
 __all__ = ["Cutout", "Stamp", "gaussian_stamp", "place_cutout", "extent_px", "source_mask", "ModelCutouts",
            "RenderSettings", "render_tile", "TRUTH_COLUMNS"]
@@ -77,21 +79,25 @@ def _gauss_radius(grid: MapGrid, las: float) -> float:
     return _GAUSS_RADIUS_FWHM * math.hypot(grid.beam.bmaj, las) / grid.pixel_scale_arcsec + 1
 
 
-def gaussian_stamp(grid: MapGrid, x: float, y: float, flux: float, las: float) -> Stamp:
-    """The beam convolved with a round Gaussian of FWHM ``las`` (arcsec), integrated flux
-    ``flux`` (Jy), centred on pixel (x, y); axes along the beam PA."""
-    beam, scale = grid.beam, grid.pixel_scale_arcsec
+def gaussian_stamp(grid: MapGrid, x: float, y: float, flux: float, las: float,
+                   q: float = 1.0, pa: float = 0.0) -> Stamp:
+    """The beam convolved with a Gaussian of FWHMs ``las`` and ``q * las`` (arcsec) whose
+    major axis lies at ``pa`` (deg east of local north), integrated flux ``flux`` (Jy),
+    centred on pixel (x, y)."""
+    scale = grid.pixel_scale_arcsec
     y0, x0, side = _box(x, y, _gauss_radius(grid, las))
-    maj, mn = math.hypot(beam.bmaj, las), math.hypot(beam.bmin, las)
-    peak = float(peak_from_total(flux, las, beam))
+    pa_px = _pixel_pa(grid, x, y, q, pa)
+    inv = np.linalg.inv(observed_covariance(grid.beam, las, q, pa_px) / scale**2)  # px^-2
+    peak = float(peak_from_total(flux, las, grid.beam, q, pa_px))
     yy, xx = np.mgrid[y0:y0 + side, x0:x0 + side].astype(float)
     dx, dy = xx - x, yy - y
-    # Major axis PA east of north: pixel direction (-sin PA, cos PA), RA growing leftwards.
-    pa = math.radians(beam.pa)
-    u = -dx * math.sin(pa) + dy * math.cos(pa)
-    v = dx * math.cos(pa) + dy * math.sin(pa)
-    s_maj, s_min = maj / FWHM_PER_SIGMA / scale, mn / FWHM_PER_SIGMA / scale
-    return Stamp(y0, x0, peak * np.exp(-0.5 * ((u / s_maj) ** 2 + (v / s_min) ** 2)))
+    r2 = inv[0, 0] * dx**2 + 2.0 * inv[0, 1] * dx * dy + inv[1, 1] * dy**2
+    return Stamp(y0, x0, peak * np.exp(-0.5 * r2))
+
+
+def _pixel_pa(grid: MapGrid, x: float, y: float, q: float, pa: float) -> float:
+    """A sky PA (deg E of N) on the pixel axes at (x, y); a round source needs none."""
+    return 0.0 if q == 1.0 else float(pa) + grid.north_deg(x, y)
 
 
 def place_cutout(grid: MapGrid, cutout: Cutout, ra: float, dec: float, pa: float,
@@ -245,7 +251,7 @@ class RenderSettings:
 
 
 TRUTH_COLUMNS = ("id", "ra", "dec", "x", "y", "flux_req", "flux_meas", "peak_req",
-                 "peak_meas", "las", "cls", "pa", "kind", "seed")
+                 "peak_meas", "las", "q", "cls", "pa", "kind", "seed")
 
 
 def _is_resolved(cutouts, las: float, grid: MapGrid, s: RenderSettings) -> bool:
@@ -259,8 +265,16 @@ def _reach_px(grid: MapGrid, cutouts, las: float, s: RenderSettings) -> float:
 
 
 def _requested_peak(grid: MapGrid, src: dict) -> float:
-    return src["peak"] if np.isfinite(src["peak"]) else \
-        float(peak_from_total(src["flux"], src["las"], grid.beam))
+    """The catalogue's peak, else the one of the source as a Gaussian."""
+    if np.isfinite(src["peak"]):
+        return float(src["peak"])
+    pa_px = _pixel_pa(grid, src["x"], src["y"], src["q"], src["pa"])
+    return float(peak_from_total(src["flux"], src["las"], grid.beam, src["q"], pa_px))
+
+
+def _gaussian(grid: MapGrid, src: dict) -> Stamp:
+    return gaussian_stamp(grid, src["x"], src["y"], src["flux"], src["las"], src["q"],
+                          src["pa"])
 
 
 def _stamp(grid: MapGrid, src: dict, cut: Optional[tuple[Cutout, int]], s: RenderSettings
@@ -270,12 +284,10 @@ def _stamp(grid: MapGrid, src: dict, cut: Optional[tuple[Cutout, int]], s: Rende
     ``fallback`` (the model's image had no positive flux: a Gaussian)."""
     peak = _requested_peak(grid, src)
     if cut is None:
-        return gaussian_stamp(grid, src["x"], src["y"], src["flux"], src["las"]), \
-            "gaussian", peak, -1
+        return _gaussian(grid, src), "gaussian", peak, -1
     cutout, image_seed = cut
     if not np.sum(cutout.image) > 0:  # an empty generated image: the Gaussian, and say so
-        return gaussian_stamp(grid, src["x"], src["y"], src["flux"], src["las"]), \
-            "fallback", peak, image_seed
+        return _gaussian(grid, src), "fallback", peak, image_seed
     keep = s.flux_from == "model" and cutout.beam is not None
     stamp = place_cutout(grid, cutout, src["ra"], src["dec"], src["pa"],
                          None if keep else src["flux"])
@@ -308,7 +320,7 @@ def _near(grid: MapGrid, sources: Sources, rows: tuple[int, int], cutouts,
     reach = np.array([_reach_px(grid, cutouts, sources.las[i], s) for i in order])
     near = order[(ys[order] + reach >= rows[0] - 0.5) & (ys[order] - reach < rows[1] - 0.5)]
     return [dict({k: getattr(sources, k)[i] for k in ("id", "ra", "dec", "flux", "peak",
-                                                       "las", "cls", "pa")},
+                                                       "las", "q", "cls", "pa")},
                  x=float(xs[i]), y=float(ys[i])) for i in near]
 
 
