@@ -24,8 +24,8 @@ from radiodiff.skymap.sky import Beam, MapGrid, make_grid, tile_rows
 from radiodiff.skymap.sources import (Sources, draw_sources, fill_position_angles,
                                       read_catalogue, select_on_map)
 
-__all__ = ["Plan", "plan_skymap", "render_rows", "build_skymap", "merge_shards",
-           "parse_shard"]
+__all__ = ["Plan", "plan_skymap", "render_rows", "render_into", "build_skymap",
+           "merge_shards", "parse_shard", "map_grid"]
 
 CONFIG_FILE = "skymap_config.yaml"
 
@@ -56,7 +56,8 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
-def _grid(cfg: DictConfig) -> MapGrid:
+def map_grid(cfg: DictConfig) -> MapGrid:
+    """The map's grid from the ``survey`` and ``sky`` config."""
     bmaj, bmin = sorted((float(b) for b in cfg.survey.beam_arcsec), reverse=True)
     return make_grid(cfg.sky.ra_deg, cfg.sky.dec_deg, list(cfg.sky.size_deg),
                      cfg.survey.pixel_scale_arcsec, Beam(bmaj, bmin, cfg.survey.beam_pa_deg),
@@ -90,7 +91,7 @@ def plan_skymap(cfg: DictConfig) -> Plan:
     """Everything a shard needs, the same in every shard (sources drawn for the whole map)."""
     settings = RenderSettings(cfg.render.resolved_min_beams, cfg.render.flux_from,
                               cfg.render.batch_size).check()
-    grid = _grid(cfg)
+    grid = map_grid(cfg)
     release, cutouts = _release(cfg)
     if cfg.render.flux_from == "model" and (cutouts is None or cutouts.shape_only
                                             or release.meta.get("image_unit") != "Jy/beam"):
@@ -181,19 +182,24 @@ def _write_final(plan: Plan, out: Path, image: np.ndarray, model: np.ndarray,
 def build_skymap(cfg: DictConfig, out: str | Path, shard: Optional[tuple[int, int]] = None,
                  progress: Optional[Callable] = None) -> dict[str, Any]:
     """Render the map (or shard K of N) into ``out``; returns the paths and the plan."""
-    out = Path(out)
     plan = plan_skymap(cfg)
+    return {"paths": render_into(plan, out, shard, progress), "plan": plan}
+
+
+def render_into(plan: Plan, out: str | Path, shard: Optional[tuple[int, int]] = None,
+                progress: Optional[Callable] = None) -> dict[str, Path]:
+    """Render ``plan``'s map into the final files of ``out``, or its shard (K, N) into
+    ``out/shards`` (with the config :func:`merge_shards` reads); returns the paths."""
+    out, cfg = Path(out), plan.cfg
     k, n = shard or (0, 1)
     rows = tile_rows(plan.grid.shape[0], k, n)
     image, model, truth = render_rows(plan, rows, progress)
     if shard is None:
-        paths = _write_final(plan, out, image, model, io.truth_table(truth))
-    else:
-        from radiodiff.io.artifacts import atomic_text
-        paths = {"config": atomic_text(out / CONFIG_FILE, OmegaConf.to_yaml(cfg, resolve=True)),
-                 "shard": io.write_shard(io.shard_path(out, k, n), rows, k, n,
-                                         _config_hash(cfg), image, model, truth)}
-    return {"paths": paths, "plan": plan}
+        return _write_final(plan, out, image, model, io.truth_table(truth))
+    from radiodiff.io.artifacts import atomic_text
+    return {"config": atomic_text(out / CONFIG_FILE, OmegaConf.to_yaml(cfg, resolve=True)),
+            "shard": io.write_shard(io.shard_path(out, k, n), rows, k, n, _config_hash(cfg),
+                                    image, model, truth)}
 
 
 def merge_shards(out: str | Path) -> dict[str, Any]:
