@@ -292,9 +292,9 @@ def generate(release: Release, n: int, label: Optional[str | Sequence] = None,
     (an image with no condition at all in a batch of conditioned ones is evaluated
     conditionally on its null condition: the same network output, but it counts the
     guided evaluations in ``nfe``). Without ``batch_invariant``, batched matrix products
-    round differently with the batch size (~1e-5 in the final image). The stochastic solver with ``S_churn > 0`` draws its
-    churn noise per image too (:func:`radiodiff.diffusion.sampling.churn_generator`
-    of ``seed + k``).
+    round differently with the batch size (~1e-5 in the final image). The stochastic
+    solver with ``S_churn > 0`` draws its churn noise per image too
+    (:func:`radiodiff.diffusion.sampling.churn_generator` of ``seed + k``).
 
     Parameters
     ----------

@@ -5,6 +5,7 @@ cutouts, noise), renders rows [r0, r1) of the map (shard K of N: horizontal stri
 single run is shard 0 of 1) and writes either the final folder or ``shards/shard-K-of-N.fits``.
 :func:`merge_shards` stacks the strips: the result is bit-identical to a single run,
 because every stamp and every noise pixel depends only on (seed, source id / pixel).
+:mod:`radiodiff.skymap.distributed` runs the shards on several devices under Lightning.
 """
 
 from __future__ import annotations

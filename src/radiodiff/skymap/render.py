@@ -30,8 +30,8 @@ from radiodiff.skymap.sky import Beam, MapGrid, cutout_wcs
 from radiodiff.skymap.sources import (Sources, observed_covariance, peak_from_total,
                                       source_seed)
 
-__all__ = ["Cutout", "Stamp", "gaussian_stamp", "place_cutout", "extent_px", "source_mask", "ModelCutouts",
-           "RenderSettings", "render_tile", "TRUTH_COLUMNS"]
+__all__ = ["Cutout", "Stamp", "gaussian_stamp", "place_cutout", "extent_px", "source_mask",
+           "ModelCutouts", "RenderSettings", "render_tile", "TRUTH_COLUMNS"]
 
 _STREAM_IMAGE = 3            # sub-stream of a source's seed used for its generated image
 _GAUSS_RADIUS_FWHM = 3.0     # Gaussian stamps reach 3 FWHM (flux beyond: < 1e-10)
@@ -218,8 +218,9 @@ class ModelCutouts:
                        seeds=[int(v) for v in seeds], batch_size=len(labels),
                        batch_invariant=self.batch_invariant, **kw)
         beam = self.beam if res.unit == "Jy/beam" else None
-        return [Cutout(image, self._scale(image, las), beam)
-                for image, las in zip(np.asarray(res.output[:, 0], float), lases)]
+        # Kept float32, as generated (a tile holds all its cutouts until they are placed).
+        return [Cutout(image, self._scale(image.astype(float), las), beam)
+                for image, las in zip(res.output[:, 0], lases)]
 
     def __call__(self, peak: float, las: float, cls: str, seed: int) -> Cutout:
         """The cutout of one source (:meth:`many` of one)."""
@@ -286,7 +287,7 @@ def _stamp(grid: MapGrid, src: dict, cut: Optional[tuple[Cutout, int]], s: Rende
     if cut is None:
         return _gaussian(grid, src), "gaussian", peak, -1
     cutout, image_seed = cut
-    if not np.sum(cutout.image) > 0:  # an empty generated image: the Gaussian, and say so
+    if not np.sum(cutout.image, dtype=float) > 0:  # an empty image: the Gaussian, say so
         return _gaussian(grid, src), "fallback", peak, image_seed
     keep = s.flux_from == "model" and cutout.beam is not None
     stamp = place_cutout(grid, cutout, src["ra"], src["dec"], src["pa"],
