@@ -294,11 +294,11 @@ def build_parser() -> argparse.ArgumentParser:
 def _cmd_skymap(args) -> int:
     from omegaconf import OmegaConf
 
-    from radiodiff.skymap.build import build_skymap, merge_shards, parse_shard
+    from radiodiff.skymap.build import merge_shards
     from radiodiff.skymap.config import load_skymap_config
 
     if args.merge:
-        if args.overrides or args.shard or args.preset != "first":
+        if args.overrides or args.shard or args.devices or args.preset != "first":
             raise ValueError("--merge takes only --out: the shards' config is in "
                              "<out>/skymap_config.yaml")
         res = merge_shards(args.out)
@@ -307,8 +307,9 @@ def _cmd_skymap(args) -> int:
         if args.cfg:
             print(OmegaConf.to_yaml(cfg, resolve=True), end="")
             return 0
-        shard = parse_shard(args.shard) if args.shard else None
-        res = build_skymap(cfg, args.out, shard, progress=progress_bar("rendered", "sources"))
+        res = _render_skymap(cfg, args)
+        if res is None:  # a rank other than 0 of --devices: rank 0 reports
+            return 0
     prov = res["plan"].provenance
     skipped = {k: v for k, v in prov["skipped"].items() if v}
     print(f"{prov['n_sources']} sources on a {prov['map_shape'][1]} x {prov['map_shape'][0]} "
@@ -317,6 +318,41 @@ def _cmd_skymap(args) -> int:
              if prov["model"] and prov["model"]["shape_only"] else ""))
     print("wrote:\n" + "\n".join(f"  {p}" for p in res["paths"].values()))
     return 0
+
+
+def _render_skymap(cfg, args):
+    """One map or one shard in this process, or (``--devices``) all shards under
+    Lightning then the merge; None on the ranks other than 0."""
+    from radiodiff.skymap.build import build_skymap, parse_shard
+
+    if args.devices is None:
+        extra = [f"--{k}" for k in ("accelerator", "strategy", "shards") if getattr(args, k)]
+        if extra:
+            raise ValueError(f"{', '.join(extra)}: only with --devices N")
+        shard = parse_shard(args.shard) if args.shard else None
+        return build_skymap(cfg, args.out, shard,
+                            progress=progress_bar("model cutouts", "batches"))
+    if args.shard:
+        raise ValueError("--devices renders every shard of the map; --shard K/N renders "
+                         "one: give one of them")
+    from radiodiff.skymap.distributed import build_skymap_on_devices
+
+    return build_skymap_on_devices(cfg, args.out, _devices(args.devices),
+                                   args.accelerator or "auto", args.strategy or "ddp",
+                                   args.shards, progress_bar=sys.stderr.isatty())
+
+
+def _devices(text: str) -> int | str:
+    """``--devices``: a count >= 1, -1 (all) or auto."""
+    if text == "auto":
+        return text
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1 and n != -1:
+        raise ValueError(f"--devices must be a count >= 1, -1 (all) or auto, got {text!r}")
+    return n
 
 
 def _cmd_evaluate_map(args) -> int:
@@ -343,6 +379,15 @@ def _skymap_parsers(sub) -> None:
                    "0-based K) into <out>/shards; then --merge (default: the whole map)")
     p.add_argument("--merge", action="store_true",
                    help="assemble <out>/shards into the final files (bit-identical to one run)")
+    p.add_argument("--devices", default=None, help="render the map's shards on N devices "
+                   "under Lightning's predict loop (DDP), then merge them (default: one "
+                   "process, no Lightning)")
+    p.add_argument("--accelerator", default=None, choices=["auto", "cpu", "gpu"],
+                   help="with --devices (default: auto)")
+    p.add_argument("--strategy", default=None, help="with --devices: a Lightning strategy "
+                   "(default: ddp; ddp_spawn where a script cannot be relaunched)")
+    p.add_argument("--shards", type=int, default=None,
+                   help="with --devices: number of shards (default: one per process)")
     p.add_argument("--cfg", action="store_true", help="print the composed config and exit")
     p.set_defaults(func=_cmd_skymap)
 

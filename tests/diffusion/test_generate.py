@@ -130,3 +130,42 @@ def test_a_class_without_rows_falls_back_to_all_rows(drawing):
     assert r.conditions["class"].tolist() == ["FRII"] * 4
     assert set(r.conditions["peak_flux"].tolist()) <= set(
         only_fri.columns["peak_flux"].tolist())
+
+
+# --------------------------------------------------------------------------- per-image inputs
+
+PER_IMAGE = dict(label=["FRI", None, "FRII", "FRI"], peak_flux=[0.01, None, 0.05, 0.02],
+                 las_arcsec=[20.0, None, None, 15.0], seeds=[7, 123_456_789, 2**40, 5])
+
+
+@pytest.mark.parametrize("mode, guidance", [("draw", 1.0), ("draw", 1.5), ("null", 1.5)])
+def test_per_image_conditions_and_seeds_give_the_one_by_one_images(drawing, mode, guidance):
+    """A batch of images with their own conditions and seeds is, bit for bit, the images
+    drawn one by one (batch_invariant): the rule that lets a sky map batch its sources."""
+    kw = dict(steps=2, guidance=guidance, conditions=mode)
+    batch = generate(drawing, 4, batch_size=3, **PER_IMAGE, **kw)
+    assert batch.seeds.tolist() == PER_IMAGE["seeds"]
+    for k in range(4):
+        one = generate(drawing, 1, seed=PER_IMAGE["seeds"][k], label=PER_IMAGE["label"][k],
+                       peak_flux=PER_IMAGE["peak_flux"][k],
+                       las_arcsec=PER_IMAGE["las_arcsec"][k], **kw)
+        assert one.images[0].tobytes() == batch.images[k].tobytes()
+        for name, values in one.conditions.items():
+            assert str(values[0]) == str(batch.conditions[name][k])
+    if mode == "draw":  # every image has a peak flux: all restored to Jy/beam
+        assert batch.conditions["class"][0] == "FRI" and batch.conditions["peak_flux"][2] == 0.05
+        np.testing.assert_array_equal(batch.physical[3], generate(
+            drawing, 1, seed=5, label="FRI", peak_flux=0.02, las_arcsec=15.0, **kw).physical[0])
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(seeds=[1, 2]), r"seeds has 2 values for n=3 images"),
+    (dict(seeds=[1, -2, 3]), r"seeds must be an integer >= 0, got -2"),
+    (dict(seeds=[1, 2, 2**63]), r"out of range"),
+    (dict(label=["FRI", "FRII"]), r"label has 2 values for n=3 images"),
+    (dict(label=["FRI", "FRIII", None]), r"unknown class 'FRIII'"),
+    (dict(peak_flux=[0.1, -0.1, 0.2]), r"peak_flux must be a positive number \(Jy/beam\)"),
+])
+def test_per_image_inputs_are_checked(drawing, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        generate(drawing, 3, **FAST, **kwargs)

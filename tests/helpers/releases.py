@@ -47,10 +47,12 @@ def train_table(n=40, seed=0, labels=None):
 
 
 def tiny_physical_release(path, classes=CLASSES, size=SIZE, train_conditions=None,
-                          **extra_meta):
+                          busy=False, **extra_meta):
     """An untrained 16 x 16 release conditioned on class, peak flux (Jy/beam) and LAS
     (arcsec), with Jy/beam training images: generated images come back in Jy/beam.
-    ``train_conditions``: its training rows' table; ``extra_meta``: more meta keys."""
+    ``train_conditions``: its training rows' table; ``busy``: random output-layer weights
+    (its output depends on the input and the conditions, so batched matrix products
+    could show); ``extra_meta``: more meta keys."""
     import numpy as np
 
     config = load_config(["model=unet_tiny"])
@@ -58,6 +60,9 @@ def tiny_physical_release(path, classes=CLASSES, size=SIZE, train_conditions=Non
     net = build_unet(config.model, size, 1, len(classes), SCALARS)
     with torch.no_grad():
         net.conv_out.bias.fill_(0.1)
+        if busy:
+            g = torch.Generator().manual_seed(1)
+            net.conv_out.weight.copy_(torch.randn(net.conv_out.weight.shape, generator=g) * 0.1)
     rng = np.random.default_rng(0)
     transform = ConditionTransform.fit({"peak_flux": 10 ** rng.normal(-2, 0.5, 50),
                                         "las_arcsec": 10 ** rng.normal(1.5, 0.3, 50)}, SCALARS)

@@ -18,6 +18,12 @@ def physical_release(physical_release_dir):
 
 
 @pytest.fixture(scope="session")
+def busy_release_dir(tmp_path_factory):
+    """The physical release with a random output layer (its images depend on the network)."""
+    return tiny_physical_release(tmp_path_factory.mktemp("rel") / "busy", busy=True)
+
+
+@pytest.fixture(scope="session")
 def shape_release_dir(tmp_path_factory):
     return tiny_release(tmp_path_factory.mktemp("rel") / "shape", ["FRI", "FRII"])
 

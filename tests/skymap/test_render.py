@@ -42,6 +42,78 @@ def test_unresolved_gaussian_peak_is_flux(grid):
     assert s.data.max() == pytest.approx(0.003, rel=1e-9)
 
 
+def _moments(stamp):
+    """(centroid x, y; covariance (2, 2) on the pixel axes) of a stamp [px, px^2]."""
+    yy, xx = np.mgrid[:stamp.data.shape[0], :stamp.data.shape[1]]
+    cx, cy = _centroid(stamp)
+    w = stamp.data / stamp.data.sum()
+    dx, dy = xx + stamp.x0 - cx, yy + stamp.y0 - cy
+    cov = np.array([[(w * dx * dx).sum(), (w * dx * dy).sum()],
+                    [(w * dx * dy).sum(), (w * dy * dy).sum()]])
+    return cx, cy, cov
+
+
+def _sky_pa_of_major_axis(grid, stamp):
+    """PA (deg east of north, in [0, 180)) of the stamp's major axis, measured with the
+    map's WCS: from the centroid one pixel along the axis, as astropy sees it on the sky."""
+    from astropy.coordinates import SkyCoord
+
+    cx, cy, cov = _moments(stamp)
+    ex, ey = np.linalg.eigh(cov)[1][:, 1]
+    (ra0, ra1), (dec0, dec1) = grid.wcs.pixel_to_world_values([cx, cx + ex], [cy, cy + ey])
+    a, b = SkyCoord(ra0, dec0, unit="deg"), SkyCoord(ra1, dec1, unit="deg")
+    return a.position_angle(b).deg % 180.0
+
+
+def _angle_diff(a, b):
+    return abs((a - b + 90.0) % 180.0 - 90.0)
+
+
+@pytest.mark.parametrize("pa", [0.0, 30.0, 90.0, 135.0])
+def test_elliptical_gaussian_keeps_flux_and_lies_at_its_pa(grid, pa):
+    """PA east of north (astronomical): checked on the sky through the WCS, where RA grows
+    to the left, so PA 90 lies along -x."""
+    x, y = grid.to_pixel(150.0041, 29.9967)
+    s = gaussian_stamp(grid, float(x), float(y), flux=0.02, las=20.0, q=0.3, pa=pa)
+    assert _flux(s, grid) == pytest.approx(0.02, rel=1e-3)
+    assert _angle_diff(_sky_pa_of_major_axis(grid, s), pa) < 2.0
+    cov = _moments(s)[2]
+    if pa == 90.0:
+        assert cov[0, 0] > 3 * cov[1, 1]
+    if pa == 135.0:  # south-east (-x, -y) to north-west: along the x = y diagonal
+        assert cov[0, 1] > 0.0 and cov[0, 0] == pytest.approx(cov[1, 1], rel=0.02)
+
+
+def test_elliptical_gaussian_is_the_beam_convolved_with_the_source():
+    """Second moments of the stamp = beam covariance + source covariance."""
+    from radiodiff.skymap.sky import gaussian_covariance, make_grid
+
+    g = make_grid(150.0, 30.0, [0.1, 0.1], 1.0, Beam(6.0, 4.0, 20.0))
+    s = gaussian_stamp(g, 180.3, 170.6, flux=0.01, las=15.0, q=0.4, pa=70.0)
+    expect = g.beam.covariance() + gaussian_covariance(15.0, 6.0, 70.0 + g.north_deg(180.3,
+                                                                                      170.6))
+    np.testing.assert_allclose(_moments(s)[2], expect, rtol=2e-3, atol=1e-3)
+    assert _flux(s, g) == pytest.approx(0.01, rel=1e-6)
+
+
+def test_pa_is_east_of_local_north_far_from_the_map_centre():
+    """At Dec 75 the corner of a 3 deg map has north tilted by ~5 deg from +y: the PA is
+    measured from the local north, as on the sky."""
+    from radiodiff.skymap.sky import make_grid
+
+    g = make_grid(150.0, 75.0, [3.0, 3.0], 6.0, Beam(18.0, 18.0))
+    x, y = 100.0, 1700.0
+    assert abs(g.north_deg(x, y)) > 4.0
+    s = gaussian_stamp(g, x, y, flux=1.0, las=60.0, q=0.3, pa=20.0)
+    assert _angle_diff(_sky_pa_of_major_axis(g, s), 20.0) < 1.0
+
+
+def test_round_gaussian_ignores_the_pa(grid):
+    a = gaussian_stamp(grid, 50.2, 60.7, flux=0.01, las=8.0, pa=10.0)
+    b = gaussian_stamp(grid, 50.2, 60.7, flux=0.01, las=8.0, q=1.0, pa=123.0)
+    assert a.data.tobytes() == b.data.tobytes()
+
+
 @pytest.mark.parametrize("pa", [0.0, 37.0])
 def test_cutout_lands_on_pixel(grid, pa):
     ra, dec = 149.9911, 30.0142
@@ -159,8 +231,8 @@ def test_empty_model_image_falls_back_to_a_gaussian(grid):
         def max_radius_arcsec(self, las):
             return las
 
-        def __call__(self, peak, las, cls, seed):
-            return Cutout(np.zeros((16, 16)), 1.8, None)
+        def many(self, peaks, lases, classes, seeds):
+            return [Cutout(np.zeros((16, 16)), 1.8, None) for _ in seeds]
 
     empty = Empty()
 
@@ -168,3 +240,25 @@ def test_empty_model_image_falls_back_to_a_gaussian(grid):
     tile, truth = render_tile(grid, src, (0, grid.shape[0]), empty, seed=1)
     assert truth["kind"] == ["fallback"]
     assert truth["flux_meas"][0] == pytest.approx(0.05, rel=1e-6)
+
+
+def test_model_cutouts_in_a_batch_are_the_cutouts_made_one_by_one(busy_release_dir):
+    from radiodiff.diffusion.sampling import SamplerSpec
+    from radiodiff.io.release import load_release
+
+    cuts = ModelCutouts(load_release(busy_release_dir), SamplerSpec(steps=2))
+    args = ([0.01, 0.03, 0.02], [20.0, 35.0, 12.0], ["FRII", "", "FRI"], [5, 2**40, 77])
+    batch = cuts.many(*args)
+    for k, one in enumerate(cuts(*(a[k] for a in args)) for k in range(3)):
+        assert one.image.tobytes() == batch[k].image.tobytes()
+        assert one.pixel_scale_arcsec == batch[k].pixel_scale_arcsec and one.beam == batch[k].beam
+
+
+def test_render_settings_are_checked(grid):
+    from radiodiff.skymap.render import RenderSettings
+
+    src = fill_position_angles(Sources.build([150.0], [30.0], [0.01]), seed=0)
+    with pytest.raises(ValueError, match="render.batch_size must be an integer >= 1, got 0"):
+        render_tile(grid, src, (0, 10), settings=RenderSettings(batch_size=0))
+    with pytest.raises(ValueError, match="render.flux_from must be catalogue or model"):
+        render_tile(grid, src, (0, 10), settings=RenderSettings(flux_from="peak"))

@@ -72,7 +72,8 @@ def test_bad_rows_are_skipped_and_counted(tmp_path, grid):
              "150,30,-1,3\n151,30,0.01,3\n150.001,30.001,0.01,\n")
     s = select_on_map(read_catalogue(p), grid)
     assert list(s.id) == [0, 5]
-    assert s.skipped == {"bad_position": 2, "bad_flux": 1, "off_map": 1, "no_size": 1}
+    assert s.skipped == {"bad_position": 2, "bad_flux": 1, "off_map": 1, "no_size": 1,
+                         "bad_axis_ratio": 0}
     assert s.las[1] == 0.0  # no size: a point source
     with pytest.raises(ValueError, match="catalogue row 1: bad position .2 such rows"):
         select_on_map(read_catalogue(p), grid, on_bad="stop")
@@ -83,6 +84,33 @@ def test_peak_total_rule_roundtrip():
     assert peak_from_total(0.01, 0.0, b) == pytest.approx(0.01)
     assert peak_from_total(0.01, 5.4, b) == pytest.approx(0.005)
     assert total_from_peak(peak_from_total(0.02, 11.0, b), 11.0, b) == pytest.approx(0.02)
+
+
+def test_elliptical_peak_total_rule():
+    """Covariances add: a source along the beam's major axis has observed FWHMs
+    hypot(bmaj, las) and hypot(bmin, q las); through a round beam its PA does not matter."""
+    b = Beam(6.0, 4.0, 30.0)
+    expect = 0.01 * 6.0 * 4.0 / (math.hypot(6.0, 10.0) * math.hypot(4.0, 3.0))
+    assert peak_from_total(0.01, 10.0, b, q=0.3, pa=30.0) == pytest.approx(expect, rel=1e-12)
+    across = peak_from_total(0.01, 10.0, b, q=0.3, pa=120.0)  # along the beam's minor axis
+    assert across == pytest.approx(0.01 * 24 / (math.hypot(6.0, 3.0) * math.hypot(4.0, 10.0)))
+    r = Beam(5.0, 5.0)
+    assert peak_from_total(1.0, 8.0, r, 0.5, 10.0) == pytest.approx(
+        peak_from_total(1.0, 8.0, r, 0.5, 77.0), rel=1e-12)
+    assert total_from_peak(peak_from_total(0.02, 11.0, b, 0.4, 5.0), 11.0, b, 0.4, 5.0) \
+        == pytest.approx(0.02)
+
+
+def test_axis_ratio_from_q_or_minor_column(tmp_path, grid):
+    p = _csv(tmp_path / "c.csv", "ra,dec,flux,las,q,pa\n150,30,0.01,20,0.5,30\n"
+             "150,30,0.01,20,,\n150,30,0.01,20,1.5,\n150,30,0.01,0,0.3,\n")
+    s = select_on_map(read_catalogue(p), grid)
+    assert s.q.tolist() == [0.5, 1.0, 1.0, 1.0]  # missing, bad (counted), point source
+    assert s.skipped["bad_axis_ratio"] == 1
+    p = _csv(tmp_path / "pybdsf.csv", "RA,DEC,Total_flux,Maj,Min,PA\n150,30,0.01,12,3,80\n")
+    s = read_catalogue(p)
+    assert s.las[0] == 12 and s.q[0] == 0.25 and s.pa[0] == 80
+    assert read_catalogue(_csv(tmp_path / "r.csv", "ra,dec,flux,las\n150,30,1,5\n")).q[0] == 1
 
 
 def test_power_law_range_and_slope():

@@ -34,7 +34,7 @@ import math
 import warnings
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Callable, Iterable, Optional
+from typing import Any, Callable, Iterable, Optional, Sequence
 
 import numpy as np
 import torch
@@ -180,7 +180,7 @@ def _draw_rows(release: Release, seeds: np.ndarray, idx: Optional[int],
     if not matched:
         warnings.warn(f"{release.path}: {TABLE_FILE} has no row of class "
                       f"{release.classes[idx]!r}; its other conditions are drawn from the "
-                      "rows of all classes", stacklevel=4)
+                      "rows of all classes", stacklevel=5)
     return np.array([pool[condition_rng(int(s)).integers(len(pool))] for s in seeds],
                     dtype=np.int64)
 
@@ -206,6 +206,56 @@ def _raw_conditions(release: Release, seeds: np.ndarray, idx: Optional[int],
             **scalars}
 
 
+def _per_image(name: str, value: Any, n: int) -> list:
+    """``value`` for each of ``n`` images: a single value (or None) repeated, or a
+    sequence of ``n`` values (``label``: str or None each; scalars: number or None each)."""
+    if value is None or isinstance(value, str) or np.ndim(value) == 0:
+        return [value] * n
+    values = list(value)
+    if len(values) != n:
+        raise ValueError(f"{name} has {len(values)} values for n={n} images")
+    return values
+
+
+def _image_seeds(seed: int, seeds: Optional[Iterable[int]], n: int) -> np.ndarray:
+    """Each image's seed: ``seed + k``, or ``seeds`` (n integers in the int64 range)."""
+    if seeds is None:
+        seed = _check_int("seed", seed, 0)
+        check_seed_range(seed, n)
+        return np.arange(seed, seed + n, dtype=np.int64)
+    values = [_check_int("seeds", s, 0) for s in seeds]
+    if len(values) != n:
+        raise ValueError(f"seeds has {len(values)} values for n={n} images")
+    for s in values:
+        check_seed_range(s, 1)
+    return np.asarray(values, dtype=np.int64)
+
+
+def _image_conditions(release: Release, seeds: np.ndarray, label: Any, peak_flux: Any,
+                      las_arcsec: Any, conditions: Optional[str]
+                      ) -> tuple[dict[str, np.ndarray], str]:
+    """(each image's conditions in physical units, mode): :func:`_raw_conditions` of each
+    group of images with the same fixed conditions, so image k gets what a call for it
+    alone (seed ``seeds[k]``, its own fixed conditions) would give. Validates everything
+    before anything is drawn."""
+    n = len(seeds)
+    peaks = [_positive("peak_flux", v, "Jy/beam") for v in _per_image("peak_flux", peak_flux, n)]
+    sizes = [_positive("las_arcsec", v, "arcsec") for v in _per_image("las_arcsec", las_arcsec, n)]
+    groups: dict[tuple, list[int]] = {}
+    for k, key in enumerate(zip(_per_image("label", label, n), peaks, sizes)):
+        groups.setdefault(key, []).append(k)
+    fixed = {key: _fixed(release, key[0], {"peak_flux": key[1], "las_arcsec": key[2]})
+             for key in groups}
+    mode = _mode(release, conditions)
+    parts = {key: _raw_conditions(release, seeds[ks], *fixed[key], mode)
+             for key, ks in groups.items()}
+    raw = {name: np.empty(n, dtype=v.dtype) for name, v in next(iter(parts.values())).items()}
+    for key, ks in groups.items():
+        for name, values in raw.items():
+            values[ks] = parts[key][name]
+    return raw, mode
+
+
 def _network_conditions(release: Release, raw: dict[str, np.ndarray]
                         ) -> Optional[dict[str, torch.Tensor]]:
     """The network's condition for all images (label -1 and NaN: null), or None when no
@@ -220,24 +270,31 @@ def _network_conditions(release: Release, raw: dict[str, np.ndarray]
     return cond or None
 
 
-def generate(release: Release, n: int, label: Optional[str] = None,
-             peak_flux: Optional[float] = None, las_arcsec: Optional[float] = None,
+def generate(release: Release, n: int, label: Optional[str | Sequence] = None,
+             peak_flux: Optional[float | Sequence] = None,
+             las_arcsec: Optional[float | Sequence] = None,
              spec: Optional[SamplerSpec] = None, seed: int = 0, batch_size: int = 32,
              batch_invariant: bool = True,
              progress: Optional[Callable[[Iterable, int], Iterable]] = None,
              project: bool = True, conditions: Optional[str] = None,
+             seeds: Optional[Sequence[int]] = None,
              **sampler_options: Any) -> GenerateResult:
     """Draw ``n`` images from a release, optionally conditioned and guided.
 
     Sampling runs ``spec``'s solver over its ``karras_sigmas`` (EDM Eq. 5) with the
     denoiser ``D_w = D_u + w (D_c - D_u)`` (classifier-free guidance, Ho & Salimans 2022).
-    Image k starts from ``seeded_noise([seed + k])`` and, with ``batch_invariant``
-    (default), the network is evaluated one image at a time
+    Image k starts from ``seeded_noise([seed + k])`` (or ``seeds[k]``) and, with
+    ``batch_invariant`` (default), the network is evaluated one image at a time
     (:func:`radiodiff.diffusion.sampling.per_image`), so image k is bit-identical whatever
-    ``batch_size``. Without it, batched matrix products round differently with the batch
-    size (~1e-5 in the final image). The stochastic solver with ``S_churn > 0`` draws its
-    churn noise per image too (:func:`radiodiff.diffusion.sampling.churn_generator`
-    of ``seed + k``).
+    ``batch_size`` and whatever the other images of the call: ``generate(release, n,
+    label=[...], peak_flux=[...], seeds=[...])`` gives image k exactly as
+    ``generate(release, 1, label=label[k], peak_flux=peak_flux[k], seed=seeds[k])`` does
+    (an image with no condition at all in a batch of conditioned ones is evaluated
+    conditionally on its null condition: the same network output, but it counts the
+    guided evaluations in ``nfe``). Without ``batch_invariant``, batched matrix products
+    round differently with the batch size (~1e-5 in the final image). The stochastic
+    solver with ``S_churn > 0`` draws its churn noise per image too
+    (:func:`radiodiff.diffusion.sampling.churn_generator` of ``seed + k``).
 
     Parameters
     ----------
@@ -245,18 +302,23 @@ def generate(release: Release, n: int, label: Optional[str] = None,
         From :func:`radiodiff.io.release.load_release`.
     n : int
         Number of images (>= 1).
-    label : str, optional
-        Class name (one of ``release.classes``); None = not fixed (see ``conditions``).
-    peak_flux : float, optional
+    label : str or sequence, optional
+        Class name (one of ``release.classes``); None = not fixed (see ``conditions``). A
+        sequence of ``n`` (str or None each) gives each image its own.
+    peak_flux : float or sequence, optional
         Peak surface brightness, Jy/beam (> 0); needs a model trained on ``peak_flux``.
-        None = not fixed.
-    las_arcsec : float, optional
+        None = not fixed. A sequence of ``n`` (number or None each): one per image.
+    las_arcsec : float or sequence, optional
         Largest angular size, arcsec (> 0); needs a model trained on ``las_arcsec``.
-        None = not fixed.
+        None = not fixed. A sequence of ``n`` (number or None each): one per image.
     spec : SamplerSpec, optional
         Solver, schedule and guidance weight (default: ``SamplerSpec()``).
     seed : int
-        Seed of image 0; image k uses ``seed + k``.
+        Seed of image 0; image k uses ``seed + k``. Ignored when ``seeds`` is given.
+    seeds : sequence of int, optional
+        ``n`` seeds (each in [0, 2**63 - 1]), one per image, instead of ``seed + k``: the
+        seed of the initial noise, of the drawn conditions and of the churn noise of each
+        image.
     batch_size : int
         Images per solver call (>= 1).
     project : bool
@@ -289,40 +351,11 @@ def generate(release: Release, n: int, label: Optional[str] = None,
     created = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
     n = _check_int("n", n, 1)
     batch_size = _check_int("batch_size", batch_size, 1)
-    seed = _check_int("seed", seed, 0)
-    check_seed_range(seed, n)
+    seeds = _image_seeds(seed, seeds, n)
     check_sample_memory(n, release.image_size)
-    scalars = {"peak_flux": _positive("peak_flux", peak_flux, "Jy/beam"),
-               "las_arcsec": _positive("las_arcsec", las_arcsec, "arcsec")}
-    idx, fixed = _fixed(release, label, scalars)  # validates before any sampling
-    mode = _mode(release, conditions)
-    seeds = np.arange(seed, seed + n, dtype=np.int64)
-    raw = _raw_conditions(release, seeds, idx, fixed, mode)
+    raw, mode = _image_conditions(release, seeds, label, peak_flux, las_arcsec, conditions)
     cond = _network_conditions(release, raw)
-
-    size = release.image_size
-    intensity = release.intensity  # model space -> data space [0, 1]
-    counter = CountingDenoiser(per_image(release.denoiser) if batch_invariant
-                               else release.denoiser)
-    D = guided(counter, spec.guidance)
-    device = next(release.denoiser.parameters()).device
-    # Per-image churn noise needs one solver call per image (one generator per seed).
-    churn = spec.name == "stochastic" and spec.S_churn > 0
-    chunk = 1 if churn else batch_size
-    batches = [seeds[i:i + chunk] for i in range(0, n, chunk)]
-    images, nfe = [], []
-    with torch.inference_mode():
-        for b in (progress(batches, len(batches)) if progress else batches):
-            noise = seeded_noise(b.tolist(), (1, size, size), device=device)
-            i = int(b[0]) - seed
-            cond_b = None if cond is None else {
-                k: v[i:i + len(b)].to(device) for k, v in cond.items()}
-            counter.nfe = 0
-            x = spec.solve(D, noise, cond_b,
-                           generator=churn_generator(int(b[0])) if churn else None)
-            images.append(intensity.decode(x.double()).float().cpu().numpy())
-            nfe += [counter.nfe] * len(b)
-    out = np.concatenate(images).astype(np.float32)
+    out, nfe = _sample(release, spec, seeds, cond, batch_size, batch_invariant, progress)
     bad = int((~np.isfinite(out)).any(axis=(1, 2, 3)).sum())
     if bad:
         from radiodiff.io.integrity import IntegrityError
@@ -335,13 +368,42 @@ def generate(release: Release, n: int, label: Optional[str] = None,
         from radiodiff.data.preprocess import project_like_data
         unprojected, out = out, project_like_data(out, **release.projection)
     physical = _restore(release.meta, out, raw["peak_flux"])
-    settings = dict(spec.settings(), seed=seed, batch_size=batch_size,
+    settings = dict(spec.settings(), seed=int(seeds[0]), batch_size=batch_size,
                     batch_invariant=bool(batch_invariant), projected=unprojected is not None,
                     conditions=mode)
     return GenerateResult(images=out, physical=physical,
                           unit=NORMALISED if physical is None else "Jy/beam",
-                          conditions=raw, seeds=seeds, nfe=np.asarray(nfe, np.int64),
-                          settings=settings, raw=unprojected, created_utc=created)
+                          conditions=raw, seeds=seeds, nfe=nfe, settings=settings,
+                          raw=unprojected, created_utc=created)
+
+
+def _sample(release: Release, spec: SamplerSpec, seeds: np.ndarray,
+            cond: Optional[dict[str, torch.Tensor]], batch_size: int, batch_invariant: bool,
+            progress: Optional[Callable]) -> tuple[np.ndarray, np.ndarray]:
+    """(decoded images (n, 1, H, W) float32, network evaluations per image): the solver
+    over batches of ``batch_size`` images, image k from the noise of ``seeds[k]``."""
+    size = release.image_size
+    counter = CountingDenoiser(per_image(release.denoiser) if batch_invariant
+                               else release.denoiser)
+    D = guided(counter, spec.guidance)
+    device = next(release.denoiser.parameters()).device
+    # Per-image churn noise needs one solver call per image (one generator per seed).
+    churn = spec.name == "stochastic" and spec.S_churn > 0
+    chunk = 1 if churn else batch_size
+    starts = list(range(0, len(seeds), chunk))
+    images, nfe = [], []
+    with torch.inference_mode():
+        for i in (progress(starts, len(starts)) if progress else starts):
+            b = seeds[i:i + chunk]
+            noise = seeded_noise(b.tolist(), (1, size, size), device=device)
+            cond_b = None if cond is None else {
+                k: v[i:i + len(b)].to(device) for k, v in cond.items()}
+            counter.nfe = 0
+            x = spec.solve(D, noise, cond_b,
+                           generator=churn_generator(int(b[0])) if churn else None)
+            images.append(release.intensity.decode(x.double()).float().cpu().numpy())
+            nfe += [counter.nfe] * len(b)
+    return np.concatenate(images).astype(np.float32), np.asarray(nfe, np.int64)
 
 
 def _restore(meta: dict, images: np.ndarray, peak_flux: np.ndarray) -> Optional[np.ndarray]:

@@ -2,5 +2,6 @@
 
 ``sky`` (grid, WCS, beam), ``sources`` (catalogue reading and drawing), ``render``
 (placing sources), ``noise`` (beam-correlated noise), ``build`` (one map or one shard, and
-the merge), ``output`` (files), ``evaluate`` (a source finder against the truth).
+the merge), ``distributed`` (the shards under Lightning's predict loop, ``--devices``),
+``output`` (files), ``evaluate`` (a source finder against the truth).
 """

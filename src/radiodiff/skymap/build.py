@@ -5,6 +5,7 @@ cutouts, noise), renders rows [r0, r1) of the map (shard K of N: horizontal stri
 single run is shard 0 of 1) and writes either the final folder or ``shards/shard-K-of-N.fits``.
 :func:`merge_shards` stacks the strips: the result is bit-identical to a single run,
 because every stamp and every noise pixel depends only on (seed, source id / pixel).
+:mod:`radiodiff.skymap.distributed` runs the shards on several devices under Lightning.
 """
 
 from __future__ import annotations
@@ -24,8 +25,8 @@ from radiodiff.skymap.sky import Beam, MapGrid, make_grid, tile_rows
 from radiodiff.skymap.sources import (Sources, draw_sources, fill_position_angles,
                                       read_catalogue, select_on_map)
 
-__all__ = ["Plan", "plan_skymap", "render_rows", "build_skymap", "merge_shards",
-           "parse_shard"]
+__all__ = ["Plan", "plan_skymap", "render_rows", "render_into", "build_skymap",
+           "merge_shards", "parse_shard", "map_grid"]
 
 CONFIG_FILE = "skymap_config.yaml"
 
@@ -56,7 +57,8 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
-def _grid(cfg: DictConfig) -> MapGrid:
+def map_grid(cfg: DictConfig) -> MapGrid:
+    """The map's grid from the ``survey`` and ``sky`` config."""
     bmaj, bmin = sorted((float(b) for b in cfg.survey.beam_arcsec), reverse=True)
     return make_grid(cfg.sky.ra_deg, cfg.sky.dec_deg, list(cfg.sky.size_deg),
                      cfg.survey.pixel_scale_arcsec, Beam(bmaj, bmin, cfg.survey.beam_pa_deg),
@@ -72,7 +74,7 @@ def _release(cfg: DictConfig):
     release = load_release(resolve_model(cfg.render.model))
     spec = SamplerSpec(name=cfg.render.sampler, steps=cfg.render.steps,
                        guidance=cfg.render.guidance)
-    return release, ModelCutouts(release, spec)
+    return release, ModelCutouts(release, spec, cfg.render.batch_invariant)
 
 
 def _sources(cfg: DictConfig, grid: MapGrid, release) -> Sources:
@@ -88,7 +90,9 @@ def _sources(cfg: DictConfig, grid: MapGrid, release) -> Sources:
 
 def plan_skymap(cfg: DictConfig) -> Plan:
     """Everything a shard needs, the same in every shard (sources drawn for the whole map)."""
-    grid = _grid(cfg)
+    settings = RenderSettings(cfg.render.resolved_min_beams, cfg.render.flux_from,
+                              cfg.render.batch_size).check()
+    grid = map_grid(cfg)
     release, cutouts = _release(cfg)
     if cfg.render.flux_from == "model" and (cutouts is None or cutouts.shape_only
                                             or release.meta.get("image_unit") != "Jy/beam"):
@@ -118,8 +122,7 @@ def plan_skymap(cfg: DictConfig) -> Plan:
         "code": {"package_version": radiodiff.__version__, "git_commit": git_commit()},
         "n_sources": len(sources), "skipped": sources.skipped,
         "map_shape": list(grid.shape)}
-    return Plan(cfg, grid, sources, cutouts, RenderSettings(
-        cfg.render.resolved_min_beams, cfg.render.flux_from), rms, provenance)
+    return Plan(cfg, grid, sources, cutouts, settings, rms, provenance)
 
 
 def _rms_rows(cfg: DictConfig, grid: MapGrid, rows: tuple[int, int]) -> Optional[np.ndarray]:
@@ -180,19 +183,24 @@ def _write_final(plan: Plan, out: Path, image: np.ndarray, model: np.ndarray,
 def build_skymap(cfg: DictConfig, out: str | Path, shard: Optional[tuple[int, int]] = None,
                  progress: Optional[Callable] = None) -> dict[str, Any]:
     """Render the map (or shard K of N) into ``out``; returns the paths and the plan."""
-    out = Path(out)
     plan = plan_skymap(cfg)
+    return {"paths": render_into(plan, out, shard, progress), "plan": plan}
+
+
+def render_into(plan: Plan, out: str | Path, shard: Optional[tuple[int, int]] = None,
+                progress: Optional[Callable] = None) -> dict[str, Path]:
+    """Render ``plan``'s map into the final files of ``out``, or its shard (K, N) into
+    ``out/shards`` (with the config :func:`merge_shards` reads); returns the paths."""
+    out, cfg = Path(out), plan.cfg
     k, n = shard or (0, 1)
     rows = tile_rows(plan.grid.shape[0], k, n)
     image, model, truth = render_rows(plan, rows, progress)
     if shard is None:
-        paths = _write_final(plan, out, image, model, io.truth_table(truth))
-    else:
-        from radiodiff.io.artifacts import atomic_text
-        paths = {"config": atomic_text(out / CONFIG_FILE, OmegaConf.to_yaml(cfg, resolve=True)),
-                 "shard": io.write_shard(io.shard_path(out, k, n), rows, k, n,
-                                         _config_hash(cfg), image, model, truth)}
-    return {"paths": paths, "plan": plan}
+        return _write_final(plan, out, image, model, io.truth_table(truth))
+    from radiodiff.io.artifacts import atomic_text
+    return {"config": atomic_text(out / CONFIG_FILE, OmegaConf.to_yaml(cfg, resolve=True)),
+            "shard": io.write_shard(io.shard_path(out, k, n), rows, k, n, _config_hash(cfg),
+                                    image, model, truth)}
 
 
 def merge_shards(out: str | Path) -> dict[str, Any]:

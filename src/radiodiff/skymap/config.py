@@ -62,6 +62,9 @@ class RenderConfig:
     sampler: str = "heun"
     steps: int = 25
     guidance: float = 1.0
+    batch_size: int = 16                    # model sources per generate() call
+    batch_invariant: bool = True            # per-image network calls: the map does not
+    #                                         depend on batch size, tiles or devices
 
 
 @dataclass

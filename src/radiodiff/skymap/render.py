@@ -3,8 +3,9 @@
 Two paths, both giving a :class:`Stamp` on a box of map pixels that depends only on the
 source (never on the tile being rendered), so tiles assemble bit for bit:
 
-* :func:`gaussian_stamp`: unresolved / small sources, the beam convolved with a round
-  Gaussian of FWHM = LAS, sampled at pixel centres, with the source's integrated flux.
+* :func:`gaussian_stamp`: unresolved / small sources, the beam convolved with a Gaussian
+  of FWHMs LAS and q LAS at the source's PA (round without an axis ratio), analytically
+  (covariances add), sampled at pixel centres, with the source's integrated flux.
 * :func:`place_cutout`: a resolved source's cutout (from the model, or any image) is put
   on a WCS centred on the source and rotated to its PA (:func:`~radiodiff.skymap.sky.cutout_wcs`)
   and resampled onto the map pixels with ``reproject_exact`` (spherical polygon overlap:
@@ -25,11 +26,12 @@ from typing import Callable, Iterator, Optional
 
 import numpy as np
 
-from radiodiff.skymap.sky import FWHM_PER_SIGMA, Beam, MapGrid, cutout_wcs
-from radiodiff.skymap.sources import Sources, peak_from_total, source_seed
+from radiodiff.skymap.sky import Beam, MapGrid, cutout_wcs
+from radiodiff.skymap.sources import (Sources, observed_covariance, peak_from_total,
+                                      source_seed)
 
-__all__ = ["Cutout", "Stamp", "gaussian_stamp", "place_cutout", "extent_px", "source_mask", "ModelCutouts",
-           "RenderSettings", "render_tile", "TRUTH_COLUMNS"]
+__all__ = ["Cutout", "Stamp", "gaussian_stamp", "place_cutout", "extent_px", "source_mask",
+           "ModelCutouts", "RenderSettings", "render_tile", "TRUTH_COLUMNS"]
 
 _STREAM_IMAGE = 3            # sub-stream of a source's seed used for its generated image
 _GAUSS_RADIUS_FWHM = 3.0     # Gaussian stamps reach 3 FWHM (flux beyond: < 1e-10)
@@ -77,21 +79,25 @@ def _gauss_radius(grid: MapGrid, las: float) -> float:
     return _GAUSS_RADIUS_FWHM * math.hypot(grid.beam.bmaj, las) / grid.pixel_scale_arcsec + 1
 
 
-def gaussian_stamp(grid: MapGrid, x: float, y: float, flux: float, las: float) -> Stamp:
-    """The beam convolved with a round Gaussian of FWHM ``las`` (arcsec), integrated flux
-    ``flux`` (Jy), centred on pixel (x, y); axes along the beam PA."""
-    beam, scale = grid.beam, grid.pixel_scale_arcsec
+def gaussian_stamp(grid: MapGrid, x: float, y: float, flux: float, las: float,
+                   q: float = 1.0, pa: float = 0.0) -> Stamp:
+    """The beam convolved with a Gaussian of FWHMs ``las`` and ``q * las`` (arcsec) whose
+    major axis lies at ``pa`` (deg east of local north), integrated flux ``flux`` (Jy),
+    centred on pixel (x, y)."""
+    scale = grid.pixel_scale_arcsec
     y0, x0, side = _box(x, y, _gauss_radius(grid, las))
-    maj, mn = math.hypot(beam.bmaj, las), math.hypot(beam.bmin, las)
-    peak = float(peak_from_total(flux, las, beam))
+    pa_px = _pixel_pa(grid, x, y, q, pa)
+    inv = np.linalg.inv(observed_covariance(grid.beam, las, q, pa_px) / scale**2)  # px^-2
+    peak = float(peak_from_total(flux, las, grid.beam, q, pa_px))
     yy, xx = np.mgrid[y0:y0 + side, x0:x0 + side].astype(float)
     dx, dy = xx - x, yy - y
-    # Major axis PA east of north: pixel direction (-sin PA, cos PA), RA growing leftwards.
-    pa = math.radians(beam.pa)
-    u = -dx * math.sin(pa) + dy * math.cos(pa)
-    v = dx * math.cos(pa) + dy * math.sin(pa)
-    s_maj, s_min = maj / FWHM_PER_SIGMA / scale, mn / FWHM_PER_SIGMA / scale
-    return Stamp(y0, x0, peak * np.exp(-0.5 * ((u / s_maj) ** 2 + (v / s_min) ** 2)))
+    r2 = inv[0, 0] * dx**2 + 2.0 * inv[0, 1] * dx * dy + inv[1, 1] * dy**2
+    return Stamp(y0, x0, peak * np.exp(-0.5 * r2))
+
+
+def _pixel_pa(grid: MapGrid, x: float, y: float, q: float, pa: float) -> float:
+    """A sky PA (deg E of N) on the pixel axes at (x, y); a round source needs none."""
+    return 0.0 if q == 1.0 else float(pa) + grid.north_deg(x, y)
 
 
 def place_cutout(grid: MapGrid, cutout: Cutout, ra: float, dec: float, pa: float,
@@ -159,6 +165,11 @@ def extent_px(image: np.ndarray, frac: float = 0.1) -> float:
 class ModelCutouts:
     """Cutouts generated with a release, one image per source from its own seed.
 
+    :meth:`many` generates a batch of sources in one :func:`~radiodiff.diffusion.generate.generate`
+    call (per-image conditions and seeds); with ``batch_invariant`` (default) each image is
+    bit-identical to the one generated alone, so a map does not depend on the batch size
+    or on how it is cut into tiles.
+
     Pixel scale: when the release is conditioned on LAS, the one its images of that LAS
     have (:meth:`radiodiff.io.release.Release.pixel_scale`: the release's, or the
     training cutouts' for data cut out around each source's LAS); otherwise the *LAS
@@ -170,8 +181,9 @@ class ModelCutouts:
     shape-only: their images are normalised and scaled to the catalogue flux.
     """
 
-    def __init__(self, release, spec) -> None:
+    def __init__(self, release, spec, batch_invariant: bool = True) -> None:
         self.release, self.spec = release, spec
+        self.batch_invariant = bool(batch_invariant)
         meta = release.meta
         self.scalars = set(release.scalar_conditions)
         self.scale = meta.get("pixel_scale_arcsec")
@@ -191,34 +203,56 @@ class ModelCutouts:
         side = max(_MAX_STRETCH * las * size / (size - 1), size * (self.scale or 0.0))
         return side * math.sqrt(0.5)
 
-    def __call__(self, peak: float, las: float, cls: str, seed: int) -> Cutout:
+    def many(self, peaks, lases, classes, seeds) -> list[Cutout]:
+        """One cutout per source: peak (Jy/beam), LAS (arcsec), class name and image seed
+        of each, generated in one batch."""
         from radiodiff.diffusion.generate import generate
 
         kw = {}
         if "peak_flux" in self.scalars:
-            kw["peak_flux"] = peak
+            kw["peak_flux"] = [float(p) for p in peaks]
         if "las_arcsec" in self.scalars:
-            kw["las_arcsec"] = las
-        label = cls if cls in self.release.classes else None
-        res = generate(self.release, 1, label=label, spec=self.spec, seed=seed, **kw)
-        image = np.asarray(res.output[0, 0], float)
-        if self.las_rule:
-            scale = max(las / max(extent_px(image), image.shape[0] / _MAX_STRETCH),
-                        float(self.scale or 0.0))
-        else:
-            scale = float(self.release.pixel_scale(las))
+            kw["las_arcsec"] = [float(v) for v in lases]
+        labels = [c if c in self.release.classes else None for c in classes]
+        res = generate(self.release, len(labels), label=labels, spec=self.spec,
+                       seeds=[int(v) for v in seeds], batch_size=len(labels),
+                       batch_invariant=self.batch_invariant, **kw)
         beam = self.beam if res.unit == "Jy/beam" else None
-        return Cutout(image, scale, beam)
+        # Kept float32, as generated (a tile holds all its cutouts until they are placed).
+        return [Cutout(image, self._scale(image.astype(float), las), beam)
+                for image, las in zip(res.output[:, 0], lases)]
+
+    def __call__(self, peak: float, las: float, cls: str, seed: int) -> Cutout:
+        """The cutout of one source (:meth:`many` of one)."""
+        return self.many([peak], [las], [cls], [seed])[0]
+
+    def _scale(self, image: np.ndarray, las: float) -> float:
+        """Pixel scale (arcsec) of a generated image of a source of LAS ``las``."""
+        if self.las_rule:
+            return max(las / max(extent_px(image), image.shape[0] / _MAX_STRETCH),
+                       float(self.scale or 0.0))
+        return float(self.release.pixel_scale(las))
 
 
 @dataclass
 class RenderSettings:
     resolved_min_beams: float = 2.0   # LAS >= this * bmaj -> cutout path
     flux_from: str = "catalogue"      # catalogue | model
+    batch_size: int = 16              # model sources per generate() call
+
+    def check(self) -> "RenderSettings":
+        if self.flux_from not in ("catalogue", "model"):
+            raise ValueError(f"render.flux_from must be catalogue or model, got "
+                             f"{self.flux_from!r}")
+        if isinstance(self.batch_size, bool) or not (int(self.batch_size) == self.batch_size
+                                                     and self.batch_size >= 1):
+            raise ValueError(f"render.batch_size must be an integer >= 1, got "
+                             f"{self.batch_size}")
+        return self
 
 
 TRUTH_COLUMNS = ("id", "ra", "dec", "x", "y", "flux_req", "flux_meas", "peak_req",
-                 "peak_meas", "las", "cls", "pa", "kind", "seed")
+                 "peak_meas", "las", "q", "cls", "pa", "kind", "seed")
 
 
 def _is_resolved(cutouts, las: float, grid: MapGrid, s: RenderSettings) -> bool:
@@ -231,54 +265,88 @@ def _reach_px(grid: MapGrid, cutouts, las: float, s: RenderSettings) -> float:
     return _gauss_radius(grid, las) + 1
 
 
-def _stamp(grid: MapGrid, src: dict, cutouts: Optional[Callable], seed: int,
-           s: RenderSettings) -> tuple[Stamp, str, float, int]:
-    """(stamp, kind, requested peak, image seed) of one source; kind ``gaussian``,
-    ``model``, or ``fallback`` (the model's image had no positive flux: a Gaussian)."""
-    peak = src["peak"] if np.isfinite(src["peak"]) else \
-        float(peak_from_total(src["flux"], src["las"], grid.beam))
-    if not _is_resolved(cutouts, src["las"], grid, s):
-        return gaussian_stamp(grid, src["x"], src["y"], src["flux"], src["las"]), \
-            "gaussian", peak, -1
-    image_seed = source_seed(seed, src["id"], _STREAM_IMAGE)
-    cut = cutouts(peak, src["las"], src["cls"], image_seed)
-    if not np.sum(cut.image) > 0:  # an empty generated image: the Gaussian, and say so
-        return gaussian_stamp(grid, src["x"], src["y"], src["flux"], src["las"]), \
-            "fallback", peak, image_seed
-    keep = s.flux_from == "model" and cut.beam is not None
-    stamp = place_cutout(grid, cut, src["ra"], src["dec"], src["pa"],
+def _requested_peak(grid: MapGrid, src: dict) -> float:
+    """The catalogue's peak, else the one of the source as a Gaussian."""
+    if np.isfinite(src["peak"]):
+        return float(src["peak"])
+    pa_px = _pixel_pa(grid, src["x"], src["y"], src["q"], src["pa"])
+    return float(peak_from_total(src["flux"], src["las"], grid.beam, src["q"], pa_px))
+
+
+def _gaussian(grid: MapGrid, src: dict) -> Stamp:
+    return gaussian_stamp(grid, src["x"], src["y"], src["flux"], src["las"], src["q"],
+                          src["pa"])
+
+
+def _stamp(grid: MapGrid, src: dict, cut: Optional[tuple[Cutout, int]], s: RenderSettings
+           ) -> tuple[Stamp, str, float, int]:
+    """(stamp, kind, requested peak, image seed) of one source, given its generated
+    ``(cutout, image seed)`` (None: not resolved); kind ``gaussian``, ``model``, or
+    ``fallback`` (the model's image had no positive flux: a Gaussian)."""
+    peak = _requested_peak(grid, src)
+    if cut is None:
+        return _gaussian(grid, src), "gaussian", peak, -1
+    cutout, image_seed = cut
+    if not np.sum(cutout.image, dtype=float) > 0:  # an empty image: the Gaussian, say so
+        return _gaussian(grid, src), "fallback", peak, image_seed
+    keep = s.flux_from == "model" and cutout.beam is not None
+    stamp = place_cutout(grid, cutout, src["ra"], src["dec"], src["pa"],
                          None if keep else src["flux"])
     return stamp, "model", peak, image_seed
 
 
-def render_tile(grid: MapGrid, sources: Sources, rows: tuple[int, int],
-                cutouts: Optional[Callable] = None, seed: int = 0,
-                settings: Optional[RenderSettings] = None,
-                progress: Optional[Callable[[Iterator, int], Iterator]] = None
-                ) -> tuple[np.ndarray, dict[str, list]]:
-    """The noise-free model map of rows [r0, r1) and the truth rows of its own sources.
+def _generate(grid: MapGrid, srcs: list[dict], cutouts, seed: int, s: RenderSettings,
+              progress: Optional[Callable] = None) -> dict[int, tuple[Cutout, int]]:
+    """Source id -> (cutout, image seed) of the resolved sources among ``srcs``, generated
+    in id order in batches of ``s.batch_size`` (``progress`` wraps the batches)."""
+    todo = [src for src in srcs if _is_resolved(cutouts, src["las"], grid, s)]
+    seeds = [source_seed(seed, src["id"], _STREAM_IMAGE) for src in todo]
+    starts = list(range(0, len(todo), s.batch_size))
+    out: dict[int, tuple[Cutout, int]] = {}
+    for i in (progress(starts, len(starts)) if progress else starts):
+        part = todo[i:i + s.batch_size]
+        cuts = cutouts.many([_requested_peak(grid, src) for src in part],
+                            [src["las"] for src in part], [src["cls"] for src in part],
+                            seeds[i:i + s.batch_size])
+        out.update((src["id"], (c, k)) for src, c, k in zip(part, cuts, seeds[i:]))
+    return out
 
-    ``cutouts``: ``cutouts(peak, las, cls, seed) -> Cutout`` with a
-    ``max_radius_arcsec(las)`` bound (:class:`ModelCutouts`); None renders Gaussians only.
-    Every source whose stamp can reach the tile is rendered; the tile owns (and reports in
-    the truth) the sources whose centre pixel row is in it. ``sources`` must have PAs
-    (:func:`~radiodiff.skymap.sources.fill_position_angles`).
-    """
-    s = settings or RenderSettings()
-    if s.flux_from not in ("catalogue", "model"):
-        raise ValueError(f"render.flux_from must be catalogue or model, got {s.flux_from!r}")
-    ny, nx = grid.shape
-    tile = np.zeros((rows[1] - rows[0], nx))
-    truth: dict[str, list] = {c: [] for c in TRUTH_COLUMNS}
+
+def _near(grid: MapGrid, sources: Sources, rows: tuple[int, int], cutouts,
+          s: RenderSettings) -> list[dict]:
+    """The sources whose stamps can reach rows [r0, r1), in id order, as dicts with their
+    pixel position ``x``, ``y``."""
     xs, ys = grid.to_pixel(sources.ra, sources.dec)
     order = np.argsort(sources.id, kind="stable")
     reach = np.array([_reach_px(grid, cutouts, sources.las[i], s) for i in order])
     near = order[(ys[order] + reach >= rows[0] - 0.5) & (ys[order] - reach < rows[1] - 0.5)]
-    for i in (progress(near, len(near)) if progress else near):
-        src = {k: getattr(sources, k)[i] for k in ("id", "ra", "dec", "flux", "peak", "las",
-                                                   "cls", "pa")}
-        src.update(x=float(xs[i]), y=float(ys[i]))
-        stamp, kind, peak, image_seed = _stamp(grid, src, cutouts, seed, s)
+    return [dict({k: getattr(sources, k)[i] for k in ("id", "ra", "dec", "flux", "peak",
+                                                       "las", "q", "cls", "pa")},
+                 x=float(xs[i]), y=float(ys[i])) for i in near]
+
+
+def render_tile(grid: MapGrid, sources: Sources, rows: tuple[int, int],
+                cutouts=None, seed: int = 0, settings: Optional[RenderSettings] = None,
+                progress: Optional[Callable[[Iterator, int], Iterator]] = None
+                ) -> tuple[np.ndarray, dict[str, list]]:
+    """The noise-free model map of rows [r0, r1) and the truth rows of its own sources.
+
+    ``cutouts``: ``cutouts.many(peaks, las, classes, seeds) -> [Cutout]`` with a
+    ``max_radius_arcsec(las)`` bound (:class:`ModelCutouts`); None renders Gaussians only.
+    Every source whose stamp can reach the tile is rendered: first the model cutouts of
+    all of them (id order, batches of ``settings.batch_size``; ``progress`` wraps the
+    batches), then each source is placed. The tile owns (and reports in the truth) the
+    sources whose centre pixel row is in it. ``sources`` must have PAs
+    (:func:`~radiodiff.skymap.sources.fill_position_angles`).
+    """
+    s = (settings or RenderSettings()).check()
+    ny, nx = grid.shape
+    tile = np.zeros((rows[1] - rows[0], nx))
+    truth: dict[str, list] = {c: [] for c in TRUTH_COLUMNS}
+    srcs = _near(grid, sources, rows, cutouts, s)
+    cuts = _generate(grid, srcs, cutouts, seed, s, progress)
+    for src in srcs:
+        stamp, kind, peak, image_seed = _stamp(grid, src, cuts.get(src["id"]), s)
         where, part = stamp.clipped(rows, nx)
         tile[where[0].start - rows[0]:where[0].stop - rows[0], where[1]] += part
         if rows[0] - 0.5 <= src["y"] < rows[1] - 0.5:

@@ -2,7 +2,9 @@
 
 Conventions: pixel coordinates are 0-based, ``x`` the column (FITS axis 1) and ``y`` the
 row; arrays are indexed ``data[y, x]``. RA grows to the left (CDELT1 < 0). Position angles
-are degrees east of north.
+are degrees east of north (astronomical: from north through east, i.e. from +y towards -x
+at the reference pixel); :func:`gaussian_covariance` holds that rule for Gaussians on the
+pixel axes, :func:`cutout_wcs` for rotated cutouts.
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 from astropy.wcs import WCS
 
-__all__ = ["FWHM_PER_SIGMA", "Beam", "MapGrid", "make_grid", "tile_rows", "cutout_wcs"]
+__all__ = ["FWHM_PER_SIGMA", "Beam", "MapGrid", "make_grid", "tile_rows", "cutout_wcs",
+           "gaussian_covariance"]
 
 FWHM_PER_SIGMA = 2.0 * math.sqrt(2.0 * math.log(2.0))
 PROJECTIONS = ("SIN", "TAN")
@@ -41,6 +44,27 @@ class Beam:
         """Beam solid angle in pixels: Jy/beam -> Jy is ``sum(pixels) / area_px``."""
         return self.area_arcsec2 / pixel_scale_arcsec**2
 
+    def covariance(self) -> np.ndarray:
+        """(2, 2) covariance of the beam on the map's pixel axes (x, y) [arcsec^2]."""
+        return gaussian_covariance(self.bmaj, self.bmin, self.pa)
+
+
+def gaussian_covariance(fwhm_maj, fwhm_min, pa_deg) -> np.ndarray:
+    """Covariance (..., 2, 2) [arcsec^2] on the pixel axes (x, y) of a Gaussian of FWHMs
+    ``fwhm_maj``, ``fwhm_min`` (arcsec) whose major axis lies at ``pa_deg`` east of north.
+
+    With north up and RA growing to the left, the major axis points along
+    ``(-sin PA, cos PA)`` in (x, y): PA 0 is +y, PA 90 is -x (east). A Gaussian convolved
+    with another has the sum of their covariances.
+    """
+    maj, mn, pa = np.broadcast_arrays(*(np.asarray(v, float) for v in (fwhm_maj, fwhm_min,
+                                                                         pa_deg)))
+    a, b = (maj / FWHM_PER_SIGMA) ** 2, (mn / FWHM_PER_SIGMA) ** 2
+    s, c = np.sin(np.radians(pa)), np.cos(np.radians(pa))
+    u, v = np.stack([-s, c], -1), np.stack([c, s], -1)    # major, minor axis directions
+    return (a[..., None, None] * u[..., :, None] * u[..., None, :]
+            + b[..., None, None] * v[..., :, None] * v[..., None, :])
+
 
 @dataclass(frozen=True)
 class MapGrid:
@@ -54,6 +78,14 @@ class MapGrid:
         """(x, y) 0-based pixel coordinates of RA/Dec (deg)."""
         x, y = self.wcs.world_to_pixel_values(np.asarray(ra, float), np.asarray(dec, float))
         return np.asarray(x, float), np.asarray(y, float)
+
+    def north_deg(self, x: float, y: float) -> float:
+        """Angle (deg) of local north at pixel (x, y) from the +y axis, counted towards -x:
+        0 on the reference meridian; add it to a sky PA to get the PA on the pixel axes."""
+        ra, dec = self.wcs.pixel_to_world_values(x, y)
+        step = -1.0 if dec > 89.0 else 1.0                     # 1 arcsec, away from the pole
+        x1, y1 = self.wcs.world_to_pixel_values(ra, dec + step / 3600.0)
+        return math.degrees(math.atan2(-step * (x1 - x), step * (y1 - y)))
 
     def sub_wcs(self, y0: int, x0: int) -> WCS:
         """The WCS of the pixels from (y0, x0) on (may start outside the map)."""

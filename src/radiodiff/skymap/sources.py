@@ -2,13 +2,16 @@
 
 Units inside the package: RA/Dec in deg, integrated flux density ``flux`` in Jy, ``peak``
 in Jy/beam of the target survey (NaN: from :func:`peak_from_total`), largest angular size
-``las`` in arcsec (0: a point source), ``pa`` in deg east of north (NaN: drawn uniformly).
+``las`` in arcsec (0: a point source), axis ratio ``q`` = minor / major in (0, 1] (1:
+round), ``pa`` in deg east of north (NaN: drawn uniformly).
 
 Rules kept here, once:
 
-* Gaussian source (intrinsic round FWHM = LAS, convolved with the beam): peak and
-  integrated flux are related by ``S = P (bmaj_obs bmin_obs) / (bmaj bmin)``
-  (:func:`peak_from_total`, :func:`total_from_peak`).
+* Gaussian source (intrinsic FWHMs LAS and q LAS, major axis at the PA, convolved with the
+  beam: the observed covariance is the sum of the two, :func:`observed_covariance`): peak
+  and integrated flux are related by ``S = P sqrt(det C_obs / det C_beam)``, which is
+  ``P (bmaj_obs bmin_obs) / (bmaj bmin)`` for a round source (:func:`peak_from_total`,
+  :func:`total_from_peak`).
 * LAS-flux rule (Windhorst, Mathis & Neuschaefer 1990; Windhorst et al. 1993): median
   size ``psi_med = 2" (S_1.4GHz / 1 mJy)^0.3`` and integral size distribution
   ``h(>psi) = exp[-ln 2 (psi / psi_med)^0.62]``; other frequencies are scaled to 1.4 GHz
@@ -28,11 +31,11 @@ from typing import Optional
 
 import numpy as np
 
-from radiodiff.skymap.sky import Beam, MapGrid
+from radiodiff.skymap.sky import Beam, MapGrid, gaussian_covariance
 
 __all__ = ["Sources", "source_seed", "read_catalogue", "select_on_map", "draw_sources",
            "peak_from_total", "total_from_peak", "windhorst_las", "power_law_fluxes",
-           "fill_position_angles", "COLUMN_ALIASES"]
+           "fill_position_angles", "observed_covariance", "COLUMN_ALIASES"]
 
 # Our name -> recognised catalogue names (lower case): ours, T-RECS, PyBDSF/LoTSS, FIRST.
 COLUMN_ALIASES = {
@@ -41,6 +44,8 @@ COLUMN_ALIASES = {
     "flux": ("flux", "flux_jy", "total_flux", "int_flux", "s_int", "fint"),
     "peak": ("peak", "peak_flux", "peak_flux_jyb", "fpeak"),
     "las": ("las", "las_arcsec", "size", "maj", "major"),
+    "q": ("q", "axis_ratio", "axis ratio", "axratio", "b_a"),   # minor / major
+    "minor": ("las_minor", "minor", "min"),                     # minor-axis FWHM: q = min / las
     "cls": ("class", "cls", "morphology", "fr_class", "radioclass"),
     "pa": ("pa", "pa_deg"),
 }
@@ -66,6 +71,7 @@ class Sources:
     las: np.ndarray
     cls: np.ndarray
     pa: np.ndarray
+    q: np.ndarray
     skipped: dict[str, int] = field(default_factory=dict)
 
     def __len__(self) -> int:
@@ -78,14 +84,14 @@ class Sources:
 
     @classmethod
     def build(cls, ra, dec, flux, peak=None, las=None, cls_=None, pa=None,
-              ids=None) -> "Sources":
+              ids=None, q=None) -> "Sources":
         n = len(ra)
         full = (lambda v, fill: np.full(n, fill, float) if v is None
                 else np.asarray(v, float))
         return cls(id=np.arange(n, dtype=np.int64) if ids is None else np.asarray(ids, np.int64),
                    ra=np.asarray(ra, float), dec=np.asarray(dec, float),
                    flux=np.asarray(flux, float), peak=full(peak, np.nan),
-                   las=full(las, 0.0), pa=full(pa, np.nan),
+                   las=full(las, 0.0), pa=full(pa, np.nan), q=full(q, 1.0),
                    cls=np.full(n, "", object) if cls_ is None
                    else np.array([_class_name(c) for c in cls_], dtype=object))
 
@@ -100,22 +106,29 @@ def _class_name(value) -> str:
 
 # --------------------------------------------------------------------------- rules
 
-def _observed(beam: Beam, las) -> tuple[np.ndarray, np.ndarray]:
+def observed_covariance(beam: Beam, las, q=1.0, pa=0.0) -> np.ndarray:
+    """Covariance (..., 2, 2) [arcsec^2, map pixel axes] of a Gaussian source of intrinsic
+    FWHMs ``las`` and ``q * las`` (arcsec; NaN: 0) at ``pa`` (deg on the pixel axes, see
+    :func:`~radiodiff.skymap.sky.gaussian_covariance`) seen through ``beam``."""
     las = np.nan_to_num(np.asarray(las, float), nan=0.0)
-    return np.hypot(beam.bmaj, las), np.hypot(beam.bmin, las)
+    return beam.covariance() + gaussian_covariance(las, las * np.asarray(q, float), pa)
 
 
-def peak_from_total(flux, las, beam: Beam) -> np.ndarray:
-    """Peak (Jy/beam) of a round Gaussian of FWHM ``las`` (arcsec) and flux ``flux`` (Jy)
-    seen through ``beam``: ``P = S bmaj bmin / (bmaj_obs bmin_obs)``."""
-    maj, mn = _observed(beam, las)
-    return np.asarray(flux, float) * beam.bmaj * beam.bmin / (maj * mn)
+def _beams_per_source(beam: Beam, las, q, pa) -> np.ndarray:
+    """``sqrt(det C_obs / det C_beam)``: integrated flux (Jy) per peak (Jy/beam)."""
+    det = lambda c: c[..., 0, 0] * c[..., 1, 1] - c[..., 0, 1] ** 2
+    return np.sqrt(det(observed_covariance(beam, las, q, pa)) / det(beam.covariance()))
 
 
-def total_from_peak(peak, las, beam: Beam) -> np.ndarray:
+def peak_from_total(flux, las, beam: Beam, q=1.0, pa=0.0) -> np.ndarray:
+    """Peak (Jy/beam) of a Gaussian of FWHMs ``las``, ``q * las`` (arcsec) at ``pa`` and
+    flux ``flux`` (Jy) seen through ``beam``; round: ``P = S bmaj bmin / (bmaj_obs bmin_obs)``."""
+    return np.asarray(flux, float) / _beams_per_source(beam, las, q, pa)
+
+
+def total_from_peak(peak, las, beam: Beam, q=1.0, pa=0.0) -> np.ndarray:
     """Inverse of :func:`peak_from_total` (Jy from Jy/beam)."""
-    maj, mn = _observed(beam, las)
-    return np.asarray(peak, float) * maj * mn / (beam.bmaj * beam.bmin)
+    return np.asarray(peak, float) * _beams_per_source(beam, las, q, pa)
 
 
 def windhorst_las(flux_jy, freq_hz: float, spectral_index: float,
@@ -208,7 +221,10 @@ def read_catalogue(path: str | Path, columns: Optional[dict] = None,
     Columns are recognised by name (:data:`COLUMN_ALIASES`, case-insensitive; T-RECS
     ``I<MHz>`` fluxes, the one nearest ``freq_hz``), or named in ``columns`` (our name ->
     column). Flux unit: the column's own unit, else ``flux_unit``, else mJy for T-RECS
-    ``I<MHz>`` columns, else Jy. Sizes: the column unit, else arcsec.
+    ``I<MHz>`` columns, else Jy. Sizes: the column unit, else arcsec. Shape of the Gaussian
+    sources: the axis ratio ``q`` (minor / major), else ``minor / las`` from a minor-axis
+    column, else round. (T-RECS ``e1, e2`` are not read: their ellipticity convention is
+    not in the table; convert them to ``q`` and ``pa``.)
 
     Raises
     ------
@@ -231,10 +247,14 @@ def read_catalogue(path: str | Path, columns: Optional[dict] = None,
     u.Unit(unit)  # a bad unit name fails here, with astropy's message
     get = lambda name, un: _values(table, found[name], un) if name in found else None
     cls_ = list(table[found["cls"]]) if "cls" in found else None
-    peak = get("peak", f"{unit}/beam")
+    peak, las = get("peak", f"{unit}/beam"), get("las", "arcsec")
+    q = get("q", "")
+    if q is None and "minor" in found and las is not None:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            q = get("minor", "arcsec") / las
     return Sources.build(get("ra", "deg"), get("dec", "deg"), get("flux", unit) * u.Unit(
         unit).to("Jy"), peak=None if peak is None else peak * u.Unit(unit).to("Jy"),
-        las=get("las", "arcsec"), cls_=cls_, pa=get("pa", "deg"))
+        las=las, cls_=cls_, pa=get("pa", "deg"), q=q)
 
 
 def select_on_map(sources: Sources, grid: MapGrid, on_bad: str = "skip") -> Sources:
@@ -242,7 +262,9 @@ def select_on_map(sources: Sources, grid: MapGrid, on_bad: str = "skip") -> Sour
 
     Others are dropped and counted in ``skipped`` (``bad_position``, ``bad_flux``,
     ``off_map``: centre pixel outside the map); ``on_bad="stop"`` raises on the first kind
-    instead. A missing (NaN) or negative size is a point source (counted ``no_size``).
+    instead. A missing (NaN) or negative size is a point source (counted ``no_size``); an
+    axis ratio outside (0, 1] of a source with a size makes it round (counted
+    ``bad_axis_ratio``; a missing one is round, not counted).
     """
     if on_bad not in ("skip", "stop"):
         raise ValueError(f"sources.on_bad must be skip or stop, got {on_bad!r}")
@@ -267,7 +289,10 @@ def select_on_map(sources: Sources, grid: MapGrid, on_bad: str = "skip") -> Sour
     out = sources.take(~(bad_pos | bad_flux | off))
     no_size = ~(np.isfinite(out.las) & (out.las >= 0))
     out.las = np.where(no_size, 0.0, out.las)
-    out.skipped = {**sources.skipped, **counts, "no_size": int(no_size.sum())}
+    bad_q = (out.las > 0) & np.isfinite(out.q) & ~((out.q > 0) & (out.q <= 1))
+    out.q = np.where(bad_q | ~np.isfinite(out.q) | (out.las <= 0), 1.0, out.q)
+    out.skipped = {**sources.skipped, **counts, "no_size": int(no_size.sum()),
+                   "bad_axis_ratio": int(bad_q.sum())}
     return out
 
 

@@ -1,0 +1,67 @@
+"""``radiodiff skymap --devices N``: the shards under Lightning's predict loop (DDP on CPU)."""
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from astropy.io import fits
+from astropy.table import Table
+
+from radiodiff.cli import main
+from radiodiff.skymap.build import build_skymap
+from radiodiff.skymap.config import load_skymap_config
+from radiodiff.skymap.distributed import ShardIndices
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _overrides(tmp_path, release_dir):
+    (tmp_path / "c.csv").write_text("ra,dec,flux,las,class,pa,q\n"
+                                    "150.0,30.0,0.05,30,FRII,10,\n"
+                                    "150.01,29.985,0.02,40,FRI,,\n"
+                                    "149.99,30.0167,0.004,8,,35,0.4\n"
+                                    "150.02,30.02,0.002,0,,,\n")
+    return ["sky.size_deg=[0.06,0.06]", f"sources.catalog={tmp_path / 'c.csv'}",
+            f"render.model={release_dir}", "render.steps=2", "render.batch_size=3", "seed=4"]
+
+
+@pytest.mark.slow
+def test_ddp_two_cpu_processes_give_the_single_process_map(tmp_path, busy_release_dir):
+    overrides = _overrides(tmp_path, busy_release_dir)
+    single = build_skymap(load_skymap_config("first", overrides), tmp_path / "one")["paths"]
+    env = dict(os.environ, OMP_NUM_THREADS="1", OMP_WAIT_POLICY="PASSIVE",
+               PYTHONPATH=os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")]))
+    proc = subprocess.run([sys.executable, "-m", "radiodiff.cli", "skymap", *overrides,
+                           "--devices", "2", "--accelerator", "cpu", "--out",
+                           str(tmp_path / "ddp")], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.count("4 sources on a 120 x 120 px map") == 1  # rank 0 reports
+    assert sorted(p.name for p in (tmp_path / "ddp" / "shards").iterdir()) == [
+        "shard-0-of-2.fits", "shard-1-of-2.fits"]
+    for key in ("map", "model"):
+        a, b = fits.getdata(single[key]), fits.getdata(tmp_path / "ddp" / single[key].name)
+        assert a.tobytes() == b.tobytes()
+    ta, tb = Table.read(single["truth"]), Table.read(tmp_path / "ddp" / "truth.fits")
+    assert all(np.array_equal(ta[c], tb[c]) for c in ta.colnames)
+
+
+def test_shard_indices():
+    assert [ShardIndices(3)[k] for k in range(len(ShardIndices(3)))] == [0, 1, 2]
+
+
+@pytest.mark.parametrize("argv, match", [
+    (["--devices", "0"], "--devices must be a count >= 1, -1 .all. or auto, got '0'"),
+    (["--devices", "2", "--shard", "0/2"], "--devices renders every shard of the map"),
+    (["--accelerator", "cpu"], "--accelerator: only with --devices N"),
+    (["--merge", "--devices", "2"], "--merge takes only --out"),
+])
+def test_devices_options_are_checked(tmp_path, capsys, argv, match):
+    overrides = [] if "--merge" in argv else ["sky.size_deg=[0.05,0.05]"]
+    rc = main(["skymap", *overrides, "--out", str(tmp_path / "o"), *argv])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and len(err.splitlines()) == 1 and re.search(match, err), err
