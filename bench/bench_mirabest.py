@@ -66,7 +66,7 @@ def main(argv=None) -> int:
     p.add_argument("--model", default="mirabest")
     p.add_argument("--reference", default=str(ROOT / "data" / "mirabest.h5"))
     p.add_argument("--split", default="valid", choices=["valid", "test"])
-    p.add_argument("--configs", nargs="+", default=["dpmpp_2m:10"])
+    p.add_argument("--configs", nargs="*", default=["dpmpp_2m:10"])
     p.add_argument("--n", type=int, default=None, help="images (default: the split's rows)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-real-row", action="store_true")

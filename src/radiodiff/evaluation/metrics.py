@@ -259,19 +259,34 @@ def _statistics(real: ImageSet, fake: ImageSet, meta: dict, s: EvalSettings) -> 
 
 def _sourcefinder(real: ImageSet, fake: ImageSet, meta: dict, s: EvalSettings,
                   progress: Progress) -> dict:
-    """PyBDSF on both sets: distances of the source statistics and their means."""
+    """PyBDSF on both sets: distances of the source statistics and their means.
+
+    The noise given to PyBDSF is ``s.sf_rms`` (model units) or, for a physical set, each
+    image's survey noise in its own units, ``rms_jy_beam / peak_flux`` (the noise the real
+    cutouts hold). Images PyBDSF refuses are left out and counted (``failed``).
+    """
     from radiodiff.evaluation.sourcefind import find_sources_batch, source_stats
-    sf = {}
-    for name, images in (("real", real.images), ("fake", fake.images)):
-        res = find_sources_batch(images[: s.sf_max_images, 0], meta.get("pixel_scale_arcsec"),
-                                 meta["beam_arcsec"], rms=s.sf_rms, processes=s.sf_processes,
-                                 progress=progress)
-        sf[name] = source_stats(res)
+    sf, failed = {}, {}
+    physical = is_physical(meta, real, fake) and meta.get("rms_jy_beam")
+    for name, data in (("real", real), ("fake", fake)):
+        images = data.images[: s.sf_max_images, 0]
+        rms = (float(meta["rms_jy_beam"]) / np.asarray(data.conditions["peak_flux"],
+                                                        float)[: len(images)]
+               if physical else s.sf_rms)
+        res = find_sources_batch(images, meta.get("pixel_scale_arcsec"), meta["beam_arcsec"],
+                                 rms=rms, processes=s.sf_processes, progress=progress,
+                                 skip_failures=True)
+        errors = [r for r in res if isinstance(r, str)]
+        failed[name] = {"n": len(errors), "of": len(res), "first": errors[:1]}
+        if len(errors) == len(res):
+            raise RuntimeError(f"PyBDSF failed on every {name} image ({errors[0]})")
+        sf[name] = source_stats([r for r in res if not isinstance(r, str)])
     return {"sourcefinder": compare(sf["real"], sf["fake"], n_repeats=s.n_repeats,
                                     seed=s.seed),
             "sourcefinder_summary": {
-                k: {"real_mean": float(np.mean(sf["real"][k])),
-                    "fake_mean": float(np.mean(sf["fake"][k]))} for k in sf["real"]},
+                **{k: {"real_mean": float(np.mean(sf["real"][k])),
+                       "fake_mean": float(np.mean(sf["fake"][k]))} for k in sf["real"]},
+                "failed": failed, "rms": "survey noise / peak" if physical else s.sf_rms},
             "per_image": sf}
 
 

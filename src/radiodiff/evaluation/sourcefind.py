@@ -283,9 +283,14 @@ def find_sources(image: np.ndarray, pixel_scale_arcsec: float,
             "area50": area, "area50_arcsec2": area * scale**2}
 
 
-def _find_sources_star(args: tuple[np.ndarray, dict[str, Any]]) -> dict[str, Any]:
-    image, kwargs = args
-    return find_sources(image, **kwargs)
+def _find_sources_star(args: tuple[np.ndarray, dict[str, Any], bool]) -> dict[str, Any] | str:
+    image, kwargs, skip = args
+    try:
+        return find_sources(image, **kwargs)
+    except RuntimeError as exc:
+        if skip and str(exc).startswith("PyBDSF failed"):
+            return str(exc)  # counted by the caller
+        raise
 
 
 def _init_worker() -> None:
@@ -313,7 +318,8 @@ def find_sources_batch(images: Iterable[np.ndarray] | np.ndarray, pixel_scale_ar
                        rms: float | Sequence[float] | None = None, processes: int | None = None,
                        progress: Callable[[Iterable, int], Iterable] | None = None, *,
                        frequency_hz: float = 1.4e9, thresh_isl: float = 3.0,
-                       thresh_pix: float = 5.0) -> list[dict[str, Any]]:
+                       thresh_pix: float = 5.0, skip_failures: bool = False
+                       ) -> list[dict[str, Any] | str]:
     """:func:`find_sources` on many images, in parallel worker processes.
 
     Parameters
@@ -330,10 +336,13 @@ def find_sources_batch(images: Iterable[np.ndarray] | np.ndarray, pixel_scale_ar
     progress : callable, optional
         ``progress(iterable, total)`` wrapping the stream of results, e.g.
         ``lambda it, total: tqdm(it, total=total)`` at the command-line edge.
+    skip_failures : bool
+        An image PyBDSF refuses (e.g. "a region with an unphysical rms value") gives its
+        error message (str) in place of a result, instead of stopping the batch.
 
     Returns
     -------
-    list of dict
+    list of dict (or str with ``skip_failures``)
         One :func:`find_sources` result per image, in input order.
     """
     _import_bdsf()  # fail here, not once per worker
@@ -352,7 +361,8 @@ def find_sources_batch(images: Iterable[np.ndarray] | np.ndarray, pixel_scale_ar
     processes = min(int(processes), max(n, 1))
     common = {"pixel_scale_arcsec": pixel_scale_arcsec, "beam_arcsec": beam_arcsec,
               "frequency_hz": frequency_hz, "thresh_isl": thresh_isl, "thresh_pix": thresh_pix}
-    tasks = [(image, {**common, "rms": r}) for image, r in zip(images, rms_list)]
+    tasks = [(image, {**common, "rms": r}, bool(skip_failures))
+             for image, r in zip(images, rms_list)]
     wrap = progress or (lambda iterable, total: iterable)
     if processes == 1:
         return list(wrap(map(_find_sources_star, tasks), n))

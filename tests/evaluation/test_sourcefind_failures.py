@@ -1,0 +1,48 @@
+"""An image PyBDSF refuses is counted and left out, not the end of the evaluation."""
+
+import numpy as np
+import pytest
+
+from radiodiff.evaluation import sourcefind
+from radiodiff.evaluation.metrics import EvalSettings, _sourcefinder
+from radiodiff.evaluation.sets import ImageSet
+
+
+def _fake_find(image, **kwargs):
+    if image.max() > 0.9:  # the "bad" images
+        raise RuntimeError("PyBDSF failed: A region with an unphysical rms value has been found.")
+    return {"n_sources": 1, "n_gaussians": 1, "total_flux": float(image.sum()),
+            "source_fluxes": [1.0], "positions": [(0.0, 0.0)], "area50": 3.0,
+            "area50_arcsec2": 9.0, "rms": kwargs["rms"]}
+
+
+def test_failures_are_counted_and_the_physical_rms_is_per_image(monkeypatch):
+    monkeypatch.setattr(sourcefind, "find_sources", _fake_find)
+    monkeypatch.setattr(sourcefind, "_import_bdsf", lambda: None)
+    images = np.full((6, 1, 8, 8), 0.5, np.float32)
+    images[[1, 4], 0, 0, 0] = 1.0
+    cond = {"peak_flux": np.array([1e-3, 2e-3, 4e-3, 1e-2, 1e-1, 1.0]),
+            "las_arcsec": np.full(6, 30.0)}
+    real = ImageSet(images, np.zeros(6, np.int64), "real", cond)
+    fake = ImageSet(images[::-1].copy(), np.zeros(6, np.int64), "fake", cond)
+    meta = {"pixel_scale_arcsec": 1.8, "beam_arcsec": [5.4, 5.4], "image_unit": "Jy/beam",
+            "scaling": "per_image", "negatives": "clip", "rms_jy_beam": 1.5e-4}
+    out = _sourcefinder(real, fake, meta, EvalSettings(sf_processes=1, n_repeats=2), None)
+    failed = out["sourcefinder_summary"]["failed"]
+    assert failed["real"]["n"] == 2 and failed["real"]["of"] == 6
+    assert "unphysical rms" in failed["real"]["first"][0]
+    assert len(out["per_image"]["real"]["n_sources"]) == 4
+    assert out["sourcefinder_summary"]["rms"] == "survey noise / peak"
+    # every image refused: an error, not an empty comparison
+    bad = ImageSet(np.ones((3, 1, 8, 8), np.float32), np.zeros(3, np.int64), "bad",
+                   {k: v[:3] for k, v in cond.items()})
+    with pytest.raises(RuntimeError, match="failed on every real image"):
+        _sourcefinder(bad, bad, meta, EvalSettings(sf_processes=1, n_repeats=2), None)
+
+
+def test_without_skip_a_failure_still_raises(monkeypatch):
+    monkeypatch.setattr(sourcefind, "find_sources", _fake_find)
+    monkeypatch.setattr(sourcefind, "_import_bdsf", lambda: None)
+    with pytest.raises(RuntimeError, match="unphysical"):
+        sourcefind.find_sources_batch(np.ones((2, 8, 8), np.float32), 1.8, 5.4, rms=0.01,
+                                      processes=1)
