@@ -262,3 +262,22 @@ def test_render_settings_are_checked(grid):
         render_tile(grid, src, (0, 10), settings=RenderSettings(batch_size=0))
     with pytest.raises(ValueError, match="render.flux_from must be catalogue or model"):
         render_tile(grid, src, (0, 10), settings=RenderSettings(flux_from="peak"))
+
+
+def test_source_only_drops_the_generated_background_noise():
+    from radiodiff.skymap.render import source_only
+    rng = np.random.default_rng(0)
+    rms = 1.5e-4
+    noise = np.clip(rng.normal(0, rms, (80, 80)), 0, None)   # clipped, as the cutouts are
+    y, x = np.mgrid[:80, :80]
+    source = 0.02 * np.exp(-((x - 40) ** 2 + (y - 30) ** 2) / (2 * 3.0 ** 2))
+    faint = 2.0 * rms * np.exp(-((x - 10) ** 2 + (y - 70) ** 2) / (2 * 2.0 ** 2))  # < 5 rms
+    image = (source + faint + noise).astype(np.float32)
+    out = source_only(image, rms)
+    assert out.dtype == np.float32 and out.max() == image.max()
+    assert out[30, 40] == image[30, 40]                       # the source is kept as is
+    assert out[70, 10] == 0 and out[0:10, 60:80].sum() == 0   # no peak > 5 rms; sky: 0
+    kept = out > 0
+    assert np.all(image[kept] > 3 * rms)
+    assert abs(out.sum() / (source[source > 3 * rms].sum()) - 1) < 0.05
+    assert not source_only(noise.astype(np.float32), rms).any()

@@ -31,6 +31,7 @@ from radiodiff.skymap.sources import (Sources, observed_covariance, peak_from_to
                                       source_seed)
 
 __all__ = ["Cutout", "Stamp", "gaussian_stamp", "place_cutout", "extent_px", "source_mask",
+           "source_only",
            "ModelCutouts", "RenderSettings", "render_tile", "TRUTH_COLUMNS"]
 
 _STREAM_IMAGE = 3            # sub-stream of a source's seed used for its generated image
@@ -148,6 +149,26 @@ def source_mask(image: np.ndarray, frac: float = 0.1, link_px: int = 2) -> np.nd
     return above & (lab == lab[np.unravel_index(np.argmax(image), image.shape)])
 
 
+def source_only(image: np.ndarray, rms: float, thresh_isl: float = 3.0,
+                thresh_pix: float = 5.0) -> np.ndarray:
+    """The emission of a generated Jy/beam cutout without its background noise.
+
+    A model trained on survey cutouts generates their noise too; the map adds its own
+    (:mod:`radiodiff.skymap.noise`), so only islands of pixels above ``thresh_isl`` x
+    ``rms`` that hold a pixel above ``thresh_pix`` x ``rms`` are kept (PyBDSF's default
+    island and peak thresholds) and the rest set to 0. ``rms``: the training cutouts' noise
+    (release meta ``rms_jy_beam``).
+    """
+    from scipy import ndimage
+
+    lab, n = ndimage.label(image > thresh_isl * rms, structure=np.ones((3, 3), bool))
+    if n == 0:
+        return np.zeros_like(image)
+    peaks = ndimage.maximum(image, lab, index=np.arange(1, n + 1))
+    keep = np.concatenate([[False], np.asarray(peaks) > thresh_pix * rms])
+    return np.where(keep[lab], image, 0).astype(image.dtype)
+
+
 def extent_px(image: np.ndarray, frac: float = 0.1) -> float:
     """Largest distance between pixels of the source above ``frac`` x peak, plus one [px]."""
     from scipy.spatial import ConvexHull, QhullError
@@ -218,9 +239,11 @@ class ModelCutouts:
                        seeds=[int(v) for v in seeds], batch_size=len(labels),
                        batch_invariant=self.batch_invariant, **kw)
         beam = self.beam if res.unit == "Jy/beam" else None
+        rms = self.release.meta.get("rms_jy_beam") if beam is not None else None
+        images = [x if rms is None else source_only(x, rms) for x in res.output[:, 0]]
         # Kept float32, as generated (a tile holds all its cutouts until they are placed).
         return [Cutout(image, self._scale(image.astype(float), las), beam)
-                for image, las in zip(res.output[:, 0], lases)]
+                for image, las in zip(images, lases)]
 
     def __call__(self, peak: float, las: float, cls: str, seed: int) -> Cutout:
         """The cutout of one source (:meth:`many` of one)."""
