@@ -45,14 +45,17 @@ def test_lotss_physical_values_match_the_injected_truth(lotss, lotss_prepared):
     c = ps.columns
     for i, sid in enumerate(c["source_id"]):
         t = truth[sid]
-        assert c["peak_flux"][i] == pytest.approx(t["peak_jyb"], rel=0.03)
+        # the prepared cutout's own peak: the sub-pixel centring shift (bilinear) lowers a
+        # beam-sampled peak by up to ~7 % (6" beam on 1.5" pixels)
+        assert c["peak_flux"][i] == c["scale"][i]
+        assert c["peak_flux"][i] == pytest.approx(t["peak_jyb"], rel=0.1)
         assert c["catalog_peak_flux"][i] == pytest.approx(t["peak_jyb"], rel=1e-6)  # mJy -> Jy
         assert c["catalog_total_flux"][i] == pytest.approx(t["total_jy"], rel=1e-6)
         assert c["total_flux"][i] == pytest.approx(t["total_jy"], rel=0.08)
         assert c["rms"][i] == pytest.approx(lotss["noise_jyb"], rel=0.1)
         assert c["ra"][i] == pytest.approx(t["opt_ra"]) and c["dec"][i] == pytest.approx(
             t["opt_dec"])  # optical host, or the radio position when there is no ID
-        size = max(1.5 * t["las_arcsec"], 60.0)
+        size = max(1.5 * t["las_arcsec"], 120.0)  # at least 80 LoTSS pixels
         assert c["cutout_size_arcsec"][i] == pytest.approx(size, abs=1.5)  # whole pixels
         assert c["pixel_scale_arcsec"][i] == pytest.approx(c["cutout_size_arcsec"][i] / 80)
     assert np.allclose(c["beam_arcsec"], 6.0)  # from BMAJ/BMIN
