@@ -182,9 +182,15 @@ def _accuracy(c: dict) -> str:
 _CHECK_NAMES = {
     "real_vs_fake": "real-vs-fake accuracy",
     "real_vs_fake_faint": "real-vs-fake accuracy, faint view",
-    "las_fraction_within_20pct": "LAS within 20 % of the request (fraction)",
-    "las_median_abs_relative_error": "LAS median absolute relative error",
-    "las_spearman": "LAS Spearman, measured vs requested",
+    "las_fraction_within_20pct": ("LAS within 20 % of the measured LAS of the real row of "
+                                  "its conditions (fraction)"),
+    "las_median_abs_relative_error": "LAS median absolute relative error, against that row",
+    "las_spearman": "LAS Spearman, against that row",
+    "las_vs_catalogue_fraction_within_20pct": ("LAS within 20 % of the requested (catalogue) "
+                                               "LAS (fraction)"),
+    "las_vs_catalogue_median_abs_relative_error": ("LAS median absolute relative error, "
+                                                   "against the catalogue LAS"),
+    "las_vs_catalogue_spearman": "LAS Spearman, measured vs catalogue LAS",
     "flux_median_ratio": "integrated flux, median ratio to real at the nearest conditions",
     "flux_scatter_dex": "integrated flux, scatter of that ratio [dex]",
     "flux_spearman": "integrated flux, Spearman with the real at the nearest conditions",
