@@ -73,9 +73,12 @@ def main(argv=None) -> int:
     p.add_argument("--no-sourcefinder", action="store_true")
     p.add_argument("--reports", default=str(ROOT / "outputs" / "bench_mirabest"))
     p.add_argument("--out", default=None, help="JSON of all rows")
+    p.add_argument("--cache-dir", default=str(ROOT / "outputs" / "eval_cache"),
+                   help="class classifier and real statistics cache")
     a = p.parse_args(argv)
     floor_split = "train" if a.split == "valid" else "valid"
-    settings = EvalSettings(seed=a.seed, sourcefinder=not a.no_sourcefinder)
+    settings = EvalSettings(seed=a.seed, sourcefinder=not a.no_sourcefinder,
+                            cache_dir=a.cache_dir)
     rows = []
     for config in ([] if a.no_real_row else ["real"]) + a.configs:
         from radiodiff.evaluation.sets import reference_set
@@ -88,12 +91,13 @@ def main(argv=None) -> int:
         rows.append(_summary(result.to_dict(), config, time.perf_counter() - t0))
         print(json.dumps(rows[-1]), flush=True)
     names = [k for k in CHECKS if any(k in r["checks"] for r in rows)]
-    print("\n| metric | " + " | ".join(r["config"] for r in rows) + " | target |")
+    print("\n| metric | " + " | ".join(f"{r['config']} (floor)" for r in rows) + " | target |")
     print("|---|" + "---|" * (len(rows) + 1))
     for k in names:
         target = next((r["checks"][k]["target"] for r in rows if k in r["checks"]), None)
-        print(f"| {k} | " + " | ".join(_fmt(r["checks"].get(k, {}).get("value"))
-                                     for r in rows) + f" | {target or ''} |")
+        cells = [f"{_fmt(r['checks'].get(k, {}).get('value'))} "
+                 f"({_fmt(r['checks'].get(k, {}).get('floor'))})" for r in rows]
+        print(f"| {k} | " + " | ".join(cells) + f" | {target or ''} |")
     if a.out:
         Path(a.out).write_text(json.dumps({"split": a.split, "model": a.model,
                                            "rows": rows}, indent=1) + "\n")
