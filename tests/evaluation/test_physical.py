@@ -127,3 +127,11 @@ def test_nearest_rows_pair_identical_conditions():
     # peak only (a model without LAS): the other condition is ignored
     rows, _ = nearest_rows({"peak_flux": np.array([2e-3])}, pool)
     assert rows.tolist() == [0]
+
+
+def test_a_target_that_cannot_be_measured_fails():
+    from radiodiff.evaluation.physical import _row
+    assert _row(None, 0.1, "≤ 0.1", True)["pass"] is False
+    assert _row(float("nan"), 0.1, "≤ 0.1", True)["pass"] is False
+    assert _row(None, 0.1)["pass"] is None                  # no target: informative only
+    assert _row(0.05, 0.1, "≤ 0.1", True)["pass"] is True

@@ -32,7 +32,7 @@ def test_failures_are_counted_and_the_physical_rms_is_per_image(monkeypatch):
     assert failed["real"]["n"] == 2 and failed["real"]["of"] == 6
     assert "unphysical rms" in failed["real"]["first"][0]
     assert len(out["per_image"]["real"]["n_sources"]) == 4
-    assert out["sourcefinder_summary"]["rms"] == "survey noise / peak"
+    assert out["sourcefinder_summary"]["rms"] == "background rms / peak, per image"
     # every image refused: an error, not an empty comparison
     bad = ImageSet(np.ones((3, 1, 8, 8), np.float32), np.zeros(3, np.int64), "bad",
                    {k: v[:3] for k, v in cond.items()})

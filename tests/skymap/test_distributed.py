@@ -65,3 +65,12 @@ def test_devices_options_are_checked(tmp_path, capsys, argv, match):
     rc = main(["skymap", *overrides, "--out", str(tmp_path / "o"), *argv])
     err = capsys.readouterr().err.strip()
     assert rc == 2 and len(err.splitlines()) == 1 and re.search(match, err), err
+
+
+def test_fewer_shards_than_processes_is_refused_before_any_rendering(tmp_path):
+    from radiodiff.skymap.distributed import build_skymap_on_devices
+    cfg = load_skymap_config("first", ["sky.size_deg=[0.02,0.02]"])
+    with pytest.raises(ValueError, match="fewer than the 2 processes"):
+        build_skymap_on_devices(cfg, tmp_path / "m", devices=2, accelerator="cpu",
+                                strategy="ddp", shards=1)
+    assert not (tmp_path / "m" / "shards").exists()

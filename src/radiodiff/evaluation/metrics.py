@@ -29,7 +29,7 @@ import torch
 from radiodiff.evaluation import compare, pixel_bin_stats, pixel_stats, segment_stats, shape_stats
 from radiodiff.evaluation.faint import FAINT_POWER, background_fractions, faint_view, verdict
 from radiodiff.evaluation.physical import (is_physical, nearest_rows, physical_checks,
-                                          physical_metrics)
+                                          physical_metrics, set_background)
 from radiodiff.evaluation.sets import Compared, ImageSet, Progress, pixel_scales
 from radiodiff.io.artifacts import atomic_write
 from radiodiff.progress import announce
@@ -262,19 +262,25 @@ def _sourcefinder(real: ImageSet, fake: ImageSet, meta: dict, s: EvalSettings,
     """PyBDSF on both sets: distances of the source statistics and their means.
 
     The noise given to PyBDSF is ``s.sf_rms`` (model units) or, for a physical set, each
-    image's survey noise in its own units, ``rms_jy_beam / peak_flux`` (the noise the real
-    cutouts hold). Images PyBDSF refuses are left out and counted (``failed``).
+    image's own background rms over its peak (:func:`set_background`; the survey's
+    ``rms_jy_beam`` where an image has no background to measure), with each image's pixel
+    scale (:func:`pixel_scales`: down-sampled cutouts have coarser pixels). Images PyBDSF
+    refuses are left out and counted (``failed``).
     """
     from radiodiff.evaluation.sourcefind import find_sources_batch, source_stats
     sf, failed = {}, {}
     physical = is_physical(meta, real, fake) and meta.get("rms_jy_beam")
     for name, data in (("real", real), ("fake", fake)):
-        images = data.images[: s.sf_max_images, 0]
-        rms = (float(meta["rms_jy_beam"]) / np.asarray(data.conditions["peak_flux"],
-                                                        float)[: len(images)]
-               if physical else s.sf_rms)
-        res = find_sources_batch(images, meta.get("pixel_scale_arcsec"), meta["beam_arcsec"],
-                                 rms=rms, processes=s.sf_processes, progress=progress,
+        n = min(len(data.images), s.sf_max_images)
+        images = data.images[:n, 0]
+        pix, rms = meta.get("pixel_scale_arcsec"), s.sf_rms
+        if physical:
+            pix = pixel_scales(data, meta)[:n]
+            peak = np.asarray(data.conditions["peak_flux"], float)[:n]
+            bg = set_background(data, meta).rms[:n]
+            rms = np.where(np.isfinite(bg) & (bg > 0), bg, float(meta["rms_jy_beam"])) / peak
+        res = find_sources_batch(images, pix, meta["beam_arcsec"], rms=rms,
+                                 processes=s.sf_processes, progress=progress,
                                  skip_failures=True)
         errors = [r for r in res if isinstance(r, str)]
         failed[name] = {"n": len(errors), "of": len(res), "first": errors[:1]}
@@ -286,7 +292,8 @@ def _sourcefinder(real: ImageSet, fake: ImageSet, meta: dict, s: EvalSettings,
             "sourcefinder_summary": {
                 **{k: {"real_mean": float(np.mean(sf["real"][k])),
                        "fake_mean": float(np.mean(sf["fake"][k]))} for k in sf["real"]},
-                "failed": failed, "rms": "survey noise / peak" if physical else s.sf_rms},
+                "failed": failed,
+                "rms": "background rms / peak, per image" if physical else s.sf_rms},
             "per_image": sf}
 
 

@@ -277,9 +277,12 @@ def physical_metrics(real: ImageSet, fake: ImageSet, train: ImageSet, meta: dict
 
 def _row(value: Any, floor: Any, target: Optional[str] = None,
          passed: Optional[bool] = None) -> dict[str, Any]:
-    """One line of the checks table; ``pass`` is None without a target or a value."""
+    """One line of the checks table; ``pass`` is None without a target, False for a
+    target whose value could not be measured (e.g. no background noise to measure an rms
+    of: a missing measurement never reads as met)."""
+    missing = value is None or (isinstance(value, float) and not math.isfinite(value))
     return {"value": value, "floor": floor, "target": target,
-            "pass": None if target is None or value is None else bool(passed)}
+            "pass": None if target is None else (False if missing else bool(passed))}
 
 
 def _w1_row(entry: dict) -> dict[str, Any]:

@@ -51,6 +51,12 @@ def reference_set(path: str | Path, split: str) -> tuple[ImageSet, Any]:
         raise ValueError(f"{path}: no clean rows in split {split!r} "
                          f"(splits: {sorted(set(ps.columns['split']))})")
     conditions = {k: ps.columns[k][rows] for k in ("peak_flux", "las_arcsec")}
+    if np.isfinite(conditions["peak_flux"]).all() and "scale" in ps.columns:
+        # image * scale + offset is the stored restoration; with per-image scaling and no
+        # offset the scale is the cutout's peak (files prepared before peak_flux was defined
+        # so held the field-resolution peak in peak_flux)
+        if ps.attrs.get("scaling") == "per_image" and not np.any(ps.columns["offset"][rows]):
+            conditions["peak_flux"] = ps.columns["scale"][rows]
     return ImageSet(ps.images[rows], ps.columns["label"][rows].astype(np.int64),
                     f"real {split}", conditions, split), ps
 
@@ -121,7 +127,9 @@ def samples_set(path: str | Path) -> ImageSet:
     path = Path(path)
     path = path / "samples.h5" if path.is_dir() else path
     s = read_samples(path)  # validates; one line naming the file
-    return ImageSet(s["images"], s["label"], f"generated ({path.parent.name})")
+    conditions = {k: s[k] for k in ("peak_flux", "las_arcsec") if k in s}
+    return ImageSet(s["images"], s["label"], f"generated ({path.parent.name})",
+                    conditions or None)
 
 
 def sample_classes(release, counts: Iterable[tuple[int, int]], seed: int = 0,

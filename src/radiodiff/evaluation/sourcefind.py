@@ -313,7 +313,8 @@ def _thread_env() -> Iterator[None]:
                 os.environ[key] = value
 
 
-def find_sources_batch(images: Iterable[np.ndarray] | np.ndarray, pixel_scale_arcsec: float,
+def find_sources_batch(images: Iterable[np.ndarray] | np.ndarray,
+                       pixel_scale_arcsec: float | Sequence[float],
                        beam_arcsec: float | Sequence[float],
                        rms: float | Sequence[float] | None = None, processes: int | None = None,
                        progress: Callable[[Iterable, int], Iterable] | None = None, *,
@@ -326,7 +327,9 @@ def find_sources_batch(images: Iterable[np.ndarray] | np.ndarray, pixel_scale_ar
     ----------
     images : array_like or iterable of arrays
         (N, H, W), (N, 1, H, W) or a sequence of (H, W) images [Jy/beam or model units].
-    pixel_scale_arcsec, beam_arcsec, frequency_hz, thresh_isl, thresh_pix
+    pixel_scale_arcsec : float or sequence of float
+        As in :func:`find_sources`, one for all images or one per image.
+    beam_arcsec, frequency_hz, thresh_isl, thresh_pix
         As in :func:`find_sources`, the same for every image.
     rms : float or sequence of float, optional
         Constant noise [image units], one for all images or one per image.
@@ -359,10 +362,14 @@ def find_sources_batch(images: Iterable[np.ndarray] | np.ndarray, pixel_scale_ar
     if int(processes) < 1:
         raise ValueError(f"processes must be >= 1, got {processes}")
     processes = min(int(processes), max(n, 1))
-    common = {"pixel_scale_arcsec": pixel_scale_arcsec, "beam_arcsec": beam_arcsec,
-              "frequency_hz": frequency_hz, "thresh_isl": thresh_isl, "thresh_pix": thresh_pix}
-    tasks = [(image, {**common, "rms": r}, bool(skip_failures))
-             for image, r in zip(images, rms_list)]
+    scales = ([pixel_scale_arcsec] * n if np.ndim(pixel_scale_arcsec) == 0
+              else [float(v) for v in pixel_scale_arcsec])
+    if len(scales) != n:
+        raise ValueError(f"pixel_scale_arcsec has {len(scales)} values for {n} images")
+    common = {"beam_arcsec": beam_arcsec, "frequency_hz": frequency_hz,
+              "thresh_isl": thresh_isl, "thresh_pix": thresh_pix}
+    tasks = [(image, {**common, "rms": r, "pixel_scale_arcsec": p}, bool(skip_failures))
+             for image, r, p in zip(images, rms_list, scales)]
     wrap = progress or (lambda iterable, total: iterable)
     if processes == 1:
         return list(wrap(map(_find_sources_star, tasks), n))

@@ -298,10 +298,14 @@ def save_samples(out_dir: str | Path, release: Release, result: GenerateResult,
     return relocated(paths, tmp, out_dir)
 
 
+CONDITION_COLUMNS = ("peak_flux", "las_arcsec")
+
+
 def read_samples(path: str | Path) -> dict[str, np.ndarray]:
     """The one validating reader of ``samples.h5`` (or the folder holding it).
 
-    Returns ``{"images": (N, 1, H, W) float32, "label": (N,) int64}`` after checking the
+    Returns ``{"images": (N, 1, H, W) float32, "label": (N,) int64}`` and, when the file
+    holds them, the (N,) float64 conditions ``peak_flux`` and ``las_arcsec``, after checking the
     format version, the presence, shape and length of both datasets, that every chunk
     decompresses, and that the images are finite.
 
@@ -332,6 +336,9 @@ def read_samples(path: str | Path) -> dict[str, np.ndarray]:
         try:
             out = {"images": images[()].astype(np.float32),
                    "label": label[()].astype(np.int64)}
+            for name in CONDITION_COLUMNS:  # the conditions each image was drawn with
+                if name in f and f[name].shape == images.shape[:1]:
+                    out[name] = f[name][()].astype(np.float64)
         except (OSError, RuntimeError) as exc:
             raise ValueError(f"{path}: unreadable data, a corrupt chunk "
                              f"({' '.join(str(exc).split())[:120]}); {redo}") from exc

@@ -108,6 +108,9 @@ def build_skymap_on_devices(cfg: DictConfig, out: str | Path, devices: Any,
     n = trainer.world_size if shards is None else int(shards)
     if n < 1:
         raise ValueError(f"--shards must be >= 1, got {n}")
+    if n < trainer.world_size:  # an idle rank would wait at the merge barrier forever
+        raise ValueError(f"--shards {n} is fewer than the {trainer.world_size} processes of "
+                         f"--devices: give at least one shard per process")
     tile_rows(map_grid(cfg).shape[0], 0, n)  # at most one shard per map row, said now
     loader = DataLoader(ShardIndices(n), batch_size=1, collate_fn=_shard_list)
     with warnings.catch_warnings():
