@@ -13,7 +13,7 @@ ifneq ($(SHARED),)
 export RADIODIFF_SHARED_DATA := $(abspath $(SHARED))
 endif
 
-.PHONY: setup demo test prepare inspect train train-first export sample eval bench \
+.PHONY: setup demo test prepare inspect train train-first train-mirabest export sample eval bench \
         bench-quality clean
 
 setup: $(STAMP)
@@ -57,6 +57,19 @@ train-first: setup
 	  logger=csv paths.output_dir=$(CKPT_ROOT)/runs train.total_kimg=3000 \
 	  train.sample_every_steps=1000 train.sample_count=32 train.ckpt_every_minutes=10 \
 	  train.ckpt_every_steps=500 train.val_every_steps=500 train.max_minutes=110 $(ARGS)
+
+# The physical-units model (models/mirabest): unet_small on the MiraBest FIRST fields,
+# conditioned on class, peak flux and LAS (Box-Cox), schedule=stretch, warm-started from
+# models/first; resumable pieces like train-first (rerun to continue, state in CKPT_ROOT).
+train-mirabest: setup
+	test -f data/mirabest.h5 || $(BIN)/radiodiff prepare data=mirabest
+	RADIODIFF_CKPT_DIR=$(CKPT_ROOT) $(BIN)/python train.py model=unet_small data=mirabest \
+	  schedule=stretch logger=csv train.run_name=mb-warm train.init_from=models/first \
+	  train.condition_transform=boxcox paths.output_dir=$(CKPT_ROOT)/runs train.total_kimg=200 \
+	  train.sample_every_steps=0 train.ckpt_every_minutes=5 train.ckpt_every_steps=100 \
+	  train.val_every_steps=250 train.val_batches=4 trainer.enable_progress_bar=false \
+	  trainer.precision=32-true train.ema_halflife_kimg=5 'train.ema_bank_kimg=[2,10]' \
+	  train.max_minutes=110 $(ARGS)
 
 # make export CKPT=outputs/checkpoints/<run>/last.ckpt OUT=models/<name>
 export: setup

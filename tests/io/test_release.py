@@ -516,3 +516,21 @@ def test_releases_without_a_table_generate_with_null_conditions(release):
     assert first.train_conditions is None and "train_conditions" not in first.meta
     r = generate(first, 1, steps=1)
     assert r.settings["conditions"] == "null" and r.conditions["label"].tolist() == [-1]
+
+
+def test_a_release_names_no_local_folder(tmp_path):
+    import torch as _torch
+    from radiodiff.config import load_config
+    from radiodiff.diffusion.edm import EDMDenoiser
+    from radiodiff.diffusion.unet import build_unet
+    from radiodiff.io.release import export_release
+    from helpers.releases import tiny_release
+    ref = load_release(tiny_release(tmp_path / "ref", ["A"]))
+    cfg = load_config(["model=unet_tiny", f"paths.output_dir={tmp_path}/runs",
+                       f"paths.ckpt_root={tmp_path}/ckpt"])
+    _torch.manual_seed(0)
+    net = build_unet(cfg.model, 16, 1, 1, ())
+    out = export_release(tmp_path / "rel", EDMDenoiser(net, 0.1).eval(), cfg, dict(ref.meta))
+    text = (out / "config.yaml").read_text()
+    assert str(tmp_path) not in text and "<local path>" in text
+    assert load_release(out).config.model.model_channels == cfg.model.model_channels

@@ -224,6 +224,26 @@ def _table_entry(table: Any, classes: list, scalars: list, where: str) -> dict |
     return {"file": TABLE_FILE, "rows": len(table), "columns": list(table.names)}
 
 
+LOCAL_PATH = "<local path>"
+
+
+def release_config_yaml(cfg: DictConfig) -> str:
+    """The resolved config as a release stores it: every absolute path of the machine that
+    trained it (checkpoint and output folders, an absolute data path) replaced by
+    ``<local path>``, so a release names no local folder. Nothing that rebuilds or
+    describes the network is a path."""
+    def clean(value):
+        if isinstance(value, dict):
+            return {k: clean(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [clean(v) for v in value]
+        if isinstance(value, str) and (value.startswith(("/", "~")) or
+                                       (len(value) > 2 and value[1:3] in (":\\", ":/"))):
+            return LOCAL_PATH
+        return value
+    return OmegaConf.to_yaml(OmegaConf.create(clean(OmegaConf.to_container(cfg, resolve=True))))
+
+
 def export_release(out_dir: str | Path, denoiser: nn.Module, config: DictConfig | Mapping,
                    meta: Mapping[str, Any], overwrite: bool = False,
                    train_conditions: Any = None) -> Path:
@@ -283,7 +303,7 @@ def export_release(out_dir: str | Path, denoiser: nn.Module, config: DictConfig 
                 "model_name": m["model_name"]}
 
     with artifact_dir(out_dir, "release", overwrite) as tmp:
-        (tmp / CONFIG_FILE).write_text(OmegaConf.to_yaml(cfg, resolve=True))
+        (tmp / CONFIG_FILE).write_text(release_config_yaml(cfg))
         save_file(state, str(tmp / WEIGHTS_FILE), metadata=metadata)
         (tmp / META_FILE).write_text(json.dumps(m, indent=2, allow_nan=False) + "\n")
         if train_conditions is not None:
