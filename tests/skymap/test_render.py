@@ -281,3 +281,16 @@ def test_source_only_drops_the_generated_background_noise():
     assert np.all(image[kept] > 3 * rms)
     assert abs(out.sum() / (source[source > 3 * rms].sum()) - 1) < 0.05
     assert not source_only(noise.astype(np.float32), rms).any()
+
+
+def test_source_only_drops_noise_islands_around_a_bright_source():
+    from radiodiff.skymap.render import source_only
+    rng = np.random.default_rng(1)
+    rms = 1.5e-4
+    y, x = np.mgrid[:80, :80]
+    bright = 0.065 * np.exp(-((x - 40) ** 2 + (y - 40) ** 2) / (2 * 3.0 ** 2))
+    # noise at 1 % of the peak (4 rms): islands above 5 rms everywhere
+    image = (bright + np.clip(rng.normal(0, 6.5e-4, (80, 80)), 0, None)).astype(np.float32)
+    assert (image[:20] > 5 * rms).sum() > 20
+    out = source_only(image, rms)
+    assert out[:20].sum() == 0 and out[40, 40] == image[40, 40]

@@ -156,11 +156,18 @@ def source_only(image: np.ndarray, rms: float, thresh_isl: float = 3.0,
     A model trained on survey cutouts generates their noise too; the map adds its own
     (:mod:`radiodiff.skymap.noise`), so only islands of pixels above ``thresh_isl`` x
     ``rms`` that hold a pixel above ``thresh_pix`` x ``rms`` are kept (PyBDSF's default
-    island and peak thresholds) and the rest set to 0. ``rms``: the training cutouts' noise
-    (release meta ``rms_jy_beam``).
+    island and peak thresholds) and the rest set to 0. The noise is the larger of ``rms``
+    (the training cutouts', release meta ``rms_jy_beam``) and the image's own (the
+    half-normal estimate of its clipped noise, :func:`~radiodiff.evaluation.noise.halfnormal_rms`):
+    the network's noise around a bright source is not always at the survey's level, and
+    thresholds in survey rms would then keep a ring of noise islands.
     """
     from scipy import ndimage
 
+    from radiodiff.evaluation.noise import halfnormal_rms
+
+    own = halfnormal_rms(image[image > 0.01 * rms])  # not the source's far, tiny tails
+    rms = max(float(rms), own) if math.isfinite(own) else float(rms)
     lab, n = ndimage.label(image > thresh_isl * rms, structure=np.ones((3, 3), bool))
     if n == 0:
         return np.zeros_like(image)
