@@ -346,14 +346,12 @@ def _conditioning(real: ImageSet, fake: ImageSet, stats: dict, meta: dict,
     """
     requested, out = fake.conditions or {}, {}
     if "las_arcsec" in requested:
-        las = conditioning_accuracy(requested["las_arcsec"],
-                                    _measured_las(fake, stats["fake"]["seg_las"], meta))
+        measured_fake = _measured_las(fake, stats["fake"]["seg_las"], meta)
+        las = conditioning_accuracy(requested["las_arcsec"], measured_fake)
         if "las_arcsec" in (real.conditions or {}):
             measured_real = _measured_las(real, stats["real"]["seg_las"], meta)
             las["real"] = conditioning_accuracy(real.conditions["las_arcsec"], measured_real)
-            las["paired"] = _paired_las(real, fake, train, measured_real,
-                                        _measured_las(fake, stats["fake"]["seg_las"], meta),
-                                        meta)
+            las["paired"] = _paired_las(real, fake, train, measured_real, measured_fake, meta)
         out["las_arcsec"] = las
     if "peak_flux" in requested:
         # per-image scaling restores the requested peak by construction: what is measured is
