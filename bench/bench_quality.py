@@ -5,8 +5,10 @@
     python bench/bench_quality.py --configs dpmpp_2m:10:g=2 heun:25:smax=10 --no-real-row
 
 A configuration is ``sampler:steps`` with optional ``:g=<guidance>`` (classifier-free
-guidance; doubles the network evaluations), ``:smax=<sigma_max>``, ``:churn=<S_churn>`` and
-``:raw`` (skip the release's output projection, to score the network's own images).
+guidance; doubles the network evaluations), ``:smax=<sigma_max>``, ``:churn=<S_churn>``,
+``:raw`` (skip the release's output projection, to score the network's own images) and
+``:norefine`` (skip the release's faint-end refiner; the NFE column counts the refiner's
+evaluations when it runs).
 
 For each sampler:steps, draws N images (test-split class proportions, one seed each) and
 scores them with the evaluation suite: real-vs-fake accuracy, class fidelity, the Fréchet
@@ -42,9 +44,12 @@ def _parse_config(config: str) -> tuple[str, int, float, dict]:
         if opt == "raw":  # without the release's output projection
             kw["project"] = False
             continue
+        if opt == "norefine":  # without the release's faint-end refiner
+            kw["refine"] = False
+            continue
         key, _, value = opt.partition("=")
         if key not in names or not value:
-            raise SystemExit(f"config {config!r}: options are g=, smax=, churn=, raw "
+            raise SystemExit(f"config {config!r}: options are g=, smax=, churn=, raw, norefine "
                              f"(got {opt!r})")
         kw[names[key]] = float(value)
     return sampler, int(steps), kw.pop("guidance", 1.0), kw
@@ -77,16 +82,29 @@ def score_configs(model: str, reference: str, split: str, n: int, configs: list[
                 fake = ImageSet(floor_set.images[pick], floor_set.labels[pick],
                                 f"{floor_set.name} images")
             else:
-                spec_kw = {k: v for k, v in kw.items() if k != "project"}
+                gen_kw = {k: kw[k] for k in ("project", "refine") if k in kw}
+                spec_kw = {k: v for k, v in kw.items() if k not in gen_kw}
                 spec = SamplerSpec.build(sampler=sampler, steps=steps, guidance=guidance,
                                          **spec_kw)
-                fake = generated_set(model, labels, Path(tmp), spec, seed, 32,
-                                     **({"project": kw["project"]} if "project" in kw else {}))
+                fake = generated_set(model, labels, Path(tmp), spec, seed, 32, **gen_kw)
+                kw = dict(kw, refine_nfe=0 if kw.get("refine") is False
+                          else _refine_nfe(model))
             t_sample = time.perf_counter() - t0
             m = evaluate(real, fake, train, val, meta, settings).to_dict()
             rows.append(_row(m, sampler, steps, guidance, kw, len(fake.images), t_sample))
             print(json.dumps(rows[-1]), flush=True)  # inf -> Infinity
     return rows
+
+
+def _refine_nfe(model: str) -> int:
+    """Network evaluations per image of the model's faint-end refiner (0: none)."""
+    from radiodiff.diffusion.refine import RefineSpec
+    from radiodiff.io.release import META_FILE, resolve_model
+    path = resolve_model(model)
+    if path.is_file():  # a training checkpoint: no refiner
+        return 0
+    entry = json.loads((path / META_FILE).read_text()).get("refine")
+    return 0 if entry is None else RefineSpec.from_dict(entry).nfe
 
 
 def _row(m: dict, sampler: str, steps: int, guidance: float, kw: dict, n: int,
@@ -99,7 +117,8 @@ def _row(m: dict, sampler: str, steps: int, guidance: float, kw: dict, n: int,
     return {
         "sampler": sampler, "steps": steps, "guidance": guidance, **kw,
         # network evaluations per image (guidance != 1 evaluates twice)
-        "nfe": sampler_nfe(sampler, steps, guidance) if sampler in SAMPLERS else 0,
+        "nfe": (sampler_nfe(sampler, steps, guidance) + kw.get("refine_nfe", 0)
+                if sampler in SAMPLERS else 0),
         "n": n, "sample_s": round(t_sample, 1),
         "real_vs_fake": m["real_vs_fake"]["mean_accuracy"],
         "real_vs_fake_std": m["real_vs_fake"]["std_accuracy"],
@@ -154,6 +173,10 @@ def markdown_table(rows: list[dict], first_column: str | None = None) -> str:
         extra = "".join(f" {k}={r[k]:g}" for k in ("guidance", "sigma_max", "S_churn")
                         if k in r and r[k] != (1.0 if k == "guidance" else None))
         extra += " raw" if r.get("project") is False else ""
+        if r.get("refine_nfe"):
+            extra += f" + refiner {r['refine_nfe']}" + (f" (σ_r {r['sigma']:g})"
+                                                          if "sigma" in r else "")
+        extra += " (refiner off)" if r.get("refine") is False else ""
         lines.append(
             (f"| {r.get(first_column, '')} " if first_column else "")
             + f"| {r['sampler']}{extra} | {r['steps'] or '–'} | {r['nfe'] or '–'} | "

@@ -74,13 +74,14 @@ def _cmd_sample(args) -> int:
     check_output(out, "samples", args.overwrite, samples_nbytes(args.n, release.image_size))
     result = generate(release, args.n, label=args.label, peak_flux=args.peak_flux,
                       las_arcsec=args.las, spec=_spec(args), seed=args.seed,
-                      conditions=args.conditions,
+                      conditions=args.conditions, refine=False if args.no_refine else None,
                       batch_size=args.batch_size, batch_invariant=not args.batched,
                       progress=progress_bar("sampled", "batches"))
     paths = save_samples(out, release, result, ra=args.ra, dec=args.dec,
                          overwrite=args.overwrite)
+    refined = " with the faint-end refiner" if result.settings.get("refine") else ""
     print(f"{len(result)} samples ({result.unit}, {int(result.nfe[0])} network evaluations "
-          f"each) -> {out}/ ({len(paths['fits'])} FITS, samples.h5, preview.png)")
+          f"each{refined}) -> {out}/ ({len(paths['fits'])} FITS, samples.h5, preview.png)")
     if result.settings["conditions"] == "draw":
         print("conditions not given were drawn from the model's training rows "
               "(train_conditions.csv; --conditions null leaves them unset)")
@@ -101,8 +102,19 @@ def _cmd_demo(args) -> int:
 def _cmd_export(args) -> int:
     from radiodiff.training.export import export_checkpoint
 
-    out = export_checkpoint(args.ckpt, args.out, overwrite=args.overwrite, data=args.data)
+    out = export_checkpoint(args.ckpt, args.out, ema_halflife_kimg=args.ema_halflife,
+                            overwrite=args.overwrite, data=args.data)
     print(f"release written to {out}")
+    return 0
+
+
+def _cmd_attach_refiner(args) -> int:
+    from radiodiff.io.release import attach_refiner, resolve_model
+
+    out = attach_refiner(resolve_model(args.base), resolve_model(args.refiner), args.out,
+                         sigma=args.sigma, steps=args.steps, overwrite=args.overwrite)
+    print(f"release with its faint-end refiner (sigma {args.sigma:g}, {args.steps} steps) "
+          f"written to {out}")
     return 0
 
 
@@ -207,8 +219,26 @@ def build_parser() -> argparse.ArgumentParser:
                    "into the release (train_conditions.csv) when the checkpoint predates "
                    "carrying them; refused unless its data_sha256 is the checkpoint's "
                    "(default: the checkpoint's own table, if any)")
+    p.add_argument("--ema-halflife", type=float, default=None,
+                   help="EMA half-life (k images) to export: the run's main EMA or one of "
+                   "its train.ema_bank_kimg (default: the main one)")
     _overwrite_arg(p, "release folder")
     p.set_defaults(func=_cmd_export)
+
+    p = sub.add_parser("attach-refiner", help="base release + faint-end refiner release -> "
+                       "one release (the refiner in refiner/, checked as a pair)",
+                       formatter_class=_DefaultsOnceFormatter)
+    p.add_argument("--base", required=True, help="base release folder or shipped model name")
+    p.add_argument("--refiner", required=True,
+                   help="refiner release (same classes and conditions; normally trained "
+                   "with schedule=stretch)")
+    p.add_argument("--out", required=True, help="release folder to write (may be --base "
+                   "with --overwrite)")
+    p.add_argument("--sigma", type=float, default=0.3,
+                   help="noise level, in the refiner's model space, the base image is taken to")
+    p.add_argument("--steps", type=int, default=3, help="refiner solver steps (DPM-Solver++)")
+    _overwrite_arg(p, "release folder")
+    p.set_defaults(func=_cmd_attach_refiner)
 
     p = sub.add_parser("sample", help="draw images from a release folder -> FITS + HDF5 + PNG",
                        formatter_class=_DefaultsOnceFormatter)
@@ -233,6 +263,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "condition (unconditional) (default: draw when the release has "
                    "train_conditions.csv, else null)")
     _sampler_args(p, sc)
+    p.add_argument("--no-refine", action="store_true",
+                   help="skip the release's faint-end refiner (releases with a refiner/ "
+                   "folder, e.g. models/first: its network re-draws the pixels below ~1 %% "
+                   "of the peak in x^0.25 space, adding its steps to the network evaluations)")
     p.add_argument("--seed", type=int, default=0, help="seed of image 0 (image k: seed + k)")
     p.add_argument("--batch-size", type=int, default=32,
                    help="images per solver call (image k is the same for any batch size)")

@@ -15,19 +15,24 @@ SIZE, PIXEL_SCALE, BEAM, SIGMA_DATA = 16, 1.8, [5.0, 4.0], 0.3
 
 
 
-def tiny_release(path, classes, size=16):
+def tiny_release(path, classes, size=16, busy=False, **extra_meta):
+    """An untrained class-conditional release; ``busy``: random output-layer weights (its
+    output depends on its input); ``extra_meta``: more meta keys."""
     config = load_config(["model=unet_tiny"])
     torch.manual_seed(0)
     net = build_unet(config.model, size, 1, len(classes), ())
     with torch.no_grad():  # the output layer starts at zero: give it something to say
         net.conv_out.bias.fill_(0.1)
+        if busy:
+            g = torch.Generator().manual_seed(1)
+            net.conv_out.weight.copy_(torch.randn(net.conv_out.weight.shape, generator=g) * 0.1)
     meta = {"classes": classes, "scalar_conditions": [],
             "condition_transform": ConditionTransform.fit({}, ()).to_dict(),
             "sigma_data": 0.1, "image_size": size, "image_unit": "arbitrary",
             "pixel_scale_arcsec": 1.8, "beam_arcsec": [5.4, 5.4], "scaling": "per_image",
             "negatives": "clip", "data_sha256": "ab" * 32, "inputs_sha256": "i" * 64,
             "git_commit": "abc", "package_version": "0.1.0", "seed": 0, "images_seen": 64,
-            "step": 2}
+            "step": 2, **extra_meta}
     return export_release(path, EDMDenoiser(net, 0.1).eval(), config, meta)
 
 

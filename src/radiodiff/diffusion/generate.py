@@ -277,7 +277,7 @@ def generate(release: Release, n: int, label: Optional[str | Sequence] = None,
              batch_invariant: bool = True,
              progress: Optional[Callable[[Iterable, int], Iterable]] = None,
              project: bool = True, conditions: Optional[str] = None,
-             seeds: Optional[Sequence[int]] = None,
+             seeds: Optional[Sequence[int]] = None, refine: Optional[bool] = None,
              **sampler_options: Any) -> GenerateResult:
     """Draw ``n`` images from a release, optionally conditioned and guided.
 
@@ -339,6 +339,12 @@ def generate(release: Release, n: int, label: Optional[str | Sequence] = None,
         nearest to a fixed peak flux or LAS), so n images follow the training set's joint
         distribution. ``null``: the null condition (unconditional). Default: ``draw``
         when the release has its training conditions, else ``null``.
+    refine : bool, optional
+        Re-draw the faint end with the release's refiner (:mod:`radiodiff.diffusion.refine`:
+        the base image, projected like the data, noised to the refiner's ``sigma`` in its
+        stretched space and integrated back to 0 in its ``steps``, unguided; ``nfe``
+        counts both networks). Default: when the release has a refiner. True without one
+        is an error.
     **sampler_options
         ``sampler``, ``steps``, ``guidance``, ``sigma_min``, ``sigma_max``, ``rho``,
         ``S_churn``: replace those of ``spec`` (:meth:`SamplerSpec.build`).
@@ -356,6 +362,15 @@ def generate(release: Release, n: int, label: Optional[str | Sequence] = None,
     raw, mode = _image_conditions(release, seeds, label, peak_flux, las_arcsec, conditions)
     cond = _network_conditions(release, raw)
     out, nfe = _sample(release, spec, seeds, cond, batch_size, batch_invariant, progress)
+    refine_spec = _refine_spec(release, refine)
+    projection = release.projection
+    if refine_spec is not None:
+        from radiodiff.data.preprocess import project_like_data
+        from radiodiff.diffusion.refine import refine_images
+        base = project_like_data(out, **projection) if projection else out
+        out, extra = refine_images(release.refiner, base, seeds, cond, refine_spec,
+                                   batch_size, batch_invariant)
+        nfe, projection = nfe + extra, release.refiner.projection or projection
     bad = int((~np.isfinite(out)).any(axis=(1, 2, 3)).sum())
     if bad:
         from radiodiff.io.integrity import IntegrityError
@@ -364,17 +379,29 @@ def generate(release: Release, n: int, label: Optional[str | Sequence] = None,
                              f"{spec.sigma_max:g}); nothing written: check the release "
                              "(re-export it) and the sampler options")
     unprojected = None
-    if project and release.projection:
+    if project and projection:
         from radiodiff.data.preprocess import project_like_data
-        unprojected, out = out, project_like_data(out, **release.projection)
+        unprojected, out = out, project_like_data(out, **projection)
     physical = _restore(release.meta, out, raw["peak_flux"])
     settings = dict(spec.settings(), seed=int(seeds[0]), batch_size=batch_size,
                     batch_invariant=bool(batch_invariant), projected=unprojected is not None,
-                    conditions=mode)
+                    conditions=mode,
+                    refine=None if refine_spec is None else refine_spec.to_dict())
     return GenerateResult(images=out, physical=physical,
                           unit=NORMALISED if physical is None else "Jy/beam",
                           conditions=raw, seeds=seeds, nfe=nfe, settings=settings,
                           raw=unprojected, created_utc=created)
+
+
+def _refine_spec(release: Release, refine: Optional[bool]):
+    """The refinement to run (a RefineSpec) or None (``refine`` False, or None without a
+    refiner)."""
+    if refine is not None and not isinstance(refine, bool):
+        raise ValueError(f"refine must be True, False or None, got {refine!r}")
+    if refine and release.refiner is None:
+        raise ValueError(f"{release.path}: this release has no refiner (refine=True); "
+                         "attach one with radiodiff.io.release.attach_refiner")
+    return release.refine if refine is not False and release.refiner is not None else None
 
 
 def _sample(release: Release, spec: SamplerSpec, seeds: np.ndarray,

@@ -20,6 +20,10 @@ export. A release folder holds (``FORMAT_VERSION`` 1)::
                              draws unset conditions from
         SHA256SUMS           SHA-256 of the files above (``sha256sum -c`` format),
                              checked by :func:`load_release`
+        refiner/             optional: the faint-end refiner, a release folder itself
+                             (:mod:`radiodiff.diffusion.refine`); ``meta.json``'s
+                             ``refine`` holds its sigma, steps, sampler and the SHA-256 of
+                             its weights, so the pair is checked as one
 
 Nothing in it is executable: the network is rebuilt from ``model_args`` in ``meta.json`` by
 :func:`radiodiff.diffusion.factory.build_denoiser` and the weights are read with ``safetensors`` (never
@@ -52,13 +56,14 @@ from radiodiff.diffusion.intensity import IntensityTransform
 from radiodiff.io.provenance import git_commit
 
 __all__ = ["FORMAT_VERSION", "CONFIG_FILE", "WEIGHTS_FILE", "META_FILE", "TABLE_FILE",
-           "DEFAULT_MODEL", "Release", "export_release", "load_release", "models_dir",
+           "DEFAULT_MODEL", "REFINER_DIR", "Release", "attach_refiner", "export_release", "load_release", "models_dir",
            "resolve_model", "seal_release"]
 
 FORMAT_VERSION = 1
 CONFIG_FILE = "config.yaml"
 WEIGHTS_FILE = "model.safetensors"
 META_FILE = "meta.json"
+REFINER_DIR = "refiner"  # optional: the faint-end refiner (a release), see meta "refine"
 TABLE_FILE = "train_conditions.csv"  # optional (releases before it, class-only models/first)
 _FILES = (CONFIG_FILE, WEIGHTS_FILE, META_FILE)  # hashed in SHA256SUMS, with TABLE_FILE
 
@@ -92,6 +97,9 @@ class Release:
     train_conditions : ConditionTable or None
         The training rows' conditions (``train_conditions.csv``); None when the release
         has none.
+    refiner : Release or None
+        The faint-end refiner in ``refiner/`` (:mod:`radiodiff.diffusion.refine`), when
+        ``meta.json`` records one.
     """
     denoiser: EDMDenoiser
     meta: dict
@@ -100,6 +108,14 @@ class Release:
     path: Path
     weights_sha256: str = field(default="")
     train_conditions: Any = None
+    refiner: Any = None
+
+    @property
+    def refine(self):
+        """The :class:`~radiodiff.diffusion.refine.RefineSpec` of the refiner, or None."""
+        from radiodiff.diffusion.refine import RefineSpec
+        entry = self.meta.get("refine")
+        return None if entry is None else RefineSpec.from_dict(entry, f"{self.path}: refine")
 
     @property
     def classes(self) -> list[str]:
@@ -525,8 +541,74 @@ def load_release(path: str | Path) -> Release:
         raise ValueError(f"{path}: {WEIGHTS_FILE} does not match the network in "
                          f"{CONFIG_FILE} ({detail[:500]})") from exc
     denoiser.eval()
-    return Release(denoiser=denoiser, meta=meta, config=config, transform=transform,
-                   path=path, weights_sha256=sha, train_conditions=table)
+    release = Release(denoiser=denoiser, meta=meta, config=config, transform=transform,
+                      path=path, weights_sha256=sha, train_conditions=table)
+    if meta.get("refine") is not None:
+        release.refiner = _load_refiner(release)
+    return release
+
+
+def _load_refiner(base: Release) -> Release:
+    """The refiner in ``<base>/refiner/``: a release itself (checked as one), whose weights
+    must be those ``meta["refine"]`` names and whose conditions must be the base's."""
+    folder = base.path / REFINER_DIR
+    refiner = load_release(folder)
+    if refiner.weights_sha256 != base.meta["refine"].get("weights_sha256"):
+        raise IntegrityError(f"{folder}: {WEIGHTS_FILE} is not the refiner "
+                             f"{base.path / META_FILE} records (SHA-256 differs); "
+                             "re-attach it with radiodiff.io.release.attach_refiner")
+    _check_pair(base.meta, refiner, base.refine, base.path)
+    return refiner
+
+
+def _check_pair(base_meta: Mapping[str, Any], refiner: Release, spec: Any, where: Path) -> None:
+    """The one rule for a base + refiner pair: same conditions and size, a refiner without
+    a refiner, and the refine sigma within the refiner's sampling range."""
+    if refiner.meta.get("refine") is not None:
+        raise ValueError(f"{refiner.path}: a refiner cannot have a refiner of its own")
+    for key in ("classes", "scalar_conditions", "image_size"):
+        if refiner.meta[key] != base_meta[key]:
+            raise ValueError(f"{refiner.path}: its {key} {refiner.meta[key]!r} differ from "
+                             f"the base release's {base_meta[key]!r} ({where})")
+    top = float(OmegaConf.select(refiner.config, "sampler.sigma_max", default=80.0))
+    if spec.sigma > top:
+        raise ValueError(f"{where}: refine sigma {spec.sigma} is above the refiner's "
+                         f"sigma_max {top}")
+
+
+def attach_refiner(base_dir: str | Path, refiner_dir: str | Path, out_dir: str | Path,
+                   sigma: float = 0.3, steps: int = 3, sampler: str = "dpmpp_2m",
+                   overwrite: bool = False) -> Path:
+    """Write ``out_dir``: the base release with ``refiner_dir`` as its faint-end refiner.
+
+    The base's files are copied, its ``meta.json`` gains ``refine = {sigma, steps, sampler,
+    weights_sha256}`` (:class:`~radiodiff.diffusion.refine.RefineSpec` plus the refiner's
+    weights), the refiner release is copied to ``refiner/``, and the manifest is rewritten.
+    Both inputs are loaded (and so checked) first; the output is written atomically
+    (``out_dir`` may be ``base_dir`` with ``overwrite``). Returns ``out_dir``.
+    """
+    import shutil
+
+    from radiodiff.diffusion.refine import RefineSpec
+
+    base, refiner = load_release(base_dir), load_release(refiner_dir)
+    spec = RefineSpec.from_dict(dict(sigma=sigma, steps=steps, sampler=sampler),
+                                f"attach_refiner {out_dir}")
+    _check_pair(base.meta, refiner, spec, Path(out_dir))
+    meta = dict(base.meta, refine=dict(spec.to_dict(), weights_sha256=refiner.weights_sha256))
+    names = [n for n in _FILES + (TABLE_FILE,) if (base.path / n).is_file()]
+    with artifact_dir(out_dir, "release", overwrite) as tmp:
+        for name in names:
+            if name != META_FILE:
+                shutil.copy2(base.path / name, tmp / name)
+        (tmp / META_FILE).write_text(json.dumps(meta, indent=2, allow_nan=False) + "\n")
+        (tmp / REFINER_DIR).mkdir()
+        for name in [n for n in _FILES + (TABLE_FILE, MANIFEST)
+                     if (refiner.path / n).is_file()]:
+            shutil.copy2(refiner.path / name, tmp / REFINER_DIR / name)
+        write_manifest(tmp, names)
+    load_release(out_dir)  # the pair as a reader will see it
+    return Path(out_dir)
 
 
 def seal_release(path: str | Path) -> Path:

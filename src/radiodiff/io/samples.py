@@ -88,11 +88,20 @@ def _provenance(release: Release, result: GenerateResult) -> dict[str, Any]:
         "sigma_min": s["sigma_min"], "sigma_max": s["sigma_max"], "rho": s["rho"],
         "S_churn": s["S_churn"], "seed": s["seed"],
         "conditions": s.get("conditions", "null"),
+        **_refine_provenance(release, s.get("refine")),
         "unit": result.unit,
         "package_version": radiodiff.__version__,
         "created_utc": result.created_utc
         or datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S"),
     }
+
+
+def _refine_provenance(release: Release, refine: Optional[dict]) -> dict[str, Any]:
+    """The refinement a result went through (radiodiff.diffusion.refine), or 0 / "" when none."""
+    if not refine:
+        return {"refine_sigma": 0.0, "refine_steps": 0, "refiner_sha256": ""}
+    return {"refine_sigma": float(refine["sigma"]), "refine_steps": int(refine["steps"]),
+            "refiner_sha256": release.refiner.weights_sha256}
 
 
 def _fits_cards(prov: dict[str, Any], result: GenerateResult, k: int) -> dict[str, Any]:
@@ -112,7 +121,10 @@ def _fits_cards(prov: dict[str, Any], result: GenerateResult, k: int) -> dict[st
         "SIGMAMAX": (prov["sigma_max"], "largest noise level"),
         "RHO": (prov["rho"], "schedule curvature (EDM Eq. 5)"),
         "SCHURN": (prov["S_churn"], "stochasticity (EDM Alg. 2)"),
-        "NFE": (int(result.nfe[k]), "network evaluations"),
+        "REFSIGMA": (prov["refine_sigma"], "faint-end refiner sigma (0: not refined)"),
+        "REFSTEPS": (prov["refine_steps"], "faint-end refiner steps"),
+        "REFSHA": (prov["refiner_sha256"], "SHA-256 of refiner/model.safetensors"),
+        "NFE": (int(result.nfe[k]), "network evaluations (base + refiner)"),
         "CLASS": (str(c["class"][k]) or "none", "class condition"),
         "PEAKFLUX": (peak if math.isfinite(peak) else "none", "[Jy/beam] peak condition"),
         "LAS": (las if math.isfinite(las) else "none", "[arcsec] size condition"),

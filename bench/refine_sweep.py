@@ -1,0 +1,72 @@
+"""Choose the faint-end refiner's setting on the validation split (issue 10).
+
+    python bench/refine_sweep.py --refiner <stretch release> --sigmas 0.3 0.6 1.2 \
+        --configs dpmpp_2m:7 --out bench/results/refine_valid.json
+
+For every sigma, attaches ``--refiner`` (a release trained with ``schedule=stretch``, e.g.
+``radiodiff export --ckpt <run>/last.ckpt --ema-halflife 5``) to ``--base`` (default: the
+built-in model) in a temporary folder (:func:`radiodiff.io.release.attach_refiner`, ``--steps``
+refiner steps) and scores each sampler configuration with ``bench/bench_quality.py``'s
+``score_configs`` against the real ``--split`` images (default valid: the test split is
+for the end), faint-pixel view included. ``--base-row`` adds the base alone
+(``:norefine``) for comparison, ``--real-row`` the real-vs-real floor. Prints the table and
+writes the rows as JSON (``sigma`` and ``refine_steps`` in every refined row).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_quality import markdown_table, score_configs  # noqa: E402
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--base", default="first", help="base release or shipped model name")
+    ap.add_argument("--refiner", required=True, help="refiner release (schedule=stretch)")
+    ap.add_argument("--sigmas", type=float, nargs="+", default=[0.3, 0.6, 1.2])
+    ap.add_argument("--steps", type=int, default=3, help="refiner steps")
+    ap.add_argument("--configs", nargs="+", default=["dpmpp_2m:7"],
+                    help="base sampler configurations (bench_quality syntax)")
+    ap.add_argument("--reference", default="data/first.h5")
+    ap.add_argument("--split", default="valid", choices=("valid", "test"))
+    ap.add_argument("--n", type=int, default=200)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--base-row", action="store_true", help="also score the base alone")
+    ap.add_argument("--real-row", action="store_true", help="also score the real floor")
+    ap.add_argument("--out", default=None, help="JSON file for the rows")
+    args = ap.parse_args()
+
+    from radiodiff.io.artifacts import atomic_text
+    from radiodiff.io.provenance import git_commit
+    from radiodiff.io.release import attach_refiner, resolve_model
+
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for k, sigma in enumerate(args.sigmas):
+            pair = attach_refiner(resolve_model(args.base), resolve_model(args.refiner),
+                                  Path(tmp) / f"pair{k}", sigma=sigma, steps=args.steps)
+            extra = [c + ":norefine" for c in args.configs] if args.base_row and k == 0 else []
+            got = score_configs(str(pair), args.reference, args.split, args.n,
+                                extra + list(args.configs), args.seed,
+                                real_row=args.real_row and k == 0)
+            for row in got:
+                if row.get("refine_nfe"):
+                    row.update(sigma=sigma, refine_steps=args.steps)
+            rows += got
+    print(markdown_table(rows))
+    if args.out:
+        atomic_text(args.out, json.dumps({
+            "base": resolve_model(args.base).name, "refiner": resolve_model(args.refiner).name,
+            "split": args.split, "n": args.n, "seed": args.seed, "git_commit": git_commit(),
+            "rows": rows}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

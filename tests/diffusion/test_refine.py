@@ -1,0 +1,152 @@
+"""The faint-end refiner: a release with a refiner/ folder, generate() through both networks,
+the pair checked as one on load, and the refinement recorded in the samples' provenance."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from helpers.releases import tiny_release
+from radiodiff.diffusion.generate import generate
+from radiodiff.diffusion.refine import RefineSpec
+from radiodiff.io.integrity import IntegrityError
+from radiodiff.io.release import META_FILE, REFINER_DIR, attach_refiner, load_release
+
+CLASSES = ["FRI", "FRII"]
+STRETCH = {"stretch": "power", "param": 0.25, "lo": 0.0, "hi": 1.0}
+PROJ = {"floor": 1 / 255, "halo_px": 1, "peak_one": True}
+FAST = dict(sampler="dpmpp_2m", steps=3, batch_size=2)
+
+
+@pytest.fixture(scope="module")
+def parts(tmp_path_factory):
+    root = tmp_path_factory.mktemp("refine")
+    base = tiny_release(root / "base", CLASSES, busy=True, projection=PROJ)
+    refiner = tiny_release(root / "refiner", CLASSES, busy=True, projection=PROJ,
+                           intensity=STRETCH)
+    return root, base, refiner
+
+
+@pytest.fixture(scope="module")
+def paired(parts):
+    root, base, refiner = parts
+    return load_release(attach_refiner(base, refiner, root / "paired", sigma=0.3, steps=2))
+
+
+def test_attach_loads_the_pair(paired, parts):
+    _, base, refiner = parts
+    assert paired.refine == RefineSpec(0.3, 2, "dpmpp_2m")
+    assert paired.refiner.path == paired.path / REFINER_DIR
+    assert paired.refiner.weights_sha256 == load_release(refiner).weights_sha256
+    assert paired.weights_sha256 == load_release(base).weights_sha256
+    assert load_release(base).refiner is None  # the inputs are left as they were
+
+
+def test_generate_runs_both_networks(paired, parts):
+    _, base, _ = parts
+    r = generate(paired, 4, label="FRI", seed=5, **FAST)
+    plain = generate(load_release(base), 4, label="FRI", seed=5, **FAST)
+    off = generate(paired, 4, label="FRI", seed=5, refine=False, **FAST)
+    assert (r.nfe == 3 + 2).all() and (off.nfe == 3).all()
+    assert r.settings["refine"] == {"sigma": 0.3, "steps": 2, "sampler": "dpmpp_2m"}
+    assert off.settings["refine"] is None
+    np.testing.assert_array_equal(off.images, plain.images)  # refine=False: the base alone
+    assert np.abs(r.images - plain.images).max() > 1e-3      # the refiner changed them
+    assert np.allclose(r.images.max(axis=(1, 2, 3)), 1.0)    # projected like the data
+    assert (r.images >= 0).all()
+
+
+def test_refinement_is_batch_invariant(paired):
+    a = generate(paired, 3, label="FRII", seed=11, **FAST)
+    b = generate(paired, 1, label="FRII", seed=12, sampler="dpmpp_2m", steps=3,
+                 batch_size=1)
+    np.testing.assert_array_equal(a.images[1:2], b.images)
+
+
+def test_small_sigma_keeps_the_base(parts, paired, tmp_path):
+    """Noised to a tiny sigma, the refiner (c_skip -> 1) hands back about the base image;
+    at sigma 0.3 it re-draws far more of it."""
+    _, base, refiner = parts
+    near = load_release(attach_refiner(base, refiner, tmp_path / "near", sigma=0.002,
+                                       steps=1))
+    plain = generate(load_release(base), 2, label="FRI", seed=3, **FAST).images
+    d_near = np.abs(generate(near, 2, label="FRI", seed=3, **FAST).images - plain)
+    d_far = np.abs(generate(paired, 2, label="FRI", seed=3, **FAST).images - plain)
+    assert d_near.max() < 0.03          # 0.002 in x^0.25 space: ~4 y^3 * 0.002 in data
+    assert d_far.mean() > 10 * d_near.mean()
+
+
+def test_swapped_refiner_weights_are_refused(parts, tmp_path):
+    root, base, _ = parts
+    other = tiny_release(tmp_path / "other", CLASSES, busy=False, intensity=STRETCH)
+    pair = attach_refiner(base, root / "refiner", tmp_path / "pair")
+    shutil.rmtree(pair / REFINER_DIR)
+    shutil.copytree(other, pair / REFINER_DIR)
+    with pytest.raises(IntegrityError, match="is not the refiner"):
+        load_release(pair)
+
+
+def test_refiner_of_other_classes_is_refused(parts, tmp_path):
+    _, base, _ = parts
+    other = tiny_release(tmp_path / "other", ["A", "B", "C"], busy=True, intensity=STRETCH)
+    with pytest.raises(ValueError, match="classes"):
+        attach_refiner(base, other, tmp_path / "pair")
+    assert not (tmp_path / "pair").exists()  # nothing half-written
+
+
+@pytest.mark.parametrize("entry, match", [
+    ({"sigma": -1, "steps": 2}, "sigma"),
+    ({"sigma": 0.3, "steps": 0}, "steps"),
+    ({"sigma": 0.3}, "steps"),
+])
+def test_bad_refine_entry_names_the_file(paired, tmp_path, entry, match):
+    pair = tmp_path / "pair"
+    shutil.copytree(paired.path, pair)
+    meta = json.loads((pair / META_FILE).read_text())
+    meta["refine"] = dict(entry, weights_sha256=meta["refine"]["weights_sha256"])
+    (pair / META_FILE).write_text(json.dumps(meta))
+    (pair / "SHA256SUMS").unlink()  # the edit itself is what is tested here
+    with pytest.raises(ValueError, match=f"{pair}.*refine.*{match}"):
+        load_release(pair)
+
+
+def test_refine_without_refiner_is_an_error(parts):
+    _, base, _ = parts
+    with pytest.raises(ValueError, match="no refiner"):
+        generate(load_release(base), 1, refine=True, **FAST)
+    with pytest.raises(ValueError, match="refine must be"):
+        generate(load_release(base), 1, refine="yes", **FAST)
+
+
+def test_fits_cards_record_the_refinement(paired, parts):
+    from radiodiff.io.samples import sample_images
+    _, base, _ = parts
+    (_, h), = sample_images(paired, generate(paired, 1, label="FRI", **FAST))
+    assert h["REFSIGMA"] == 0.3 and h["REFSTEPS"] == 2 and h["NFE"] == 5
+    assert h["REFSHA"] == paired.refiner.weights_sha256
+    plain = load_release(base)
+    (_, h0), = sample_images(plain, generate(plain, 1, label="FRI", **FAST))
+    assert h0["REFSIGMA"] == 0 and h0["REFSHA"] == ""
+
+
+def test_cli_attach_and_sample_with_and_without_refiner(parts, tmp_path, capsys):
+    from astropy.io import fits
+
+    from radiodiff.cli import main
+    _, base, refiner = parts
+    pair = tmp_path / "pair"
+    assert main(["attach-refiner", "--base", str(base), "--refiner", str(refiner),
+                 "--out", str(pair), "--sigma", "0.5", "--steps", "2"]) == 0
+    assert load_release(pair).refine == RefineSpec(0.5, 2)
+    for flag, nfe in (([], 5), (["--no-refine"], 3)):
+        out = tmp_path / f"s{nfe}"
+        assert main(["sample", "--model", str(pair), "--n", "1", "--class", "FRI",
+                     "--sampler", "dpmpp_2m", "--steps", "3", "--out", str(out), *flag]) == 0
+        assert fits.getheader(next(out.rglob("*.fits")))["NFE"] == nfe
+    assert "with the faint-end refiner" in capsys.readouterr().out
+    # the same folder again without --overwrite: one line, nothing touched
+    assert main(["attach-refiner", "--base", str(base), "--refiner", str(refiner),
+                 "--out", str(pair)]) != 0
+    assert "give --overwrite" in capsys.readouterr().err
+    assert load_release(pair).refine == RefineSpec(0.5, 2)
