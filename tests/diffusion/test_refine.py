@@ -77,6 +77,21 @@ def test_small_sigma_keeps_the_base(parts, paired, tmp_path):
     assert d_far.mean() > 10 * d_near.mean()
 
 
+def test_attach_in_place_keeps_what_is_beside_the_release(parts, tmp_path):
+    _, base, refiner = parts
+    own = tmp_path / "own"
+    shutil.copytree(base, own)
+    (own / "README.md").write_text("model card")
+    (own / "bench").mkdir()
+    (own / "bench" / "rows.json").write_text("{}")
+    attach_refiner(own, refiner, own, overwrite=True)
+    assert (own / "README.md").read_text() == "model card"
+    assert (own / "bench" / "rows.json").read_text() == "{}"
+    assert load_release(own).refiner is not None
+    attach_refiner(own, refiner, own, sigma=0.6, overwrite=True)  # re-attach replaces it
+    assert load_release(own).refine.sigma == 0.6
+
+
 def test_swapped_refiner_weights_are_refused(parts, tmp_path):
     root, base, _ = parts
     other = tiny_release(tmp_path / "other", CLASSES, busy=False, intensity=STRETCH)

@@ -581,7 +581,8 @@ def attach_refiner(base_dir: str | Path, refiner_dir: str | Path, out_dir: str |
                    overwrite: bool = False) -> Path:
     """Write ``out_dir``: the base release with ``refiner_dir`` as its faint-end refiner.
 
-    The base's files are copied, its ``meta.json`` gains ``refine = {sigma, steps, sampler,
+    The base folder is copied (its model card and any other files with it), its
+    ``meta.json`` gains ``refine = {sigma, steps, sampler,
     weights_sha256}`` (:class:`~radiodiff.diffusion.refine.RefineSpec` plus the refiner's
     weights), the refiner release is copied to ``refiner/``, and the manifest is rewritten.
     Both inputs are loaded (and so checked) first; the output is written atomically
@@ -598,9 +599,11 @@ def attach_refiner(base_dir: str | Path, refiner_dir: str | Path, out_dir: str |
     meta = dict(base.meta, refine=dict(spec.to_dict(), weights_sha256=refiner.weights_sha256))
     names = [n for n in _FILES + (TABLE_FILE,) if (base.path / n).is_file()]
     with artifact_dir(out_dir, "release", overwrite) as tmp:
-        for name in names:
-            if name != META_FILE:
-                shutil.copy2(base.path / name, tmp / name)
+        for item in base.path.iterdir():  # the release files and anything beside them
+            if item.name in (META_FILE, MANIFEST, REFINER_DIR) or item.name.startswith("."):
+                continue
+            copy = shutil.copytree if item.is_dir() else shutil.copy2
+            copy(item, tmp / item.name)
         (tmp / META_FILE).write_text(json.dumps(meta, indent=2, allow_nan=False) + "\n")
         (tmp / REFINER_DIR).mkdir()
         for name in [n for n in _FILES + (TABLE_FILE, MANIFEST)
