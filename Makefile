@@ -13,7 +13,7 @@ ifneq ($(SHARED),)
 export RADIODIFF_SHARED_DATA := $(abspath $(SHARED))
 endif
 
-.PHONY: setup demo test prepare inspect train train-first train-mirabest export sample eval bench \
+.PHONY: setup demo test prepare inspect train train-first train-mirabest train-refiner export sample eval bench \
         bench-quality clean
 
 setup: $(STAMP)
@@ -70,6 +70,20 @@ train-mirabest: setup
 	  train.val_every_steps=250 train.val_batches=4 trainer.enable_progress_bar=false \
 	  trainer.precision=32-true train.ema_halflife_kimg=5 'train.ema_bank_kimg=[2,10]' \
 	  train.max_minutes=110 $(ARGS)
+
+# The faint-end refiner of models/first (models/first/refiner): unet_small on FIRST in
+# x^0.25 space (schedule=stretch), warm-started from models/first's base weights; resumable
+# pieces like train-first. Then: radiodiff export --ckpt $(CKPT_ROOT)/ship-stretch/last.ckpt
+# --ema-halflife 5 --out R; radiodiff attach-refiner --base models/first --refiner R
+# --out models/first --sigma 0.6 --steps 3 --overwrite.
+train-refiner: setup
+	RADIODIFF_CKPT_DIR=$(CKPT_ROOT) $(BIN)/python train.py model=unet_small data=first \
+	  schedule=stretch logger=csv seed=0 train.run_name=ship-stretch \
+	  train.init_from=models/first train.ema_rampup_ratio=null \
+	  paths.output_dir=$(CKPT_ROOT)/runs train.total_kimg=200 train.sample_every_steps=0 \
+	  train.ckpt_every_minutes=5 train.ckpt_every_steps=250 train.val_every_steps=250 \
+	  train.val_batches=8 trainer.enable_progress_bar=false trainer.precision=32-true \
+	  train.ema_halflife_kimg=5 'train.ema_bank_kimg=[2,10]' train.max_minutes=110 $(ARGS)
 
 # make export CKPT=outputs/checkpoints/<run>/last.ckpt OUT=models/<name>
 export: setup
