@@ -359,10 +359,10 @@ def generate(release: Release, n: int, label: Optional[str | Sequence] = None,
     batch_size = _check_int("batch_size", batch_size, 1)
     seeds = _image_seeds(seed, seeds, n)
     check_sample_memory(n, release.image_size)
+    refine_spec = _refine_spec(release, refine)
     raw, mode = _image_conditions(release, seeds, label, peak_flux, las_arcsec, conditions)
     cond = _network_conditions(release, raw)
     out, nfe = _sample(release, spec, seeds, cond, batch_size, batch_invariant, progress)
-    refine_spec = _refine_spec(release, refine)
     projection = release.projection
     if refine_spec is not None:
         from radiodiff.data.preprocess import project_like_data
