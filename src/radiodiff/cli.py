@@ -209,6 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_inspect)
 
     from radiodiff.config import SamplerConfig  # defaults shared with conf/sampler/
+    from radiodiff.diffusion.refine import RefineSpec  # attach-refiner defaults
     sc = SamplerConfig()
     p = sub.add_parser("export", help="training checkpoint -> release folder (EMA weights)",
                        formatter_class=_DefaultsOnceFormatter)
@@ -234,9 +235,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "with schedule=stretch)")
     p.add_argument("--out", required=True, help="release folder to write (may be --base "
                    "with --overwrite)")
-    p.add_argument("--sigma", type=float, default=0.3,
+    p.add_argument("--sigma", type=float, default=RefineSpec.sigma,
                    help="noise level, in the refiner's model space, the base image is taken to")
-    p.add_argument("--steps", type=int, default=3, help="refiner solver steps (DPM-Solver++)")
+    p.add_argument("--steps", type=int, default=RefineSpec.steps,
+                   help="refiner solver steps (DPM-Solver++)")
     _overwrite_arg(p, "release folder")
     p.set_defaults(func=_cmd_attach_refiner)
 

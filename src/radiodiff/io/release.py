@@ -53,11 +53,12 @@ from radiodiff.io.integrity import (MANIFEST, IntegrityError, check_finite, read
                                     verify_file, write_manifest)
 from radiodiff.diffusion.edm import EDMDenoiser
 from radiodiff.diffusion.intensity import IntensityTransform
+from radiodiff.diffusion.refine import RefineSpec
 from radiodiff.io.provenance import git_commit
 
 __all__ = ["FORMAT_VERSION", "CONFIG_FILE", "WEIGHTS_FILE", "META_FILE", "TABLE_FILE",
-           "DEFAULT_MODEL", "REFINER_DIR", "Release", "attach_refiner", "export_release", "load_release", "models_dir",
-           "resolve_model", "seal_release"]
+           "DEFAULT_MODEL", "REFINER_DIR", "Release", "attach_refiner", "export_release",
+           "load_release", "models_dir", "resolve_model", "seal_release"]
 
 FORMAT_VERSION = 1
 CONFIG_FILE = "config.yaml"
@@ -111,9 +112,8 @@ class Release:
     refiner: Any = None
 
     @property
-    def refine(self):
+    def refine(self) -> RefineSpec | None:
         """The :class:`~radiodiff.diffusion.refine.RefineSpec` of the refiner, or None."""
-        from radiodiff.diffusion.refine import RefineSpec
         entry = self.meta.get("refine")
         return None if entry is None else RefineSpec.from_dict(entry, f"{self.path}: refine")
 
@@ -561,7 +561,8 @@ def _load_refiner(base: Release) -> Release:
     return refiner
 
 
-def _check_pair(base_meta: Mapping[str, Any], refiner: Release, spec: Any, where: Path) -> None:
+def _check_pair(base_meta: Mapping[str, Any], refiner: Release, spec: RefineSpec,
+                where: Path) -> None:
     """The one rule for a base + refiner pair: same conditions and size, a refiner without
     a refiner, and the refine sigma within the refiner's sampling range."""
     if refiner.meta.get("refine") is not None:
@@ -577,8 +578,8 @@ def _check_pair(base_meta: Mapping[str, Any], refiner: Release, spec: Any, where
 
 
 def attach_refiner(base_dir: str | Path, refiner_dir: str | Path, out_dir: str | Path,
-                   sigma: float = 0.3, steps: int = 3, sampler: str = "dpmpp_2m",
-                   overwrite: bool = False) -> Path:
+                   sigma: float = RefineSpec.sigma, steps: int = RefineSpec.steps,
+                   sampler: str = RefineSpec.sampler, overwrite: bool = False) -> Path:
     """Write ``out_dir``: the base release with ``refiner_dir`` as its faint-end refiner.
 
     The base folder is copied (its model card and any other files with it), its
@@ -589,8 +590,6 @@ def attach_refiner(base_dir: str | Path, refiner_dir: str | Path, out_dir: str |
     (``out_dir`` may be ``base_dir`` with ``overwrite``). Returns ``out_dir``.
     """
     import shutil
-
-    from radiodiff.diffusion.refine import RefineSpec
 
     base, refiner = load_release(base_dir), load_release(refiner_dir)
     spec = RefineSpec.from_dict(dict(sigma=sigma, steps=steps, sampler=sampler),
