@@ -174,8 +174,9 @@ def markdown_table(rows: list[dict], first_column: str | None = None) -> str:
                         if k in r and r[k] != (1.0 if k == "guidance" else None))
         extra += " raw" if r.get("project") is False else ""
         if r.get("refine_nfe"):
-            extra += f" + refiner {r['refine_nfe']}" + (f" (σ_r {r['sigma']:g})"
-                                                          if "sigma" in r else "")
+            extra += f" + refiner {r['refine_nfe']}" + (f" (σ_r {r['sigma']:g}" + (
+                f", ρ {r['refine_rho']:g})" if r.get("refine_rho", 7.0) != 7.0 else ")")
+                if "sigma" in r else "")
         extra += " (refiner off)" if r.get("refine") is False else ""
         lines.append(
             (f"| {r.get(first_column, '')} " if first_column else "")

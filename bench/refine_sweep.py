@@ -10,7 +10,8 @@ refiner steps) and scores each sampler configuration with ``bench/bench_quality.
 ``score_configs`` against the real ``--split`` images (default valid: the test split is
 for the end), faint-pixel view included. ``--base-row`` adds the base alone
 (``:norefine``) for comparison, ``--real-row`` the real-vs-real floor. Prints the table and
-writes the rows as JSON (``sigma`` and ``refine_steps`` in every refined row).
+writes the rows as JSON (``sigma``, ``refine_steps`` and ``refine_rho`` in every refined
+row); ``--rho`` sets the curvature of the refiner's schedule (EDM Eq. 5).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ def main() -> None:
     ap.add_argument("--refiner", required=True, help="refiner release (schedule=stretch)")
     ap.add_argument("--sigmas", type=float, nargs="+", default=[0.3, 0.6, 1.2])
     ap.add_argument("--steps", type=int, default=3, help="refiner steps")
+    ap.add_argument("--rho", type=float, default=7.0, help="refiner schedule curvature")
     ap.add_argument("--configs", nargs="+", default=["dpmpp_2m:7"],
                     help="base sampler configurations (bench_quality syntax)")
     ap.add_argument("--reference", default="data/first.h5")
@@ -51,14 +53,15 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for k, sigma in enumerate(args.sigmas):
             pair = attach_refiner(resolve_model(args.base), resolve_model(args.refiner),
-                                  Path(tmp) / f"pair{k}", sigma=sigma, steps=args.steps)
+                                  Path(tmp) / f"pair{k}", sigma=sigma, steps=args.steps,
+                                  rho=args.rho)
             extra = [c + ":norefine" for c in args.configs] if args.base_row and k == 0 else []
             got = score_configs(str(pair), args.reference, args.split, args.n,
                                 extra + list(args.configs), args.seed,
                                 real_row=args.real_row and k == 0)
             for row in got:
                 if row.get("refine_nfe"):
-                    row.update(sigma=sigma, refine_steps=args.steps)
+                    row.update(sigma=sigma, refine_steps=args.steps, refine_rho=args.rho)
             rows += got
     print(markdown_table(rows))
     if args.out:

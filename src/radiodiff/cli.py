@@ -112,9 +112,10 @@ def _cmd_attach_refiner(args) -> int:
     from radiodiff.io.release import attach_refiner, resolve_model
 
     out = attach_refiner(resolve_model(args.base), resolve_model(args.refiner), args.out,
-                         sigma=args.sigma, steps=args.steps, overwrite=args.overwrite)
-    print(f"release with its faint-end refiner (sigma {args.sigma:g}, {args.steps} steps) "
-          f"written to {out}")
+                         sigma=args.sigma, steps=args.steps, rho=args.rho,
+                         overwrite=args.overwrite)
+    print(f"release with its faint-end refiner (sigma {args.sigma:g}, {args.steps} steps, "
+          f"rho {args.rho:g}) written to {out}")
     return 0
 
 
@@ -239,6 +240,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="noise level, in the refiner's model space, the base image is taken to")
     p.add_argument("--steps", type=int, default=RefineSpec.steps,
                    help="refiner solver steps (DPM-Solver++)")
+    p.add_argument("--rho", type=float, default=RefineSpec.rho,
+                   help="curvature of the refiner's noise schedule (EDM Eq. 5)")
     _overwrite_arg(p, "release folder")
     p.set_defaults(func=_cmd_attach_refiner)
 

@@ -49,7 +49,8 @@ def test_generate_runs_both_networks(paired, parts):
     plain = generate(load_release(base), 4, label="FRI", seed=5, **FAST)
     off = generate(paired, 4, label="FRI", seed=5, refine=False, **FAST)
     assert (r.nfe == 3 + 2).all() and (off.nfe == 3).all()
-    assert r.settings["refine"] == {"sigma": 0.3, "steps": 2, "sampler": "dpmpp_2m"}
+    assert r.settings["refine"] == {"sigma": 0.3, "steps": 2, "sampler": "dpmpp_2m",
+                                    "rho": 7.0}
     assert off.settings["refine"] is None
     np.testing.assert_array_equal(off.images, plain.images)  # refine=False: the base alone
     assert np.abs(r.images - plain.images).max() > 1e-3      # the refiner changed them
@@ -88,8 +89,9 @@ def test_attach_in_place_keeps_what_is_beside_the_release(parts, tmp_path):
     assert (own / "README.md").read_text() == "model card"
     assert (own / "bench" / "rows.json").read_text() == "{}"
     assert load_release(own).refiner is not None
-    attach_refiner(own, refiner, own, sigma=0.6, overwrite=True)  # re-attach replaces it
-    assert load_release(own).refine.sigma == 0.6
+    assert load_release(own).refine.sigma == RefineSpec.sigma
+    attach_refiner(own, refiner, own, sigma=0.45, overwrite=True)  # re-attach replaces it
+    assert load_release(own).refine.sigma == 0.45
 
 
 def test_swapped_refiner_weights_are_refused(parts, tmp_path):
@@ -114,6 +116,7 @@ def test_refiner_of_other_classes_is_refused(parts, tmp_path):
     ({"sigma": -1, "steps": 2}, "sigma"),
     ({"sigma": 0.3, "steps": 0}, "steps"),
     ({"sigma": 0.3}, "steps"),
+    ({"sigma": 0.3, "steps": 2, "rho": 0}, "rho"),
 ])
 def test_bad_refine_entry_names_the_file(paired, tmp_path, entry, match):
     pair = tmp_path / "pair"
@@ -124,6 +127,32 @@ def test_bad_refine_entry_names_the_file(paired, tmp_path, entry, match):
     (pair / "SHA256SUMS").unlink()  # the edit itself is what is tested here
     with pytest.raises(ValueError, match=f"{pair}.*refine.*{match}"):
         load_release(pair)
+
+
+def test_refiner_schedule_curvature_is_recorded_and_used(parts, paired, tmp_path):
+    """rho of the refiner's Karras schedule: in meta, FITS and the images; a release
+    written before rho was recorded refines with EDM's 7."""
+    from radiodiff.io.samples import sample_images
+    _, base, refiner = parts
+    flat = load_release(attach_refiner(base, refiner, tmp_path / "flat", sigma=0.3, steps=3,
+                                       rho=3))
+    curved = load_release(attach_refiner(base, refiner, tmp_path / "curved", sigma=0.3,
+                                         steps=3))
+    assert flat.refine == RefineSpec(0.3, 3, "dpmpp_2m", 3.0) and curved.refine.rho == 7.0
+    a = generate(flat, 2, label="FRI", seed=4, **FAST).images
+    b = generate(paired, 2, label="FRI", seed=4, **FAST).images
+    assert np.abs(a - generate(curved, 2, label="FRI", seed=4, **FAST).images).max() > 1e-4
+    (_, h), = sample_images(flat, generate(flat, 1, label="FRI", **FAST))
+    assert h["REFRHO"] == 3.0
+    legacy = tmp_path / "legacy"
+    shutil.copytree(paired.path, legacy)
+    meta = json.loads((legacy / META_FILE).read_text())
+    del meta["refine"]["rho"]
+    (legacy / META_FILE).write_text(json.dumps(meta))
+    (legacy / "SHA256SUMS").unlink()
+    old = load_release(legacy)
+    assert old.refine.rho == 7.0
+    np.testing.assert_array_equal(generate(old, 2, label="FRI", seed=4, **FAST).images, b)
 
 
 def test_refine_without_refiner_is_an_error(parts):
@@ -139,6 +168,7 @@ def test_fits_cards_record_the_refinement(paired, parts):
     _, base, _ = parts
     (_, h), = sample_images(paired, generate(paired, 1, label="FRI", **FAST))
     assert h["REFSIGMA"] == 0.3 and h["REFSTEPS"] == 2 and h["NFE"] == 5
+    assert h["REFRHO"] == 7.0
     assert h["REFSHA"] == paired.refiner.weights_sha256
     plain = load_release(base)
     (_, h0), = sample_images(plain, generate(plain, 1, label="FRI", **FAST))
@@ -152,8 +182,8 @@ def test_cli_attach_and_sample_with_and_without_refiner(parts, tmp_path, capsys)
     _, base, refiner = parts
     pair = tmp_path / "pair"
     assert main(["attach-refiner", "--base", str(base), "--refiner", str(refiner),
-                 "--out", str(pair), "--sigma", "0.5", "--steps", "2"]) == 0
-    assert load_release(pair).refine == RefineSpec(0.5, 2)
+                 "--out", str(pair), "--sigma", "0.5", "--steps", "2", "--rho", "3"]) == 0
+    assert load_release(pair).refine == RefineSpec(0.5, 2, rho=3.0)
     for flag, nfe in (([], 5), (["--no-refine"], 3)):
         out = tmp_path / f"s{nfe}"
         assert main(["sample", "--model", str(pair), "--n", "1", "--class", "FRI",
@@ -164,4 +194,4 @@ def test_cli_attach_and_sample_with_and_without_refiner(parts, tmp_path, capsys)
     assert main(["attach-refiner", "--base", str(base), "--refiner", str(refiner),
                  "--out", str(pair)]) != 0
     assert "give --overwrite" in capsys.readouterr().err
-    assert load_release(pair).refine == RefineSpec(0.5, 2)
+    assert load_release(pair).refine == RefineSpec(0.5, 2, rho=3.0)

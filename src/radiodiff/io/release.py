@@ -579,11 +579,12 @@ def _check_pair(base_meta: Mapping[str, Any], refiner: Release, spec: RefineSpec
 
 def attach_refiner(base_dir: str | Path, refiner_dir: str | Path, out_dir: str | Path,
                    sigma: float = RefineSpec.sigma, steps: int = RefineSpec.steps,
-                   sampler: str = RefineSpec.sampler, overwrite: bool = False) -> Path:
+                   sampler: str = RefineSpec.sampler, rho: float = RefineSpec.rho,
+                   overwrite: bool = False) -> Path:
     """Write ``out_dir``: the base release with ``refiner_dir`` as its faint-end refiner.
 
     The base folder is copied (its model card and any other files with it), its
-    ``meta.json`` gains ``refine = {sigma, steps, sampler,
+    ``meta.json`` gains ``refine = {sigma, steps, sampler, rho,
     weights_sha256}`` (:class:`~radiodiff.diffusion.refine.RefineSpec` plus the refiner's
     weights), the refiner release is copied to ``refiner/``, and the manifest is rewritten.
     Both inputs are loaded (and so checked) first; the output is written atomically
@@ -592,7 +593,7 @@ def attach_refiner(base_dir: str | Path, refiner_dir: str | Path, out_dir: str |
     import shutil
 
     base, refiner = load_release(base_dir), load_release(refiner_dir)
-    spec = RefineSpec.from_dict(dict(sigma=sigma, steps=steps, sampler=sampler),
+    spec = RefineSpec.from_dict(dict(sigma=sigma, steps=steps, sampler=sampler, rho=rho),
                                 f"attach_refiner {out_dir}")
     _check_pair(base.meta, refiner, spec, Path(out_dir))
     meta = dict(base.meta, refine=dict(spec.to_dict(), weights_sha256=refiner.weights_sha256))

@@ -99,8 +99,9 @@ def _provenance(release: Release, result: GenerateResult) -> dict[str, Any]:
 def _refine_provenance(release: Release, refine: Optional[dict]) -> dict[str, Any]:
     """The refinement a result went through (radiodiff.diffusion.refine), or 0 / "" when none."""
     if not refine:
-        return {"refine_sigma": 0.0, "refine_steps": 0, "refiner_sha256": ""}
+        return {"refine_sigma": 0.0, "refine_steps": 0, "refine_rho": 0.0, "refiner_sha256": ""}
     return {"refine_sigma": float(refine["sigma"]), "refine_steps": int(refine["steps"]),
+            "refine_rho": float(refine.get("rho", 7.0)),
             "refiner_sha256": release.refiner.weights_sha256}
 
 
@@ -123,6 +124,7 @@ def _fits_cards(prov: dict[str, Any], result: GenerateResult, k: int) -> dict[st
         "SCHURN": (prov["S_churn"], "stochasticity (EDM Alg. 2)"),
         "REFSIGMA": (prov["refine_sigma"], "faint-end refiner sigma (0: not refined)"),
         "REFSTEPS": (prov["refine_steps"], "faint-end refiner steps"),
+        "REFRHO": (prov["refine_rho"], "faint-end refiner schedule curvature"),
         "REFSHA": (prov["refiner_sha256"], "SHA-256 of refiner/model.safetensors"),
         "NFE": (int(result.nfe[k]), "network evaluations (base + refiner)"),
         "CLASS": (str(c["class"][k]) or "none", "class condition"),
