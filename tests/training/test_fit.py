@@ -333,10 +333,21 @@ def test_warm_start_from_a_release(tmp_path, tiny_h5):
         def on_train_start(self, trainer, module):
             seen["net"] = {k: v.clone() for k, v in module.net.state_dict().items()}
 
-    train(cfg_for(tmp_path / "b", tiny_h5, "train.total_kimg=0.008", f"train.init_from={rel}"),
-          extra_callbacks=[Grab()])
-    expected = load_release(rel).denoiser.state_dict()
+    second = train(cfg_for(tmp_path / "b", tiny_h5, "train.total_kimg=0.008",
+                           f"train.init_from={rel}"), extra_callbacks=[Grab()])
+    start = load_release(rel)
+    expected = start.denoiser.state_dict()
     assert all(torch.equal(seen["net"][k], v) for k, v in expected.items())
+    # the lineage reaches the next release: start weights and images seen before this run
+    meta = load_release(export_checkpoint(second["checkpoint"], tmp_path / "rel2")).meta
+    assert meta["warm_start"] == {"weights_sha256": start.weights_sha256,
+                                  "images_seen_total": start.meta["images_seen"]}
+    assert meta["images_seen"] == second["images_seen"] and "warm_start" not in start.meta
+    resumed = train(cfg_for(tmp_path / "b", tiny_h5, "train.total_kimg=0.016",
+                            f"train.init_from={rel}"))  # a later piece resumes the run
+    assert resumed["resumed_from"] == second["checkpoint"]
+    again = load_release(export_checkpoint(resumed["checkpoint"], tmp_path / "rel3")).meta
+    assert again["warm_start"] == meta["warm_start"]
     with pytest.raises(ValueError, match="do not fit model=unet_small"):
         train(cfg_for(tmp_path / "c", tiny_h5, "model=unet_small", "model.attn_resolutions=[8]",
                       "train.total_kimg=0.008", f"train.init_from={rel}"))

@@ -151,6 +151,8 @@ def export_checkpoint(ckpt_path: str | Path, out_dir: str | Path,
         "images_seen": ckpt.get("images_seen"), "step": ckpt.get("global_step"),
         "intensity": hp.get("intensity"), "ema_halflife_kimg": halflife, "model_args": args,
     }
+    if ckpt.get("warm_start"):  # what the run started from (training.fit.warm_start)
+        meta["warm_start"] = dict(ckpt["warm_start"])
     meta["projection"] = projection or output_projection(cfg.data, meta["scaling"],
                                                          meta["negatives"])
     table = _train_conditions(hp, cfg, ckpt_path, data)  # checks data is the training data

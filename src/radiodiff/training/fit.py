@@ -39,7 +39,8 @@ from radiodiff.diffusion.conditions import ConditionTransform
 from radiodiff.diffusion.intensity import IntensityTransform
 
 __all__ = ["train", "ResumeCheckpoint", "AtomicCheckpointIO", "TimeBox", "build_trainer",
-           "build_callbacks", "data_stats", "resume_path", "make_logger", "warm_start", "adapt_state",
+           "build_callbacks", "data_stats", "resume_path", "make_logger", "warm_start",
+           "warm_start_lineage", "adapt_state",
            "check_image_size"]
 
 log = logging.getLogger(__name__)
@@ -509,8 +510,18 @@ def warm_start(module: DiffusionModule, release_dir: str | Path) -> None:
     state["sigma_data"] = module.net.sigma_data.clone()
     for net in (module.net, module.ema, *module.ema_bank):
         net.load_state_dict(state, strict=True)
+    module.warm_start = warm_start_lineage(release.meta, release.weights_sha256)
     log.info("warm-started from %s (%s images seen)%s", release_dir,
              release.meta.get("images_seen"), "; " + "; ".join(notes) if notes else "")
+
+
+def warm_start_lineage(meta: dict[str, Any], weights_sha256: str) -> dict:
+    """What a warm-started run starts from, for its checkpoints and releases: the start
+    release's weights hash and the images seen along the whole chain of warm starts before
+    this run (its own ``images_seen`` plus its ``warm_start`` entry's, if any)."""
+    before = (meta.get("warm_start") or {}).get("images_seen_total", 0) or 0
+    return {"weights_sha256": weights_sha256,
+            "images_seen_total": int(before) + int(meta.get("images_seen") or 0)}
 
 
 LABEL_KEY = "net.map_label.weight"

@@ -159,6 +159,7 @@ class DiffusionModule(L.LightningModule):
         # (images, global step) at the restored checkpoint; images_seen counts on from there.
         self._resumed_at = (0, 0)
         self._ema_step = 0  # global step of the last EMA update (none due at step 0)
+        self.warm_start: dict | None = None  # lineage of a warm start (fit.warm_start)
 
     # ------------------------------------------------------------------------------ helpers
     @property
@@ -310,8 +311,11 @@ class DiffusionModule(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["images_seen"] = self.images_seen
+        if self.warm_start:  # survives resumes: the export records it (training.export)
+            checkpoint["warm_start"] = dict(self.warm_start)
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self.warm_start = checkpoint.get("warm_start")
         self._resumed_at = checkpoint_progress(checkpoint, self.batch_images)
         self._ema_step = self._resumed_at[1]  # the checkpoint's EMA is up to date
 
