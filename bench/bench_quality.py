@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from radiodiff.diffusion.refine import RefineSpec
 from radiodiff.diffusion.sampling import SAMPLERS, SamplerSpec, sampler_nfe
 from radiodiff.evaluation.metrics import EvalSettings, evaluate, w1_ratios, w1_summary
 from radiodiff.evaluation.sets import (ImageSet, generated_set, proportional_labels,
@@ -98,7 +99,6 @@ def score_configs(model: str, reference: str, split: str, n: int, configs: list[
 
 def _refine_nfe(model: str) -> int:
     """Network evaluations per image of the model's faint-end refiner (0: none)."""
-    from radiodiff.diffusion.refine import RefineSpec
     from radiodiff.io.release import META_FILE, resolve_model
     path = resolve_model(model)
     if path.is_file():  # a training checkpoint: no refiner
@@ -174,9 +174,11 @@ def markdown_table(rows: list[dict], first_column: str | None = None) -> str:
                         if k in r and r[k] != (1.0 if k == "guidance" else None))
         extra += " raw" if r.get("project") is False else ""
         if r.get("refine_nfe"):
-            extra += f" + refiner {r['refine_nfe']}" + (f" (σ_r {r['sigma']:g}" + (
-                f", ρ {r['refine_rho']:g})" if r.get("refine_rho", 7.0) != 7.0 else ")")
-                if "sigma" in r else "")
+            extra += f" + refiner {r['refine_nfe']}"
+            if "sigma" in r:  # refine_sweep rows: the setting, rho when not the default
+                rho = r.get("refine_rho", RefineSpec.rho)
+                extra += f" (σ_r {r['sigma']:g}" + (f", ρ {rho:g})" if rho != RefineSpec.rho
+                                                     else ")")
         extra += " (refiner off)" if r.get("refine") is False else ""
         lines.append(
             (f"| {r.get(first_column, '')} " if first_column else "")

@@ -25,6 +25,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_quality import markdown_table, score_configs  # noqa: E402
 
+from radiodiff.diffusion.refine import RefineSpec  # noqa: E402
+
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__,
@@ -32,8 +34,9 @@ def main() -> None:
     ap.add_argument("--base", default="first", help="base release or shipped model name")
     ap.add_argument("--refiner", required=True, help="refiner release (schedule=stretch)")
     ap.add_argument("--sigmas", type=float, nargs="+", default=[0.3, 0.6, 1.2])
-    ap.add_argument("--steps", type=int, default=3, help="refiner steps")
-    ap.add_argument("--rho", type=float, default=7.0, help="refiner schedule curvature")
+    ap.add_argument("--steps", type=int, default=RefineSpec.steps, help="refiner steps")
+    ap.add_argument("--rho", type=float, default=RefineSpec.rho,
+                    help="refiner schedule curvature")
     ap.add_argument("--configs", nargs="+", default=["dpmpp_2m:7"],
                     help="base sampler configurations (bench_quality syntax)")
     ap.add_argument("--reference", default="data/first.h5")

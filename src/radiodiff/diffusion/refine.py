@@ -29,6 +29,7 @@ from typing import Any, Mapping, Optional
 import numpy as np
 import torch
 
+from radiodiff.config import SamplerConfig
 from radiodiff.diffusion.edm import guided
 from radiodiff.diffusion.sampling import (CountingDenoiser, SamplerSpec, per_image,
                                           seeded_noise, word_seed)
@@ -60,7 +61,7 @@ class RefineSpec:
     sigma: float = 0.6
     steps: int = 3
     sampler: str = "dpmpp_2m"
-    rho: float = 7.0
+    rho: float = SamplerConfig.rho  # EDM's 7, the base sampler's default
 
     def solver(self, sigma_min: float = 0.002) -> SamplerSpec:
         """The refiner's solver spec from ``sigma`` down to ``sigma_min`` (validated there)."""
@@ -81,7 +82,7 @@ class RefineSpec:
         try:
             spec = cls(sigma=float(d["sigma"]), steps=int(d["steps"]),
                        sampler=str(d.get("sampler", "dpmpp_2m")),
-                       rho=float(d.get("rho", 7.0)))
+                       rho=float(d.get("rho", cls.rho)))
             spec.solver()
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"{where}: not a refinement setting ({exc})") from exc

@@ -101,7 +101,7 @@ def _refine_provenance(release: Release, refine: Optional[dict]) -> dict[str, An
     if not refine:
         return {"refine_sigma": 0.0, "refine_steps": 0, "refine_rho": 0.0, "refiner_sha256": ""}
     return {"refine_sigma": float(refine["sigma"]), "refine_steps": int(refine["steps"]),
-            "refine_rho": float(refine.get("rho", 7.0)),
+            "refine_rho": float(refine["rho"]),
             "refiner_sha256": release.refiner.weights_sha256}
 
 
