@@ -74,10 +74,10 @@ train-mirabest: setup
 # The faint-end refiner of models/first (models/first/refiner): unet_small on FIRST in
 # x^0.25 space (schedule=stretch), warm-started from models/first's base weights; resumable
 # pieces like train-first. Then: radiodiff export --ckpt $(CKPT_ROOT)/ship-stretch/last.ckpt
-# --ema-halflife 5 --out R; radiodiff attach-refiner --base models/first --refiner R
-# --out models/first --sigma 0.6 --steps 3 --overwrite. If the resume state is lost, continue
-# from the shipped refiner's EMA weights (a new run, fresh optimiser):
-#   make train-refiner ARGS="seed=2 train.run_name=ship-stretch3 train.init_from=models/first/refiner"
+# --ema-halflife 10 --out R; radiodiff attach-refiner --base models/first --refiner R
+# --out models/first --sigma 0.45 --steps 3 --overwrite (the shipped setting). If the resume
+# state is lost, continue from the shipped refiner's EMA weights (a new run, fresh optimiser):
+#   make train-refiner ARGS="seed=3 train.run_name=ship-stretch4 train.init_from=models/first/refiner"
 train-refiner: setup
 	RADIODIFF_CKPT_DIR=$(CKPT_ROOT) $(BIN)/python train.py model=unet_small data=first \
 	  schedule=stretch logger=csv seed=0 train.run_name=ship-stretch \
