@@ -11,10 +11,11 @@ data) is encoded into the refiner's model space, ``y = s(x)``, noised to ``sigma
     y(sigma_r) = s(x) + sigma_r * eps,
 
 and integrated back to 0 by the refiner's probability-flow ODE (EDM Eq. 1) in ``steps``
-solver steps. At ``sigma_r = 0.6`` in x^0.25 space (the default; the shipped FIRST release
-records 0.45, chosen on the validation split over 0.3 and 0.6 for its 55k-image refiner) the noise is comparable to what lies below
-~10 % of the peak (0.6^4 = 0.13) and small beside the bright core: the refiner re-draws the
-faint wings, jets and sky, the base keeps the morphology.
+solver steps. At ``sigma_r = 0.6`` in x^0.25 space (the default; the shipped FIRST
+release records 0.45, chosen on the validation split over 0.3 and 0.6 for its 55k-image
+refiner) the noise is comparable to what lies below ~10 % of the peak (0.6^4 = 0.13) and
+small beside the bright core: the refiner re-draws the faint wings, jets and sky, the base
+keeps the morphology.
 
 The refiner is a release of its own, kept in the base release's ``refiner/`` folder; the
 base's ``meta.json`` records ``refine = {sigma, steps, sampler, weights_sha256}``, so the
