@@ -1,0 +1,64 @@
+"""Where the faint view's worst statistic comes from: segmented components per image.
+
+    python bench/faint_components.py [--model first] [--split valid] [--n 200] [--seed 0]
+
+Draws ``--n`` images from ``--model`` with the real ``--split``'s class mix (the sampler and
+refiner the release records, as ``bench/bench_quality.py`` does with ``dpmpp_2m:7``) and
+prints, for real and generated sets, the distribution of ``seg_n_components`` (the
+segmentation statistic of :func:`radiodiff.evaluation.metrics.image_statistics`) on the
+plain and the faint (x^0.25) view, with its mean per class: too many or too few islands?
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from radiodiff.diffusion.sampling import SamplerSpec  # noqa: E402
+from radiodiff.evaluation.faint import faint_view  # noqa: E402
+from radiodiff.evaluation.metrics import image_statistics  # noqa: E402
+from radiodiff.evaluation.sets import (generated_set, proportional_labels,  # noqa: E402
+                                       reference_splits)
+
+
+def _summary(name: str, counts: np.ndarray, labels: np.ndarray, classes: list[str]) -> str:
+    q = np.percentile(counts, [10, 50, 90])
+    per = " ".join(f"{c} {counts[labels == k].mean():.2f}" for k, c in enumerate(classes)
+                   if (labels == k).any())
+    return (f"{name:<22} mean {counts.mean():5.2f}  p10/50/90 {q[0]:.0f}/{q[1]:.0f}/{q[2]:.0f}"
+            f"  one component {np.mean(counts == 1):5.1%}  by class: {per}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default="first")
+    ap.add_argument("--reference", default="data/first.h5")
+    ap.add_argument("--split", default="valid", choices=("valid", "test"))
+    ap.add_argument("--config", default="dpmpp_2m:7", help="base sampler:steps")
+    ap.add_argument("--n", type=int, default=200)
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+
+    real, _, _, ps = reference_splits(args.reference, args.split)
+    classes = list(ps.classes)
+    labels = proportional_labels(real.labels, args.n)
+    sampler, steps = args.config.split(":")
+    spec = SamplerSpec.build(sampler=sampler, steps=int(steps))
+    with tempfile.TemporaryDirectory() as tmp:
+        fake = generated_set(args.model, labels, Path(tmp), spec, args.seed, 32)
+    for view, f in (("plain", lambda x: x), ("faint x^0.25", faint_view)):
+        print(f"-- {view} view: seg_n_components per image")
+        for name, s in ((f"real {args.split}", real), ("generated", fake)):
+            counts = np.asarray(image_statistics(f(s.images), None)["seg_n_components"])
+            print(_summary(name, counts, np.asarray(s.labels), classes))
+
+
+if __name__ == "__main__":
+    main()
