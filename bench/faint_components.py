@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_quality import _parse_config  # noqa: E402
 
 from radiodiff.diffusion.sampling import SamplerSpec  # noqa: E402
 from radiodiff.evaluation.faint import faint_view  # noqa: E402
@@ -41,7 +42,7 @@ def main() -> None:
     ap.add_argument("--model", default="first")
     ap.add_argument("--reference", default="data/first.h5")
     ap.add_argument("--split", default="valid", choices=("valid", "test"))
-    ap.add_argument("--config", default="dpmpp_2m:7", help="base sampler:steps")
+    ap.add_argument("--config", default="dpmpp_2m:7", help="bench_quality.py syntax")
     ap.add_argument("--n", type=int, default=200)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
@@ -49,10 +50,11 @@ def main() -> None:
     real, _, _, ps = reference_splits(args.reference, args.split)
     classes = list(ps.classes)
     labels = proportional_labels(real.labels, args.n)
-    sampler, steps = args.config.split(":")
-    spec = SamplerSpec.build(sampler=sampler, steps=int(steps))
+    sampler, steps, guidance, kw = _parse_config(args.config)
+    gen_kw = {k: kw.pop(k) for k in ("project", "refine") if k in kw}
+    spec = SamplerSpec.build(sampler=sampler, steps=steps, guidance=guidance, **kw)
     with tempfile.TemporaryDirectory() as tmp:
-        fake = generated_set(args.model, labels, Path(tmp), spec, args.seed, 32)
+        fake = generated_set(args.model, labels, Path(tmp), spec, args.seed, 32, **gen_kw)
     for view, f in (("plain", lambda x: x), ("faint x^0.25", faint_view)):
         print(f"-- {view} view: seg_n_components per image")
         for name, s in ((f"real {args.split}", real), ("generated", fake)):

@@ -1,38 +1,89 @@
 """The output projection's quantum floor against lower floors (issue 10, faint view).
 
-    python bench/projection_floor.py valid 0 0.00392156862745098 0.0005
+    python bench/projection_floor.py --split valid --seed 0 --floors 0.00392156862745098 0.0005
 
-Arguments: split (valid while choosing; test once), seed, then floors (fractions of the peak).
-Draws 200 images from the built-in model (DPM-Solver++ 7 + its refiner, the real split's class
-mix) without the final projection, applies ``project_like_data(floor, halo 2, peak at 1)`` at
-each floor and scores each set with the evaluation suite (as ``bench/bench_quality.py``),
-printing one line per floor with the faint-view component count. The floor 1/255 row is the
-shipped output.
+Draws ``--n`` images from ``--model`` (``--config``, its refiner included, the real split's
+class mix) without the final projection, applies
+:func:`radiodiff.data.preprocess.project_like_data` at each floor (halo and peak rule from the
+release's final projection) and scores each set with the evaluation suite, as
+``bench/bench_quality.py`` does; prints one row per floor with the faint-view (x^0.25)
+segmented components per image. The release's own floor reproduces its shipped output.
+Choose on ``--split valid``; the test split is touched once.
 """
-import sys, tempfile
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
 from pathlib import Path
+
 import numpy as np
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_quality import _row
-from radiodiff.diffusion.sampling import SamplerSpec
-from radiodiff.evaluation.metrics import EvalSettings, evaluate, image_statistics
-from radiodiff.evaluation.faint import faint_view
-from radiodiff.evaluation.sets import (ImageSet, generated_set, proportional_labels,
-                                       reference_splits, reference_meta)
-from radiodiff.data.preprocess import project_like_data
-split = sys.argv[1]; seed = int(sys.argv[2]); floors = [float(f) for f in sys.argv[3:]]
-real, train, val, ps = reference_splits('data/first.h5', split)
-meta = reference_meta(ps)
-labels = proportional_labels(real.labels, 200)
-spec = SamplerSpec.build(sampler='dpmpp_2m', steps=7)
-with tempfile.TemporaryDirectory() as tmp:
-    raw = generated_set('first', labels, Path(tmp), spec, seed, 32, project=False)
-for fl in floors:
-    f = ImageSet(project_like_data(raw.images, fl, 2, True), raw.labels, f'floor {fl}')
-    c = np.asarray(image_statistics(faint_view(f.images), None)['seg_n_components'])
-    m = evaluate(real, f, train, val, meta, EvalSettings(seed=seed)).to_dict()
-    row = _row(m, 'dpmpp_2m', 7, 1.0, {'refine_nfe': 3}, 200, 0)
-    print(f'floor {fl:.4g}', 'faint components', round(c.mean(), 2), {k: (round(v, 3) if isinstance(v, float) else v) for k, v in row.items() if k in (
-        'real_vs_fake', 'real_vs_fake_std', 'real_vs_fake_faint', 'real_vs_fake_faint_std', 'zero_real', 'zero_fake', 'faint_real', 'faint_fake', 'class_fidelity_ratio',
-        'class_recall_ratio_min', 'frechet', 'frechet_floor', 'w1_within_3x', 'w1_ratio_max', 'w1_ratio_worst',
-        'faint_w1_within_3x', 'faint_w1_ratio_max', 'faint_w1_ratio_worst')}, flush=True)
+from bench_quality import _parse_config, _refine_nfe, _row  # noqa: E402
+
+from radiodiff.data.preprocess import project_like_data  # noqa: E402
+from radiodiff.diffusion.sampling import SamplerSpec  # noqa: E402
+from radiodiff.evaluation.faint import faint_view  # noqa: E402
+from radiodiff.evaluation.metrics import EvalSettings, evaluate, image_statistics  # noqa: E402
+from radiodiff.evaluation.sets import (ImageSet, generated_set,  # noqa: E402
+                                       proportional_labels, reference_meta, reference_splits)
+from radiodiff.io.release import load_release, resolve_model  # noqa: E402
+
+_SHOWN = ("real_vs_fake", "real_vs_fake_std", "real_vs_fake_faint", "real_vs_fake_faint_std",
+          "zero_real", "zero_fake", "faint_real", "faint_fake", "class_fidelity_ratio",
+          "class_recall_ratio_min", "frechet", "frechet_floor", "w1_within_3x",
+          "w1_ratio_max", "w1_ratio_worst", "faint_w1_within_3x", "faint_w1_ratio_max",
+          "faint_w1_ratio_worst")
+
+
+def final_projection(model: str, refine: bool = True) -> dict:
+    """The projection a release applies to its output: its refiner's when refining, as in
+    :func:`radiodiff.diffusion.generate.generate`."""
+    release = load_release(resolve_model(model))
+    refined = refine and release.refiner is not None
+    projection = (release.refiner.projection if refined else None) or release.projection
+    if not projection:
+        raise SystemExit(f"{model}: the release records no output projection")
+    return dict(projection)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default="first")
+    ap.add_argument("--reference", default="data/first.h5")
+    ap.add_argument("--split", default="valid", choices=("valid", "test"))
+    ap.add_argument("--config", default="dpmpp_2m:7", help="bench_quality.py syntax")
+    ap.add_argument("--n", type=int, default=200)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--floors", type=float, nargs="+", required=True,
+                    help="final projection floors, fractions of the peak")
+    args = ap.parse_args()
+
+    real, train, val, ps = reference_splits(args.reference, args.split)
+    meta = reference_meta(ps)
+    labels = proportional_labels(real.labels, args.n)
+    sampler, steps, guidance, kw = _parse_config(args.config)
+    kw.pop("project", None)  # every floor row projects the same unprojected images
+    refine = kw.pop("refine", True)
+    spec = SamplerSpec.build(sampler=sampler, steps=steps, guidance=guidance, **kw)
+    projection = final_projection(args.model, refine)
+    with tempfile.TemporaryDirectory() as tmp:
+        raw = generated_set(args.model, labels, Path(tmp), spec, args.seed, 32,
+                            project=False, **({} if refine else {"refine": False}))
+    for floor in args.floors:
+        images = project_like_data(raw.images, **dict(projection, floor=floor))
+        fake = ImageSet(images, raw.labels, f"floor {floor:g}")
+        counts = np.asarray(image_statistics(faint_view(images), None)["seg_n_components"])
+        m = evaluate(real, fake, train, val, meta, EvalSettings(seed=args.seed)).to_dict()
+        row = _row(m, sampler, steps, guidance, {"refine_nfe": _refine_nfe(args.model) if refine else 0},
+                   len(images), 0.0)
+        shown = {k: round(v, 3) if isinstance(v, float) else v
+                 for k, v in row.items() if k in _SHOWN}
+        print(f"floor {floor:.4g} faint components {counts.mean():.2f} {shown}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
