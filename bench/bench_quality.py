@@ -8,7 +8,8 @@ A configuration is ``sampler:steps`` with optional ``:g=<guidance>`` (classifier
 guidance; doubles the network evaluations), ``:smax=<sigma_max>``, ``:churn=<S_churn>``,
 ``:raw`` (skip the release's output projection, to score the network's own images) and
 ``:norefine`` (skip the release's faint-end refiner; the NFE column counts the refiner's
-evaluations when it runs).
+evaluations when it runs) and ``:noislands`` (leave the data's noise islands out of the
+projection).
 
 For each sampler:steps, draws N images (test-split class proportions, one seed each) and
 scores them with the evaluation suite: real-vs-fake accuracy, class fidelity, the Fréchet
@@ -48,9 +49,13 @@ def _parse_config(config: str) -> tuple[str, int, float, dict]:
         if opt == "norefine":  # without the release's faint-end refiner
             kw["refine"] = False
             continue
+        if opt == "noislands":  # without the data's noise islands in the projection
+            kw["islands"] = False
+            continue
         key, _, value = opt.partition("=")
         if key not in names or not value:
-            raise SystemExit(f"config {config!r}: options are g=, smax=, churn=, raw, norefine "
+            raise SystemExit(f"config {config!r}: options are g=, smax=, churn=, raw, norefine, "
+                             "noislands "
                              f"(got {opt!r})")
         kw[names[key]] = float(value)
     return sampler, int(steps), kw.pop("guidance", 1.0), kw
@@ -83,7 +88,7 @@ def score_configs(model: str, reference: str, split: str, n: int, configs: list[
                 fake = ImageSet(floor_set.images[pick], floor_set.labels[pick],
                                 f"{floor_set.name} images")
             else:
-                gen_kw = {k: kw[k] for k in ("project", "refine") if k in kw}
+                gen_kw = {k: kw[k] for k in ("project", "refine", "islands") if k in kw}
                 spec_kw = {k: v for k, v in kw.items() if k not in gen_kw}
                 spec = SamplerSpec.build(sampler=sampler, steps=steps, guidance=guidance,
                                          **spec_kw)
@@ -173,6 +178,7 @@ def markdown_table(rows: list[dict], first_column: str | None = None) -> str:
         extra = "".join(f" {k}={r[k]:g}" for k in ("guidance", "sigma_max", "S_churn")
                         if k in r and r[k] != (1.0 if k == "guidance" else None))
         extra += " raw" if r.get("project") is False else ""
+        extra += " no islands" if r.get("islands") is False else ""
         if r.get("refine_nfe"):
             extra += f" + refiner {r['refine_nfe']}"
             if "sigma" in r:  # refine_sweep rows: the setting, rho when not the default

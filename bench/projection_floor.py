@@ -7,7 +7,9 @@ class mix) without the final projection, applies
 :func:`radiodiff.data.preprocess.project_like_data` at each floor (halo and peak rule from the
 release's final projection) and scores each set with the evaluation suite, as
 ``bench/bench_quality.py`` does; prints one row per floor with the faint-view (x^0.25)
-segmented components per image. The release's own floor reproduces its shipped output.
+segmented components per image. The data's noise islands (:mod:`radiodiff.data.islands`)
+are left out: each row is the floor alone; ``bench_quality.py --configs dpmpp_2m:7:noislands``
+gives the release's own floor row.
 Choose on ``--split valid``; the test split is touched once.
 """
 
@@ -46,7 +48,7 @@ def final_projection(model: str, refine: bool = True) -> dict:
     projection = (release.refiner.projection if refined else None) or release.projection
     if not projection:
         raise SystemExit(f"{model}: the release records no output projection")
-    return dict(projection)
+    return {k: v for k, v in projection.items() if k != "islands"}  # floors only
 
 
 def main() -> None:
@@ -74,7 +76,7 @@ def main() -> None:
         raw = generated_set(args.model, labels, Path(tmp), spec, args.seed, 32,
                             project=False, **({} if refine else {"refine": False}))
     for floor in args.floors:
-        images = project_like_data(raw.images, **dict(projection, floor=floor))
+        images = project_like_data(raw.images, **dict(projection, floor=floor))  # no islands
         fake = ImageSet(images, raw.labels, f"floor {floor:g}")
         counts = np.asarray(image_statistics(faint_view(images), None)["seg_n_components"])
         m = evaluate(real, fake, train, val, meta, EvalSettings(seed=args.seed)).to_dict()

@@ -75,7 +75,7 @@ def _cmd_sample(args) -> int:
     result = generate(release, args.n, label=args.label, peak_flux=args.peak_flux,
                       las_arcsec=args.las, spec=_spec(args), seed=args.seed,
                       conditions=args.conditions, refine=False if args.no_refine else None,
-                      batch_size=args.batch_size, batch_invariant=not args.batched,
+                      islands=not args.no_islands, batch_size=args.batch_size, batch_invariant=not args.batched,
                       progress=progress_bar("sampled", "batches"))
     paths = save_samples(out, release, result, ra=args.ra, dec=args.dec,
                          overwrite=args.overwrite)
@@ -103,9 +103,42 @@ def _cmd_export(args) -> int:
     from radiodiff.training.export import export_checkpoint
 
     out = export_checkpoint(args.ckpt, args.out, ema_halflife_kimg=args.ema_halflife,
-                            overwrite=args.overwrite, data=args.data)
+                            overwrite=args.overwrite, data=args.data,
+                            projection_floor=_projection_floor(args.projection_floor),
+                            projection_islands=_projection_islands(args.projection_islands))
     print(f"release written to {out}")
     return 0
+
+
+def _projection_floor(text: str):
+    """``--projection-floor``: "run", "data", "none" or a number."""
+    if text in ("run", "data"):
+        return text
+    if text == "none":
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise ValueError(f"--projection-floor must be run, data, none or a fraction of the "
+                         f"peak in (0, 1), got {text!r}") from None
+
+
+def _projection_islands(text: str):
+    """``--projection-islands``: "run", "none" or a JSON file of the island model's fields
+    (or with them under ``best``, as ``bench/fit_islands.py --out`` writes)."""
+    import json
+
+    from radiodiff.data.islands import IslandModel
+    from radiodiff.training.export import FROM_RUN
+    if text in ("run", "none"):
+        return FROM_RUN if text == "run" else None
+    try:
+        d = json.loads(Path(text).read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ValueError(f"--projection-islands {text}: not a readable JSON file "
+                         f"({' '.join(str(exc).split())[:120]})") from None
+    d = d.get("best", d) if isinstance(d, dict) else d
+    return IslandModel.from_dict(d, f"--projection-islands {text}").to_dict()
 
 
 def _cmd_attach_refiner(args) -> int:
@@ -224,6 +257,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ema-halflife", type=float, default=None,
                    help="EMA half-life (k images) to export: the run's main EMA or one of "
                    "its train.ema_bank_kimg (default: the main one)")
+    p.add_argument("--projection-floor", default="run",
+                   help="output projection floor: 'run' (the run's data.projection_floor), "
+                   "'data' (the largest floor that changes no training image, as recorded "
+                   "by the run or measured on --data), 'none', or a fraction of the peak")
+    p.add_argument("--projection-islands", default="run",
+                   help="the data's noise islands in the output projection: 'run' (the "
+                   "run's data.projection_islands), 'none', or a JSON file of the island "
+                   "model's fields (bench/fit_islands.py --out writes them under 'best')")
     _overwrite_arg(p, "release folder")
     p.set_defaults(func=_cmd_export)
 
@@ -272,6 +313,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="skip the release's faint-end refiner (releases with a refiner/ "
                    "folder, e.g. models/first: its network re-draws the pixels below ~1 %% "
                    "of the peak in x^0.25 space, adding its steps to the network evaluations)")
+    p.add_argument("--no-islands", action="store_true",
+                   help="leave out the data's noise islands that the release's output "
+                   "projection lays under each image (models/first: the FIRST images' "
+                   "3-rms cut and 8 bit): a clean sky, e.g. to add your own noise")
     p.add_argument("--seed", type=int, default=0, help="seed of image 0 (image k: seed + k)")
     p.add_argument("--batch-size", type=int, default=32,
                    help="images per solver call (image k is the same for any batch size)")

@@ -147,9 +147,14 @@ class DataConfig:
     limit: Optional[int] = None  # only the first N catalogue rows (quick looks, tests)
     # Generated images go through the data's last steps (data.preprocess.project_like_data):
     # below this fraction of the peak only a halo of projection_halo_px around brighter
-    # emission is kept (null: no floor, e.g. data that keep their noise).
-    projection_floor: Optional[float] = None
+    # emission is kept: a number, "data" (the largest floor that changes no training image,
+    # measured when the run starts: data.preprocess.largest_kept_floor) or null (no floor,
+    # e.g. data that keep their noise).
+    projection_floor: Any = None
     projection_halo_px: int = 2
+    # The data's noise islands laid under generated images (data.islands.IslandModel
+    # fields, fitted by bench/fit_islands.py; null: none), e.g. FIRST's 3-rms cut + 8 bit.
+    projection_islands: Optional[Any] = None
     loader: LoaderConfig = field(default_factory=LoaderConfig)
 
 

@@ -145,6 +145,58 @@ def test_projection_keeps_sources_and_their_halo_and_zeroes_isolated_specks():
     np.testing.assert_array_equal(project_like_data(x, None, peak_one=False), x)
 
 
+def test_the_data_floor_is_the_largest_that_leaves_every_real_image_as_it_is(tmp_path):
+    from radiodiff.data.preprocess import (largest_kept_floor, project_like_data,
+                                           read_kept_floor)
+    rng = np.random.default_rng(3)
+    x = np.zeros((6, 1, 24, 24), np.float32)
+    x[:, 0, 12, 12] = rng.uniform(0.5, 2.0, 6)             # the sources, peaks not 1
+    for img in x[:, 0]:
+        img[rng.integers(0, 24, 5), rng.integers(0, 24, 5)] = rng.uniform(1e-4, 1e-2, 5)
+    floor = largest_kept_floor(x, halo_px=2)
+    np.testing.assert_array_equal(project_like_data(x, floor, 2, peak_one=False), x)
+    assert (project_like_data(x, floor * 1.001, 2, peak_one=False) != x).any()
+    # the answer is an isolated speck's own ratio to its image's peak
+    ratios = [img[(img > 0) & (img < img.max())].min() / img.max() for img in x[:, 0]]
+    assert floor == pytest.approx(min(ratios), rel=1e-5)
+    # a wider halo lets a faint pixel next to a brighter one through at a higher floor
+    assert largest_kept_floor(x, halo_px=30) == pytest.approx(1.0, rel=1e-5)
+    assert largest_kept_floor(np.zeros((2, 8, 8))) is None
+    # read from a prepared file by rows, a chunk at a time: the same number
+    import h5py
+    with h5py.File(tmp_path / "p.h5", "w") as f:
+        f["images"] = x
+    assert read_kept_floor(tmp_path / "p.h5", [4, 1, 3], 2, chunk=2) == \
+        largest_kept_floor(x[[1, 3, 4]], 2)
+
+
+@pytest.mark.parametrize("value", [0, 1, 1.5, -0.1, "auto", True, [0.1]])
+def test_an_absurd_projection_floor_is_one_clear_error(value):
+    from radiodiff.data.preprocess import check_projection_floor
+    with pytest.raises(ValueError, match=r"data.projection_floor=.* \(must be a fraction"):
+        check_projection_floor(value)
+    for ok in (None, "data", 1 / 255, 5e-4):
+        check_projection_floor(ok)
+
+
+def test_the_projection_keys_of_a_data_config_are_checked_together():
+    from omegaconf import OmegaConf
+
+    from radiodiff.config import load_config
+    from radiodiff.data.prepare import validate_data_config
+    from radiodiff.data.preprocess import check_projection_config
+    first = load_config(["data=first"]).data
+    check_projection_config(first)  # the shipped config: floor "data" and fitted islands
+    assert first.projection_floor == "data" and first.projection_islands.k_mean > 0
+    bad = OmegaConf.merge(first, {"projection_floor": 2.0, "projection_halo_px": -1,
+                                  "projection_islands": {"k_mean": -3.0}})
+    with pytest.raises(ValueError) as info:
+        validate_data_config(bad)
+    text = str(info.value)
+    assert "projection_floor=2.0" in text and "projection_halo_px=-1" in text
+    assert "data.projection_islands" in text and "k_mean" in text
+
+
 def test_measure_is_float64_for_huge_values():
     # float32 sums overflow at ~3.4e38: the total flux of a 1e38 Jy/beam image stays finite
     img = np.full((32, 32), 1e38, np.float32)

@@ -17,8 +17,8 @@ N_TRAIN = 30  # rows 0..29 of the file are the train split, 30..39 valid
 
 
 def _write_cond_h5(path, peak_scale=1.0):
-    """40 Gaussian blobs with class, peak flux and LAS; one row of the train split has no
-    LAS (it cannot go into the table)."""
+    """40 Gaussian blobs with class, peak flux and LAS, cut at 1e-3; one row of the train
+    split has no LAS (it cannot go into the table), one of the valid split a faint speck."""
     from radiodiff.data.prepared import FLOAT_COLUMNS, data_sha256, write_prepared
     rng = np.random.default_rng(0)
     n = 40
@@ -33,6 +33,8 @@ def _write_cond_h5(path, peak_scale=1.0):
                 split=np.array(["train"] * N_TRAIN + ["valid"] * (n - N_TRAIN), dtype=object),
                 source_id=np.array([f"s{i}" for i in range(n)], dtype=object),
                 flags=np.zeros(n, np.uint8), beam_arcsec=np.full((n, 2), 6.0))
+    images[images < 1e-3] = 0.0          # cut like the survey images (3 rms)
+    images[N_TRAIN + 2, 0, 0] = 1e-5      # a faint speck in one valid image only
     images = images[:, None].astype(np.float32)
     write_prepared(path, images, cols, {"name": "cond", "classes": ["A", "B"],
                                         "data_sha256": data_sha256(images, cols)})
@@ -50,7 +52,8 @@ def run(tmp_path_factory):
         "train.lr_rampup_kimg=0", "train.sample_every_steps=0", "train.val_batches=1",
         "train.val_every_steps=1000", "train.ckpt_every_minutes=0",
         "data.loader.conditions=[label,peak_flux,las_arcsec]",
-        "data.loader.random_val_fraction=null", "train.total_kimg=0.024"])
+        "data.loader.random_val_fraction=null", "train.total_kimg=0.024",
+        "data.projection_floor=data", "data.projection_halo_px=1"])
     return tmp, path, cols, train(cfg)["checkpoint"]
 
 
@@ -118,3 +121,80 @@ def test_the_release_records_the_training_noise_rms(run):
     assert _noise_rms({"image_unit": "Jy/beam", "rms_jy_beam": 2e-4}, path) == 2e-4
     assert _noise_rms({"image_unit": "Jy/beam"}, None) is None
     assert _noise_rms({"image_unit": "arbitrary", "rms_jy_beam": 2e-4}, path) is None
+
+
+def _train_floor(path):
+    import h5py
+
+    from radiodiff.data.preprocess import largest_kept_floor
+    with h5py.File(path, "r") as f:
+        return largest_kept_floor(f["images"][:N_TRAIN], halo_px=1)
+
+
+def test_the_data_floor_is_measured_on_the_train_rows_and_goes_into_the_release(run):
+    tmp, path, _, ckpt = run
+    hp = torch.load(ckpt, map_location="cpu", weights_only=True)["hyper_parameters"]
+    expected = _train_floor(path)
+    assert 0 < expected < 1 and hp["dataset"]["projection_floor_max"] == expected
+    assert expected > 1e-4 > _train_floor_all(path)  # the valid rows play no part
+    proj = load_release(export_checkpoint(ckpt, tmp / "floor")).projection
+    assert proj == {"floor": expected, "halo_px": 1, "peak_one": True}
+    assert main(["export", "--ckpt", str(ckpt), "--out", str(tmp / "f2"),
+                 "--projection-floor", "0.01"]) == 0
+    assert load_release(tmp / "f2").projection["floor"] == 0.01
+    assert main(["export", "--ckpt", str(ckpt), "--out", str(tmp / "f3"),
+                 "--projection-floor", "none"]) == 0
+    assert load_release(tmp / "f3").projection["floor"] is None
+
+
+def _train_floor_all(path):
+    import h5py
+
+    from radiodiff.data.preprocess import largest_kept_floor
+    with h5py.File(path, "r") as f:
+        return largest_kept_floor(f["images"][:], halo_px=1)
+
+
+def test_an_older_checkpoint_gets_the_data_floor_from_export_data(run, capsys):
+    tmp, path, _, ckpt = run
+    state = torch.load(ckpt, map_location="cpu", weights_only=True)
+    del state["hyper_parameters"]["dataset"]["projection_floor_max"]
+    old = tmp / "nofloor" / "last.ckpt"
+    old.parent.mkdir()
+    torch.save(state, old)
+    capsys.readouterr()
+    assert main(["export", "--ckpt", str(old), "--out", str(tmp / "n1")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "pass the prepared file it trained on" in err
+    assert not (tmp / "n1").exists()
+    assert main(["export", "--ckpt", str(old), "--out", str(tmp / "n2"),
+                 "--data", str(path)]) == 0
+    assert load_release(tmp / "n2").projection["floor"] == _train_floor(path)
+    for bad in ("abc", "2", "0"):
+        assert main(["export", "--ckpt", str(old), "--out", str(tmp / "n3"),
+                     "--projection-floor", bad]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "projection" in err and "floor" in err
+        assert not (tmp / "n3").exists()
+
+
+def test_export_takes_the_noise_islands_from_a_fit_file(run, capsys):
+    import json
+    tmp, _, _, ckpt = run
+    fields = dict(k_mean=3.0, k_std=0.15, ln_r_mean=-4.75, ln_r_std=1.6, r_max=0.2,
+                  beam_fwhm_px=3.0, factor=2, levels=255)
+    assert load_release(export_checkpoint(ckpt, tmp / "i0")).projection.get("islands") is None
+    (tmp / "fit.json").write_text(json.dumps({"real": {}, "best": fields}))
+    (tmp / "plain.json").write_text(json.dumps(fields))
+    for name in ("fit.json", "plain.json"):
+        out = tmp / f"i_{name}"
+        assert main(["export", "--ckpt", str(ckpt), "--out", str(out),
+                     "--projection-islands", str(tmp / name)]) == 0
+        assert load_release(out).projection["islands"] == fields
+    (tmp / "bad.json").write_text(json.dumps(dict(fields, k_mean=-1)))
+    capsys.readouterr()
+    for bad in ("bad.json", "missing.json"):
+        assert main(["export", "--ckpt", str(ckpt), "--out", str(tmp / "i_bad"),
+                     "--projection-islands", str(tmp / bad)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and bad in err and not (tmp / "i_bad").exists()

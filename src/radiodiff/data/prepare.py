@@ -26,8 +26,8 @@ from radiodiff.io.artifacts import OutputError
 from radiodiff.io.fits import InputError
 from radiodiff.data.prepared import FLAGS, FLOAT_COLUMNS, data_sha256, sha256_file, write_prepared
 from radiodiff.data.preprocess import (
-    CUT_ORDER, apply_negatives, centre_on, fill_nan, first_reason, fit_scaling, measure, quality_flags,
-    resize_image,
+    CUT_ORDER, apply_negatives, centre_on, check_projection_config, fill_nan, first_reason,
+    fit_scaling, measure, quality_flags, resize_image,
 )
 from radiodiff.io.provenance import git_commit
 from radiodiff.data.sources import CatalogError, Cutout, make_source
@@ -136,6 +136,10 @@ def validate_data_config(d: DictConfig) -> None:
         problems.append(f"data.limit={d.limit} (must be >= 1 or null)")
     if d.beam_arcsec is not None and (len(d.beam_arcsec) != 2 or min(d.beam_arcsec) <= 0):
         problems.append(f"data.beam_arcsec={list(d.beam_arcsec)} (must be [bmaj, bmin] > 0)")
+    try:
+        check_projection_config(d)
+    except ValueError as exc:
+        problems.append(str(exc))
     if problems:
         raise ValueError("invalid data config: " + "; ".join(problems))
 

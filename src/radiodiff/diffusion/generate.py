@@ -278,7 +278,7 @@ def generate(release: Release, n: int, label: Optional[str | Sequence] = None,
              progress: Optional[Callable[[Iterable, int], Iterable]] = None,
              project: bool = True, conditions: Optional[str] = None,
              seeds: Optional[Sequence[int]] = None, refine: Optional[bool] = None,
-             **sampler_options: Any) -> GenerateResult:
+             islands: bool = True, **sampler_options: Any) -> GenerateResult:
     """Draw ``n`` images from a release, optionally conditioned and guided.
 
     Sampling runs ``spec``'s solver over its ``karras_sigmas`` (EDM Eq. 5) with the
@@ -324,7 +324,8 @@ def generate(release: Release, n: int, label: Optional[str | Sequence] = None,
     project : bool
         Put the images through the data's last preprocessing steps recorded in the release
         (:func:`radiodiff.data.preprocess.project_like_data`: quantum floor with its halo,
-        peak at 1); the unprojected images are kept in ``GenerateResult.raw``.
+        peak at 1; :func:`radiodiff.data.preprocess.apply_projection`); the unprojected
+        images are kept in ``GenerateResult.raw``.
     batch_invariant : bool
         Evaluate the network image by image (bit-identical results for any batch size;
         ~8 % slower on a CPU). Switch off on a GPU, where batching is what makes it fast.
@@ -345,6 +346,11 @@ def generate(release: Release, n: int, label: Optional[str | Sequence] = None,
         stretched space and integrated back to 0 in its ``steps``, unguided; ``nfe``
         counts both networks). Default: when the release has a refiner. True without one
         is an error.
+    islands : bool
+        When the release's output projection records the data's noise islands
+        (:mod:`radiodiff.data.islands`; ``models/first``: the FIRST images' 3-rms cut and
+        8-bit quantisation), lay them under each image, drawn from its seed. False: a clean
+        sky, e.g. to inject the sources into one's own noise maps.
     **sampler_options
         ``sampler``, ``steps``, ``guidance``, ``sigma_min``, ``sigma_max``, ``rho``,
         ``S_churn``: replace those of ``spec`` (:meth:`SamplerSpec.build`).
@@ -360,14 +366,16 @@ def generate(release: Release, n: int, label: Optional[str | Sequence] = None,
     seeds = _image_seeds(seed, seeds, n)
     check_sample_memory(n, release.image_size)
     refine_spec = _refine_spec(release, refine)
+    if not isinstance(islands, bool):
+        raise ValueError(f"islands must be True or False, got {islands!r}")
     raw, mode = _image_conditions(release, seeds, label, peak_flux, las_arcsec, conditions)
     cond = _network_conditions(release, raw)
     out, nfe = _sample(release, spec, seeds, cond, batch_size, batch_invariant, progress)
     projection = release.projection
     if refine_spec is not None:
-        from radiodiff.data.preprocess import project_like_data
+        from radiodiff.data.preprocess import apply_projection
         from radiodiff.diffusion.refine import refine_images
-        base = project_like_data(out, **projection) if projection else out
+        base = apply_projection(out, projection, islands=False) if projection else out
         out, extra = refine_images(release.refiner, base, seeds, cond, refine_spec,
                                    batch_size, batch_invariant)
         nfe, projection = nfe + extra, release.refiner.projection or projection
@@ -380,11 +388,13 @@ def generate(release: Release, n: int, label: Optional[str | Sequence] = None,
                              "(re-export it) and the sampler options")
     unprojected = None
     if project and projection:
-        from radiodiff.data.preprocess import project_like_data
-        unprojected, out = out, project_like_data(out, **projection)
+        from radiodiff.data.preprocess import apply_projection
+        unprojected, out = out, apply_projection(out, projection, seeds, islands)
     physical = _restore(release.meta, out, raw["peak_flux"])
     settings = dict(spec.settings(), seed=int(seeds[0]), batch_size=batch_size,
                     batch_invariant=bool(batch_invariant), projected=unprojected is not None,
+                    islands=bool(unprojected is not None and islands
+                                 and (projection or {}).get("islands")),
                     conditions=mode,
                     refine=None if refine_spec is None else refine_spec.to_dict())
     return GenerateResult(images=out, physical=physical,

@@ -8,16 +8,20 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
 import torch
 from omegaconf import OmegaConf
 
 from radiodiff.diffusion.factory import build_denoiser, network_args
 from radiodiff.io.integrity import IntegrityError, check_finite, verify_file
+from radiodiff.data.preprocess import DATA_FLOOR, check_projection_floor
 from radiodiff.io.release import export_release
 
-__all__ = ["export_checkpoint", "read_checkpoint", "conditions_from_data", "LAST", "PREV"]
+__all__ = ["export_checkpoint", "read_checkpoint", "conditions_from_data", "training_rows",
+           "output_projection", "FROM_RUN", "LAST", "PREV"]
 
+FROM_RUN = "run"  # export_checkpoint(projection_floor=...): the run's data.projection_floor
 LAST, PREV = "last.ckpt", "prev.ckpt"  # the resume checkpoint and the one before it
 # hyper-parameters a radiodiff checkpoint must carry, and their types
 _HPARAMS = {"cfg": dict, "num_classes": int, "scalar_conditions": list, "transform": dict,
@@ -99,16 +103,21 @@ def read_checkpoint(path: str | Path, alternative: bool = True,
 def export_checkpoint(ckpt_path: str | Path, out_dir: str | Path,
                       ema_halflife_kimg: float | None = None,
                       projection: dict | None = None, overwrite: bool = False,
-                      data: str | Path | None = None) -> Path:
+                      data: str | Path | None = None, projection_floor: Any = FROM_RUN,
+                      projection_islands: Any = FROM_RUN) -> Path:
     """Release folder from a training checkpoint (read with ``weights_only=True``).
 
     ``ema_halflife_kimg`` picks one of the run's EMAs (None: the main one); ``projection``
-    overrides the one taken from the run's data config (:func:`output_projection`);
+    overrides the one taken from the run's data config (:func:`output_projection`), and
+    ``projection_floor`` (a number, ``"data"`` or None) only its floor and
+    ``projection_islands`` (IslandModel fields or None) only its noise islands;
     ``overwrite`` lets an existing release at ``out_dir`` be replaced
     (:func:`radiodiff.io.release.export_release`). The release gets the training rows'
     conditions (``train_conditions.csv``) the checkpoint carries; for checkpoints made
     before they did, ``data`` (the prepared file the run trained on, checked by its
-    ``data_sha256``) supplies them (:func:`conditions_from_data`).
+    ``data_sha256``) supplies them (:func:`conditions_from_data`), and the floor measured
+    on its training images when the floor is ``"data"`` and the checkpoint predates
+    recording it.
     """
     from radiodiff.io.artifacts import check_output
     check_output(out_dir, "release", overwrite)  # before reading a large checkpoint
@@ -153,8 +162,10 @@ def export_checkpoint(ckpt_path: str | Path, out_dir: str | Path,
     }
     if ckpt.get("warm_start"):  # what the run started from (training.fit.warm_start)
         meta["warm_start"] = dict(ckpt["warm_start"])
-    meta["projection"] = projection or output_projection(cfg.data, meta["scaling"],
-                                                         meta["negatives"])
+    meta["projection"] = projection or output_projection(
+        cfg.data, meta["scaling"], meta["negatives"],
+        _floor_max(ds, cfg, hp, ckpt_path, data, projection_floor), projection_floor,
+        projection_islands)
     table = _train_conditions(hp, cfg, ckpt_path, data)  # checks data is the training data
     rms = _noise_rms(ds, data)
     if rms is not None:  # the survey noise of the training cutouts: the FITS RMS card
@@ -201,9 +212,26 @@ def conditions_from_data(path: str | Path, cfg, hp: dict, ckpt_path: str | Path)
         The checkpoint records no ``data_sha256``, or the file's differs from it (not the
         data the run was trained on): one line naming both.
     """
+    from radiodiff.diffusion.condition_table import ConditionTable
+
+    meta, rows = training_rows(path, cfg, hp, ckpt_path)
+    return ConditionTable.from_rows(meta.columns, rows, bool(hp["num_classes"]),
+                                    list(hp["scalar_conditions"]))
+
+
+def training_rows(path: str | Path, cfg, hp: dict, ckpt_path: str | Path):
+    """The prepared file ``path`` (metadata, :func:`radiodiff.data.prepared.read_prepared`)
+    and the rows the run trained on: its train split by the run's own split rule
+    (``cfg.data.loader``, seed).
+
+    Raises
+    ------
+    ValueError
+        The checkpoint records no ``data_sha256``, or the file's differs from it (not the
+        data the run was trained on): one line naming both.
+    """
     from radiodiff.data.datamodule import CutoutDataModule
     from radiodiff.data.prepared import read_prepared
-    from radiodiff.diffusion.condition_table import ConditionTable
 
     expected = (hp.get("dataset") or {}).get("data_sha256")
     if not expected:
@@ -214,12 +242,11 @@ def conditions_from_data(path: str | Path, cfg, hp: dict, ckpt_path: str | Path)
     if found != expected:
         raise ValueError(f"{path}: data_sha256 {str(found)[:12]}... differs from the "
                          f"{str(expected)[:12]}... recorded in {ckpt_path}: not the data "
-                         "this model was trained on; refusing to take its conditions")
+                         "this model was trained on; refusing to use it")
     data_cfg = OmegaConf.merge(cfg.data, {"out": str(path)})
     rows = CutoutDataModule.from_config(data_cfg, seed=int(cfg.seed)).select(
         meta.columns)["train"]
-    return ConditionTable.from_rows(meta.columns, rows, bool(hp["num_classes"]),
-                                    list(hp["scalar_conditions"]))
+    return meta, rows
 
 
 def _ema_prefix(cfg, halflife: float | None, ckpt_path: Path) -> tuple[str, float]:
@@ -235,10 +262,44 @@ def _ema_prefix(cfg, halflife: float | None, ckpt_path: Path) -> tuple[str, floa
                      f"kept {', '.join(f'{h:g}' for h in [main, *bank])})")
 
 
-def output_projection(data_cfg, scaling: str, negatives: str | None) -> dict:
+def output_projection(data_cfg, scaling: str, negatives: str | None,
+                      floor_max: float | None = None, floor: Any = FROM_RUN,
+                      islands: Any = FROM_RUN) -> dict:
     """The data's last preprocessing steps that generated images go through (release meta):
-    the quantum floor and its halo (``data.projection_*``) and, for per-image scaling with
-    clipped negatives, the peak at exactly 1."""
-    return {"floor": data_cfg.get("projection_floor"),
-            "halo_px": int(data_cfg.get("projection_halo_px", 2)),
-            "peak_one": scaling == "per_image" and negatives != "keep"}
+    the quantum floor and its halo (``data.projection_*``), for per-image scaling with
+    clipped negatives the peak at exactly 1, and the data's noise islands
+    (``data.projection_islands``, :mod:`radiodiff.data.islands`) when configured.
+
+    ``floor``: the run's ``data.projection_floor`` unless given (a number, ``"data"`` or
+    None); ``"data"`` takes ``floor_max``, the largest floor that changes no training image
+    (:func:`radiodiff.data.preprocess.largest_kept_floor`). ``islands``: the run's
+    ``data.projection_islands`` unless given (a mapping of
+    :class:`radiodiff.data.islands.IslandModel` fields, or None).
+    """
+    floor = data_cfg.get("projection_floor") if floor == FROM_RUN else floor
+    check_projection_floor(floor)
+    if floor == DATA_FLOOR:
+        if floor_max is None:
+            raise ValueError("projection floor 'data': the checkpoint records no floor "
+                             "measured on its training images (a run before it did); pass "
+                             "the prepared file it trained on with --data")
+        floor = float(floor_max)
+    out = {"floor": None if floor is None else float(floor),
+           "halo_px": int(data_cfg.get("projection_halo_px", 2)),
+           "peak_one": scaling == "per_image" and negatives != "keep"}
+    islands = data_cfg.get("projection_islands") if islands == FROM_RUN else islands
+    if islands is not None:  # checked by the release writer (IslandModel)
+        out["islands"] = dict(OmegaConf.to_container(islands) if OmegaConf.is_config(islands)
+                              else islands)
+    return out
+
+
+def _floor_max(ds: dict, cfg, hp: dict, ckpt_path: Path, data, floor: Any) -> float | None:
+    """The run's recorded ``projection_floor_max``, else (when the floor is ``"data"`` and
+    ``data`` is given) measured on the training rows of ``data``."""
+    wanted = cfg.data.get("projection_floor") if floor == FROM_RUN else floor
+    if ds.get("projection_floor_max") is not None or wanted != DATA_FLOOR or data is None:
+        return ds.get("projection_floor_max")
+    from radiodiff.data.preprocess import read_kept_floor
+    _, rows = training_rows(data, cfg, hp, ckpt_path)
+    return read_kept_floor(data, rows, int(cfg.data.get("projection_halo_px", 2)))

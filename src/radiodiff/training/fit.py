@@ -30,6 +30,7 @@ from radiodiff.config import ConfigError
 from radiodiff.io.artifacts import atomic_text, clear_stale_temps, save_torch, temp_name
 from radiodiff.data.datamodule import CutoutDataModule
 from radiodiff.data.prepared import read_prepared
+from radiodiff.data.preprocess import DATA_FLOOR, check_projection_config, read_kept_floor
 from radiodiff.io.integrity import read_manifest, sha256_file, write_manifest
 from radiodiff.training.export import LAST, PREV, read_checkpoint
 from radiodiff.training.module import (DataStats, DiffusionModule, checkpoint_progress,
@@ -439,6 +440,11 @@ def data_stats(cfg: DictConfig, dm: CutoutDataModule) -> DataStats:
     dataset = {k: meta.attrs.get(k) for k in ("name", "classes", "image_unit", "scaling",
                                                "negatives", "data_sha256", "inputs_sha256")}
     dataset.update(meta.geometry())
+    floor = cfg.data.get("projection_floor")
+    check_projection_config(cfg.data)  # before training, not first at export
+    if floor == DATA_FLOOR:  # recorded for the release's output projection (export)
+        dataset["projection_floor_max"] = read_kept_floor(
+            dm.path, rows, int(cfg.data.get("projection_halo_px", 2)))
     num_classes = len(dm.classes) if "label" in dm.conditions else 0
     table = ConditionTable.from_rows(meta.columns, rows, bool(num_classes), scalars)
     return DataStats(float(sigma_data), transform, tuple(scalars), num_classes, dataset,

@@ -1,0 +1,117 @@
+"""Noise islands of a thresholded, quantised survey image: the last preprocessing steps of
+the FIRST set (Griese et al. 2023) that a network does not draw.
+
+The FIRST images were cut at about 3 rms (pixels below set to 0), rescaled to the peak and
+stored as 8-bit, on the survey's 1.8" grid; ``radiodiff prepare`` then resampled them to
+3.6". Noise peaks just above the cut survive as small isolated islands of one or two
+quanta: in the training split 5.9 islands of at most 5 pixels per image (median 4, 10 %
+of images none, 10 % at least 15). :func:`island_layer` draws them the way they arose:
+beam-correlated Gaussian noise on the native grid at a per-image rms ``r`` (a fraction of
+the peak; log-normal, at most ``r_max``), cut at ``k`` rms (normal), rescaled like the
+data ((x - t) / (1 - t)), quantised to ``levels`` and resampled like ``prepare``.
+:func:`add_islands` lays such a layer under each generated image (pixel-wise maximum),
+seeded per image. The parameters come from ``bench/fit_islands.py``, which matches the
+model's island statistics to the training split's on the native grid.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+from scipy import ndimage
+
+from radiodiff.data.preprocess import resize_image
+
+__all__ = ["IslandModel", "island_layer", "add_islands", "island_rng", "ISLAND_STREAM"]
+
+ISLAND_STREAM = 0x15_1A4D  # second word of an image's island seed: [seed, ISLAND_STREAM]
+FWHM_TO_SIGMA = 1.0 / (2.0 * math.sqrt(2.0 * math.log(2.0)))
+
+
+@dataclass(frozen=True)
+class IslandModel:
+    """Noise islands of a cut, rescaled, quantised image (see the module docstring).
+
+    ``k_mean``, ``k_std``: the cut in rms units; ``ln_r_mean``, ``ln_r_std``, ``r_max``:
+    the per-image rms as a fraction of the peak; ``beam_fwhm_px``: the beam on the native
+    grid; ``factor``: native pixels per output pixel; ``levels``: quantisation levels
+    above 0 (255 for 8 bit).
+    """
+    k_mean: float
+    k_std: float
+    ln_r_mean: float
+    ln_r_std: float
+    r_max: float
+    beam_fwhm_px: float
+    factor: int
+    levels: int = 255
+
+    def __post_init__(self):
+        problems = []
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+                problems.append(f"{f.name}={v!r} (must be a finite number)")
+        if not problems:
+            if self.k_mean <= 0 or self.k_std < 0 or self.ln_r_std < 0:
+                problems.append("k_mean must be > 0, k_std and ln_r_std >= 0")
+            if not 0 < self.r_max < 1 / max(self.k_mean, 1e-9):
+                problems.append(f"r_max={self.r_max} (must be in (0, 1/k_mean): the cut "
+                                "stays below the peak)")
+            if self.beam_fwhm_px <= 0:
+                problems.append(f"beam_fwhm_px={self.beam_fwhm_px} (must be > 0)")
+            if not (isinstance(self.factor, int) and 1 <= self.factor <= 16):
+                problems.append(f"factor={self.factor!r} (must be an int in 1..16)")
+            if not (isinstance(self.levels, int) and 1 <= self.levels <= 65535):
+                problems.append(f"levels={self.levels!r} (must be an int in 1..65535)")
+        if problems:
+            raise ValueError("island model: " + "; ".join(problems))
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any], where: str = "islands") -> "IslandModel":
+        names = {f.name for f in fields(cls)}
+        if not isinstance(d, Mapping) or set(d) - names or not set(d) >= names - {"levels"}:
+            raise ValueError(f"{where}: must have {sorted(names)}; got {d!r}")
+        try:
+            return cls(**{k: d[k] for k in d})
+        except ValueError as exc:
+            raise ValueError(f"{where}: {exc}") from None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def island_rng(seed: int) -> np.random.Generator:
+    """The generator of image ``seed``'s islands (independent of its diffusion noise)."""
+    return np.random.default_rng([int(seed), ISLAND_STREAM])
+
+
+def island_layer(model: IslandModel, size: int, rng: np.random.Generator) -> np.ndarray:
+    """One (size, size) float32 layer of noise islands, as a fraction of the peak."""
+    n = size * model.factor
+    w = ndimage.gaussian_filter(rng.standard_normal((n, n)),
+                                model.beam_fwhm_px * FWHM_TO_SIGMA, mode="wrap")
+    w /= w.std()
+    r = min(math.exp(model.ln_r_mean + model.ln_r_std * rng.standard_normal()), model.r_max)
+    t = max(model.k_mean + model.k_std * rng.standard_normal(), 0.0) * r
+    v = np.clip((r * w - t) / (1.0 - t), 0.0, None)
+    v = np.round(v * model.levels) / model.levels
+    return resize_image(v, size)
+
+
+def add_islands(images: np.ndarray, model: IslandModel, seeds: Sequence[int]) -> np.ndarray:
+    """Each (N, 1, H, W) image, scaled to its peak, under a layer of islands drawn from
+    ``island_rng(seeds[k])`` (pixel-wise maximum). Returns a new float32 array."""
+    x = np.array(images, dtype=np.float32, copy=True)
+    if len(seeds) != len(x):
+        raise ValueError(f"add_islands: {len(seeds)} seeds for {len(x)} images")
+    size = x.shape[-1]
+    for img, seed in zip(x, seeds):
+        peak = img.max()
+        if peak > 0:
+            img /= peak
+            np.maximum(img[0], island_layer(model, size, island_rng(seed)), out=img[0])
+    return x
