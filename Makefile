@@ -75,7 +75,9 @@ train-mirabest: setup
 # x^0.25 space (schedule=stretch), warm-started from models/first's base weights; resumable
 # pieces like train-first. Then: radiodiff export --ckpt $(CKPT_ROOT)/ship-stretch/last.ckpt
 # --ema-halflife 10 --out R; radiodiff attach-refiner --base models/first --refiner R
-# --out models/first --sigma 0.45 --steps 3 --overwrite (the shipped setting). If the resume
+# --out models/first --sigma 0.45 --steps 3 --overwrite (the shipped setting; a run begun
+# before data.projection_floor=data and data.projection_islands: add --projection-floor data
+# --projection-islands bench/results/fit_islands.json --data data/first.h5). If the resume
 # state is lost, continue from the shipped refiner's EMA weights (a new run, fresh optimiser):
 #   make train-refiner ARGS="seed=3 train.run_name=ship-stretch4 train.init_from=models/first/refiner"
 train-refiner: setup

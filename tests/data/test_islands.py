@@ -110,3 +110,19 @@ def test_a_release_with_bad_islands_is_refused_on_load(tmp_path):
     (path / "meta.json").write_text(json.dumps(meta))
     with pytest.raises(ValueError, match=r"meta\.json.*projection islands.*k_mean"):
         load_release(path)
+
+
+def test_fits_cards_and_samples_file_record_the_islands(tmp_path):
+    import h5py
+
+    from radiodiff.io.samples import sample_images, save_samples
+    proj = {"floor": 8e-4, "halo_px": 2, "peak_one": True, "islands": FIRST}
+    rel = load_release(tiny_release(tmp_path / "rel", ["FRI"], size=16, projection=proj))
+    (_, h), = sample_images(rel, generate(rel, 1, label="FRI", **FAST))
+    assert h["ISLANDS"] is True and h["PROJECTD"] is True
+    off = generate(rel, 1, label="FRI", islands=False, **FAST)
+    (_, h0), = sample_images(rel, off)
+    assert h0["ISLANDS"] is False and h0["PROJECTD"] is True
+    save_samples(tmp_path / "out", rel, off)
+    with h5py.File(tmp_path / "out" / "samples.h5") as f:
+        assert not f.attrs["islands"] and f.attrs["projected"]

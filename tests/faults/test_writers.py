@@ -47,7 +47,9 @@ def ckpt(tmp_path_factory):
           "scalar_conditions": [], "transform": ConditionTransform.fit({}, ()).to_dict(),
           "sigma_data": 0.1, "model_args": args, "intensity": None,
           "dataset": {"classes": CLASSES, "pixel_scale_arcsec": 1.8,
-                      "beam_arcsec": [5.4, 5.4]}}
+                      "beam_arcsec": [5.4, 5.4],
+                      # recorded by a run whose data.projection_floor is "data" (data=first)
+                      "projection_floor_max": 8e-4}}
     state = {f"ema.{k}": v for k, v in denoiser.state_dict().items()}
     path = tmp_path_factory.mktemp("run") / "last.ckpt"
     torch.save({"hyper_parameters": hp, "state_dict": state, "global_step": 7,

@@ -89,6 +89,8 @@ def _provenance(release: Release, result: GenerateResult) -> dict[str, Any]:
         "S_churn": s["S_churn"], "seed": s["seed"],
         "conditions": s.get("conditions", "null"),
         **_refine_provenance(release, s.get("refine")),
+        "projected": bool(s.get("projected", False)),
+        "islands": bool(s.get("islands", False)),
         "unit": result.unit,
         "package_version": radiodiff.__version__,
         "created_utc": result.created_utc
@@ -127,6 +129,8 @@ def _fits_cards(prov: dict[str, Any], result: GenerateResult, k: int) -> dict[st
         "REFRHO": (prov["refine_rho"], "faint-end refiner schedule curvature"),
         "REFSHA": (prov["refiner_sha256"], "SHA-256 of refiner/model.safetensors"),
         "NFE": (int(result.nfe[k]), "network evaluations (base + refiner)"),
+        "PROJECTD": (prov["projected"], "through the data's last preprocessing steps"),
+        "ISLANDS": (prov["islands"], "the data's noise islands laid under it"),
         "CLASS": (str(c["class"][k]) or "none", "class condition"),
         "PEAKFLUX": (peak if math.isfinite(peak) else "none", "[Jy/beam] peak condition"),
         "LAS": (las if math.isfinite(las) else "none", "[arcsec] size condition"),

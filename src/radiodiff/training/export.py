@@ -21,7 +21,7 @@ from radiodiff.io.release import export_release
 __all__ = ["export_checkpoint", "read_checkpoint", "conditions_from_data", "training_rows",
            "output_projection", "FROM_RUN", "LAST", "PREV"]
 
-FROM_RUN = "run"  # export_checkpoint(projection_floor=...): the run's data.projection_floor
+FROM_RUN = "run"  # export_checkpoint(projection_floor=, projection_islands=): the run's data config
 LAST, PREV = "last.ckpt", "prev.ckpt"  # the resume checkpoint and the one before it
 # hyper-parameters a radiodiff checkpoint must carry, and their types
 _HPARAMS = {"cfg": dict, "num_classes": int, "scalar_conditions": list, "transform": dict,
