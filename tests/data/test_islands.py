@@ -58,8 +58,14 @@ def test_each_image_takes_its_islands_from_its_own_seed():
     a = add_islands(x, m, [7, 8, 9])
     b = add_islands(x[[2, 0]], m, [9, 7])
     np.testing.assert_array_equal(a[[2, 0]], b)          # independent of order and company
-    assert (a[:, 0, 16, 16] == 1.0).all()                # each source scaled to its peak
+    assert (a[:, 0, 16, 16] == [0.5, 2.0, 1.0]).all()    # each image keeps its scale
     assert (x[:, 0, 16, 16] == [0.5, 2.0, 1.0]).all()    # the input is not modified
+    # islands relative to each image's peak: image 1 (peak 2) gets image 0's layer x 4
+    same = add_islands(x[[0, 1]], m, [7, 7])
+    np.testing.assert_allclose(same[1] - np.where(x[1] > 0, x[1], 0),
+                               4 * (same[0] - np.where(x[0] > 0, x[0], 0)), rtol=1e-6)
+    wide = add_islands(np.pad(x, ((0, 0), (0, 0), (0, 0), (0, 32))), m, [7, 8, 9])
+    assert wide.shape == (3, 1, 32, 64) and (wide[:, :, :, 32:] > 0).any()
     with pytest.raises(ValueError, match="2 seeds for 3 images"):
         add_islands(x, m, [1, 2])
 

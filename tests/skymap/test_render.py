@@ -294,3 +294,25 @@ def test_source_only_drops_noise_islands_around_a_bright_source():
     assert (image[:20] > 5 * rms).sum() > 20
     out = source_only(image, rms)
     assert out[:20].sum() == 0 and out[40, 40] == image[40, 40]
+
+
+def test_map_cutouts_leave_out_the_datas_noise_islands(tmp_path):
+    """The map adds its own noise: a release whose projection lays FIRST's noise islands
+    under its images gives the map clean cutouts (the same as islands=False)."""
+    from helpers.releases import tiny_release
+    from radiodiff.diffusion.generate import generate
+    from radiodiff.diffusion.sampling import SamplerSpec
+    from radiodiff.io.release import load_release
+
+    islands = dict(k_mean=2.0, k_std=0.0, ln_r_mean=-3.0, ln_r_std=0.0, r_max=0.2,
+                   beam_fwhm_px=3.0, factor=2)
+    rel = load_release(tiny_release(tmp_path / "rel", ["FRI"], size=32, busy=True,
+                                    projection={"floor": 8e-4, "halo_px": 2,
+                                                "peak_one": True, "islands": islands}))
+    spec = SamplerSpec.build(sampler="dpmpp_2m", steps=3)
+    cut = ModelCutouts(rel, spec).many([0.01], [20.0], ["FRI"], [5])[0]
+    kw = dict(label=["FRI"], spec=spec, seeds=[5], batch_size=1)
+    clean = generate(rel, 1, islands=False, **kw).output[0, 0]
+    noisy = generate(rel, 1, **kw).output[0, 0]
+    assert (noisy > 0).sum() > (clean > 0).sum()       # the release does draw islands
+    np.testing.assert_array_equal(cut.image, clean)

@@ -174,7 +174,8 @@ def test_an_older_checkpoint_gets_the_data_floor_from_export_data(run, capsys):
         assert main(["export", "--ckpt", str(old), "--out", str(tmp / "n3"),
                      "--projection-floor", bad]) == 2
         err = capsys.readouterr().err.strip()
-        assert len(err.splitlines()) == 1 and "projection" in err and "floor" in err
+        assert len(err.splitlines()) == 1 and "data.projection_floor" not in err
+        assert "--projection-floor must be" in err or "projection floor=" in err
         assert not (tmp / "n3").exists()
 
 

@@ -24,10 +24,10 @@ import numpy as np
 from scipy import ndimage
 
 from radiodiff.data.preprocess import resize_image
+from radiodiff.diffusion.sampling import island_rng
 
-__all__ = ["IslandModel", "island_layer", "add_islands", "island_rng", "ISLAND_STREAM"]
+__all__ = ["IslandModel", "island_layer", "native_levels", "add_islands", "island_rng"]
 
-ISLAND_STREAM = 0x15_1A4D  # second word of an image's island seed: [seed, ISLAND_STREAM]
 FWHM_TO_SIGMA = 1.0 / (2.0 * math.sqrt(2.0 * math.log(2.0)))
 
 
@@ -73,8 +73,14 @@ class IslandModel:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any], where: str = "islands") -> "IslandModel":
         names = {f.name for f in fields(cls)}
-        if not isinstance(d, Mapping) or set(d) - names or not set(d) >= names - {"levels"}:
-            raise ValueError(f"{where}: must have {sorted(names)}; got {d!r}")
+        if not isinstance(d, Mapping):
+            raise ValueError(f"{where}: must be a mapping of {sorted(names)}, got "
+                             f"{type(d).__name__}")
+        missing, extra = sorted(names - {"levels"} - set(d)), sorted(set(d) - names)
+        if missing or extra:
+            raise ValueError(f"{where}: must have {sorted(names)}"
+                             + (f"; missing {missing}" if missing else "")
+                             + (f"; unknown {extra[:5]}" if extra else ""))
         try:
             return cls(**{k: d[k] for k in d})
         except ValueError as exc:
@@ -84,34 +90,43 @@ class IslandModel:
         return asdict(self)
 
 
-def island_rng(seed: int) -> np.random.Generator:
-    """The generator of image ``seed``'s islands (independent of its diffusion noise)."""
-    return np.random.default_rng([int(seed), ISLAND_STREAM])
-
-
-def island_layer(model: IslandModel, size: int, rng: np.random.Generator) -> np.ndarray:
-    """One (size, size) float32 layer of noise islands, as a fraction of the peak."""
-    n = size * model.factor
-    w = ndimage.gaussian_filter(rng.standard_normal((n, n)),
+def beam_noise(model: IslandModel, shape: tuple[int, int],
+               rng: np.random.Generator) -> np.ndarray:
+    """Unit-rms Gaussian noise of ``shape`` on the native grid, correlated by the beam."""
+    w = ndimage.gaussian_filter(rng.standard_normal(shape),
                                 model.beam_fwhm_px * FWHM_TO_SIGMA, mode="wrap")
-    w /= w.std()
-    r = min(math.exp(model.ln_r_mean + model.ln_r_std * rng.standard_normal()), model.r_max)
-    t = max(model.k_mean + model.k_std * rng.standard_normal(), 0.0) * r
-    v = np.clip((r * w - t) / (1.0 - t), 0.0, None)
-    v = np.round(v * model.levels) / model.levels
-    return resize_image(v, size)
+    return w / w.std()
+
+
+def native_levels(model: IslandModel, w: np.ndarray, z_r: float, z_k: float) -> np.ndarray:
+    """The one rule of the data's cut: unit-rms noise ``w`` at rms r = exp(ln_r_mean +
+    ln_r_std z_r) (at most r_max) of the peak, cut at t = (k_mean + k_std z_k) r, rescaled
+    ((x - t) / (1 - t)) and quantised; in quantisation levels (0, 1, 2 ...)."""
+    r = min(math.exp(model.ln_r_mean + model.ln_r_std * z_r), model.r_max)
+    t = max(model.k_mean + model.k_std * z_k, 0.0) * r
+    return np.round(np.clip((r * w - t) / (1.0 - t), 0.0, None) * model.levels)
+
+
+def island_layer(model: IslandModel, shape: int | tuple[int, int],
+                 rng: np.random.Generator) -> np.ndarray:
+    """One float32 layer of noise islands of ``shape`` (output pixels), as a fraction of
+    the peak: drawn on the native grid, resampled like ``radiodiff prepare``."""
+    h, w_ = (shape, shape) if isinstance(shape, int) else tuple(shape)
+    w = beam_noise(model, (h * model.factor, w_ * model.factor), rng)
+    z_r, z_k = rng.standard_normal(), rng.standard_normal()
+    return resize_image(native_levels(model, w, z_r, z_k) / model.levels, (h, w_))
 
 
 def add_islands(images: np.ndarray, model: IslandModel, seeds: Sequence[int]) -> np.ndarray:
-    """Each (N, 1, H, W) image, scaled to its peak, under a layer of islands drawn from
-    ``island_rng(seeds[k])`` (pixel-wise maximum). Returns a new float32 array."""
+    """Each (N, C, H, W) image under a layer of islands drawn from ``island_rng(seeds[k])``
+    (pixel-wise maximum, relative to the image's peak; every channel). Returns a new
+    float32 array at the input's scale."""
     x = np.array(images, dtype=np.float32, copy=True)
     if len(seeds) != len(x):
         raise ValueError(f"add_islands: {len(seeds)} seeds for {len(x)} images")
-    size = x.shape[-1]
     for img, seed in zip(x, seeds):
         peak = img.max()
         if peak > 0:
-            img /= peak
-            np.maximum(img[0], island_layer(model, size, island_rng(seed)), out=img[0])
+            layer = island_layer(model, img.shape[-2:], island_rng(seed))
+            np.maximum(img, layer * peak, out=img)
     return x

@@ -90,12 +90,14 @@ def centre_on(image: np.ndarray, offset_px: tuple[float, float]) -> np.ndarray:
     return ndimage.shift(image, (-offset_px[0], -offset_px[1]), order=1, mode="nearest")
 
 
-def resize_image(image: np.ndarray, n: int) -> np.ndarray:
-    """Resize to n x n, Gaussian anti-aliasing when shrinking (surface brightness kept)."""
-    if image.shape == (n, n):
+def resize_image(image: np.ndarray, n: int | tuple[int, int]) -> np.ndarray:
+    """Resize to n x n (or an (h, w) shape), Gaussian anti-aliasing when shrinking (surface
+    brightness kept)."""
+    shape = (n, n) if isinstance(n, (int, np.integer)) else tuple(int(v) for v in n)
+    if image.shape == shape:
         return image.astype(np.float32)
-    shrink = image.shape[0] > n or image.shape[1] > n
-    out = resize(image.astype(np.float64), (n, n), order=1, mode="reflect",
+    shrink = image.shape[0] > shape[0] or image.shape[1] > shape[1]
+    out = resize(image.astype(np.float64), shape, order=1, mode="reflect",
                  anti_aliasing=shrink, preserve_range=True)
     return out.astype(np.float32)
 

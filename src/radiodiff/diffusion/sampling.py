@@ -517,6 +517,16 @@ def condition_rng(seed: int) -> np.random.Generator:
     return np.random.default_rng(word_seed(seed, 2))
 
 
+ISLAND_STREAM = 0x15_1A4D  # second seed word of an image's noise islands
+
+
+def island_rng(seed: int) -> np.random.Generator:
+    """Generator of the data's noise islands (:mod:`radiodiff.data.islands`) laid under the
+    image of seed ``seed``: ``default_rng([seed, ISLAND_STREAM])``, independent of the
+    image's diffusion noise, churn and conditions, and of the batch."""
+    return np.random.default_rng([int(seed), ISLAND_STREAM])
+
+
 def seeded_noise(seeds: Sequence[int], shape: Sequence[int], dtype: torch.dtype = torch.float32,
                  device: Optional[torch.device | str] = None) -> Tensor:
     """Unit Gaussian noise with one generator per seed.

@@ -244,7 +244,9 @@ class ModelCutouts:
         labels = [c if c in self.release.classes else None for c in classes]
         res = generate(self.release, len(labels), label=labels, spec=self.spec,
                        seeds=[int(v) for v in seeds], batch_size=len(labels),
-                       batch_invariant=self.batch_invariant, **kw)
+                       batch_invariant=self.batch_invariant,
+                       islands=False,  # the map adds its own noise (skymap.noise)
+                       **kw)
         beam = self.beam if res.unit == "Jy/beam" else None
         rms = self.release.meta.get("rms_jy_beam") if beam is not None else None
         images = [x if rms is None else source_only(x, rms) for x in res.output[:, 0]]

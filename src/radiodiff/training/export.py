@@ -276,8 +276,9 @@ def output_projection(data_cfg, scaling: str, negatives: str | None,
     ``data.projection_islands`` unless given (a mapping of
     :class:`radiodiff.data.islands.IslandModel` fields, or None).
     """
-    floor = data_cfg.get("projection_floor") if floor == FROM_RUN else floor
-    check_projection_floor(floor)
+    from_run = isinstance(floor, str) and floor == FROM_RUN
+    floor = data_cfg.get("projection_floor") if from_run else floor
+    check_projection_floor(floor, "data.projection_floor" if from_run else "projection floor")
     if floor == DATA_FLOOR:
         if floor_max is None:
             raise ValueError("projection floor 'data': the checkpoint records no floor "
