@@ -61,6 +61,30 @@ def _parse_config(config: str) -> tuple[str, int, float, dict]:
     return sampler, int(steps), kw.pop("guidance", 1.0), kw
 
 
+GENERATE_OPTIONS = ("project", "refine", "islands")  # config options for generate()
+
+
+def _spec_and_options(sampler: str, steps: int, guidance: float,
+                      kw: dict) -> tuple[SamplerSpec, dict]:
+    """The solver spec of a parsed configuration and its ``generate()`` options
+    (:data:`GENERATE_OPTIONS`)."""
+    gen_kw = {k: kw[k] for k in GENERATE_OPTIONS if k in kw}
+    spec_kw = {k: v for k, v in kw.items() if k not in gen_kw}
+    return SamplerSpec.build(sampler=sampler, steps=steps, guidance=guidance,
+                             **spec_kw), gen_kw
+
+
+def add_generation_args(ap) -> None:
+    """The arguments of the bench scripts that draw one generated set against a real split
+    (``bench/faint_components.py``, ``bench/projection_floor.py``)."""
+    ap.add_argument("--model", default="first")
+    ap.add_argument("--reference", default="data/first.h5")
+    ap.add_argument("--split", default="valid", choices=("valid", "test"))
+    ap.add_argument("--config", default="dpmpp_2m:7", help="bench_quality.py syntax")
+    ap.add_argument("--n", type=int, default=200)
+    ap.add_argument("--seed", type=int, default=0)
+
+
 def _num(x, fmt: str) -> str:
     return "–" if x is None else format(x, fmt)
 
@@ -88,10 +112,7 @@ def score_configs(model: str, reference: str, split: str, n: int, configs: list[
                 fake = ImageSet(floor_set.images[pick], floor_set.labels[pick],
                                 f"{floor_set.name} images")
             else:
-                gen_kw = {k: kw[k] for k in ("project", "refine", "islands") if k in kw}
-                spec_kw = {k: v for k, v in kw.items() if k not in gen_kw}
-                spec = SamplerSpec.build(sampler=sampler, steps=steps, guidance=guidance,
-                                         **spec_kw)
+                spec, gen_kw = _spec_and_options(sampler, steps, guidance, kw)
                 fake = generated_set(model, labels, Path(tmp), spec, seed, 32, **gen_kw)
                 kw = dict(kw, refine_nfe=0 if kw.get("refine") is False
                           else _refine_nfe(model))

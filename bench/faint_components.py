@@ -19,9 +19,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_quality import _parse_config  # noqa: E402
+from bench_quality import _parse_config, _spec_and_options, add_generation_args  # noqa: E402
 
-from radiodiff.diffusion.sampling import SamplerSpec  # noqa: E402
 from radiodiff.evaluation.faint import faint_view  # noqa: E402
 from radiodiff.evaluation.metrics import image_statistics  # noqa: E402
 from radiodiff.evaluation.sets import (generated_set, proportional_labels,  # noqa: E402
@@ -39,20 +38,13 @@ def _summary(name: str, counts: np.ndarray, labels: np.ndarray, classes: list[st
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", default="first")
-    ap.add_argument("--reference", default="data/first.h5")
-    ap.add_argument("--split", default="valid", choices=("valid", "test"))
-    ap.add_argument("--config", default="dpmpp_2m:7", help="bench_quality.py syntax")
-    ap.add_argument("--n", type=int, default=200)
-    ap.add_argument("--seed", type=int, default=0)
+    add_generation_args(ap)
     args = ap.parse_args()
 
     real, _, _, ps = reference_splits(args.reference, args.split)
     classes = list(ps.classes)
     labels = proportional_labels(real.labels, args.n)
-    sampler, steps, guidance, kw = _parse_config(args.config)
-    gen_kw = {k: kw.pop(k) for k in ("project", "refine") if k in kw}
-    spec = SamplerSpec.build(sampler=sampler, steps=steps, guidance=guidance, **kw)
+    spec, gen_kw = _spec_and_options(*_parse_config(args.config))
     with tempfile.TemporaryDirectory() as tmp:
         fake = generated_set(args.model, labels, Path(tmp), spec, args.seed, 32, **gen_kw)
     for view, f in (("plain", lambda x: x), ("faint x^0.25", faint_view)):

@@ -23,10 +23,10 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_quality import _parse_config, _refine_nfe, _row  # noqa: E402
+from bench_quality import (_parse_config, _refine_nfe, _row, _spec_and_options,  # noqa: E402
+                           add_generation_args)
 
 from radiodiff.data.preprocess import project_like_data  # noqa: E402
-from radiodiff.diffusion.sampling import SamplerSpec  # noqa: E402
 from radiodiff.evaluation.faint import faint_view  # noqa: E402
 from radiodiff.evaluation.metrics import EvalSettings, evaluate, image_statistics  # noqa: E402
 from radiodiff.evaluation.sets import (ImageSet, generated_set,  # noqa: E402
@@ -54,12 +54,7 @@ def final_projection(model: str, refine: bool = True) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", default="first")
-    ap.add_argument("--reference", default="data/first.h5")
-    ap.add_argument("--split", default="valid", choices=("valid", "test"))
-    ap.add_argument("--config", default="dpmpp_2m:7", help="bench_quality.py syntax")
-    ap.add_argument("--n", type=int, default=200)
-    ap.add_argument("--seed", type=int, default=0)
+    add_generation_args(ap)
     ap.add_argument("--floors", type=float, nargs="+", required=True,
                     help="final projection floors, fractions of the peak")
     args = ap.parse_args()
@@ -68,13 +63,12 @@ def main() -> None:
     meta = reference_meta(ps)
     labels = proportional_labels(real.labels, args.n)
     sampler, steps, guidance, kw = _parse_config(args.config)
-    kw.pop("project", None)  # every floor row projects the same unprojected images
-    refine = kw.pop("refine", True)
-    spec = SamplerSpec.build(sampler=sampler, steps=steps, guidance=guidance, **kw)
+    spec, gen_kw = _spec_and_options(sampler, steps, guidance, kw)
+    gen_kw["project"] = False  # every floor row projects the same unprojected images
+    refine = gen_kw.get("refine", True)
     projection = final_projection(args.model, refine)
     with tempfile.TemporaryDirectory() as tmp:
-        raw = generated_set(args.model, labels, Path(tmp), spec, args.seed, 32,
-                            project=False, **({} if refine else {"refine": False}))
+        raw = generated_set(args.model, labels, Path(tmp), spec, args.seed, 32, **gen_kw)
     for floor in args.floors:
         images = project_like_data(raw.images, **dict(projection, floor=floor))  # no islands
         fake = ImageSet(images, raw.labels, f"floor {floor:g}")
