@@ -1,0 +1,128 @@
+"""Capacity / receptive-field ablation of the physical-units model on MiraBest's valid split.
+
+Issue #28 item 3. Each arm is a training run of the same recipe (``conf/experiment/
+mirabest.yaml``) and the same number of images (equal compute: the presets train at the
+same images/s on 2 CPU cores, ``bench/throughput.py``), e.g.
+
+    python train.py +experiment=mirabest model=unet_deep  train.run_name=abl-deep  train.total_kimg=8
+    python train.py +experiment=mirabest model=unet_small train.run_name=abl-small train.total_kimg=8
+    python bench/ablation_capacity.py --ckpt-root $RADIODIFF_CKPT_DIR abl-deep abl-small
+
+Each arm's checkpoint is exported (main EMA) to ``--work``/<arm>, its fixed-noise validation
+loss measured (``bench/val_loss.py``), and one image drawn per valid row with that row's
+class, peak flux and LAS at the release's sampler (DPM-Solver++ 10, guidance 1.5) and
+scored by ``radiodiff evaluate``'s metrics: source morphology per class (KS against the
+real-vs-real floor at equal sample size), paired LAS, real-vs-fake (plain and x^0.25),
+the exact-zero background fraction. A real row (train vs valid) gives the floors. Prints
+a Markdown table; ``--out`` writes every number as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from radiodiff.diffusion.sampling import SamplerSpec
+from radiodiff.evaluation.metrics import EvalSettings, run_evaluation
+from radiodiff.evaluation.sets import Compared, reference_set
+
+ROOT = Path(__file__).resolve().parents[1]
+STATS = ("las", "elongation", "n_components", "outer_flux_fraction", "brightest_offset")
+
+
+def export(ckpt: Path, out: Path) -> None:
+    subprocess.run([sys.executable, "-m", "radiodiff.cli", "export", "--ckpt", str(ckpt),
+                    "--out", str(out), "--overwrite"], check=True, cwd=ROOT)
+
+
+def val_losses(releases: list[Path], data: str) -> dict[str, float]:
+    """Mean fixed-noise validation loss of each release (bench/val_loss.py)."""
+    text = subprocess.run([sys.executable, str(ROOT / "bench" / "val_loss.py"), "--data", data,
+                           *map(str, releases)], check=True, capture_output=True, text=True,
+                          cwd=ROOT).stdout
+    out = {}
+    for line in text.splitlines():
+        path, _, rest = line.partition(" mean ")
+        if rest:
+            out[Path(path).name] = float(rest.split()[0])
+    return out
+
+
+def row(name: str, m: dict) -> dict:
+    morph = m.get("morphology") or {}
+    las = ((m.get("conditioning") or {}).get("las_arcsec") or {}).get("paired") or {}
+    return {"arm": name, "real_vs_fake": m["real_vs_fake"]["mean_accuracy"],
+            "real_vs_fake_faint": m["real_vs_fake_faint"]["mean_accuracy"],
+            "zero_fraction": m["background"]["fake"]["zero"],
+            "zero_fraction_real": m["background"]["real"]["zero"],
+            "las_within_20": las.get("fraction_within"),
+            "las_within_20_floor": (las.get("real") or {}).get("fraction_within"),
+            "las_median_error": las.get("median_abs_relative_error"),
+            "ks_ratio": morph.get("ks_ratio", {}), "worst": morph.get("worst", []),
+            "within_1.5": morph.get("within_1.5"), "n_ratios": morph.get("n")}
+
+
+def _fmt(v) -> str:
+    return "–" if v is None else (f"{v:.3g}" if isinstance(v, float) else str(v))
+
+
+def table(rows: list[dict]) -> str:
+    head = ("| arm | val loss | real-vs-fake | x^0.25 | LAS within 20 % | LAS error | "
+            "zero fraction | " + " | ".join(f"KS/floor {s}" for s in STATS)
+            + " | KS ≤ 1.5x floor |")
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    for r in rows:
+        ks = [_fmt(r["ks_ratio"].get(f"all/{s}")) for s in STATS]
+        lines.append(f"| {r['arm']} | {_fmt(r.get('val_loss'))} | {_fmt(r['real_vs_fake'])} | "
+                     f"{_fmt(r['real_vs_fake_faint'])} | {_fmt(r['las_within_20'])} | "
+                     f"{_fmt(r['las_median_error'])} | {_fmt(r['zero_fraction'])} | "
+                     + " | ".join(ks) + f" | {r['within_1.5']}/{r['n_ratios']} |")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("arms", nargs="+", help="run names (folders under --ckpt-root) or releases")
+    p.add_argument("--ckpt-root", default="outputs/checkpoints")
+    p.add_argument("--reference", default=str(ROOT / "data" / "mirabest.h5"))
+    p.add_argument("--split", default="valid")
+    p.add_argument("--sampler", default="dpmpp_2m:10:1.5", help="solver:steps:guidance")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--work", default=str(ROOT / "outputs" / "ablation"))
+    p.add_argument("--out", default=None)
+    a = p.parse_args(argv)
+    solver, steps, guidance = a.sampler.split(":")
+    spec = SamplerSpec.build(sampler=solver, steps=int(steps), guidance=float(guidance))
+    settings = EvalSettings(seed=a.seed, sourcefinder=False, tstr=False,
+                            cache_dir=str(Path(a.work) / "cache"))
+    n = len(reference_set(a.reference, a.split)[0].images)
+    releases = []
+    for arm in a.arms:
+        path = Path(arm)
+        if not (path / "meta.json").is_file():
+            path = Path(a.work) / arm
+            export(Path(a.ckpt_root) / arm / "last.ckpt", path)
+        releases.append(path)
+    losses = val_losses(releases, a.reference)
+    floor_split = "train" if a.split == "valid" else "valid"
+    rows = []
+    for name, compared in [("real", Compared(real_split=floor_split))] + [
+            (r.name, Compared(model=str(r), n=n, spec=spec, seed=a.seed)) for r in releases]:
+        result, _ = run_evaluation(a.reference, compared, Path(a.work) / f"report-{name}",
+                                   a.split, settings, overwrite=True)
+        rows.append({**row(name, result.to_dict()), "val_loss": losses.get(name)})
+        print(json.dumps(rows[-1]), flush=True)
+    print(table(rows))
+    if a.out:
+        Path(a.out).write_text(json.dumps({"split": a.split, "sampler": a.sampler,
+                                           "rows": rows}, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
