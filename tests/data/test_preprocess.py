@@ -170,6 +170,23 @@ def test_the_data_floor_is_the_largest_that_leaves_every_real_image_as_it_is(tmp
         largest_kept_floor(x[[1, 3, 4]], 2)
 
 
+def test_halo_0_reproduces_a_pixel_by_pixel_clip_and_keeps_every_real_pixel():
+    """MiraBest (conf/data/mirabest.yaml): noise clipped at 0 pixel by pixel, so generated
+    near-zero values beside positive noise go to exactly 0 too, and no real pixel moves."""
+    from radiodiff.data.preprocess import largest_kept_floor, project_like_data
+    rng = np.random.default_rng(5)
+    real = np.clip(rng.normal(0, 0.01, (8, 1, 32, 32)), 0, None).astype(np.float32)
+    real[:, 0, 16, 16] = 1.0
+    floor = largest_kept_floor(real, halo_px=0)
+    np.testing.assert_array_equal(project_like_data(real, floor, 0), real)
+    assert (real == 0).mean() == pytest.approx(0.5, abs=0.03)
+    fake = real.copy()
+    fake[real == 0] = 1e-12                                  # the network's leftovers
+    y = project_like_data(fake, floor, 0)
+    assert (y == 0).mean() == pytest.approx((real == 0).mean())
+    assert (project_like_data(fake, floor, 2) == 0).mean() < 0.05   # a halo keeps them
+
+
 @pytest.mark.parametrize("value", [0, 1, 1.5, -0.1, "auto", True, [0.1]])
 def test_an_absurd_projection_floor_is_one_clear_error(value):
     from radiodiff.data.preprocess import check_projection_floor
