@@ -58,18 +58,19 @@ train-first: setup
 	  train.sample_every_steps=1000 train.sample_count=32 train.ckpt_every_minutes=10 \
 	  train.ckpt_every_steps=500 train.val_every_steps=500 train.max_minutes=110 $(ARGS)
 
-# The physical-units model (models/mirabest): unet_small on the MiraBest FIRST fields,
-# conditioned on class, peak flux and LAS (Box-Cox), schedule=stretch, warm-started from
-# models/first; resumable pieces like train-first (rerun to continue, state in CKPT_ROOT).
+# The physical-units model's campaign (issue #28): unet_deep on the MiraBest FIRST fields,
+# conditioned on class, peak flux and LAS (Box-Cox), x^0.25 model space, batch 16
+# (conf/experiment/mirabest.yaml; docs/campaign_mirabest.md). Resumable pieces of at most
+# 110 min: rerun with the same CKPT_ROOT to continue. On a fresh machine (resume state lost),
+# continue from the last piece's committed EMA weights (a new run, fresh optimiser):
+#   make train-mirabest ARGS="train.run_name=mb-deep-2 train.init_from=models/campaign/mirabest-deep"
+# Real-time priority keeps other processes from slowing the piece (docs/throughput.md);
+# without the right to it (CHRT=) the piece runs at normal priority.
+CHRT ?= $(shell chrt -r 5 true 2>/dev/null && echo chrt -r 5)
 train-mirabest: setup
 	test -f data/mirabest.h5 || $(BIN)/radiodiff prepare data=mirabest
-	RADIODIFF_CKPT_DIR=$(CKPT_ROOT) $(BIN)/python train.py model=unet_small data=mirabest \
-	  schedule=stretch logger=csv train.run_name=mb-warm train.init_from=models/first \
-	  train.condition_transform=boxcox paths.output_dir=$(CKPT_ROOT)/runs train.total_kimg=200 \
-	  train.sample_every_steps=0 train.ckpt_every_minutes=5 train.ckpt_every_steps=100 \
-	  train.val_every_steps=250 train.val_batches=4 trainer.enable_progress_bar=false \
-	  trainer.precision=32-true train.ema_halflife_kimg=5 'train.ema_bank_kimg=[2,10]' \
-	  train.max_minutes=110 $(ARGS)
+	RADIODIFF_CKPT_DIR=$(CKPT_ROOT) $(CHRT) $(BIN)/python train.py +experiment=mirabest \
+	  model=unet_deep train.run_name=mb-deep paths.output_dir=$(CKPT_ROOT)/runs $(ARGS)
 
 # The faint-end refiner of models/first (models/first/refiner): unet_small on FIRST in
 # x^0.25 space (schedule=stretch), warm-started from models/first's base weights; resumable
@@ -98,11 +99,14 @@ MODEL ?= first
 sample: setup
 	$(BIN)/radiodiff sample --model $(MODEL) $(ARGS)
 
-# make eval [CKPT=<release folder or .ckpt>] [N=1000] [ARGS="--sampler dpmpp_2m --steps 10"]
+# make eval [CKPT=<release folder or .ckpt>] [N=1000] [REF=data/<name>.h5]
+#   [ARGS="--sampler dpmpp_2m --steps 10"]: the reference set is the data the model was
+# trained on (data/<data.name>.h5, checked by its data_sha256) unless REF names one.
 CKPT ?= first
 N ?= 1000
+REF ?=
 eval: setup
-	$(BIN)/radiodiff evaluate --reference data/first.h5 --model $(CKPT) --n $(N) $(ARGS)
+	$(BIN)/radiodiff evaluate $(if $(REF),--reference $(REF)) --model $(CKPT) --n $(N) $(ARGS)
 
 bench: setup
 	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-2} $(BIN)/python bench/bench_models.py $(ARGS)

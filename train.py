@@ -2,11 +2,14 @@
 
 Thin entry point: Hydra composes ``conf/`` onto the typed configs and saves the resolved
 config in the run folder under ``outputs/``; :func:`radiodiff.training.fit.train` does the work.
+In a multirun (``-m``) each job is its own run: its name gets the job's overrides
+(:func:`radiodiff.training.identity.sweep_run_name`), e.g. ``tiny-unet_tiny-s5-train.lr=0.002``.
 
 An error ends in one line on stderr, ``radiodiff train: error: <message>``, with exit code 2
 for bad input (config, data, paths) and 1 for anything else; a run that failed before it
 wrote anything leaves no run folder (one that did keeps the traceback in its log file).
-``HYDRA_FULL_ERROR=1`` or ``RADIODIFF_DEBUG=1`` shows the full traceback instead.
+``HYDRA_FULL_ERROR=1`` or ``RADIODIFF_DEBUG=1`` shows the full traceback instead. Ctrl-C
+ends in one line too (exit code 130); the checkpoints already written stay.
 """
 
 import os
@@ -21,6 +24,7 @@ from omegaconf import DictConfig
 from radiodiff.config import register_configs
 from radiodiff.cli import error_line
 from radiodiff.training.fit import drop_unused_run_dir, train
+from radiodiff.training.identity import sweep_run_name
 
 register_configs()
 
@@ -39,6 +43,7 @@ def main(cfg: DictConfig) -> None:
     run_dir, root = Path(hc.runtime.output_dir), Path(cfg.paths.output_dir)
     if str(getattr(hc.mode, "name", hc.mode)) == "MULTIRUN":
         _jobs["sweep"] = (Path(hc.sweep.dir), root)
+        cfg.train.run_name = sweep_run_name(cfg, hc.overrides.task)  # one run per job
     try:
         summary = train(cfg, run_dir=run_dir)
     except BaseException as exc:
@@ -59,6 +64,9 @@ def main(cfg: DictConfig) -> None:
     _jobs["ok"] += 1
     print(f"trained {summary['steps']} steps ({summary['images_seen']} images); "
           f"checkpoint {summary['checkpoint']}")
+    if summary.get("wandb_offline"):
+        print(f"W&B offline run in {summary['wandb_offline']}; to upload it and see it "
+              f"online: wandb sync {summary['wandb_offline']}")
 
 
 def _debug() -> bool:
@@ -90,7 +98,11 @@ def cli() -> int:
         return 0
     try:
         main()
-    except Exception as exc:  # composing the config; SystemExit / KeyboardInterrupt pass
+    except KeyboardInterrupt:  # Ctrl-C: one line, no traceback
+        print(f"{PROG}: interrupted; checkpoints already written are kept (train.resume=auto "
+              "continues from them)", file=sys.stderr, flush=True)
+        return 130
+    except Exception as exc:  # composing the config; SystemExit passes
         return _report(exc)
     if _jobs["failed"] and not _jobs["ok"] and _jobs["sweep"]:
         drop_unused_run_dir(*_jobs["sweep"], "multirun.yaml")  # a sweep that never ran

@@ -63,7 +63,8 @@ def row(name: str, m: dict) -> dict:
             "las_within_20": las.get("fraction_within"),
             "las_within_20_floor": (las.get("real") or {}).get("fraction_within"),
             "las_median_error": las.get("median_abs_relative_error"),
-            "ks_ratio": morph.get("ks_ratio", {}), "worst": morph.get("worst", []),
+            "ks_ratio": {k: (v if v == v else None) for k, v in morph.get("ks_ratio", {}).items()},
+            "worst": morph.get("worst", []),
             "within_1.5": morph.get("within_1.5"), "n_ratios": morph.get("n")}
 
 
@@ -77,7 +78,7 @@ def table(rows: list[dict]) -> str:
             + " | KS ≤ 1.5x floor |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in rows:
-        ks = [_fmt(r["ks_ratio"].get(f"all/{s}")) for s in STATS]
+        ks = [_fmt(r["ks_ratio"].get(f"all/{s}")) for s in STATS]  # per class: the JSON
         lines.append(f"| {r['arm']} | {_fmt(r.get('val_loss'))} | {_fmt(r['real_vs_fake'])} | "
                      f"{_fmt(r['real_vs_fake_faint'])} | {_fmt(r['las_within_20'])} | "
                      f"{_fmt(r['las_median_error'])} | {_fmt(r['zero_fraction'])} | "
@@ -95,6 +96,7 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--work", default=str(ROOT / "outputs" / "ablation"))
     p.add_argument("--out", default=None)
+    p.add_argument("--no-real-row", action="store_true", help="skip the real-vs-real row")
     a = p.parse_args(argv)
     solver, steps, guidance = a.sampler.split(":")
     spec = SamplerSpec.build(sampler=solver, steps=int(steps), guidance=float(guidance))
@@ -111,7 +113,8 @@ def main(argv=None) -> int:
     losses = val_losses(releases, a.reference)
     floor_split = "train" if a.split == "valid" else "valid"
     rows = []
-    for name, compared in [("real", Compared(real_split=floor_split))] + [
+    real_row = [] if a.no_real_row else [("real", Compared(real_split=floor_split))]
+    for name, compared in real_row + [
             (r.name, Compared(model=str(r), n=n, spec=spec, seed=a.seed)) for r in releases]:
         result, _ = run_evaluation(a.reference, compared, Path(a.work) / f"report-{name}",
                                    a.split, settings, overwrite=True)

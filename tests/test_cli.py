@@ -1,5 +1,7 @@
 """`radiodiff evaluate` at the command line: one library call, errors as one line."""
 
+import re
+
 import pytest
 
 from helpers import synth
@@ -48,3 +50,23 @@ def test_cli_bad_sampler_spec_is_one_line(prepared, tmp_path, capsys):
                  "--sigma-min", "20", "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
     assert "need 0 < sigma_min <= sigma_max" in err and len(err.strip().splitlines()) == 1
+
+
+def test_cli_evaluate_without_reference_names_the_models_data(tmp_path, capsys, monkeypatch):
+    from helpers.releases import tiny_release
+    rel = tiny_release(tmp_path / "rel", ["FRI", "FRII"])
+    monkeypatch.chdir(tmp_path)  # no data/ here
+    assert main(["evaluate", "--model", str(rel), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("radiodiff evaluate: error: release ")
+    assert "data/first.h5 is missing" in err and "give --reference" in err
+
+
+@pytest.mark.parametrize("command", ["prepare", "inspect", "export", "attach-refiner",
+                                     "sample", "demo", "evaluate", "skymap", "evaluate-map"])
+def test_cli_help_says_each_default_once(command, capsys):
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "(default: None)" not in text, text
+    assert not re.search(r"\(default:[^()]*\) \(default:", text), text

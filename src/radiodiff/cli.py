@@ -15,15 +15,37 @@ from pathlib import Path
 
 from radiodiff.progress import progress_bar
 
-__all__ = ["main", "error_line"]
+__all__ = ["main", "error_line", "interrupted_line"]
 
 
-def _spec(args):
-    """The sampler options of ``sample``, ``demo`` and ``evaluate`` as one spec."""
+def _spec(args, model=None):
+    """The sampler of ``sample``, ``demo`` and ``evaluate``: the model's recommended setting
+    (its meta.json ``sampler``; the package default for a checkpoint or a release without
+    one) with the options given on the command line replaced; printed in one line."""
     from radiodiff.diffusion.sampling import SamplerSpec
-    return SamplerSpec(name=args.sampler, steps=args.steps, guidance=args.guidance,
-                       sigma_min=args.sigma_min, sigma_max=args.sigma_max, rho=args.rho,
-                       S_churn=args.churn)
+    given = {k: v for k, v in dict(
+        sampler=args.sampler, steps=args.steps, guidance=args.guidance,
+        sigma_min=args.sigma_min, sigma_max=args.sigma_max, rho=args.rho,
+        S_churn=args.churn).items() if v is not None}
+    spec = SamplerSpec.build(_recommended_spec(model), **given)
+    how = "as given" if given else "the model's recommended setting"
+    print(f"sampler: {spec.name}, {spec.steps} steps, guidance {spec.guidance:g} ({how})")
+    return spec
+
+
+def _recommended_spec(model):
+    import json
+
+    from radiodiff.diffusion.sampling import SamplerSpec
+    from radiodiff.io.release import META_FILE, recommended_spec, resolve_model
+    path = resolve_model(model)
+    if not (path / META_FILE).is_file():  # a training checkpoint
+        return SamplerSpec()
+    try:
+        meta = json.loads((path / META_FILE).read_text())
+    except (OSError, ValueError):
+        return SamplerSpec()  # loading the release reports it, in its own words
+    return recommended_spec(meta if isinstance(meta, dict) else {}, path)
 
 
 def _cmd_prepare(args) -> int:
@@ -73,16 +95,18 @@ def _cmd_sample(args) -> int:
     # before the compute: a target we must not replace, cannot write or cannot fill
     check_output(out, "samples", args.overwrite, samples_nbytes(args.n, release.image_size))
     result = generate(release, args.n, label=args.label, peak_flux=args.peak_flux,
-                      las_arcsec=args.las, spec=_spec(args), seed=args.seed,
+                      las_arcsec=args.las, spec=_spec(args, release.path), seed=args.seed,
                       conditions=args.conditions, refine=False if args.no_refine else None,
-                      islands=not args.no_islands, batch_size=args.batch_size, batch_invariant=not args.batched,
+                      islands=not args.no_islands, batch_size=args.batch_size,
+                      batch_invariant=not args.batched,
+                      allow_extrapolation=args.allow_extrapolation,
                       progress=progress_bar("sampled", "batches"))
     paths = save_samples(out, release, result, ra=args.ra, dec=args.dec,
                          overwrite=args.overwrite)
     refined = " with the faint-end refiner" if result.settings.get("refine") else ""
     print(f"{len(result)} samples ({result.unit}, {int(result.nfe[0])} network evaluations "
           f"each{refined}) -> {out}/ ({len(paths['fits'])} FITS, samples.h5, preview.png)")
-    if result.settings["conditions"] == "draw":
+    if result.settings["conditions"] == "draw":  # "given": every condition was given
         print("conditions not given were drawn from the model's training rows "
               "(train_conditions.csv; --conditions null leaves them unset)")
     return 0
@@ -92,7 +116,7 @@ def _cmd_demo(args) -> int:
     from radiodiff.evaluation.demo import run_demo
 
     res = run_demo(args.reference, args.out, model=args.model, n_per_class=args.n_per_class,
-                   spec=_spec(args), seed=args.seed, batch_size=args.batch_size,
+                   spec=_spec(args, args.model), seed=args.seed, batch_size=args.batch_size,
                    progress=progress_bar("sampled", "batches"), overwrite=args.overwrite)
     print(res["summary"], end="")
     print("wrote:\n" + "\n".join(f"  {p}" for p in res["paths"].values()))
@@ -105,7 +129,8 @@ def _cmd_export(args) -> int:
     out = export_checkpoint(args.ckpt, args.out, ema_halflife_kimg=args.ema_halflife,
                             overwrite=args.overwrite, data=args.data,
                             projection_floor=_projection_floor(args.projection_floor),
-                            projection_islands=_projection_islands(args.projection_islands))
+                            projection_islands=_projection_islands(args.projection_islands),
+                            fresh=args.fresh)
     print(f"release written to {out}")
     return 0
 
@@ -167,14 +192,22 @@ def _cmd_evaluate(args) -> int:
     from radiodiff.evaluation.metrics import EvalSettings, run_evaluation
     from radiodiff.evaluation.sets import Compared
 
+    sampled = not (args.samples or args.real_split)
     compared = Compared(model=args.model, samples=args.samples, real_split=args.real_split,
-                        n=args.n, spec=_spec(args), seed=args.seed, batch_size=args.batch_size)
+                        n=args.n, spec=_spec(args, args.model) if sampled else None,
+                        seed=args.seed, batch_size=args.batch_size,
+                        allow_mismatch=args.allow_mismatch)
     settings = EvalSettings(seed=args.seed, sourcefinder=not args.no_sourcefinder,
                             rvf_epochs=args.rvf_epochs, rvf_folds=args.rvf_folds,
                             classifier_epochs=args.classifier_epochs,
                             cache_dir=args.cache_dir)
     out = Path(args.out) if args.out else Path("outputs") / "eval" / _eval_name(args)
-    _, paths = run_evaluation(args.reference, compared, out, args.split, settings,
+    reference = args.reference
+    if reference is None:  # the data the model was trained on (checked by its hash)
+        from radiodiff.evaluation.sets import find_reference
+        reference, note = find_reference(compared.data_record())
+        print(f"reference set: {note}")
+    _, paths = run_evaluation(reference, compared, out, args.split, settings,
                               progress=lambda step: progress_bar(
                                   step, "batches" if step == "sampled" else "images"),
                               overwrite=args.overwrite)
@@ -183,28 +216,49 @@ def _cmd_evaluate(args) -> int:
     return 0
 
 
-def _sampler_args(p: argparse.ArgumentParser, sc) -> None:
-    """The options of :func:`_spec` (defaults: ``SamplerConfig``, i.e. ``conf/sampler/``)."""
-    p.add_argument("--sampler", default=sc.name, help="euler | heun | stochastic | dpmpp_2m")
-    p.add_argument("--steps", type=int, default=sc.steps, help="solver steps (>= 1)")
-    p.add_argument("--guidance", type=float, default=sc.guidance,
-                   help="classifier-free guidance weight (0 = unconditional, 1 = plain)")
-    p.add_argument("--sigma-min", type=float, default=sc.sigma_min, help="smallest noise level")
-    p.add_argument("--sigma-max", type=float, default=sc.sigma_max, help="largest noise level")
-    p.add_argument("--rho", type=float, default=sc.rho, help="schedule curvature (EDM Eq. 5)")
-    p.add_argument("--churn", type=float, default=sc.S_churn,
-                   help="S_churn of the stochastic sampler (EDM Algorithm 2)")
+def _cmd_verify(args) -> int:
+    from radiodiff.io.release import resolve_model
+    from radiodiff.io.trust import verify_release
+
+    report = verify_release(resolve_model(args.model))
+    print(report.line())
+    return 0 if report.vouched else 1
 
 
-def _overwrite_arg(p: argparse.ArgumentParser, what: str) -> None:
+def _cmd_recommend(args) -> int:
+    from radiodiff.io.release import recommend_sampler, resolve_model
+    path = recommend_sampler(resolve_model(args.model), _spec(args, args.model))
+    print(f"recorded in {path / 'meta.json'} (and its SHA256SUMS)")
+    return 0
+
+
+def _sampler_args(p: argparse.ArgumentParser) -> None:
+    """The options of :func:`_spec`; not given: the model's recommended setting."""
+    rec = " (default: the model's recommended setting, its meta.json `sampler`)"
+    p.add_argument("--sampler", default=None,
+                   help="euler | heun | stochastic | dpmpp_2m" + rec)
+    p.add_argument("--steps", type=int, default=None, help="solver steps (>= 1)" + rec)
+    p.add_argument("--guidance", type=float, default=None,
+                   help="classifier-free guidance weight (0 = unconditional, 1 = plain)" + rec)
+    p.add_argument("--sigma-min", type=float, default=None, help="smallest noise level" + rec)
+    p.add_argument("--sigma-max", type=float, default=None, help="largest noise level" + rec)
+    p.add_argument("--rho", type=float, default=None,
+                   help="schedule curvature (EDM Eq. 5)" + rec)
+    p.add_argument("--churn", type=float, default=None,
+                   help="S_churn of the stochastic sampler (EDM Algorithm 2)" + rec)
+
+
+def _overwrite_arg(p: argparse.ArgumentParser, what: str, folder: bool = True) -> None:
+    kept = ("; only the files it wrote (listed in its SHA256SUMS) are replaced, anything "
+            "else there is kept") if folder else ""
     p.add_argument("--overwrite", action="store_true",
-                   help=f"replace an existing {what} at --out (written whole, then swapped in); "
-                   "anything else there is never touched")
+                   help=f"replace an existing {what} at --out (written whole, then swapped "
+                   f"in){kept}")
 
 
-def _solver_args(p: argparse.ArgumentParser, sc) -> None:
+def _solver_args(p: argparse.ArgumentParser) -> None:
     """Sampler options shared by ``demo`` and ``evaluate``."""
-    _sampler_args(p, sc)
+    _sampler_args(p)
     p.add_argument("--batch-size", type=int, default=32, help="images per solver call")
     p.add_argument("--seed", type=int, default=0, help="seed of sampling and of the metrics")
 
@@ -226,25 +280,23 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("prepare", help="survey inputs -> data/<name>.h5 (Hydra overrides)",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                       formatter_class=_DefaultsOnceFormatter)
     p.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. data=mirabest "
                    "data.negatives=abs data.cuts.snr_min=null")
     p.add_argument("--cfg", action="store_true", help="print the composed data config and exit")
     p.add_argument("--out", default=None, help="output file (default: data.out)")
-    _overwrite_arg(p, "prepared HDF5 file")
+    _overwrite_arg(p, "prepared HDF5 file", folder=False)
     p.set_defaults(func=_cmd_prepare)
 
     p = sub.add_parser("inspect", help="PNG grid per class and a summary of a prepared file",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                       formatter_class=_DefaultsOnceFormatter)
     p.add_argument("file", help="prepared HDF5 file, e.g. data/first.h5")
     p.add_argument("--out", default=None, help="output folder (default outputs/inspect/<name>)")
     p.add_argument("--n-per-class", type=int, default=16, help="images per class grid")
     p.add_argument("--seed", type=int, default=0, help="seed of the image selection")
     p.set_defaults(func=_cmd_inspect)
 
-    from radiodiff.config import SamplerConfig  # defaults shared with conf/sampler/
     from radiodiff.diffusion.refine import RefineSpec  # attach-refiner defaults
-    sc = SamplerConfig()
     p = sub.add_parser("export", help="training checkpoint -> release folder (EMA weights)",
                        formatter_class=_DefaultsOnceFormatter)
     p.add_argument("--ckpt", required=True, help="training checkpoint, e.g. .../last.ckpt")
@@ -266,6 +318,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "run's data.projection_islands), 'none', or a JSON file of the island "
                    "model's fields (bench/fit_islands.py --out writes them under 'best')")
     _overwrite_arg(p, "release folder")
+    p.add_argument("--fresh", action="store_true",
+                   help="replace the whole release folder at --out, its refiner/, model card "
+                   "and anything else in it included (implies --overwrite)")
     p.set_defaults(func=_cmd_export)
 
     p = sub.add_parser("attach-refiner", help="base release + faint-end refiner release -> "
@@ -308,7 +363,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "peak flux / LAS), so --n 1000 looks like the survey; null = no "
                    "condition (unconditional) (default: draw when the release has "
                    "train_conditions.csv, else null)")
-    _sampler_args(p, sc)
+    _sampler_args(p)
     p.add_argument("--no-refine", action="store_true",
                    help="skip the release's faint-end refiner (releases with a refiner/ "
                    "folder, e.g. models/first: its network re-draws the pixels below ~1 %% "
@@ -317,6 +372,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="leave out the data's noise islands that the release's output "
                    "projection lays under each image (models/first: the FIRST images' "
                    "3-rms cut and 8 bit): a clean sky, e.g. to add your own noise")
+    p.add_argument("--allow-extrapolation", action="store_true",
+                   help="sample a --peak-flux or --las more than 10x beyond the range of the "
+                   "release's training rows (train_conditions.csv); refused without it")
     p.add_argument("--seed", type=int, default=0, help="seed of image 0 (image k: seed + k)")
     p.add_argument("--batch-size", type=int, default=32,
                    help="images per solver call (image k is the same for any batch size)")
@@ -336,19 +394,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_sample)
     p = sub.add_parser("demo", help="the built-in model in minutes: samples per class (FITS), "
                        "real vs generated PNG, short metrics report",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                       formatter_class=_DefaultsOnceFormatter)
     p.add_argument("--reference", default="data/first.h5", help="prepared real data file")
     p.add_argument("--model", default=None, help="release folder or shipped model name "
                    "(default: the built-in model)")
     p.add_argument("--out", default="outputs/demo", help="output folder")
     _overwrite_arg(p, "demo folder")
     p.add_argument("--n-per-class", type=int, default=16, help="images per class")
-    _solver_args(p, sc)
+    _solver_args(p)
     p.set_defaults(func=_cmd_demo)
 
     p = sub.add_parser("evaluate", help="metrics of generated vs real images -> report",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--reference", default="data/first.h5", help="prepared real data file")
+                       formatter_class=_DefaultsOnceFormatter)
+    p.add_argument("--reference", default=None,
+                   help="prepared real data file (default: the one the model was trained "
+                   "on: the run's data.out or data/<data.name>.h5, checked against the "
+                   "model's data_sha256; with --samples, the file in data/ of that hash)")
     p.add_argument("--split", default="test", help="real split compared against")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--model", help="release folder, shipped model name or training "
@@ -357,7 +418,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--real-split", help="compare against another real split instead "
                    "(real-vs-real: shows the noise floor)")
     p.add_argument("--n", type=int, default=1000, help="images to generate (with --model)")
-    _solver_args(p, sc)
+    _solver_args(p)
     p.add_argument("--no-sourcefinder", action="store_true", help="skip PyBDSF")
     p.add_argument("--rvf-folds", type=int, default=5, help="real-vs-fake folds")
     p.add_argument("--rvf-epochs", type=int, default=10, help="real-vs-fake epochs per fold")
@@ -367,8 +428,26 @@ def build_parser() -> argparse.ArgumentParser:
                    help="cache of the class classifier and of the real set's statistics")
     p.add_argument("--out", default=None, help="report folder (default outputs/eval/<name>: "
                    "the model or samples folder, or real-<split>-vs-<split>)")
+    p.add_argument("--allow-mismatch", action="store_true",
+                   help="compare sets whose classes, image unit or geometry (image size, "
+                   "pixel scale, beam) differ, classes mapped by name (a class the "
+                   "reference lacks counts as none); refused without it")
     _overwrite_arg(p, "report folder (one with metrics.json)")
     p.set_defaults(func=_cmd_evaluate)
+
+    p = sub.add_parser("verify", help="is a release one of the shipped models, unchanged? "
+                       "(exit 0: OK; 1: modified or unknown, cannot be vouched for)",
+                       formatter_class=_DefaultsOnceFormatter)
+    p.add_argument("model", nargs="?", default=None, help="release folder or shipped model "
+                   "name (default: the built-in model, models/first)")
+    p.set_defaults(func=_cmd_verify)
+
+    p = sub.add_parser("recommend", help="record a release's recommended sampler (meta.json "
+                       "`sampler`), the default of sample / demo / evaluate / skymap",
+                       formatter_class=_DefaultsOnceFormatter)
+    p.add_argument("model", help="release folder")
+    _sampler_args(p)
+    p.set_defaults(func=_cmd_recommend)
     _skymap_parsers(sub)
     return parser
 
@@ -507,6 +586,19 @@ def error_line(exc: BaseException) -> tuple[str, int]:
     return f"{type(exc).__name__}: {text}", 1
 
 
+# What an interrupted command leaves: the folder writers (artifact_dir) and the prepared
+# file swap in a whole result at the end; the others write file by file, each atomically.
+_WRITES_FILE_BY_FILE = ("inspect", "skymap", "evaluate-map")
+
+
+def interrupted_line(command: str) -> str:
+    """The one line of a command stopped by Ctrl-C (exit code 130)."""
+    kept = ("files finished before it are kept, each whole (none half-written)"
+            if command in _WRITES_FILE_BY_FILE else
+            "nothing written (an earlier output there is left as it was)")
+    return f"radiodiff {command}: interrupted; {kept}"
+
+
 def _terminated(signum, frame):
     """SIGTERM as SystemExit, so that writers remove their temporaries on the way out."""
     raise SystemExit(128 + signum)
@@ -520,15 +612,25 @@ def _debug(args) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    parser.add_argument("--debug", action="store_true",
-                        help="show the full traceback of an error (also RADIODIFF_DEBUG=1)")
-    args = parser.parse_args(argv)
+    try:  # the imports behind the parser take a moment: Ctrl-C there is no traceback either
+        parser = build_parser()
+        parser.add_argument("--debug", action="store_true",
+                            help="show the full traceback of an error (also RADIODIFF_DEBUG=1)")
+        args = parser.parse_args(argv)
+    except KeyboardInterrupt:
+        print("radiodiff: interrupted; nothing written", file=sys.stderr)
+        return 130
     main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _terminated) if main_thread else None
     try:
         return args.func(args)
-    except Exception as exc:  # KeyboardInterrupt / SystemExit pass
+    except KeyboardInterrupt:  # Ctrl-C: the writers have removed their temporaries
+        if _debug(args):
+            raise
+        fresh = "\n" if getattr(sys.stderr, "isatty", lambda: False)() else ""  # after a bar
+        print(f"{fresh}{interrupted_line(args.command)}", file=sys.stderr)
+        return 130
+    except Exception as exc:  # SystemExit passes
         if _debug(args):
             raise
         text, code = error_line(exc)
@@ -539,6 +641,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if main_thread:
             signal.signal(signal.SIGTERM, previous)
+        from radiodiff.io.artifacts import release_locks
+        release_locks()  # the outputs this command checked but did not get to write
 
 
 if __name__ == "__main__":

@@ -130,6 +130,10 @@ class DataConfig:
     field_pattern: str = "{file}"  # formatted with the catalogue row
     columns: dict[str, str] = field(default_factory=dict)  # our name -> catalogue column
     catalog_flux_unit: str = "Jy"  # unit of the catalogue's flux columns
+    # Pixel unit of a FITS field whose header has no BUNIT card (a BUNIT that is there is
+    # always read and converted to Jy/beam: mJy/beam, uJy/beam, JY/BEAM ...); null: such
+    # a field is refused (a row error, data.on_error decides).
+    assume_bunit: Optional[str] = "Jy/beam"
     classes: list[str] = field(default_factory=list)
     beam_arcsec: Optional[list[float]] = None  # [bmaj, bmin] if the header has no BMAJ/BMIN
     pixel_scale_arcsec: Optional[float] = None  # for inputs without WCS (FIRST PNG-derived)
@@ -244,10 +248,14 @@ class TrainConfig:
     ema_rampup_ratio: Optional[float] = 0.05  # half-life <= ratio * images seen, early on
     condition_transform: str = "log"      # log | boxcox, then standardised (train set)
     ckpt_dir: str = "${paths.ckpt_root}/${train.run_name}"
+    # in a multirun (-m) each job adds its overrides: training.identity.sweep_run_name
     run_name: str = "${data.name}-${model.name}-s${seed}"
     ckpt_every_steps: int = 500
     ckpt_every_minutes: float = 10.0
-    resume: str = "auto"                  # auto (latest in ckpt_dir if any) | never | <path>
+    # auto (latest in ckpt_dir if any) | never | <path>; only a checkpoint of the same run
+    # identity (radiodiff.training.identity) is resumed, unless resume_force is true
+    resume: str = "auto"
+    resume_force: bool = False
     init_from: Optional[str] = None       # release folder to warm-start from (no resume)
     # Wall-clock limit of this invocation (a session's piece); trainer.max_time is instead
     # Lightning's total over all resumed pieces.
@@ -287,6 +295,9 @@ def _callbacks() -> dict[str, Any]:
                               "every_steps": "${train.ckpt_every_steps}",
                               "every_minutes": "${train.ckpt_every_minutes}"},
         "time_box": {"_target_": f"{fit}.TimeBox", "minutes": "${train.max_minutes}"},
+        "progress": {"_target_": "radiodiff.training.progress.ProgressLog",
+                     "every_minutes": 2.0, "total_kimg": "${train.total_kimg}",
+                     "max_minutes": "${train.max_minutes}"},
     }
 
 

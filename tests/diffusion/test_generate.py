@@ -102,6 +102,9 @@ def test_a_fixed_peak_flux_draws_the_size_of_sources_of_that_peak(drawing, table
 def test_all_fixed_draws_nothing(drawing):
     r = generate(drawing, 2, label="FRI", peak_flux=0.02, las_arcsec=30.0, **FAST)
     assert _drawn(r) == [(0, 0.02, 30.0)] * 2
+    assert r.settings["conditions"] == "given"  # not "draw": nothing was drawn
+    partly = generate(drawing, 2, label="FRI", peak_flux=0.02, **FAST)  # LAS drawn
+    assert partly.settings["conditions"] == "draw"
 
 
 def test_null_conditions_are_the_unconditional_model(drawing):

@@ -47,6 +47,15 @@ def test_real_vs_real_sits_at_the_noise_floor(prepared, tmp_path):
     data = json.loads(paths["metrics.json"].read_text())
     assert data["sets"]["fake"]["n"] == 40 and "_stats" not in data
     assert "Real-vs-fake classifier" in paths["report.md"].read_text()
+    # a second real split is as useful as the real training split, and shaped alike
+    u = m.usefulness
+    assert u["synthetic"]["accuracy_ratio"] > 0.85 and u["real+synthetic"]["accuracy"] > 0.85
+    assert len(u["synthetic"]["recall"]) == 2
+    assert set(m.morphology["by_class"]) == {"all", "blob", "double"}
+    assert float(np.nanmedian(list(m.morphology["ks_ratio"].values()))) < 2.0
+    text = paths["report.md"].read_text()
+    assert "## Source morphology" in text and "## Usefulness" in text
+    assert "morphology" in data and "usefulness" in data
     # the classifier is cached per data hash: a second run reuses it
     m2 = evaluate(real, other, train, other, _meta(tmp_path), settings)
     assert m2.class_fidelity["classifier_cached"] is True
@@ -64,6 +73,9 @@ def test_obviously_different_sets_are_caught(prepared, tmp_path, capsys):
     assert m.real_vs_fake["mean_accuracy"] > 0.9
     assert m.distances["mean"]["wasserstein1"]["ratio"] > 5
     assert m.features["frechet"] > 5 * m.features["frechet_floor"]
+    # noise teaches a classifier nothing about real sources, and has no source shape
+    assert m.usefulness["synthetic"]["accuracy"] < 0.8 * m.usefulness["real"]["accuracy"]
+    assert max(v for v in m.morphology["ks_ratio"].values() if v == v) > 3
     phases = capsys.readouterr().err  # a piped run says which long step it is in
     assert "evaluation: image statistics" in phases and "evaluation: real-vs-fake" in phases
 

@@ -98,3 +98,39 @@ def test_compared_set_choices(prepared, tmp_path):
     with pytest.raises(FileNotFoundError, match="no samples.h5"):
         Compared(samples=tmp_path / "none").image_set(prepared, real, tmp_path)
     assert Compared().spec == SamplerSpec()
+
+
+def test_the_reference_is_the_data_the_model_was_trained_on(prepared, tmp_path, monkeypatch):
+    import shutil
+
+    from helpers.releases import tiny_release
+    from radiodiff.data.prepared import read_prepared
+    from radiodiff.evaluation.sets import find_reference, model_data
+    sha = read_prepared(prepared, images=False).attrs["data_sha256"]
+    record = model_data(tiny_release(tmp_path / "rel", ["blob", "double"], data_sha256=sha))
+    assert (record.name, record.data_sha256, record.image_size) == ("first", sha, 16)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(FileNotFoundError, match=r"^release .*rel was trained on data=first "
+                       rf"\(data_sha256 {sha[:12]}…\): data/first\.h5 is missing; prepare it "
+                       r"\(radiodiff prepare data=first\) or give --reference"):
+        find_reference(record)
+    (tmp_path / "data").mkdir()
+    shutil.copy(prepared, tmp_path / "data" / "blobs.h5")  # found by its hash
+    assert find_reference(record)[0].name == "blobs.h5"
+    shutil.copy(prepared, tmp_path / "data" / "first.h5")  # the named file comes first
+    path, note = find_reference(record)
+    assert path.name == "first.h5" and f"data_sha256 {sha[:12]}… matches" in note
+    other = model_data(tiny_release(tmp_path / "rel2", ["blob", "double"]))  # other data
+    with pytest.raises(FileNotFoundError, match=r"data/first\.h5 holds other data "
+                       rf"\(data_sha256 {sha[:12]}…\); prepare it .* give --reference"):
+        find_reference(other)
+
+
+def test_a_reference_of_another_image_size_is_refused_before_sampling(prepared, tmp_path):
+    from helpers.releases import tiny_release
+    rel = tiny_release(tmp_path / "rel", ["blob", "double"], size=32)
+    real, _ = reference_set(prepared, "test")
+    with pytest.raises(ValueError, match=r"^--reference .*set\.h5: its images are 16x16 pixels "
+                       r"but release .*rel makes 32x32; give --reference the prepared file"):
+        Compared(model=str(rel), n=2).image_set(prepared, real, tmp_path / "out")
+    assert not (tmp_path / "out").exists()  # nothing sampled or exported

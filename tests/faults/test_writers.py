@@ -14,9 +14,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from omegaconf import OmegaConf
-
-from helpers.releases import tiny_release
 
 import radiodiff
 from radiodiff.cli import main
@@ -24,37 +21,6 @@ from radiodiff.io import artifacts
 
 SRC = str(Path(radiodiff.__file__).resolve().parents[1])
 CLASSES = ["blob", "double"]
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    return tiny_release(tmp_path_factory.mktemp("rel") / "tiny", CLASSES)
-
-
-@pytest.fixture(scope="module")
-def ckpt(tmp_path_factory):
-    """A minimal training checkpoint (the layout export_checkpoint reads), 16 x 16 unet_tiny."""
-    from radiodiff.config import load_config
-    from radiodiff.diffusion.conditions import ConditionTransform
-    from radiodiff.diffusion.factory import build_denoiser, network_args
-
-    cfg = load_config(["model=unet_tiny", "data.image_size=16"])
-    args = network_args(cfg.model, 16, len(CLASSES), [])
-    torch.manual_seed(0)
-    denoiser = build_denoiser(args, 0.1)
-    hp = {"cfg": OmegaConf.to_container(cfg, resolve=True, enum_to_str=True),
-          "num_classes": len(CLASSES),
-          "scalar_conditions": [], "transform": ConditionTransform.fit({}, ()).to_dict(),
-          "sigma_data": 0.1, "model_args": args, "intensity": None,
-          "dataset": {"classes": CLASSES, "pixel_scale_arcsec": 1.8,
-                      "beam_arcsec": [5.4, 5.4],
-                      # recorded by a run whose data.projection_floor is "data" (data=first)
-                      "projection_floor_max": 8e-4}}
-    state = {f"ema.{k}": v for k, v in denoiser.state_dict().items()}
-    path = tmp_path_factory.mktemp("run") / "last.ckpt"
-    torch.save({"hyper_parameters": hp, "state_dict": state, "global_step": 7,
-                "images_seen": 448}, path)
-    return path
 
 
 def hashes(root: Path) -> dict[str, str]:
@@ -81,16 +47,6 @@ def one_line(err: str) -> str:
 def sample(model, out, *extra):
     return main(["sample", "--model", str(model), "--n", "2", "--steps", "2",
                  "--out", str(out), *extra])
-
-
-@pytest.fixture
-def no_compute(monkeypatch):
-    """Any sampling is an error: checks must come first."""
-    import radiodiff.diffusion.generate as gen
-
-    def refuse(*a, **k):
-        raise AssertionError("sampling started before the output was checked")
-    monkeypatch.setattr(gen, "generate", refuse)
 
 
 # --------------------------------------------------------------------------- export
@@ -183,7 +139,7 @@ def test_sample_onto_stale_fits(tiny, tmp_path, capsys):
 
     assert sample(tiny, out, "--overwrite") == 0  # 2 images replace 4: no stale FITS
     assert sorted(p.name for p in out.iterdir()) == [
-        "preview.png", "sample_00000.fits", "sample_00001.fits", "samples.h5"]
+        "SHA256SUMS", "preview.png", "sample_00000.fits", "sample_00001.fits", "samples.h5"]
     assert not temps(tmp_path)
 
 
@@ -299,11 +255,11 @@ def test_swap_failure_puts_the_old_artifact_back(tmp_path, monkeypatch):
     target.mkdir()
     (target / "metrics.json").write_text("{}")
     before = hashes(target)
-    real, calls = os.replace, []
+    real = os.replace
 
     def second_fails(src, dst):
-        calls.append((src, dst))
-        if len(calls) == 2:  # old moved aside; moving the new one in fails
+        if Path(dst) == target and Path(src).name.startswith(".rdtmp-"):
+            # the old one is moved aside; moving the new one in fails
             raise OSError(errno.EIO, "I/O error", str(dst))
         return real(src, dst)
     monkeypatch.setattr(artifacts.os, "replace", second_fails)

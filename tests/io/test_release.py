@@ -269,7 +269,7 @@ def test_cli_sample(tmp_path, release_dir, capsys):
     assert rc == 0
     assert "2 samples (Jy/beam, 3 network evaluations each)" in capsys.readouterr().out
     assert sorted(p.name for p in out.iterdir()) == [
-        "preview.png", "sample_00000.fits", "sample_00001.fits", "samples.h5"]
+        "SHA256SUMS", "preview.png", "sample_00000.fits", "sample_00001.fits", "samples.h5"]
     h = fits.getheader(out / "sample_00001.fits")
     assert h["SEED"] == 4 and h["STEPS"] == 2 and h["CLASS"] == "FRI"
 
@@ -279,9 +279,11 @@ def test_cli_sample_help_shows_defaults(capsys):
         main(["sample", "--help"])
     assert exc.value.code == 0
     text = " ".join(capsys.readouterr().out.split())
-    for default in ("(default: 100)", "(default: heun)", "(default: 25)", "(default: 1.0)",
-                    "(default: 32)"):
+    for default in ("(default: 100)", "(default: 32)"):
         assert default in text
+    # solver, steps and guidance: what the release recommends, not a package constant
+    assert text.count("(default: the model's recommended setting, its meta.json `sampler`)") \
+        == 7
 
 
 @pytest.mark.parametrize("args, match", [
@@ -426,6 +428,54 @@ def test_generate_takes_a_spec_or_its_keywords(release):
         generate(release, n=1, sigma=2.0)
 
 
+def test_a_release_recommends_its_sampler_and_every_entry_point_uses_it(tmp_path, release_dir,
+                                                                        capsys):
+    """Issue #26: the numbers a release quotes are for its recorded sampler, and
+    generate(), sample, demo and evaluate use it unless told otherwise."""
+    from radiodiff.diffusion.sampling import SamplerSpec
+    from radiodiff.io.release import recommend_sampler
+    rel = tmp_path / "rel"
+    shutil.copytree(release_dir, rel)
+    assert load_release(rel).sampler == SamplerSpec()  # none recorded: package default
+    recommend_sampler(rel, SamplerSpec(name="dpmpp_2m", steps=3, guidance=1.5))
+    meta = json.loads((rel / "meta.json").read_text())
+    assert meta["sampler"] == {"name": "dpmpp_2m", "steps": 3, "guidance": 1.5}
+    release = load_release(rel)  # the manifest was rewritten with it
+    assert release.sampler == SamplerSpec(name="dpmpp_2m", steps=3, guidance=1.5)
+    res = generate(release, n=1, label="FRI", peak_flux=0.02, las_arcsec=40)
+    assert (res.settings["sampler"], res.settings["steps"]) == ("dpmpp_2m", 3)
+    assert generate(release, n=1, label="FRI", steps=2).settings["steps"] == 2
+    rc = main(["sample", "--model", str(rel), "--n", "1", "--out", str(tmp_path / "s")])
+    out = capsys.readouterr().out
+    assert rc == 0 and "sampler: dpmpp_2m, 3 steps, guidance 1.5 (the model's " \
+        "recommended setting)" in out
+    rc = main(["sample", "--model", str(rel), "--n", "1", "--guidance", "1",
+               "--out", str(tmp_path / "t")])
+    assert rc == 0 and "sampler: dpmpp_2m, 3 steps, guidance 1 (as given)" in \
+        capsys.readouterr().out
+
+
+@pytest.mark.parametrize("bad", [{"name": "nope"}, {"steps": 0}, {"temperature": 2}, [1]])
+def test_a_bad_recommended_sampler_is_refused_on_load(tmp_path, release_dir, bad):
+    from radiodiff.io.integrity import write_manifest
+    rel = tmp_path / "rel"
+    shutil.copytree(release_dir, rel)
+    meta = json.loads((rel / "meta.json").read_text())
+    (rel / "meta.json").write_text(json.dumps(dict(meta, sampler=bad)))
+    sums = {k: v for k, v in export.read_manifest(rel).items() if k != "meta.json"}
+    write_manifest(rel, ["meta.json"], sums)
+    with pytest.raises(ValueError, match="sampler"):
+        load_release(rel)
+
+
+def test_the_shipped_models_recommend_the_sampler_their_numbers_are_for():
+    from radiodiff.io.release import resolve_model
+    first = json.loads((resolve_model("first") / "meta.json").read_text())["sampler"]
+    mirabest = json.loads((resolve_model("mirabest") / "meta.json").read_text())["sampler"]
+    assert (first["name"], first["steps"], first["guidance"]) == ("dpmpp_2m", 7, 1.0)
+    assert (mirabest["name"], mirabest["steps"]) == ("dpmpp_2m", 10)
+
+
 # --------------------------------------------------------------------------- training conditions
 
 @pytest.fixture
@@ -506,7 +556,13 @@ def test_cli_sample_draws_or_leaves_conditions_null(table_release, tmp_path, cap
                  "null", "--out", str(tmp_path / "n")]) == 0
     assert "drawn" not in capsys.readouterr().out
     h = fits.getheader(tmp_path / "n" / "sample_00000.fits")
-    assert h["CONDS"] == "null" and h["PEAKFLUX"] == "none" and h["CLASS"] == "none"
+    assert h["CONDS"] == "null" and "PEAKFLUX" not in h and h["CLASS"] == "none"
+    # every condition given: nothing drawn, said nowhere
+    assert main(["sample", "--model", str(path), "--n", "1", "--steps", "1", "--class", "FRI",
+                 "--peak-flux", "0.02", "--las", "30", "--out", str(tmp_path / "g")]) == 0
+    assert "drawn" not in capsys.readouterr().out
+    h = fits.getheader(tmp_path / "g" / "sample_00000.fits")
+    assert "CONDS" not in h and h["PEAKFLUX"] == 0.02 and h["LAS"] == 30.0
 
 
 def test_releases_without_a_table_generate_with_null_conditions(release):
@@ -534,3 +590,16 @@ def test_a_release_names_no_local_folder(tmp_path):
     text = (out / "config.yaml").read_text()
     assert str(tmp_path) not in text and "<local path>" in text
     assert load_release(out).config.model.model_channels == cfg.model.model_channels
+
+
+def test_release_files_are_readable_by_others(tmp_path, denoiser, config, meta):
+    """Issue #26: safetensors writes 0600; a release is shared, so it is 0644 (umask 022)."""
+    import os
+    import stat
+    old = os.umask(0o022)
+    try:
+        rel = export_release(tmp_path / "r", denoiser, config, meta)
+    finally:
+        os.umask(old)
+    for name in ("model.safetensors", "meta.json", "config.yaml", "SHA256SUMS"):
+        assert stat.S_IMODE(os.stat(rel / name).st_mode) == 0o644, name

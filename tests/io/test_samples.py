@@ -12,6 +12,7 @@ from astropy.wcs.utils import proj_plane_pixel_scales
 
 from helpers.releases import BEAM, CLASSES, PIXEL_SCALE, SIZE
 from radiodiff.diffusion.generate import generate
+from radiodiff.io.provenance import git_commit
 from radiodiff.io.samples import save_samples
 
 FAST = dict(steps=3, batch_size=4)  # 3 Heun steps: 5 network evaluations
@@ -26,8 +27,8 @@ def test_save_samples(tmp_path, release):
     r = generate(release, n=3, label="FRII", peak_flux=0.02, las_arcsec=40.0, seed=5, **FAST)
     paths = save_samples(tmp_path / "out", release, r)
     names = sorted(p.name for p in (tmp_path / "out").iterdir())
-    assert names == ["preview.png", "sample_00000.fits", "sample_00001.fits",
-                     "sample_00002.fits", "samples.h5"]
+    assert names == ["SHA256SUMS", "preview.png", "sample_00000.fits", "sample_00001.fits",
+                     "sample_00002.fits", "samples.h5"]  # SHA256SUMS: what the writer wrote
     with fits.open(paths["fits"][1]) as hdul:
         h, data = hdul[0].header, hdul[0].data
         np.testing.assert_array_equal(data, r.physical[1, 0])
@@ -39,6 +40,9 @@ def test_save_samples(tmp_path, release):
     assert h["PEAKFLUX"] == 0.02 and h["LAS"] == 40.0 and h["MODELSHA"] == release.weights_sha256
     assert h["MODELNAM"] == "unet_tiny" and h["DATASHA"] == "d" * 64
     assert h["IMGUNIT"] == "Jy/beam"
+    # a synthetic image, from this code; every condition given: none drawn, no CONDS card
+    assert h["SYNTHETI"] is True and "not observed" in h.comments["SYNTHETI"]
+    assert h["GITCOMMT"] == git_commit() and "CONDS" not in h
     with h5py.File(paths["samples.h5"]) as f:
         np.testing.assert_array_equal(f["images"][()], r.images)
         np.testing.assert_array_equal(f["physical"][()], r.physical)
@@ -50,6 +54,7 @@ def test_save_samples(tmp_path, release):
         assert f.attrs["sampler"] == "heun" and f.attrs["steps"] == 3
         assert json.loads(f.attrs["classes"]) == CLASSES
         assert f.attrs["pixel_scale_arcsec"] == PIXEL_SCALE
+        assert f.attrs["conditions"] == "given" and f.attrs["git_commit"] == git_commit()
     assert paths["preview.png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -58,7 +63,8 @@ def test_save_normalised_samples_have_dimensionless_bunit(tmp_path, release):
     paths = save_samples(tmp_path, release, r)
     h = fits.getheader(paths["fits"][0])
     assert h["BUNIT"] == "" and h["IMGUNIT"] == "normalised" and h["CLASS"] == "none"
-    assert h["PEAKFLUX"] == "none"
+    assert "PEAKFLUX" not in h and "LAS" not in h  # numeric cards: absent, never 'none'
+    assert h["CONDS"] == "null"  # the conditions not given were left null
     with h5py.File(paths["samples.h5"]) as f:
         assert "physical" not in f
 
@@ -215,3 +221,21 @@ def test_pixel_scale_follows_the_las_of_cutouts_cut_by_las(tmp_path, drawing):
     with h5py.File(paths["samples.h5"]) as f:
         assert f["pixel_scale_arcsec"][()].tolist() == [300.0 / SIZE] * 2
         assert f.attrs["conditions"] == "draw"
+
+
+@pytest.mark.parametrize("n", [2, 4])
+def test_preview_title_fits_the_figure(tmp_path, release, monkeypatch, n):
+    from radiodiff.io import artifacts
+    drawn = []
+
+    def record(fig, path, **kw):  # the figure as written, its title's extent in pixels
+        renderer = fig.canvas.get_renderer()
+        drawn.append((fig._suptitle.get_window_extent(renderer), fig.bbox))
+        return path
+
+    monkeypatch.setattr(artifacts, "save_figure", record)
+    r = generate(release, n=n, sampler="dpmpp_2m", guidance=1.5, **FAST)
+    save_samples(tmp_path / "out", release, r)
+    (title, frame), = drawn
+    assert frame.x0 <= title.x0 and title.x1 <= frame.x1, (title, frame)
+    assert title.y1 <= frame.y1

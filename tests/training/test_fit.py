@@ -206,6 +206,19 @@ def test_wandb_offline_multirun_two_jobs(tmp_path, tiny_h5):
         assert (tmp_path / "ckpt" / f"tiny-unet_tiny-s{seed}" / "last.ckpt").is_file()
     runs = list((tmp_path / "out" / "multirun").glob("*/*/*/wandb/offline-run-*"))
     assert len(runs) == 2, proc.stdout[-2000:]
+    # after each job: where its offline run is and how to upload it
+    synced = re.findall(r"wandb sync (\S+)", proc.stdout)
+    assert sorted(Path(d).resolve() for d in synced) == sorted(r.resolve() for r in runs)
+
+
+def test_wandb_offline_dir_is_the_run_folder_sync_takes():
+    from types import SimpleNamespace
+
+    from radiodiff.training.fit import wandb_offline_dir
+    files = "/r/wandb/offline-run-20260101_000000-abc/files"
+    assert wandb_offline_dir(SimpleNamespace(offline=True, dir=files)) == str(Path(files).parent)
+    assert wandb_offline_dir(SimpleNamespace(offline=False, dir=files)) is None
+    assert wandb_offline_dir(None) is None
 
 
 @pytest.mark.slow
@@ -310,11 +323,14 @@ def test_max_time_stops_and_checkpoints(tmp_path, tiny_h5):
 def test_evaluate_a_checkpoint_end_to_end(tmp_path, tiny_h5, capsys):
     from radiodiff.cli import main
     summary = train(cfg_for(tmp_path, tiny_h5, "train.total_kimg=0.016"))
-    rc = main(["evaluate", "--reference", str(tiny_h5), "--model", summary["checkpoint"],
+    # no --reference: the run's own data (its data.out, checked by the data_sha256)
+    rc = main(["evaluate", "--model", summary["checkpoint"],
                "--n", "12", "--steps", "2", "--rvf-folds", "2", "--rvf-epochs", "1",
                "--classifier-epochs", "1", "--no-sourcefinder",
                "--cache-dir", str(tmp_path / "cache"), "--out", str(tmp_path / "eval")])
-    assert rc == 0, capsys.readouterr().err
+    printed = capsys.readouterr()
+    assert rc == 0, printed.err
+    assert f"reference set: {tiny_h5} (the data of checkpoint " in printed.out
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert metrics["sets"]["fake"]["n"] == 12 and "fake_accuracy" in metrics["class_fidelity"]
     assert (tmp_path / "eval" / "release" / "model.safetensors").is_file()

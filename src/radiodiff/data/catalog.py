@@ -6,6 +6,11 @@ back to the radio position), with side ``max(k_las * LAS, min_size_arcsec)``, cu
 astropy ``Cutout2D`` through the field's WCS. Noise is the sigma-clipped standard deviation
 in a box ``noise_box_factor`` times wider, around the same position (float64).
 
+Units: each field's ``BUNIT`` is read and its pixels converted to Jy/beam
+(:func:`radiodiff.io.fits.jy_per_beam_factor`: ``mJy/beam`` x 1e-3, ``JY/BEAM`` as Jy/beam);
+a unit that is not a surface brightness (``K``, ``Jy/pixel``) or unknown is a row error, and
+a field without ``BUNIT`` is taken to be in ``data.assume_bunit`` (refused when null).
+
 Catalogue hygiene: rows naming the same source (same ``source_id``, or centres closer than
 the beam's major axis) are found up front and dropped, kept or refused (``data.duplicates``);
 every per-row failure (bad position, absurd LAS, unreadable field, anything unexpected)
@@ -28,7 +33,9 @@ from astropy.stats import sigma_clipped_stats
 from astropy.table import Table
 from astropy.wcs.utils import proj_plane_pixel_scales
 
-from radiodiff.io.fits import FitsImage, InputError, beam_from_header, read_fits_image
+from radiodiff.io.fits import (FitsImage, InputError, beam_from_header, jy_per_beam_factor,
+                               read_fits_image)
+from radiodiff.io.text import read_csv_table
 from radiodiff.data.preprocess import cutout_side_arcsec
 from radiodiff.data.sources import CatalogError, Cutout, Duplicate
 
@@ -48,15 +55,22 @@ REQUIRED = ("source_id", "las")
 
 
 def read_catalog(path: str | Path) -> Table:
-    """Read a FITS or CSV catalogue with astropy; errors name the file."""
+    """Read a FITS or CSV catalogue with astropy (CSV: any encoding and line endings,
+    :func:`radiodiff.io.text.read_csv_table`); errors name the file, and a catalogue
+    without rows is one."""
     path = Path(path)
     if not path.is_file():
         raise CatalogError(f"{path}: catalogue not found")
-    fmt = "ascii.csv" if path.suffix.lower() in (".csv", ".txt") else None
+    csv = path.name.lower().endswith((".csv", ".txt", ".csv.gz", ".txt.gz"))
     try:
-        return Table.read(path, format=fmt)
+        table = read_csv_table(path) if csv else Table.read(path)
     except Exception as exc:
-        raise CatalogError(f"{path}: cannot read catalogue ({exc})") from exc
+        raise CatalogError(f"{path}: cannot read catalogue "
+                           f"({' '.join(str(exc).split())[:200]})") from exc
+    if len(table) == 0:
+        raise CatalogError(f"{path}: the catalogue has no rows (columns: "
+                           f"{', '.join(table.colnames) or 'none'}); nothing to prepare")
+    return table
 
 
 def _available_memory() -> int | None:
@@ -169,7 +183,7 @@ class CatalogSource:
         self.splits = _seeded_split(len(self.table), list(data_cfg.split.fractions),
                                     int(data_cfg.split.seed))
         self.flux_to_jy = u.Unit(data_cfg.catalog_flux_unit).to(u.Jy)
-        self._read = lru_cache(maxsize=2)(read_fits_image)  # rows are grouped by field
+        self._read = lru_cache(maxsize=2)(self._read_field)  # rows are grouped by field
         self._paths = {i: self._field_path_or_error(i) for i in self.rows}
         self.duplicates: list[Duplicate] = []  # found in the catalogue (kept or dropped)
         self.dropped: list[Duplicate] = []     # of those, the rows not prepared
@@ -184,7 +198,8 @@ class CatalogSource:
             if key not in self.cols:
                 raise CatalogError(f"data.columns has no entry for {key!r} "
                                    f"(maps our names to {self.catalog_path.name} columns)")
-        wanted = [self.cols[k] for k in REQUIRED + OPTIONAL if k in self.cols] + fields_needed
+        wanted = list(dict.fromkeys(  # each column once
+            [self.cols[k] for k in REQUIRED + OPTIONAL if k in self.cols] + fields_needed))
         missing = [c for c in wanted if c not in have]
         if missing:
             raise CatalogError(f"{self.catalog_path}: missing required column(s) "
@@ -248,6 +263,16 @@ class CatalogSource:
         ra = np.where(use_first, first[0], np.where(use_second, second[0], np.nan))
         dec = np.where(use_first, first[1], np.where(use_second, second[1], np.nan))
         return ra, dec
+
+    def _read_field(self, path: Path) -> FitsImage:
+        """The field with its pixels in Jy/beam: its BUNIT read and converted (a field
+        without one is in ``data.assume_bunit``); an unknown or non-intensity unit is an
+        :class:`InputError` (reason ``bad_unit``) of each of its rows."""
+        field = read_fits_image(path)
+        factor = jy_per_beam_factor(field, self.cfg.get("assume_bunit", "Jy/beam"))
+        if factor != 1.0:
+            field.data *= np.float32(factor)
+        return field
 
     def _get(self, row, key) -> float:
         return _float(row[self.cols[key]]) if key in self.cols else float("nan")

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from radiodiff.data.prepared import FLOAT_COLUMNS, read_prepared
+from radiodiff.data.prepared import FLOAT_COLUMNS, read_prepared, read_rows
 from radiodiff.diffusion.sampling import seed_generator, word_seed
 
 __all__ = [
@@ -153,8 +153,9 @@ class CutoutDataset(Dataset):
     Raises
     ------
     ValueError
-        If a condition is not a per-row numeric column of the file, or an index is out of
-        range.
+        If a condition is not a per-row numeric column of the file, an index is out of
+        range, or a chunk of the file does not decompress (one line naming the file and the
+        chunk's rows, :func:`radiodiff.data.prepared.read_rows`).
     """
 
     def __init__(self, path: str | Path, indices: Sequence[int] | np.ndarray,
@@ -178,8 +179,9 @@ class CutoutDataset(Dataset):
             if len(self.indices) and (self.indices.min() < 0 or self.indices.max() >= n_rows):
                 raise ValueError(f"{self.path}: row indices must lie in [0, {n_rows}), got "
                                  f"[{self.indices.min()}, {self.indices.max()}]")
-            self.cond = {name: self._condition_tensor(name, f[name][()][self.indices])
-                         for name in self.conditions}
+            self.cond = {name: self._condition_tensor(
+                name, read_rows(f[name], 0, n_rows, self.path)[self.indices])
+                for name in self.conditions}
             self.images = self._read_images(f["images"]) if self.in_memory else None
 
     @staticmethod
@@ -193,7 +195,7 @@ class CutoutDataset(Dataset):
         # One contiguous read then numpy indexing: h5py point selections over thousands of
         # scattered rows are far slower than decompressing the whole range once.
         lo, hi = int(self.indices.min()), int(self.indices.max()) + 1
-        block = ds[lo:hi]
+        block = read_rows(ds, lo, hi, self.path)  # a corrupt chunk: file and rows named
         return torch.from_numpy(np.ascontiguousarray(block[self.indices - lo], np.float32))
 
     def __len__(self) -> int:
@@ -221,7 +223,8 @@ class CutoutDataset(Dataset):
         if self.images is not None:
             image = self.images[i].clone()  # (1, H, W); clone so callers cannot edit the cache
         else:
-            image = torch.from_numpy(np.asarray(self._open()["images"][row], np.float32))
+            block = read_rows(self._open()["images"], row, row + 1, self.path)
+            image = torch.from_numpy(np.asarray(block[0], np.float32))
         if self.augment.active:
             image = augment_image(image, self.augment,
                                   seed_generator(self.seed, _AUGMENT, epoch, row))

@@ -23,7 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 
 import radiodiff
 from radiodiff.io.artifacts import OutputError
-from radiodiff.io.fits import InputError
+from radiodiff.io.fits import InputError, parse_brightness_unit
 from radiodiff.data.prepared import FLAGS, FLOAT_COLUMNS, data_sha256, sha256_file, write_prepared
 from radiodiff.data.preprocess import (
     CUT_ORDER, apply_negatives, centre_on, check_projection_config, fill_nan, first_reason,
@@ -140,6 +140,12 @@ def validate_data_config(d: DictConfig) -> None:
         check_projection_config(d)
     except ValueError as exc:
         problems.append(str(exc))
+    assume = d.get("assume_bunit", None)
+    try:
+        if assume is not None:
+            parse_brightness_unit(assume)
+    except ValueError as exc:
+        problems.append(f"data.assume_bunit={assume!r}: {str(exc).replace('BUNIT ', '', 1)}")
     if problems:
         raise ValueError("invalid data config: " + "; ".join(problems))
 

@@ -48,7 +48,7 @@ from radiodiff.io.integrity import open_h5, sha256_file
 
 __all__ = [
     "FORMAT_VERSION", "FLAGS", "COLUMNS", "PreparedSet", "write_prepared", "read_prepared",
-    "sha256_file", "data_sha256",
+    "read_rows", "sha256_file", "data_sha256",
 ]
 
 FORMAT_VERSION = 1
@@ -203,12 +203,38 @@ def _layout_problems(f: h5py.File) -> list[str]:
 
 def _stream_sha256(f: h5py.File, columns: dict[str, np.ndarray], rows: int = 256) -> str:
     """:func:`data_sha256` of an open file, reading the images ``rows`` at a time (every
-    chunk is decompressed once: a corrupt chunk raises here)."""
+    chunk is decompressed once: a corrupt chunk raises here, naming its rows)."""
     images = f["images"]
     h = hashlib.sha256()
     for i in range(0, images.shape[0], rows):
-        h.update(np.ascontiguousarray(images[i:i + rows], dtype=np.float32).tobytes())
+        block = read_rows(images, i, min(i + rows, images.shape[0]), f.filename)
+        h.update(np.ascontiguousarray(block, dtype=np.float32).tobytes())
     return _hash_columns(h, columns)
+
+
+def _bad_rows(ds: h5py.Dataset, lo: int, hi: int) -> tuple[int, int]:
+    """First and last row of the first chunk met by rows ``[lo, hi)`` that cannot be read
+    (the whole chunk: those rows are lost together)."""
+    step = ds.chunks[0] if ds.chunks else max(1, hi - lo)
+    for a in range((lo // step) * step, hi, step):
+        b = min(a + step, ds.shape[0])
+        try:
+            ds[a:b]
+        except (OSError, RuntimeError):
+            return a, b - 1
+    return lo, hi - 1
+
+
+def read_rows(ds: h5py.Dataset, lo: int, hi: int, path: str | Path) -> np.ndarray:
+    """``ds[lo:hi]`` of the prepared file ``path``, or one line naming the file, the dataset
+    and the rows of the first chunk that does not decompress (a ``ValueError``)."""
+    try:
+        return ds[lo:hi]
+    except (OSError, RuntimeError) as exc:
+        a, b = _bad_rows(ds, lo, hi)
+        raise ValueError(f"{path}: dataset {ds.name.lstrip('/')!r} is unreadable, a corrupt "
+                         f"chunk at rows {a}-{b} ({' '.join(str(exc).split())[:120]}); re-run "
+                         "`radiodiff prepare` to rebuild it") from exc
 
 
 def read_prepared(path: str | Path, images: bool = True, verify: bool = False) -> PreparedSet:
@@ -258,7 +284,7 @@ def read_prepared(path: str | Path, images: bool = True, verify: bool = False) -
             expected = attrs.get("data_sha256")
             actual = _stream_sha256(f, cols) if verify and expected else None
             result = PreparedSet(
-                images=f["images"][()] if images else None,
+                images=read_rows(f["images"], 0, len(f["images"]), path) if images else None,
                 columns=cols, attrs=attrs,
                 files=list(f["provenance/files"].asstr()[()]),
                 sha256=list(f["provenance/sha256"].asstr()[()]),

@@ -26,7 +26,13 @@ from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 
-__all__ = ["ConditionTable"]
+__all__ = ["ConditionTable", "EXTRAPOLATION_FACTOR"]
+
+# A condition more than this factor below the training rows' smallest value or above their
+# largest is beyond what the model has seen: generate() refuses it unless told to
+# extrapolate (``radiodiff sample --allow-extrapolation``).
+EXTRAPOLATION_FACTOR = 10.0
+_UNITS = {"peak_flux": "Jy/beam", "las_arcsec": "arcsec"}
 
 
 @dataclass(frozen=True)
@@ -116,6 +122,24 @@ class ConditionTable:
                 values[name].append(_parse(name, text_value, f"{where}: line {k}"))
         return cls({n: np.asarray(v, dtype=np.int64 if n == "label" else np.float64)
                     for n, v in values.items()})
+
+    def beyond_range(self, name: str, values: Any, factor: float = EXTRAPOLATION_FACTOR
+                     ) -> Optional[str]:
+        """Why ``values`` of the scalar condition ``name`` lie beyond the training rows:
+        one below ``min / factor`` or above ``max * factor`` (physical units) is named in
+        one line; None when all are within (or the table has no column ``name``)."""
+        if name not in self.scalars:
+            return None
+        col = self.columns[name]
+        lo, hi = float(col.min()), float(col.max())
+        v = np.asarray(values, dtype=np.float64).ravel()
+        low, high = v[v < lo / factor], v[v > hi * factor]
+        if not (low.size or high.size):
+            return None
+        unit = _UNITS.get(name, "")
+        value, side = (float(low.min()), "below") if low.size else (float(high.max()), "above")
+        return (f"{name}={value:g} {unit} is more than {factor:g}x {side} the training rows' "
+                f"range [{lo:.3g}, {hi:.3g}] {unit}").replace("  ", " ")
 
     # ---------------------------------------------------------------------------- drawing
     def pool(self, transform: Any, label: Optional[int] = None,

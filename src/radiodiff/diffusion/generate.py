@@ -10,7 +10,9 @@ Conditions the caller does not fix are, by default, drawn image by image from th
 rows' joint distribution the release records (``train_conditions.csv``, see
 :mod:`radiodiff.diffusion.condition_table`): ``n`` images then look like a population of
 the survey. ``conditions="null"`` leaves them null (unconditional), as releases without
-the table always do.
+the table always do. A fixed peak flux or LAS more than ``EXTRAPOLATION_FACTOR`` (10) times
+beyond the table's range is refused unless ``allow_extrapolation``; every condition must be
+within float32's range, and the images are checked finite before they are returned.
 
 :func:`radiodiff.io.samples.save_samples` writes what :func:`generate` returns (FITS,
 ``samples.h5``, ``preview.png``); :func:`radiodiff.io.samples.sample_images` gives the same
@@ -49,6 +51,9 @@ __all__ = ["GenerateResult", "generate", "CONDITION_MODES", "restores_jy_per_bea
 
 NORMALISED = "normalised"
 CONDITION_MODES = ("draw", "null")  # what unset conditions become (generate's `conditions`)
+# GenerateResult.settings["conditions"] when the caller gave every condition the model
+# takes (none was drawn or left null)
+GIVEN = "given"
 
 
 def restores_jy_per_beam(meta: dict[str, Any]) -> bool:
@@ -85,7 +90,9 @@ class GenerateResult:
         with classifier-free guidance, which runs the network with and without condition).
     settings : dict
         Sampler settings (sampler, steps, guidance, sigma_min, sigma_max, rho, S_churn,
-        seed, batch_size, projected).
+        seed, batch_size, projected) and ``conditions``: the mode that filled the
+        conditions not given (``draw`` / ``null``), or ``given`` (:data:`GIVEN`) when every
+        condition the model takes was given.
     raw : numpy.ndarray or None
         The decoded images before the output projection (None when none was applied).
     created_utc : str
@@ -110,13 +117,48 @@ class GenerateResult:
         return self.physical if self.physical is not None else self.images
 
 
+_F32 = np.finfo(np.float32)
+
+
 def _positive(name: str, value: Optional[float], unit: str) -> Optional[float]:
+    """A condition in physical units: a positive number within float32's normal range (the
+    network's conditions and the restored images are float32: 1e-320 would vanish, 1e308
+    overflow)."""
     if value is None:
         return None
     v = float(value)
     if not (math.isfinite(v) and v > 0):
         raise ValueError(f"{name} must be a positive number ({unit}), got {value}")
+    if not float(_F32.tiny) <= v <= float(_F32.max):
+        raise ValueError(f"{name}={value:g} {unit} is outside float32's range "
+                         f"[{float(_F32.tiny):.3g}, {float(_F32.max):.3g}], in which the "
+                         "conditions and images are computed")
     return v
+
+
+def _check_trained_range(release: Release, raw: dict[str, np.ndarray]) -> None:
+    """Refuse conditions more than ``EXTRAPOLATION_FACTOR`` beyond the release's training
+    rows (``train_conditions.csv``; releases without it are not checked)."""
+    table = release.train_conditions
+    for name in (table.scalars if table is not None else ()):
+        values = raw[name][np.isfinite(raw[name])]
+        why = table.beyond_range(name, values) if values.size else None
+        if why:
+            raise ValueError(f"{release.path}: {why}; the model cannot vouch for such "
+                             "images (--allow-extrapolation / allow_extrapolation=True "
+                             "samples them anyway)")
+
+
+def _check_finite(release: Release, spec: SamplerSpec, images: np.ndarray, what: str
+                  ) -> None:
+    """One line, before anything is written, when an image holds NaN or inf."""
+    bad = int((~np.isfinite(images)).any(axis=(1, 2, 3)).sum())
+    if bad:
+        from radiodiff.io.integrity import IntegrityError
+        raise IntegrityError(f"{release.path}: {bad} of {len(images)} {what} images hold NaN "
+                             f"or inf (sampler {spec.name}, sigma {spec.sigma_min:g}..."
+                             f"{spec.sigma_max:g}); nothing written: check the release "
+                             "(re-export it), the sampler options and the conditions")
 
 
 def _check_int(name: str, value: Any, minimum: int) -> int:
@@ -253,7 +295,13 @@ def _image_conditions(release: Release, seeds: np.ndarray, label: Any, peak_flux
     for key, ks in groups.items():
         for name, values in raw.items():
             values[ks] = parts[key][name]
-    return raw, mode
+    return raw, mode if any(_unset(release, *fixed[key]) for key in groups) else GIVEN
+
+
+def _unset(release: Release, idx: Optional[int], fixed: dict[str, float]) -> list[str]:
+    """The model's conditions a call leaves to the ``conditions`` mode (drawn or null)."""
+    label = ["label"] if release.classes and idx is None else []
+    return label + [k for k in release.scalar_conditions if k not in fixed]
 
 
 def _network_conditions(release: Release, raw: dict[str, np.ndarray]
@@ -278,7 +326,8 @@ def generate(release: Release, n: int, label: Optional[str | Sequence] = None,
              progress: Optional[Callable[[Iterable, int], Iterable]] = None,
              project: bool = True, conditions: Optional[str] = None,
              seeds: Optional[Sequence[int]] = None, refine: Optional[bool] = None,
-             islands: bool = True, **sampler_options: Any) -> GenerateResult:
+             islands: bool = True, allow_extrapolation: bool = False,
+             **sampler_options: Any) -> GenerateResult:
     """Draw ``n`` images from a release, optionally conditioned and guided.
 
     Sampling runs ``spec``'s solver over its ``karras_sigmas`` (EDM Eq. 5) with the
@@ -312,7 +361,8 @@ def generate(release: Release, n: int, label: Optional[str | Sequence] = None,
         Largest angular size, arcsec (> 0); needs a model trained on ``las_arcsec``.
         None = not fixed. A sequence of ``n`` (number or None each): one per image.
     spec : SamplerSpec, optional
-        Solver, schedule and guidance weight (default: ``SamplerSpec()``).
+        Solver, schedule and guidance weight (default: ``release.sampler``, the setting
+        the release recommends and its quoted numbers are for).
     seed : int
         Seed of image 0; image k uses ``seed + k``. Ignored when ``seeds`` is given.
     seeds : sequence of int, optional
@@ -351,6 +401,12 @@ def generate(release: Release, n: int, label: Optional[str | Sequence] = None,
         (:mod:`radiodiff.data.islands`; ``models/first``: the FIRST images' 3-rms cut and
         8-bit quantisation), lay them under each image, drawn from its seed. False: a clean
         sky, e.g. to inject the sources into one's own noise maps.
+    allow_extrapolation : bool
+        Sample peak flux / LAS conditions more than
+        :data:`~radiodiff.diffusion.condition_table.EXTRAPOLATION_FACTOR` (10) times below
+        the smallest or above the largest of the release's training rows
+        (``train_conditions.csv``); without it they are refused (ValueError). Every
+        condition must be within float32's range either way.
     **sampler_options
         ``sampler``, ``steps``, ``guidance``, ``sigma_min``, ``sigma_max``, ``rho``,
         ``S_churn``: replace those of ``spec`` (:meth:`SamplerSpec.build`).
@@ -359,7 +415,7 @@ def generate(release: Release, n: int, label: Optional[str | Sequence] = None,
     -------
     GenerateResult
     """
-    spec = SamplerSpec.build(spec, **sampler_options)
+    spec = SamplerSpec.build(spec or release.sampler, **sampler_options)
     created = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
     n = _check_int("n", n, 1)
     batch_size = _check_int("batch_size", batch_size, 1)
@@ -369,6 +425,8 @@ def generate(release: Release, n: int, label: Optional[str | Sequence] = None,
     if not isinstance(islands, bool):
         raise ValueError(f"islands must be True or False, got {islands!r}")
     raw, mode = _image_conditions(release, seeds, label, peak_flux, las_arcsec, conditions)
+    if not allow_extrapolation:
+        _check_trained_range(release, raw)
     cond = _network_conditions(release, raw)
     out, nfe = _sample(release, spec, seeds, cond, batch_size, batch_invariant, progress)
     projection = release.projection
@@ -379,18 +437,14 @@ def generate(release: Release, n: int, label: Optional[str | Sequence] = None,
         out, extra = refine_images(release.refiner, base, seeds, cond, refine_spec,
                                    batch_size, batch_invariant)
         nfe, projection = nfe + extra, release.refiner.projection or projection
-    bad = int((~np.isfinite(out)).any(axis=(1, 2, 3)).sum())
-    if bad:
-        from radiodiff.io.integrity import IntegrityError
-        raise IntegrityError(f"{release.path}: {bad} of {n} sampled images hold NaN or inf "
-                             f"(sampler {spec.name}, sigma {spec.sigma_min:g}..."
-                             f"{spec.sigma_max:g}); nothing written: check the release "
-                             "(re-export it) and the sampler options")
+    _check_finite(release, spec, out, "sampled")
     unprojected = None
     if project and projection:
         from radiodiff.data.preprocess import apply_projection
         unprojected, out = out, apply_projection(out, projection, seeds, islands)
     physical = _restore(release.meta, out, raw["peak_flux"])
+    if physical is not None:
+        _check_finite(release, spec, physical, "restored (Jy/beam)")
     settings = dict(spec.settings(), seed=int(seeds[0]), batch_size=batch_size,
                     batch_invariant=bool(batch_invariant), projected=unprojected is not None,
                     islands=bool(unprojected is not None and islands

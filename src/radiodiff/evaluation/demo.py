@@ -20,6 +20,7 @@ from typing import Any, Callable, Iterable, Optional
 import numpy as np
 
 from radiodiff.diffusion.sampling import SamplerSpec
+from radiodiff.evaluation.comparable import check_comparable
 from radiodiff.evaluation.metrics import EvalResult, EvalSettings, evaluate, w1_ratios, w1_summary
 from radiodiff.evaluation.report import write_report
 from radiodiff.evaluation.sets import ImageSet, reference_meta, reference_splits, sample_classes
@@ -129,7 +130,8 @@ def run_demo(reference: str | Path = "data/first.h5", out: str | Path = "outputs
         Release folder or shipped model name; None: the built-in default.
     n_per_class, spec, seed, batch_size
         Sampling; class ``c`` draws its images with seeds ``seed + c * n_per_class + k``;
-        ``sampler_options`` (``sampler``, ``steps``, ...) replace those of ``spec``.
+        ``spec`` None: the release's recommended sampler; ``sampler_options``
+        (``sampler``, ``steps``, ...) replace those of ``spec``.
     settings : EvalSettings
         Evaluation settings (seed is replaced by ``seed``).
     overwrite : bool
@@ -143,19 +145,20 @@ def run_demo(reference: str | Path = "data/first.h5", out: str | Path = "outputs
     Raises
     ------
     ValueError
-        Bad options, or the model and the reference file disagree on classes or image size.
+        Bad options, or the model and the reference file disagree on classes, image unit,
+        image size, pixel scale or beam
+        (:func:`radiodiff.evaluation.comparable.check_comparable`).
     """
     from radiodiff.io.release import load_release, resolve_model
     from radiodiff.io.samples import samples_nbytes, save_samples
 
-    spec = SamplerSpec.build(spec, **sampler_options)
     if int(n_per_class) < 2:
         raise ValueError(f"n_per_class must be >= 2 (the report splits sets), got {n_per_class}")
     release = load_release(resolve_model(model))
+    spec = SamplerSpec.build(spec or release.sampler, **sampler_options)
     real, train, val, ps = reference_splits(reference, "test")
-    if release.classes and list(release.classes) != list(ps.classes):
-        raise ValueError(f"{release.path}: model classes {release.classes} differ from "
-                         f"{reference}'s {ps.classes}")
+    # classes, image unit, pixel scale and beam: the rule of `radiodiff evaluate`
+    check_comparable(reference_meta(ps), release.meta, str(reference), "model", release.path)
     if int(release.meta["image_size"]) != real.images.shape[-1]:
         raise ValueError(f"{release.path}: model images are {release.meta['image_size']} px, "
                          f"{reference}'s are {real.images.shape[-1]} px")

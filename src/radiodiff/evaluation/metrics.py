@@ -58,6 +58,8 @@ class EvalSettings:
     # quantum, so a background far below anything the data can hold cannot move them (the
     # faint view and the background fractions measure that background instead).
     shape_floor: float = 1.0 / 255
+    morphology: bool = True       # source morphology per class (evaluation.morphology)
+    tstr: bool = True             # class classifiers trained on generated images (usefulness)
 
 
 @dataclass(kw_only=True)
@@ -83,6 +85,8 @@ class EvalResult:
     timings_s: dict
     verdict: dict
     physical: Optional[dict] = None        # Jy/beam sets: flux, background noise, checks
+    morphology: Optional[dict] = None      # the source's shape per class, KS/W1 vs floor
+    usefulness: Optional[dict] = None      # train-synthetic-test-real class classifiers
     stats: dict = field(default_factory=dict, repr=False)  # per-image values, for figures
 
     def to_dict(self) -> dict[str, Any]:
@@ -325,6 +329,41 @@ def _classifier_tests(real: ImageSet, fake: ImageSet, train: ImageSet, val: Imag
             "memorisation": memorisation(train.images, fake.images, real.images)}
 
 
+def _beam_px(s: ImageSet, meta: dict) -> np.ndarray:
+    """(N,) beam FWHM in each image's pixels (the mean of the beam's axes)."""
+    beam = np.atleast_1d(np.asarray(meta.get("beam_arcsec") or [5.4], float)).mean()
+    return beam / pixel_scales(s, meta)
+
+
+def _morphology(real: ImageSet, fake: ImageSet, meta: dict, classes: list[str],
+                s: EvalSettings, stats: dict) -> dict:
+    """Source morphology (:mod:`~radiodiff.evaluation.morphology`) per class, each KS/W1
+    beside its real-vs-real floor at equal sample size; the per-image values go to
+    ``stats`` (figures)."""
+    from radiodiff.evaluation.morphology import compare_by_class, ks_ratios, morphology_stats
+    m_r = morphology_stats(real.images, _beam_px(real, meta))
+    m_f = morphology_stats(fake.images, _beam_px(fake, meta))
+    stats["real"].update({f"morph_{k}": v for k, v in m_r.items()})
+    stats["fake"].update({f"morph_{k}": v for k, v in m_f.items()})
+    labelled = classes if (fake.labels >= 0).any() else None
+    comp = compare_by_class(m_r, real.labels, m_f, fake.labels, labelled,
+                            n_repeats=s.n_repeats, seed=s.seed)
+    ratios = ks_ratios(comp)
+    finite = {k: v for k, v in ratios.items() if math.isfinite(v)}
+    return {"by_class": comp, "ks_ratio": ratios,
+            "worst": sorted(finite, key=finite.get, reverse=True)[:5],
+            "within_1.5": int(sum(v <= 1.5 for v in finite.values())), "n": len(finite)}
+
+
+def _usefulness(real: ImageSet, fake: ImageSet, train: ImageSet, val: ImageSet,
+                classes: list[str], s: EvalSettings, data_sha: str) -> dict:
+    from radiodiff.evaluation.usefulness import tstr
+    model, _ = _classifier(train, val, len(classes), s, data_sha)
+    return tstr(model, train.images, train.labels, fake.images, fake.labels,
+                (val.images, val.labels), (real.images, real.labels), classes,
+                epochs=s.classifier_epochs, seed=s.seed)
+
+
 def _measured_las(s: ImageSet, seg_las: np.ndarray, meta: dict) -> np.ndarray:
     """(N,) LAS [arcsec] measured on the images of ``s``: the segmentation's Feret
     diameter (``seg_las``, arcsec at the file's median pixel scale) in each image's own
@@ -429,6 +468,18 @@ def evaluate(real: ImageSet, fake: ImageSet, train: ImageSet, val: ImageSet,
                                         meta.get("data_sha256") or ""))
     timings["classifier"] = time.perf_counter() - t
     groups["conditioning"] = _conditioning(real, fake, stats, meta, train)
+    if s.morphology:
+        t = time.perf_counter()
+        announce("evaluation: source morphology per class")
+        groups["morphology"] = _morphology(real, fake, meta, classes, s, stats)
+        timings["morphology"] = time.perf_counter() - t
+    if s.tstr and classes and (fake.labels >= 0).sum() >= 2 * len(classes):
+        t = time.perf_counter()
+        announce(f"evaluation: class classifiers trained on generated / real + generated "
+                 f"images ({s.classifier_epochs} epochs each), tested on real")
+        groups["usefulness"] = _usefulness(real, fake, train, val, classes, s,
+                                           meta.get("data_sha256") or "")
+        timings["usefulness"] = time.perf_counter() - t
     if is_physical(meta, real, fake):
         t = time.perf_counter()
         announce("evaluation: physical units (integrated flux, background noise)")

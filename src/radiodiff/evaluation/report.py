@@ -152,6 +152,7 @@ def _markdown(m: dict, figures: dict[str, str]) -> str:
                                     f"n={c['real']['n']}): {_accuracy(c['real'])}"
                                     if c.get("real") else "") + ".", ""]
     lines += _physical_lines(m)
+    lines += _morphology_lines(m) + _usefulness_lines(m)
     for title, block in (("Image statistics", m["distances"]),
                          ("Source finder (PyBDSF)", m.get("sourcefinder", {}))):
         if not block:
@@ -168,6 +169,45 @@ def _markdown(m: dict, figures: dict[str, str]) -> str:
     lines += ["## Figures", ""] + [f"![{k}]({v})" for k, v in figures.items()]
     lines += ["", f"Timings (s): {json.dumps(m['timings_s'])}"]
     return "\n".join(lines) + "\n"
+
+
+def _morphology_lines(m: dict) -> list[str]:
+    """The "Source morphology" section: KS / real-vs-real floor per class and statistic."""
+    morph = m.get("morphology")
+    if not morph:
+        return []
+    groups = list(morph["by_class"])
+    stats = list(morph["by_class"]["all"])
+    lines = ["## Source morphology", "", "The source (components reaching 20 % of the peak, "
+             "outlined at 5 %, linked within a beam): KS distance real vs generated over the "
+             "real-vs-real floor at equal sample size (n per class in brackets); ≤ 1.5 is the "
+             f"target. Within 1.5: {morph['within_1.5']}/{morph['n']}; worst: "
+             f"{', '.join(morph['worst'][:3]) or 'n/a'}.", "",
+             "| statistic | " + " | ".join(
+                 f"{g} ({morph['by_class'][g][stats[0]]['n_floor']})" for g in groups) + " |",
+             "|---|" + "---|" * len(groups)]
+    for key in stats:
+        lines.append(f"| {key} | " + " | ".join(
+            _fmt(morph["ks_ratio"].get(f"{g}/{key}")) for g in groups) + " |")
+    return lines + [""]
+
+
+def _usefulness_lines(m: dict) -> list[str]:
+    """Train-synthetic-test-real: accuracy and per-class recall of the three classifiers."""
+    u = m.get("usefulness")
+    if not u or "synthetic" not in u:
+        return []
+    lines = ["## Usefulness (train on generated, test on real)", "",
+             f"Class classifiers tested on {u['n_test']} real images, trained on "
+             f"{u['n_real_train']} real, {u['n_synthetic']} generated, or both. Targets: "
+             "generated ≥ 0.95 × real, every recall ≥ 0.9 × real's, both ≥ real.", "",
+             "| trained on | accuracy | " + " | ".join(f"recall {c}" for c in u["classes"])
+             + " |", "|---|---|" + "---|" * len(u["classes"])]
+    for name in ("real", "synthetic", "real+synthetic"):
+        e = u[name]
+        lines.append(f"| {name} | {_fmt(e['accuracy'])} | "
+                     + " | ".join(_fmt(r) for r in e["recall"]) + " |")
+    return lines + [""]
 
 
 def _accuracy(c: dict) -> str:

@@ -8,7 +8,7 @@ a training checkpoint (every image its own seed); :class:`Compared` is the choic
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Optional
 
@@ -16,10 +16,12 @@ import numpy as np
 
 from radiodiff.data.prepared import read_prepared
 from radiodiff.diffusion.sampling import SamplerSpec
+from radiodiff.evaluation.comparable import check_comparable, class_map, relabel, samples_meta
 
-__all__ = ["ImageSet", "Compared", "reference_set", "reference_splits", "reference_meta",
-           "proportional_rows", "proportional_labels", "samples_set", "sample_classes",
-           "generated_set", "pixel_scales"]
+__all__ = ["ImageSet", "Compared", "DataRecord", "model_data", "samples_data",
+           "find_reference", "check_reference_size", "reference_set", "reference_splits",
+           "reference_meta", "proportional_rows", "proportional_labels", "samples_set",
+           "sample_classes", "generated_set", "open_model", "released_set", "pixel_scales"]
 
 Progress = Optional[Callable[[Iterable, int], Iterable]]
 
@@ -161,7 +163,7 @@ def sample_classes(release, counts: Iterable[tuple[int, int]], seed: int = 0,
 
 
 def generated_set(model: str | Path, labels: np.ndarray, out_dir: Path,
-                  spec: SamplerSpec = SamplerSpec(), seed: int = 0, batch_size: int = 32,
+                  spec: Optional[SamplerSpec] = None, seed: int = 0, batch_size: int = 32,
                   progress: Progress = None, conditions: dict | None = None,
                   **generate_kw: Any) -> ImageSet:
     """Sample one image per requested label from a release folder or a training checkpoint.
@@ -172,15 +174,31 @@ def generated_set(model: str | Path, labels: np.ndarray, out_dir: Path,
     the requested and measured values can be compared. ``generate_kw`` (e.g. ``project``)
     goes to :func:`radiodiff.diffusion.generate.generate`.
     """
+    release, kind = open_model(model, out_dir)
+    return released_set(release, kind, labels, spec, seed, batch_size, progress, conditions,
+                        **generate_kw)
+
+
+def open_model(model: str | Path, out_dir: Path) -> tuple[Any, str]:
+    """(the loaded release, how a set drawn from it is named): a release folder, shipped
+    name or training checkpoint (its EMA weights exported to ``out_dir/release`` first)."""
     from radiodiff.io.release import load_release, resolve_model
     from radiodiff.training.export import export_checkpoint
 
     source = resolve_model(model)
-    # a training checkpoint: export its EMA weights first
     path = export_checkpoint(source, out_dir / "release") if source.is_file() else source
-    release = load_release(path)
     kind = (f"checkpoint {source.parent.name}/{source.name}" if source.is_file()
             else f"release {source.name}")
+    return load_release(path), kind
+
+
+def released_set(release, kind: str, labels: np.ndarray, spec: Optional[SamplerSpec] = None,
+                 seed: int = 0, batch_size: int = 32, progress: Progress = None,
+                 conditions: dict | None = None, **generate_kw: Any) -> ImageSet:
+    """:func:`generated_set` of a loaded release (``kind`` names it). Labels -1 (no class)
+    are sampled unconditionally, after the classes. ``spec`` None: the release's
+    recommended sampler."""
+    spec = spec or release.sampler
     name = f"generated ({kind}, {spec.name} {spec.steps})"
     kw = dict(spec=spec, batch_size=batch_size, progress=progress, **generate_kw)
     scalars = [k for k in release.scalar_conditions if conditions and k in conditions]
@@ -188,6 +206,7 @@ def generated_set(model: str | Path, labels: np.ndarray, out_dir: Path,
         return _generated_per_row(release, name, labels, conditions, scalars, seed, kw)
     images, out_labels = [], []
     groups = ([(int(c), int((labels == c).sum())) for c in np.unique(labels) if c >= 0]
+              + ([(-1, int((labels < 0).sum()))] if (labels < 0).any() else [])
               if release.classes else [(-1, len(labels))])
     for label, res in sample_classes(release, groups, seed, **kw):
         images.append(res.images)
@@ -212,31 +231,161 @@ def _generated_per_row(release, name: str, labels, conditions, scalars, seed: in
 
 
 @dataclass(frozen=True)
+class DataRecord:
+    """What a model (or a samples file) records of the data it was trained on."""
+    where: str                    # e.g. "release first", "checkpoint <run>/last.ckpt"
+    name: Optional[str]           # data.name: the prepared file is data/<name>.h5
+    data_sha256: Optional[str]    # the prepared file's content hash
+    image_size: Optional[int]     # pixels per side
+    paths: tuple[str, ...] = ()   # the run's data.out (tried before data/<name>.h5)
+
+
+def model_data(model: str | Path | None) -> DataRecord:
+    """The data record of a release folder, shipped model name or training checkpoint."""
+    from omegaconf import OmegaConf
+
+    from radiodiff.io.release import DEFAULT_MODEL, LOCAL_PATH, load_release, resolve_model
+    source = resolve_model(model or DEFAULT_MODEL)
+    if source.is_file():  # a training checkpoint
+        from radiodiff.training.export import read_checkpoint
+        hp = read_checkpoint(source, usage="evaluate it instead: --model {}")["hyper_parameters"]
+        data, ds = hp["cfg"]["data"], hp.get("dataset") or {}
+        where, sha, size = f"checkpoint {source}", ds.get("data_sha256"), data.get("image_size")
+    else:
+        release = load_release(source)
+        data = OmegaConf.to_container(release.config).get("data") or {}
+        where, sha, size = f"release {source}", release.meta.get("data_sha256"), \
+            release.image_size
+    out = data.get("out")
+    return DataRecord(where, data.get("name"), sha, None if size is None else int(size),
+                      (out,) if out and out != LOCAL_PATH else ())
+
+
+def samples_data(path: str | Path) -> DataRecord:
+    """The data record of a ``samples.h5`` (or its folder): the hash of the model's data."""
+    from radiodiff.io.integrity import open_h5
+    path = Path(path)
+    path = path / "samples.h5" if path.is_dir() else path
+    size = samples_set(path).images.shape[-1]  # validates the file, one line if it is bad
+    with open_h5(path, "write it again with `radiodiff sample`") as f:
+        sha = f.attrs.get("data_sha256") or None
+    return DataRecord(f"the model of {path}", None, sha, int(size))
+
+
+def _file_sha(path: Path) -> Optional[str]:
+    """The ``data_sha256`` a prepared file declares; None when it is none or unreadable."""
+    try:
+        return read_prepared(path, images=False).attrs.get("data_sha256") or None
+    except (OSError, ValueError):
+        return None
+
+
+def find_reference(record: DataRecord, data_dir: str | Path = "data") -> tuple[Path, str]:
+    """The prepared file ``record``'s model was trained on, and a line saying so.
+
+    Tried in order: the run's ``data.out``, ``<data_dir>/<name>.h5``, then every other
+    ``<data_dir>/*.h5``; the first whose ``data_sha256`` is the record's is the one (a
+    record without a hash takes the first of the named files that exists).
+
+    Raises
+    ------
+    FileNotFoundError
+        One line: what the model was trained on, what was found instead, and the two ways
+        out (prepare it, or ``--reference``).
+    """
+    data_dir = Path(data_dir)
+    named = [Path(p) for p in record.paths] + (
+        [data_dir / f"{record.name}.h5"] if record.name else [])
+    sha, tried, found = record.data_sha256, set(), []
+    for path in named + sorted(data_dir.glob("*.h5")):
+        if path.resolve() in tried or not path.is_file():
+            continue
+        tried.add(path.resolve())
+        held = _file_sha(path)
+        if sha is None and path in named:
+            return path, f"{path} ({record.where} records no data hash: not checked)"
+        if sha is not None and held == sha:
+            return path, f"{path} (the data of {record.where}: data_sha256 {sha[:12]}… matches)"
+        if path in named:
+            found.append(f"{path} holds other data (data_sha256 {(held or 'none')[:12]}…)")
+    what = f"data={record.name}" if record.name else "its data"
+    missing = f"{named[-1]} is missing" if named else f"no file in {data_dir}/ holds it"
+    prepare = f"prepare it (radiodiff prepare data={record.name}) or " if record.name else ""
+    raise FileNotFoundError(
+        f"{record.where} was trained on {what} (data_sha256 {(sha or 'unknown')[:12]}…): "
+        f"{'; '.join(found) or missing}; {prepare}give --reference <prepared .h5>")
+
+
+def check_reference_size(reference: str | Path, real: ImageSet, side: Optional[int],
+                         what: str) -> None:
+    """Refuse, before any sampling, a reference whose images are not ``side`` pixels
+    (None: unknown, not checked)."""
+    h, w = real.images.shape[-2:]
+    if side is not None and (h, w) != (side, side):
+        raise ValueError(f"--reference {reference}: its images are {h}x{w} pixels but "
+                         f"{what} makes {side}x{side}; give --reference the prepared file it "
+                         "was trained on (or leave --reference out to use that one)")
+
+
+@dataclass(frozen=True)
 class Compared:
     """What ``radiodiff evaluate`` compares with the real split: a model to sample
     (release folder, shipped name or ``.ckpt``; default the built-in model), a
     ``samples.h5`` or another real split. ``n`` images are sampled in the class
-    proportions of the real split, image k with seed ``seed + k``."""
+    proportions of the real split, image k with seed ``seed + k``. A model or samples of
+    other classes, image unit, pixel scale or beam than the reference are refused
+    (:mod:`radiodiff.evaluation.comparable`) unless ``allow_mismatch``."""
     model: Optional[str | Path] = None
     samples: Optional[str | Path] = None
     real_split: Optional[str] = None
     n: int = 1000
-    spec: SamplerSpec = field(default_factory=SamplerSpec)
+    spec: Optional[SamplerSpec] = None  # None: the release's recommended sampler
     seed: int = 0
     batch_size: int = 32
+    allow_mismatch: bool = False  # compare other classes / unit / geometry (by class name)
+
+    def data_record(self) -> DataRecord:
+        """What the compared images record of their training data (real-vs-real: the
+        built-in model's, whose data the default reference is)."""
+        return samples_data(self.samples) if self.samples else model_data(self.model)
 
     def image_set(self, reference: str | Path, real: ImageSet, out_dir: Path,
                   progress: Progress = None) -> ImageSet:
-        """The compared set (``out_dir`` receives the export of a checkpoint)."""
+        """The compared set (``out_dir`` receives the export of a checkpoint); a model or
+        samples of another image size than ``reference`` is refused before sampling."""
         if self.real_split:
             return reference_set(reference, self.real_split)[0]
         if self.samples:
-            return samples_set(self.samples)
+            fake = samples_set(self.samples)
+            check_reference_size(reference, real, fake.images.shape[-1], fake.name)
+            meta = samples_meta(self.samples)
+            classes = self._classes_to_map(reference, meta, "samples", self.samples)
+            return fake if classes is None else replace(
+                fake, labels=relabel(fake.labels, class_map(meta["classes"], classes)))
         from radiodiff.io.release import DEFAULT_MODEL
         if self.n < 1:
             raise ValueError(f"--n must be >= 1, got {self.n}")
+        record = model_data(self.model)
+        check_reference_size(reference, real, record.image_size, record.where)
         rows = proportional_rows(real.labels, self.n)  # class proportions of the real split
         conditions = {k: v[rows] for k, v in (real.conditions or {}).items()}
-        return generated_set(self.model or DEFAULT_MODEL, real.labels[rows], out_dir,
-                             self.spec, self.seed, self.batch_size, progress=progress,
-                             conditions=conditions)
+        release, kind = open_model(self.model or DEFAULT_MODEL, out_dir)
+        classes = self._classes_to_map(reference, release.meta, "model", release.path)
+        labels = real.labels[rows]
+        if classes is not None:  # ask the model for the reference's classes by name
+            labels = relabel(labels, class_map(classes, release.classes))
+        fake = released_set(release, kind, labels, self.spec, self.seed, self.batch_size,
+                            progress, conditions)
+        return fake if classes is None else replace(
+            fake, labels=relabel(fake.labels, class_map(release.classes, classes)))
+
+    def _classes_to_map(self, reference: str | Path, meta: dict, kind: str,
+                        where: Any) -> Optional[list[str]]:
+        """:func:`~radiodiff.evaluation.comparable.check_comparable` of the compared set's
+        ``meta`` with ``reference``: one line refusing sets that differ (unless
+        ``allow_mismatch``); the reference's classes when labels are to be mapped by
+        name, else None."""
+        ref = reference_meta(read_prepared(reference, images=False))
+        if check_comparable(ref, meta, str(reference), kind, where, self.allow_mismatch):
+            return list(ref["classes"])
+        return None

@@ -1,29 +1,40 @@
 """Writing artifacts safely: atomic files and folders, JSON-safe values, figures, PNG grids.
 
 Every file radiodiff writes goes through :func:`atomic_write`: the content is written to a
-temporary sibling (``.rdtmp-<pid>-<name>``) and renamed over the target, so an interrupted
-run never leaves a half-written file and never damages an earlier one. Every output folder
-(release, samples, report, demo) is written by :func:`artifact_dir`: assembled whole in a
-temporary sibling folder and swapped in only when complete. Temporaries of a process that
-died (kill -9, power cut) are removed by the next write to the same target. Figures are
-made with :func:`new_figure` (matplotlib's object API on an Agg canvas, pyplot's global
-state untouched) and written with :func:`save_figure`.
+temporary sibling and renamed over the target, so an interrupted run never leaves a
+half-written file and never damages an earlier one. Every output folder (release, samples,
+report, demo) is written by :func:`artifact_dir`: assembled whole in a temporary sibling
+folder and swapped in only when complete. Figures are made with :func:`new_figure`
+(matplotlib's object API on an Agg canvas, pyplot's global state untouched) and written
+with :func:`save_figure`.
+
+Temporaries have one naming rule, :func:`temp_name` (``.rdtmp-<pid>-<name>``, and
+``.rdold-<pid>-<name>`` for an artifact being replaced), and one clean-up,
+:func:`clear_stale_temps`, which removes those of dead processes (kill -9, power cut) and
+runs before every write to the same target. A full disk or an I/O error is one line naming
+the file (:func:`write_error`).
 
 What an output folder is ("its own kind") is recognised by the files that only that
 writer makes (:data:`KINDS`): a release has ``meta.json`` and ``model.safetensors``, a
 samples folder ``samples.h5``, a report ``metrics.json``, a demo ``summary.md`` and
 ``report/metrics.json``. A writer refuses an existing non-empty target that is not its own
-kind (whatever ``overwrite`` says), and replaces its own kind only with ``overwrite``.
+kind (whatever ``overwrite`` says), and replaces its own kind only with ``overwrite`` and
+then only the files it wrote (listed in the folder's ``SHA256SUMS``): anything else there
+stays. One writer at a time per target: :func:`check_output` takes a lock
+(``.rdlock-<name>`` holding the pid) that a second writer meets and names.
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import errno
 import math
 import os
 import re
 import shutil
+import threading
+import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -31,12 +42,17 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 __all__ = ["OutputError", "KINDS", "atomic_write", "atomic_text", "artifact_dir",
-           "check_output", "check_output_file", "clear_stale_temps", "relocated", "save_torch",
-           "temp_name", "to_plain", "new_figure", "save_figure", "save_image_grid"]
+           "check_output", "check_output_file", "clear_stale_temps", "link_or_copy",
+           "lock_output", "unlock_output", "release_locks", "relocated", "save_torch",
+           "temp_name", "write_error", "to_plain", "new_figure", "save_figure",
+           "save_image_grid"]
 
-TEMP_PREFIX = ".rdtmp-"  # .rdtmp-<pid>-<name>: a file or folder being written
-OLD_PREFIX = ".rdold-"   # .rdold-<pid>-<name>: an artifact being replaced
-_TEMP_RE = re.compile(r"^\.rd(?:tmp|old)-(\d+)-(.+)$")
+TEMP_PREFIX = ".rdtmp-"   # .rdtmp-<pid>-<name>: a file or folder being written
+OLD_PREFIX = ".rdold-"    # .rdold-<pid>-<name>: an artifact being replaced
+LOCK_PREFIX = ".rdlock-"  # .rdlock-<name>, holding the writer's pid: an output being written
+_PID_PREFIX = re.compile(r"^\.rd(?:tmp|old)-(\d+)-")
+_LEGACY_RE = re.compile(r"^(SHA256SUMS)\.tmp-(\d+)$")  # what write_manifest made before
+_LOCK_GRACE_S = 60.0  # a lock holding no pid this old: its writer died creating it
 
 # kind -> files (relative paths) that mark a folder as that writer's output
 KINDS: dict[str, tuple[str, ...]] = {
@@ -46,17 +62,38 @@ KINDS: dict[str, tuple[str, ...]] = {
     "demo": ("summary.md", "report/metrics.json"),
 }
 _MARGIN = 16 * 2**20  # bytes kept free beyond an output's estimated size
+# How full disks read: errno, h5py ("errno = 28"), safetensors ("os error 28", StorageFull)
+_FULL_TEXTS = ("No space left on device", "errno = 28", "os error 28", "StorageFull",
+               "Disk quota exceeded")
+# PyTorch's zip writer after a short write (full disk or I/O error): no errno is kept
+_TORCH_SHORT_WRITE = ("inline_container.cc", "PytorchStreamWriter failed")
+# this process's output locks: lock file -> (pid, thread, folders made to hold it)
+_HELD: dict[Path, tuple[int, int, list[Path]]] = {}
 
 
 class OutputError(ValueError):
-    """An output cannot or must not be written (exists, not writable, disk full); the
-    message is one line naming the path. A ValueError: exit status 2 at the command line."""
+    """An output cannot or must not be written (exists, not writable, disk full, being
+    written by another run); the message is one line naming the path. A ValueError: exit
+    status 2 at the command line."""
 
 
-def temp_name(path: Path, prefix: str = TEMP_PREFIX) -> Path:
-    """The temporary sibling of ``path`` owned by this process (the suffix is kept, so
-    writers that infer the format from it work)."""
-    return path.with_name(f"{prefix}{os.getpid()}-{path.name}")
+def _target_name(name: str) -> str:
+    """The name a temporary stands for (``.rdtmp-7-.rdtmp-7-last.ckpt`` -> ``last.ckpt``)."""
+    while (m := _PID_PREFIX.match(name)) is not None:
+        name = name[m.end():]
+    m = _LEGACY_RE.match(name)
+    return m.group(1) if m else name
+
+
+def temp_name(path: str | Path, prefix: str = TEMP_PREFIX) -> Path:
+    """The one naming rule of temporaries: ``<prefix><pid>-<name>`` beside ``path``, owned
+    by this process (the suffix is kept, so writers that infer the format from it work).
+
+    Built from the name ``path`` stands for, so the temporary of a temporary is itself
+    (``temp_name(temp_name(p)) == temp_name(p)``): never a doubled prefix.
+    """
+    path = Path(path)
+    return path.with_name(f"{prefix}{os.getpid()}-{_target_name(path.name)}")
 
 
 def _pid_alive(pid: int) -> bool:
@@ -71,19 +108,56 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def _lock_pid(lock: Path) -> int | None:
+    try:
+        return int(lock.read_text(encoding="ascii").strip())
+    except (OSError, ValueError, UnicodeDecodeError):
+        return None
+
+
+def _temp_owner(folder: Path, name: str) -> tuple[int | None, str] | None:
+    """``(pid, target name)`` of the temporary or lock ``name`` in ``folder`` (pid None: a
+    lock holding no pid yet), None for any other file."""
+    m = _PID_PREFIX.match(name)
+    if m:
+        return int(m.group(1)), _target_name(name)
+    m = _LEGACY_RE.match(name)
+    if m:
+        return int(m.group(2)), m.group(1)
+    if name.startswith(LOCK_PREFIX) and len(name) > len(LOCK_PREFIX):
+        return _lock_pid(folder / name), name[len(LOCK_PREFIX):]
+    return None
+
+
+def _is_stale(path: Path, pid: int | None) -> bool:
+    if pid is not None:
+        return not _pid_alive(pid)
+    try:
+        return time.time() - path.lstat().st_mtime > _LOCK_GRACE_S
+    except OSError:
+        return False
+
+
 def clear_stale_temps(folder: str | Path, name: str | None = None) -> list[Path]:
-    """Remove the temporaries in ``folder`` (of the target ``name``, or all) whose
-    process is dead; returns what was removed. Temporaries of live processes are kept."""
+    """The one clean-up: remove the temporaries and locks in ``folder`` (of the target
+    ``name``, or all) whose process is dead; returns what was removed.
+
+    It matches every name :func:`temp_name` and :func:`lock_output` make, and those of
+    earlier versions (``SHA256SUMS.tmp-<pid>``, the doubled ``.rdtmp-<pid>-.rdtmp-<pid>-``
+    of a checkpoint); those of live processes are kept.
+    """
     removed: list[Path] = []
     try:
         entries = list(os.scandir(folder))
     except OSError:
         return removed
+    want = None if name is None else _target_name(str(name))
     for e in entries:
-        m = _TEMP_RE.match(e.name)
-        if not m or (name is not None and m.group(2) != name) or _pid_alive(int(m.group(1))):
-            continue
+        owner = _temp_owner(Path(folder), e.name)
         p = Path(e.path)
+        if owner is None or (want is not None and owner[1] != want) \
+                or not _is_stale(p, owner[0]):
+            continue
         try:
             shutil.rmtree(p) if e.is_dir(follow_symlinks=False) else p.unlink()
             removed.append(p)
@@ -92,49 +166,170 @@ def clear_stale_temps(folder: str | Path, name: str | None = None) -> list[Path]
     return removed
 
 
-def _is_full_disk(exc: OSError) -> bool:
-    """ENOSPC or EDQUOT, also as h5py reports it (an OSError whose text carries errno 28)."""
-    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        return True
-    text = str(exc)
-    return "No space left on device" in text or "errno = 28" in text
+def write_error(exc: BaseException, path: str | Path) -> OutputError | None:
+    """The one line for a write that failed for want of space or an I/O error, as errno,
+    h5py, PyTorch's zip writer or safetensors word it, naming the file (the exception's, else
+    ``path``; temporary names stripped); None for any other error and for an
+    :class:`OutputError` (already one line)."""
+    if isinstance(exc, OutputError):
+        return None
+    text = " ".join(str(exc).split())
+    code = getattr(exc, "errno", None)
+    if code in (errno.ENOSPC, errno.EDQUOT) or any(t in text for t in _FULL_TEXTS):
+        why = "no space left on device"
+    elif any(t in text for t in _TORCH_SHORT_WRITE):
+        why = f"no space left on device or an I/O error (PyTorch: {text[:100]})"
+    elif code == errno.EIO:
+        why = "I/O error"
+    else:
+        return None
+    name = re.sub(r"\.rd(?:tmp|old)-\d+-", "", str(getattr(exc, "filename", None) or path))
+    return OutputError(f"{name}: {why}; the partial output was removed")
 
 
-def _full_disk(exc: BaseException, path: Path, real: Path | None = None) -> OutputError:
-    name = Path(getattr(exc, "filename", None) or path)
-    text = str(name)
-    if real is not None:  # name the file where it was going, not its temporary folder
-        text = text.replace(str(real.parent / temp_name(real).name), str(real))
-    text = re.sub(r"\.rdtmp-\d+-", "", text)
-    return OutputError(f"{text}: no space left on device; the partial output was removed")
+@contextlib.contextmanager
+def _named_failures(path: Path) -> Iterator[None]:
+    """A full disk or I/O error in the block becomes :func:`write_error`'s one line."""
+    try:
+        yield
+    except Exception as exc:
+        err = write_error(exc, path)
+        if err is not None:
+            raise err from exc
+        raise
 
 
 def atomic_write(path: str | Path, write: Callable[[Path], Any], fsync: bool = False) -> Path:
     """Call ``write(tmp)`` on a temporary sibling of ``path``, then rename it to ``path``.
 
-    A failed write removes the temporary file and leaves ``path`` as it was; a full disk
-    raises :class:`OutputError` naming ``path``. Stale temporaries of ``path`` left by a
-    dead process are removed first.
+    A failed write removes the temporary file and leaves ``path`` as it was; a full disk or
+    an I/O error raises :class:`OutputError` naming ``path`` (:func:`write_error`). Stale
+    temporaries of ``path`` left by a dead process are removed first. A ``path`` that is
+    itself this process's temporary (a checkpoint its caller checks, then renames) is
+    written in place: there is no temporary of a temporary.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     clear_stale_temps(path.parent, path.name)
-    tmp = temp_name(path)
+    tmp, done = temp_name(path), False
     try:
-        write(tmp)
-        if fsync:
-            with open(tmp, "rb") as fh:
-                os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except OSError as exc:
-        if _is_full_disk(exc):
-            raise _full_disk(exc, path) from exc
-        raise
+        with _named_failures(path):
+            write(tmp)
+            _default_mode(tmp)
+            if fsync:
+                with open(tmp, "rb") as fh:
+                    os.fsync(fh.fileno())
+            if tmp != path:
+                os.replace(tmp, path)
+        done = True
     finally:
-        if tmp.exists():
-            tmp.unlink()
+        if not done:
+            tmp.unlink(missing_ok=True)
     return path
 
+
+def _default_mode(path: Path) -> None:
+    """Give a written file the mode a plain ``open`` would (0644 under umask 022): some
+    writers (safetensors) create theirs 0600, and a release must be readable by others."""
+    if path.is_file() and not path.is_symlink():
+        mask = os.umask(0o022)
+        os.umask(mask)
+        os.chmod(path, 0o666 & ~mask)
+
+
+def link_or_copy(src: str | Path, dst: str | Path) -> None:
+    """``dst`` becomes a second name of ``src`` (a hard link; a copy where the file system
+    has none), replaced atomically."""
+    src, dst = Path(src), Path(dst)
+
+    def link(tmp: Path) -> None:
+        tmp.unlink(missing_ok=True)
+        try:
+            os.link(src, tmp)
+        except OSError:
+            shutil.copy2(src, tmp)
+    atomic_write(dst, link)
+
+
+# --------------------------------------------------------------------------- locks
+
+def _lock_file(target: Path) -> Path:
+    target = Path(os.path.abspath(target))
+    return target.with_name(f"{LOCK_PREFIX}{target.name}")
+
+
+def _locked(target: Path, pid: int | None, lock: Path) -> OutputError:
+    who = f"pid {pid}" if pid is not None else "a process just starting"
+    return OutputError(f"{target}: being written by another radiodiff run ({who}); wait for "
+                       f"it to end or choose another output (if {who} is not running, "
+                       f"remove {lock})")
+
+
+def _remove_empty(folders: Sequence[Path]) -> None:
+    for p in folders:  # deepest first
+        with contextlib.suppress(OSError):
+            p.rmdir()
+
+
+def lock_output(target: str | Path) -> Path:
+    """Hold the write lock of the output ``target`` for this thread until
+    :func:`unlock_output` (re-entrant); returns the lock file.
+
+    The lock is ``.rdlock-<name>`` beside ``target``, created with ``O_EXCL`` and holding
+    this pid. Held by a live process or by another thread: :class:`OutputError` naming the
+    pid; left by a dead process: taken over (:func:`clear_stale_temps`). Folders made to
+    hold it are removed with it when they are still empty.
+    """
+    target = Path(os.path.abspath(target))
+    lock, me = _lock_file(target), (os.getpid(), threading.get_ident())
+    held = _HELD.get(lock)
+    if held is not None and held[0] == me[0]:
+        if held[1] != me[1]:
+            raise _locked(target, me[0], lock)
+        return lock
+    made = [p for p in (lock.parent, *lock.parent.parents) if not p.exists()]
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    for attempt in range(2):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            break
+        except FileExistsError:
+            if attempt or lock not in clear_stale_temps(lock.parent, target.name):
+                _remove_empty(made)
+                raise _locked(target, _lock_pid(lock), lock) from None
+    with os.fdopen(fd, "w", encoding="ascii") as fh:
+        fh.write(f"{me[0]}\n")
+    _HELD[lock] = (*me, made)
+    return lock
+
+
+def _give_back(lock: Path) -> None:
+    _, _, made = _HELD.pop(lock)
+    lock.unlink(missing_ok=True)
+    _remove_empty(made)
+
+
+def unlock_output(target: str | Path) -> None:
+    """Give back this thread's lock of ``target`` (:func:`lock_output`); nothing if not held."""
+    lock = _lock_file(Path(target))
+    held = _HELD.get(lock)
+    if held is not None and held[:2] == (os.getpid(), threading.get_ident()):
+        _give_back(lock)
+
+
+def release_locks(all_threads: bool = False) -> None:
+    """Give back this thread's (or every thread's) output locks: at the end of a command and
+    at exit, so that a command that failed between its check and its write frees its output."""
+    me = (os.getpid(), threading.get_ident())
+    for lock, held in list(_HELD.items()):
+        if held[0] == me[0] and (all_threads or held[1] == me[1]):
+            _give_back(lock)
+
+
+atexit.register(release_locks, True)
+
+
+# --------------------------------------------------------------------------- checks
 
 def _nearest_existing(path: Path) -> Path:
     p = path
@@ -163,12 +358,14 @@ def _is_kind(path: Path, kind: str) -> bool:
 
 def check_output(target: str | Path, kind: str, overwrite: bool = False,
                  nbytes: int = 0) -> Path:
-    """Refuse, before any compute, an output folder that must not or cannot be written.
+    """Refuse, before any compute, an output folder that must not or cannot be written,
+    then hold its write lock (:func:`lock_output`) until the write ends
+    (:func:`artifact_dir`), :func:`unlock_output` or the command ends.
 
     Refused (:class:`OutputError`, one line naming the path): ``target`` is a file; a
     non-empty folder that is not a ``kind`` artifact (:data:`KINDS`); a ``kind`` artifact
     without ``overwrite``; a place that is not writable or has less than ``nbytes`` (plus
-    a margin) free.
+    a margin) free; an output another run is writing (its pid named).
     """
     target = Path(target)
     if kind not in KINDS:
@@ -185,13 +382,15 @@ def check_output(target: str | Path, kind: str, overwrite: bool = False,
                 raise OutputError(f"{target}: is already a {kind} folder; give --overwrite "
                                   "to replace it")
     _check_writable(target, nbytes)
+    lock_output(target)
     return target
 
 
 def check_output_file(target: str | Path, what: str, overwrite: bool = False,
                       magic: bytes | None = None, nbytes: int = 0) -> Path:
     """:func:`check_output` for a single-file artifact (e.g. a prepared HDF5 file): an
-    existing file is its own kind when it starts with ``magic`` (None: any file)."""
+    existing file is its own kind when it starts with ``magic`` (None: any file). The
+    target's lock is held until :func:`unlock_output` or the command ends."""
     target = Path(target)
     if target.exists():
         if not target.is_file():
@@ -206,58 +405,143 @@ def check_output_file(target: str | Path, what: str, overwrite: bool = False,
         if not overwrite:
             raise OutputError(f"{target}: already exists; give --overwrite to replace it")
     _check_writable(target, nbytes)
+    lock_output(target)
     return target
+
+
+# --------------------------------------------------------------------------- folders
+
+def _walk(folder: Path) -> tuple[list[str], list[str]]:
+    """Relative paths of the files (links included, not followed) and of the folders under
+    ``folder``, temporaries and locks left out."""
+    files: list[str] = []
+    dirs: list[str] = []
+    for root, ds, fs in os.walk(folder):
+        rel = os.path.relpath(root, folder)
+        for d in list(ds):
+            if os.path.islink(os.path.join(root, d)):
+                files.append(os.path.normpath(os.path.join(rel, d)))
+            if os.path.islink(os.path.join(root, d)) or _temp_owner(Path(root), d):
+                ds.remove(d)
+            else:
+                dirs.append(os.path.normpath(os.path.join(rel, d)))
+        files += [os.path.normpath(os.path.join(rel, f)) for f in fs
+                  if _temp_owner(Path(root), f) is None]
+    return files, dirs
+
+
+def _seal(tmp: Path, kind: str, target: Path) -> None:
+    """The written folder is a ``kind`` artifact and records what it wrote: ``SHA256SUMS``
+    of all its files, unless the writer wrote its own (a release lists its model files)."""
+    from radiodiff.io.integrity import MANIFEST, write_manifest
+
+    if not _is_kind(tmp, kind):
+        raise RuntimeError(f"{target}: the {kind} writer did not write "
+                           f"{', '.join(KINDS[kind])}")
+    if not (tmp / MANIFEST).is_file():
+        write_manifest(tmp, sorted(_walk(tmp)[0]))
+
+
+def _owned(target: Path, new: Path) -> set[str]:
+    """Files of the artifact at ``target`` as its writer recorded them: those listed in its
+    ``SHA256SUMS``, and in those of its subfolders that the new artifact ``new`` writes too
+    (a re-attached ``refiner/``), with the manifests themselves."""
+    from radiodiff.io.integrity import MANIFEST, IntegrityError, read_manifest
+
+    owned: set[str] = set()
+    for rel in (".", *_walk(new)[1]):
+        try:
+            listed = read_manifest(target / rel)
+        except IntegrityError:
+            listed = None  # a damaged manifest claims nothing: all is kept
+        if listed is not None:
+            owned |= {os.path.normpath(os.path.join(rel, n)) for n in (*listed, MANIFEST)}
+    return owned
+
+
+def _keep_foreign(target: Path, new: Path) -> list[str]:
+    """Carry into ``new`` what in the old artifact ``target`` its writer did not write
+    (:func:`_owned`) and ``new`` does not rewrite: as hard links (the same files, no copy;
+    copies where the file system has no links), links as links. Returns what was kept."""
+    owned, (files, dirs) = _owned(target, new), _walk(target)
+    kept = []
+    for rel in files:
+        if rel in owned or os.path.lexists(new / rel):
+            continue
+        src, dst = target / rel, new / rel
+        try:
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            if src.is_symlink():
+                os.symlink(os.readlink(src), dst)
+            else:
+                try:
+                    os.link(src, dst)
+                except OSError:
+                    shutil.copy2(src, dst)
+        except (FileExistsError, NotADirectoryError):
+            continue  # the new artifact has a file where this one's folder was
+        except PermissionError as exc:
+            raise OutputError(f"{src}: cannot be kept in the new folder ({exc.strerror}); "
+                              "move it away, or give --fresh where offered") from exc
+        kept.append(rel)
+    for rel in dirs:  # the user's empty folders
+        if not os.listdir(target / rel):
+            with contextlib.suppress(OSError):
+                (new / rel).mkdir(parents=True, exist_ok=True)
+    return kept
+
+
+def _swap(tmp: Path, target: Path) -> None:
+    """``tmp`` becomes ``target``. The old one is renamed aside first (a folder cannot be
+    renamed over a non-empty one), then deleted, or put back if the second rename fails."""
+    old = temp_name(target, OLD_PREFIX)
+    if target.is_symlink() or target.exists():
+        os.replace(target, old)
+    try:
+        os.replace(tmp, target)
+    except BaseException:
+        if (old.is_symlink() or old.exists()) and not target.exists():
+            os.replace(old, target)
+        raise
+    finally:
+        if old.is_symlink():  # the target was a link to a folder: drop the link only
+            old.unlink()
+        shutil.rmtree(old, ignore_errors=True)
 
 
 @contextlib.contextmanager
 def artifact_dir(target: str | Path, kind: str, overwrite: bool = False,
-                 nbytes: int = 0) -> Iterator[Path]:
+                 nbytes: int = 0, fresh: bool = False) -> Iterator[Path]:
     """Write a whole output folder atomically: ``with artifact_dir(out, "samples") as tmp``.
 
-    :func:`check_output` first; the body writes into ``tmp``, a fresh sibling
-    ``.rdtmp-<pid>-<name>``. On success the old artifact (if any) is renamed to
-    ``.rdold-<pid>-<name>``, ``tmp`` is renamed to ``target`` and the old one is deleted;
-    if the second rename fails the old one is put back. On any failure ``tmp`` is removed
-    and ``target`` is as it was; a full disk raises :class:`OutputError` naming the file.
+    :func:`check_output` first, which takes the target's lock for the whole write (a second
+    writer of the same target refuses, naming this pid). The body writes into ``tmp``, a
+    fresh sibling ``.rdtmp-<pid>-<name>``; its files are recorded in ``SHA256SUMS`` (unless
+    the body wrote one). ``overwrite`` replaces an existing artifact's own files only:
+    those its ``SHA256SUMS`` lists go, anything else there (a model card, a refiner, the
+    user's notes) is carried into ``tmp`` as hard links; ``fresh`` (implies
+    ``overwrite``) carries nothing over. Then the old folder is renamed to
+    ``.rdold-<pid>-<name>``, ``tmp`` to ``target`` and the old one deleted (put back if
+    the second rename fails). On any failure ``tmp`` is removed and ``target`` is as it
+    was; a full disk raises :class:`OutputError` naming the file.
     """
     target = Path(target)
-    check_output(target, kind, overwrite, nbytes)
-    made = [p for p in (target.parent, *target.parent.parents) if not p.exists()]
-    target.parent.mkdir(parents=True, exist_ok=True)
-    clear_stale_temps(target.parent, target.name)
-    tmp, old = temp_name(target), temp_name(target, OLD_PREFIX)
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    done = False
+    check_output(target, kind, overwrite or fresh, nbytes)
+    tmp = temp_name(target)
     try:
-        try:
+        clear_stale_temps(target.parent, target.name)
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+        with _named_failures(tmp):
             yield tmp
-        except OSError as exc:
-            if _is_full_disk(exc):
-                raise _full_disk(exc, target, target) from exc
-            raise
-        if not _is_kind(tmp, kind):
-            raise RuntimeError(f"{target}: the {kind} writer did not write "
-                               f"{', '.join(KINDS[kind])}")
-        check_output(target, kind, True)  # nothing else appeared there meanwhile
-        if target.exists():
-            os.replace(target, old)  # a folder cannot be renamed over a non-empty one
-        try:
-            os.replace(tmp, target)
-        except BaseException:
-            if old.exists() and not target.exists():
-                os.replace(old, target)
-            raise
-        done = True
+            _seal(tmp, kind, target)
+            if not fresh and target.is_dir() and not target.is_symlink():
+                _keep_foreign(target, tmp)
+        check_output(target, kind, overwrite or fresh)  # nothing else appeared meanwhile
+        _swap(tmp, target)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-        if old.is_symlink():  # the target was a link to a folder: drop the link only
-            old.unlink()
-        shutil.rmtree(old, ignore_errors=True)
-        if not done:  # a failed write leaves no folders it made either
-            for p in made:
-                with contextlib.suppress(OSError):
-                    p.rmdir()
+        unlock_output(target)
 
 
 def relocated(paths: Any, tmp: Path, target: Path) -> Any:

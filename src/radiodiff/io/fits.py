@@ -23,7 +23,8 @@ from astropy.wcs import WCS, FITSFixedWarning
 from radiodiff.io.artifacts import atomic_write
 
 __all__ = ["InputError", "FitsImage", "read_fits_image", "beam_from_header",
-           "write_fits_image", "image_hdu", "write_hdu", "NORMALISED_BUNIT"]
+           "write_fits_image", "image_hdu", "write_hdu", "NORMALISED_BUNIT",
+           "parse_brightness_unit", "jy_per_beam_factor", "MAX_IMAGE_SPAN_DEG"]
 
 
 class InputError(Exception):
@@ -149,6 +150,84 @@ def beam_from_header(header: fits.Header) -> tuple[float, float] | None:
     return None
 
 
+_UNIT_NAMES = {"jy": "Jy", "beam": "beam"}
+
+
+def parse_brightness_unit(text: str) -> float:
+    """The factor taking pixel values in the unit ``text`` (a BUNIT) to Jy/beam.
+
+    Parsed by astropy units (FITS, then generic syntax), so ``mJy/beam`` gives 1e-3 and
+    ``uJy/beam`` 1e-6. The names ``Jy`` and ``beam`` are also read in any case
+    (``JY/BEAM``, AIPS and SkyView style) but then only without a prefix: an upper-case
+    ``MJY/BEAM`` could be mJy or MJy and is refused.
+
+    Raises
+    ------
+    ValueError
+        Not a unit astropy knows, an ambiguous upper-case prefix, or not a surface
+        brightness (``K``, ``Jy``, ``Jy/pixel``, a dimensionless ``''``); the message names
+        the unit.
+    """
+    import astropy.units as u
+
+    text = str(text).strip()
+    unit, folded = _unit_or_none(text), False
+    if unit is None:
+        folded = True
+        unit = _unit_or_none(re.sub(r"(?i)jy|beam", lambda m: _UNIT_NAMES[m[0].lower()],
+                                    text))
+    if unit is None:
+        raise ValueError(f"BUNIT {text!r} is not a unit astropy knows")
+    try:
+        factor = float(unit.to(u.Jy / u.beam))
+    except u.UnitConversionError:
+        kind = "dimensionless" if unit == u.dimensionless_unscaled else str(unit.physical_type)
+        kind = "" if kind == "unknown" else f" ({kind})"
+        raise ValueError(f"BUNIT {text!r}{kind} is not a surface brightness: it cannot be "
+                         "converted to Jy/beam") from None
+    if folded and factor != 1.0 and text.upper() == text:
+        raise ValueError(f"BUNIT {text!r} is ambiguous in upper case (milli or mega?); "
+                         "write it as e.g. mJy/beam")
+    if not (math.isfinite(factor) and factor > 0):
+        raise ValueError(f"BUNIT {text!r} gives the factor {factor} to Jy/beam")
+    return factor
+
+
+def _unit_or_none(text: str):
+    import astropy.units as u
+
+    for fmt in ("fits", "generic"):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # astropy's "did you mean" warnings
+                return u.Unit(text, format=fmt, parse_strict="raise")
+        except (ValueError, TypeError):
+            continue
+    return None
+
+
+def jy_per_beam_factor(image: FitsImage, assume: str | None) -> float:
+    """The factor taking ``image``'s pixels to Jy/beam, from its ``BUNIT`` card
+    (:func:`parse_brightness_unit`); a header without one is taken to be in ``assume``
+    (``data.assume_bunit``), or refused when ``assume`` is None.
+
+    Raises
+    ------
+    InputError
+        Reason ``bad_unit``, naming the file and the unit.
+    """
+    raw = image.header.get("BUNIT")
+    if raw is None and assume is None:
+        raise InputError(image.path, "bad_unit", "no BUNIT card and data.assume_bunit is "
+                         "null: the pixel unit is unknown (set data.assume_bunit, e.g. "
+                         "Jy/beam, to assume one)")
+    try:
+        return parse_brightness_unit(assume if raw is None else raw)
+    except ValueError as exc:
+        where = " (data.assume_bunit: the header has no BUNIT)" if raw is None else ""
+        raise InputError(image.path, "bad_unit", f"{exc}{where}") from None
+
+
 # FITS keywords: <= 8 characters from A-Z, 0-9, '-' and '_' (FITS standard 4.0, Sect. 4.1.2.1).
 _KEYWORD = re.compile(r"^[A-Z0-9_-]{1,8}$")
 _MAX_STR = 68    # longest string value that fits one 80-character card
@@ -156,13 +235,15 @@ _HISTORY = 70    # characters of text per HISTORY card
 
 
 def _card_value(key: str, value: Any) -> Any:
-    """A header-safe value: printable ASCII strings, finite numbers (others as strings)."""
+    """A header-safe value: printable ASCII strings, finite numbers (NaN / inf refused)."""
     if isinstance(value, (bool, np.bool_)):
         return bool(value)
     if isinstance(value, (int, np.integer)):
         return int(value)
     if isinstance(value, (float, np.floating)):
-        return float(value) if math.isfinite(value) else str(float(value))
+        if not math.isfinite(value):
+            raise ValueError(f"FITS card {key} = {float(value)} is not finite; nothing written")
+        return float(value)
     if isinstance(value, str):
         return _printable(value)
     raise ValueError(f"FITS card {key}: value must be a string or a number, "
@@ -236,7 +317,8 @@ def image_hdu(image: np.ndarray, pixel_scale_arcsec: float,
     image : numpy.ndarray
         Shape (H, W), or (1, H, W) with a leading channel axis; written as float32.
     pixel_scale_arcsec : float
-        Side of one pixel on the sky, arcsec (> 0).
+        Side of one pixel on the sky, arcsec (> 0; the image at most
+        :data:`MAX_IMAGE_SPAN_DEG` wide).
     beam_arcsec : (float, float), optional
         Restoring beam (bmaj, bmin) FWHM, arcsec; written as BMAJ/BMIN in degrees, with BPA.
         A COMMENT says the beam is unknown when None.
@@ -247,7 +329,8 @@ def image_hdu(image: np.ndarray, pixel_scale_arcsec: float,
     cards : mapping, optional
         Extra provenance cards ``{KEYWORD: value}`` or ``{KEYWORD: (value, comment)}``.
         Keywords are at most 8 characters (A-Z, 0-9, ``-``, ``_``); values are strings or
-        numbers; None values are skipped; strings longer than 68 characters go into HISTORY
+        finite numbers (NaN / inf is a ValueError: nothing is written); None values are
+        skipped; strings longer than 68 characters go into HISTORY
         cards as ``KEYWORD= value``.
     ra, dec : float, optional
         Sky position of the image centre, degrees (ICRS); give both or neither. Neither
@@ -306,10 +389,20 @@ def _sky_position(ra: float | None, dec: float | None) -> tuple[float, float, bo
     return ra, dec, placeholder
 
 
+# The SIN projection covers one hemisphere: an image wider than this has an absurd CDELT
+# (e.g. a pixel scale from an absurd LAS condition).
+MAX_IMAGE_SPAN_DEG = 180.0
+
+
 def _wcs_header(shape: tuple[int, int], scale: float, ra: float, dec: float,
                 placeholder: bool) -> fits.Header:
     """SIN projection centred on (ra, dec) at the image centre, RA growing to the left."""
     ny, nx = shape
+    span = max(nx, ny) * scale / 3600.0
+    if not span <= MAX_IMAGE_SPAN_DEG:
+        raise ValueError(f"pixel_scale_arcsec={scale:g} makes the {nx}x{ny} image {span:.3g} "
+                         f"deg wide, more than {MAX_IMAGE_SPAN_DEG:g} deg (CDELT would be "
+                         "absurd); nothing written")
     where = " (placeholder)" if placeholder else ""
     header = fits.Header()
     for key, value, comment in (

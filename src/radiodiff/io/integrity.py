@@ -14,10 +14,11 @@ checkpoint folder lists ``last.ckpt`` and ``prev.ckpt`` (see
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 from pathlib import Path
 from typing import Iterable, Mapping
+
+from radiodiff.io.artifacts import atomic_write
 
 __all__ = ["MANIFEST", "IntegrityError", "sha256_file", "read_manifest", "write_manifest",
            "verify_file", "nonfinite_tensors", "check_finite"]
@@ -72,23 +73,15 @@ def read_manifest(folder: str | Path) -> dict[str, str] | None:
 def write_manifest(folder: str | Path, names: Iterable[str],
                    extra: Mapping[str, str] | None = None) -> Path:
     """Write ``folder/SHA256SUMS`` for the files ``names`` (hashed now) and ``extra``
-    (``{name: sha256}`` already known), atomically and fsynced."""
+    (``{name: sha256}`` already known), atomically and fsynced
+    (:func:`~radiodiff.io.artifacts.atomic_write`: the one temporary-name rule)."""
     folder = Path(folder)
     entries = {name: sha256_file(folder / name) for name in names}
     for name, sha in (extra or {}).items():
         entries.setdefault(name, sha)
     text = "".join(f"{sha}  {name}\n" for name, sha in entries.items())
-    path, tmp = folder / MANIFEST, folder / f"{MANIFEST}.tmp-{os.getpid()}"
-    try:
-        with open(tmp, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
+    return atomic_write(folder / MANIFEST, lambda tmp: tmp.write_text(text, encoding="utf-8"),
+                        fsync=True)
 
 
 def verify_file(path: str | Path, what: str, fix: str, accept_any: bool = False) -> str | None:

@@ -48,13 +48,14 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from radiodiff.io.artifacts import artifact_dir, to_plain
+from radiodiff.io.artifacts import artifact_dir, atomic_write, to_plain
 from radiodiff.io.integrity import (MANIFEST, IntegrityError, check_finite, read_manifest,
                                     verify_file, write_manifest)
 from radiodiff.diffusion.edm import EDMDenoiser
 from radiodiff.diffusion.intensity import IntensityTransform
 from radiodiff.diffusion.refine import RefineSpec
 from radiodiff.io.provenance import git_commit
+from radiodiff.io.trust import note_untrusted
 
 __all__ = ["FORMAT_VERSION", "CONFIG_FILE", "WEIGHTS_FILE", "META_FILE", "TABLE_FILE",
            "DEFAULT_MODEL", "REFINER_DIR", "Release", "attach_refiner", "export_release",
@@ -116,6 +117,13 @@ class Release:
         """The :class:`~radiodiff.diffusion.refine.RefineSpec` of the refiner, or None."""
         entry = self.meta.get("refine")
         return None if entry is None else RefineSpec.from_dict(entry, f"{self.path}: refine")
+
+    @property
+    def sampler(self):
+        """The release's recommended :class:`~radiodiff.diffusion.sampling.SamplerSpec`
+        (meta ``sampler``: the setting its quoted numbers are for), or the package default
+        for a release that records none."""
+        return recommended_spec(self.meta, self.path)
 
     @property
     def classes(self) -> list[str]:
@@ -262,7 +270,7 @@ def release_config_yaml(cfg: DictConfig) -> str:
 
 def export_release(out_dir: str | Path, denoiser: nn.Module, config: DictConfig | Mapping,
                    meta: Mapping[str, Any], overwrite: bool = False,
-                   train_conditions: Any = None) -> Path:
+                   train_conditions: Any = None, fresh: bool = False) -> Path:
     """Write a release folder (``config.yaml``, ``model.safetensors``, ``meta.json``, and
     ``train_conditions.csv`` when given a table).
 
@@ -270,6 +278,9 @@ def export_release(out_dir: str | Path, denoiser: nn.Module, config: DictConfig 
     ``.rdtmp-<pid>-<name>`` beside ``out_dir`` and renamed into place; an existing release
     at ``out_dir`` is replaced (with ``overwrite`` only) once the new one is complete. A
     non-empty folder that is not a release, or a file, is never touched (``OutputError``).
+    Replacing keeps what the last export did not write (its ``SHA256SUMS`` lists what it
+    did): the model card, ``refiner/`` (still the release's refiner, ``meta.json``'s
+    ``refine`` carried over, when it fits the new model; else refused), anything else.
 
     Parameters
     ----------
@@ -291,6 +302,9 @@ def export_release(out_dir: str | Path, denoiser: nn.Module, config: DictConfig 
         three filled in when absent). Any extra JSON-serialisable keys are kept.
     overwrite : bool
         Replace an existing release at ``out_dir`` (else :class:`OutputError`).
+    fresh : bool
+        Replace the whole folder at ``out_dir`` (implies ``overwrite``): its refiner, model
+        card and anything else in it go too.
     train_conditions : ConditionTable, optional
         The training rows' conditions, written as ``train_conditions.csv`` (recorded in
         ``meta.json`` and ``SHA256SUMS``); its columns must be the model's conditions.
@@ -318,9 +332,13 @@ def export_release(out_dir: str | Path, denoiser: nn.Module, config: DictConfig 
     metadata = {"format": "pt", "radiodiff_format_version": str(FORMAT_VERSION),
                 "model_name": m["model_name"]}
 
-    with artifact_dir(out_dir, "release", overwrite) as tmp:
+    with artifact_dir(out_dir, "release", overwrite, fresh=fresh) as tmp:
+        kept = _kept_refine(out_dir, m) if overwrite and not fresh else None
+        if kept is not None:  # the refiner/ that stays is still this release's refiner
+            m["refine"] = kept
         (tmp / CONFIG_FILE).write_text(release_config_yaml(cfg))
-        save_file(state, str(tmp / WEIGHTS_FILE), metadata=metadata)
+        # through atomic_write: a full disk names the file (safetensors' error does not)
+        atomic_write(tmp / WEIGHTS_FILE, lambda p: save_file(state, str(p), metadata=metadata))
         (tmp / META_FILE).write_text(json.dumps(m, indent=2, allow_nan=False) + "\n")
         if train_conditions is not None:
             (tmp / TABLE_FILE).write_text(train_conditions.to_csv(), encoding="utf-8")
@@ -355,8 +373,9 @@ def _read_meta(path: Path) -> dict:
     try:
         IntensityTransform.from_dict(meta.get("intensity"))
         _check_projection(meta.get("projection"), f"{path}: {META_FILE}")
+        recommended_spec(meta, path)
     except (TypeError, ValueError) as exc:
-        raise ValueError(f"{path}: {META_FILE} has a bad `intensity` or `projection` "
+        raise ValueError(f"{path}: {META_FILE} has a bad `intensity`, `projection` or `sampler` "
                          f"({exc})") from exc
     return meta
 
@@ -390,6 +409,27 @@ _META_TYPES = {
         and isinstance(v.get("rows"), int) and not isinstance(v.get("rows"), bool)),
         f"null or {{file: {TABLE_FILE}, rows, columns}}"),
 }
+
+
+#: meta ``sampler`` keys: the SamplerSpec fields a release may recommend.
+SAMPLER_KEYS = ("name", "steps", "guidance", "sigma_min", "sigma_max", "rho", "S_churn")
+
+
+def recommended_spec(meta: Mapping[str, Any], where: Any = "release"):
+    """The SamplerSpec of meta ``sampler`` (missing fields: the package defaults), or the
+    package default when the release recommends none. A bad entry is one ValueError."""
+    from radiodiff.diffusion.sampling import SamplerSpec
+    entry = meta.get("sampler")
+    if entry is None:
+        return SamplerSpec()
+    unknown = sorted(set(entry) - set(SAMPLER_KEYS)) if isinstance(entry, dict) else None
+    if unknown is None or unknown:
+        raise ValueError(f"{where}: {META_FILE} `sampler` must be an object with keys from "
+                         f"{', '.join(SAMPLER_KEYS)}; got {str(entry)[:80]}")
+    try:
+        return SamplerSpec(**entry)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{where}: {META_FILE} `sampler`: {exc}") from exc
 
 
 def _meta_type_errors(meta: Mapping[str, Any]) -> list[str]:
@@ -553,6 +593,7 @@ def load_release(path: str | Path) -> Release:
                       path=path, weights_sha256=sha, train_conditions=table)
     if meta.get("refine") is not None:
         release.refiner = _load_refiner(release)
+    note_untrusted(path)  # one warning line when it is not a shipped release, unchanged
     return release
 
 
@@ -583,6 +624,29 @@ def _check_pair(base_meta: Mapping[str, Any], refiner: Release, spec: RefineSpec
     if spec.sigma > top:
         raise ValueError(f"{where}: refine sigma {spec.sigma} is above the refiner's "
                          f"sigma_max {top}")
+
+
+def _kept_refine(out_dir: Path, meta: Mapping[str, Any]) -> dict | None:
+    """``meta.json``'s ``refine`` of the release being replaced at ``out_dir``, whose
+    ``refiner/`` stays (an export without ``fresh``); the pair must fit the new model."""
+    if not (out_dir / REFINER_DIR / META_FILE).is_file():
+        return None
+    try:
+        old = _read_meta(out_dir).get("refine")
+    except ValueError:
+        return None  # an unreadable old meta.json: the refiner stays, not attached
+    if old is None:
+        return None
+    try:
+        refiner = load_release(out_dir / REFINER_DIR)
+        if not isinstance(old, dict) or refiner.weights_sha256 != old.get("weights_sha256"):
+            raise ValueError("meta.json's refine entry does not name its weights")
+        _check_pair(meta, refiner, RefineSpec.from_dict(old, f"{out_dir}: refine"), out_dir)
+    except ValueError as exc:
+        raise ValueError(f"{out_dir}: its {REFINER_DIR}/ would stay but does not fit the new "
+                         f"model ({' '.join(str(exc).split())[:200]}); give --fresh to "
+                         "replace the whole release, or --out another folder") from exc
+    return dict(old)
 
 
 def attach_refiner(base_dir: str | Path, refiner_dir: str | Path, out_dir: str | Path,
@@ -671,3 +735,27 @@ def resolve_model(model: str | Path | None = None) -> Path:
         if root.is_dir() else []
     raise FileNotFoundError(f"{model}: no such release folder, checkpoint or shipped model "
                             f"(shipped in {root}: {', '.join(shipped) or 'none'})")
+
+
+def recommend_sampler(release_dir: str | Path, spec) -> Path:
+    """Record ``spec`` (a SamplerSpec) as the release's recommended sampler: meta.json
+    ``sampler`` (the fields that differ from the package default, and always the solver,
+    steps and guidance), rewritten atomically with its SHA256SUMS entry. The release is
+    loaded (and so checked) first. ``sample``, ``demo``, ``evaluate``, ``skymap`` and
+    ``generate()`` use it unless told otherwise."""
+    from dataclasses import asdict
+
+    from radiodiff.diffusion.sampling import SamplerSpec
+    release = load_release(release_dir)
+    default = asdict(SamplerSpec())
+    entry = {k: v for k, v in asdict(spec).items()
+             if k in ("name", "steps", "guidance") or v != default[k]}
+    meta = dict(release.meta, sampler=entry)
+    path = release.path
+    text = json.dumps(meta, indent=2, allow_nan=False) + "\n"
+    atomic_write(path / META_FILE, lambda tmp: tmp.write_text(text, encoding="utf-8"),
+                 fsync=True)
+    sums = read_manifest(path) or {}
+    sums.pop(META_FILE, None)
+    write_manifest(path, [META_FILE], sums)
+    return path

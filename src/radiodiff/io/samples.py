@@ -16,8 +16,10 @@ from typing import TYPE_CHECKING, Any, Iterator, Optional
 
 import numpy as np
 
+from radiodiff.diffusion.generate import GIVEN
 from radiodiff.io.artifacts import artifact_dir, atomic_write, relocated, save_image_grid
 from radiodiff.io.integrity import open_h5
+from radiodiff.io.provenance import git_commit
 from radiodiff.io.release import Release
 
 if TYPE_CHECKING:
@@ -82,6 +84,7 @@ def _provenance(release: Release, result: GenerateResult) -> dict[str, Any]:
         "model_name": meta.get("model_name", ""),
         "data_sha256": meta.get("data_sha256") or "",
         "model_git_commit": meta.get("git_commit") or "",
+        "git_commit": git_commit(),  # of the code drawing the samples ("unknown": no checkout)
         "telescope": str(telescope or ""),
         "freq_hz": float("nan") if freq is None else float(freq),
         "sampler": s["sampler"], "steps": s["steps"], "guidance": s["guidance"],
@@ -112,6 +115,8 @@ def _fits_cards(prov: dict[str, Any], result: GenerateResult, k: int) -> dict[st
     peak, las = float(c["peak_flux"][k]), float(c["las_arcsec"][k])
     return {
         "ORIGIN": "radiodiff",
+        "SYNTHETI": (True, "drawn by a generative model, not observed"),
+        "GITCOMMT": (prov["git_commit"], "commit of the code used"),
         "MODEL": (prov["model"], "release folder name"),
         "MODELSHA": (prov["model_sha256"], "SHA-256 of model.safetensors"),
         "MODELNAM": (prov["model_name"], "network preset"),
@@ -132,9 +137,11 @@ def _fits_cards(prov: dict[str, Any], result: GenerateResult, k: int) -> dict[st
         "PROJECTD": (prov["projected"], "through the data's last preprocessing steps"),
         "ISLANDS": (prov["islands"], "the data's noise islands laid under it"),
         "CLASS": (str(c["class"][k]) or "none", "class condition"),
-        "PEAKFLUX": (peak if math.isfinite(peak) else "none", "[Jy/beam] peak condition"),
-        "LAS": (las if math.isfinite(las) else "none", "[arcsec] size condition"),
-        "CONDS": (prov["conditions"], "unset conditions: draw = from training rows"),
+        # numeric cards: left out when not applicable (None), never a string
+        "PEAKFLUX": (peak if math.isfinite(peak) else None, "[Jy/beam] peak condition"),
+        "LAS": (las if math.isfinite(las) else None, "[arcsec] size condition"),
+        "CONDS": (None if prov["conditions"] == GIVEN else prov["conditions"],
+                  "unset conditions: draw = from training rows"),
         "IMGUNIT": (result.unit, "pixel unit"),
         "RDVERS": (prov["package_version"], "radiodiff version"),
         "DATE": (prov["created_utc"], "UTC creation time"),
@@ -186,9 +193,10 @@ def _num(value: Any) -> float:
 def _write_preview(path: Path, result: GenerateResult) -> Path:
     s = result.settings
     n = min(len(result.images), _PREVIEW_MAX)
+    # two short lines: one line was cut off by the two-panel-wide grid of --n 2 to 4
     return save_image_grid(path, result.images[:n],
-                           f"{s['sampler']} {s['steps']} steps, guidance {s['guidance']:g} "
-                           "(model space, preview only)",
+                           f"{s['sampler']} {s['steps']} steps, guidance {s['guidance']:g}\n"
+                           "model space, preview only",
                            [f"seed {seed}" for seed in result.seeds[:n]],
                            ncols=int(math.ceil(math.sqrt(n))))
 
@@ -275,9 +283,12 @@ def save_samples(out_dir: str | Path, release: Release, result: GenerateResult,
     per-image scaling) and no flux scale; TELESCOP and FREQ [Hz] of the training survey (see
     :func:`_provenance`); BMAJ/BMIN/BPA [deg] (BPA from ``beam_pa_deg`` of the release meta,
     else 0); RMS [Jy/beam] from ``rms_jy_beam`` of the release meta for restored images,
-    else a COMMENT that the noise is unknown; then provenance cards (model folder name and
-    SHA-256, seed, sampler, steps, guidance, conditions and whether unset ones were drawn
-    (CONDS), NFE). No path of the local machine is written. :func:`sample_images` gives the
+    else a COMMENT that the noise is unknown; then ``SYNTHETI = T`` (the image is drawn by a
+    model, not observed), the git commit of the code that drew it (GITCOMMT) and provenance
+    cards (model folder name and SHA-256, seed, sampler, steps, guidance, conditions, with
+    the numeric PEAKFLUX / LAS left out when not set, and whether unset ones were drawn
+    (CONDS, left out when every condition was given), NFE). No path of the local machine
+    is written. :func:`sample_images` gives the
     same images and headers in memory. The folder is written whole and atomically
     (:func:`radiodiff.io.artifacts.artifact_dir`, kind ``samples``: recognised by its
     ``samples.h5``): it never mixes files of two runs, and a failed run (full disk, kill)

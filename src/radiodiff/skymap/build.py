@@ -72,8 +72,8 @@ def _release(cfg: DictConfig):
     from radiodiff.io.release import load_release, resolve_model
 
     release = load_release(resolve_model(cfg.render.model))
-    spec = SamplerSpec(name=cfg.render.sampler, steps=cfg.render.steps,
-                       guidance=cfg.render.guidance)
+    spec = SamplerSpec.build(release.sampler, sampler=cfg.render.sampler,
+                             steps=cfg.render.steps, guidance=cfg.render.guidance)
     return release, ModelCutouts(release, spec, cfg.render.batch_invariant)
 
 

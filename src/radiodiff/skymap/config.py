@@ -59,9 +59,10 @@ class RenderConfig:
     model: Optional[str] = None             # release folder or shipped name; null: Gaussians only
     resolved_min_beams: float = 2.0         # LAS >= this * bmaj -> model cutout
     flux_from: str = "catalogue"            # catalogue (integrated flux) | model (Jy/beam output)
-    sampler: str = "heun"
-    steps: int = 25
-    guidance: float = 1.0
+    # null: the model's recommended sampler (its meta.json `sampler`)
+    sampler: Optional[str] = None
+    steps: Optional[int] = None
+    guidance: Optional[float] = None
     batch_size: int = 16                    # model sources per generate() call
     batch_invariant: bool = True            # per-image network calls: the map does not
     #                                         depend on batch size, tiles or devices

@@ -246,7 +246,9 @@ class ModelCutouts:
                        seeds=[int(v) for v in seeds], batch_size=len(labels),
                        batch_invariant=self.batch_invariant,
                        islands=False,  # the map adds its own noise (skymap.noise)
-                       **kw)
+                       # a map's catalogue may reach past the training rows: as before
+                       # (no skymap option yet to refuse them)
+                       allow_extrapolation=True, **kw)
         beam = self.beam if res.unit == "Jy/beam" else None
         rms = self.release.meta.get("rms_jy_beam") if beam is not None else None
         images = [x if rms is None else source_only(x, rms) for x in res.output[:, 0]]

@@ -168,12 +168,14 @@ def fill_position_angles(sources: Sources, seed: int) -> Sources:
 def _read_table(path: Path):
     from astropy.table import Table
 
+    from radiodiff.io.text import read_csv_table
+
     if not path.is_file():
         raise FileNotFoundError(f"{path}: catalogue not found")
     name = path.name.lower()
     fmt = "ascii.csv" if name.endswith((".csv", ".csv.gz")) else None
-    try:
-        return Table.read(path, format=fmt) if fmt else Table.read(path)
+    try:  # CSV: any encoding and line endings (one rule, radiodiff.io.text)
+        return read_csv_table(path) if fmt else Table.read(path)
     except Exception as exc:  # astropy raises many kinds for a bad file
         raise ValueError(f"{path}: not a readable CSV or FITS table ({exc})") from exc
 

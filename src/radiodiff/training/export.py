@@ -104,7 +104,7 @@ def export_checkpoint(ckpt_path: str | Path, out_dir: str | Path,
                       ema_halflife_kimg: float | None = None,
                       projection: dict | None = None, overwrite: bool = False,
                       data: str | Path | None = None, projection_floor: Any = FROM_RUN,
-                      projection_islands: Any = FROM_RUN) -> Path:
+                      projection_islands: Any = FROM_RUN, fresh: bool = False) -> Path:
     """Release folder from a training checkpoint (read with ``weights_only=True``).
 
     ``ema_halflife_kimg`` picks one of the run's EMAs (None: the main one); ``projection``
@@ -117,11 +117,23 @@ def export_checkpoint(ckpt_path: str | Path, out_dir: str | Path,
     before they did, ``data`` (the prepared file the run trained on, checked by its
     ``data_sha256``) supplies them (:func:`conditions_from_data`), and the floor measured
     on its training images when the floor is ``"data"`` and the checkpoint predates
-    recording it.
+    recording it. An export onto a release keeps what the last export did not write (its
+    model card, ``refiner/``...: :func:`radiodiff.io.release.export_release`); ``fresh``
+    replaces the whole folder (implies ``overwrite``).
     """
-    from radiodiff.io.artifacts import check_output
-    check_output(out_dir, "release", overwrite)  # before reading a large checkpoint
-    ckpt_path = Path(ckpt_path)
+    from radiodiff.io.artifacts import check_output, unlock_output
+    check_output(out_dir, "release", overwrite or fresh)  # before reading a large checkpoint
+    try:  # the check took the output's lock (one writer at a time): given back on any exit
+        return _export_checkpoint(Path(ckpt_path), out_dir, ema_halflife_kimg, projection,
+                                  overwrite, data, projection_floor, projection_islands, fresh)
+    finally:
+        unlock_output(out_dir)
+
+
+def _export_checkpoint(ckpt_path: Path, out_dir: str | Path, ema_halflife_kimg, projection,
+                       overwrite, data, projection_floor, projection_islands,
+                       fresh) -> Path:
+    """:func:`export_checkpoint` once its output is checked and locked."""
     ckpt = read_checkpoint(ckpt_path, usage="export it instead: radiodiff export --ckpt {}")
     hp = ckpt["hyper_parameters"]
     try:
@@ -170,7 +182,8 @@ def export_checkpoint(ckpt_path: str | Path, out_dir: str | Path,
     rms = _noise_rms(ds, data)
     if rms is not None:  # the survey noise of the training cutouts: the FITS RMS card
         meta["rms_jy_beam"] = rms
-    return export_release(out_dir, denoiser, cfg, meta, overwrite, train_conditions=table)
+    return export_release(out_dir, denoiser, cfg, meta, overwrite, train_conditions=table,
+                          fresh=fresh)
 
 
 def _noise_rms(ds: dict, data: str | Path | None) -> float | None:

@@ -27,12 +27,14 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from omegaconf import DictConfig, OmegaConf
 
 from radiodiff.config import ConfigError
-from radiodiff.io.artifacts import atomic_text, clear_stale_temps, save_torch, temp_name
+from radiodiff.io.artifacts import (atomic_text, clear_stale_temps, link_or_copy,
+                                   save_torch, temp_name)
 from radiodiff.data.datamodule import CutoutDataModule
 from radiodiff.data.prepared import read_prepared
 from radiodiff.data.preprocess import DATA_FLOOR, check_projection_config, read_kept_floor
 from radiodiff.io.integrity import read_manifest, sha256_file, write_manifest
 from radiodiff.training.export import LAST, PREV, read_checkpoint
+from radiodiff.training.identity import check_resume
 from radiodiff.training.module import (DataStats, DiffusionModule, checkpoint_progress,
                                        module_from_config)
 from radiodiff.diffusion.condition_table import ConditionTable
@@ -42,7 +44,7 @@ from radiodiff.diffusion.intensity import IntensityTransform
 __all__ = ["train", "ResumeCheckpoint", "AtomicCheckpointIO", "TimeBox", "build_trainer",
            "build_callbacks", "data_stats", "resume_path", "make_logger", "warm_start",
            "warm_start_lineage", "adapt_state",
-           "check_image_size"]
+           "check_image_size", "wandb_offline_dir"]
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +76,7 @@ class ResumeCheckpoint(Callback):
     def save(self, trainer: L.Trainer) -> Path:
         self.dirpath.mkdir(parents=True, exist_ok=True)
         path = self.dirpath / LAST
-        clear_stale_temps(self.dirpath, LAST)  # a killed run's unverified save
+        clear_stale_temps(self.dirpath)  # a killed run's saves, links and manifests
         tmp = temp_name(path)
         if self._saved_step == trainer.global_step and path.is_file():
             return path  # saved at this step already: keep prev.ckpt one save older
@@ -100,16 +102,21 @@ class ResumeCheckpoint(Callback):
         known = read_manifest(self.dirpath) or {}
         prev = self.dirpath / PREV
         last_sha = sha256_file(path) if path.is_file() else None
+        # A save killed mid-rotation (kill -9) left the ".old" entry: prev.ckpt is then
+        # hashed afresh, and a last.ckpt recorded as the next prev.ckpt is rotated as planned.
+        torn = f"{PREV}.old" in known
         # A last.ckpt that no longer matches its hash (the run resumed from prev.ckpt) is
         # moved aside, not rotated over the good prev.ckpt.
-        rotate = last_sha is not None and known.get(LAST) in (None, last_sha)
-        prev_sha = known.get(PREV) or (sha256_file(prev) if prev.is_file() else None)
+        rotate = last_sha is not None and (known.get(LAST) in (None, last_sha) or (
+            torn and known.get(PREV) == last_sha))
+        prev_sha = (None if torn else known.get(PREV)) or (
+            sha256_file(prev) if prev.is_file() else None)
         keep = last_sha if rotate else prev_sha
         # During the renames every file present has its hash listed (read with accept_any).
         write_manifest(self.dirpath, [], {k: v for k, v in (
             (LAST, new), (PREV, keep), (f"{PREV}.old", prev_sha)) if v})
         if rotate:  # prev.ckpt: a second name of the old file; last.ckpt never goes missing
-            _link_or_copy(path, prev)
+            link_or_copy(path, prev)
         elif last_sha is not None:
             log.warning("%s did not match its recorded hash: replaced, %s kept", path, PREV)
         os.replace(tmp, path)  # a crash before this leaves the previous last.ckpt intact
@@ -128,30 +135,15 @@ class ResumeCheckpoint(Callback):
 
 class AtomicCheckpointIO(TorchCheckpointIO):
     """Checkpoints written by :func:`radiodiff.io.artifacts.save_torch`: a temporary
-    sibling ``.rdtmp-<pid>-last.ckpt`` (fsynced, then renamed), never a copy in the system
-    temp folder (Lightning's fsspec transaction stages one there), and stale temporaries of
-    a killed run removed by the next save."""
+    sibling ``.rdtmp-<pid>-last.ckpt`` (fsynced, then renamed; written in place when the
+    path is already that temporary, as :class:`ResumeCheckpoint`'s is), never a copy in the
+    system temp folder (Lightning's fsspec transaction stages one there), and stale
+    temporaries of a killed run removed by the next save."""
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options=None) -> None:
         if storage_options is not None:
             raise TypeError(f"{type(self).__name__} takes no storage_options")
         save_torch(checkpoint, Path(path))
-
-
-def _link_or_copy(src: Path, dst: Path) -> None:
-    """``dst`` becomes a copy of ``src`` (a hard link where the file system has them),
-    replaced atomically."""
-    clear_stale_temps(dst.parent, dst.name)
-    tmp = temp_name(dst)
-    tmp.unlink(missing_ok=True)
-    try:
-        try:
-            os.link(src, tmp)
-        except OSError:
-            shutil.copy2(src, tmp)
-        os.replace(tmp, dst)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 class TimeBox(Callback):
@@ -199,7 +191,8 @@ def drop_unused_run_dir(run_dir: Path, output_dir: Path, log_name: str) -> None:
 
 
 def resume_path(cfg: DictConfig) -> str | None:
-    """Checkpoint to resume from: ``train.resume`` = auto | never | a path."""
+    """Checkpoint to resume from: ``train.resume`` = auto | never | a path (resumed only
+    when it is the same run: :func:`radiodiff.training.identity.check_resume`)."""
     mode = str(cfg.train.resume)
     if mode == "never":
         return None
@@ -385,9 +378,7 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None,
     The inputs are checked first, so a run that cannot start creates no folder.
     """
     L.seed_everything(int(cfg.seed), workers=True, verbose=False)
-    ckpt = resume_path(cfg)
-    state = read_checkpoint(ckpt, usage="resume from it with train.resume={}") if ckpt \
-        else None  # hash, layout, finite weights: before anything is written
+    ckpt, state = _resume_state(cfg)
     _ensure_prepared(cfg)
     quiet_libraries(cfg)
     run_dir = Path(run_dir or Path(cfg.paths.output_dir) / str(cfg.train.run_name))
@@ -416,13 +407,44 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None,
     try:
         trainer.fit(module, datamodule=dm, ckpt_path=ckpt, weights_only=True)
     finally:
-        if str(cfg.logger.kind) == "wandb" and trainer.is_global_zero:
-            import wandb
-            wandb.finish()  # else the next job of a multirun would log into this run
+        wandb_offline = _finish_wandb(cfg, trainer)
     return {"steps": int(trainer.global_step), "images_seen": module.images_seen,
             "checkpoint": str(ckpt_dir / LAST), "run_dir": str(run_dir),
-            "resumed_from": ckpt, "metrics": {k: float(v) for k, v in
-                                              trainer.callback_metrics.items()}}
+            "resumed_from": ckpt, "wandb_offline": wandb_offline,
+            "metrics": {k: float(v) for k, v in trainer.callback_metrics.items()}}
+
+
+def _resume_state(cfg: DictConfig) -> tuple[str | None, dict | None]:
+    """The checkpoint to resume (or None) and its state, checked before anything is
+    written: hash, layout, finite weights, and that it is this run (its identity)."""
+    ckpt = resume_path(cfg)
+    if ckpt is None:
+        return None, None
+    state = read_checkpoint(ckpt, usage="resume from it with train.resume={}")
+    check_resume(cfg, state, ckpt)
+    return ckpt, state
+
+
+def _finish_wandb(cfg: DictConfig, trainer: L.Trainer) -> str | None:
+    """End the W&B run (else the next job of a multirun would log into it); returns its
+    folder when it is offline (:func:`wandb_offline_dir`)."""
+    if str(cfg.logger.kind) != "wandb" or not trainer.is_global_zero:
+        return None
+    import wandb
+    offline = wandb_offline_dir(wandb.run)
+    wandb.finish()
+    return offline
+
+
+def wandb_offline_dir(run: Any) -> str | None:
+    """The folder of an offline W&B run (``.../wandb/offline-run-<time>-<id>``, what
+    ``wandb sync`` uploads), or None for no run or an online one."""
+    if run is None:
+        return None
+    offline = getattr(run, "offline", None)
+    if offline is None:
+        offline = getattr(run.settings, "_offline", False)
+    return str(Path(run.dir).parent) if offline else None
 
 
 def data_stats(cfg: DictConfig, dm: CutoutDataModule) -> DataStats:

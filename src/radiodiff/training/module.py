@@ -34,6 +34,7 @@ from radiodiff.diffusion.sampling import seed_generator, seed_state
 from radiodiff.diffusion.condition_table import ConditionTable
 from radiodiff.diffusion.conditions import ConditionTransform
 from radiodiff.diffusion.unet import drop_conditions
+from radiodiff.training.identity import run_identity
 
 __all__ = ["DiffusionModule", "OptimSettings", "EMASettings", "Conditioning", "DataStats",
            "module_from_config", "checkpoint_progress", "ema_beta", "ema_lengths",
@@ -311,6 +312,8 @@ class DiffusionModule(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["images_seen"] = self.images_seen
+        if "cfg" in self.hparams:  # what resume checks (training.identity.check_resume)
+            checkpoint["run_identity"] = run_identity(self.hparams["cfg"])
         if self.warm_start:  # survives resumes: the export records it (training.export)
             checkpoint["warm_start"] = dict(self.warm_start)
 

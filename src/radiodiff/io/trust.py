@@ -1,0 +1,159 @@
+"""Release trust: is a release folder one of the models radiodiff ships, unchanged?
+
+A release's ``SHA256SUMS`` only says its files are as they were written: whoever replaces
+the weights can recompute it. The hashes of the shipped releases (``models/first`` with its
+``refiner/``, ``models/mirabest``) are therefore also recorded inside the package, in
+``radiodiff/trusted_releases.json`` (:data:`TRUSTED_FILE`), and travel with the code.
+:func:`verify_release` compares a folder with that record (``radiodiff verify MODEL``);
+:func:`note_untrusted` is what :func:`radiodiff.io.release.load_release` calls: one warning
+line for a release that cannot be vouched for, never a refusal.
+
+A release is identified by the files that decide what it draws (:data:`RELEASE_FILES`, and
+those of its ``refiner/``), not by its model card or benchmark notes. After re-exporting a
+shipped model, regenerate the record with :func:`record_trusted_releases`
+(``python -m radiodiff.io.trust``); ``tests/faults/test_trust.py`` fails until then.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+from radiodiff.io.integrity import sha256_file
+
+__all__ = ["TRUSTED_FILE", "RELEASE_FILES", "TrustReport", "release_hashes",
+           "trusted_releases", "verify_release", "note_untrusted", "record_trusted_releases"]
+
+TRUSTED_FILE = Path(__file__).resolve().parents[1] / "trusted_releases.json"
+# What a release draws with (release.CONFIG_FILE, WEIGHTS_FILE, META_FILE, TABLE_FILE).
+RELEASE_FILES = ("config.yaml", "model.safetensors", "meta.json", "train_conditions.csv")
+_REFINER = "refiner"  # release.REFINER_DIR
+_FORMAT = 1
+
+log = logging.getLogger(__name__)
+_noted: set[tuple[str, str]] = set()  # (folder, status): one line per process
+
+
+@dataclass(frozen=True)
+class TrustReport:
+    """The verdict on one release folder.
+
+    status: ``ok`` (byte for byte a shipped release), ``modified`` (shares files or its
+    name with a shipped release but differs from it) or ``unknown``; ``name``: that
+    shipped release; ``differing``: its files that are changed, missing or extra;
+    ``known``: the recorded releases.
+    """
+    path: Path
+    status: str
+    name: Optional[str] = None
+    differing: tuple[str, ...] = ()
+    known: tuple[str, ...] = ()
+
+    @property
+    def vouched(self) -> bool:
+        return self.status == "ok"
+
+    def line(self) -> str:
+        """One line for the command line and the log."""
+        if self.status == "ok":
+            return (f"{self.path}: OK, the shipped release {self.name!r} unchanged (SHA-256 "
+                    f"of its files as recorded in radiodiff's {TRUSTED_FILE.name})")
+        if self.status == "modified":
+            shown = ", ".join(self.differing[:4]) + (" ..." if len(self.differing) > 4 else "")
+            return (f"{self.path}: MODIFIED copy of the shipped release {self.name!r} "
+                    f"({shown} differ from the recorded SHA-256): it cannot be vouched for")
+        return (f"{self.path}: UNKNOWN release, not one of the shipped releases "
+                f"({', '.join(self.known) or 'none recorded'}): it cannot "
+                "be vouched for")
+
+
+def release_hashes(path: str | Path) -> dict[str, str]:
+    """``{file: sha256}`` of the release files in ``path`` and in its ``refiner/``
+    (as ``refiner/<file>``)."""
+    path = Path(path)
+    out = {n: sha256_file(path / n) for n in RELEASE_FILES if (path / n).is_file()}
+    if (path / _REFINER).is_dir():
+        out.update({f"{_REFINER}/{n}": sha for n, sha in release_hashes(path / _REFINER).items()})
+    return out
+
+
+def trusted_releases(record: Path = TRUSTED_FILE) -> dict[str, dict[str, str]]:
+    """The recorded releases, ``{name: {file: sha256}}`` (empty when there is no record)."""
+    try:
+        data = json.loads(Path(record).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{record}: unreadable record of the shipped releases ({exc}); "
+                         "reinstall radiodiff") from exc
+    if not isinstance(data, dict) or data.get("format") != _FORMAT:
+        raise ValueError(f"{record}: not a format-{_FORMAT} record of the shipped releases")
+    return dict(data.get("releases") or {})
+
+
+def verify_release(path: str | Path, record: Path = TRUSTED_FILE) -> TrustReport:
+    """Compare the release folder ``path`` with the recorded shipped releases."""
+    path = Path(path)
+    have, known = release_hashes(path), trusted_releases(record)
+    names = tuple(sorted(known))
+    for name, want in known.items():
+        if have == want:
+            return TrustReport(path, "ok", name, known=names)
+
+    def shared(name: str) -> int:
+        return sum(have.get(f) == sha for f, sha in known[name].items())
+    # a copy: the same weights or the same folder name (a new export of the same data shares
+    # train_conditions.csv with the shipped release, and is a new release, not a copy)
+    candidates = [n for n in known if have.get("model.safetensors") is not None
+                  and have.get("model.safetensors") == known[n].get("model.safetensors")
+                  or n.split("/")[-1] == path.name]
+    if not candidates:
+        return TrustReport(path, "unknown", known=names)
+    name = max(candidates, key=lambda n: (shared(n), n.split("/")[-1] == path.name))
+    want = known[name]
+    differing = sorted(f for f in set(want) | set(have) if want.get(f) != have.get(f))
+    return TrustReport(path, "modified", name, tuple(differing), names)
+
+
+def note_untrusted(path: str | Path) -> Optional[TrustReport]:
+    """Log one warning line when the release at ``path`` cannot be vouched for (once per
+    folder and verdict in a process); returns the report. A ``refiner/`` inside a release
+    is vouched for with its base, so it is not reported on its own."""
+    path = Path(path)
+    if path.name == _REFINER and (path.parent / "meta.json").is_file():
+        return None
+    report = verify_release(path)
+    key = (str(path.resolve()), report.status)
+    if not report.vouched and key not in _noted:
+        _noted.add(key)
+        log.warning("%s (radiodiff verify %s)", report.line(), path)
+    return report
+
+
+def record_trusted_releases(models: str | Path | None = None,
+                            out: str | Path = TRUSTED_FILE) -> Path:
+    """Write the record of the shipped releases: every release folder in ``models``
+    (default :func:`radiodiff.io.release.models_dir`) and its refiner, as they are now.
+    Run after re-exporting a shipped model: ``python -m radiodiff.io.trust``."""
+    from radiodiff.io.artifacts import atomic_text
+    from radiodiff.io.release import models_dir
+
+    root = Path(models) if models is not None else models_dir()
+    releases = {}
+    for folder in sorted(p for p in root.iterdir() if (p / "model.safetensors").is_file()):
+        releases[folder.name] = release_hashes(folder)
+        if (folder / _REFINER / "model.safetensors").is_file():
+            releases[f"{folder.name}/{_REFINER}"] = release_hashes(folder / _REFINER)
+    if not releases:
+        raise FileNotFoundError(f"{root}: no release folder to record")
+    text = json.dumps({"format": _FORMAT, "about": "SHA-256 of the shipped releases' files "
+                       "(radiodiff.io.trust); regenerate: python -m radiodiff.io.trust",
+                       "releases": releases}, indent=2, sort_keys=False)
+    return atomic_text(out, text + "\n")
+
+
+if __name__ == "__main__":
+    print(f"wrote {record_trusted_releases()}")

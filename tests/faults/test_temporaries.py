@@ -1,0 +1,263 @@
+"""Temporary files and failed writes (issue 27, item 4): one naming rule
+(:func:`radiodiff.io.artifacts.temp_name`) and one clean-up
+(:func:`~radiodiff.io.artifacts.clear_stale_temps`) that matches every name it makes, tested
+by killing checkpoint writes at random points; a full disk or an I/O error, however the
+library words it, is one line naming the file; a corrupt chunk of a prepared file read for
+training names the file and the rows."""
+
+import errno
+import importlib
+import os
+import random
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import h5py
+import pytest
+import torch
+from safetensors import SafetensorError
+
+from helpers import synth
+from radiodiff.cli import main
+from radiodiff.io.artifacts import (OLD_PREFIX, OutputError, atomic_write, clear_stale_temps,
+                                    save_torch, temp_name)
+from radiodiff.io.integrity import MANIFEST, write_manifest
+from faults.test_writers import hashes, one_line, temps
+
+
+def _dead_pid() -> int:
+    return int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                              capture_output=True, text=True, check=True).stdout)
+
+
+# --------------------------------------------------------------------------- names
+
+def test_one_naming_rule_never_doubles_a_prefix(tmp_path, monkeypatch):
+    last = tmp_path / "last.ckpt"
+    tmp = temp_name(last)  # what ResumeCheckpoint writes, checks, then renames
+    assert tmp.name == f".rdtmp-{os.getpid()}-last.ckpt" and temp_name(tmp) == tmp
+    assert temp_name(tmp, OLD_PREFIX).name == f".rdold-{os.getpid()}-last.ckpt"
+    written, real = [], torch.save
+
+    def recording(obj, f, *a, **k):
+        written.append(Path(f).name)
+        return real(obj, f, *a, **k)
+    monkeypatch.setattr(torch, "save", recording)
+    save_torch({"w": torch.ones(2)}, tmp)  # the checkpoint writer on its own temporary
+    assert written == [tmp.name]  # written in place: no .rdtmp-<pid>-.rdtmp-<pid>-
+    write_manifest(tmp_path, [tmp.name])
+    assert sorted(os.listdir(tmp_path)) == sorted([tmp.name, MANIFEST])
+
+
+def test_one_clean_up_matches_every_name(tmp_path):
+    dead, alive = _dead_pid(), os.getppid()
+    stale = [f".rdtmp-{dead}-last.ckpt", f".rdtmp-{dead}-.rdtmp-{dead}-last.ckpt",
+             f".rdtmp-{dead}-prev.ckpt", f"SHA256SUMS.tmp-{dead}", f".rdtmp-{dead}-SHA256SUMS",
+             ".rdlock-out"]
+    live = [f".rdtmp-{alive}-last.ckpt", f"SHA256SUMS.tmp-{alive}", ".rdlock-other"]
+    users = ["last.ckpt", "notes.tmp-12", ".rdtmp-notes", "SHA256SUMS", ".rdlock-"]
+    for name in stale + live + users:
+        (tmp_path / name).write_bytes(b"x")
+    (tmp_path / ".rdlock-out").write_text(f"{dead}\n")  # a lock holds its writer's pid
+    (tmp_path / ".rdlock-other").write_text(f"{alive}\n")
+    (tmp_path / f".rdold-{dead}-rel").mkdir()  # a release being replaced when it died
+    (tmp_path / f".rdold-{dead}-rel" / "model.safetensors").write_bytes(b"x")
+    # the checkpoint writer's clean-up of last.ckpt takes the doubled name too
+    assert sorted(p.name for p in clear_stale_temps(tmp_path, "last.ckpt")) == sorted(
+        stale[:2])
+    clear_stale_temps(tmp_path)  # the one clean-up: every dead process's temporary
+    assert sorted(os.listdir(tmp_path)) == sorted(live + users)
+
+
+# What ResumeCheckpoint.save uses of a Lightning Trainer, saving a minimal checkpoint.
+class _Trainer:
+    is_global_zero, lightning_module = True, None
+
+    def __init__(self, step: int) -> None:
+        self.global_step, self.strategy = step, self
+
+    def barrier(self, name: str) -> None:
+        pass
+
+    def save_checkpoint(self, path, weights_only=False) -> None:
+        from radiodiff.training.fit import AtomicCheckpointIO
+
+        hp = {"cfg": {"model": {}, "data": {}, "train": {}}, "num_classes": 0,
+              "scalar_conditions": [], "transform": {}, "sigma_data": 0.5}
+        state = {"w": torch.full((250_000,), float(self.global_step))}  # 1 MB
+        AtomicCheckpointIO().save_checkpoint(
+            {"hyper_parameters": hp, "state_dict": state, "global_step": self.global_step},
+            path)
+
+
+def _save_forever(ckdir: Path, first_step: int) -> None:
+    """A training run that saves its checkpoint at every step (in a forked child)."""
+    from radiodiff.training.fit import ResumeCheckpoint
+
+    trainer, callback = _Trainer(first_step), ResumeCheckpoint(ckdir, 1, 0)
+    while True:
+        trainer.global_step += 1
+        callback.save(trainer)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_killed_checkpoint_writes_leave_nothing_after_one_clean_up(tmp_path):
+    from radiodiff.training.export import LAST, PREV, read_checkpoint
+
+    importlib.import_module("radiodiff.training.fit")  # Lightning: once, before the forks
+
+    ckdir, rng, left = tmp_path / "ckpt", random.Random(0), []
+    ckdir.mkdir()
+    for k in range(20):
+        pid = os.fork()
+        if pid == 0:  # the child never returns into pytest
+            try:
+                _save_forever(ckdir, k * 10**6)
+            finally:
+                os._exit(1)
+        time.sleep(rng.uniform(0.02, 0.5))
+        os.kill(pid, signal.SIGKILL)
+        _, status = os.waitpid(pid, 0)
+        assert os.WIFSIGNALED(status), "the checkpoint writer failed on its own"
+        left.append(sorted(set(os.listdir(ckdir)) - {LAST, PREV, MANIFEST}))
+    assert any(left)  # some kills landed mid-write and left temporaries
+    clear_stale_temps(ckdir)  # one clean-up
+    names = set(os.listdir(ckdir))
+    assert LAST in names and names <= {LAST, PREV, MANIFEST}, names
+    for name in sorted(names - {MANIFEST}):  # its hash in SHA256SUMS, layout, finite
+        ck = read_checkpoint(ckdir / name, alternative=False)
+        assert torch.equal(ck["state_dict"]["w"], torch.full((250_000,), ck["global_step"],
+                                                            dtype=torch.float32))
+
+
+@pytest.mark.slow  # imports Lightning
+def test_a_save_killed_mid_rotation_is_completed_by_the_next(tmp_path):
+    from radiodiff.io.integrity import read_manifest, sha256_file
+    from radiodiff.training.export import LAST, PREV, read_checkpoint
+    from radiodiff.training.fit import ResumeCheckpoint
+
+    for step in (1, 2):
+        ResumeCheckpoint(tmp_path, 1, 0).save(_Trainer(step))
+    step1, step2 = sha256_file(tmp_path / PREV), sha256_file(tmp_path / LAST)
+    # killed after SHA256SUMS named step 2 the next prev.ckpt, before the link was made
+    write_manifest(tmp_path, [], {LAST: "ab" * 32, PREV: step2, f"{PREV}.old": step1})
+    (tmp_path / f".rdtmp-{_dead_pid()}-last.ckpt").write_bytes(b"unverified")
+    ResumeCheckpoint(tmp_path, 1, 0).save(_Trainer(4))  # the next piece
+    assert sorted(os.listdir(tmp_path)) == sorted([LAST, MANIFEST, PREV])
+    assert sha256_file(tmp_path / PREV) == step2 == read_manifest(tmp_path)[PREV]
+    assert read_checkpoint(tmp_path / PREV)["global_step"] == 2  # verifiable, not "corrupt"
+    assert read_checkpoint(tmp_path / LAST)["global_step"] == 4
+
+
+# --------------------------------------------------------------------------- full disk, I/O
+
+_FAILURES = {  # how a full disk or a bad disk reads, by who reports it
+    "errno": OSError(errno.ENOSPC, "No space left on device"),
+    "quota": OSError(errno.EDQUOT, "Disk quota exceeded"),
+    "h5py": OSError("Can't write data (file write failed: time = Sun Dec 6, filename = "
+                    "'x.h5', file descriptor = 5, errno = 28, error message = 'No space "
+                    "left on device', buf = 0x1, total write size = 4096)"),
+    "torch": RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 4160 "
+                          "vs 4054"),
+    "torch-writer": RuntimeError("PytorchStreamWriter failed writing file data/0: file write "
+                                 "failed"),
+    "safetensors": SafetensorError("Error while serializing: IoError(Os { code: 28, kind: "
+                                   "StorageFull, message: \"No space left on device\" })"),
+    "io": OSError(errno.EIO, "Input/output error"),
+}
+
+
+@pytest.mark.parametrize("who", sorted(_FAILURES))
+def test_full_disk_and_io_errors_are_one_line_naming_the_file(tmp_path, who):
+    path = tmp_path / "rel" / "model.safetensors"
+    path.parent.mkdir()
+    path.write_bytes(b"old")
+
+    def partial(tmp):
+        tmp.write_bytes(b"partial")
+        raise _FAILURES[who]
+    with pytest.raises(OutputError) as info:
+        atomic_write(path, partial)
+    text = str(info.value)
+    assert text.startswith(f"{path}: ") and "\n" not in text
+    assert ("I/O error" if who == "io" else "no space left on device") in text
+    assert path.read_bytes() == b"old" and os.listdir(path.parent) == [path.name]
+
+
+def test_full_disk_at_checkpoint_time_names_the_checkpoint(tmp_path, monkeypatch):
+    last = tmp_path / "last.ckpt"
+    save_torch({"w": torch.ones(2)}, last)
+    before = last.read_bytes()
+
+    def full(obj, f, *a, **k):
+        Path(f).write_bytes(b"PK\x03\x04 partial")
+        raise _FAILURES["torch"]
+    monkeypatch.setattr(torch, "save", full)
+    for target in (last, temp_name(last)):  # a plain save, and ResumeCheckpoint's temporary
+        with pytest.raises(OutputError, match=re.escape(f"{last}: no space left on device")):
+            save_torch({"w": torch.zeros(2)}, target)
+    assert last.read_bytes() == before and os.listdir(tmp_path) == [last.name]
+
+
+@pytest.mark.slow  # imports Lightning
+def test_full_disk_during_export_as_safetensors_says_it(ckpt, tiny, tmp_path, capsys,
+                                                        monkeypatch):
+    import safetensors.torch
+
+    target = tmp_path / "rel"
+    target.mkdir()
+    for f in tiny.iterdir():
+        (target / f.name).write_bytes(f.read_bytes())
+    before = hashes(target)
+
+    def full(state, filename, metadata=None):
+        Path(filename).write_bytes(b"\0" * 1000)
+        raise _FAILURES["safetensors"]
+    monkeypatch.setattr(safetensors.torch, "save_file", full)
+    assert main(["export", "--ckpt", str(ckpt), "--out", str(target), "--overwrite"]) == 2
+    line = one_line(capsys.readouterr().err)
+    assert f"{target / 'model.safetensors'}: no space left on device" in line
+    assert hashes(target) == before and not temps(tmp_path)
+
+
+# --------------------------------------------------------------------------- corrupt chunk
+
+def _corrupt_chunk(path: Path, rows: int = 8, first: int = 16) -> tuple[int, int]:
+    """Re-chunk ``images`` by ``rows`` rows and damage the chunk starting at row ``first``;
+    returns its first and last row."""
+    with h5py.File(path, "r+") as f:
+        data = f["images"][()]
+        del f["images"]
+        f.create_dataset("images", data=data, chunks=(rows, *data.shape[1:]),
+                         compression="gzip", shuffle=True)
+    with h5py.File(path, "r") as f:
+        info = f["images"].id.get_chunk_info_by_coord((first, 0, 0, 0))
+    raw = bytearray(path.read_bytes())
+    at = info.byte_offset + info.size // 2
+    raw[at:at + 16] = bytes(b ^ 0xFF for b in raw[at:at + 16])
+    path.write_bytes(bytes(raw))
+    return first, first + rows - 1
+
+
+def test_training_loader_names_the_file_and_rows_of_a_corrupt_chunk(tmp_path):
+    from radiodiff.data.datamodule import CutoutDataModule, CutoutDataset
+
+    path = synth.write_blob_set(tmp_path / "set.h5",
+                                n_per=(("train", 20), ("valid", 10), ("test", 10)))
+    a, b = _corrupt_chunk(path)
+    expect = re.escape(f"{path}: dataset 'images' is unreadable, a corrupt chunk at rows "
+                       f"{a}-{b} (")
+    with pytest.raises(ValueError, match=expect) as info:
+        CutoutDataset(path, range(40))  # in memory: one read of all rows
+    assert "\n" not in str(info.value) and "radiodiff prepare" in str(info.value)
+    lazy = CutoutDataset(path, range(40), in_memory=False)
+    assert lazy[a - 1][0].shape == (1, 16, 16)  # rows of intact chunks still read
+    with pytest.raises(ValueError, match=expect):
+        lazy[a + 1]
+    with pytest.raises(ValueError, match=expect):
+        CutoutDataModule(path, batch_size=4).setup("fit")  # what `train` does first

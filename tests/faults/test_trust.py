@@ -1,0 +1,87 @@
+"""Release trust (issue 27, item 5): the shipped models' hashes are recorded in the package;
+`radiodiff verify` says OK / modified / unknown, and loading a release that cannot be vouched
+for logs one warning line (no refusal). A release whose weights were replaced by noise and
+whose SHA256SUMS was recomputed used to load and sample without a word."""
+
+import json
+import logging
+import shutil
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
+
+from helpers.releases import tiny_release
+from radiodiff.cli import main
+from radiodiff.io.release import WEIGHTS_FILE, load_release, models_dir, seal_release
+from radiodiff.io.trust import (TRUSTED_FILE, record_trusted_releases, trusted_releases,
+                                verify_release)
+
+TRUST_LOGGER = "radiodiff.io.trust"
+
+
+def test_recorded_hashes_are_the_shipped_models(tmp_path):
+    """Re-exporting a shipped model must update src/radiodiff/trusted_releases.json
+    (python -m radiodiff.io.trust): until then this fails."""
+    recorded = trusted_releases()
+    shipped = sorted(p.name for p in models_dir().iterdir() if (p / WEIGHTS_FILE).is_file())
+    assert shipped and set(shipped) <= set(recorded)
+    for name in recorded:
+        report = verify_release(models_dir() / name)
+        assert report.status == "ok" and report.name == name, report.line()
+    again = record_trusted_releases(out=tmp_path / "record.json")
+    assert json.loads(again.read_text())["releases"] == recorded
+    assert TRUSTED_FILE.parent.name == "radiodiff"  # ships inside the package
+
+
+def _noise_weights(folder):
+    """Replace the weights by noise of the same shapes and re-seal SHA256SUMS."""
+    with safe_open(str(folder / WEIGHTS_FILE), "pt") as f:
+        metadata = f.metadata()
+    g = torch.Generator().manual_seed(0)
+    state = {k: torch.randn(v.shape, generator=g).to(v.dtype) if v.is_floating_point() else v
+             for k, v in load_file(folder / WEIGHTS_FILE).items()}
+    save_file(state, folder / WEIGHTS_FILE, metadata=metadata)
+    seal_release(folder)
+
+
+def _trust_lines(caplog):
+    return [r.getMessage() for r in caplog.records if r.name == TRUST_LOGGER]
+
+
+def test_modified_copy_loads_with_one_warning_and_verify_says_so(tmp_path, caplog, capsys):
+    copy = shutil.copytree(models_dir() / "first", tmp_path / "first")
+    _noise_weights(copy)
+    with caplog.at_level(logging.WARNING, logger=TRUST_LOGGER):
+        release = load_release(copy)  # loads: SHA256SUMS matches, no refusal
+        load_release(copy)            # once per folder in a process
+    assert release.refiner is not None
+    lines = _trust_lines(caplog)
+    assert len(lines) == 1, lines  # the base only: its refiner/ is vouched for with it
+    assert "MODIFIED copy of the shipped release 'first'" in lines[0]
+    assert "model.safetensors" in lines[0] and "cannot be vouched for" in lines[0]
+    assert main(["verify", str(copy)]) == 1
+    out = capsys.readouterr().out.strip().splitlines()
+    assert len(out) == 1 and out[0].startswith(f"{copy}: MODIFIED")
+
+
+def test_unknown_release_and_the_shipped_ones(tmp_path, caplog, capsys):
+    tiny = tiny_release(tmp_path / "tiny", ["A", "B"])
+    with caplog.at_level(logging.WARNING, logger=TRUST_LOGGER):
+        load_release(tiny)
+        load_release(models_dir() / "mirabest")
+    lines = _trust_lines(caplog)
+    assert len(lines) == 1 and "UNKNOWN release" in lines[0] and str(tiny) in lines[0]
+    assert main(["verify", str(tiny)]) == 1
+    assert "UNKNOWN release, not one of the shipped releases (first" in capsys.readouterr().out
+    for name in ("mirabest", "first"):
+        assert main(["verify", name]) == 0
+        assert f"OK, the shipped release {name!r} unchanged" in capsys.readouterr().out
+
+
+def test_a_renamed_file_set_is_modified_not_ok(tmp_path):
+    """Dropping a file (the training conditions) is a modification too."""
+    copy = shutil.copytree(models_dir() / "mirabest", tmp_path / "mb")
+    (copy / "train_conditions.csv").unlink()
+    report = verify_release(copy)
+    assert report.status == "modified" and report.differing == ("train_conditions.csv",)
