@@ -130,6 +130,8 @@ def _cmd_export(args) -> int:
                             overwrite=args.overwrite, data=args.data,
                             projection_floor=_projection_floor(args.projection_floor),
                             projection_islands=_projection_islands(args.projection_islands),
+                            projection_halo="run" if args.projection_halo is None
+                            else args.projection_halo,
                             fresh=args.fresh)
     print(f"release written to {out}")
     return 0
@@ -313,6 +315,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="output projection floor: 'run' (the run's data.projection_floor), "
                    "'data' (the largest floor that changes no training image, as recorded "
                    "by the run or measured on --data), 'none', or a fraction of the peak")
+    p.add_argument("--projection-halo", type=int, default=None,
+                   help="output projection halo in pixels: sub-floor pixels survive within "
+                   "it of a pixel above the floor (0: a pixel-by-pixel clip); default the "
+                   "run's data.projection_halo_px")
     p.add_argument("--projection-islands", default="run",
                    help="the data's noise islands in the output projection: 'run' (the "
                    "run's data.projection_islands), 'none', or a JSON file of the island "

@@ -147,6 +147,25 @@ def test_the_data_floor_is_measured_on_the_train_rows_and_goes_into_the_release(
     assert load_release(tmp / "f3").projection["floor"] is None
 
 
+def test_export_with_another_halo_measures_the_data_floor_with_it(run):
+    """A run begun before its data config had the right halo (models/mirabest's campaign:
+    halo 2 in the run, 0 for the data's pixel-by-pixel clip): --projection-halo 0 with
+    --projection-floor data measures the floor anew on --data with halo 0."""
+    import h5py
+
+    from radiodiff.data.preprocess import largest_kept_floor
+    tmp, path, _, ckpt = run
+    assert main(["export", "--ckpt", str(ckpt), "--out", str(tmp / "h0"), "--data", str(path),
+                 "--projection-floor", "data", "--projection-halo", "0"]) == 0
+    with h5py.File(path, "r") as f:
+        expected = largest_kept_floor(f["images"][:N_TRAIN], halo_px=0)
+    proj = load_release(tmp / "h0").projection
+    assert proj == {"floor": expected, "halo_px": 0, "peak_one": True}
+    assert expected < _train_floor(path)  # halo 1 keeps more faint pixels alive
+    with pytest.raises(ValueError, match="projection halo"):
+        export_checkpoint(ckpt, tmp / "h-1", projection_halo=-1)
+
+
 def _train_floor_all(path):
     import h5py
 

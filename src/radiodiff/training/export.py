@@ -104,14 +104,16 @@ def export_checkpoint(ckpt_path: str | Path, out_dir: str | Path,
                       ema_halflife_kimg: float | None = None,
                       projection: dict | None = None, overwrite: bool = False,
                       data: str | Path | None = None, projection_floor: Any = FROM_RUN,
-                      projection_islands: Any = FROM_RUN, fresh: bool = False) -> Path:
+                      projection_islands: Any = FROM_RUN, fresh: bool = False,
+                      projection_halo: Any = FROM_RUN) -> Path:
     """Release folder from a training checkpoint (read with ``weights_only=True``).
 
     ``ema_halflife_kimg`` picks one of the run's EMAs (None: the main one); ``projection``
     overrides the one taken from the run's data config (:func:`output_projection`), and
     ``projection_floor`` (a number, ``"data"`` or None) only its floor and
-    ``projection_islands`` (IslandModel fields or None) only its noise islands;
-    ``overwrite`` lets an existing release at ``out_dir`` be replaced
+    ``projection_islands`` (IslandModel fields or None) only its noise islands and
+    ``projection_halo`` (pixels) only its halo, the data floor then measured with it
+    (a run begun before its data config had the right halo); ``overwrite`` lets an existing release at ``out_dir`` be replaced
     (:func:`radiodiff.io.release.export_release`). The release gets the training rows'
     conditions (``train_conditions.csv``) the checkpoint carries; for checkpoints made
     before they did, ``data`` (the prepared file the run trained on, checked by its
@@ -125,20 +127,25 @@ def export_checkpoint(ckpt_path: str | Path, out_dir: str | Path,
     check_output(out_dir, "release", overwrite or fresh)  # before reading a large checkpoint
     try:  # the check took the output's lock (one writer at a time): given back on any exit
         return _export_checkpoint(Path(ckpt_path), out_dir, ema_halflife_kimg, projection,
-                                  overwrite, data, projection_floor, projection_islands, fresh)
+                                  overwrite, data, projection_floor, projection_islands, fresh,
+                                  projection_halo)
     finally:
         unlock_output(out_dir)
 
 
 def _export_checkpoint(ckpt_path: Path, out_dir: str | Path, ema_halflife_kimg, projection,
                        overwrite, data, projection_floor, projection_islands,
-                       fresh) -> Path:
+                       fresh, projection_halo=FROM_RUN) -> Path:
     """:func:`export_checkpoint` once its output is checked and locked."""
     ckpt = read_checkpoint(ckpt_path, usage="export it instead: radiodiff export --ckpt {}")
     hp = ckpt["hyper_parameters"]
     try:
         cfg = OmegaConf.create(hp["cfg"])
         ds = hp.get("dataset") or {}
+        if not (isinstance(projection_halo, str) and projection_halo == FROM_RUN):
+            # the run's recorded data floor was measured with its own halo: measured anew
+            cfg.data.projection_halo_px = _halo(projection_halo)
+            ds = {k: v for k, v in ds.items() if k != "projection_floor_max"}
         args = hp.get("model_args") or network_args(  # checkpoints before model_args
             cfg.model, int(cfg.data.image_size), int(hp["num_classes"]),
             hp["scalar_conditions"])
@@ -260,6 +267,13 @@ def training_rows(path: str | Path, cfg, hp: dict, ckpt_path: str | Path):
     rows = CutoutDataModule.from_config(data_cfg, seed=int(cfg.seed)).select(
         meta.columns)["train"]
     return meta, rows
+
+
+def _halo(value: Any) -> int:
+    """``projection_halo``: an int of pixels in 0..64."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 64:
+        raise ValueError(f"projection halo {value!r}: must be an int of pixels in 0..64")
+    return value
 
 
 def _ema_prefix(cfg, halflife: float | None, ckpt_path: Path) -> tuple[str, float]:
