@@ -15,6 +15,16 @@ def tiny(tmp_path_factory):
     return tiny_release(tmp_path_factory.mktemp("rel") / "tiny", CLASSES)
 
 
+@pytest.fixture
+def release_copy(tiny, tmp_path):
+    """A copy of the tiny release at ``tmp_path/rel``, to write onto."""
+    target = tmp_path / "rel"
+    target.mkdir()
+    for f in tiny.iterdir():
+        (target / f.name).write_bytes(f.read_bytes())
+    return target
+
+
 @pytest.fixture(scope="module")
 def ckpt(tmp_path_factory):
     """A minimal training checkpoint (the layout export_checkpoint reads), 16 x 16 unet_tiny."""

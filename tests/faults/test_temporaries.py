@@ -205,14 +205,11 @@ def test_full_disk_at_checkpoint_time_names_the_checkpoint(tmp_path, monkeypatch
 
 
 @pytest.mark.slow  # imports Lightning
-def test_full_disk_during_export_as_safetensors_says_it(ckpt, tiny, tmp_path, capsys,
+def test_full_disk_during_export_as_safetensors_says_it(ckpt, release_copy, tmp_path, capsys,
                                                         monkeypatch):
     import safetensors.torch
 
-    target = tmp_path / "rel"
-    target.mkdir()
-    for f in tiny.iterdir():
-        (target / f.name).write_bytes(f.read_bytes())
+    target = release_copy
     before = hashes(target)
 
     def full(state, filename, metadata=None):

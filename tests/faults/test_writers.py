@@ -106,13 +106,11 @@ def test_export_overwrite_replaces_the_release(ckpt, tiny, tmp_path):
 
 
 @pytest.mark.slow  # imports Lightning
-def test_export_full_disk_keeps_the_old_release(ckpt, tiny, tmp_path, capsys, monkeypatch):
+def test_export_full_disk_keeps_the_old_release(ckpt, release_copy, tmp_path, capsys,
+                                                 monkeypatch):
     import safetensors.torch
 
-    target = tmp_path / "rel"
-    target.mkdir()
-    for f in tiny.iterdir():
-        (target / f.name).write_bytes(f.read_bytes())
+    target = release_copy
     before = hashes(target)
 
     def full(state, filename, metadata=None):

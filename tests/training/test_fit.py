@@ -22,14 +22,6 @@ REPO = Path(__file__).resolve().parents[2]
 pytestmark = TINY_FIT_WARNINGS
 
 
-@pytest.fixture(scope="module")
-def tiny_h5(tmp_path_factory):
-    from radiodiff.data.prepare import prepare
-    out = tmp_path_factory.mktemp("tiny") / "tiny.h5"
-    prepare(load_config(["data=tiny"]), out=out)
-    return out
-
-
 def cfg_for(tmp_path, tiny_h5, *extra):
     return load_config([
         "data=tiny", "model=unet_tiny", "logger=csv", "trainer.precision=32",
