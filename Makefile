@@ -64,9 +64,9 @@ train-first: setup
 # 110 min: rerun with the same CKPT_ROOT to continue. On a fresh machine (resume state lost),
 # continue from the last piece's committed EMA weights (a new run, fresh optimiser):
 #   make train-mirabest ARGS="train.run_name=mb-deep-2 train.init_from=models/campaign/mirabest-deep"
-# Real-time priority keeps other processes from slowing the piece (docs/throughput.md);
-# without the right to it (CHRT=) the piece runs at normal priority.
-CHRT ?= $(shell chrt -r 5 true 2>/dev/null && echo chrt -r 5)
+# On a shared 2-core machine, real-time priority keeps other processes from slowing the
+# piece (docs/throughput.md), at their expense: opt in with CHRT="chrt -r 5".
+CHRT ?=
 train-mirabest: setup
 	test -f data/mirabest.h5 || $(BIN)/radiodiff prepare data=mirabest
 	RADIODIFF_CKPT_DIR=$(CKPT_ROOT) $(CHRT) $(BIN)/python train.py +experiment=mirabest \

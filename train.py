@@ -2,14 +2,17 @@
 
 Thin entry point: Hydra composes ``conf/`` onto the typed configs and saves the resolved
 config in the run folder under ``outputs/``; :func:`radiodiff.training.fit.train` does the work.
-In a multirun (``-m``) each job is its own run: its name gets the job's overrides
+In a multirun (``-m``) each job is its own run: its name gets the job's overrides of the
+keys the sweep varies and of the keys that shape the run
 (:func:`radiodiff.training.identity.sweep_run_name`), e.g. ``tiny-unet_tiny-s5-train.lr=0.002``.
 
 An error ends in one line on stderr, ``radiodiff train: error: <message>``, with exit code 2
 for bad input (config, data, paths) and 1 for anything else; a run that failed before it
 wrote anything leaves no run folder (one that did keeps the traceback in its log file).
 ``HYDRA_FULL_ERROR=1`` or ``RADIODIFF_DEBUG=1`` shows the full traceback instead. Ctrl-C
-ends in one line too (exit code 130); the checkpoints already written stay.
+ends in one line too (exit code 130) naming the last checkpoint, which stays (a multirun
+stops there). Two runs of one name at a time: the second is refused (the checkpoint
+folder's lock names the first one's pid).
 """
 
 import os
@@ -24,7 +27,7 @@ from omegaconf import DictConfig
 from radiodiff.config import register_configs
 from radiodiff.cli import error_line
 from radiodiff.training.fit import drop_unused_run_dir, train
-from radiodiff.training.identity import sweep_run_name
+from radiodiff.training.identity import sweep_keys, sweep_run_name
 
 register_configs()
 
@@ -37,13 +40,30 @@ _OURS = "RADIODIFF_TRAIN_RAISES"
 _jobs: dict = {"failed": [], "ok": 0, "sweep": None}
 
 
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C stopped training (Lightning returned instead of raising): ``checkpoint`` is
+    the run's ``last.ckpt``, kept as the last save left it (absent: none was written)."""
+
+    def __init__(self, checkpoint: str) -> None:
+        super().__init__(checkpoint)
+        self.checkpoint = Path(checkpoint)
+
+    def line(self) -> str:
+        if self.checkpoint.is_file():
+            return (f"interrupted; the last checkpoint ({self.checkpoint}) is kept: rerun "
+                    "the same command to resume")
+        return ("interrupted before the first checkpoint was written; nothing is kept: "
+                "rerun the same command to start again")
+
+
 @hydra.main(config_path="conf", config_name="config", version_base="1.3")
 def main(cfg: DictConfig) -> None:
     hc = HydraConfig.get()
     run_dir, root = Path(hc.runtime.output_dir), Path(cfg.paths.output_dir)
     if str(getattr(hc.mode, "name", hc.mode)) == "MULTIRUN":
         _jobs["sweep"] = (Path(hc.sweep.dir), root)
-        cfg.train.run_name = sweep_run_name(cfg, hc.overrides.task)  # one run per job
+        # one run per job: named after the overrides the sweep varies (and identity keys)
+        cfg.train.run_name = sweep_run_name(cfg, hc.overrides.task, _swept_keys(hc))
     try:
         summary = train(cfg, run_dir=run_dir)
     except BaseException as exc:
@@ -61,12 +81,27 @@ def main(cfg: DictConfig) -> None:
         # Reported here: raised, Hydra would first print "Error executing job ..." itself.
         _jobs["failed"].append(_report(exc, log_file if kept else None))
         return
+    if summary.get("interrupted"):
+        raise Interrupted(summary["checkpoint"])  # past Hydra: ends a multirun too
     _jobs["ok"] += 1
     print(f"trained {summary['steps']} steps ({summary['images_seen']} images); "
           f"checkpoint {summary['checkpoint']}")
     if summary.get("wandb_offline"):
         print(f"W&B offline run in {summary['wandb_offline']}; to upload it and see it "
               f"online: wandb sync {summary['wandb_offline']}")
+
+
+def _swept_keys(hc) -> set[str]:
+    """The keys this multirun varies: its command line's overrides (as Hydra's own parser
+    reads them) and ``hydra.sweeper.params``; every key of the job's overrides when the
+    command line cannot be read."""
+    from hydra._internal.utils import get_args_parser  # the parser hydra.main used
+    params = hc.sweeper.get("params") or {}
+    try:
+        given = get_args_parser().parse_args(sys.argv[1:]).overrides
+        return sweep_keys([*given, *(f"{k}={v}" for k, v in params.items())])
+    except (Exception, SystemExit):  # naming a job must not fail it
+        return {o.lstrip("+~").partition("=")[0] for o in hc.overrides.task}
 
 
 def _debug() -> bool:
@@ -98,7 +133,10 @@ def cli() -> int:
         return 0
     try:
         main()
-    except KeyboardInterrupt:  # Ctrl-C: one line, no traceback
+    except Interrupted as exc:  # Ctrl-C while training: one line, no traceback
+        print(f"{PROG}: {exc.line()}", file=sys.stderr, flush=True)
+        return 130
+    except KeyboardInterrupt:  # Ctrl-C before training: one line, no traceback
         print(f"{PROG}: interrupted; checkpoints already written are kept (train.resume=auto "
               "continues from them)", file=sys.stderr, flush=True)
         return 130

@@ -10,7 +10,8 @@ same images/s on 2 CPU cores, ``bench/throughput.py``), e.g.
 
 Each arm's checkpoint is exported (main EMA) to ``--work``/<arm>, its fixed-noise validation
 loss measured (``bench/val_loss.py``), and one image drawn per valid row with that row's
-class, peak flux and LAS at the release's sampler (DPM-Solver++ 10, guidance 1.5) and
+class, peak flux and LAS at ``--sampler`` (default DPM-Solver++ 10, guidance 1.5: the
+shipped ``models/mirabest`` setting, the same for every arm) and
 scored by ``radiodiff evaluate``'s metrics: source morphology per class (KS against the
 real-vs-real floor at equal sample size), paired LAS, real-vs-fake (plain and x^0.25),
 the exact-zero background fraction. A real row (train vs valid) gives the floors. Prints

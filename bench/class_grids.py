@@ -49,7 +49,7 @@ def main(argv=None) -> int:
     train, _ = reference_set(a.reference, "train")
     out = Path(a.out or resolve_model(a.model) / "grids")
     release, kind = open_model(a.model, out)
-    spec = SamplerSpec()
+    spec = release.sampler  # the release's recommended setting, as its quoted numbers
     if a.sampler:
         solver, steps, guidance = a.sampler.split(":")
         spec = SamplerSpec.build(sampler=solver, steps=int(steps), guidance=float(guidance))

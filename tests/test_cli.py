@@ -36,6 +36,54 @@ def test_cli_evaluate_real_vs_real(prepared, tmp_path, capsys):
 
 
 
+def test_cli_evaluate_real_split_needs_the_reference(tmp_path, capsys, monkeypatch):
+    import radiodiff.evaluation.sets as sets
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("real-vs-real loaded a model to find its data")
+
+    monkeypatch.setattr(sets, "model_data", no_model)
+    assert main(["evaluate", "--real-split", "valid", "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("radiodiff evaluate: error: ")
+    assert "--real-split valid" in err and "--reference" in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_cli_sampler_line_says_what_came_from_where(tmp_path, capsys):
+    from helpers.releases import tiny_release
+    from radiodiff.cli import _model_spec, _release_spec, _spec, build_parser
+    from radiodiff.io.release import load_release
+
+    def line(*options, model=None, release=None):
+        args = build_parser().parse_args(["evaluate", *options])
+        spec = _spec(args, *(_release_spec(release) if release is not None
+                             else _model_spec(model)))
+        return spec, capsys.readouterr().out.strip()
+
+    rel = tiny_release(tmp_path / "rel", ["FRI", "FRII"],
+                       sampler={"name": "dpmpp_2m", "steps": 7, "guidance": 1.0})
+    spec, out = line("--guidance", "1.5", model=str(rel))
+    assert (spec.name, spec.steps, spec.guidance) == ("dpmpp_2m", 7, 1.5)
+    assert out == ("sampler: dpmpp_2m, 7 steps, guidance 1.5 (guidance given; the rest the "
+                   "model's recommended setting)")
+    assert line(release=load_release(rel))[1] == (
+        "sampler: dpmpp_2m, 7 steps, guidance 1 (the model's recommended setting)")
+    _, out = line("--steps", "3", "--sampler", "euler", model=str(rel))
+    assert out.endswith("(sampler and steps given; the rest the model's recommended setting)")
+    plain = tiny_release(tmp_path / "plain", ["FRI", "FRII"])  # records no sampler
+    assert line(release=load_release(plain))[1].endswith(
+        "(the package default: the release records no recommended sampler)")
+    ckpt = tmp_path / "run" / "last.ckpt"
+    ckpt.parent.mkdir()
+    ckpt.touch()
+    assert line(model=str(ckpt))[1].endswith(
+        "(the package default: a checkpoint records no recommended sampler)")
+    every = ["--sampler", "heun", "--steps", "4", "--guidance", "2", "--sigma-min", "0.01",
+             "--sigma-max", "10", "--rho", "7", "--churn", "0"]
+    assert line(*every, model=str(ckpt))[1] == "sampler: heun, 4 steps, guidance 2 (as given)"
+
+
 def test_cli_evaluate_help_shows_the_sampler_spec(capsys):
     with pytest.raises(SystemExit):
         main(["evaluate", "--help"])

@@ -118,10 +118,14 @@ def _radiodiff(args: list[str]) -> None:
             raise AssertionError(f"radiodiff {' '.join(args)}: {err.getvalue().strip()}")
         return
     if hasattr(ns, "sampler"):  # sample, demo, evaluate: the values make a valid spec
-        from radiodiff.cli import _spec
-        try:
-            _spec(ns)
-        except ValueError as exc:
+        from radiodiff.cli import _model_spec, _spec
+        from radiodiff.diffusion.sampling import SamplerSpec
+        model = getattr(ns, "model", None)
+        try:  # a path such as models/mine is the user's own: the package default
+            base = (SamplerSpec(), "default") if model and "/" in model else \
+                _model_spec(model)
+            _spec(ns, *base)
+        except (ValueError, FileNotFoundError) as exc:
             raise AssertionError(f"radiodiff {' '.join(args)}: {exc}") from exc
     _check_model_and_class(ns, args)
     if ns.command == "prepare":

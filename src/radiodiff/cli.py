@@ -18,34 +18,61 @@ from radiodiff.progress import progress_bar
 __all__ = ["main", "error_line", "interrupted_line"]
 
 
-def _spec(args, model=None):
-    """The sampler of ``sample``, ``demo`` and ``evaluate``: the model's recommended setting
-    (its meta.json ``sampler``; the package default for a checkpoint or a release without
-    one) with the options given on the command line replaced; printed in one line."""
+# Where the base setting of _spec comes from, as its printed line says.
+_RECOMMENDED = "the model's recommended setting"
+_NONE_RECORDED = "the package default: the release records no recommended sampler"
+_CHECKPOINT = "the package default: a checkpoint records no recommended sampler"
+# SamplerSpec.build keyword -> the option that sets it (_solver_args), in the printed order
+_SPEC_OPTIONS = dict(sampler="sampler", steps="steps", guidance="guidance",
+                     sigma_min="sigma-min", sigma_max="sigma-max", rho="rho",
+                     S_churn="churn")
+
+
+def _spec(args, base, source: str):
+    """The sampler of ``sample``, ``demo``, ``evaluate`` and ``recommend``: ``base`` (what
+    ``source`` says it is: :func:`_model_spec`, :func:`_release_spec`) with the options
+    given on the command line replaced; printed in one line saying what came from where."""
     from radiodiff.diffusion.sampling import SamplerSpec
     given = {k: v for k, v in dict(
         sampler=args.sampler, steps=args.steps, guidance=args.guidance,
         sigma_min=args.sigma_min, sigma_max=args.sigma_max, rho=args.rho,
         S_churn=args.churn).items() if v is not None}
-    spec = SamplerSpec.build(_recommended_spec(model), **given)
-    how = "as given" if given else "the model's recommended setting"
+    spec = SamplerSpec.build(base, **given)
+    names = [option for key, option in _SPEC_OPTIONS.items() if key in given]
+    if not names:
+        how = source
+    elif len(names) == len(_SPEC_OPTIONS):
+        how = "as given"
+    else:
+        listed = names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
+        how = f"{listed} given; the rest {source}"
     print(f"sampler: {spec.name}, {spec.steps} steps, guidance {spec.guidance:g} ({how})")
     return spec
 
 
-def _recommended_spec(model):
+def _release_spec(release):
+    """A loaded release's recommended sampler and where it comes from (for :func:`_spec`)."""
+    return release.sampler, (_RECOMMENDED if release.meta.get("sampler") is not None
+                             else _NONE_RECORDED)
+
+
+def _model_spec(model):
+    """The recommended sampler of a model (release folder, shipped name or ``.ckpt``;
+    None: the built-in model) and where it comes from (for :func:`_spec`)."""
     import json
 
     from radiodiff.diffusion.sampling import SamplerSpec
     from radiodiff.io.release import META_FILE, recommended_spec, resolve_model
     path = resolve_model(model)
-    if not (path / META_FILE).is_file():  # a training checkpoint
-        return SamplerSpec()
+    if path.is_file():  # a training checkpoint
+        return SamplerSpec(), _CHECKPOINT
     try:
         meta = json.loads((path / META_FILE).read_text())
     except (OSError, ValueError):
-        return SamplerSpec()  # loading the release reports it, in its own words
-    return recommended_spec(meta if isinstance(meta, dict) else {}, path)
+        meta = None  # loading the release reports it, in its own words
+    if not isinstance(meta, dict) or meta.get("sampler") is None:
+        return SamplerSpec(), _NONE_RECORDED
+    return recommended_spec(meta, path), _RECOMMENDED
 
 
 def _cmd_prepare(args) -> int:
@@ -95,7 +122,8 @@ def _cmd_sample(args) -> int:
     # before the compute: a target we must not replace, cannot write or cannot fill
     check_output(out, "samples", args.overwrite, samples_nbytes(args.n, release.image_size))
     result = generate(release, args.n, label=args.label, peak_flux=args.peak_flux,
-                      las_arcsec=args.las, spec=_spec(args, release.path), seed=args.seed,
+                      las_arcsec=args.las, spec=_spec(args, *_release_spec(release)),
+                      seed=args.seed,
                       conditions=args.conditions, refine=False if args.no_refine else None,
                       islands=not args.no_islands, batch_size=args.batch_size,
                       batch_invariant=not args.batched,
@@ -116,7 +144,8 @@ def _cmd_demo(args) -> int:
     from radiodiff.evaluation.demo import run_demo
 
     res = run_demo(args.reference, args.out, model=args.model, n_per_class=args.n_per_class,
-                   spec=_spec(args, args.model), seed=args.seed, batch_size=args.batch_size,
+                   spec=_spec(args, *_model_spec(args.model)), seed=args.seed,
+                   batch_size=args.batch_size,
                    progress=progress_bar("sampled", "batches"), overwrite=args.overwrite)
     print(res["summary"], end="")
     print("wrote:\n" + "\n".join(f"  {p}" for p in res["paths"].values()))
@@ -124,13 +153,13 @@ def _cmd_demo(args) -> int:
 
 
 def _cmd_export(args) -> int:
-    from radiodiff.training.export import export_checkpoint
+    from radiodiff.training.export import FROM_RUN, export_checkpoint
 
     out = export_checkpoint(args.ckpt, args.out, ema_halflife_kimg=args.ema_halflife,
                             overwrite=args.overwrite, data=args.data,
                             projection_floor=_projection_floor(args.projection_floor),
                             projection_islands=_projection_islands(args.projection_islands),
-                            projection_halo="run" if args.projection_halo is None
+                            projection_halo=FROM_RUN if args.projection_halo is None
                             else args.projection_halo,
                             fresh=args.fresh)
     print(f"release written to {out}")
@@ -194,12 +223,17 @@ def _cmd_evaluate(args) -> int:
     from radiodiff.evaluation.metrics import EvalSettings, run_evaluation
     from radiodiff.evaluation.sets import Compared
 
+    if args.real_split and args.reference is None:  # else the model would be loaded for it
+        raise ValueError(f"--real-split {args.real_split} compares two splits of one prepared "
+                         "file: name it with --reference <prepared .h5>")
     sampled = not (args.samples or args.real_split)
     compared = Compared(model=args.model, samples=args.samples, real_split=args.real_split,
-                        n=args.n, spec=_spec(args, args.model) if sampled else None,
+                        n=args.n, spec=_spec(args, *_model_spec(args.model)) if sampled
+                        else None,
                         seed=args.seed, batch_size=args.batch_size,
                         allow_mismatch=args.allow_mismatch)
     settings = EvalSettings(seed=args.seed, sourcefinder=not args.no_sourcefinder,
+                            tstr=args.tstr,
                             rvf_epochs=args.rvf_epochs, rvf_folds=args.rvf_folds,
                             classifier_epochs=args.classifier_epochs,
                             cache_dir=args.cache_dir)
@@ -229,7 +263,8 @@ def _cmd_verify(args) -> int:
 
 def _cmd_recommend(args) -> int:
     from radiodiff.io.release import recommend_sampler, resolve_model
-    path = recommend_sampler(resolve_model(args.model), _spec(args, args.model))
+    path = recommend_sampler(resolve_model(args.model),
+                             _spec(args, *_model_spec(args.model)))
     print(f"recorded in {path / 'meta.json'} (and its SHA256SUMS)")
     return 0
 
@@ -426,6 +461,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n", type=int, default=1000, help="images to generate (with --model)")
     _solver_args(p)
     p.add_argument("--no-sourcefinder", action="store_true", help="skip PyBDSF")
+    p.add_argument("--tstr", action="store_true",
+                   help="train-synthetic-test-real: also draw one image per training row "
+                   "(its class and conditions) and score class classifiers trained on real, "
+                   "generated and both images on the real split")
     p.add_argument("--rvf-folds", type=int, default=5, help="real-vs-fake folds")
     p.add_argument("--rvf-epochs", type=int, default=10, help="real-vs-fake epochs per fold")
     p.add_argument("--classifier-epochs", type=int, default=30,

@@ -130,9 +130,10 @@ class DataConfig:
     field_pattern: str = "{file}"  # formatted with the catalogue row
     columns: dict[str, str] = field(default_factory=dict)  # our name -> catalogue column
     catalog_flux_unit: str = "Jy"  # unit of the catalogue's flux columns
-    # Pixel unit of a FITS field whose header has no BUNIT card (a BUNIT that is there is
-    # always read and converted to Jy/beam: mJy/beam, uJy/beam, JY/BEAM ...); null: such
-    # a field is refused (a row error, data.on_error decides).
+    # Pixel unit of a FITS field whose header has no BUNIT card or a blank one (a BUNIT that
+    # is there is always read and converted to Jy/beam: mJy/beam, uJy/beam, JY/BEAM ...);
+    # null: such a field is refused (a row error, data.on_error decides). The one place of
+    # this default: the data presets and the code leave it to this.
     assume_bunit: Optional[str] = "Jy/beam"
     classes: list[str] = field(default_factory=list)
     beam_arcsec: Optional[list[float]] = None  # [bmaj, bmin] if the header has no BMAJ/BMIN

@@ -20,7 +20,7 @@ def _sides(net):
 
 
 def test_the_data_presets_offer_16_and_80_px():
-    assert MODELS == ["unet_attn", "unet_base", "unet_small", "unet_tiny"]
+    assert MODELS == ["unet_attn", "unet_base", "unet_deep", "unet_small", "unet_tiny"]
     assert SIZES == [16, 80]
 
 

@@ -31,7 +31,7 @@ def test_real_vs_real_sits_at_the_noise_floor(prepared, tmp_path):
     other, _ = reference_set(prepared, "valid")
     train, _ = reference_set(prepared, "train")
     settings = EvalSettings(**{**FAST.__dict__, "cache_dir": str(tmp_path / "cache")})
-    m = evaluate(real, other, train, other, _meta(tmp_path), settings)
+    m = evaluate(real, other, train, other, _meta(tmp_path), settings, synthetic_train=other)
     assert 0.25 <= m.real_vs_fake["mean_accuracy"] <= 0.75
     ratios = [e["wasserstein1"]["ratio"] for e in m.distances.values()
               if e["wasserstein1"]["ratio"] is not None]
@@ -69,7 +69,10 @@ def test_obviously_different_sets_are_caught(prepared, tmp_path, capsys):
     fake = ImageSet(noise, real.labels.copy(), "noise")
     settings = EvalSettings(**{**FAST.__dict__, "sourcefinder": False,
                                "cache_dir": str(tmp_path / "cache")})
-    m = evaluate(real, fake, train, real, _meta(tmp_path), settings)
+    noise_train = ImageSet(rng.uniform(0, 1, train.images.shape).astype(np.float32) ** 4,
+                           train.labels.copy(), "noise")
+    m = evaluate(real, fake, train, real, _meta(tmp_path), settings,
+                 synthetic_train=noise_train)
     assert m.real_vs_fake["mean_accuracy"] > 0.9
     assert m.distances["mean"]["wasserstein1"]["ratio"] > 5
     assert m.features["frechet"] > 5 * m.features["frechet_floor"]
@@ -190,8 +193,8 @@ def test_eval_result_dict_is_metrics_json_order(prepared, tmp_path):
     assert list(m.to_dict()) == ["distances", "background", "faint_distances",
                                  "class_fidelity", "features", "memorisation", "conditioning",
                                  "real_vs_fake", "real_vs_fake_faint", "sets", "settings",
-                                 "timings_s", "verdict"]  # conditioning: the rows' flux, LAS
-    assert list(m.timings_s) == ["statistics", "classifier", "real_vs_fake"]
+                                 "timings_s", "verdict", "morphology"]  # conditioning: flux, LAS
+    assert list(m.timings_s) == ["statistics", "classifier", "morphology", "real_vs_fake"]
 
 
 def test_shapes_must_agree(prepared, tmp_path):

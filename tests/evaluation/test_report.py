@@ -43,6 +43,9 @@ def test_title_says_release_or_checkpoint(prepared, tiny, tmp_path, monkeypatch)
     ckpt.parent.mkdir()
     ckpt.write_bytes(b"")
     monkeypatch.setattr(export, "export_checkpoint", lambda path, out: tiny)
+    import radiodiff.evaluation.sets as sets
+    record = sets.model_data(tiny)
+    monkeypatch.setattr(sets, "model_data", lambda model: record)
     _, paths = run_evaluation(prepared, Compared(model=ckpt, n=4, spec=SamplerSpec(steps=2)),
                               tmp_path / "b", "test", settings)
     assert _title(paths) == ("# radiodiff evaluation: generated (checkpoint run/last.ckpt, "
@@ -71,7 +74,7 @@ def test_physical_units_section_only_for_jy_per_beam_sets(tmp_path):
     result = evaluate(real, fake, train, train, meta, settings)
     paths = write_report(result, real, fake, tmp_path / "phys", [])
     data = json.loads(paths["metrics.json"].read_text())
-    assert list(data)[-2:] == ["verdict", "physical"]   # old keys first, in their order
+    assert list(data)[-3:] == ["verdict", "physical", "morphology"]  # old keys first
     checks = data["physical"]["checks"]
     assert checks["rms_ratio_deviation"]["pass"] is False and data["physical"]["pass"] is False
     assert "las_fraction_within_20pct" in checks and "real" in data["conditioning"]["las_arcsec"]

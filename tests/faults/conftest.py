@@ -5,9 +5,8 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
+from helpers.outputs import CLASSES
 from helpers.releases import tiny_release
-
-CLASSES = ["blob", "double"]
 
 
 @pytest.fixture(scope="module")

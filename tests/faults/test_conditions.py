@@ -52,6 +52,22 @@ def test_conditions_far_beyond_the_training_rows_are_refused(release, name, side
     generate(release, 1, **{name: inside}, **FAST)  # within the factor: as before
 
 
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_one_unknown_row_does_not_switch_the_range_check_off(bad):
+    """The range is that of the finite rows (before: min/max of a column holding one NaN is
+    NaN, and every comparison with it false: nothing was ever beyond the range)."""
+    from radiodiff.diffusion.condition_table import ConditionTable
+
+    table = ConditionTable({"label": np.array([0, 1, 0]),
+                            "peak_flux": np.array([1e-3, bad, 1e-2]),
+                            "las_arcsec": np.array([10.0, 20.0, 30.0])})
+    why = table.beyond_range("peak_flux", [1e-2 * EXTRAPOLATION_FACTOR * 3])
+    assert why is not None and "above the training rows' range [0.001, 0.01]" in why
+    assert table.beyond_range("peak_flux", [5e-3]) is None
+    assert ConditionTable({"peak_flux": np.array([np.nan])}).beyond_range("peak_flux",
+                                                                         [1e9]) is None
+
+
 def test_cli_refuses_extrapolation_in_one_line(rel_dir, tmp_path, capsys):
     out = tmp_path / "o"
     args = ["sample", "--model", str(rel_dir), "--n", "1", "--steps", "2", "--out", str(out)]

@@ -14,13 +14,13 @@ import threading
 
 import pytest
 
+from helpers.outputs import CLASSES, SRC, hashes, one_line, sample, temps
 from helpers.releases import tiny_release
 from radiodiff.cli import main
 from radiodiff.io import artifacts
 from radiodiff.io.artifacts import OutputError, artifact_dir
 from radiodiff.io.integrity import read_manifest
 
-from faults.test_writers import CLASSES, SRC, hashes, one_line, sample, temps
 
 @pytest.fixture(scope="module")
 def paired(tmp_path_factory):
@@ -127,6 +127,48 @@ def test_overwrite_replaces_only_what_the_writer_wrote(tmp_path, kind, files):
     assert all((out / n).read_text() == "new" for n in files[:-1])
     assert all((out / n).read_text() == t for n, t in mine.items())
     assert sorted(read_manifest(out)) == sorted(files[:-1])
+    assert os.listdir(tmp_path) == [kind]
+
+
+# An older version's folder (no SHA256SUMS): old files, the new run's, what stays.
+_LEGACY = {
+    "samples": ([f"sample_{k:05d}.fits" for k in range(100)] + ["samples.h5", "preview.png"],
+                [f"sample_{k:05d}.fits" for k in range(10)] + ["samples.h5", "preview.png"],
+                ["notes.txt", "sample_mine.fits", "mine/sample_00050.fits"]),
+    "report": (["metrics.json", "report.md", "report.html", "histograms.png", "noise.png",
+                "release/model.safetensors", "tstr/release/meta.json"],
+               ["metrics.json", "report.md", "report.html", "histograms.png"],
+               ["my_plot.png", "notes/report.md"]),
+    "demo": (["summary.md", "real_vs_generated.png", "report/metrics.json",
+              "report/confusion_real.png", "samples/FRI/samples.h5", "samples/FRI/preview.png",
+              "samples/FRI/sample_00005.fits", "samples/FRII/samples.h5"],
+             ["summary.md", "real_vs_generated.png", "report/metrics.json",
+              "samples/FRI/samples.h5", "samples/FRI/sample_00000.fits"],
+             ["README.md", "samples/FRI/notes.txt", "report/by_hand.md"]),
+    "release": (["config.yaml", "model.safetensors", "meta.json", "train_conditions.csv"],
+                ["config.yaml", "model.safetensors", "meta.json"],
+                ["README.md", "refiner/model.safetensors", "refiner/meta.json"]),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(_LEGACY))
+def test_overwrite_of_an_older_versions_folder_leaves_none_of_its_files(tmp_path, kind):
+    """A folder written before SHA256SUMS recorded the writer's files: an overwrite replaces
+    the files that writer makes and keeps the rest (before: nothing was the writer's, and
+    `sample --n 10 --overwrite` onto 100 images kept sample_00010..99.fits beside the new
+    10-image samples.h5)."""
+    old, new, users = _LEGACY[kind]
+    out = tmp_path / kind
+    for name in old + users:
+        (out / name).parent.mkdir(parents=True, exist_ok=True)
+        (out / name).write_text("old" if name in old else "user")
+    with artifact_dir(out, kind, overwrite=True) as tmp:
+        for name in new:
+            (tmp / name).parent.mkdir(parents=True, exist_ok=True)
+            (tmp / name).write_text("new")
+    after = {str(p.relative_to(out)): p.read_text() for p in out.rglob("*") if p.is_file()}
+    want = {**{n: "new" for n in new}, **{n: "user" for n in users}}
+    assert {k: v for k, v in after.items() if k != "SHA256SUMS"} == want
     assert os.listdir(tmp_path) == [kind]
 
 

@@ -1,7 +1,8 @@
 """Release trust (issue 27, item 5): the shipped models' hashes are recorded in the package;
 `radiodiff verify` says OK / modified / unknown, and loading a release that cannot be vouched
 for logs one warning line (no refusal). A release whose weights were replaced by noise and
-whose SHA256SUMS was recomputed used to load and sample without a word."""
+whose SHA256SUMS was recomputed used to load and sample without a word. A copy is known by
+its weights alone; a release this process exported itself is not reported."""
 
 import json
 import logging
@@ -49,7 +50,7 @@ def _trust_lines(caplog):
     return [r.getMessage() for r in caplog.records if r.name == TRUST_LOGGER]
 
 
-def test_modified_copy_loads_with_one_warning_and_verify_says_so(tmp_path, caplog, capsys):
+def test_noise_weights_load_with_one_warning_and_verify_says_so(tmp_path, caplog, capsys):
     copy = shutil.copytree(models_dir() / "first", tmp_path / "first")
     _noise_weights(copy)
     with caplog.at_level(logging.WARNING, logger=TRUST_LOGGER):
@@ -58,15 +59,51 @@ def test_modified_copy_loads_with_one_warning_and_verify_says_so(tmp_path, caplo
     assert release.refiner is not None
     lines = _trust_lines(caplog)
     assert len(lines) == 1, lines  # the base only: its refiner/ is vouched for with it
-    assert "MODIFIED copy of the shipped release 'first'" in lines[0]
-    assert "model.safetensors" in lines[0] and "cannot be vouched for" in lines[0]
+    assert "UNKNOWN release" in lines[0] and "cannot be vouched for" in lines[0]
     assert main(["verify", str(copy)]) == 1
     out = capsys.readouterr().out.strip().splitlines()
-    assert len(out) == 1 and out[0].startswith(f"{copy}: MODIFIED")
+    assert len(out) == 1 and out[0].startswith(f"{copy}: UNKNOWN")
+
+
+def test_a_copy_is_known_by_its_weights(tmp_path, capsys):
+    """The shipped weights with another meta.json: a MODIFIED copy, whatever its name; a
+    release of one's own named after a shipped one: UNKNOWN (before: a MODIFIED copy)."""
+    copy = shutil.copytree(models_dir() / "mirabest", tmp_path / "mine")
+    meta = json.loads((copy / "meta.json").read_text())
+    (copy / "meta.json").write_text(json.dumps({**meta, "note": "edited"}))
+    seal_release(copy)
+    assert main(["verify", str(copy)]) == 1
+    out = capsys.readouterr().out.strip().splitlines()
+    assert len(out) == 1 and out[0].startswith(f"{copy}: MODIFIED copy of the shipped "
+                                               "release 'mirabest' (meta.json differ")
+    own = tiny_release(tmp_path / "first", ["A", "B"])
+    assert verify_release(own).status == "unknown", verify_release(own).line()
+
+
+def test_verify_of_a_folder_that_is_not_a_release(tmp_path, capsys):
+    (tmp_path / "notes.txt").write_text("x")
+    assert main(["verify", str(tmp_path)]) == 1
+    out = capsys.readouterr().out.strip().splitlines()
+    assert out == [f"{tmp_path}: not a release folder (no meta.json/model.safetensors)"]
+
+
+def test_a_release_exported_by_this_process_is_not_reported(tmp_path, caplog):
+    """E.g. `evaluate --model last.ckpt` exports the checkpoint to a temporary folder and
+    loads it: the user's own model, nothing to warn about (before: an UNKNOWN release line
+    on every evaluation of a checkpoint); the same release elsewhere is reported."""
+    mine = tiny_release(tmp_path / "report" / "release", ["A", "B"])
+    copy = shutil.copytree(mine, tmp_path / "elsewhere")
+    with caplog.at_level(logging.WARNING, logger=TRUST_LOGGER):
+        load_release(mine)
+        assert _trust_lines(caplog) == []
+        load_release(copy)
+    lines = _trust_lines(caplog)
+    assert len(lines) == 1 and str(copy) in lines[0] and "UNKNOWN release" in lines[0]
 
 
 def test_unknown_release_and_the_shipped_ones(tmp_path, caplog, capsys):
-    tiny = tiny_release(tmp_path / "tiny", ["A", "B"])
+    # another process's release (one exported here is the user's own: not reported)
+    tiny = shutil.copytree(tiny_release(tmp_path / "made", ["A", "B"]), tmp_path / "tiny")
     with caplog.at_level(logging.WARNING, logger=TRUST_LOGGER):
         load_release(tiny)
         load_release(models_dir() / "mirabest")

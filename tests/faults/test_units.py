@@ -120,6 +120,41 @@ def test_missing_bunit_follows_data_assume_bunit(mb, tmp_path, baseline):
         prepare(cfg(mb, "data.assume_bunit=K"), out=tmp_path / "d.h5")
 
 
+def test_a_field_with_a_bad_unit_is_read_once_for_all_its_rows(mb, monkeypatch):
+    """A mosaic with a bad BUNIT fails each of its rows, reading it once (before: lru_cache
+    keeps no exception, so the field was read again for every row)."""
+    from radiodiff.data import catalog as catalog_mod
+
+    set_unit(mb["field"], "K")
+    reads, real = [], catalog_mod.read_fits_image
+
+    def counting(path):
+        reads.append(path)
+        return real(path)
+    monkeypatch.setattr(catalog_mod, "read_fits_image", counting)
+    # every row in the same field (both rows of the catalogue name mb000.fits)
+    source = CatalogSource(cfg(mb, f"data.field_pattern={mb['field'].name}", limit="null").data)
+    errors = list(source)
+    assert len(reads) == 1 and len(errors) == 2
+    assert sorted(e.row for e in errors) == [0, 1]  # each its own row
+    assert all(e.reason == "bad_unit" and "'K'" in str(e) for e in errors)
+
+
+def test_assume_bunit_has_one_default():
+    """data.assume_bunit's default is DataConfig's alone: no data preset repeats it (copies
+    drift apart); the catalogue reads the config's value, with no fallback of its own."""
+    from pathlib import Path
+
+    from omegaconf import OmegaConf
+
+    from radiodiff.config import DataConfig
+
+    conf = Path(__file__).resolve().parents[2] / "conf" / "data"
+    for preset in sorted(conf.glob("*.yaml")):
+        assert "assume_bunit" not in OmegaConf.load(preset), preset.name
+    assert load_config(["data=mirabest"]).data.assume_bunit == DataConfig.assume_bunit
+
+
 def test_unit_parser_case_variants():
     assert parse_brightness_unit("JY/BEAM") == parse_brightness_unit("Jy/beam") == 1.0
     assert parse_brightness_unit("mJY/BEAM") == pytest.approx(1e-3)

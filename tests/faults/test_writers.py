@@ -3,7 +3,6 @@ with a new run's files; outputs are checked before the compute; a full disk or a
 no partial or temporary file behind (radiodiff.io.artifacts)."""
 
 import errno
-import hashlib
 import json
 import os
 import signal
@@ -15,38 +14,9 @@ from pathlib import Path
 import pytest
 import torch
 
-import radiodiff
+from helpers.outputs import CLASSES, SRC, hashes, one_line, sample, temps
 from radiodiff.cli import main
 from radiodiff.io import artifacts
-
-SRC = str(Path(radiodiff.__file__).resolve().parents[1])
-CLASSES = ["blob", "double"]
-
-
-def hashes(root: Path) -> dict[str, str]:
-    """SHA-256 of every file under ``root`` (or of ``root`` itself), by relative path."""
-    root = Path(root)
-    if root.is_file():
-        return {".": hashlib.sha256(root.read_bytes()).hexdigest()}
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
-
-
-def temps(folder: Path) -> list[str]:
-    """Temporaries (.rdtmp-/.rdold-) anywhere under ``folder``."""
-    return [str(p) for p in Path(folder).rglob(".rd*")]
-
-
-def one_line(err: str) -> str:
-    """The one error line of a command (progress lines aside), no traceback."""
-    lines = [ln for ln in err.strip().splitlines() if not ln.startswith("sampled ")]
-    assert len(lines) == 1 and " error: " in lines[0], err
-    return lines[0]
-
-
-def sample(model, out, *extra):
-    return main(["sample", "--model", str(model), "--n", "2", "--steps", "2",
-                 "--out", str(out), *extra])
 
 
 # --------------------------------------------------------------------------- export
@@ -268,6 +238,36 @@ def test_swap_failure_puts_the_old_artifact_back(tmp_path, monkeypatch):
     assert hashes(target) == before and not temps(tmp_path)
 
 
+@pytest.mark.parametrize("appears", ["file", "folder"])
+def test_swap_failure_with_something_at_the_target_keeps_the_old_artifact(
+        tmp_path, monkeypatch, appears):
+    """The second rename fails and something is at the target meanwhile: the old artifact
+    cannot go back, and is kept beside it, named in the error (before: it was deleted)."""
+    target, new = tmp_path / "rep", tmp_path / "new"
+    for folder, text in ((target, "{}"), (new, '{"new": 1}')):
+        folder.mkdir()
+        (folder / "metrics.json").write_text(text)
+    before, real, calls = hashes(target), os.replace, []
+
+    def second_fails(src, dst):
+        calls.append((src, dst))
+        if len(calls) == 2:  # the old one is aside; something takes its place, then fails
+            if appears == "file":
+                Path(dst).write_text("another program's")
+            else:
+                Path(dst).mkdir()
+                (Path(dst) / "x").write_text("another program's")
+            raise OSError(errno.EIO, "I/O error", str(dst))
+        return real(src, dst)
+    monkeypatch.setattr(artifacts.os, "replace", second_fails)
+    with pytest.raises(artifacts.OutputError, match="the previous rep is kept as") as info:
+        artifacts._swap(new, target)
+    monkeypatch.undo()
+    kept = tmp_path / f"rep.previous-{os.getpid()}"
+    assert str(kept) in str(info.value) and hashes(kept) == before
+    assert not temps(tmp_path)  # nothing left where the clean-up of temporaries would go
+
+
 # --------------------------------------------------------------------------- evaluate
 
 def test_evaluate_onto_samples_folder_and_under_a_file(tiny, tmp_path, capsys, monkeypatch):
@@ -389,7 +389,7 @@ def test_kill_during_checkpoint_write(tmp_path):
         finally:
             os.kill(proc.pid, signal.SIGKILL)
             proc.wait(timeout=30)
-    stale = ckdir / f".rdtmp-{proc.pid}-last.ckpt"
+    stale = ckdir / f".rdtmp-{proc.pid}@{artifacts._HOST}-last.ckpt"
     assert stale.stat().st_size > 30e6  # the killed writer's full temporary copy
     assert hashes(last) == before  # the previous checkpoint is intact
     assert not list(systmp.iterdir())  # nothing in the system temp folder
@@ -424,7 +424,10 @@ def test_sigterm_during_sample_leaves_nothing(tiny, tmp_path):
                             text=True)
     with proc.stdout:
         try:
-            assert proc.stdout.readline().startswith("wrote sample_00000")
+            line = proc.stdout.readline()
+            while line and not line.startswith("wrote "):  # the sampler line comes first
+                line = proc.stdout.readline()
+            assert line.startswith("wrote sample_00000")
             assert temps(tmp_path)  # the half-written set, in its temporary folder
         finally:
             proc.terminate()

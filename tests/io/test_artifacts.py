@@ -1,12 +1,16 @@
-"""Figures through the one helper pair: new_figure (Agg, no pyplot) and save_figure (atomic)."""
+"""Figures through the one helper pair: new_figure (Agg, no pyplot) and save_figure (atomic);
+the mode of written files."""
 
+import os
+import stat
 import sys
 
 import pytest
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.image import imread
 
-from radiodiff.io.artifacts import new_figure, save_figure
+from radiodiff.io import artifacts
+from radiodiff.io.artifacts import atomic_write, new_figure, save_figure
 
 
 def test_new_figure_is_an_agg_figure_of_that_size():
@@ -46,3 +50,15 @@ def test_failed_save_leaves_the_old_file_and_no_temporary(tmp_path, monkeypatch)
     with pytest.raises(RuntimeError, match="disk full"):
         save_figure(fig, path)
     assert path.read_bytes() == b"old" and [p.name for p in tmp_path.iterdir()] == ["f.png"]
+
+
+def test_written_files_get_the_umask_mode_without_touching_the_umask(tmp_path, monkeypatch):
+    """The umask is read once at import: changing it for a moment to read it (as before, at
+    every write) is not thread-safe, another thread's files would get the wrong mode."""
+    def no_umask(mask):
+        raise AssertionError("os.umask called while writing")
+    monkeypatch.setattr(artifacts.os, "umask", no_umask)
+    def write(tmp):
+        os.close(os.open(tmp, os.O_CREAT | os.O_WRONLY, 0o600))  # as safetensors does
+    path = atomic_write(tmp_path / "w.bin", write)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~artifacts._UMASK  # not 0600

@@ -6,7 +6,8 @@ import pytest
 from astropy.io import fits
 from astropy.wcs import WCS
 
-from radiodiff.io.fits import NORMALISED_BUNIT, read_fits_image, write_fits_image
+from radiodiff.io.fits import (NORMALISED_BUNIT, FitsImage, InputError, jy_per_beam_factor,
+                               read_fits_image, write_fits_image)
 
 IMAGE = np.linspace(0.0, 1.0, 8 * 8).reshape(8, 8)
 
@@ -82,3 +83,17 @@ def test_bad_survey_cards_are_refused(tmp_path, kwargs, match):
     with pytest.raises(ValueError, match=match):
         write_fits_image(tmp_path / "x.fits", IMAGE, 1.8, **kwargs)
     assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("card", ["BUNIT   = ''", "BUNIT   = '   '", "BUNIT   ="])
+def test_a_blank_bunit_is_a_missing_one(card):
+    """A survey header's blank BUNIT says nothing about the unit: data.assume_bunit decides,
+    as for a missing card (before: refused as dimensionless)."""
+    header = fits.Header.fromstring(card.ljust(80))
+    image = FitsImage(np.zeros((2, 2), np.float32), header, WCS(naxis=2), "f.fits", 0)
+    assert jy_per_beam_factor(image, "mJy/beam") == pytest.approx(1e-3)
+    with pytest.raises(InputError, match="BUNIT card and data.assume_bunit is null"):
+        jy_per_beam_factor(image, None)
+    with pytest.raises(InputError, match="dimensionless"):  # written out: a unit, refused
+        jy_per_beam_factor(FitsImage(image.data, fits.Header({"BUNIT": "1"}), image.wcs,
+                                     "f.fits", 0), "Jy/beam")

@@ -239,3 +239,21 @@ def test_preview_title_fits_the_figure(tmp_path, release, monkeypatch, n):
     (title, frame), = drawn
     assert frame.x0 <= title.x0 and title.x1 <= frame.x1, (title, frame)
     assert title.y1 <= frame.y1
+
+
+def test_the_condition_words_live_in_io():
+    """io is the bottom layer: the sample writer imports nothing from diffusion.generate at
+    module level; the words it records ("draw", "null", "given") are defined in io and
+    generate takes them from there (before: io.samples imported generate.GIVEN)."""
+    import ast
+    import inspect
+
+    import radiodiff.diffusion.generate as gen
+    import radiodiff.io.samples as samples
+
+    tree = ast.parse(inspect.getsource(samples))
+    top = [n.module for n in tree.body if isinstance(n, ast.ImportFrom)]
+    assert not [m for m in top if m and m.startswith("radiodiff.diffusion")], top
+    assert "GIVEN" in samples.__all__ and "CONDITION_MODES" in samples.__all__
+    assert gen.GIVEN is samples.GIVEN and gen.CONDITION_MODES is samples.CONDITION_MODES
+    assert set(samples.CONDITION_MODES) | {samples.GIVEN} == {"draw", "null", "given"}

@@ -196,3 +196,35 @@ def test_noise_from_an_rms_map(tmp_path):
     cfg.sky.size_deg = [0.1, 0.1]
     with pytest.raises(ValueError, match="must cover the whole sky map"):
         build_skymap(cfg, tmp_path / "n")
+
+
+@pytest.mark.parametrize("bunit, scale", [("mJy/beam", 1e3), (None, 1.0)])
+def test_an_rms_map_is_read_in_its_bunit(tmp_path, bunit, scale):
+    """An rms map in mJy/beam gives the noise it says (before: 1000x, its BUNIT ignored);
+    one without BUNIT is taken to be in Jy/beam (data.assume_bunit's default)."""
+    from radiodiff.io.fits import write_fits_image
+
+    rms = np.full((120, 120), 2e-4 * scale, np.float32)
+    path = write_fits_image(tmp_path / "rms.fits", rms, 1.8, ra=150.0, dec=30.0,
+                            bunit=bunit or "JY/BEAM")
+    if bunit is None:
+        with fits.open(path, mode="update") as hdul:
+            del hdul[0].header["BUNIT"]
+    cfg = load_skymap_config("first", ["sky.size_deg=[0.05,0.05]",
+                                       "sources.density_per_deg2=0",
+                                       f"noise.rms_map={path}"])
+    data = fits.getdata(build_skymap(cfg, tmp_path / "m")["paths"]["map"])
+    assert data.std() == pytest.approx(2e-4, rel=0.1)
+
+
+def test_an_rms_map_in_another_unit_is_refused(tmp_path):
+    from radiodiff.io.fits import write_fits_image
+
+    path = write_fits_image(tmp_path / "rms.fits", np.full((120, 120), 1.0, np.float32),
+                            1.8, ra=150.0, dec=30.0, bunit="K")
+    cfg = load_skymap_config("first", ["sky.size_deg=[0.05,0.05]",
+                                       "sources.density_per_deg2=0",
+                                       f"noise.rms_map={path}"])
+    with pytest.raises(ValueError, match=r"noise.rms_map: .*rms.fits: BUNIT 'K'"):
+        build_skymap(cfg, tmp_path / "m")
+    assert not (tmp_path / "m").exists()

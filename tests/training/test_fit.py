@@ -426,12 +426,14 @@ def test_trainer_logger_and_callbacks_come_from_the_config(tmp_path):
     from lightning.pytorch.loggers import CSVLogger
 
     from radiodiff.training.fit import ResumeCheckpoint, TimeBox, build_callbacks, build_trainer
+    from radiodiff.training.progress import ProgressLog
     cfg = load_config(["model=unet_attn", "data=lotss", "trainer.precision=bf16-mixed",
                        "trainer.max_time=00:01:00:00", "logger.kind=csv",
                        "train.val_every_steps=7", f"paths.ckpt_root={tmp_path}/ckpt",
                        "+callbacks.lr={_target_:lightning.pytorch.callbacks.LearningRateMonitor}"])
     callbacks = build_callbacks(cfg)
-    assert [type(c) for c in callbacks] == [ResumeCheckpoint, TimeBox, LearningRateMonitor]
+    assert [type(c) for c in callbacks] == [ResumeCheckpoint, TimeBox, ProgressLog,
+                                            LearningRateMonitor]
     assert callbacks[0].dirpath == tmp_path / "ckpt" / "lotss-unet_attn-s0"
     trainer = build_trainer(cfg, tmp_path / "run", 5, callbacks)
     assert trainer.max_steps == 5 and trainer.val_check_interval == 7
@@ -441,7 +443,7 @@ def test_trainer_logger_and_callbacks_come_from_the_config(tmp_path):
     timer = next(c for c in trainer.callbacks if isinstance(c, Timer))
     assert timer._duration == 3600
     cfg = load_config(["callbacks.time_box=null"])
-    assert [type(c) for c in build_callbacks(cfg)] == [ResumeCheckpoint]
+    assert [type(c) for c in build_callbacks(cfg)] == [ResumeCheckpoint, ProgressLog]
 
 
 @pytest.mark.parametrize("override, message", [

@@ -1,16 +1,21 @@
 """``python train.py``: errors in one line without leftover run folders, and a quiet console."""
 
+import importlib.util
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import torch
 
+from helpers.fitwarnings import TINY_FIT_WARNINGS
 from radiodiff.config import load_config
 
 REPO = Path(__file__).resolve().parents[2]
 PREFIX = "radiodiff train: error: "
+pytestmark = TINY_FIT_WARNINGS
 
 
 def _run(args, timeout=300, **env):
@@ -130,3 +135,83 @@ def test_a_short_run_prints_no_library_noise(tmp_path, tiny_h5, logger):
     for noise in ("litlogger", "LeafSpec", "anonymous setting", "wandb: WARNING"):
         assert noise not in printed, printed[-3000:]
     assert "GPU available" in proc.stderr  # Lightning's own messages still come through
+
+
+def _fit_args(tmp_path, tiny_h5, *extra):
+    return ["data=tiny", "model=unet_tiny", "logger=csv", "trainer.precision=32",
+            f"data.out={tiny_h5}", *_paths(tmp_path), "train.sample_every_steps=0",
+            "train.val_every_steps=1000", "train.val_batches=1", "train.ckpt_every_minutes=0",
+            "trainer.enable_progress_bar=false", *extra]
+
+
+def test_ctrl_c_while_training_returns_with_the_last_checkpoint_kept(tmp_path, tiny_h5,
+                                                                     monkeypatch):
+    """Lightning catches KeyboardInterrupt inside fit and calls sys.exit(1): train() turns
+    that back into a return saying it was interrupted, SIGINT handled again."""
+    from radiodiff.training.fit import train
+    from radiodiff.training.module import DiffusionModule
+    step = DiffusionModule.training_step
+
+    def training_step(self, batch, batch_idx):
+        if self.global_step == 1:  # Ctrl-C after the checkpoint of step 1
+            raise KeyboardInterrupt
+        return step(self, batch, batch_idx)
+
+    monkeypatch.setattr(DiffusionModule, "training_step", training_step)
+    handler = signal.getsignal(signal.SIGINT)
+    res = train(load_config(_fit_args(tmp_path, tiny_h5, "train.total_kimg=0.032",
+                                      "train.ckpt_every_steps=1")))
+    assert res["interrupted"] and res["steps"] == 1
+    state = torch.load(res["checkpoint"], map_location="cpu", weights_only=True)
+    assert state["global_step"] == 1
+    assert signal.getsignal(signal.SIGINT) is handler  # Lightning left it ignored
+    assert not list((tmp_path / "ckpt").glob(".rdlock-*"))  # the run's lock is given back
+
+
+def test_ctrl_c_ends_train_py_in_one_line_naming_the_checkpoint(tmp_path):
+    ckpt = tmp_path / "ckpt" / "run" / "last.ckpt"
+    ckpt.parent.mkdir(parents=True)
+    ckpt.write_bytes(b"")
+    script = ("import runpy, sys\n"
+              "import radiodiff.training.fit as fit\n"
+              "ckpt = sys.argv.pop(1)\n"
+              "fit.train = lambda cfg, run_dir=None: {'interrupted': True, 'checkpoint': ckpt,"
+              " 'steps': 1, 'images_seen': 8}\n"
+              f"runpy.run_path({str(REPO / 'train.py')!r}, run_name='__main__')\n")
+    env = {k: v for k, v in os.environ.items() if k not in ("HYDRA_FULL_ERROR",
+                                                             "RADIODIFF_DEBUG")}
+    proc = subprocess.run([sys.executable, "-c", script, str(ckpt), "data=tiny",
+                           "model=unet_tiny", "logger=csv", *_paths(tmp_path)], cwd=REPO,
+                          env=dict(env, OMP_NUM_THREADS="1"), capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 130, proc.stderr[-3000:]
+    assert _lines(proc.stderr) == [f"radiodiff train: interrupted; the last checkpoint ({ckpt}) "
+                                   "is kept: rerun the same command to resume"]
+    assert "trained" not in proc.stdout
+    spec = importlib.util.spec_from_file_location("train_script", REPO / "train.py")
+    train_py = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(train_py)
+    assert train_py.Interrupted(str(tmp_path / "none.ckpt")).line().startswith(
+        "interrupted before the first checkpoint was written; nothing is kept")
+
+
+def test_a_second_run_of_the_same_name_is_refused_while_the_first_trains(tmp_path, tiny_h5):
+    from radiodiff.io.artifacts import OutputError
+    from radiodiff.training.fit import train
+    cfg = load_config(_fit_args(tmp_path, tiny_h5, "train.total_kimg=0.016"))
+    ckpt_dir = Path(cfg.train.ckpt_dir)
+    with subprocess.Popen(  # a run training into ckpt_dir, as train() locks it
+            [sys.executable, "-c", "import sys, time\nfrom radiodiff.io.artifacts import "
+             "lock_output\nlock_output(sys.argv[1])\nprint('held', flush=True)\n"
+             "time.sleep(300)", str(ckpt_dir)], stdout=subprocess.PIPE, text=True) as holder:
+        try:
+            assert holder.stdout.readline().strip() == "held"
+            with pytest.raises(OutputError, match=rf"^train.run_name=tiny-unet_tiny-s0: "
+                               rf"{ckpt_dir}: being written by another radiodiff run "
+                               rf"\(pid {holder.pid}\b"):
+                train(cfg)
+            assert not (ckpt_dir / "last.ckpt").exists()
+        finally:
+            holder.kill()
+    res = train(cfg)  # its holder gone, the lock is taken over, then given back
+    assert res["steps"] == 2 and not list(ckpt_dir.parent.glob(".rdlock-*"))

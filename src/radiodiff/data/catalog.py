@@ -184,6 +184,9 @@ class CatalogSource:
                                     int(data_cfg.split.seed))
         self.flux_to_jy = u.Unit(data_cfg.catalog_flux_unit).to(u.Jy)
         self._read = lru_cache(maxsize=2)(self._read_field)  # rows are grouped by field
+        # fields that failed (bad BUNIT, unreadable): lru_cache keeps no exceptions, and a
+        # mosaic of thousands of rows must not be read again for each
+        self._failed: dict[Path, InputError] = {}
         self._paths = {i: self._field_path_or_error(i) for i in self.rows}
         self.duplicates: list[Duplicate] = []  # found in the catalogue (kept or dropped)
         self.dropped: list[Duplicate] = []     # of those, the rows not prepared
@@ -269,10 +272,22 @@ class CatalogSource:
         without one is in ``data.assume_bunit``); an unknown or non-intensity unit is an
         :class:`InputError` (reason ``bad_unit``) of each of its rows."""
         field = read_fits_image(path)
-        factor = jy_per_beam_factor(field, self.cfg.get("assume_bunit", "Jy/beam"))
+        factor = jy_per_beam_factor(field, self.cfg.assume_bunit)
         if factor != 1.0:
             field.data *= np.float32(factor)
         return field
+
+    def _field(self, path: Path) -> FitsImage:
+        """:meth:`_read_field`, read once per field, failures included: a field that failed
+        fails each of its rows with the same error (a fresh copy per row, whose ``row`` is
+        its own)."""
+        failed = self._failed.get(path)
+        if failed is None:
+            try:
+                return self._read(path)
+            except InputError as err:
+                failed = self._failed[path] = err
+        raise InputError(failed.path, failed.reason, failed.detail)
 
     def _get(self, row, key) -> float:
         return _float(row[self.cols[key]]) if key in self.cols else float("nan")
@@ -347,7 +362,7 @@ class CatalogSource:
         path = self._paths[i]
         if isinstance(path, InputError):
             raise path
-        field: FitsImage = self._read(path)
+        field: FitsImage = self._field(path)
         size = float(cutout_side_arcsec(las, self.cfg.cutout.k_las,
                                         self.cfg.cutout.min_size_arcsec)) * u.arcsec
         self._check_size(where, las, size.value, field)

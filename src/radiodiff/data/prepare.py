@@ -214,7 +214,7 @@ def prepare(cfg: DictConfig, progress: Callable[[Iterable, int], Iterable] | Non
         "name": d.name, "source": _value(d.source), "classes": list(d.classes),
         "image_unit": source.image_unit, "negatives": negatives, "scaling": scaling,
         "config_yaml": OmegaConf.to_yaml(cfg, resolve=True),
-        "package_version": radiodiff.__version__, "git_commit": git_commit(),
+        "package_version": radiodiff.__version__, "git_commit": git_commit() or "",
         "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "inputs_sha256": inputs_sha, "data_sha256": data_sha256(images, columns),
         "seed": int(d.split.seed), "summary": asdict(summary),

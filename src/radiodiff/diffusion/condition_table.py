@@ -127,10 +127,15 @@ class ConditionTable:
                      ) -> Optional[str]:
         """Why ``values`` of the scalar condition ``name`` lie beyond the training rows:
         one below ``min / factor`` or above ``max * factor`` (physical units) is named in
-        one line; None when all are within (or the table has no column ``name``)."""
+        one line; None when all are within (or the table has no column ``name``, or no
+        finite value in it). The range is that of the finite rows: one NaN row (a table
+        written by hand) must not switch the check off."""
         if name not in self.scalars:
             return None
         col = self.columns[name]
+        col = col[np.isfinite(col)]
+        if not col.size:
+            return None
         lo, hi = float(col.min()), float(col.max())
         v = np.asarray(values, dtype=np.float64).ravel()
         low, high = v[v < lo / factor], v[v > hi * factor]

@@ -46,14 +46,12 @@ from radiodiff.diffusion.sampling import (CountingDenoiser, SamplerSpec, check_s
                                           check_seed_range, churn_generator,
                                           condition_rng, per_image, seeded_noise)
 from radiodiff.io.release import Release
+# the words saying where conditions came from ("draw", "null"; "given"), as samples record them
+from radiodiff.io.samples import CONDITION_MODES, GIVEN
 
 __all__ = ["GenerateResult", "generate", "CONDITION_MODES", "restores_jy_per_beam"]
 
 NORMALISED = "normalised"
-CONDITION_MODES = ("draw", "null")  # what unset conditions become (generate's `conditions`)
-# GenerateResult.settings["conditions"] when the caller gave every condition the model
-# takes (none was drawn or left null)
-GIVEN = "given"
 
 
 def restores_jy_per_beam(meta: dict[str, Any]) -> bool:

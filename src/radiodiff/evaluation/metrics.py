@@ -59,7 +59,9 @@ class EvalSettings:
     # faint view and the background fractions measure that background instead).
     shape_floor: float = 1.0 / 255
     morphology: bool = True       # source morphology per class (evaluation.morphology)
-    tstr: bool = True             # class classifiers trained on generated images (usefulness)
+    # class classifiers trained on generated images (usefulness; radiodiff evaluate --tstr):
+    # draws one image per training row and trains 3 classifiers, so it is asked for
+    tstr: bool = False
 
 
 @dataclass(kw_only=True)
@@ -355,15 +357,6 @@ def _morphology(real: ImageSet, fake: ImageSet, meta: dict, classes: list[str],
             "within_1.5": int(sum(v <= 1.5 for v in finite.values())), "n": len(finite)}
 
 
-def _usefulness(real: ImageSet, fake: ImageSet, train: ImageSet, val: ImageSet,
-                classes: list[str], s: EvalSettings, data_sha: str) -> dict:
-    from radiodiff.evaluation.usefulness import tstr
-    model, _ = _classifier(train, val, len(classes), s, data_sha)
-    return tstr(model, train.images, train.labels, fake.images, fake.labels,
-                (val.images, val.labels), (real.images, real.labels), classes,
-                epochs=s.classifier_epochs, seed=s.seed)
-
-
 def _measured_las(s: ImageSet, seg_las: np.ndarray, meta: dict) -> np.ndarray:
     """(N,) LAS [arcsec] measured on the images of ``s``: the segmentation's Feret
     diameter (``seg_las``, arcsec at the file's median pixel scale) in each image's own
@@ -434,7 +427,8 @@ def _real_vs_fake(real: ImageSet, fake: ImageSet, s: EvalSettings) -> dict:
 
 def evaluate(real: ImageSet, fake: ImageSet, train: ImageSet, val: ImageSet,
              meta: dict, settings: EvalSettings = EvalSettings(),
-             progress: Progress = None) -> EvalResult:
+             progress: Progress = None,
+             synthetic_train: Optional[ImageSet] = None) -> EvalResult:
     """All metrics of ``fake`` against ``real`` (see the module docstring).
 
     ``train`` / ``val`` are the real training and validation splits (classifier training and
@@ -442,7 +436,8 @@ def evaluate(real: ImageSet, fake: ImageSet, train: ImageSet, val: ImageSet,
     ``beam_arcsec`` and ``data_sha256`` of the reference file, and ``image_unit``,
     ``scaling``, ``negatives`` and ``cutout`` when it has them (the ``physical`` group needs
     Jy/beam images, :func:`~radiodiff.evaluation.physical.is_physical`). ``progress`` wraps
-    the source finder's loop over images.
+    the source finder's loop over images. ``synthetic_train`` (generated images with the
+    training rows' classes and conditions) adds the train-synthetic-test-real group.
     """
     if real.images.shape[1:] != fake.images.shape[1:]:
         raise ValueError(f"image shapes differ: {real.name} {real.images.shape[1:]} vs "
@@ -473,12 +468,15 @@ def evaluate(real: ImageSet, fake: ImageSet, train: ImageSet, val: ImageSet,
         announce("evaluation: source morphology per class")
         groups["morphology"] = _morphology(real, fake, meta, classes, s, stats)
         timings["morphology"] = time.perf_counter() - t
-    if s.tstr and classes and (fake.labels >= 0).sum() >= 2 * len(classes):
+    if synthetic_train is not None and classes:
+        from radiodiff.evaluation.usefulness import tstr
         t = time.perf_counter()
-        announce(f"evaluation: class classifiers trained on generated / real + generated "
-                 f"images ({s.classifier_epochs} epochs each), tested on real")
-        groups["usefulness"] = _usefulness(real, fake, train, val, classes, s,
-                                           meta.get("data_sha256") or "")
+        announce(f"evaluation: class classifiers trained on real, generated and both "
+                 f"({s.classifier_epochs} epochs each), tested on real")
+        groups["usefulness"] = tstr((train.images, train.labels),
+                                    (synthetic_train.images, synthetic_train.labels),
+                                    (real.images, real.labels), classes,
+                                    epochs=s.classifier_epochs, seed=s.seed)
         timings["usefulness"] = time.perf_counter() - t
     if is_physical(meta, real, fake):
         t = time.perf_counter()
@@ -520,8 +518,11 @@ def run_evaluation(reference: str | Path, compared: Compared, out_dir: str | Pat
     with artifact_dir(out, "report", overwrite, _REPORT_NBYTES) as tmp:
         real, train, val, ps = reference_splits(reference, split)
         fake = compared.image_set(reference, real, tmp, progress=bar("sampled"))
+        synthetic = compared.train_like(reference, train, tmp / "tstr",
+                                        progress=bar("sampled (TSTR)")) \
+            if settings.tstr else None
         result = evaluate(real, fake, train, val, reference_meta(ps), settings,
-                          progress=bar("PyBDSF"))
+                          progress=bar("PyBDSF"), synthetic_train=synthetic)
         paths = write_report(result, real, fake, tmp, ps.classes)
     return result, relocated(paths, tmp, out)
 

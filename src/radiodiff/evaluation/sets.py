@@ -362,19 +362,34 @@ class Compared:
             classes = self._classes_to_map(reference, meta, "samples", self.samples)
             return fake if classes is None else replace(
                 fake, labels=relabel(fake.labels, class_map(meta["classes"], classes)))
-        from radiodiff.io.release import DEFAULT_MODEL
         if self.n < 1:
             raise ValueError(f"--n must be >= 1, got {self.n}")
-        record = model_data(self.model)
-        check_reference_size(reference, real, record.image_size, record.where)
         rows = proportional_rows(real.labels, self.n)  # class proportions of the real split
-        conditions = {k: v[rows] for k, v in (real.conditions or {}).items()}
+        return self._drawn(reference, real, rows, self.seed, out_dir, progress)
+
+    def train_like(self, reference: str | Path, train: ImageSet, out_dir: Path,
+                   progress: Progress = None) -> Optional[ImageSet]:
+        """One image per training row with its class and conditions, seeds after those of
+        :meth:`image_set`: the synthetic training set of train-synthetic-test-real
+        (:mod:`radiodiff.evaluation.usefulness`); None unless a model is compared."""
+        if self.real_split or self.samples:
+            return None
+        rows = np.arange(len(train.labels))
+        return self._drawn(reference, train, rows, self.seed + self.n, out_dir, progress)
+
+    def _drawn(self, reference: str | Path, source: ImageSet, rows: np.ndarray, seed: int,
+               out_dir: Path, progress: Progress) -> ImageSet:
+        """The model's images for ``rows`` of ``source``: their labels and conditions."""
+        from radiodiff.io.release import DEFAULT_MODEL
+        record = model_data(self.model)
+        check_reference_size(reference, source, record.image_size, record.where)
+        conditions = {k: v[rows] for k, v in (source.conditions or {}).items()}
         release, kind = open_model(self.model or DEFAULT_MODEL, out_dir)
         classes = self._classes_to_map(reference, release.meta, "model", release.path)
-        labels = real.labels[rows]
+        labels = source.labels[rows]
         if classes is not None:  # ask the model for the reference's classes by name
             labels = relabel(labels, class_map(classes, release.classes))
-        fake = released_set(release, kind, labels, self.spec, self.seed, self.batch_size,
+        fake = released_set(release, kind, labels, self.spec, seed, self.batch_size,
                             progress, conditions)
         return fake if classes is None else replace(
             fake, labels=relabel(fake.labels, class_map(release.classes, classes)))

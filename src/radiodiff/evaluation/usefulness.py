@@ -1,15 +1,17 @@
 """Are the generated images useful? Train a class classifier on them, test it on real ones.
 
-Train-synthetic-test-real (TSTR): the :class:`~radiodiff.evaluation.classifier.SmallCNN`
-of the class-fidelity test is trained three ways with one protocol (same epochs, seed,
-augmentation, and early stopping on the *real* validation split), and each is scored on
-the real reference split:
+Train-synthetic-test-real (TSTR; ``radiodiff evaluate --tstr``): the
+:class:`~radiodiff.evaluation.classifier.SmallCNN` of the class-fidelity test is trained
+three ways with one protocol (the same epochs, seed and augmentation, no early stopping, so
+no split is used both to choose and to score), and each is scored on the real reference
+split:
 
-* ``real``: on the real training split (the floor to reach; the class-fidelity
-  classifier, cached);
-* ``synthetic``: on the labelled generated images only;
-* ``real+synthetic``: on both (augmentation: the use users want, e.g. the FIRST wGAN
-  result 0.790 -> 0.814 in the literature).
+* ``real``: on the real training split (the number to reach);
+* ``synthetic``: on generated images only, one per training row with that row's class
+  and conditions (:meth:`radiodiff.evaluation.sets.Compared.train_like`: the same size and
+  class mix as the real training split);
+* ``real+synthetic``: on both (augmentation, the use users want: the FIRST wGAN result
+  0.790 -> 0.814 in the literature).
 
 Targets of issue #28: synthetic >= 0.95 x real with every class's recall >= 0.9 x its
 real recall, and real+synthetic >= real.
@@ -39,37 +41,35 @@ def _score(model, test_images, test_labels, num_classes: int) -> dict[str, Any]:
     return {"accuracy": acc, "recall": recalls(conf), "confusion": conf}
 
 
-def tstr(real_model, train_images: np.ndarray, train_labels: np.ndarray,
-         fake_images: np.ndarray, fake_labels: np.ndarray, val: tuple[np.ndarray, np.ndarray],
+def _ratios(entry: dict, base: dict) -> dict:
+    acc = entry["accuracy"] / base["accuracy"] if base["accuracy"] else None
+    rec = [None if (a is None or not b) else a / b
+           for a, b in zip(entry["recall"], base["recall"])]
+    return {"accuracy_ratio": acc, "recall_ratio": rec}
+
+
+def tstr(train: tuple[np.ndarray, np.ndarray], synthetic: tuple[np.ndarray, np.ndarray],
          test: tuple[np.ndarray, np.ndarray], classes: list[str], epochs: int = 30,
          seed: int = 0) -> dict[str, Any]:
-    """Accuracy and per-class recall on ``test`` of classifiers trained on real,
-    synthetic and real + synthetic images (see the module docstring).
-
-    ``real_model`` is the classifier already trained on the real training split;
-    ``fake_labels`` < 0 (unlabelled) rows are left out. Returns the three scores and the
-    ratios to the real one (``accuracy_ratio``, ``recall_ratio`` per class).
-    """
+    """Accuracy and per-class recall on ``test`` of classifiers trained on ``train``
+    (real), ``synthetic`` and both, each ``(images, labels)``; synthetic rows with label
+    < 0 are left out (with fewer than 2 per class only the real one is trained). Returns
+    the three scores, with ``accuracy_ratio`` and ``recall_ratio`` (per class) of the two
+    synthetic ones to the real one."""
     from radiodiff.evaluation.classifier import train_classifier
     k = len(classes)
-    keep = np.asarray(fake_labels) >= 0
-    xf, yf = fake_images[keep], np.asarray(fake_labels)[keep]
+    keep = np.asarray(synthetic[1]) >= 0
+    xs, ys = synthetic[0][keep], np.asarray(synthetic[1])[keep]
+    runs = {"real": train, "synthetic": (xs, ys),
+            "real+synthetic": (np.concatenate([train[0], xs]),
+                               np.concatenate([train[1], ys]))}
     out: dict[str, Any] = {"classes": list(classes), "n_synthetic": int(keep.sum()),
-                           "n_real_train": int(len(train_images)), "n_test": int(len(test[0]))}
-    out["real"] = _score(real_model, *test, k)
+                           "n_real_train": int(len(train[0])), "n_test": int(len(test[0])),
+                           "epochs": int(epochs)}
     if keep.sum() < 2 * k:
-        return out
-    runs = {"synthetic": (xf, yf),
-            "real+synthetic": (np.concatenate([train_images, xf]),
-                               np.concatenate([train_labels, yf]))}
+        runs = {"real": train}
     for name, (x, y) in runs.items():
-        model = train_classifier(x, y, k, epochs=epochs, seed=seed, val=val)
-        out[name] = _score(model, *test, k)
-    base = out["real"]
-    for name in runs:
-        entry = out[name]
-        entry["accuracy_ratio"] = entry["accuracy"] / base["accuracy"] if base["accuracy"] \
-            else None
-        entry["recall_ratio"] = [None if (a is None or not b) else a / b
-                                 for a, b in zip(entry["recall"], base["recall"])]
+        out[name] = _score(train_classifier(x, y, k, epochs=epochs, seed=seed), *test, k)
+    for name in set(runs) - {"real"}:
+        out[name].update(_ratios(out[name], out["real"]))
     return out

@@ -8,20 +8,22 @@ folder and swapped in only when complete. Figures are made with :func:`new_figur
 (matplotlib's object API on an Agg canvas, pyplot's global state untouched) and written
 with :func:`save_figure`.
 
-Temporaries have one naming rule, :func:`temp_name` (``.rdtmp-<pid>-<name>``, and
-``.rdold-<pid>-<name>`` for an artifact being replaced), and one clean-up,
-:func:`clear_stale_temps`, which removes those of dead processes (kill -9, power cut) and
-runs before every write to the same target. A full disk or an I/O error is one line naming
-the file (:func:`write_error`).
+Temporaries have one naming rule, :func:`temp_name` (``.rdtmp-<pid>@<host>-<name>``, and
+``.rdold-<pid>@<host>-<name>`` for an artifact being replaced), and one clean-up,
+:func:`clear_stale_temps`, which removes those of dead processes of this host (kill -9,
+power cut) and runs before every write to the same target; on a shared file system another
+node's temporaries and locks are never touched (its pids mean nothing here). A full disk or
+an I/O error is one line naming the file (:func:`write_error`).
 
 What an output folder is ("its own kind") is recognised by the files that only that
 writer makes (:data:`KINDS`): a release has ``meta.json`` and ``model.safetensors``, a
 samples folder ``samples.h5``, a report ``metrics.json``, a demo ``summary.md`` and
 ``report/metrics.json``. A writer refuses an existing non-empty target that is not its own
 kind (whatever ``overwrite`` says), and replaces its own kind only with ``overwrite`` and
-then only the files it wrote (listed in the folder's ``SHA256SUMS``): anything else there
-stays. One writer at a time per target: :func:`check_output` takes a lock
-(``.rdlock-<name>`` holding the pid) that a second writer meets and names.
+then only the files it wrote (listed in the folder's ``SHA256SUMS``; in a folder written by
+an older version, which has none, the files its writer makes, :data:`WRITES`): anything else
+there stays. One writer at a time per target: :func:`check_output` takes a lock
+(``.rdlock-<name>`` holding ``<pid>@<host>``) that a second writer meets and names.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ import math
 import os
 import re
 import shutil
+import socket
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -42,17 +45,25 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 __all__ = ["OutputError", "KINDS", "atomic_write", "atomic_text", "artifact_dir",
-           "check_output", "check_output_file", "clear_stale_temps", "link_or_copy",
-           "lock_output", "unlock_output", "release_locks", "relocated", "save_torch",
-           "temp_name", "write_error", "to_plain", "new_figure", "save_figure",
-           "save_image_grid"]
+           "WRITES", "check_output", "check_output_file", "clear_stale_temps",
+           "link_or_copy", "lock_output", "made_here", "unlock_output", "release_locks",
+           "relocated", "save_torch", "temp_name", "write_error", "to_plain", "new_figure",
+           "save_figure", "save_image_grid"]
 
-TEMP_PREFIX = ".rdtmp-"   # .rdtmp-<pid>-<name>: a file or folder being written
-OLD_PREFIX = ".rdold-"    # .rdold-<pid>-<name>: an artifact being replaced
-LOCK_PREFIX = ".rdlock-"  # .rdlock-<name>, holding the writer's pid: an output being written
-_PID_PREFIX = re.compile(r"^\.rd(?:tmp|old)-(\d+)-")
+TEMP_PREFIX = ".rdtmp-"   # .rdtmp-<pid>@<host>-<name>: a file or folder being written
+OLD_PREFIX = ".rdold-"    # .rdold-<pid>@<host>-<name>: an artifact being replaced
+LOCK_PREFIX = ".rdlock-"  # .rdlock-<name>, holding <pid>@<host>: an output being written
+# This host as it appears in owner names: no "-" (the end of the owner) and no "@"
+_HOST = re.sub(r"[^A-Za-z0-9.]", "_", socket.gethostname())[:64] or "localhost"
+_OWNER = r"(\d+)(?:@([A-Za-z0-9._]+))?"  # pid, and host (absent in names of old versions)
+_TEMP_RE = re.compile(rf"\.rd(?:tmp|old)-{_OWNER}-")  # .match: a temporary's own prefix
+_LOCK_TEXT = re.compile(rf"^{_OWNER}$")
 _LEGACY_RE = re.compile(r"^(SHA256SUMS)\.tmp-(\d+)$")  # what write_manifest made before
 _LOCK_GRACE_S = 60.0  # a lock holding no pid this old: its writer died creating it
+# The umask, read once at import: os.umask can only be read by setting it, which is not
+# thread-safe (another thread creating a file meanwhile would get the wrong mode).
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
 
 # kind -> files (relative paths) that mark a folder as that writer's output
 KINDS: dict[str, tuple[str, ...]] = {
@@ -69,6 +80,26 @@ _FULL_TEXTS = ("No space left on device", "errno = 28", "os error 28", "StorageF
 _TORCH_SHORT_WRITE = ("inline_container.cc", "PytorchStreamWriter failed")
 # this process's output locks: lock file -> (pid, thread, folders made to hold it)
 _HELD: dict[Path, tuple[int, int, list[Path]]] = {}
+# artifact folders this process wrote (resolved path -> kind): see made_here
+_MADE: dict[Path, str] = {}
+
+# kind -> the files its writer makes (regular expressions over paths relative to the folder):
+# in a folder written before SHA256SUMS recorded the writer's files (older versions), these
+# are the writer's own and an overwrite replaces them; anything else there stays.
+_SAMPLES_FILES = (r"sample_\d{5,}\.fits", r"samples\.h5", r"preview\.png")
+_REPORT_FILES = (r"metrics\.json", r"report\.(?:md|html)",
+                 r"(?:histograms|centres|grid_real|grid_generated|noise|confusion_real"
+                 r"|confusion_generated)\.png",
+                 r"(?:tstr/)?release/.+")  # the export of an evaluated checkpoint
+WRITES: dict[str, tuple[str, ...]] = {
+    "release": (r"config\.yaml", r"model\.safetensors", r"meta\.json",
+                r"train_conditions\.csv"),
+    "samples": _SAMPLES_FILES,
+    "report": _REPORT_FILES,
+    "demo": (r"summary\.md", r"real_vs_generated\.png",
+             *(rf"samples/[^/]+/{p}" for p in _SAMPLES_FILES),
+             *(rf"report/{p}" for p in _REPORT_FILES)),
+}
 
 
 class OutputError(ValueError):
@@ -78,22 +109,28 @@ class OutputError(ValueError):
 
 
 def _target_name(name: str) -> str:
-    """The name a temporary stands for (``.rdtmp-7-.rdtmp-7-last.ckpt`` -> ``last.ckpt``)."""
-    while (m := _PID_PREFIX.match(name)) is not None:
+    """The name a temporary stands for (``.rdtmp-7@h-.rdtmp-7@h-last.ckpt`` -> ``last.ckpt``)."""
+    while (m := _TEMP_RE.match(name)) is not None:
         name = name[m.end():]
     m = _LEGACY_RE.match(name)
     return m.group(1) if m else name
 
 
+def _owner() -> str:
+    """This process as temporaries and locks name it: ``<pid>@<host>``."""
+    return f"{os.getpid()}@{_HOST}"
+
+
 def temp_name(path: str | Path, prefix: str = TEMP_PREFIX) -> Path:
-    """The one naming rule of temporaries: ``<prefix><pid>-<name>`` beside ``path``, owned
-    by this process (the suffix is kept, so writers that infer the format from it work).
+    """The one naming rule of temporaries: ``<prefix><pid>@<host>-<name>`` beside ``path``,
+    owned by this process (the suffix is kept, so writers that infer the format from it
+    work; the host, so that on a shared file system each node cleans up only its own).
 
     Built from the name ``path`` stands for, so the temporary of a temporary is itself
     (``temp_name(temp_name(p)) == temp_name(p)``): never a doubled prefix.
     """
     path = Path(path)
-    return path.with_name(f"{prefix}{os.getpid()}-{_target_name(path.name)}")
+    return path.with_name(f"{prefix}{_owner()}-{_target_name(path.name)}")
 
 
 def _pid_alive(pid: int) -> bool:
@@ -108,28 +145,37 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def _lock_pid(lock: Path) -> int | None:
+def _lock_owner(lock: Path) -> tuple[int | None, str | None]:
+    """``(pid, host)`` written in a lock (host None: an old version's lock, or none yet)."""
     try:
-        return int(lock.read_text(encoding="ascii").strip())
-    except (OSError, ValueError, UnicodeDecodeError):
-        return None
+        m = _LOCK_TEXT.match(lock.read_text(encoding="ascii").strip())
+    except (OSError, UnicodeDecodeError):
+        m = None
+    return (int(m.group(1)), m.group(2)) if m else (None, None)
 
 
-def _temp_owner(folder: Path, name: str) -> tuple[int | None, str] | None:
-    """``(pid, target name)`` of the temporary or lock ``name`` in ``folder`` (pid None: a
-    lock holding no pid yet), None for any other file."""
-    m = _PID_PREFIX.match(name)
+def _temp_owner(folder: Path, name: str) -> tuple[int | None, str | None, str] | None:
+    """``(pid, host, target name)`` of the temporary or lock ``name`` in ``folder`` (pid
+    None: a lock holding no pid yet; host None: a name without one, an old version's), None
+    for any other file."""
+    m = _TEMP_RE.match(name)
     if m:
-        return int(m.group(1)), _target_name(name)
+        return int(m.group(1)), m.group(2), _target_name(name)
     m = _LEGACY_RE.match(name)
     if m:
-        return int(m.group(2)), m.group(1)
+        return int(m.group(2)), None, m.group(1)
     if name.startswith(LOCK_PREFIX) and len(name) > len(LOCK_PREFIX):
-        return _lock_pid(folder / name), name[len(LOCK_PREFIX):]
+        return (*_lock_owner(folder / name), name[len(LOCK_PREFIX):])
     return None
 
 
-def _is_stale(path: Path, pid: int | None) -> bool:
+def _is_stale(path: Path, pid: int | None, host: str | None) -> bool:
+    """Whether the temporary or lock ``path`` of ``pid`` on ``host`` was left by a dead
+    process. Another host's is never stale here: its pid cannot be checked on this one (a
+    shared file system; each node cleans up its own). No host (an old version's name): as
+    before, judged on this host."""
+    if host is not None and host != _HOST:
+        return False
     if pid is not None:
         return not _pid_alive(pid)
     try:
@@ -140,11 +186,13 @@ def _is_stale(path: Path, pid: int | None) -> bool:
 
 def clear_stale_temps(folder: str | Path, name: str | None = None) -> list[Path]:
     """The one clean-up: remove the temporaries and locks in ``folder`` (of the target
-    ``name``, or all) whose process is dead; returns what was removed.
+    ``name``, or all) whose process, on this host, is dead; returns what was removed.
 
     It matches every name :func:`temp_name` and :func:`lock_output` make, and those of
-    earlier versions (``SHA256SUMS.tmp-<pid>``, the doubled ``.rdtmp-<pid>-.rdtmp-<pid>-``
-    of a checkpoint); those of live processes are kept.
+    earlier versions (``.rdtmp-<pid>-<name>`` without a host, ``SHA256SUMS.tmp-<pid>``, the
+    doubled ``.rdtmp-<pid>-.rdtmp-<pid>-`` of a checkpoint); those of live processes, and
+    all of other hosts (every rank of a multi-node run may call it on a shared folder), are
+    kept.
     """
     removed: list[Path] = []
     try:
@@ -155,8 +203,8 @@ def clear_stale_temps(folder: str | Path, name: str | None = None) -> list[Path]
     for e in entries:
         owner = _temp_owner(Path(folder), e.name)
         p = Path(e.path)
-        if owner is None or (want is not None and owner[1] != want) \
-                or not _is_stale(p, owner[0]):
+        if owner is None or (want is not None and owner[2] != want) \
+                or not _is_stale(p, owner[0], owner[1]):
             continue
         try:
             shutil.rmtree(p) if e.is_dir(follow_symlinks=False) else p.unlink()
@@ -183,7 +231,7 @@ def write_error(exc: BaseException, path: str | Path) -> OutputError | None:
         why = "I/O error"
     else:
         return None
-    name = re.sub(r"\.rd(?:tmp|old)-\d+-", "", str(getattr(exc, "filename", None) or path))
+    name = _TEMP_RE.sub("", str(getattr(exc, "filename", None) or path))
     return OutputError(f"{name}: {why}; the partial output was removed")
 
 
@@ -232,9 +280,7 @@ def _default_mode(path: Path) -> None:
     """Give a written file the mode a plain ``open`` would (0644 under umask 022): some
     writers (safetensors) create theirs 0600, and a release must be readable by others."""
     if path.is_file() and not path.is_symlink():
-        mask = os.umask(0o022)
-        os.umask(mask)
-        os.chmod(path, 0o666 & ~mask)
+        os.chmod(path, 0o666 & ~_UMASK)
 
 
 def link_or_copy(src: str | Path, dst: str | Path) -> None:
@@ -258,8 +304,11 @@ def _lock_file(target: Path) -> Path:
     return target.with_name(f"{LOCK_PREFIX}{target.name}")
 
 
-def _locked(target: Path, pid: int | None, lock: Path) -> OutputError:
+def _locked(target: Path, owner: tuple[int | None, str | None], lock: Path) -> OutputError:
+    pid, host = owner
     who = f"pid {pid}" if pid is not None else "a process just starting"
+    if pid is not None and host not in (None, _HOST):
+        who += f" on {host}"
     return OutputError(f"{target}: being written by another radiodiff run ({who}); wait for "
                        f"it to end or choose another output (if {who} is not running, "
                        f"remove {lock})")
@@ -276,7 +325,7 @@ def lock_output(target: str | Path) -> Path:
     :func:`unlock_output` (re-entrant); returns the lock file.
 
     The lock is ``.rdlock-<name>`` beside ``target``, created with ``O_EXCL`` and holding
-    this pid. Held by a live process or by another thread: :class:`OutputError` naming the
+    ``<pid>@<host>``. Held by a live process or by another thread: :class:`OutputError` naming the
     pid; left by a dead process: taken over (:func:`clear_stale_temps`). Folders made to
     hold it are removed with it when they are still empty.
     """
@@ -285,7 +334,7 @@ def lock_output(target: str | Path) -> Path:
     held = _HELD.get(lock)
     if held is not None and held[0] == me[0]:
         if held[1] != me[1]:
-            raise _locked(target, me[0], lock)
+            raise _locked(target, (me[0], _HOST), lock)
         return lock
     made = [p for p in (lock.parent, *lock.parent.parents) if not p.exists()]
     lock.parent.mkdir(parents=True, exist_ok=True)
@@ -296,9 +345,9 @@ def lock_output(target: str | Path) -> Path:
         except FileExistsError:
             if attempt or lock not in clear_stale_temps(lock.parent, target.name):
                 _remove_empty(made)
-                raise _locked(target, _lock_pid(lock), lock) from None
+                raise _locked(target, _lock_owner(lock), lock) from None
     with os.fdopen(fd, "w", encoding="ascii") as fh:
-        fh.write(f"{me[0]}\n")
+        fh.write(f"{_owner()}\n")
     _HELD[lock] = (*me, made)
     return lock
 
@@ -442,10 +491,19 @@ def _seal(tmp: Path, kind: str, target: Path) -> None:
         write_manifest(tmp, sorted(_walk(tmp)[0]))
 
 
-def _owned(target: Path, new: Path) -> set[str]:
-    """Files of the artifact at ``target`` as its writer recorded them: those listed in its
-    ``SHA256SUMS``, and in those of its subfolders that the new artifact ``new`` writes too
-    (a re-attached ``refiner/``), with the manifests themselves."""
+def _writes(kind: str, rel: str) -> bool:
+    """Whether the ``kind`` writer makes the file ``rel`` (:data:`WRITES`)."""
+    rel = rel.replace(os.sep, "/")
+    return any(re.fullmatch(p, rel) for p in WRITES[kind])
+
+
+def _owned(target: Path, new: Path, kind: str) -> set[str]:
+    """Files of the ``kind`` artifact at ``target`` as its writer recorded them: those listed
+    in its ``SHA256SUMS``, and in those of its subfolders that the new artifact ``new``
+    writes too (a re-attached ``refiner/``), with the manifests themselves. A folder without
+    ``SHA256SUMS`` (written by an older version): the files the ``kind`` writer makes
+    (:data:`WRITES`), so that an overwrite never mixes two runs' files (the old run's
+    ``sample_00010.fits`` beside a new 10-image ``samples.h5``)."""
     from radiodiff.io.integrity import MANIFEST, IntegrityError, read_manifest
 
     owned: set[str] = set()
@@ -453,17 +511,20 @@ def _owned(target: Path, new: Path) -> set[str]:
         try:
             listed = read_manifest(target / rel)
         except IntegrityError:
-            listed = None  # a damaged manifest claims nothing: all is kept
-        if listed is not None:
+            listed = ()  # a damaged manifest claims nothing: all is kept
+        if listed is None and rel == ".":  # an older version's folder
+            owned |= {f for f in _walk(target)[0] if _writes(kind, f)}
+        elif listed:
             owned |= {os.path.normpath(os.path.join(rel, n)) for n in (*listed, MANIFEST)}
     return owned
 
 
-def _keep_foreign(target: Path, new: Path) -> list[str]:
-    """Carry into ``new`` what in the old artifact ``target`` its writer did not write
-    (:func:`_owned`) and ``new`` does not rewrite: as hard links (the same files, no copy;
-    copies where the file system has no links), links as links. Returns what was kept."""
-    owned, (files, dirs) = _owned(target, new), _walk(target)
+def _keep_foreign(target: Path, new: Path, kind: str) -> list[str]:
+    """Carry into ``new`` what in the old ``kind`` artifact ``target`` its writer did not
+    write (:func:`_owned`) and ``new`` does not rewrite: as hard links (the same files, no
+    copy; copies where the file system has no links), links as links. Returns what was
+    kept."""
+    owned, (files, dirs) = _owned(target, new, kind), _walk(target)
     kept = []
     for rel in files:
         if rel in owned or os.path.lexists(new / rel):
@@ -493,20 +554,52 @@ def _keep_foreign(target: Path, new: Path) -> list[str]:
 
 def _swap(tmp: Path, target: Path) -> None:
     """``tmp`` becomes ``target``. The old one is renamed aside first (a folder cannot be
-    renamed over a non-empty one), then deleted, or put back if the second rename fails."""
+    renamed over a non-empty one) and deleted only once ``tmp`` is in place; if that second
+    rename fails it is put back (:func:`_put_back`)."""
     old = temp_name(target, OLD_PREFIX)
-    if target.is_symlink() or target.exists():
+    had_old = target.is_symlink() or target.exists()
+    if had_old:
         os.replace(target, old)
     try:
         os.replace(tmp, target)
-    except BaseException:
-        if (old.is_symlink() or old.exists()) and not target.exists():
-            os.replace(old, target)
+    except BaseException as exc:
+        if had_old:
+            _put_back(old, target, exc)
         raise
-    finally:
-        if old.is_symlink():  # the target was a link to a folder: drop the link only
-            old.unlink()
-        shutil.rmtree(old, ignore_errors=True)
+    if old.is_symlink():  # the target was a link to a folder: drop the link only
+        old.unlink()
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _put_back(old: Path, target: Path, exc: BaseException) -> None:
+    """Rename the artifact set aside as ``old`` back to ``target`` after a failed swap.
+    Where that fails too (something appeared at ``target`` meanwhile), it is renamed to
+    ``<target>.previous-<pid>``, out of reach of the clean-up of temporaries, and an
+    :class:`OutputError` says where it is; it is never deleted."""
+    if not os.path.lexists(target):  # else os.replace could drop what appeared there
+        try:
+            os.replace(old, target)
+            return
+        except OSError:
+            pass
+    kept = target.with_name(f"{target.name}.previous-{os.getpid()}")
+    try:
+        os.replace(old, kept)
+    except OSError:
+        kept = old
+    raise OutputError(f"{target}: could not be replaced ({type(exc).__name__}: {exc}) and "
+                      f"something else is there now; the previous {target.name} is kept "
+                      f"as {kept}") from exc
+
+
+def made_here(path: str | Path, kind: str | None = None) -> bool:
+    """Whether this process wrote the artifact folder ``path`` (of ``kind``, or any) with
+    :func:`artifact_dir`, e.g. a release exported from a checkpoint to be evaluated."""
+    try:
+        made = _MADE.get(Path(path).resolve())
+    except OSError:
+        return False
+    return made is not None and (kind is None or made == kind)
 
 
 @contextlib.contextmanager
@@ -516,14 +609,16 @@ def artifact_dir(target: str | Path, kind: str, overwrite: bool = False,
 
     :func:`check_output` first, which takes the target's lock for the whole write (a second
     writer of the same target refuses, naming this pid). The body writes into ``tmp``, a
-    fresh sibling ``.rdtmp-<pid>-<name>``; its files are recorded in ``SHA256SUMS`` (unless
-    the body wrote one). ``overwrite`` replaces an existing artifact's own files only:
+    fresh sibling ``.rdtmp-<pid>@<host>-<name>``; its files are recorded in ``SHA256SUMS``
+    (unless the body wrote one). ``overwrite`` replaces an existing artifact's own files only:
     those its ``SHA256SUMS`` lists go, anything else there (a model card, a refiner, the
-    user's notes) is carried into ``tmp`` as hard links; ``fresh`` (implies
-    ``overwrite``) carries nothing over. Then the old folder is renamed to
-    ``.rdold-<pid>-<name>``, ``tmp`` to ``target`` and the old one deleted (put back if
-    the second rename fails). On any failure ``tmp`` is removed and ``target`` is as it
-    was; a full disk raises :class:`OutputError` naming the file.
+    user's notes) is carried into ``tmp`` as hard links (a folder of an older version,
+    without ``SHA256SUMS``: the files the ``kind`` writer makes, :data:`WRITES`, go);
+    ``fresh`` (implies ``overwrite``) carries nothing over. Then the old folder is renamed
+    to ``.rdold-<pid>@<host>-<name>``, ``tmp`` to ``target`` and the old one deleted (put
+    back if the second rename fails). The folder is then :func:`made_here`. On any failure
+    ``tmp`` is removed and ``target`` is as it was; a full disk raises
+    :class:`OutputError` naming the file.
     """
     target = Path(target)
     check_output(target, kind, overwrite or fresh, nbytes)
@@ -536,9 +631,10 @@ def artifact_dir(target: str | Path, kind: str, overwrite: bool = False,
             yield tmp
             _seal(tmp, kind, target)
             if not fresh and target.is_dir() and not target.is_symlink():
-                _keep_foreign(target, tmp)
+                _keep_foreign(target, tmp, kind)
         check_output(target, kind, overwrite or fresh)  # nothing else appeared meanwhile
         _swap(tmp, target)
+        _MADE[target.resolve()] = kind
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
         unlock_output(target)

@@ -208,8 +208,9 @@ def _unit_or_none(text: str):
 
 def jy_per_beam_factor(image: FitsImage, assume: str | None) -> float:
     """The factor taking ``image``'s pixels to Jy/beam, from its ``BUNIT`` card
-    (:func:`parse_brightness_unit`); a header without one is taken to be in ``assume``
-    (``data.assume_bunit``), or refused when ``assume`` is None.
+    (:func:`parse_brightness_unit`); a header without one, or with a blank one (``BUNIT =
+    ''`` or no value: survey headers that leave the unit unsaid), is taken to be in
+    ``assume`` (``data.assume_bunit``), or refused when ``assume`` is None.
 
     Raises
     ------
@@ -217,14 +218,18 @@ def jy_per_beam_factor(image: FitsImage, assume: str | None) -> float:
         Reason ``bad_unit``, naming the file and the unit.
     """
     raw = image.header.get("BUNIT")
+    blank = isinstance(raw, str) and not raw.strip()  # (astropy: no value reads as None)
+    if blank:
+        raw = None
+    missing = "a blank BUNIT card" if blank else "no BUNIT card"
     if raw is None and assume is None:
-        raise InputError(image.path, "bad_unit", "no BUNIT card and data.assume_bunit is "
+        raise InputError(image.path, "bad_unit", f"{missing} and data.assume_bunit is "
                          "null: the pixel unit is unknown (set data.assume_bunit, e.g. "
                          "Jy/beam, to assume one)")
     try:
         return parse_brightness_unit(assume if raw is None else raw)
     except ValueError as exc:
-        where = " (data.assume_bunit: the header has no BUNIT)" if raw is None else ""
+        where = f" (data.assume_bunit: the header has {missing})" if raw is None else ""
         raise InputError(image.path, "bad_unit", f"{exc}{where}") from None
 
 

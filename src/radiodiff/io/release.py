@@ -275,7 +275,7 @@ def export_release(out_dir: str | Path, denoiser: nn.Module, config: DictConfig 
     ``train_conditions.csv`` when given a table).
 
     The folder is written by :func:`radiodiff.io.artifacts.artifact_dir`: assembled as
-    ``.rdtmp-<pid>-<name>`` beside ``out_dir`` and renamed into place; an existing release
+    ``.rdtmp-<pid>@<host>-<name>`` beside ``out_dir`` and renamed into place; an existing release
     at ``out_dir`` is replaced (with ``overwrite`` only) once the new one is complete. A
     non-empty folder that is not a release, or a file, is never touched (``OutputError``).
     Replacing keeps what the last export did not write (its ``SHA256SUMS`` lists what it
@@ -739,23 +739,24 @@ def resolve_model(model: str | Path | None = None) -> Path:
 
 def recommend_sampler(release_dir: str | Path, spec) -> Path:
     """Record ``spec`` (a SamplerSpec) as the release's recommended sampler: meta.json
-    ``sampler`` (the fields that differ from the package default, and always the solver,
-    steps and guidance), rewritten atomically with its SHA256SUMS entry. The release is
-    loaded (and so checked) first. ``sample``, ``demo``, ``evaluate``, ``skymap`` and
-    ``generate()`` use it unless told otherwise."""
+    ``sampler`` (every field, so the release does not depend on the package's defaults),
+    rewritten atomically with its SHA256SUMS entry, under the folder's output lock. The
+    release is loaded (and so checked) first. ``sample``, ``demo``, ``evaluate``,
+    ``skymap`` and ``generate()`` use it unless told otherwise."""
     from dataclasses import asdict
 
-    from radiodiff.diffusion.sampling import SamplerSpec
+    from radiodiff.io.artifacts import lock_output, unlock_output
     release = load_release(release_dir)
-    default = asdict(SamplerSpec())
-    entry = {k: v for k, v in asdict(spec).items()
-             if k in ("name", "steps", "guidance") or v != default[k]}
-    meta = dict(release.meta, sampler=entry)
     path = release.path
-    text = json.dumps(meta, indent=2, allow_nan=False) + "\n"
-    atomic_write(path / META_FILE, lambda tmp: tmp.write_text(text, encoding="utf-8"),
-                 fsync=True)
-    sums = read_manifest(path) or {}
-    sums.pop(META_FILE, None)
-    write_manifest(path, [META_FILE], sums)
+    lock_output(path)
+    try:
+        meta = dict(release.meta, sampler=asdict(spec))
+        text = json.dumps(meta, indent=2, allow_nan=False) + "\n"
+        atomic_write(path / META_FILE, lambda tmp: tmp.write_text(text, encoding="utf-8"),
+                     fsync=True)
+        sums = read_manifest(path) or {}
+        sums.pop(META_FILE, None)
+        write_manifest(path, [META_FILE], sums)
+    finally:
+        unlock_output(path)
     return path

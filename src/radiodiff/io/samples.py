@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Any, Iterator, Optional
 
 import numpy as np
 
-from radiodiff.diffusion.generate import GIVEN
 from radiodiff.io.artifacts import artifact_dir, atomic_write, relocated, save_image_grid
 from radiodiff.io.integrity import open_h5
 from radiodiff.io.provenance import git_commit
@@ -28,7 +27,14 @@ if TYPE_CHECKING:
     from radiodiff.diffusion.generate import GenerateResult
 
 __all__ = ["save_samples", "sample_images", "sample_filename", "samples_nbytes",
-           "read_samples", "SAMPLES_FORMAT_VERSION"]
+           "read_samples", "SAMPLES_FORMAT_VERSION", "CONDITION_MODES", "GIVEN"]
+
+# Where the conditions of drawn images came from, as generate() records it and the samples
+# files carry it (HDF5 attribute and FITS card CONDS): the conditions the caller did not set
+# were drawn from the training rows or left null (generate's `conditions`) ...
+CONDITION_MODES = ("draw", "null")
+# ... or the caller set every condition the model takes (none drawn or left null).
+GIVEN = "given"
 
 SAMPLES_FORMAT_VERSION = 2  # 2: attribute `model` (folder name) replaces `model_path`
 _PREVIEW_MAX = 64  # images in preview.png
@@ -84,7 +90,7 @@ def _provenance(release: Release, result: GenerateResult) -> dict[str, Any]:
         "model_name": meta.get("model_name", ""),
         "data_sha256": meta.get("data_sha256") or "",
         "model_git_commit": meta.get("git_commit") or "",
-        "git_commit": git_commit(),  # of the code drawing the samples ("unknown": no checkout)
+        "git_commit": git_commit() or "",  # of the code drawing the samples ("": unknown)
         "telescope": str(telescope or ""),
         "freq_hz": float("nan") if freq is None else float(freq),
         "sampler": s["sampler"], "steps": s["steps"], "guidance": s["guidance"],
@@ -116,7 +122,7 @@ def _fits_cards(prov: dict[str, Any], result: GenerateResult, k: int) -> dict[st
     return {
         "ORIGIN": "radiodiff",
         "SYNTHETI": (True, "drawn by a generative model, not observed"),
-        "GITCOMMT": (prov["git_commit"], "commit of the code used"),
+        "GITCOMMT": (prov["git_commit"] or None, "commit of the code used"),
         "MODEL": (prov["model"], "release folder name"),
         "MODELSHA": (prov["model_sha256"], "SHA-256 of model.safetensors"),
         "MODELNAM": (prov["model_name"], "network preset"),

@@ -6,7 +6,12 @@ the weights can recompute it. The hashes of the shipped releases (``models/first
 ``radiodiff/trusted_releases.json`` (:data:`TRUSTED_FILE`), and travel with the code.
 :func:`verify_release` compares a folder with that record (``radiodiff verify MODEL``);
 :func:`note_untrusted` is what :func:`radiodiff.io.release.load_release` calls: one warning
-line for a release that cannot be vouched for, never a refusal.
+line for a release that cannot be vouched for, never a refusal, and none for a release this
+process exported itself (:func:`radiodiff.io.artifacts.made_here`: a checkpoint exported to
+a temporary folder to be evaluated or sampled).
+
+A copy of a shipped release is recognised by its weights (``model.safetensors``) alone: a
+release of one's own named ``first`` is unknown, not a modified copy.
 
 A release is identified by the files that decide what it draws (:data:`RELEASE_FILES`, and
 those of its ``refiner/``), not by its model card or benchmark notes. After re-exporting a
@@ -22,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
+from radiodiff.io.artifacts import KINDS, made_here
 from radiodiff.io.integrity import sha256_file
 
 __all__ = ["TRUSTED_FILE", "RELEASE_FILES", "TrustReport", "release_hashes",
@@ -31,6 +37,8 @@ TRUSTED_FILE = Path(__file__).resolve().parents[1] / "trusted_releases.json"
 # What a release draws with (release.CONFIG_FILE, WEIGHTS_FILE, META_FILE, TABLE_FILE).
 RELEASE_FILES = ("config.yaml", "model.safetensors", "meta.json", "train_conditions.csv")
 _REFINER = "refiner"  # release.REFINER_DIR
+_WEIGHTS = "model.safetensors"  # release.WEIGHTS_FILE: what identifies a copy
+_MARKS = KINDS["release"]  # what every release folder has: meta.json, model.safetensors
 _FORMAT = 1
 
 log = logging.getLogger(__name__)
@@ -41,8 +49,9 @@ _noted: set[tuple[str, str]] = set()  # (folder, status): one line per process
 class TrustReport:
     """The verdict on one release folder.
 
-    status: ``ok`` (byte for byte a shipped release), ``modified`` (shares files or its
-    name with a shipped release but differs from it) or ``unknown``; ``name``: that
+    status: ``ok`` (byte for byte a shipped release), ``modified`` (has the weights of a
+    shipped release but other files differ), ``unknown`` or ``not_release`` (no
+    ``meta.json`` / ``model.safetensors``: not a release folder at all); ``name``: that
     shipped release; ``differing``: its files that are changed, missing or extra;
     ``known``: the recorded releases.
     """
@@ -65,6 +74,8 @@ class TrustReport:
             shown = ", ".join(self.differing[:4]) + (" ..." if len(self.differing) > 4 else "")
             return (f"{self.path}: MODIFIED copy of the shipped release {self.name!r} "
                     f"({shown} differ from the recorded SHA-256): it cannot be vouched for")
+        if self.status == "not_release":
+            return (f"{self.path}: not a release folder (no {'/'.join(_MARKS)})")
         return (f"{self.path}: UNKNOWN release, not one of the shipped releases "
                 f"({', '.join(self.known) or 'none recorded'}): it cannot "
                 "be vouched for")
@@ -95,24 +106,27 @@ def trusted_releases(record: Path = TRUSTED_FILE) -> dict[str, dict[str, str]]:
 
 
 def verify_release(path: str | Path, record: Path = TRUSTED_FILE) -> TrustReport:
-    """Compare the release folder ``path`` with the recorded shipped releases."""
+    """Compare the release folder ``path`` with the recorded shipped releases: ``ok``, a
+    ``modified`` copy (the weights of a shipped release, other files changed), ``unknown``
+    (other weights, whatever the folder is called) or ``not_release``."""
     path = Path(path)
-    have, known = release_hashes(path), trusted_releases(record)
+    known = trusted_releases(record)
     names = tuple(sorted(known))
+    if not all((path / f).is_file() for f in _MARKS):
+        return TrustReport(path, "not_release", known=names)
+    have = release_hashes(path)
     for name, want in known.items():
         if have == want:
             return TrustReport(path, "ok", name, known=names)
 
     def shared(name: str) -> int:
         return sum(have.get(f) == sha for f, sha in known[name].items())
-    # a copy: the same weights or the same folder name (a new export of the same data shares
-    # train_conditions.csv with the shipped release, and is a new release, not a copy)
-    candidates = [n for n in known if have.get("model.safetensors") is not None
-                  and have.get("model.safetensors") == known[n].get("model.safetensors")
-                  or n.split("/")[-1] == path.name]
+    # a copy has the same weights; the folder name or a shared train_conditions.csv (a new
+    # export of the same data) say nothing
+    candidates = [n for n in known if have[_WEIGHTS] == known[n].get(_WEIGHTS)]
     if not candidates:
         return TrustReport(path, "unknown", known=names)
-    name = max(candidates, key=lambda n: (shared(n), n.split("/")[-1] == path.name))
+    name = max(candidates, key=lambda n: (shared(n), n))
     want = known[name]
     differing = sorted(f for f in set(want) | set(have) if want.get(f) != have.get(f))
     return TrustReport(path, "modified", name, tuple(differing), names)
@@ -121,9 +135,13 @@ def verify_release(path: str | Path, record: Path = TRUSTED_FILE) -> TrustReport
 def note_untrusted(path: str | Path) -> Optional[TrustReport]:
     """Log one warning line when the release at ``path`` cannot be vouched for (once per
     folder and verdict in a process); returns the report. A ``refiner/`` inside a release
-    is vouched for with its base, so it is not reported on its own."""
+    is vouched for with its base, and a release this process exported
+    (:func:`~radiodiff.io.artifacts.made_here`) is the user's own: neither is reported
+    (None)."""
     path = Path(path)
     if path.name == _REFINER and (path.parent / "meta.json").is_file():
+        return None
+    if made_here(path, "release"):
         return None
     report = verify_release(path)
     key = (str(path.resolve()), report.status)

@@ -74,6 +74,10 @@ def _release(cfg: DictConfig):
     release = load_release(resolve_model(cfg.render.model))
     spec = SamplerSpec.build(release.sampler, sampler=cfg.render.sampler,
                              steps=cfg.render.steps, guidance=cfg.render.guidance)
+    given = cfg.render.sampler or cfg.render.steps or cfg.render.guidance is not None
+    from radiodiff.progress import announce
+    how = "render.* given" if given else "the model's recommended setting"
+    announce(f"sampler: {spec.name}, {spec.steps} steps, guidance {spec.guidance:g} ({how})")
     return release, ModelCutouts(release, spec, cfg.render.batch_invariant)
 
 
@@ -126,15 +130,23 @@ def plan_skymap(cfg: DictConfig) -> Plan:
 
 
 def _rms_rows(cfg: DictConfig, grid: MapGrid, rows: tuple[int, int]) -> Optional[np.ndarray]:
-    """The rms map (Jy/beam) reprojected onto map rows [r0, r1), or None."""
+    """The rms map reprojected onto map rows [r0, r1), or None. Its pixels go to Jy/beam
+    by its BUNIT as catalogue fields do (:func:`radiodiff.io.fits.jy_per_beam_factor`: a
+    map in mJy/beam does not give 1000x the noise); a map without BUNIT is taken to be in
+    the default of ``data.assume_bunit``."""
     if not cfg.noise.rms_map:
         return None
     from reproject import reproject_interp
 
-    from radiodiff.io.fits import read_fits_image
+    from radiodiff.config import DataConfig
+    from radiodiff.io.fits import InputError, jy_per_beam_factor, read_fits_image
 
     img = read_fits_image(cfg.noise.rms_map)
-    out, _ = reproject_interp((img.data, img.wcs), grid.sub_wcs(rows[0], 0),
+    try:
+        factor = jy_per_beam_factor(img, DataConfig.assume_bunit)
+    except InputError as exc:
+        raise ValueError(f"noise.rms_map: {exc}") from None
+    out, _ = reproject_interp((img.data * factor, img.wcs), grid.sub_wcs(rows[0], 0),
                               shape_out=(rows[1] - rows[0], grid.shape[1]))
     if not np.all(np.isfinite(out) & (out > 0)):
         raise ValueError(f"{cfg.noise.rms_map}: the rms map must cover the whole sky map "

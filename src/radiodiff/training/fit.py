@@ -13,6 +13,8 @@ import logging
 import math
 import os
 import shutil
+import signal
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -27,14 +29,16 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from omegaconf import DictConfig, OmegaConf
 
 from radiodiff.config import ConfigError
-from radiodiff.io.artifacts import (atomic_text, clear_stale_temps, link_or_copy,
-                                   save_torch, temp_name)
+from radiodiff.io.artifacts import (OutputError, atomic_text, clear_stale_temps,
+                                   link_or_copy, lock_output, save_torch, temp_name,
+                                   unlock_output)
 from radiodiff.data.datamodule import CutoutDataModule
 from radiodiff.data.prepared import read_prepared
 from radiodiff.data.preprocess import DATA_FLOOR, check_projection_config, read_kept_floor
 from radiodiff.io.integrity import read_manifest, sha256_file, write_manifest
 from radiodiff.training.export import LAST, PREV, read_checkpoint
-from radiodiff.training.identity import check_resume
+from radiodiff.training.identity import (check_resume, check_resume_data,
+                                         recorded_data_sha256)
 from radiodiff.training.module import (DataStats, DiffusionModule, checkpoint_progress,
                                        module_from_config)
 from radiodiff.diffusion.condition_table import ConditionTable
@@ -54,7 +58,7 @@ class ResumeCheckpoint(Callback):
 
     The decision to save is taken on rank 0 and broadcast, so ranks whose clocks differ
     never disagree about entering the (collective) save. A save goes: write
-    ``.rdtmp-<pid>-last.ckpt`` (:func:`~radiodiff.io.artifacts.temp_name`), read it back (:func:`~radiodiff.training.export.read_checkpoint`:
+    ``.rdtmp-<pid>@<host>-last.ckpt`` (:func:`~radiodiff.io.artifacts.temp_name`), read it back (:func:`~radiodiff.training.export.read_checkpoint`:
     loadable, finite), record its SHA-256 in ``SHA256SUMS`` (next to those of the files it
     rotates, so a crash at any point leaves every file verifiable), make ``prev.ckpt`` a
     second name (hard link) of the old ``last.ckpt`` and rename the new file to
@@ -135,7 +139,7 @@ class ResumeCheckpoint(Callback):
 
 class AtomicCheckpointIO(TorchCheckpointIO):
     """Checkpoints written by :func:`radiodiff.io.artifacts.save_torch`: a temporary
-    sibling ``.rdtmp-<pid>-last.ckpt`` (fsynced, then renamed; written in place when the
+    sibling ``.rdtmp-<pid>@<host>-last.ckpt`` (fsynced, then renamed; written in place when the
     path is already that temporary, as :class:`ResumeCheckpoint`'s is), never a copy in the
     system temp folder (Lightning's fsspec transaction stages one there), and stale
     temporaries of a killed run removed by the next save."""
@@ -323,13 +327,15 @@ def check_data_inputs(cfg: DictConfig) -> None:
             f"data.fields_dir=<fields folder> at them (or put them at the paths above)")
 
 
-def _ensure_prepared(cfg: DictConfig) -> None:
+def _ensure_prepared(cfg: DictConfig) -> bool:
+    """Prepare ``data.out`` when it is missing; returns whether it was prepared now."""
     check_data_inputs(cfg)
     if Path(cfg.data.out).is_file():
-        return
+        return False
     from radiodiff.data.prepare import prepare
     log.info("%s missing: preparing data=%s first", cfg.data.out, cfg.data.name)
     log.info(prepare(cfg).format())
+    return True
 
 
 class _DropMessages(logging.Filter):
@@ -375,16 +381,23 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None,
           extra_callbacks: list[Callback] = ()) -> dict[str, Any]:
     """Train (or resume) the run described by ``cfg``; returns a short summary.
 
-    The inputs are checked first, so a run that cannot start creates no folder.
+    The inputs are checked first, so a run that cannot start creates no folder. Rank 0
+    holds the output lock of ``train.ckpt_dir`` while it trains (a second run of the same
+    name is refused, naming this one's pid). A run stopped by Ctrl-C returns with
+    ``"interrupted": True`` (Lightning would exit the process with status 1) and the
+    checkpoints already written kept.
     """
     L.seed_everything(int(cfg.seed), workers=True, verbose=False)
     ckpt, state = _resume_state(cfg)
-    _ensure_prepared(cfg)
+    if _ensure_prepared(cfg) and state is not None:  # prepared just now: check it too
+        check_resume_data(cfg, state, ckpt, _prepared_sha256(cfg.data.out))
     quiet_libraries(cfg)
     run_dir = Path(run_dir or Path(cfg.paths.output_dir) / str(cfg.train.run_name))
     run_dir.mkdir(parents=True, exist_ok=True)
     dm = CutoutDataModule.from_config(cfg.data, seed=int(cfg.seed))
     dm.setup("fit")
+    if state is not None:
+        _accept_forced_data(dm, state)
     module = module_from_config(cfg, data_stats(cfg, dm))
     callbacks = build_callbacks(cfg)
     if int(cfg.train.sample_every_steps) > 0:
@@ -397,32 +410,93 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None,
     max_steps = _max_steps(float(cfg.train.total_kimg) * 1000, batch_images, state)
     del state
     trainer = build_trainer(cfg, run_dir, max_steps, callbacks)
-    if ckpt and trainer.is_global_zero:
-        log.info("resuming from %s", ckpt)
-    elif ckpt is None and cfg.train.init_from:
-        warm_start(module, cfg.train.init_from)
     ckpt_dir = Path(cfg.train.ckpt_dir)
-    ckpt_dir.mkdir(parents=True, exist_ok=True)
-    atomic_text(ckpt_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+    locked = trainer.is_global_zero  # DDP ranks re-run this function: rank 0 locks
+    if locked:
+        _lock_ckpt_dir(cfg, ckpt_dir)
     try:
-        trainer.fit(module, datamodule=dm, ckpt_path=ckpt, weights_only=True)
+        if ckpt and trainer.is_global_zero:
+            log.info("resuming from %s", ckpt)
+        elif ckpt is None and cfg.train.init_from:
+            warm_start(module, cfg.train.init_from)
+        ckpt_dir.mkdir(parents=True, exist_ok=True)
+        atomic_text(ckpt_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+        try:
+            _fit(trainer, module, dm, ckpt)
+        finally:
+            wandb_offline = _finish_wandb(cfg, trainer)
     finally:
-        wandb_offline = _finish_wandb(cfg, trainer)
+        if locked:
+            unlock_output(ckpt_dir)
     return {"steps": int(trainer.global_step), "images_seen": module.images_seen,
             "checkpoint": str(ckpt_dir / LAST), "run_dir": str(run_dir),
             "resumed_from": ckpt, "wandb_offline": wandb_offline,
+            "interrupted": bool(trainer.interrupted),
             "metrics": {k: float(v) for k, v in trainer.callback_metrics.items()}}
+
+
+def _lock_ckpt_dir(cfg: DictConfig, ckpt_dir: Path) -> None:
+    """Hold ``ckpt_dir``'s output lock (:func:`~radiodiff.io.artifacts.lock_output`): a
+    second run writing the same checkpoints is refused in one line naming the holder."""
+    try:
+        lock_output(ckpt_dir)
+    except OutputError as exc:
+        raise OutputError(f"train.run_name={cfg.train.run_name}: {exc}") from None
+
+
+def _fit(trainer: L.Trainer, module: DiffusionModule, dm: CutoutDataModule,
+         ckpt: str | None) -> None:
+    """``trainer.fit``; Ctrl-C returns with ``trainer.interrupted`` set.
+
+    Lightning catches the KeyboardInterrupt, tears down and calls ``sys.exit(1)``, leaving
+    SIGINT ignored: that exit is turned back into a return here, and the SIGINT handler
+    restored, so the caller can say what was kept (and a multirun stops cleanly).
+    """
+    main = threading.current_thread() is threading.main_thread()
+    handler = signal.getsignal(signal.SIGINT) if main else None
+    try:
+        trainer.fit(module, datamodule=dm, ckpt_path=ckpt, weights_only=True)
+    except SystemExit:
+        if not trainer.interrupted:
+            raise
+    finally:
+        if main and handler is not None:
+            signal.signal(signal.SIGINT, handler)
 
 
 def _resume_state(cfg: DictConfig) -> tuple[str | None, dict | None]:
     """The checkpoint to resume (or None) and its state, checked before anything is
-    written: hash, layout, finite weights, and that it is this run (its identity)."""
+    written: hash, layout, finite weights, that it is this run (its identity) and, when
+    ``data.out`` is prepared already, that it holds the data the checkpoint was trained on
+    (its ``data_sha256``; :func:`~radiodiff.training.identity.check_resume`)."""
     ckpt = resume_path(cfg)
     if ckpt is None:
         return None, None
     state = read_checkpoint(ckpt, usage="resume from it with train.resume={}")
-    check_resume(cfg, state, ckpt)
+    data = Path(cfg.data.out)
+    check_resume(cfg, state, ckpt, _prepared_sha256(data) if data.is_file() else None)
     return ckpt, state
+
+
+def _prepared_sha256(path: str | Path) -> str | None:
+    """The ``data_sha256`` attribute of a prepared file (its attributes only: no images)."""
+    return read_prepared(path, images=False).attrs.get("data_sha256")
+
+
+def _accept_forced_data(dm: CutoutDataModule, state: dict) -> None:
+    """Resume on other data when ``train.resume_force`` let it through
+    (:func:`~radiodiff.training.identity.check_resume_data`): the DataModule's own check of
+    the checkpoint's ``data_sha256`` would refuse it, so it is shown this file's hash."""
+    recorded = recorded_data_sha256(state)
+    current = dm.data_sha256
+    if recorded is None or current is None or recorded == current:
+        return
+    load = dm.load_state_dict
+
+    def load_state_dict(saved: dict) -> None:
+        load({**saved, "data_sha256": current})
+
+    dm.load_state_dict = load_state_dict
 
 
 def _finish_wandb(cfg: DictConfig, trainer: L.Trainer) -> str | None:

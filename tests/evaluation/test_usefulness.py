@@ -1,0 +1,61 @@
+"""Train-synthetic-test-real: the protocol, and the synthetic set drawn like the train split."""
+
+import json
+
+import numpy as np
+import pytest
+
+from helpers import synth
+from helpers.releases import tiny_release
+
+from radiodiff.diffusion.sampling import SamplerSpec
+from radiodiff.evaluation.metrics import EvalSettings, run_evaluation
+from radiodiff.evaluation.sets import Compared, reference_splits
+from radiodiff.evaluation.usefulness import recalls, tstr
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory):
+    return synth.write_blob_set(tmp_path_factory.mktemp("tstr") / "set.h5")
+
+
+def test_recalls_are_the_diagonal_over_the_rows():
+    assert recalls([[3, 1], [0, 0]]) == [0.75, None]
+    assert recalls([[2, 0, 0], [1, 1, 2], [0, 0, 5]]) == [1.0, 0.25, 1.0]
+
+
+def test_real_images_are_as_useful_as_real_ones_and_noise_is_not(prepared):
+    test, train, val, ps = reference_splits(prepared, "test")
+    classes = list(ps.classes)
+    same = tstr((train.images, train.labels), (val.images, val.labels),
+                (test.images, test.labels), classes, epochs=4)
+    assert same["real"]["accuracy"] > 0.9 and same["synthetic"]["accuracy_ratio"] > 0.85
+    assert len(same["synthetic"]["recall_ratio"]) == 2 and same["epochs"] == 4
+    rng = np.random.default_rng(0)
+    noise = rng.uniform(0, 1, train.images.shape).astype(np.float32) ** 4
+    useless = tstr((train.images, train.labels), (noise, train.labels),
+                   (test.images, test.labels), classes, epochs=4)
+    assert useless["synthetic"]["accuracy"] < 0.8 * useless["real"]["accuracy"]
+    unlabelled = tstr((train.images, train.labels), (noise, np.full(len(noise), -1)),
+                      (test.images, test.labels), classes, epochs=1)
+    assert unlabelled["n_synthetic"] == 0 and "synthetic" not in unlabelled
+
+
+def test_evaluate_tstr_draws_one_image_per_training_row(prepared, tmp_path):
+    tiny = tiny_release(tmp_path / "tiny", ["blob", "double"])
+    settings = EvalSettings(classifier_epochs=1, rvf_folds=2, rvf_epochs=1,
+                            sourcefinder=False, n_repeats=2, tstr=True,
+                            cache_dir=str(tmp_path / "cache"))
+    compared = Compared(model=tiny, n=4, spec=SamplerSpec(steps=1), seed=3)
+    _, train, _, _ = reference_splits(prepared, "test")
+    synthetic = compared.train_like(prepared, train, tmp_path / "t")
+    assert np.array_equal(synthetic.labels, train.labels)
+    assert Compared(real_split="valid").train_like(prepared, train, tmp_path) is None
+    result, paths = run_evaluation(prepared, compared, tmp_path / "r", "test", settings)
+    u = json.loads(paths["metrics.json"].read_text())["usefulness"]
+    assert u["n_synthetic"] == len(train.labels) and u["n_real_train"] == len(train.labels)
+    assert set(u) >= {"real", "synthetic", "real+synthetic"}
+    assert "## Usefulness" in paths["report.md"].read_text()
+    no_tstr = EvalSettings(**{**settings.__dict__, "tstr": False})
+    result, _ = run_evaluation(prepared, compared, tmp_path / "s", "test", no_tstr)
+    assert result.usefulness is None
