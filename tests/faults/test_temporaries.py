@@ -142,7 +142,7 @@ def test_killed_checkpoint_writes_leave_nothing_after_one_clean_up(tmp_path):
 
     importlib.import_module("radiodiff.training.fit")  # Lightning: once, before the forks
 
-    ckdir, rng, left, failed_alone = tmp_path / "ckpt", random.Random(0), [], []
+    ckdir, rng, left = tmp_path / "ckpt", random.Random(0), []
     ckdir.mkdir()
     k = 0
     while k < 20 or not any(left) and k < 60:  # 20 kills, more until one lands mid-write
@@ -150,6 +150,10 @@ def test_killed_checkpoint_writes_leave_nothing_after_one_clean_up(tmp_path):
         pid = os.fork()
         if pid == 0:  # the child never returns into pytest
             try:
+                # one thread: a forked child that enters an OpenMP region the parent's
+                # earlier tests started hangs (GNU OpenMP), and is then killed having
+                # written nothing (what CI saw under the full suite)
+                torch.set_num_threads(1)
                 _save_forever(ckdir, k * 10**6)
             except BaseException as exc:  # said in the assertion below
                 (tmp_path / "child-error.txt").write_text(repr(exc))
@@ -159,11 +163,10 @@ def test_killed_checkpoint_writes_leave_nothing_after_one_clean_up(tmp_path):
         os.kill(pid, signal.SIGKILL)
         _, status = os.waitpid(pid, 0)
         err = tmp_path / "child-error.txt"
-        if not os.WIFSIGNALED(status):  # seen twice under the full suite's load, not alone:
-            failed_alone.append(err.read_text() if err.exists() else "?")  # see the note
-            assert len(failed_alone) <= 2, f"the checkpoint writer failed: {failed_alone}"
-            continue
+        assert os.WIFSIGNALED(status), (  # the writer never stops on its own
+            f"the checkpoint writer failed: {err.read_text() if err.exists() else '?'}")
         left.append(sorted(set(os.listdir(ckdir)) - {LAST, PREV, MANIFEST}))
+    assert LAST in os.listdir(ckdir), "no writer ever finished a checkpoint"
     assert any(left)  # some kills landed mid-write and left temporaries
     clear_stale_temps(ckdir)  # one clean-up
     names = set(os.listdir(ckdir))
