@@ -41,7 +41,7 @@ prepare: setup
 	$(BIN)/radiodiff prepare data=$(DATA) $(ARGS)
 
 inspect: setup
-	$(BIN)/radiodiff inspect data/$(DATA).h5 --out outputs/inspect/$(DATA)
+	$(BIN)/radiodiff inspect data/$(DATA).h5 --out outputs/inspect/$(DATA) --overwrite
 
 # python train.py with Hydra overrides, e.g. make train ARGS="model=unet_base data=mirabest"
 train: setup

@@ -102,7 +102,8 @@ def _cmd_inspect(args) -> int:
     from radiodiff.data.summary import inspect_prepared
 
     out = Path(args.out) if args.out else Path("outputs") / "inspect" / Path(args.file).stem
-    paths = inspect_prepared(args.file, out, n_per_class=args.n_per_class, seed=args.seed)
+    paths = inspect_prepared(args.file, out, n_per_class=args.n_per_class, seed=args.seed,
+                             overwrite=args.overwrite)
     print(paths["summary.txt"].read_text(), end="")
     print("wrote:\n" + "\n".join(f"  {p}" for p in paths.values()))
     return 0
@@ -339,6 +340,7 @@ def _add_inspect(sub) -> None:
     p.add_argument("--out", default=None, help="output folder (default outputs/inspect/<name>)")
     p.add_argument("--n-per-class", type=int, default=16, help="images per class grid")
     p.add_argument("--seed", type=int, default=0, help="seed of the image selection")
+    _overwrite_arg(p, "inspect folder (one with summary.json)")
 
 
 def _add_export(sub) -> None:
@@ -520,7 +522,7 @@ def _cmd_skymap(args) -> int:
         if args.overrides or args.shard or args.devices or args.preset != "first":
             raise ValueError("--merge takes only --out: the shards' config is in "
                              "<out>/skymap_config.yaml")
-        res = merge_shards(args.out)
+        res = merge_shards(args.out, args.overwrite)
     else:
         cfg = load_skymap_config(args.preset, args.overrides)
         if args.cfg:
@@ -550,7 +552,8 @@ def _render_skymap(cfg, args):
             raise ValueError(f"{', '.join(extra)}: only with --devices N")
         shard = parse_shard(args.shard) if args.shard else None
         return build_skymap(cfg, args.out, shard,
-                            progress=progress_bar("model cutouts", "batches"))
+                            progress=progress_bar("model cutouts", "batches"),
+                            overwrite=args.overwrite)
     if args.shard:
         raise ValueError("--devices renders every shard of the map; --shard K/N renders "
                          "one: give one of them")
@@ -558,7 +561,8 @@ def _render_skymap(cfg, args):
 
     return build_skymap_on_devices(cfg, args.out, _devices(args.devices),
                                    args.accelerator or "auto", args.strategy or "ddp",
-                                   args.shards, progress_bar=sys.stderr.isatty())
+                                   args.shards, progress_bar=sys.stderr.isatty(),
+                                   overwrite=args.overwrite)
 
 
 def _devices(text: str) -> int | str:
@@ -607,6 +611,7 @@ def _add_skymap(sub) -> None:
     p.add_argument("--shards", type=int, default=None,
                    help="with --devices: number of shards (default: one per process)")
     p.add_argument("--cfg", action="store_true", help="print the composed config and exit")
+    _overwrite_arg(p, "map (its final files; a folder with skymap_config.yaml)")
 
 
 def _add_evaluate_map(sub) -> None:
@@ -660,7 +665,7 @@ def error_line(exc: BaseException) -> tuple[str, int]:
 
 # What an interrupted command leaves: the folder writers (artifact_dir) and the prepared
 # file swap in a whole result at the end; the others write file by file, each atomically.
-_WRITES_FILE_BY_FILE = ("inspect", "skymap", "evaluate-map")
+_WRITES_FILE_BY_FILE = ("skymap", "evaluate-map")  # skymap: its --shard / --devices strips
 
 
 def interrupted_line(command: str) -> str:

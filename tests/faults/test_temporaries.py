@@ -22,7 +22,7 @@ import torch
 from safetensors import SafetensorError
 
 from helpers import synth
-from helpers.outputs import hashes, one_line, temps
+from helpers.outputs import SRC, hashes, one_line, temps
 from radiodiff.cli import main
 from radiodiff.io import artifacts
 from radiodiff.io.artifacts import (OLD_PREFIX, OutputError, atomic_write, clear_stale_temps,
@@ -103,6 +103,65 @@ def test_the_clean_up_never_touches_another_hosts_temporaries(tmp_path):
         assert (tmp_path / ".rdlock-t").read_text() == f"{os.getpid()}@{artifacts._HOST}\n"
     finally:
         unlock_output(tmp_path / "t")
+
+
+_BDSF_KILLED = """
+import sys, time
+from radiodiff.evaluation.sourcefind import _work_folder
+with _work_folder(sys.argv[1]) as tmp:  # as find_sources does around PyBDSF
+    print(tmp, flush=True)
+    time.sleep(120)
+"""
+
+
+def test_pybdsf_work_folders_of_killed_processes_are_removed_by_the_next_run(tmp_path,
+                                                                             monkeypatch):
+    """PyBDSF runs in a work folder per image, in worker processes; after kill -9 those
+    folders stayed forever (tempfile's ``radiodiff-bdsf-XXXX``, which nothing recognised).
+    Now they are named by the one rule for temporaries and the next run removes those of
+    dead processes, in ``workdir`` and in the default place, never a live process's or
+    another host's."""
+    import tempfile
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from radiodiff.evaluation import sourcefind
+
+    work, system = tmp_path / "work", tmp_path / "sys"
+    env = dict(os.environ, PYTHONPATH=SRC, OMP_NUM_THREADS="1")
+    proc = subprocess.Popen([sys.executable, "-c", _BDSF_KILLED, str(work)], env=env,
+                            stdout=subprocess.PIPE, text=True)
+    with proc.stdout:
+        killed = Path(proc.stdout.readline().strip())
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    assert killed.parent == work and killed.is_dir()  # what kill -9 leaves
+    host, dead, alive = artifacts._HOST, _dead_pid(), os.getppid()
+    stale = [f".rdtmp-{dead}@{host}-bdsf-a1b2c3"]
+    kept = [f".rdtmp-{alive}@{host}-bdsf-d4e5f6", f".rdtmp-{dead}@node_7.cluster-bdsf-x",
+            "radiodiff-bdsf-mine", "notes"]
+    default = system / f"radiodiff-bdsf-{os.getuid()}"
+    for root in (work, default):
+        for name in stale + kept:
+            (root / name).mkdir(parents=True)
+            (root / name / "image.fits").write_bytes(b"x")
+    used = []
+
+    def process_image(path, outdir, **options):  # PyBDSF that finds nothing
+        used.append(Path(outdir))
+        return SimpleNamespace(gaussians=[], sources=[])
+    monkeypatch.setattr(sourcefind, "_import_bdsf",
+                        lambda: SimpleNamespace(process_image=process_image))
+    monkeypatch.setattr(tempfile, "tempdir", str(system))
+    image = np.zeros((16, 16))
+    image[8, 8] = 1.0
+    for workdir, root in ((work, work), (None, default)):
+        found = sourcefind.find_sources(image, 1.8, 5.4, rms=0.01, workdir=workdir)
+        assert found["n_sources"] == 0 and used[-1].parent == root
+        assert sorted(os.listdir(root)) == sorted(kept)  # the dead ones and its own gone
+    me = f".rdtmp-{os.getpid()}@{host}-bdsf-"
+    assert all(p.name.startswith(me) for p in used), used
 
 
 # What ResumeCheckpoint.save uses of a Lightning Trainer, saving a minimal checkpoint.

@@ -223,7 +223,7 @@ def test_pixel_scale_follows_the_las_of_cutouts_cut_by_las(tmp_path, drawing):
         assert f.attrs["conditions"] == "draw"
 
 
-@pytest.mark.parametrize("n", [2, 4])
+@pytest.mark.parametrize("n", [1, 2, 4])  # 1: one 1.25-inch panel cut the title
 def test_preview_title_fits_the_figure(tmp_path, release, monkeypatch, n):
     from radiodiff.io import artifacts
     drawn = []

@@ -21,7 +21,8 @@ from typing import Any
 import h5py
 import numpy as np
 
-from radiodiff.io.artifacts import atomic_text, save_image_grid, to_plain
+from radiodiff.io.artifacts import (artifact_dir, atomic_text, relocated, save_image_grid,
+                                    to_plain)
 from radiodiff.data.prepared import FLAGS, PreparedSet, read_prepared
 
 __all__ = [
@@ -478,7 +479,7 @@ def plot_class_grids(path: str | Path, out_dir: str | Path, n_per_class: int = 1
 
 
 def inspect_prepared(path: str | Path, out_dir: str | Path, n_per_class: int = 16,
-                     seed: int = 0) -> dict[str, Path]:
+                     seed: int = 0, overwrite: bool = False) -> dict[str, Path]:
     """Write ``summary.json``, ``summary.txt`` and the class grids of a prepared file.
 
     Parameters
@@ -486,11 +487,16 @@ def inspect_prepared(path: str | Path, out_dir: str | Path, n_per_class: int = 1
     path : str or Path
         Prepared HDF5 file.
     out_dir : str or Path
-        Output folder, created if needed. Every file is written atomically.
+        Output folder, written whole and atomically
+        (:func:`radiodiff.io.artifacts.artifact_dir`, kind ``inspect``: recognised by its
+        ``summary.json``; its files listed in ``SHA256SUMS``; one writer at a time).
     n_per_class : int
         Most images per class grid (>= 1).
     seed : int
         Seed of the grid selection.
+    overwrite : bool
+        Replace an earlier inspect folder's own files (anything else there is kept); without
+        it an existing one is refused, as is any other non-empty folder.
 
     Returns
     -------
@@ -498,14 +504,14 @@ def inspect_prepared(path: str | Path, out_dir: str | Path, n_per_class: int = 1
         File name to path of every file written.
     """
     _check_positive("n_per_class", n_per_class)
-    summary = summarize(path)
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    written = {
-        "summary.json": atomic_text(out_dir / "summary.json",
-                                     json.dumps(summary, indent=2, allow_nan=False) + "\n"),
-        "summary.txt": atomic_text(out_dir / "summary.txt", format_summary(summary)),
-    }
-    for png in plot_class_grids(path, out_dir, n_per_class=n_per_class, seed=seed):
-        written[png.name] = png
-    return written
+    with artifact_dir(out_dir, "inspect", overwrite) as tmp:
+        summary = summarize(path)
+        written = {
+            "summary.json": atomic_text(tmp / "summary.json",
+                                         json.dumps(summary, indent=2, allow_nan=False) + "\n"),
+            "summary.txt": atomic_text(tmp / "summary.txt", format_summary(summary)),
+        }
+        for png in plot_class_grids(path, tmp, n_per_class=n_per_class, seed=seed):
+            written[png.name] = png
+    return relocated(written, tmp, out_dir)

@@ -17,6 +17,13 @@ Conventions
   PyBDSF then uses that constant noise and a zero mean instead of estimating maps.
 * PyBDSF is imported lazily, so this module imports without it; the functions raise
   :class:`ImportError` with an install hint when it is missing.
+* Each run's FITS file and PyBDSF log live in a work folder named by the package's rule for
+  temporaries (``.rdtmp-<pid>@<host>-bdsf-<random>``,
+  :func:`radiodiff.io.artifacts.temp_name`) in ``workdir`` or in ``radiodiff-bdsf-<user>``
+  of the system temporary folder. One left
+  by a killed process (``kill -9`` of a run or of its workers) is removed by the next run
+  (:func:`radiodiff.io.artifacts.clear_stale_temps`); those of live processes and of other
+  hosts are kept.
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ import logging
 import math
 import multiprocessing
 import os
+import shutil
 import tempfile
 import warnings
 from pathlib import Path
@@ -35,6 +43,7 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
+from radiodiff.io.artifacts import clear_stale_temps, temp_name
 from radiodiff.io.fits import write_fits_image
 
 __all__ = ["SOURCE_KEYS", "find_sources", "find_sources_batch", "source_stats"]
@@ -182,6 +191,35 @@ def _silenced() -> Iterator[None]:
             handler.close()
 
 
+def _work_root(workdir: str | Path | None) -> Path:
+    """Where PyBDSF's work folders are made: ``workdir``, else ``radiodiff-bdsf-<user>`` in
+    the system temporary folder (one per user, private: a shared one would be another
+    user's to clean); made when missing."""
+    if workdir is not None:
+        root = Path(workdir)
+        root.mkdir(parents=True, exist_ok=True)
+        return root
+    user = os.getuid() if hasattr(os, "getuid") else os.environ.get("USERNAME", "user")
+    root = Path(tempfile.gettempdir()) / f"radiodiff-bdsf-{user}"
+    root.mkdir(mode=0o700, exist_ok=True)
+    return root
+
+
+@contextlib.contextmanager
+def _work_folder(workdir: str | Path | None) -> Iterator[Path]:
+    """A fresh folder for one PyBDSF run, removed afterwards. Named by the one rule for
+    temporaries (``.rdtmp-<pid>@<host>-bdsf-<random>``, owned by this process, which may be
+    a worker), so that the work folders of killed processes in the same place, removed
+    first, are recognised by the one clean-up."""
+    root = _work_root(workdir)
+    clear_stale_temps(root)
+    path = Path(tempfile.mkdtemp(prefix=f"{temp_name(root / 'bdsf').name}-", dir=root))
+    try:
+        yield str(path)
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
 def find_sources(image: np.ndarray, pixel_scale_arcsec: float,
                  beam_arcsec: float | Sequence[float], frequency_hz: float = 1.4e9,
                  rms: float | None = None, thresh_isl: float = 3.0, thresh_pix: float = 5.0,
@@ -207,8 +245,9 @@ def find_sources(image: np.ndarray, pixel_scale_arcsec: float,
         Island boundary and island peak thresholds [multiples of rms]. Defaults 3 and 5
         (PyBDSF's own).
     workdir : str or pathlib.Path, optional
-        Folder in which the temporary folder for the FITS file and PyBDSF's log is made
-        (default: the system temporary folder); it is always removed afterwards.
+        Folder in which the work folder for the FITS file and PyBDSF's log is made
+        (default: ``radiodiff-bdsf-<user>`` in the system temporary folder); it is always
+        removed afterwards, and those of dead processes there first.
 
     Returns
     -------
@@ -250,7 +289,7 @@ def find_sources(image: np.ndarray, pixel_scale_arcsec: float,
         return _empty_result()
 
     error = None
-    with tempfile.TemporaryDirectory(prefix="radiodiff-bdsf-", dir=workdir) as tmp:
+    with _work_folder(workdir) as tmp:
         path = write_fits_image(Path(tmp) / "image.fits", data, scale, (bmaj, bmin),
                                 bunit="JY/BEAM")
         with _silenced():

@@ -18,7 +18,8 @@ an I/O error is one line naming the file (:func:`write_error`).
 What an output folder is ("its own kind") is recognised by the files that only that
 writer makes (:data:`KINDS`): a release has ``meta.json`` and ``model.safetensors``, a
 samples folder ``samples.h5``, a report ``metrics.json``, a demo ``summary.md`` and
-``report/metrics.json``. A writer refuses an existing non-empty target that is not its own
+``report/metrics.json``, an inspect folder ``summary.json``, a sky map (and its shards'
+folder) ``skymap_config.yaml``. A writer refuses an existing non-empty target that is not its own
 kind (whatever ``overwrite`` says), and replaces its own kind only with ``overwrite`` and
 then only the files it wrote (listed in the folder's ``SHA256SUMS``; in a folder written by
 an older version, which has none, the files its writer makes, :data:`WRITES`): anything else
@@ -73,6 +74,8 @@ KINDS: dict[str, tuple[str, ...]] = {
     "samples": ("samples.h5",),
     "report": ("metrics.json",),
     "demo": ("summary.md", "report/metrics.json"),
+    "inspect": ("summary.json",),
+    "skymap": ("skymap_config.yaml",),  # written by single runs, shards and merges alike
 }
 _MARGIN = 16 * 2**20  # bytes kept free beyond an output's estimated size
 # How full disks read: errno, h5py ("errno = 28"), safetensors ("os error 28", StorageFull)
@@ -101,6 +104,9 @@ WRITES: dict[str, tuple[str, ...]] = {
     "demo": (r"summary\.md", r"real_vs_generated\.png",
              *(rf"samples/[^/]+/{p}" for p in _SAMPLES_FILES),
              *(rf"report/{p}" for p in _REPORT_FILES)),
+    "inspect": (r"summary\.(?:json|txt)", r"grid_[^/]+\.png"),
+    "skymap": (r"(?:map|model|truth)\.fits", r"preview\.png", r"provenance\.json",
+               r"skymap_config\.yaml"),  # not shards/: a merge keeps its inputs
 }
 
 
@@ -748,5 +754,14 @@ def save_image_grid(path: str | Path, images: np.ndarray, title: str = "",
             ax.set_title(str(titles[i])[:24], fontsize=5, pad=2)
         ax.set_axis_off()
     if title:
-        fig.suptitle(title, fontsize=9, y=0.995)
+        _fit_width(fig, fig.suptitle(title, fontsize=9, y=0.995))
     return save_figure(fig, path, format="png")
+
+
+def _fit_width(fig, text, pad_in: float = 0.1) -> None:
+    """Widen ``fig`` until ``text`` (centred) fits whole: a grid of one 1.25-inch panel is
+    narrower than its two-line title, which was cut at both sides."""
+    need = text.get_window_extent(fig.canvas.get_renderer()).width / fig.dpi + 2 * pad_in
+    width, height = fig.get_size_inches()
+    if need > width:
+        fig.set_size_inches(need, height)

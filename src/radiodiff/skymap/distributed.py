@@ -18,10 +18,13 @@ from pathlib import Path
 from typing import Any, Optional
 
 import lightning.pytorch as L
+from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig
 from torch.utils.data import DataLoader, Dataset
 
-from radiodiff.skymap.build import map_grid, merge_shards, plan_skymap, render_into
+from radiodiff.io.artifacts import unlock_output
+from radiodiff.skymap.build import (check_map_output, map_grid, merge_shards, plan_skymap,
+                                    render_into)
 from radiodiff.skymap.sky import tile_rows
 
 __all__ = ["ShardIndices", "ShardRenderer", "build_skymap_on_devices"]
@@ -78,7 +81,8 @@ class ShardRenderer(L.LightningModule):
 def build_skymap_on_devices(cfg: DictConfig, out: str | Path, devices: Any,
                             accelerator: str = "auto", strategy: str = "ddp",
                             shards: Optional[int] = None, num_nodes: int = 1,
-                            progress_bar: bool = False) -> Optional[dict[str, Any]]:
+                            progress_bar: bool = False,
+                            overwrite: bool = False) -> Optional[dict[str, Any]]:
     """Render the map of ``cfg`` into ``out`` as shards over Lightning devices, then merge.
 
     Parameters
@@ -94,6 +98,9 @@ def build_skymap_on_devices(cfg: DictConfig, out: str | Path, devices: Any,
         Number of shards (horizontal strips); default: one per process (world size).
     progress_bar : bool
         Lightning's progress bar over the shards (rank 0).
+    overwrite : bool
+        Replace an earlier map's own files in ``out`` (checked before any rendering by the
+        launching process; the shards and the user's files are kept).
 
     Returns
     -------
@@ -113,9 +120,16 @@ def build_skymap_on_devices(cfg: DictConfig, out: str | Path, devices: Any,
                          f"--devices: give at least one shard per process")
     tile_rows(map_grid(cfg).shape[0], 0, n)  # at most one shard per map row, said now
     loader = DataLoader(ShardIndices(n), batch_size=1, collate_fn=_shard_list)
-    with warnings.catch_warnings():
-        for text in _QUIET:
-            warnings.filterwarnings("ignore", message=text)
-        trainer.predict(ShardRenderer(cfg, out, n), dataloaders=loader,
-                        return_predictions=False)
-    return merge_shards(out) if trainer.is_global_zero else None
+    # Under ddp every process runs this code: the one that launched the others (rank 0 by
+    # its environment, as Lightning reads it) checks and locks the output, then merges.
+    if rank_zero_only.rank == 0:
+        check_map_output(out, overwrite)
+    try:
+        with warnings.catch_warnings():
+            for text in _QUIET:
+                warnings.filterwarnings("ignore", message=text)
+            trainer.predict(ShardRenderer(cfg, out, n), dataloaders=loader,
+                            return_predictions=False)
+        return merge_shards(out, overwrite) if trainer.is_global_zero else None
+    finally:
+        unlock_output(out)

@@ -18,14 +18,16 @@ from radiodiff.skymap.render import TRUTH_COLUMNS
 from radiodiff.skymap.sky import MapGrid
 
 __all__ = ["MAP_FILE", "MODEL_FILE", "TRUTH_FILE", "PREVIEW_FILE", "PROVENANCE_FILE",
-           "map_header", "write_map", "truth_table", "write_truth", "write_preview",
-           "write_provenance", "shard_path", "write_shard", "read_shard"]
+           "map_header", "write_map", "truth_table", "write_truth", "preview_marks",
+           "preview_figure", "write_preview", "write_provenance", "shard_path", "write_shard",
+           "read_shard"]
 
 MAP_FILE, MODEL_FILE, TRUTH_FILE = "map.fits", "model.fits", "truth.fits"
 PREVIEW_FILE, PROVENANCE_FILE = "preview.png", "provenance.json"
 _UNITS = {"ra": "deg", "dec": "deg", "x": "pix", "y": "pix", "flux_req": "Jy",
           "flux_meas": "Jy", "peak_req": "Jy/beam", "peak_meas": "Jy/beam", "las": "arcsec",
           "pa": "deg"}
+_MARK = "#00e5ff"  # circles around generated sources: cyan, apart from the inferno colours
 
 
 def map_header(grid: MapGrid, survey: Mapping, rms: float | None, cards: Mapping[str, Any]):
@@ -69,9 +71,22 @@ def write_truth(path: Path, table) -> Path:
     return atomic_write(path, lambda tmp: table.write(tmp, format="fits"))
 
 
-def write_preview(path: Path, data: np.ndarray, rms: float, title: str) -> Path:
-    """asinh stretch, softening 3 rms, from -3 rms to the 99.9 percentile."""
+def preview_marks(table, grid: MapGrid) -> np.ndarray:
+    """(n, 3) circles ``x, y, radius`` [map pixels] around the truth rows of ``table``: its
+    position, half its LAS plus one beam FWHM (a point source gets a one-beam circle)."""
+    las = np.nan_to_num(np.asarray(table["las"], dtype=np.float64), nan=0.0)
+    radius = (0.5 * las + grid.beam.bmaj) / grid.pixel_scale_arcsec
+    return np.column_stack([np.asarray(table["x"], dtype=np.float64),
+                            np.asarray(table["y"], dtype=np.float64), radius])
+
+
+def preview_figure(data: np.ndarray, rms: float, title: str, marks=(), label: str = ""):
+    """The preview: asinh stretch, softening 3 rms, from -3 rms to the 99.9 percentile;
+    one circle per row of ``marks`` (:func:`preview_marks`) and, when there are any, a
+    legend line ``<label> (<n>)``."""
     from astropy.visualization import AsinhStretch, ImageNormalize, ManualInterval
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Circle
 
     top = max(float(np.percentile(data, 99.9)), 10 * rms)
     norm = ImageNormalize(interval=ManualInterval(-3 * rms, top),
@@ -80,9 +95,24 @@ def write_preview(path: Path, data: np.ndarray, rms: float, title: str) -> Path:
     fig = new_figure((6.0, 6.0 * ny / nx + 0.4), dpi=150)
     ax = fig.add_axes([0.02, 0.02, 0.96, 0.96 * 6 * ny / nx / (6 * ny / nx + 0.4)])
     ax.imshow(data, origin="lower", cmap="inferno", norm=norm, interpolation="nearest")
+    for x, y, r in np.asarray(marks, dtype=np.float64).reshape(-1, 3):
+        ax.add_patch(Circle((x, y), r, fill=False, edgecolor=_MARK, linewidth=0.8))
+    if len(marks):
+        ring = Line2D([], [], linestyle="none", marker="o", markersize=7,
+                      markerfacecolor="none", markeredgecolor=_MARK)
+        ax.legend([ring], [f"{label} ({len(marks)})".strip()], loc="upper right",
+                  fontsize=7, framealpha=0.7)
+    ax.set_xlim(-0.5, nx - 0.5)  # circles at the edges do not widen the view
+    ax.set_ylim(-0.5, ny - 0.5)
     ax.set_axis_off()
     fig.suptitle(title, fontsize=8)
-    return save_figure(fig, path, format="png")
+    return fig
+
+
+def write_preview(path: Path, data: np.ndarray, rms: float, title: str, marks=(),
+                  label: str = "") -> Path:
+    """:func:`preview_figure` as a PNG, written atomically."""
+    return save_figure(preview_figure(data, rms, title, marks, label), path, format="png")
 
 
 def write_provenance(path: Path, provenance: Mapping) -> Path:
