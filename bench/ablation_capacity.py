@@ -26,10 +26,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
-
 from radiodiff.diffusion.sampling import SamplerSpec
-from radiodiff.evaluation.metrics import EvalSettings, run_evaluation
+from radiodiff.evaluation.metrics import EvalSettings
+from radiodiff.evaluation.run import run_evaluation
 from radiodiff.evaluation.sets import Compared, reference_set
 
 ROOT = Path(__file__).resolve().parents[1]

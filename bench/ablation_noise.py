@@ -95,7 +95,7 @@ def cmd_eval(args) -> None:
     from bench_quality import score_configs  # noqa: E402 (bench helper)
 
     from radiodiff.config import load_config
-    from radiodiff.training.export import export_checkpoint, output_projection
+    from radiodiff.pipeline.checkpoint import export_checkpoint, output_projection
 
     # the output projection the committed ablation table was scored with (runs may predate
     # the setting): the 8-bit quantum as the floor, no noise islands

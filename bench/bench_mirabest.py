@@ -22,7 +22,8 @@ import time
 from pathlib import Path
 
 from radiodiff.diffusion.sampling import SamplerSpec
-from radiodiff.evaluation.metrics import EvalSettings, run_evaluation
+from radiodiff.evaluation.metrics import EvalSettings
+from radiodiff.evaluation.run import run_evaluation
 from radiodiff.evaluation.sets import Compared
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -31,9 +31,10 @@ from pathlib import Path
 
 import numpy as np
 
-from radiodiff.diffusion.refine import RefineSpec
+from radiodiff.pipeline.refine import RefineSpec
 from radiodiff.diffusion.sampling import SAMPLERS, SamplerSpec, sampler_nfe
-from radiodiff.evaluation.metrics import EvalSettings, evaluate, w1_ratios, w1_summary
+from radiodiff.evaluation.distances import w1_ratios, w1_summary
+from radiodiff.evaluation.metrics import EvalSettings, evaluate
 from radiodiff.evaluation.sets import (ImageSet, generated_set, proportional_labels,
                                        reference_meta, reference_set, reference_splits)
 
@@ -125,7 +126,7 @@ def score_configs(model: str, reference: str, split: str, n: int, configs: list[
 
 def _refine_nfe(model: str) -> int:
     """Network evaluations per image of the model's faint-end refiner (0: none)."""
-    from radiodiff.io.release import META_FILE, resolve_model
+    from radiodiff.io.release_files import META_FILE, resolve_model
     path = resolve_model(model)
     if path.is_file():  # a training checkpoint: no refiner
         return 0
@@ -245,7 +246,7 @@ def main() -> None:
     if args.out:
         from radiodiff.io.artifacts import atomic_text
         from radiodiff.io.provenance import git_commit
-        from radiodiff.io.release import resolve_model
+        from radiodiff.io.release_files import resolve_model
         _, ps = reference_set(args.reference, args.split)
         atomic_text(args.out, json.dumps({
             "model": resolve_model(args.model).name, "reference": Path(args.reference).name,

@@ -20,7 +20,7 @@ import numpy as np
 from radiodiff.diffusion.sampling import SamplerSpec
 from radiodiff.evaluation.grids import class_grid_figure
 from radiodiff.evaluation.sets import ImageSet, open_model, reference_set, released_set
-from radiodiff.io.release import resolve_model
+from radiodiff.io.release_files import resolve_model
 
 
 def pick(split: ImageSet, train: ImageSet, label: int, n: int, rng) -> ImageSet:

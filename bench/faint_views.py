@@ -64,11 +64,12 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=10)
     args = ap.parse_args()
 
-    from radiodiff.data.preprocess import project_like_data
-    from radiodiff.diffusion.generate import generate
-    from radiodiff.evaluation.classifier import real_vs_fake
+    from radiodiff.data.projection import project_like_data
+    from radiodiff.pipeline.generate import generate
     from radiodiff.evaluation.sets import proportional_labels, reference_set
-    from radiodiff.io.release import load_release, resolve_model
+    from radiodiff.evaluation.two_sample import real_vs_fake
+    from radiodiff.io.release_files import resolve_model
+    from radiodiff.pipeline.release import load_release
 
     real, _ = reference_set(args.reference, "valid")
     train, _ = reference_set(args.reference, "train")

@@ -17,9 +17,10 @@ import numpy as np
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from radiodiff.diffusion.generate import generate  # noqa: E402
+from radiodiff.pipeline.generate import generate  # noqa: E402
 from radiodiff.evaluation.sets import reference_splits  # noqa: E402
-from radiodiff.io.release import load_release, resolve_model  # noqa: E402
+from radiodiff.io.release_files import resolve_model
+from radiodiff.pipeline.release import load_release  # noqa: E402
 
 
 def main() -> None:

@@ -4,7 +4,7 @@
 
 Draws ``--n`` images from ``--model`` (``--config``, its refiner included, the real split's
 class mix) without the final projection, applies
-:func:`radiodiff.data.preprocess.project_like_data` at each floor (halo and peak rule from the
+:func:`radiodiff.data.projection.project_like_data` at each floor (halo and peak rule from the
 release's final projection) and scores each set with the evaluation suite, as
 ``bench/bench_quality.py`` does; prints one row per floor with the faint-view (x^0.25)
 segmented components per image. The data's noise islands (:mod:`radiodiff.data.islands`)
@@ -26,12 +26,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_quality import (_parse_config, _refine_nfe, _row, _spec_and_options,  # noqa: E402
                            add_generation_args)
 
-from radiodiff.data.preprocess import project_like_data  # noqa: E402
+from radiodiff.data.projection import project_like_data  # noqa: E402
 from radiodiff.evaluation.faint import faint_view  # noqa: E402
 from radiodiff.evaluation.metrics import EvalSettings, evaluate, image_statistics  # noqa: E402
 from radiodiff.evaluation.sets import (ImageSet, generated_set,  # noqa: E402
                                        proportional_labels, reference_meta, reference_splits)
-from radiodiff.io.release import load_release, resolve_model  # noqa: E402
+from radiodiff.io.release_files import resolve_model
+from radiodiff.pipeline.release import load_release  # noqa: E402
 
 _SHOWN = ("real_vs_fake", "real_vs_fake_std", "real_vs_fake_faint", "real_vs_fake_faint_std",
           "zero_real", "zero_fake", "faint_real", "faint_fake", "class_fidelity_ratio",
@@ -42,7 +43,7 @@ _SHOWN = ("real_vs_fake", "real_vs_fake_std", "real_vs_fake_faint", "real_vs_fak
 
 def final_projection(model: str, refine: bool = True) -> dict:
     """The projection a release applies to its output: its refiner's when refining, as in
-    :func:`radiodiff.diffusion.generate.generate`."""
+    :func:`radiodiff.pipeline.generate.generate`."""
     release = load_release(resolve_model(model))
     refined = refine and release.refiner is not None
     projection = (release.refiner.projection if refined else None) or release.projection

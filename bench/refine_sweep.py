@@ -5,8 +5,8 @@
 
 For every sigma, attaches ``--refiner`` (a release trained with ``schedule=stretch``, e.g.
 ``radiodiff export --ckpt <run>/last.ckpt --ema-halflife 5``) to ``--base`` (default: the
-built-in model) in a temporary folder (:func:`radiodiff.io.release.attach_refiner`, ``--steps``
-refiner steps) and scores each sampler configuration with ``bench/bench_quality.py``'s
+built-in model) in a temporary folder (:func:`radiodiff.pipeline.release.attach_refiner`,
+``--steps`` refiner steps) and scores each sampler configuration with ``bench/bench_quality.py``'s
 ``score_configs`` against the real ``--split`` images (default valid: the test split is
 for the end), faint-pixel view included. ``--base-row`` adds the base alone
 (``:norefine``) for comparison, ``--real-row`` the real-vs-real floor. Prints the table and
@@ -25,7 +25,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_quality import markdown_table, score_configs  # noqa: E402
 
-from radiodiff.diffusion.refine import RefineSpec  # noqa: E402
+from radiodiff.pipeline.refine import RefineSpec  # noqa: E402
 
 
 def main() -> None:
@@ -50,7 +50,8 @@ def main() -> None:
 
     from radiodiff.io.artifacts import atomic_text
     from radiodiff.io.provenance import git_commit
-    from radiodiff.io.release import attach_refiner, resolve_model
+    from radiodiff.io.release_files import resolve_model
+    from radiodiff.pipeline.release import attach_refiner
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:

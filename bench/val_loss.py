@@ -16,7 +16,7 @@ import h5py
 import numpy as np
 import torch
 
-from radiodiff.io.release import load_release
+from radiodiff.pipeline.release import load_release
 
 SIGMAS = (0.005, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
 

@@ -53,7 +53,7 @@ def test_cli_evaluate_real_split_needs_the_reference(tmp_path, capsys, monkeypat
 def test_cli_sampler_line_says_what_came_from_where(tmp_path, capsys):
     from helpers.releases import tiny_release
     from radiodiff.cli import _model_spec, _release_spec, _spec, build_parser
-    from radiodiff.io.release import load_release
+    from radiodiff.pipeline.release import load_release
 
     def line(*options, model=None, release=None):
         args = build_parser().parse_args(["evaluate", *options])

@@ -144,7 +144,7 @@ def _check_model_and_class(ns, args: list[str]) -> None:
     (a path such as ``models/mine`` is the user's own: not checked)."""
     import json
 
-    from radiodiff.io.release import DEFAULT_MODEL, resolve_model
+    from radiodiff.io.release_files import DEFAULT_MODEL, resolve_model
 
     if ns.command not in ("sample", "demo", "evaluate"):
         return

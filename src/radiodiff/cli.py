@@ -62,7 +62,8 @@ def _model_spec(model):
     import json
 
     from radiodiff.diffusion.sampling import SamplerSpec
-    from radiodiff.io.release import META_FILE, recommended_spec, resolve_model
+    from radiodiff.io.release_files import META_FILE, resolve_model
+    from radiodiff.pipeline.release import recommended_spec
     path = resolve_model(model)
     if path.is_file():  # a training checkpoint
         return SamplerSpec(), _CHECKPOINT
@@ -109,8 +110,9 @@ def _cmd_inspect(args) -> int:
 
 
 def _cmd_sample(args) -> int:
-    from radiodiff.diffusion.generate import generate
-    from radiodiff.io.release import load_release, resolve_model
+    from radiodiff.pipeline.generate import generate
+    from radiodiff.io.release_files import resolve_model
+    from radiodiff.pipeline.release import load_release
     from radiodiff.io.artifacts import check_output
     from radiodiff.io.samples import samples_nbytes, save_samples
 
@@ -154,7 +156,7 @@ def _cmd_demo(args) -> int:
 
 
 def _cmd_export(args) -> int:
-    from radiodiff.training.export import FROM_RUN, export_checkpoint
+    from radiodiff.pipeline.checkpoint import FROM_RUN, export_checkpoint
 
     out = export_checkpoint(args.ckpt, args.out, ema_halflife_kimg=args.ema_halflife,
                             overwrite=args.overwrite, data=args.data,
@@ -186,7 +188,7 @@ def _projection_islands(text: str):
     import json
 
     from radiodiff.data.islands import IslandModel
-    from radiodiff.training.export import FROM_RUN
+    from radiodiff.pipeline.checkpoint import FROM_RUN
     if text in ("run", "none"):
         return FROM_RUN if text == "run" else None
     try:
@@ -199,7 +201,8 @@ def _projection_islands(text: str):
 
 
 def _cmd_attach_refiner(args) -> int:
-    from radiodiff.io.release import attach_refiner, resolve_model
+    from radiodiff.io.release_files import resolve_model
+    from radiodiff.pipeline.release import attach_refiner
 
     out = attach_refiner(resolve_model(args.base), resolve_model(args.refiner), args.out,
                          sigma=args.sigma, steps=args.steps, rho=args.rho,
@@ -210,7 +213,7 @@ def _cmd_attach_refiner(args) -> int:
 
 
 def _eval_name(args) -> str:
-    from radiodiff.io.release import DEFAULT_MODEL
+    from radiodiff.io.release_files import DEFAULT_MODEL
 
     if args.real_split:
         return f"real-{args.real_split}-vs-{args.split}"
@@ -221,7 +224,8 @@ def _eval_name(args) -> str:
 
 
 def _cmd_evaluate(args) -> int:
-    from radiodiff.evaluation.metrics import EvalSettings, run_evaluation
+    from radiodiff.evaluation.metrics import EvalSettings
+    from radiodiff.evaluation.run import run_evaluation
     from radiodiff.evaluation.sets import Compared
 
     if args.real_split and args.reference is None:  # else the model would be loaded for it
@@ -254,7 +258,7 @@ def _cmd_evaluate(args) -> int:
 
 
 def _cmd_verify(args) -> int:
-    from radiodiff.io.release import resolve_model
+    from radiodiff.io.release_files import resolve_model
     from radiodiff.io.trust import verify_release
 
     report = verify_release(resolve_model(args.model))
@@ -263,7 +267,8 @@ def _cmd_verify(args) -> int:
 
 
 def _cmd_recommend(args) -> int:
-    from radiodiff.io.release import recommend_sampler, resolve_model
+    from radiodiff.io.release_files import resolve_model
+    from radiodiff.pipeline.release import recommend_sampler
     path = recommend_sampler(resolve_model(args.model),
                              _spec(args, *_model_spec(args.model)))
     print(f"recorded in {path / 'meta.json'} (and its SHA256SUMS)")
@@ -312,32 +317,34 @@ class _DefaultsOnceFormatter(argparse.ArgumentDefaultsHelpFormatter):
         return super()._get_help_string(action)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="radiodiff", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="command", required=True)
+def _command(sub, name: str, func, help: str) -> argparse.ArgumentParser:
+    """Add sub-command ``name`` running ``func(args)``; its help shows each default once."""
+    p = sub.add_parser(name, help=help, formatter_class=_DefaultsOnceFormatter)
+    p.set_defaults(func=func)
+    return p
 
-    p = sub.add_parser("prepare", help="survey inputs -> data/<name>.h5 (Hydra overrides)",
-                       formatter_class=_DefaultsOnceFormatter)
+
+def _add_prepare(sub) -> None:
+    p = _command(sub, "prepare", _cmd_prepare, "survey inputs -> data/<name>.h5 (Hydra overrides)")
     p.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. data=mirabest "
                    "data.negatives=abs data.cuts.snr_min=null")
     p.add_argument("--cfg", action="store_true", help="print the composed data config and exit")
     p.add_argument("--out", default=None, help="output file (default: data.out)")
     _overwrite_arg(p, "prepared HDF5 file", folder=False)
-    p.set_defaults(func=_cmd_prepare)
 
-    p = sub.add_parser("inspect", help="PNG grid per class and a summary of a prepared file",
-                       formatter_class=_DefaultsOnceFormatter)
+
+def _add_inspect(sub) -> None:
+    p = _command(sub, "inspect", _cmd_inspect,
+                 "PNG grid per class and a summary of a prepared file")
     p.add_argument("file", help="prepared HDF5 file, e.g. data/first.h5")
     p.add_argument("--out", default=None, help="output folder (default outputs/inspect/<name>)")
     p.add_argument("--n-per-class", type=int, default=16, help="images per class grid")
     p.add_argument("--seed", type=int, default=0, help="seed of the image selection")
     _overwrite_arg(p, "inspect folder (one with summary.json)")
-    p.set_defaults(func=_cmd_inspect)
 
-    from radiodiff.diffusion.refine import RefineSpec  # attach-refiner defaults
-    p = sub.add_parser("export", help="training checkpoint -> release folder (EMA weights)",
-                       formatter_class=_DefaultsOnceFormatter)
+
+def _add_export(sub) -> None:
+    p = _command(sub, "export", _cmd_export, "training checkpoint -> release folder (EMA weights)")
     p.add_argument("--ckpt", required=True, help="training checkpoint, e.g. .../last.ckpt")
     p.add_argument("--out", required=True, help="release folder to write")
     p.add_argument("--data", default=None,
@@ -364,11 +371,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fresh", action="store_true",
                    help="replace the whole release folder at --out, its refiner/, model card "
                    "and anything else in it included (implies --overwrite)")
-    p.set_defaults(func=_cmd_export)
 
-    p = sub.add_parser("attach-refiner", help="base release + faint-end refiner release -> "
-                       "one release (the refiner in refiner/, checked as a pair)",
-                       formatter_class=_DefaultsOnceFormatter)
+
+def _add_attach_refiner(sub) -> None:
+    from radiodiff.pipeline.refine import RefineSpec  # its defaults are the options' defaults
+    p = _command(sub, "attach-refiner", _cmd_attach_refiner,
+                 "base release + faint-end refiner release -> one release (the "
+                 "refiner in refiner/, checked as a pair)")
     p.add_argument("--base", required=True, help="base release folder or shipped model name")
     p.add_argument("--refiner", required=True,
                    help="refiner release (same classes and conditions; normally trained "
@@ -382,10 +391,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rho", type=float, default=RefineSpec.rho,
                    help="curvature of the refiner's noise schedule (EDM Eq. 5)")
     _overwrite_arg(p, "release folder")
-    p.set_defaults(func=_cmd_attach_refiner)
 
-    p = sub.add_parser("sample", help="draw images from a release folder -> FITS + HDF5 + PNG",
-                       formatter_class=_DefaultsOnceFormatter)
+
+def _add_sample(sub) -> None:
+    p = _command(sub, "sample", _cmd_sample,
+                 "draw images from a release folder -> FITS + HDF5 + PNG")
     p.add_argument("--model", default=None,
                    help="release folder or shipped model name (default: the built-in "
                    "model, models/first)")
@@ -434,10 +444,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None,
                    help="output folder (default: outputs/samples/<model folder name>)")
     _overwrite_arg(p, "samples folder (one with samples.h5)")
-    p.set_defaults(func=_cmd_sample)
-    p = sub.add_parser("demo", help="the built-in model in minutes: samples per class (FITS), "
-                       "real vs generated PNG, short metrics report",
-                       formatter_class=_DefaultsOnceFormatter)
+
+
+def _add_demo(sub) -> None:
+    p = _command(sub, "demo", _cmd_demo,
+                 "the built-in model in minutes: samples per class (FITS), real vs "
+                 "generated PNG, short metrics report")
     p.add_argument("--reference", default="data/first.h5", help="prepared real data file")
     p.add_argument("--model", default=None, help="release folder or shipped model name "
                    "(default: the built-in model)")
@@ -445,10 +457,10 @@ def build_parser() -> argparse.ArgumentParser:
     _overwrite_arg(p, "demo folder")
     p.add_argument("--n-per-class", type=int, default=16, help="images per class")
     _solver_args(p)
-    p.set_defaults(func=_cmd_demo)
 
-    p = sub.add_parser("evaluate", help="metrics of generated vs real images -> report",
-                       formatter_class=_DefaultsOnceFormatter)
+
+def _add_evaluate(sub) -> None:
+    p = _command(sub, "evaluate", _cmd_evaluate, "metrics of generated vs real images -> report")
     p.add_argument("--reference", default=None,
                    help="prepared real data file (default: the one the model was trained "
                    "on: the run's data.out or data/<data.name>.h5, checked against the "
@@ -480,23 +492,22 @@ def build_parser() -> argparse.ArgumentParser:
                    "pixel scale, beam) differ, classes mapped by name (a class the "
                    "reference lacks counts as none); refused without it")
     _overwrite_arg(p, "report folder (one with metrics.json)")
-    p.set_defaults(func=_cmd_evaluate)
 
-    p = sub.add_parser("verify", help="is a release one of the shipped models, unchanged? "
-                       "(exit 0: OK; 1: modified or unknown, cannot be vouched for)",
-                       formatter_class=_DefaultsOnceFormatter)
+
+def _add_verify(sub) -> None:
+    p = _command(sub, "verify", _cmd_verify,
+                 "is a release one of the shipped models, unchanged? (exit 0: OK; "
+                 "1: modified or unknown, cannot be vouched for)")
     p.add_argument("model", nargs="?", default=None, help="release folder or shipped model "
                    "name (default: the built-in model, models/first)")
-    p.set_defaults(func=_cmd_verify)
 
-    p = sub.add_parser("recommend", help="record a release's recommended sampler (meta.json "
-                       "`sampler`), the default of sample / demo / evaluate / skymap",
-                       formatter_class=_DefaultsOnceFormatter)
+
+def _add_recommend(sub) -> None:
+    p = _command(sub, "recommend", _cmd_recommend,
+                 "record a release's recommended sampler (meta.json `sampler`), "
+                 "the default of sample / demo / evaluate / skymap")
     p.add_argument("model", help="release folder")
     _sampler_args(p)
-    p.set_defaults(func=_cmd_recommend)
-    _skymap_parsers(sub)
-    return parser
 
 
 # --------------------------------------------------------------------------- skymap
@@ -578,11 +589,10 @@ def _cmd_evaluate_map(args) -> int:
     return 0
 
 
-def _skymap_parsers(sub) -> None:
-    """``skymap`` (map + truth catalogue, shards, merge) and ``evaluate-map``."""
-    p = sub.add_parser("skymap", help="survey map (Jy/beam) + truth catalogue from a source "
-                       "catalogue or a source-count model (overrides key=value)",
-                       formatter_class=_DefaultsOnceFormatter)
+def _add_skymap(sub) -> None:
+    p = _command(sub, "skymap", _cmd_skymap,
+                 "survey map (Jy/beam) + truth catalogue from a source catalogue or "
+                 "a source-count model (overrides key=value)")
     p.add_argument("overrides", nargs="*", help="config overrides, e.g. sky.ra_deg=150 "
                    "sky.size_deg=[0.5,0.5] sources.catalog=cat.fits render.model=first")
     p.add_argument("--preset", default="first", help="conf/skymap/<preset>.yaml: first | lotss")
@@ -602,11 +612,12 @@ def _skymap_parsers(sub) -> None:
                    help="with --devices: number of shards (default: one per process)")
     p.add_argument("--cfg", action="store_true", help="print the composed config and exit")
     _overwrite_arg(p, "map (its final files; a folder with skymap_config.yaml)")
-    p.set_defaults(func=_cmd_skymap)
 
-    p = sub.add_parser("evaluate-map", help="PyBDSF on a skymap folder vs its truth: "
-                       "completeness, reliability, flux, positions -> JSON + PNG",
-                       formatter_class=_DefaultsOnceFormatter)
+
+def _add_evaluate_map(sub) -> None:
+    p = _command(sub, "evaluate-map", _cmd_evaluate_map,
+                 "PyBDSF on a skymap folder vs its truth: completeness, "
+                 "reliability, flux, positions -> JSON + PNG")
     p.add_argument("map_dir", help="folder written by `radiodiff skymap`")
     p.add_argument("--out", default=None, help="report folder (default: <map_dir>/evaluation)")
     p.add_argument("--radius-beams", type=float, default=1.0,
@@ -615,7 +626,23 @@ def _skymap_parsers(sub) -> None:
     p.add_argument("--thresh-pix", type=float, default=5.0, help="PyBDSF peak threshold (rms)")
     p.add_argument("--no-noise-free", action="store_true",
                    help="skip PyBDSF on the noise-free model map")
-    p.set_defaults(func=_cmd_evaluate_map)
+
+
+# The sub-commands in the order `radiodiff --help` lists them; each adds its parser and
+# options (shared groups: _sampler_args, _solver_args, _overwrite_arg).
+_COMMANDS = (_add_prepare, _add_inspect, _add_export, _add_attach_refiner, _add_sample,
+             _add_demo, _add_evaluate, _add_verify, _add_recommend, _add_skymap,
+             _add_evaluate_map)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``radiodiff`` parser: one sub-parser per entry of :data:`_COMMANDS`."""
+    parser = argparse.ArgumentParser(prog="radiodiff", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    for add in _COMMANDS:
+        add(sub)
+    return parser
 
 
 def error_line(exc: BaseException) -> tuple[str, int]:

@@ -150,10 +150,10 @@ class DataConfig:
     # beam's major axis, data.beam_arcsec): one image each, never one per split.
     duplicates: Duplicates = Duplicates.drop
     limit: Optional[int] = None  # only the first N catalogue rows (quick looks, tests)
-    # Generated images go through the data's last steps (data.preprocess.project_like_data):
+    # Generated images go through the data's last steps (data.projection.project_like_data):
     # below this fraction of the peak only a halo of projection_halo_px around brighter
     # emission is kept: a number, "data" (the largest floor that changes no training image,
-    # measured when the run starts: data.preprocess.largest_kept_floor) or null (no floor,
+    # measured when the run starts: data.projection.largest_kept_floor) or null (no floor,
     # e.g. data that keep their noise).
     projection_floor: Any = None
     projection_halo_px: int = 2

@@ -9,10 +9,11 @@ import pytest
 from scipy import ndimage
 
 from helpers.releases import tiny_release
-from radiodiff.data.islands import IslandModel, add_islands, island_layer, island_rng
-from radiodiff.data.preprocess import apply_projection, project_like_data
-from radiodiff.diffusion.generate import generate
-from radiodiff.io.release import load_release
+from radiodiff.data.islands import IslandModel, add_islands, island_layer
+from radiodiff.data.projection import apply_projection, project_like_data
+from radiodiff.pipeline.generate import generate
+from radiodiff.pipeline.release import load_release
+from radiodiff.seeds import island_rng
 
 FIRST = dict(k_mean=3.15, k_std=0.3, ln_r_mean=-4.5, ln_r_std=1.2, r_max=0.2,
              beam_fwhm_px=3.0, factor=2)

@@ -12,8 +12,9 @@ from helpers import synth
 from helpers.releases import tiny_release
 from radiodiff.cli import main
 from radiodiff.evaluation.demo import DEMO_SETTINGS, run_demo
-from radiodiff.io.release import DEFAULT_MODEL, load_release, models_dir, resolve_model
-from radiodiff.diffusion.generate import generate
+from radiodiff.io.release_files import DEFAULT_MODEL, models_dir, resolve_model
+from radiodiff.pipeline.release import load_release
+from radiodiff.pipeline.generate import generate
 
 FAST = dataclasses.replace(DEMO_SETTINGS, classifier_epochs=2, rvf_folds=2, rvf_epochs=2,
                            n_repeats=3)

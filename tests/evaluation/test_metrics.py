@@ -7,8 +7,8 @@ import pytest
 
 from helpers import synth
 
-from radiodiff.evaluation.metrics import (EvalResult, EvalSettings, conditioning_accuracy,
-                                          evaluate, w1_ratios, w1_summary)
+from radiodiff.evaluation.distances import w1_ratios, w1_summary
+from radiodiff.evaluation.metrics import EvalResult, EvalSettings, conditioning_accuracy, evaluate
 from radiodiff.evaluation.report import write_report
 from radiodiff.evaluation.sets import ImageSet, reference_set
 

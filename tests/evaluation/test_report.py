@@ -9,7 +9,8 @@ from helpers import synth
 from helpers.releases import tiny_release
 
 from radiodiff.diffusion.sampling import SamplerSpec
-from radiodiff.evaluation.metrics import EvalSettings, run_evaluation
+from radiodiff.evaluation.metrics import EvalSettings
+from radiodiff.evaluation.run import run_evaluation
 from radiodiff.evaluation.sets import Compared
 
 FAST = EvalSettings(classifier_epochs=1, rvf_folds=2, rvf_epochs=1, sourcefinder=False,
@@ -31,7 +32,7 @@ def _title(paths) -> str:
 
 
 def test_title_says_release_or_checkpoint(prepared, tiny, tmp_path, monkeypatch):
-    import radiodiff.training.export as export
+    import radiodiff.pipeline.checkpoint as export
     settings = EvalSettings(**{**FAST.__dict__, "cache_dir": str(tmp_path / "cache")})
     compared = Compared(model=tiny, n=4, spec=SamplerSpec(steps=2))
     result, paths = run_evaluation(prepared, compared, tmp_path / "a", "test", settings)

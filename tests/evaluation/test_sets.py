@@ -55,7 +55,7 @@ def test_pixel_scales_follow_the_cutout_rule_and_meta_names_the_unit(prepared):
 
 def test_sample_classes_runs_the_seeds_on_across_classes(monkeypatch):
     import types
-    import radiodiff.diffusion.generate as gen
+    import radiodiff.pipeline.generate as gen
     calls = []
 
     def fake_generate(release, n, label=None, seed=0, **kw):

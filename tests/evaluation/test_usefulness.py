@@ -9,7 +9,8 @@ from helpers import synth
 from helpers.releases import tiny_release
 
 from radiodiff.diffusion.sampling import SamplerSpec
-from radiodiff.evaluation.metrics import EvalSettings, run_evaluation
+from radiodiff.evaluation.metrics import EvalSettings
+from radiodiff.evaluation.run import run_evaluation
 from radiodiff.evaluation.sets import Compared, reference_splits
 from radiodiff.evaluation.usefulness import recalls, tstr
 

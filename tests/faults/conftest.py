@@ -53,7 +53,7 @@ def ckpt(tmp_path_factory):
 @pytest.fixture
 def no_compute(monkeypatch):
     """Any sampling is an error: checks must come first."""
-    import radiodiff.diffusion.generate as gen
+    import radiodiff.pipeline.generate as gen
 
     def refuse(*a, **k):
         raise AssertionError("sampling started before the output was checked")

@@ -11,12 +11,12 @@ from omegaconf import OmegaConf
 
 from helpers.releases import train_table, tiny_physical_release
 from radiodiff.cli import main
-from radiodiff.diffusion import generate as generate_mod
+from radiodiff.pipeline import generate as generate_mod
 from radiodiff.diffusion.condition_table import EXTRAPOLATION_FACTOR
-from radiodiff.diffusion.generate import generate
+from radiodiff.pipeline.generate import generate
 from radiodiff.io.fits import write_fits_image
 from radiodiff.io.integrity import IntegrityError
-from radiodiff.io.release import load_release
+from radiodiff.pipeline.release import load_release
 from radiodiff.io.samples import save_samples
 
 FAST = dict(steps=2)

@@ -15,7 +15,7 @@ from helpers.fitwarnings import TINY_FIT_WARNINGS
 from radiodiff.cli import main
 from radiodiff.config import load_config
 from radiodiff.io.integrity import MANIFEST, IntegrityError, read_manifest, sha256_file
-from radiodiff.training.export import export_checkpoint, read_checkpoint
+from radiodiff.pipeline.checkpoint import export_checkpoint, read_checkpoint
 from radiodiff.training.fit import train
 
 REPO = Path(__file__).resolve().parents[2]

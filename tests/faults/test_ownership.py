@@ -25,7 +25,7 @@ from radiodiff.io.integrity import read_manifest
 @pytest.fixture(scope="module")
 def paired(tmp_path_factory):
     """A release with its faint-end refiner in refiner/ (as models/first ships)."""
-    from radiodiff.io.release import attach_refiner
+    from radiodiff.pipeline.release import attach_refiner
 
     root = tmp_path_factory.mktemp("pair")
     base = tiny_release(root / "base", CLASSES)
@@ -45,7 +45,7 @@ def _with_card(src, dst):
 # --------------------------------------------------------------------------- release
 
 def test_export_overwrite_keeps_refiner_and_model_card(ckpt, paired, tmp_path):
-    from radiodiff.io.release import load_release
+    from radiodiff.pipeline.release import load_release
 
     target = _with_card(paired, tmp_path / "first")
     kept = {k: v for k, v in hashes(target).items()
@@ -71,7 +71,7 @@ def test_export_fresh_replaces_the_whole_release(ckpt, paired, tmp_path):
 
 
 def test_export_onto_a_refiner_that_no_longer_fits_is_refused(ckpt, tmp_path, capsys):
-    from radiodiff.io.release import attach_refiner
+    from radiodiff.pipeline.release import attach_refiner
 
     other = ["FRI", "FRII"]  # the checkpoint's classes are blob, double
     target = attach_refiner(tiny_release(tmp_path / "b", other),
@@ -193,7 +193,7 @@ def test_second_writer_is_refused_naming_the_first_ones_pid(tiny, tmp_path, caps
         try:
             assert proc.stdout.readline().strip() == "holding"
             with monkeypatch.context() as m:
-                import radiodiff.diffusion.generate as gen
+                import radiodiff.pipeline.generate as gen
                 m.setattr(gen, "generate", lambda *a, **k: pytest.fail("sampled"))
                 assert sample(tiny, out) == 2  # refused before the compute
                 line = one_line(capsys.readouterr().err)
@@ -242,7 +242,7 @@ def test_two_threads_writing_one_output(tmp_path):
 
 
 def test_a_failed_command_gives_its_lock_back(tiny, tmp_path, capsys, monkeypatch):
-    import radiodiff.diffusion.generate as gen
+    import radiodiff.pipeline.generate as gen
 
     def broken(*a, **k):
         raise ValueError("no such condition")

@@ -17,8 +17,8 @@ from radiodiff.cli import main
 from radiodiff.data.prepared import read_prepared
 from radiodiff.diffusion.sampling import SamplerSpec, check_sample_memory, check_seed_range
 from radiodiff.io.integrity import MANIFEST, IntegrityError, sha256_file
-from radiodiff.io.release import (WEIGHTS_FILE, META_FILE, export_release, load_release,
-                                  seal_release)
+from radiodiff.io.release_files import WEIGHTS_FILE, META_FILE, seal_release
+from radiodiff.pipeline.release import export_release, load_release
 from radiodiff.io.samples import read_samples
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*does not have many workers:UserWarning")
@@ -202,7 +202,7 @@ def test_release_manifest_is_sha256sum_format(release_dir):
 
 
 def test_shipped_model_is_sealed_and_loads():
-    from radiodiff.io.release import resolve_model
+    from radiodiff.io.release_files import resolve_model
     path = resolve_model("first")
     rel = load_release(path)  # checks SHA256SUMS
     assert (path / MANIFEST).is_file()
@@ -274,7 +274,7 @@ def test_giant_model_channels_is_refused_before_allocating(tmp_path, blobs):
 
 
 def test_non_finite_samples_are_refused_before_writing(release_dir):
-    from radiodiff.diffusion.generate import generate
+    from radiodiff.pipeline.generate import generate
     rel = load_release(release_dir)
     with torch.no_grad():  # a release that went bad in memory (or a sampler blowing up)
         rel.denoiser.net.conv_out.bias.fill_(float("inf"))

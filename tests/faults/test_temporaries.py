@@ -26,8 +26,9 @@ from helpers.outputs import SRC, hashes, one_line, temps
 from radiodiff.cli import main
 from radiodiff.io import artifacts
 from radiodiff.io.artifacts import (OLD_PREFIX, OutputError, atomic_write, clear_stale_temps,
-                                    lock_output, save_torch, temp_name, unlock_output)
-from radiodiff.io.integrity import MANIFEST, write_manifest
+                                    lock_output, save_torch, temp_name, unlock_output,
+                                    write_manifest)
+from radiodiff.io.integrity import MANIFEST
 
 
 def _dead_pid() -> int:
@@ -197,7 +198,7 @@ def _save_forever(ckdir: Path, first_step: int) -> None:
 @pytest.mark.slow
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
 def test_killed_checkpoint_writes_leave_nothing_after_one_clean_up(tmp_path):
-    from radiodiff.training.export import LAST, PREV, read_checkpoint
+    from radiodiff.pipeline.checkpoint import LAST, PREV, read_checkpoint
 
     importlib.import_module("radiodiff.training.fit")  # Lightning: once, before the forks
 
@@ -239,7 +240,7 @@ def test_killed_checkpoint_writes_leave_nothing_after_one_clean_up(tmp_path):
 @pytest.mark.slow  # imports Lightning
 def test_a_save_killed_mid_rotation_is_completed_by_the_next(tmp_path):
     from radiodiff.io.integrity import read_manifest, sha256_file
-    from radiodiff.training.export import LAST, PREV, read_checkpoint
+    from radiodiff.pipeline.checkpoint import LAST, PREV, read_checkpoint
     from radiodiff.training.fit import ResumeCheckpoint
 
     for step in (1, 2):

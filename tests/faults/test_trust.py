@@ -14,7 +14,8 @@ from safetensors.torch import load_file, save_file
 
 from helpers.releases import tiny_release
 from radiodiff.cli import main
-from radiodiff.io.release import WEIGHTS_FILE, load_release, models_dir, seal_release
+from radiodiff.io.release_files import WEIGHTS_FILE, models_dir, seal_release
+from radiodiff.pipeline.release import load_release
 from radiodiff.io.trust import (TRUSTED_FILE, record_trusted_releases, trusted_releases,
                                 verify_release)
 

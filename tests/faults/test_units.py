@@ -18,11 +18,11 @@ from radiodiff.config import load_config
 from radiodiff.data.catalog import CatalogSource
 from radiodiff.data.prepare import PrepareError, prepare
 from radiodiff.data.prepared import read_prepared
-from radiodiff.diffusion.generate import generate
+from radiodiff.pipeline.generate import generate
 from radiodiff.diffusion.sampling import SamplerSpec
 from radiodiff.evaluation.sets import Compared, reference_set
 from radiodiff.io.fits import parse_brightness_unit
-from radiodiff.io.release import load_release
+from radiodiff.pipeline.release import load_release
 from radiodiff.io.samples import save_samples
 
 FIRST_CLASSES = ["FRI", "FRII", "Compact", "Bent"]

@@ -61,7 +61,7 @@ def test_export_onto_a_release_needs_overwrite(ckpt, tiny, tmp_path, capsys):
 
 @pytest.mark.slow  # reading a checkpoint imports Lightning (~5-10 s on a busy CPU)
 def test_export_overwrite_replaces_the_release(ckpt, tiny, tmp_path):
-    from radiodiff.io.release import load_release
+    from radiodiff.pipeline.release import load_release
 
     target = tmp_path / "models" / "first"
     target.mkdir(parents=True)

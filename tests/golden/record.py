@@ -35,8 +35,8 @@ def machine() -> str:
 
 
 def draw(release_dir: str, kwargs: dict) -> dict[str, np.ndarray]:
-    from radiodiff.diffusion.generate import generate
-    from radiodiff.io.release import load_release, recommended_spec
+    from radiodiff.pipeline.generate import generate
+    from radiodiff.pipeline.release import load_release, recommended_spec
 
     release = load_release(ROOT / release_dir)
     result = generate(release, spec=recommended_spec(release.meta), **kwargs)

@@ -6,8 +6,9 @@ from astropy.io import fits
 from astropy.wcs import WCS
 
 from radiodiff.cli import main
-from radiodiff.diffusion.generate import generate
-from radiodiff.io.release import load_release, resolve_model
+from radiodiff.pipeline.generate import generate
+from radiodiff.io.release_files import resolve_model
+from radiodiff.pipeline.release import load_release
 from radiodiff.io.samples import sample_images
 
 

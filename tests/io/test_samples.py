@@ -11,7 +11,7 @@ from astropy.wcs import WCS
 from astropy.wcs.utils import proj_plane_pixel_scales
 
 from helpers.releases import BEAM, CLASSES, PIXEL_SCALE, SIZE
-from radiodiff.diffusion.generate import generate
+from radiodiff.pipeline.generate import generate
 from radiodiff.io.provenance import git_commit
 from radiodiff.io.samples import save_samples
 
@@ -167,7 +167,7 @@ def test_survey_cards_from_the_release_config(tmp_path, release, data, beam, tel
 def drawing(tmp_path_factory):
     """A release with its training rows' conditions."""
     from helpers.releases import train_table, tiny_physical_release
-    from radiodiff.io.release import load_release
+    from radiodiff.pipeline.release import load_release
     return load_release(tiny_physical_release(tmp_path_factory.mktemp("rel") / "drawing",
                                               train_conditions=train_table(20)))
 
@@ -242,18 +242,20 @@ def test_preview_title_fits_the_figure(tmp_path, release, monkeypatch, n):
 
 
 def test_the_condition_words_live_in_io():
-    """io is the bottom layer: the sample writer imports nothing from diffusion.generate at
-    module level; the words it records ("draw", "null", "given") are defined in io and
-    generate takes them from there (before: io.samples imported generate.GIVEN)."""
+    """io is the bottom layer: the sample writer imports nothing from diffusion or pipeline
+    (tests/test_layers.py checks every import); the words it records ("draw", "null",
+    "given") are defined in io and generate takes them from there (before: io.samples
+    imported generate.GIVEN)."""
     import ast
     import inspect
 
-    import radiodiff.diffusion.generate as gen
+    import radiodiff.pipeline.generate as gen
     import radiodiff.io.samples as samples
 
     tree = ast.parse(inspect.getsource(samples))
     top = [n.module for n in tree.body if isinstance(n, ast.ImportFrom)]
-    assert not [m for m in top if m and m.startswith("radiodiff.diffusion")], top
+    assert not [m for m in top if m and m.startswith(("radiodiff.diffusion",
+                                                      "radiodiff.pipeline"))], top
     assert "GIVEN" in samples.__all__ and "CONDITION_MODES" in samples.__all__
     assert gen.GIVEN is samples.GIVEN and gen.CONDITION_MODES is samples.CONDITION_MODES
     assert set(samples.CONDITION_MODES) | {samples.GIVEN} == {"draw", "null", "given"}

@@ -3,7 +3,7 @@
 import pytest
 
 from helpers.releases import tiny_physical_release, tiny_release
-from radiodiff.io.release import load_release
+from radiodiff.pipeline.release import load_release
 from radiodiff.skymap.sky import Beam, make_grid
 
 

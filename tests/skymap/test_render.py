@@ -177,7 +177,7 @@ def test_extent_ignores_companions_but_keeps_both_lobes():
 def test_las_rule_never_shrinks_below_the_release_pixel_scale(shape_release_dir):
     """Shrinking a cutout would shrink its beam below the survey's: the release scale is a floor."""
     from radiodiff.diffusion.sampling import SamplerSpec
-    from radiodiff.io.release import load_release
+    from radiodiff.pipeline.release import load_release
 
     release = load_release(shape_release_dir)
     cuts = ModelCutouts(release, SamplerSpec(steps=2))
@@ -244,7 +244,7 @@ def test_empty_model_image_falls_back_to_a_gaussian(grid):
 
 def test_model_cutouts_in_a_batch_are_the_cutouts_made_one_by_one(busy_release_dir):
     from radiodiff.diffusion.sampling import SamplerSpec
-    from radiodiff.io.release import load_release
+    from radiodiff.pipeline.release import load_release
 
     cuts = ModelCutouts(load_release(busy_release_dir), SamplerSpec(steps=2))
     args = ([0.01, 0.03, 0.02], [20.0, 35.0, 12.0], ["FRII", "", "FRI"], [5, 2**40, 77])
@@ -300,9 +300,9 @@ def test_map_cutouts_leave_out_the_datas_noise_islands(tmp_path):
     """The map adds its own noise: a release whose projection lays FIRST's noise islands
     under its images gives the map clean cutouts (the same as islands=False)."""
     from helpers.releases import tiny_release
-    from radiodiff.diffusion.generate import generate
+    from radiodiff.pipeline.generate import generate
     from radiodiff.diffusion.sampling import SamplerSpec
-    from radiodiff.io.release import load_release
+    from radiodiff.pipeline.release import load_release
 
     islands = dict(k_mean=2.0, k_std=0.0, ln_r_mean=-3.0, ln_r_std=0.0, r_max=0.2,
                    beam_fwhm_px=3.0, factor=2)

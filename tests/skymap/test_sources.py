@@ -149,7 +149,7 @@ def test_drawing_from_the_training_rows_is_joint(grid, tmp_path):
     """A release with its training rows' conditions: each source is one whole row (peak,
     LAS and class together), its flux the one the peak-total rule gives."""
     from helpers.releases import train_table, tiny_physical_release
-    from radiodiff.io.release import load_release
+    from radiodiff.pipeline.release import load_release
 
     table = train_table(30)
     release = load_release(tiny_physical_release(tmp_path / "rel", train_conditions=table))

@@ -266,8 +266,8 @@ def test_training_with_flux_and_size_conditions(tmp_path):
 
 def test_export_then_sample_gives_identical_images(tmp_path, tiny_h5):
     from radiodiff.cli import main
-    from radiodiff.io.release import load_release
-    from radiodiff.training.export import export_checkpoint
+    from radiodiff.pipeline.release import load_release
+    from radiodiff.pipeline.checkpoint import export_checkpoint
     from radiodiff.diffusion.sampling import heun_sample, karras_sigmas, seeded_noise
     from radiodiff.diffusion.unet import build_unet
     from radiodiff.diffusion.edm import EDMDenoiser
@@ -331,8 +331,8 @@ def test_evaluate_a_checkpoint_end_to_end(tmp_path, tiny_h5, capsys):
 
 
 def test_warm_start_from_a_release(tmp_path, tiny_h5):
-    from radiodiff.io.release import load_release
-    from radiodiff.training.export import export_checkpoint
+    from radiodiff.pipeline.release import load_release
+    from radiodiff.pipeline.checkpoint import export_checkpoint
     first = train(cfg_for(tmp_path / "a", tiny_h5, "train.total_kimg=0.016"))
     rel = export_checkpoint(first["checkpoint"], tmp_path / "rel")
     seen = {}
@@ -381,8 +381,8 @@ def test_stretched_run_with_an_ema_bank_exports_each_ema(tmp_path, tiny_h5):
 
     from radiodiff.data.datamodule import CutoutDataModule
     from radiodiff.diffusion.intensity import IntensityTransform
-    from radiodiff.io.release import load_release
-    from radiodiff.training.export import export_checkpoint
+    from radiodiff.pipeline.release import load_release
+    from radiodiff.pipeline.checkpoint import export_checkpoint
     from radiodiff.training.fit import _measure_sigma_data
     cfg = cfg_for(tmp_path, tiny_h5, "schedule=stretch", "train.total_kimg=0.024",
                   "train.ema_bank_kimg=[0.01,1]", "train.val_every_steps=2",

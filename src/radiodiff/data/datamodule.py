@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from radiodiff.data.prepared import FLOAT_COLUMNS, read_prepared, read_rows
-from radiodiff.diffusion.sampling import seed_generator, word_seed
+from radiodiff.seeds import seed_generator, word_seed
 
 __all__ = [
     "Augment", "dihedral", "augment_image", "CutoutDataset", "SampleStream", "StreamSampler",

@@ -24,9 +24,9 @@ import numpy as np
 from scipy import ndimage
 
 from radiodiff.data.preprocess import resize_image
-from radiodiff.diffusion.sampling import island_rng
+from radiodiff.seeds import island_rng
 
-__all__ = ["IslandModel", "island_layer", "native_levels", "add_islands", "island_rng"]
+__all__ = ["IslandModel", "island_layer", "native_levels", "add_islands"]
 
 FWHM_TO_SIGMA = 1.0 / (2.0 * math.sqrt(2.0 * math.log(2.0)))
 

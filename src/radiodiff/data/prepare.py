@@ -25,14 +25,14 @@ import radiodiff
 from radiodiff.io.artifacts import OutputError
 from radiodiff.io.fits import InputError, parse_brightness_unit
 from radiodiff.data.prepared import FLAGS, FLOAT_COLUMNS, data_sha256, sha256_file, write_prepared
-from radiodiff.data.preprocess import (
-    CUT_ORDER, apply_negatives, centre_on, check_projection_config, fill_nan, first_reason,
-    fit_scaling, measure, quality_flags, resize_image,
-)
+from radiodiff.data.preprocess import (CUT_ORDER, apply_negatives, centre_on, fill_nan,
+                                       first_reason, fit_scaling, measure, quality_flags,
+                                       resize_image)
+from radiodiff.data.projection import check_projection_config
 from radiodiff.io.provenance import git_commit
-from radiodiff.data.sources import CatalogError, Cutout, make_source
+from radiodiff.data.sources import LAS_CUTOUT_SOURCES, CatalogError, Cutout, Source
 
-__all__ = ["PrepareError", "PrepareSummary", "prepare", "validate_data_config"]
+__all__ = ["PrepareError", "PrepareSummary", "make_source", "prepare", "validate_data_config"]
 
 SPLITS = ("train", "valid", "test")
 
@@ -150,6 +150,18 @@ def validate_data_config(d: DictConfig) -> None:
         raise ValueError("invalid data config: " + "; ".join(problems))
 
 
+def make_source(data_cfg) -> Source:
+    """The source named by ``data_cfg.source``."""
+    kind = str(getattr(data_cfg.source, "value", data_cfg.source))
+    if kind == "first":
+        from radiodiff.data.first import FirstSource
+        return FirstSource(data_cfg)
+    if kind in LAS_CUTOUT_SOURCES:
+        from radiodiff.data.catalog import CatalogSource
+        return CatalogSource(data_cfg)
+    raise ValueError(f"unknown data source {kind!r} (expected first, mirabest or lotss)")
+
+
 def prepare(cfg: DictConfig, progress: Callable[[Iterable, int], Iterable] | None = None,
             out: str | Path | None = None) -> PrepareSummary:
     """Prepare ``cfg.data`` into ``cfg.data.out`` (or ``out``) and return the summary.
@@ -162,22 +174,49 @@ def prepare(cfg: DictConfig, progress: Callable[[Iterable, int], Iterable] | Non
     d = cfg.data
     validate_data_config(d)
     out = Path(out or d.out)
-    try:
-        source = make_source(d)
-    except (CatalogError, FileNotFoundError, InputError) as exc:
-        raise PrepareError(str(exc)) from exc
-    n = d.image_size
-    _check_free_space(out, len(source), n)
-    negatives, scaling = _value(d.negatives), _value(d.scaling)
-    physical = source.image_unit == "Jy/beam"
-    stop = _value(d.on_error) in ("stop", "error")
+    source = _open_source(d)
+    _check_free_space(out, len(source), d.image_size)
     dropped = list(getattr(source, "dropped", []))
     dups = list(getattr(source, "duplicates", []))
+    kept, removed, flagged, errors = _collect(source, d, progress, len(dropped))
+    images, columns = _scaled(kept, d, physical=source.image_unit == "Jy/beam")
+    hashes = [(f, sha256_file(f)) for f in source.input_files()]
+    summary = PrepareSummary(
+        name=d.name, out=str(out), n_in=len(source) + len(dropped), n_out=len(kept),
+        removed=dict(removed), flagged=dict(flagged), seconds=0.0, errors=errors,
+        splits={s: int(np.sum(columns["split"] == s)) for s in SPLITS},
+        duplicates=[str(x) for x in dups[:MAX_LISTED]], n_duplicates=len(dups),
+        duplicates_policy=_value(d.duplicates))
+    summary.seconds = round(time.perf_counter() - t0, 2)
+    attrs = _attrs(cfg, source.image_unit, images, columns, hashes, summary)
+    _write(out, images, columns, attrs, hashes)
+    summary.seconds = round(time.perf_counter() - t0, 2)
+    return summary
 
+
+def _open_source(d: DictConfig) -> Source:
+    """:func:`make_source`, a missing or unreadable input raised as :class:`PrepareError`."""
+    try:
+        return make_source(d)
+    except (CatalogError, FileNotFoundError, InputError) as exc:
+        raise PrepareError(str(exc)) from exc
+
+
+def _collect(source: Source, d: DictConfig,
+             progress: Callable[[Iterable, int], Iterable] | None, n_dropped: int
+             ) -> tuple[list[tuple[Cutout, np.ndarray, int, dict]], Counter, Counter, list[str]]:
+    """Every source through :func:`_process`: the kept rows in catalogue order, the counts
+    removed and flagged per reason, and the first skipped inputs.
+
+    A failed input stops the run when ``data.on_error=stop``, else it is counted; so are
+    the ``n_dropped`` duplicate rows the source left out.
+    """
+    physical = source.image_unit == "Jy/beam"
+    stop = _value(d.on_error) in ("stop", "error")
     kept: list[tuple[Cutout, np.ndarray, int, dict]] = []
     removed, flagged, errors = Counter(), Counter(), []
-    if dropped:
-        removed["duplicate"] = len(dropped)
+    if n_dropped:
+        removed["duplicate"] = n_dropped
     items = progress(source, len(source)) if progress else source
     for item in items:
         if not isinstance(item, InputError):
@@ -193,32 +232,38 @@ def prepare(cfg: DictConfig, progress: Callable[[Iterable, int], Iterable] | Non
         raise PrepareError(f"data={d.name}: no source survived "
                            f"(removed: {dict(removed) or 'none'}); nothing written")
     kept.sort(key=lambda k: k[0].row)  # catalogue order whatever the reading order
+    return kept, removed, flagged, errors
 
+
+def _scaled(kept: list, d: DictConfig, physical: bool) -> tuple[np.ndarray, dict]:
+    """The kept images scaled to [0, 1], shape (N, 1, n, n) float32, and their columns
+    (``physical = image * scale + offset``)."""
     images = np.stack([k[1] for k in kept])[:, None]
-    scale, offset = fit_scaling(images[:, 0], scaling, negatives)
+    scale, offset = fit_scaling(images[:, 0], _value(d.scaling), _value(d.negatives))
     images = ((images - offset[:, None, None, None]) / scale[:, None, None, None])
     images = np.clip(images, 0.0, 1.0).astype(np.float32)  # float rounding only
-    columns = _columns(kept, scale, offset, n, physical=source.image_unit == "Jy/beam")
+    return images, _columns(kept, scale, offset, d.image_size, physical=physical)
 
-    files = source.input_files()
-    hashes = [(f, sha256_file(f)) for f in files]
+
+def _attrs(cfg: DictConfig, image_unit: str, images: np.ndarray, columns: dict,
+           hashes: list[tuple[str, str]], summary: PrepareSummary) -> dict:
+    """Provenance attributes of the prepared file: config, versions, hashes, summary."""
+    d = cfg.data
     inputs_sha = hashlib.sha256("".join(h for _, h in hashes).encode()).hexdigest()
-    splits = {s: int(np.sum(columns["split"] == s)) for s in SPLITS}
-    summary = PrepareSummary(
-        name=d.name, out=str(out), n_in=len(source) + len(dropped), n_out=len(kept),
-        removed=dict(removed), flagged=dict(flagged), splits=splits, seconds=0.0, errors=errors,
-        duplicates=[str(x) for x in dups[:MAX_LISTED]], n_duplicates=len(dups),
-        duplicates_policy=_value(d.duplicates))
-    summary.seconds = round(time.perf_counter() - t0, 2)
-    attrs = {
+    return {
         "name": d.name, "source": _value(d.source), "classes": list(d.classes),
-        "image_unit": source.image_unit, "negatives": negatives, "scaling": scaling,
-        "config_yaml": OmegaConf.to_yaml(cfg, resolve=True),
+        "image_unit": image_unit, "negatives": _value(d.negatives),
+        "scaling": _value(d.scaling), "config_yaml": OmegaConf.to_yaml(cfg, resolve=True),
         "package_version": radiodiff.__version__, "git_commit": git_commit() or "",
         "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "inputs_sha256": inputs_sha, "data_sha256": data_sha256(images, columns),
         "seed": int(d.split.seed), "summary": asdict(summary),
     }
+
+
+def _write(out: Path, images: np.ndarray, columns: dict, attrs: dict,
+           hashes: list[tuple[str, str]]) -> None:
+    """:func:`write_prepared`, a failed write raised as :class:`PrepareError`."""
     try:
         write_prepared(out, images, columns, attrs, hashes)
     except (OSError, OutputError) as exc:  # ENOSPC, EDQUOT, EIO, a read-only folder...
@@ -226,8 +271,6 @@ def prepare(cfg: DictConfig, progress: Callable[[Iterable, int], Iterable] | Non
             getattr(exc, "errno", 0) or 0) or "no space left on device"
         raise PrepareError(f"{out}: cannot write the prepared file ({what}); nothing written, "
                            "any earlier file left as it was") from exc
-    summary.seconds = round(time.perf_counter() - t0, 2)
-    return summary
 
 
 def _process(item: Cutout, d: DictConfig, physical: bool, removed: Counter, flagged: Counter,

@@ -3,6 +3,9 @@
 - ``first``: the FIRST set of Griese et al. 2023 from the ``firstgalaxydata`` wheel;
 - ``mirabest`` / ``lotss``: a catalogue plus FITS fields or mosaics, cut out with astropy
   ``Cutout2D`` around the optical host.
+
+Those sources (:mod:`radiodiff.data.first`, :mod:`radiodiff.data.catalog`) build on the
+records here; :func:`radiodiff.data.prepare.make_source` picks one.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import numpy as np
 
 from radiodiff.io.fits import InputError
 
-__all__ = ["Cutout", "Duplicate", "Source", "CatalogError", "make_source", "LAS_CUTOUT_SOURCES"]
+__all__ = ["Cutout", "Duplicate", "Source", "CatalogError", "LAS_CUTOUT_SOURCES"]
 
 # Catalogue + field sources: each cutout's side follows its LAS
 # (:func:`radiodiff.data.preprocess.cutout_side_arcsec`), so its pixel scale does too.
@@ -73,14 +76,3 @@ class Source(Protocol):
         """Files whose hashes go into the provenance."""
         ...
 
-
-def make_source(data_cfg) -> Source:
-    """The source named by ``data_cfg.source``."""
-    kind = str(getattr(data_cfg.source, "value", data_cfg.source))
-    if kind == "first":
-        from radiodiff.data.first import FirstSource
-        return FirstSource(data_cfg)
-    if kind in LAS_CUTOUT_SOURCES:
-        from radiodiff.data.catalog import CatalogSource
-        return CatalogSource(data_cfg)
-    raise ValueError(f"unknown data source {kind!r} (expected first, mirabest or lotss)")

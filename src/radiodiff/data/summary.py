@@ -285,7 +285,13 @@ def format_summary(summary: dict[str, Any]) -> str:
         and sizes with units, the preparation summary (removed per reason, timing) and
         the preparation config.
     """
-    s = summary
+    sections = (_provenance_lines, _count_lines, _flagged_lines, _pixel_lines,
+                _quantity_lines, _prep_lines, _config_lines)
+    return "\n".join(line for section in sections for line in section(summary)) + "\n"
+
+
+def _provenance_lines(s: dict[str, Any]) -> list[str]:
+    """Title, then file, versions, hashes, row counts and image format."""
     lines = [f"Prepared set: {s.get('name')}  (source: {_num(s.get('source'))})"]
     shape = s.get("image_shape") or []
     info = [
@@ -300,34 +306,45 @@ def format_summary(summary: dict[str, Any]) -> str:
         ("image", f"{' x '.join(map(str, shape))} pixels   unit {_num(s.get('image_unit'))}"
                   f"   scaling {_num(s.get('scaling'))}   negatives {_num(s.get('negatives'))}"),
     ]
-    lines += [f"  {k.ljust(14)}  {_num(v)}" for k, v in info]
+    return lines + [f"  {k.ljust(14)}  {_num(v)}" for k, v in info]
 
+
+def _count_lines(s: dict[str, Any]) -> list[str]:
+    """Clean images per class x split, with row and column totals."""
     counts, splits = s.get("counts") or {}, list(s.get("splits") or [])
-    lines += ["", "Clean images per class and split"]
     body = [[cls] + [str(c.get(sp, 0)) for sp in splits] + [str(sum(c.values()))]
             for cls, c in counts.items()]
     totals = [sum(c.get(sp, 0) for c in counts.values()) for sp in splits]
     body.append(["total"] + [str(t) for t in totals] + [str(sum(totals))])
-    lines += _table(["class"] + splits + ["total"], body)
+    header = ["class"] + splits + ["total"]
+    return ["", "Clean images per class and split"] + _table(header, body)
 
+
+def _flagged_lines(s: dict[str, Any]) -> list[str]:
+    """Rows failing each quality cut."""
     flagged = s.get("flagged") or {}
-    lines += ["", f"Flagged rows per quality cut ({_num(s.get('n_flagged'))} rows; "
-                  "a row can fail several cuts)"]
-    lines += _table(["cut", "rows"], [[k, str(v)] for k, v in flagged.items()])
+    return (["", f"Flagged rows per quality cut ({_num(s.get('n_flagged'))} rows; "
+                 "a row can fail several cuts)"]
+            + _table(["cut", "rows"], [[k, str(v)] for k, v in flagged.items()]))
 
+
+def _pixel_lines(s: dict[str, Any]) -> list[str]:
+    """Model-space pixel statistics of the clean images."""
     pix = s.get("pixels")
-    lines += ["", "Pixels of clean images (model space)"]
-    if pix:
-        lines += _table(["min", "max", "mean", "median image mean",
-                         f"fraction > {_num(pix.get('threshold'))}"],
-                        [[_num(pix.get(k)) for k in ("min", "max", "mean",
-                                                      "median_image_mean", "frac_above_0.1")]])
-        if pix.get("n_nonfinite_pixels"):
-            lines.append(f"  non-finite pixels ignored: {pix['n_nonfinite_pixels']}")
-    else:
-        lines.append("  n/a (no clean images)")
+    lines = ["", "Pixels of clean images (model space)"]
+    if not pix:
+        return lines + ["  n/a (no clean images)"]
+    lines += _table(["min", "max", "mean", "median image mean",
+                     f"fraction > {_num(pix.get('threshold'))}"],
+                    [[_num(pix.get(k)) for k in ("min", "max", "mean",
+                                                  "median_image_mean", "frac_above_0.1")]])
+    if pix.get("n_nonfinite_pixels"):
+        lines.append(f"  non-finite pixels ignored: {pix['n_nonfinite_pixels']}")
+    return lines
 
-    lines += ["", "Clean rows: 16th / 50th / 84th percentiles"]
+
+def _quantity_lines(s: dict[str, Any]) -> list[str]:
+    """16th / 50th / 84th percentiles of each catalogue quantity, with units."""
     body = []
     for q, entry in (s.get("quantities") or {}).items():
         st = (entry or {}).get("stats")
@@ -337,10 +354,14 @@ def format_summary(summary: dict[str, Any]) -> str:
                          str(st["n"])])
         else:
             body.append([q, unit, "n/a", "n/a", "n/a", "0"])
-    lines += _table(["quantity", "unit", "p16", "median", "p84", "n finite"], body)
+    return (["", "Clean rows: 16th / 50th / 84th percentiles"]
+            + _table(["quantity", "unit", "p16", "median", "p84", "n finite"], body))
 
+
+def _prep_lines(s: dict[str, Any]) -> list[str]:
+    """The stored preparation summary: removed per reason, timing, then the rest."""
     prep = s.get("prep_summary")
-    lines += ["", "Preparation summary"]
+    lines = ["", "Preparation summary"]
     if isinstance(prep, dict) and prep:
         groups = [("removed per reason", [k for k in prep if _is_removed(k)])]
         groups.append(("timing", [k for k in prep if _is_time(k) and not _is_removed(k)]))
@@ -354,11 +375,14 @@ def format_summary(summary: dict[str, Any]) -> str:
         lines.append(f"  {prep}")
     else:
         lines.append("  n/a (no summary stored in the file)")
+    return lines
 
+
+def _config_lines(s: dict[str, Any]) -> list[str]:
+    """The preparation config (YAML), indented."""
     config = s.get("config_yaml")
-    lines += ["", "Preparation config"]
-    lines += ["  " + ln for ln in config.rstrip().splitlines()] if config else ["  n/a"]
-    return "\n".join(lines) + "\n"
+    body = ["  " + ln for ln in config.rstrip().splitlines()] if config else ["  n/a"]
+    return ["", "Preparation config"] + body
 
 
 # --------------------------------------------------------------------------- grids

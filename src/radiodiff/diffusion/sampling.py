@@ -6,11 +6,11 @@ sigma(t) = t) down the given schedule and returns ``x`` at ``sigma = sigmas[-1]`
 (normally 0). The state and all sigma arithmetic are float64; the denoiser is called with
 ``x`` cast to the dtype of ``noise`` and ``sigma`` as an (N,) tensor of that dtype.
 
-Seeds become ``torch.Generator`` objects here and nowhere else (:func:`seed_generator`, built
-on the one hash of seed words, :func:`seed_state`): the initial noise of sample k, the churn
-noise of the stochastic solver, the training and validation noise of step k, the data
-augmentation and shuffle order and the classifier's shuffling all take their generators
-from these functions.
+Seeds become ``torch.Generator`` objects by the rules of :mod:`radiodiff.seeds` and nowhere
+else (:func:`~radiodiff.seeds.seed_generator`, built on the one hash of seed words,
+:func:`~radiodiff.seeds.seed_state`): the initial noise of sample k, the churn noise of the
+stochastic solver, the training and validation noise of step k, the data augmentation and
+shuffle order and the classifier's shuffling all take their generators from them.
 """
 
 from __future__ import annotations
@@ -25,12 +25,13 @@ import torch
 from torch import Tensor
 
 from radiodiff.config import SamplerConfig
+from radiodiff.seeds import seed_generator, seed_state, word_seed
 
 __all__ = [
     "SAMPLERS", "sampler_nfe", "SamplerSpec",
     "CountingDenoiser", "karras_sigmas", "euler_sample", "heun_sample", "stochastic_sample",
     "dpmpp_2m_sample", "seeded_noise", "per_image",
-    "seed_state", "word_seed", "seed_generator", "churn_generator", "condition_rng",
+    "churn_generator", "condition_rng",
     "LIMITS", "check_seed_range", "check_sample_memory",
 ]
 
@@ -468,41 +469,6 @@ class SamplerSpec:
                     S_churn=self.S_churn)
 
 
-def seed_state(*words: int, n: int = 2) -> np.ndarray:
-    """The one hash of seed words: ``n`` uint32 words of ``numpy.random.SeedSequence(words)``.
-
-    Each word must be a non-negative integer (``SeedSequence``'s rule). The result is a
-    prefix: ``seed_state(*w, n=1)`` is ``seed_state(*w, n=2)[:1]``.
-    """
-    return np.random.SeedSequence([int(w) for w in words]).generate_state(n, np.uint32)
-
-
-def word_seed(*words: int) -> int:
-    """A 63-bit seed hashed from integer words (each taken modulo 2**64, so any int works).
-
-    The first two :func:`seed_state` words ``w0, w1`` as the uint64 ``w0 + 2**32 * w1``
-    shifted right by one bit, ``(w1 << 31) | (w0 >> 1)``: a positive int that
-    ``torch.Generator.manual_seed`` and ``numpy.random.default_rng`` both take.
-    """
-    w0, w1 = (int(w) for w in seed_state(*(int(w) % 2**64 for w in words), n=2))
-    return w1 << 31 | w0 >> 1
-
-
-def seed_generator(*words: int, device: Optional[torch.device | str] = None
-                   ) -> torch.Generator:
-    """A ``torch.Generator`` on ``device`` (default: the CPU) seeded from ``words``.
-
-    One word is the seed itself (``torch.Generator().manual_seed(seed)``); several words are
-    hashed into one seed by :func:`word_seed`, so ``(seed, purpose, epoch, row)`` streams are
-    independent of each other.
-    """
-    if not words:
-        raise ValueError("seed_generator needs at least one seed word")
-    g = torch.Generator(device=device) if device is not None else torch.Generator()
-    g.manual_seed(int(words[0]) if len(words) == 1 else word_seed(*words))
-    return g
-
-
 def churn_generator(seed: int) -> torch.Generator:
     """Generator of the stochastic solver's churn noise for the image of seed ``seed``
     (>= 0): seeded by the first :func:`seed_state` word of ``(seed, 1)``, so the churn noise
@@ -515,16 +481,6 @@ def condition_rng(seed: int) -> np.random.Generator:
     :func:`word_seed` of ``(seed, 2)``, so image k's drawn conditions, like its noise,
     depend on ``seed + k`` alone (not on the batch or the number of images)."""
     return np.random.default_rng(word_seed(seed, 2))
-
-
-ISLAND_STREAM = 0x15_1A4D  # second seed word of an image's noise islands
-
-
-def island_rng(seed: int) -> np.random.Generator:
-    """Generator of the data's noise islands (:mod:`radiodiff.data.islands`) laid under the
-    image of seed ``seed``: ``default_rng([seed, ISLAND_STREAM])``, independent of the
-    image's diffusion noise, churn and conditions, and of the batch."""
-    return np.random.default_rng([int(seed), ISLAND_STREAM])
 
 
 def seeded_noise(seeds: Sequence[int], shape: Sequence[int], dtype: torch.dtype = torch.float32,

@@ -17,7 +17,7 @@ null for every sample. :func:`drop_conditions` applies that dropout.
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any, Callable, Mapping, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -178,6 +178,12 @@ class UNet(nn.Module):
         emb_dim = emb_mult * model_channels
         self.attn_sides = attention_sides(img_resolution, len(channel_mult), attn_resolutions)
         attn = set(self.attn_sides)
+        sides = [img_resolution >> i for i in range(len(channel_mult))]
+        widths = [model_channels * mult for mult in channel_mult]
+
+        def level(in_ch: int, out_ch: int, side: int) -> Level:
+            """A stage at feature-map ``side``, with attention where that side is chosen."""
+            return Level(in_ch, out_ch, emb_dim, dropout, side in attn, num_heads, side)
 
         # Noise-level embedding: sinusoid of c_noise -> 2-layer MLP (EDM map_layer0/1).
         self.map_noise = nn.Sequential(nn.Linear(model_channels, emb_dim), nn.SiLU(),
@@ -190,38 +196,13 @@ class UNet(nn.Module):
         self.scalar_null = nn.ParameterDict({s: nn.Parameter(torch.randn(emb_dim) * 0.1)
                                              for s in scalar_conditions})
 
-        # Encoder; `skips` tracks the channel count of every tensor pushed for the decoder.
+        # Encoder; `skips` holds the channel count of every tensor pushed for the decoder.
         self.conv_in = nn.Conv2d(in_channels, model_channels, 3, padding=1)
-        self.down = nn.ModuleList()
-        skips = [model_channels]
-        ch = model_channels
-        for i, mult in enumerate(channel_mult):
-            res = img_resolution >> i
-            if i > 0:
-                self.down.append(nn.Conv2d(ch, ch, 3, stride=2, padding=1))   # res*2 -> res
-                skips.append(ch)
-            for _ in range(num_blocks):
-                self.down.append(Level(ch, model_channels * mult, emb_dim, dropout,
-                                       res in attn, num_heads, res))
-                ch = model_channels * mult
-                skips.append(ch)
-
-        low = img_resolution >> (len(channel_mult) - 1)
-        self.mid = nn.ModuleList([Level(ch, ch, emb_dim, dropout, low in attn, num_heads, low),
+        self.down, skips = _encoder(model_channels, widths, sides, num_blocks, level)
+        ch, low = skips[-1], sides[-1]
+        self.mid = nn.ModuleList([level(ch, ch, low),
                                   Level(ch, ch, emb_dim, dropout, False, num_heads, low)])
-
-        # Decoder: num_blocks + 1 blocks per level, each eating one skip.
-        self.up = nn.ModuleList()
-        for i, mult in reversed(list(enumerate(channel_mult))):
-            res = img_resolution >> i
-            for _ in range(num_blocks + 1):
-                self.up.append(Level(ch + skips.pop(), model_channels * mult, emb_dim, dropout,
-                                     res in attn, num_heads, res))
-                ch = model_channels * mult
-            if i > 0:
-                self.up.append(nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"),
-                                             nn.Conv2d(ch, ch, 3, padding=1)))
-
+        self.up, ch = _decoder(skips, widths, sides, num_blocks, level)
         self.norm_out = _norm(ch)
         self.conv_out = nn.Conv2d(ch, in_channels, 3, padding=1)
         nn.init.zeros_(self.conv_out.weight)  # untrained F == 0 (EDM init_weight=0 on out)
@@ -296,6 +277,42 @@ class UNet(nn.Module):
                 h = layer(h)                                                 # side * 2
         out = self.conv_out(F.silu(self.norm_out(h)))                        # (N, C, H, W)
         return out.to(x.dtype)
+
+
+def _encoder(ch: int, widths: list[int], sides: list[int], num_blocks: int,
+             level: Callable[[int, int, int], Level]) -> tuple[nn.ModuleList, list[int]]:
+    """Encoder from ``ch`` channels: per level a stride-2 down-sampling conv (after the
+    first) and ``num_blocks`` stages ``level(in_ch, out_ch, side)``. Also returns the
+    channel count of every tensor pushed for the decoder, the input's first."""
+    down = nn.ModuleList()
+    skips = [ch]
+    for i, (width, side) in enumerate(zip(widths, sides)):
+        if i > 0:
+            down.append(nn.Conv2d(ch, ch, 3, stride=2, padding=1))          # side*2 -> side
+            skips.append(ch)
+        for _ in range(num_blocks):
+            down.append(level(ch, width, side))
+            ch = width
+            skips.append(ch)
+    return down, skips
+
+
+def _decoder(skips: list[int], widths: list[int], sides: list[int], num_blocks: int,
+             level: Callable[[int, int, int], Level]) -> tuple[nn.ModuleList, int]:
+    """Decoder from the lowest level up: ``num_blocks + 1`` stages per level, each eating
+    one skip of :func:`_encoder`'s ``skips``, then nearest + conv up-sampling (except
+    after the top level). Also returns its output channel count."""
+    up = nn.ModuleList()
+    skips = list(skips)
+    ch = skips[-1]  # the middle blocks keep the lowest encoder output's channels
+    for i in reversed(range(len(widths))):
+        for _ in range(num_blocks + 1):
+            up.append(level(ch + skips.pop(), widths[i], sides[i]))
+            ch = widths[i]
+        if i > 0:
+            up.append(nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"),
+                                    nn.Conv2d(ch, ch, 3, padding=1)))
+    return up, ch
 
 
 def _validate(img_resolution: int, in_channels: int, model_channels: int,

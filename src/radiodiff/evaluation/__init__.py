@@ -2,8 +2,10 @@
 floors, source-finder statistics (PyBDSF) and classifier-based tests.
 
 See :mod:`radiodiff.evaluation.moments` for the moment definitions, units and conventions;
-:mod:`radiodiff.evaluation.sourcefind` and :mod:`radiodiff.evaluation.classifier` are imported
-on demand (they pull in PyBDSF and train networks).
+:mod:`radiodiff.evaluation.sourcefind` and the classifier-based tests
+(:mod:`~radiodiff.evaluation.classifier`, :mod:`~radiodiff.evaluation.two_sample`,
+:mod:`~radiodiff.evaluation.feature_distances`, :mod:`~radiodiff.evaluation.memorisation`)
+are imported on demand (they pull in PyBDSF and train networks).
 """
 
 from radiodiff.evaluation.collect import StatsCollector, histogram_distance

@@ -21,7 +21,8 @@ import numpy as np
 
 from radiodiff.diffusion.sampling import SamplerSpec
 from radiodiff.evaluation.comparable import check_comparable
-from radiodiff.evaluation.metrics import EvalResult, EvalSettings, evaluate, w1_ratios, w1_summary
+from radiodiff.evaluation.distances import w1_ratios, w1_summary
+from radiodiff.evaluation.metrics import EvalResult, EvalSettings, evaluate
 from radiodiff.evaluation.report import write_report
 from radiodiff.evaluation.sets import ImageSet, reference_meta, reference_splits, sample_classes
 from radiodiff.io.artifacts import artifact_dir, atomic_text, new_figure, relocated, save_figure
@@ -149,7 +150,8 @@ def run_demo(reference: str | Path = "data/first.h5", out: str | Path = "outputs
         image size, pixel scale or beam
         (:func:`radiodiff.evaluation.comparable.check_comparable`).
     """
-    from radiodiff.io.release import load_release, resolve_model
+    from radiodiff.io.release_files import resolve_model
+    from radiodiff.pipeline.release import load_release
     from radiodiff.io.samples import samples_nbytes, save_samples
 
     if int(n_per_class) < 2:

@@ -26,7 +26,7 @@ from radiodiff.evaluation.collect import _finite_1d, histogram_distance
 
 __all__ = [
     "wasserstein1", "ks_statistic", "binned_relative_difference", "cdf_distance",
-    "noise_floor", "compare",
+    "noise_floor", "compare", "w1_ratios", "w1_summary",
 ]
 
 
@@ -329,3 +329,29 @@ def compare(
             entry[name] = res
         out[key] = entry
     return out
+
+
+def w1_ratios(distances: dict) -> dict[str, float]:
+    """Wasserstein-1 / noise-floor ratio per statistic of a :func:`compare` result.
+
+    A statistic the generated set lacks (no finite value) counts as ``inf``, so a failure
+    is never hidden. One whose real-vs-real floor is zero (constant in the real data, e.g.
+    the peak of per-image-scaled images, always 1) has no ratio and is left out; its
+    distance is still in the report.
+    """
+    out = {}
+    for key, e in distances.items():
+        w = e["wasserstein1"]
+        if w["ratio"] is not None:
+            out[key] = float(w["ratio"])
+        elif e["n_real"] >= 2 and e["n_fake"] == 0:
+            out[key] = math.inf
+    return out
+
+
+def w1_summary(ratios: dict[str, float], limit: float = 3.0) -> dict[str, Any]:
+    """Median, worst-first order and count within ``limit`` of :func:`w1_ratios` output."""
+    values = list(ratios.values())
+    return {"median": float(np.median(values)), "max": float(np.max(values)),
+            "worst": sorted(ratios, key=ratios.get, reverse=True),
+            "within": int(sum(r <= limit for r in values)), "n": len(values)}

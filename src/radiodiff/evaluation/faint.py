@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from radiodiff.evaluation.distances import w1_ratios
+
 __all__ = ["FAINT_POWER", "faint_view", "background_fractions", "verdict"]
 
 #: Power of the faint-pixel view: 1 % of the peak -> 0.32, 0.1 % -> 0.18.
@@ -47,7 +49,6 @@ def verdict(metrics: dict[str, Any]) -> dict[str, Any]:
     is called alike to the real one only when every criterion passes, the faint-end ones
     included.
     """
-    from radiodiff.evaluation.metrics import w1_ratios
     bg = metrics["background"]
     real_faint, fake_faint = bg["real"]["faint"], bg["fake"]["faint"]
     factor = (max(real_faint, fake_faint) / min(real_faint, fake_faint)

@@ -9,8 +9,9 @@ with requested conditions gets its conditioning accuracy (the LAS beside the sam
 measurement on the real images); sets in Jy/beam also the integrated flux, background
 noise statistics and the targets table of :mod:`radiodiff.evaluation.physical`.
 
-:func:`evaluate` returns an :class:`EvalResult`; :func:`run_evaluation` is the whole of
-``radiodiff evaluate``: sets, metrics, report.
+:func:`evaluate` returns an :class:`EvalResult`;
+:func:`radiodiff.evaluation.run.run_evaluation` is the whole of ``radiodiff evaluate``:
+sets, metrics, report.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import math
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 import numpy as np
 import torch
@@ -30,12 +31,12 @@ from radiodiff.evaluation import compare, pixel_bin_stats, pixel_stats, segment_
 from radiodiff.evaluation.faint import FAINT_POWER, background_fractions, faint_view, verdict
 from radiodiff.evaluation.physical import (is_physical, nearest_rows, physical_checks,
                                           physical_metrics, set_background)
-from radiodiff.evaluation.sets import Compared, ImageSet, Progress, pixel_scales
+from radiodiff.evaluation.sets import ImageSet, Progress, pixel_scales
 from radiodiff.io.artifacts import atomic_write
 from radiodiff.progress import announce
 
-__all__ = ["EvalSettings", "EvalResult", "evaluate", "run_evaluation", "real_statistics",
-           "image_statistics", "conditioning_accuracy", "w1_ratios", "w1_summary"]
+__all__ = ["EvalSettings", "EvalResult", "evaluate", "real_statistics", "image_statistics",
+           "conditioning_accuracy"]
 
 STATS_VERSION = 1  # bump when image_statistics changes: cached real statistics go stale
 
@@ -130,32 +131,6 @@ def conditioning_accuracy(requested: np.ndarray, measured: np.ndarray,
             "spearman": None if constant else float(spearmanr(r[ok], m[ok]).statistic),
             "fraction_within": float(np.mean(np.abs(rel) <= tolerance)),
             "tolerance": float(tolerance)}
-
-
-def w1_ratios(distances: dict) -> dict[str, float]:
-    """Wasserstein-1 / noise-floor ratio per statistic of a :func:`compare` result.
-
-    A statistic the generated set lacks (no finite value) counts as ``inf``, so a failure
-    is never hidden. One whose real-vs-real floor is zero (constant in the real data, e.g.
-    the peak of per-image-scaled images, always 1) has no ratio and is left out; its
-    distance is still in the report.
-    """
-    out = {}
-    for key, e in distances.items():
-        w = e["wasserstein1"]
-        if w["ratio"] is not None:
-            out[key] = float(w["ratio"])
-        elif e["n_real"] >= 2 and e["n_fake"] == 0:
-            out[key] = math.inf
-    return out
-
-
-def w1_summary(ratios: dict[str, float], limit: float = 3.0) -> dict[str, Any]:
-    """Median, worst-first order and count within ``limit`` of :func:`w1_ratios` output."""
-    values = list(ratios.values())
-    return {"median": float(np.median(values)), "max": float(np.max(values)),
-            "worst": sorted(ratios, key=ratios.get, reverse=True),
-            "within": int(sum(r <= limit for r in values)), "n": len(values)}
 
 
 def image_statistics(images: np.ndarray, pixel_scale_arcsec: float | None,
@@ -307,9 +282,9 @@ def _classifier_tests(real: ImageSet, fake: ImageSet, train: ImageSet, val: Imag
                       classes: list[str], s: EvalSettings, data_sha: str) -> dict:
     """Class fidelity, Fréchet distance / precision / recall of classifier features and
     memorisation, with the class classifier of the real training split."""
-    from radiodiff.evaluation.classifier import (accuracy_and_confusion, embed,
-                                                 frechet_distance, memorisation,
-                                                 precision_recall)
+    from radiodiff.evaluation.classifier import accuracy_and_confusion, embed
+    from radiodiff.evaluation.feature_distances import frechet_distance, precision_recall
+    from radiodiff.evaluation.memorisation import memorisation
     model, cached = _classifier(train, val, len(classes), s, data_sha)
     acc_r, conf_r = accuracy_and_confusion(model, real.images, real.labels, len(classes))
     labelled = fake.labels >= 0
@@ -413,7 +388,7 @@ def _paired_las(real: ImageSet, fake: ImageSet, train: Optional[ImageSet],
 
 def _real_vs_fake(real: ImageSet, fake: ImageSet, s: EvalSettings) -> dict:
     """The real-vs-fake classifier on equal-size seeded picks, linear and faint view."""
-    from radiodiff.evaluation.classifier import real_vs_fake
+    from radiodiff.evaluation.two_sample import real_vs_fake
     n = min(len(real.images), len(fake.images))
     rng = np.random.default_rng(s.seed + 1)
     pick_r = rng.permutation(len(real.images))[:n]
@@ -494,37 +469,3 @@ def evaluate(real: ImageSet, fake: ImageSet, train: ImageSet, val: ImageSet,
     groups["settings"] = asdict(s)
     groups["timings_s"] = {k: round(v, 1) for k, v in timings.items()}
     return EvalResult(**groups, verdict=verdict(groups), stats=stats)
-
-
-def run_evaluation(reference: str | Path, compared: Compared, out_dir: str | Path,
-                   split: str = "test", settings: EvalSettings = EvalSettings(),
-                   progress: Optional[Callable[[str], Progress]] = None,
-                   overwrite: bool = False) -> tuple[EvalResult, dict[str, Path]]:
-    """``radiodiff evaluate``: ``compared`` against the real ``split`` of ``reference``,
-    the report written to ``out_dir``.
-
-    ``progress(description)`` gives the progress wrapper of a long step (sampling, the
-    source finder). Returns the result and the written paths (:func:`write_report`). The
-    report folder is checked before any compute and written whole and atomically
-    (:func:`radiodiff.io.artifacts.artifact_dir`, kind ``report``: recognised by its
-    ``metrics.json``); an existing report is replaced only with ``overwrite``.
-    """
-    from radiodiff.evaluation.report import write_report
-    from radiodiff.evaluation.sets import reference_meta, reference_splits
-    from radiodiff.io.artifacts import artifact_dir, relocated
-
-    bar = progress or (lambda desc: None)
-    out = Path(out_dir)
-    with artifact_dir(out, "report", overwrite, _REPORT_NBYTES) as tmp:
-        real, train, val, ps = reference_splits(reference, split)
-        fake = compared.image_set(reference, real, tmp, progress=bar("sampled"))
-        synthetic = compared.train_like(reference, train, tmp / "tstr",
-                                        progress=bar("sampled (TSTR)")) \
-            if settings.tstr else None
-        result = evaluate(real, fake, train, val, reference_meta(ps), settings,
-                          progress=bar("PyBDSF"), synthetic_train=synthetic)
-        paths = write_report(result, real, fake, tmp, ps.classes)
-    return result, relocated(paths, tmp, out)
-
-
-_REPORT_NBYTES = 32 * 2**20  # figures, report.md/html, metrics.json (a release export aside)

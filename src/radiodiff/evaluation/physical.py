@@ -1,7 +1,7 @@
 """Metrics in physical units of a set conditioned on peak flux (and LAS), in Jy/beam.
 
 Computed only when both sets go back to Jy/beam by the one restoration rule of
-:func:`radiodiff.diffusion.generate.generate` (:func:`is_physical`): the reference file
+:func:`radiodiff.pipeline.generate.generate` (:func:`is_physical`): the reference file
 holds Jy/beam images, each divided by its own peak, and every image has a finite
 ``peak_flux`` (the catalogue column of a real row, the request of a generated image). Then
 ``image * peak_flux`` (:func:`jy_per_beam`) is the image in Jy/beam for both sets, so a
@@ -63,7 +63,7 @@ _HIST_BINS = 30
 def is_physical(meta: dict[str, Any], *sets: ImageSet) -> bool:
     """Whether ``sets`` go back to Jy/beam: restorable data (``meta``) and a finite,
     positive ``peak_flux`` for every image of every set."""
-    from radiodiff.diffusion.generate import restores_jy_per_beam
+    from radiodiff.pipeline.generate import restores_jy_per_beam
     if not restores_jy_per_beam(meta):
         return False
     for s in sets:

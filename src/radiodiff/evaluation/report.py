@@ -10,7 +10,8 @@ from typing import Any
 
 import numpy as np
 
-from radiodiff.evaluation.metrics import EvalResult, w1_ratios, w1_summary
+from radiodiff.evaluation.distances import w1_ratios, w1_summary
+from radiodiff.evaluation.metrics import EvalResult
 from radiodiff.evaluation.sets import ImageSet
 from radiodiff.io.artifacts import atomic_text, new_figure, save_figure, save_image_grid, to_plain
 

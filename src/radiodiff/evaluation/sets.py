@@ -8,7 +8,7 @@ a training checkpoint (every image its own seed); :class:`Compared` is the choic
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Optional
 
@@ -140,7 +140,7 @@ def sample_classes(release, counts: Iterable[tuple[int, int]], seed: int = 0,
 
     For each ``(label, count)`` in ``counts`` (``label`` a class index of ``release.classes``,
     -1: no class condition) draws ``count`` images with
-    :func:`radiodiff.diffusion.generate.generate`; the seeds run on across the classes: the
+    :func:`radiodiff.pipeline.generate.generate`; the seeds run on across the classes: the
     group's image k has seed ``seed`` + the counts of the groups before it + k. Groups of
     count 0 are skipped. ``generate_kw`` (spec, batch_size, progress, ...) goes to
     ``generate``.
@@ -150,7 +150,7 @@ def sample_classes(release, counts: Iterable[tuple[int, int]], seed: int = 0,
     (int, GenerateResult)
         The label and its images, as each group is done.
     """
-    from radiodiff.diffusion.generate import generate
+    from radiodiff.pipeline.generate import generate
 
     offset = seed
     for label, count in counts:
@@ -172,7 +172,7 @@ def generated_set(model: str | Path, labels: np.ndarray, out_dir: Path,
     without class conditioning samples unconditionally. A model conditioned on peak flux
     or LAS gets, image by image, the values in ``conditions`` (the reference rows'), so
     the requested and measured values can be compared. ``generate_kw`` (e.g. ``project``)
-    goes to :func:`radiodiff.diffusion.generate.generate`.
+    goes to :func:`radiodiff.pipeline.generate.generate`.
     """
     release, kind = open_model(model, out_dir)
     return released_set(release, kind, labels, spec, seed, batch_size, progress, conditions,
@@ -182,8 +182,9 @@ def generated_set(model: str | Path, labels: np.ndarray, out_dir: Path,
 def open_model(model: str | Path, out_dir: Path) -> tuple[Any, str]:
     """(the loaded release, how a set drawn from it is named): a release folder, shipped
     name or training checkpoint (its EMA weights exported to ``out_dir/release`` first)."""
-    from radiodiff.io.release import load_release, resolve_model
-    from radiodiff.training.export import export_checkpoint
+    from radiodiff.io.release_files import resolve_model
+    from radiodiff.pipeline.release import load_release
+    from radiodiff.pipeline.checkpoint import export_checkpoint
 
     source = resolve_model(model)
     path = export_checkpoint(source, out_dir / "release") if source.is_file() else source
@@ -217,7 +218,7 @@ def released_set(release, kind: str, labels: np.ndarray, spec: Optional[SamplerS
 def _generated_per_row(release, name: str, labels, conditions, scalars, seed: int,
                        generate_kw: dict) -> ImageSet:
     """One image per row, each with its row's requested scalar conditions."""
-    from radiodiff.diffusion.generate import generate
+    from radiodiff.pipeline.generate import generate
     rows = range(len(labels))
     progress = generate_kw.pop("progress", None)
     images, requested = [], {k: np.asarray(conditions[k], float) for k in scalars}
@@ -244,10 +245,11 @@ def model_data(model: str | Path | None) -> DataRecord:
     """The data record of a release folder, shipped model name or training checkpoint."""
     from omegaconf import OmegaConf
 
-    from radiodiff.io.release import DEFAULT_MODEL, LOCAL_PATH, load_release, resolve_model
+    from radiodiff.io.release_files import DEFAULT_MODEL, LOCAL_PATH, resolve_model
+    from radiodiff.pipeline.release import load_release
     source = resolve_model(model or DEFAULT_MODEL)
     if source.is_file():  # a training checkpoint
-        from radiodiff.training.export import read_checkpoint
+        from radiodiff.pipeline.checkpoint import read_checkpoint
         hp = read_checkpoint(source, usage="evaluate it instead: --model {}")["hyper_parameters"]
         data, ds = hp["cfg"]["data"], hp.get("dataset") or {}
         where, sha, size = f"checkpoint {source}", ds.get("data_sha256"), data.get("image_size")
@@ -380,7 +382,7 @@ class Compared:
     def _drawn(self, reference: str | Path, source: ImageSet, rows: np.ndarray, seed: int,
                out_dir: Path, progress: Progress) -> ImageSet:
         """The model's images for ``rows`` of ``source``: their labels and conditions."""
-        from radiodiff.io.release import DEFAULT_MODEL
+        from radiodiff.io.release_files import DEFAULT_MODEL
         record = model_data(self.model)
         check_reference_size(reference, source, record.image_size, record.where)
         conditions = {k: v[rows] for k, v in (source.conditions or {}).items()}

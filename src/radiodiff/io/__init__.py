@@ -1,1 +1,2 @@
-"""Files: release folders, FITS, sample writers, atomic artifacts, provenance."""
+"""Files only: release-folder files, FITS, sample writers, atomic artifacts, hashes,
+provenance. Builds no network and imports nothing above it."""

@@ -41,12 +41,14 @@ import threading
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
+from radiodiff.io.integrity import MANIFEST, IntegrityError, read_manifest, sha256_file
+
 __all__ = ["OutputError", "KINDS", "atomic_write", "atomic_text", "artifact_dir",
-           "WRITES", "check_output", "check_output_file", "clear_stale_temps",
+           "write_manifest", "WRITES", "check_output", "check_output_file", "clear_stale_temps",
            "link_or_copy", "lock_output", "made_here", "unlock_output", "release_locks",
            "relocated", "save_torch", "temp_name", "write_error", "to_plain", "new_figure",
            "save_figure", "save_image_grid"]
@@ -282,6 +284,20 @@ def atomic_write(path: str | Path, write: Callable[[Path], Any], fsync: bool = F
     return path
 
 
+def write_manifest(folder: str | Path, names: Iterable[str],
+                   extra: Mapping[str, str] | None = None) -> Path:
+    """Write ``folder/SHA256SUMS`` (:mod:`radiodiff.io.integrity`'s format) for the files
+    ``names`` (hashed now) and ``extra`` (``{name: sha256}`` already known), atomically and
+    fsynced (:func:`atomic_write`: the one temporary-name rule)."""
+    folder = Path(folder)
+    entries = {name: sha256_file(folder / name) for name in names}
+    for name, sha in (extra or {}).items():
+        entries.setdefault(name, sha)
+    text = "".join(f"{sha}  {name}\n" for name, sha in entries.items())
+    return atomic_write(folder / MANIFEST, lambda tmp: tmp.write_text(text, encoding="utf-8"),
+                        fsync=True)
+
+
 def _default_mode(path: Path) -> None:
     """Give a written file the mode a plain ``open`` would (0644 under umask 022): some
     writers (safetensors) create theirs 0600, and a release must be readable by others."""
@@ -488,8 +504,6 @@ def _walk(folder: Path) -> tuple[list[str], list[str]]:
 def _seal(tmp: Path, kind: str, target: Path) -> None:
     """The written folder is a ``kind`` artifact and records what it wrote: ``SHA256SUMS``
     of all its files, unless the writer wrote its own (a release lists its model files)."""
-    from radiodiff.io.integrity import MANIFEST, write_manifest
-
     if not _is_kind(tmp, kind):
         raise RuntimeError(f"{target}: the {kind} writer did not write "
                            f"{', '.join(KINDS[kind])}")
@@ -510,8 +524,6 @@ def _owned(target: Path, new: Path, kind: str) -> set[str]:
     ``SHA256SUMS`` (written by an older version): the files the ``kind`` writer makes
     (:data:`WRITES`), so that an overwrite never mixes two runs' files (the old run's
     ``sample_00010.fits`` beside a new 10-image ``samples.h5``)."""
-    from radiodiff.io.integrity import MANIFEST, IntegrityError, read_manifest
-
     owned: set[str] = set()
     for rel in (".", *_walk(new)[1]):
         try:

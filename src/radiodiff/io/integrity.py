@@ -1,7 +1,9 @@
 """Integrity of the files radiodiff reads back: content hashes and finite numbers.
 
 One manifest format for every folder of results (``SHA256SUMS``, as ``sha256sum`` writes
-it: ``<64 hex>  <file name>`` per line, checkable with ``sha256sum -c SHA256SUMS``), one
+it: ``<64 hex>  <file name>`` per line, checkable with ``sha256sum -c SHA256SUMS``; read
+here, written by :func:`radiodiff.io.artifacts.write_manifest` with the other atomic
+writes, which this module does not import), one
 check that a state_dict holds only finite numbers, and one error type,
 :class:`IntegrityError`, whose message names the file, what is wrong and what to do.
 
@@ -16,12 +18,10 @@ from __future__ import annotations
 import hashlib
 import re
 from pathlib import Path
-from typing import Iterable, Mapping
+from typing import Mapping
 
-from radiodiff.io.artifacts import atomic_write
-
-__all__ = ["MANIFEST", "IntegrityError", "sha256_file", "read_manifest", "write_manifest",
-           "verify_file", "nonfinite_tensors", "check_finite"]
+__all__ = ["MANIFEST", "IntegrityError", "sha256_file", "read_manifest", "verify_file",
+           "nonfinite_tensors", "check_finite"]
 
 MANIFEST = "SHA256SUMS"
 _LINE = re.compile(r"^([0-9a-f]{64}) [ *](.+)$")
@@ -68,20 +68,6 @@ def read_manifest(folder: str | Path) -> dict[str, str] | None:
                                  "is damaged (delete it to skip the hash check)")
         entries.setdefault(m.group(2), m.group(1))
     return entries
-
-
-def write_manifest(folder: str | Path, names: Iterable[str],
-                   extra: Mapping[str, str] | None = None) -> Path:
-    """Write ``folder/SHA256SUMS`` for the files ``names`` (hashed now) and ``extra``
-    (``{name: sha256}`` already known), atomically and fsynced
-    (:func:`~radiodiff.io.artifacts.atomic_write`: the one temporary-name rule)."""
-    folder = Path(folder)
-    entries = {name: sha256_file(folder / name) for name in names}
-    for name, sha in (extra or {}).items():
-        entries.setdefault(name, sha)
-    text = "".join(f"{sha}  {name}\n" for name, sha in entries.items())
-    return atomic_write(folder / MANIFEST, lambda tmp: tmp.write_text(text, encoding="utf-8"),
-                        fsync=True)
 
 
 def verify_file(path: str | Path, what: str, fix: str, accept_any: bool = False) -> str | None:

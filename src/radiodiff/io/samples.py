@@ -1,33 +1,35 @@
-"""Sample writers: what :func:`radiodiff.diffusion.generate.generate` returns, on disk.
+"""Sample writers: what :func:`radiodiff.pipeline.generate.generate` returns, on disk.
 
+:class:`GenerateResult` holds the images with their conditions and settings.
 :func:`save_samples` writes one float32 FITS file per image with a celestial WCS and
 provenance cards, one HDF5 bundle ``samples.h5``, and a PNG grid ``preview.png`` (a
 preview only; the FITS files are the science output). :func:`sample_images` gives the
 same images with the same headers in memory (both are built by :func:`_sample_hdus`).
+The release the images came from is read through :class:`ReleaseInfo` (what
+:class:`radiodiff.pipeline.release.Release` offers): io imports nothing above it.
 """
 
 from __future__ import annotations
 
 import json
 import math
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator, Optional
+from typing import TYPE_CHECKING, Any, Iterator, Optional, Protocol
 
 import numpy as np
 
 from radiodiff.io.artifacts import artifact_dir, atomic_write, relocated, save_image_grid
 from radiodiff.io.integrity import open_h5
 from radiodiff.io.provenance import git_commit
-from radiodiff.io.release import Release
 
 if TYPE_CHECKING:
     from astropy.io import fits
 
-    from radiodiff.diffusion.generate import GenerateResult
-
-__all__ = ["save_samples", "sample_images", "sample_filename", "samples_nbytes",
-           "read_samples", "SAMPLES_FORMAT_VERSION", "CONDITION_MODES", "GIVEN"]
+__all__ = ["GenerateResult", "ReleaseInfo", "save_samples", "sample_images", "sample_filename",
+           "samples_nbytes", "read_samples", "SAMPLES_FORMAT_VERSION", "CONDITION_MODES",
+           "GIVEN"]
 
 # Where the conditions of drawn images came from, as generate() records it and the samples
 # files carry it (HDF5 attribute and FITS card CONDS): the conditions the caller did not set
@@ -38,6 +40,72 @@ GIVEN = "given"
 
 SAMPLES_FORMAT_VERSION = 2  # 2: attribute `model` (folder name) replaces `model_path`
 _PREVIEW_MAX = 64  # images in preview.png
+
+
+@dataclass
+class GenerateResult:
+    """Samples from :func:`radiodiff.pipeline.generate.generate`, one row per image.
+
+    Attributes
+    ----------
+    images : numpy.ndarray
+        (n, 1, H, W) float32 images in data space [0, 1] (model space decoded by the
+        release's intensity transform).
+    physical : numpy.ndarray or None
+        (n, 1, H, W) float32 images in Jy/beam when the flux could be restored
+        (:mod:`radiodiff.pipeline.generate`, "Flux restoration"), else None.
+    unit : str
+        ``"Jy/beam"`` when ``physical`` is set, else ``"normalised"``.
+    conditions : dict of numpy.ndarray
+        The condition each image was drawn with (fixed by the caller or drawn from the
+        training rows), in physical units: ``label`` (int, -1 = none), ``class`` (str, "" =
+        none), ``peak_flux`` (Jy/beam, NaN = none), ``las_arcsec`` (arcsec, NaN = none);
+        each shape (n,).
+    seeds : numpy.ndarray
+        (n,) int64, the seed of each image's initial noise.
+    nfe : numpy.ndarray
+        (n,) int64, network evaluations spent on each image (Heun: 2 steps - 1; doubled
+        with classifier-free guidance, which runs the network with and without condition).
+    settings : dict
+        Sampler settings (sampler, steps, guidance, sigma_min, sigma_max, rho, S_churn,
+        seed, batch_size, projected) and ``conditions``: the mode that filled the
+        conditions not given (``draw`` / ``null``), or ``given`` (:data:`GIVEN`) when every
+        condition the model takes was given.
+    raw : numpy.ndarray or None
+        The decoded images before the output projection (None when none was applied).
+    created_utc : str
+        When the images were made (UTC, ISO 8601 to the second): the DATE of their headers.
+    """
+    images: np.ndarray
+    physical: Optional[np.ndarray]
+    unit: str
+    conditions: dict[str, np.ndarray]
+    seeds: np.ndarray
+    nfe: np.ndarray
+    settings: dict[str, Any] = field(default_factory=dict)
+    raw: Optional[np.ndarray] = None
+    created_utc: str = ""
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    @property
+    def output(self) -> np.ndarray:
+        """The science images: ``physical`` when restored, else ``images``."""
+        return self.physical if self.physical is not None else self.images
+
+
+class ReleaseInfo(Protocol):
+    """What the writers read of the release the images came from
+    (:class:`radiodiff.pipeline.release.Release`)."""
+    meta: dict
+    config: Any
+    path: Path
+    weights_sha256: str
+    refiner: Any  # a ReleaseInfo (its weights_sha256) or None
+
+    def pixel_scale(self, las_arcsec: float = math.nan) -> float | None: ...
+
 
 
 def sample_filename(k: int) -> str:
@@ -55,7 +123,7 @@ def samples_nbytes(n: int, image_size: int) -> int:
     return int(n) * (fits + 3 * pixels + 64) + 2 * 2**20
 
 
-def _provenance(release: Release, result: GenerateResult) -> dict[str, Any]:
+def _provenance(release: ReleaseInfo, result: GenerateResult) -> dict[str, Any]:
     """Run-level provenance shared by the FITS headers and the HDF5 attributes.
 
     The model is identified by its release folder's name and the SHA-256 of its weights,
@@ -107,8 +175,8 @@ def _provenance(release: Release, result: GenerateResult) -> dict[str, Any]:
     }
 
 
-def _refine_provenance(release: Release, refine: Optional[dict]) -> dict[str, Any]:
-    """The refinement a result went through (radiodiff.diffusion.refine), or 0 / "" when none."""
+def _refine_provenance(release: ReleaseInfo, refine: Optional[dict]) -> dict[str, Any]:
+    """The refinement a result went through (radiodiff.pipeline.refine), or 0 / "" when none."""
     if not refine:
         return {"refine_sigma": 0.0, "refine_steps": 0, "refine_rho": 0.0, "refiner_sha256": ""}
     return {"refine_sigma": float(refine["sigma"]), "refine_steps": int(refine["steps"]),
@@ -154,7 +222,7 @@ def _fits_cards(prov: dict[str, Any], result: GenerateResult, k: int) -> dict[st
     }
 
 
-def _write_h5(path: Path, release: Release, result: GenerateResult,
+def _write_h5(path: Path, release: ReleaseInfo, result: GenerateResult,
               prov: dict[str, Any], scales: list[float]) -> Path:
     import h5py
 
@@ -207,13 +275,13 @@ def _write_preview(path: Path, result: GenerateResult) -> Path:
                            ncols=int(math.ceil(math.sqrt(n))))
 
 
-def _sample_hdus(release: Release, result: GenerateResult, ra: Optional[float],
+def _sample_hdus(release: ReleaseInfo, result: GenerateResult, ra: Optional[float],
                  dec: Optional[float]) -> tuple[Iterator[fits.PrimaryHDU], dict, list[float]]:
     """The one rule for the FITS form of generated images: (a generator of one
     :func:`radiodiff.io.fits.image_hdu` per image, the run provenance, the pixel scales).
 
     Image k has pixels of ``release.pixel_scale(las_k)`` (its LAS condition; see
-    :meth:`~radiodiff.io.release.Release.pixel_scale`) and the cards listed in
+    :meth:`~radiodiff.pipeline.release.Release.pixel_scale`) and the cards listed in
     :func:`save_samples`.
     """
     from radiodiff.io.fits import image_hdu
@@ -246,7 +314,7 @@ def _sample_hdus(release: Release, result: GenerateResult, ra: Optional[float],
     return hdus, prov, scales
 
 
-def sample_images(release: Release, result: GenerateResult, ra: Optional[float] = None,
+def sample_images(release: ReleaseInfo, result: GenerateResult, ra: Optional[float] = None,
                   dec: Optional[float] = None) -> list[tuple[np.ndarray, fits.Header]]:
     """The science images of a :class:`GenerateResult` with their FITS headers, in memory.
 
@@ -259,10 +327,10 @@ def sample_images(release: Release, result: GenerateResult, ra: Optional[float] 
 
     Parameters
     ----------
-    release : Release
+    release : ReleaseInfo
         The release the images came from.
     result : GenerateResult
-        From :func:`radiodiff.diffusion.generate.generate`.
+        From :func:`radiodiff.pipeline.generate.generate`.
     ra, dec : float, optional
         Sky position of the image centres, degrees (ICRS); both or neither (neither: the
         placeholder (0, 0), said so in a COMMENT).
@@ -275,14 +343,14 @@ def sample_images(release: Release, result: GenerateResult, ra: Optional[float] 
     return [(hdu.data, hdu.header) for hdu in hdus]
 
 
-def save_samples(out_dir: str | Path, release: Release, result: GenerateResult,
+def save_samples(out_dir: str | Path, release: ReleaseInfo, result: GenerateResult,
                  ra: Optional[float] = None, dec: Optional[float] = None,
                  overwrite: bool = False) -> dict[str, Path]:
     """Write FITS files, ``samples.h5`` and ``preview.png`` for a :class:`GenerateResult`.
 
     Each FITS file (``sample_00000.fits`` ...) holds ``result.output[k]`` as float32 with a
     SIN-projection WCS centred on (``ra``, ``dec``) whose pixel scale is the one
-    :meth:`radiodiff.io.release.Release.pixel_scale` gives the image's LAS condition (the
+    :meth:`radiodiff.pipeline.release.Release.pixel_scale` gives the image's LAS condition (the
     cutout rule for data cut out around each source's LAS, else the release's), and the
     cards of :func:`radiodiff.io.fits.image_hdu`: BUNIT ``JY/BEAM`` when the flux was
     restored, else dimensionless (``''``) with a COMMENT on the normalisation (peak = 1 for
@@ -304,10 +372,10 @@ def save_samples(out_dir: str | Path, release: Release, result: GenerateResult,
     ----------
     out_dir : str or pathlib.Path
         Output folder (created).
-    release : Release
+    release : ReleaseInfo
         The release the samples came from.
     result : GenerateResult
-        From :func:`generate`.
+        From :func:`radiodiff.pipeline.generate.generate`.
     ra, dec : float, optional
         Sky position of the image centres, degrees (ICRS); both or neither. Neither writes
         the placeholder (0, 0) and a header COMMENT saying so.

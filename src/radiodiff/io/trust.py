@@ -5,7 +5,7 @@ the weights can recompute it. The hashes of the shipped releases (``models/first
 ``refiner/``, ``models/mirabest``) are therefore also recorded inside the package, in
 ``radiodiff/trusted_releases.json`` (:data:`TRUSTED_FILE`), and travel with the code.
 :func:`verify_release` compares a folder with that record (``radiodiff verify MODEL``);
-:func:`note_untrusted` is what :func:`radiodiff.io.release.load_release` calls: one warning
+:func:`note_untrusted` is what :func:`radiodiff.pipeline.release.load_release` calls: one warning
 line for a release that cannot be vouched for, never a refusal, and none for a release this
 process exported itself (:func:`radiodiff.io.artifacts.made_here`: a checkpoint exported to
 a temporary folder to be evaluated or sampled).
@@ -29,15 +29,17 @@ from typing import Optional
 
 from radiodiff.io.artifacts import KINDS, made_here
 from radiodiff.io.integrity import sha256_file
+from radiodiff.io.release_files import (CONFIG_FILE, META_FILE, REFINER_DIR, TABLE_FILE,
+                                        WEIGHTS_FILE, models_dir)
 
 __all__ = ["TRUSTED_FILE", "RELEASE_FILES", "TrustReport", "release_hashes",
            "trusted_releases", "verify_release", "note_untrusted", "record_trusted_releases"]
 
 TRUSTED_FILE = Path(__file__).resolve().parents[1] / "trusted_releases.json"
-# What a release draws with (release.CONFIG_FILE, WEIGHTS_FILE, META_FILE, TABLE_FILE).
-RELEASE_FILES = ("config.yaml", "model.safetensors", "meta.json", "train_conditions.csv")
-_REFINER = "refiner"  # release.REFINER_DIR
-_WEIGHTS = "model.safetensors"  # release.WEIGHTS_FILE: what identifies a copy
+# What a release draws with.
+RELEASE_FILES = (CONFIG_FILE, WEIGHTS_FILE, META_FILE, TABLE_FILE)
+_REFINER = REFINER_DIR
+_WEIGHTS = WEIGHTS_FILE  # what identifies a copy
 _MARKS = KINDS["release"]  # what every release folder has: meta.json, model.safetensors
 _FORMAT = 1
 
@@ -154,10 +156,9 @@ def note_untrusted(path: str | Path) -> Optional[TrustReport]:
 def record_trusted_releases(models: str | Path | None = None,
                             out: str | Path = TRUSTED_FILE) -> Path:
     """Write the record of the shipped releases: every release folder in ``models``
-    (default :func:`radiodiff.io.release.models_dir`) and its refiner, as they are now.
+    (default :func:`radiodiff.io.release_files.models_dir`) and its refiner, as they are now.
     Run after re-exporting a shipped model: ``python -m radiodiff.io.trust``."""
     from radiodiff.io.artifacts import atomic_text
-    from radiodiff.io.release import models_dir
 
     root = Path(models) if models is not None else models_dir()
     releases = {}

@@ -78,7 +78,8 @@ def _release(cfg: DictConfig):
     if cfg.render.model is None:
         return None, None
     from radiodiff.diffusion.sampling import SamplerSpec
-    from radiodiff.io.release import load_release, resolve_model
+    from radiodiff.io.release_files import resolve_model
+    from radiodiff.pipeline.release import load_release
 
     release = load_release(resolve_model(cfg.render.model))
     spec = SamplerSpec.build(release.sampler, sampler=cfg.render.sampler,

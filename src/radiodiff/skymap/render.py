@@ -193,13 +193,13 @@ def extent_px(image: np.ndarray, frac: float = 0.1) -> float:
 class ModelCutouts:
     """Cutouts generated with a release, one image per source from its own seed.
 
-    :meth:`many` generates a batch of sources in one :func:`~radiodiff.diffusion.generate.generate`
+    :meth:`many` generates a batch of sources in one :func:`~radiodiff.pipeline.generate.generate`
     call (per-image conditions and seeds); with ``batch_invariant`` (default) each image is
     bit-identical to the one generated alone, so a map does not depend on the batch size
     or on how it is cut into tiles.
 
     Pixel scale: when the release is conditioned on LAS, the one its images of that LAS
-    have (:meth:`radiodiff.io.release.Release.pixel_scale`: the release's, or the
+    have (:meth:`radiodiff.pipeline.release.Release.pixel_scale`: the release's, or the
     training cutouts' for data cut out around each source's LAS); otherwise the *LAS
     rule*: the cutout is scaled so that the
     generated source above 10 % of its peak spans the source's LAS (at most
@@ -234,7 +234,7 @@ class ModelCutouts:
     def many(self, peaks, lases, classes, seeds) -> list[Cutout]:
         """One cutout per source: peak (Jy/beam), LAS (arcsec), class name and image seed
         of each, generated in one batch."""
-        from radiodiff.diffusion.generate import generate
+        from radiodiff.pipeline.generate import generate
 
         kw = {}
         if "peak_flux" in self.scalars:

@@ -31,12 +31,12 @@ from omegaconf import DictConfig, OmegaConf
 from radiodiff.config import ConfigError
 from radiodiff.io.artifacts import (OutputError, atomic_text, clear_stale_temps,
                                    link_or_copy, lock_output, save_torch, temp_name,
-                                   unlock_output)
+                                   unlock_output, write_manifest)
 from radiodiff.data.datamodule import CutoutDataModule
 from radiodiff.data.prepared import read_prepared
-from radiodiff.data.preprocess import DATA_FLOOR, check_projection_config, read_kept_floor
-from radiodiff.io.integrity import read_manifest, sha256_file, write_manifest
-from radiodiff.training.export import LAST, PREV, read_checkpoint
+from radiodiff.data.projection import DATA_FLOOR, check_projection_config, read_kept_floor
+from radiodiff.io.integrity import read_manifest, sha256_file
+from radiodiff.pipeline.checkpoint import LAST, PREV, read_checkpoint
 from radiodiff.training.identity import (check_resume, check_resume_data,
                                          recorded_data_sha256)
 from radiodiff.training.module import (DataStats, DiffusionModule, checkpoint_progress,
@@ -58,14 +58,14 @@ class ResumeCheckpoint(Callback):
 
     The decision to save is taken on rank 0 and broadcast, so ranks whose clocks differ
     never disagree about entering the (collective) save. A save goes: write
-    ``.rdtmp-<pid>@<host>-last.ckpt`` (:func:`~radiodiff.io.artifacts.temp_name`), read it back (:func:`~radiodiff.training.export.read_checkpoint`:
-    loadable, finite), record its SHA-256 in ``SHA256SUMS`` (next to those of the files it
-    rotates, so a crash at any point leaves every file verifiable), make ``prev.ckpt`` a
-    second name (hard link) of the old ``last.ckpt`` and rename the new file to
-    ``last.ckpt`` (which therefore never goes missing). An old ``last.ckpt`` that no longer
-    matches its hash (a run resumed from ``prev.ckpt``) is replaced without becoming
-    ``prev.ckpt``. A save that fails the check raises and leaves ``last.ckpt`` and
-    ``prev.ckpt`` as they were.
+    ``.rdtmp-<pid>@<host>-last.ckpt`` (:func:`~radiodiff.io.artifacts.temp_name`), read it
+    back (:func:`~radiodiff.pipeline.checkpoint.read_checkpoint`: loadable, finite), record
+    its SHA-256 in ``SHA256SUMS`` (next to those of the files it rotates, so a crash at
+    any point leaves every file verifiable), make ``prev.ckpt`` a second name (hard link)
+    of the old ``last.ckpt`` and rename the new file to ``last.ckpt`` (which therefore
+    never goes missing). An old ``last.ckpt`` that no longer matches its hash (a run
+    resumed from ``prev.ckpt``) is replaced without becoming ``prev.ckpt``. A save that
+    fails the check raises and leaves ``last.ckpt`` and ``prev.ckpt`` as they were.
 
     The module's EMA update of the step is applied before saving (``update_ema``), so a
     checkpoint taken mid-run holds the same EMA as an uninterrupted run at that step.
@@ -597,7 +597,8 @@ def warm_start(module: DiffusionModule, release_dir: str | Path) -> None:
     zero, so step 0 computes what the release computed unconditionally. Any other
     difference (channels, blocks, resolution) is an error.
     """
-    from radiodiff.io.release import load_release, resolve_model
+    from radiodiff.io.release_files import resolve_model
+    from radiodiff.pipeline.release import load_release
     release = load_release(resolve_model(release_dir))  # a folder or a shipped name
     target = module.net.state_dict()
     try:

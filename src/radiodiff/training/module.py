@@ -30,14 +30,15 @@ from torchmetrics import MeanMetric
 from radiodiff.diffusion.edm import edm_loss, noise_distribution
 from radiodiff.diffusion.factory import build_denoiser, network_args
 from radiodiff.diffusion.intensity import IntensityTransform
-from radiodiff.diffusion.sampling import seed_generator, seed_state
+from radiodiff.seeds import seed_generator, seed_state
 from radiodiff.diffusion.condition_table import ConditionTable
 from radiodiff.diffusion.conditions import ConditionTransform
 from radiodiff.diffusion.unet import drop_conditions
+from radiodiff.pipeline.checkpoint import ema_lengths
 from radiodiff.training.identity import run_identity
 
 __all__ = ["DiffusionModule", "OptimSettings", "EMASettings", "Conditioning", "DataStats",
-           "module_from_config", "checkpoint_progress", "ema_beta", "ema_lengths",
+           "module_from_config", "checkpoint_progress", "ema_beta",
            "sigma_loss_line", "step_generator"]
 
 log = logging.getLogger(__name__)
@@ -53,12 +54,6 @@ def ema_beta(batch_images: int, images_seen: int, halflife_kimg: float,
     if rampup_ratio is not None:
         halflife = min(halflife, images_seen * rampup_ratio)
     return 0.5 ** (batch_images / max(halflife, 1e-8))
-
-
-def ema_lengths(train_cfg) -> list[float]:
-    """Half-lives (kimg) of the run's EMAs: the main one, then ``ema_bank_kimg``."""
-    return [float(train_cfg.ema_halflife_kimg),
-            *(float(h) for h in train_cfg.get("ema_bank_kimg", []))]
 
 
 def checkpoint_progress(checkpoint: dict, batch_images: int) -> tuple[int, int]:
@@ -314,7 +309,7 @@ class DiffusionModule(L.LightningModule):
         checkpoint["images_seen"] = self.images_seen
         if "cfg" in self.hparams:  # what resume checks (training.identity.check_resume)
             checkpoint["run_identity"] = run_identity(self.hparams["cfg"])
-        if self.warm_start:  # survives resumes: the export records it (training.export)
+        if self.warm_start:  # survives resumes: the export records it (pipeline.checkpoint)
             checkpoint["warm_start"] = dict(self.warm_start)
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:

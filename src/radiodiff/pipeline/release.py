@@ -1,40 +1,21 @@
-"""Release folders: a trained denoiser as plain files, loadable without pickled code.
+"""The release as a pipeline: a loaded release folder (:class:`Release`) and its checks.
 
-After diffusers' ``save_pretrained`` / ``from_pretrained`` and k-diffusion's safetensors
-export. A release folder holds (``FORMAT_VERSION`` 1)::
+A release folder (its files: :mod:`radiodiff.io.release_files`) describes how an image is
+drawn: the base network, an optional faint-end refiner (``refiner/``,
+:mod:`radiodiff.pipeline.refine`), the output projection (``meta.json`` ``projection``:
+floor, halo, noise islands; :mod:`radiodiff.data.projection`), the restoration to
+physical units and the recommended sampler. :func:`load_release` rebuilds the network by
+:func:`radiodiff.diffusion.factory.build_denoiser` from ``model_args`` in ``meta.json``
+and loads its safetensors weights (nothing is unpickled); :func:`export_release` writes
+one; :func:`radiodiff.pipeline.generate.generate` runs it.
 
-    <release>/
-        config.yaml          the resolved run config (``model`` rebuilds the network)
-        model.safetensors    EDMDenoiser state_dict (EMA weights), string metadata:
-                             radiodiff_format_version, model_name, format = "pt"
-        meta.json            classes, scalar_conditions, condition_transform, sigma_data,
-                             image_size, image_unit, pixel_scale_arcsec, beam_arcsec,
-                             scaling, negatives, provenance (data_sha256, inputs_sha256,
-                             git_commit, package_version, seed, images_seen, step,
-                             created_utc), format_version, train_conditions (the
-                             table's file name, rows and columns, or null)
-        train_conditions.csv optional: the training rows' conditions (label index and the
-                             scalar conditions in physical units, one row per training
-                             image, :class:`~radiodiff.diffusion.condition_table.ConditionTable`),
-                             the distribution :func:`~radiodiff.diffusion.generate.generate`
-                             draws unset conditions from
-        SHA256SUMS           SHA-256 of the files above (``sha256sum -c`` format),
-                             checked by :func:`load_release`
-        refiner/             optional: the faint-end refiner, a release folder itself
-                             (:mod:`radiodiff.diffusion.refine`); ``meta.json``'s
-                             ``refine`` holds its sigma, steps, sampler and the SHA-256 of
-                             its weights, so the pair is checked as one
-
-Nothing in it is executable: the network is rebuilt from ``model_args`` in ``meta.json`` by
-:func:`radiodiff.diffusion.factory.build_denoiser` and the weights are read with ``safetensors`` (never
-``torch.load``). The folder is written under a temporary name and renamed, so a reader
-never sees a half-written release and a failed export leaves an older one untouched; a
-release is recognised as one by ``meta.json`` + ``model.safetensors``.
+The folder is written under a temporary name and renamed, so a reader never sees a
+half-written release and a failed export leaves an older one untouched; a release is
+recognised as one by ``meta.json`` + ``model.safetensors``.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -48,34 +29,22 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from radiodiff.io.artifacts import artifact_dir, atomic_write, to_plain
-from radiodiff.io.integrity import (MANIFEST, IntegrityError, check_finite, read_manifest,
-                                    verify_file, write_manifest)
 from radiodiff.diffusion.edm import EDMDenoiser
 from radiodiff.diffusion.intensity import IntensityTransform
-from radiodiff.diffusion.refine import RefineSpec
+from radiodiff.io.artifacts import artifact_dir, atomic_write, to_plain, write_manifest
+from radiodiff.io.integrity import (MANIFEST, IntegrityError, check_finite, read_manifest,
+                                    verify_file)
 from radiodiff.io.provenance import git_commit
+from radiodiff.io.release_files import (CONFIG_FILE, FILES, FORMAT_VERSION, IMAGE_UNITS,
+                                        META_FILE, PROVENANCE_KEYS, REFINER_DIR,
+                                        REQUIRED_KEYS, SCALINGS, TABLE_FILE, WEIGHTS_FILE,
+                                        read_meta, read_weights, release_config_yaml,
+                                        write_weights)
 from radiodiff.io.trust import note_untrusted
+from radiodiff.pipeline.refine import RefineSpec
 
-__all__ = ["FORMAT_VERSION", "CONFIG_FILE", "WEIGHTS_FILE", "META_FILE", "TABLE_FILE",
-           "DEFAULT_MODEL", "REFINER_DIR", "Release", "attach_refiner", "export_release",
-           "load_release", "models_dir", "resolve_model", "seal_release"]
-
-FORMAT_VERSION = 1
-CONFIG_FILE = "config.yaml"
-WEIGHTS_FILE = "model.safetensors"
-META_FILE = "meta.json"
-REFINER_DIR = "refiner"  # optional: the faint-end refiner (a release), see meta "refine"
-TABLE_FILE = "train_conditions.csv"  # optional (releases before it, class-only models/first)
-_FILES = (CONFIG_FILE, WEIGHTS_FILE, META_FILE)  # hashed in SHA256SUMS, with TABLE_FILE
-
-# Keys the loader needs to rebuild the model and to write science output.
-_REQUIRED = ("classes", "scalar_conditions", "condition_transform", "image_size")
-_PROVENANCE = ("data_sha256", "inputs_sha256", "git_commit", "package_version", "seed",
-               "images_seen", "step", "created_utc")
-_IMAGE_UNITS = ("Jy/beam", "arbitrary")
-DEFAULT_MODEL = "first"  # the shipped default: models/first (radiodiff/models/first in a wheel)
-_SCALINGS = ("per_image", "dataset")
+__all__ = ["Release", "attach_refiner", "export_release", "load_release",
+           "recommend_sampler", "recommended_spec", "SAMPLER_KEYS"]
 
 
 @dataclass
@@ -87,7 +56,7 @@ class Release:
     denoiser : EDMDenoiser
         The preconditioned denoiser ``D(x, sigma, cond)``, on the CPU, in eval mode.
     meta : dict
-        Contents of ``meta.json`` (see the module docstring).
+        Contents of ``meta.json`` (see :mod:`radiodiff.io.release_files`).
     config : omegaconf.DictConfig
         The resolved run config from ``config.yaml``.
     transform : ConditionTransform
@@ -100,7 +69,7 @@ class Release:
         The training rows' conditions (``train_conditions.csv``); None when the release
         has none.
     refiner : Release or None
-        The faint-end refiner in ``refiner/`` (:mod:`radiodiff.diffusion.refine`), when
+        The faint-end refiner in ``refiner/`` (:mod:`radiodiff.pipeline.refine`), when
         ``meta.json`` records one.
     """
     denoiser: EDMDenoiser
@@ -114,7 +83,7 @@ class Release:
 
     @property
     def refine(self) -> RefineSpec | None:
-        """The :class:`~radiodiff.diffusion.refine.RefineSpec` of the refiner, or None."""
+        """The :class:`~radiodiff.pipeline.refine.RefineSpec` of the refiner, or None."""
         entry = self.meta.get("refine")
         return None if entry is None else RefineSpec.from_dict(entry, f"{self.path}: refine")
 
@@ -139,7 +108,7 @@ class Release:
 
     @property
     def projection(self) -> dict | None:
-        """Output projection (``data.preprocess.project_like_data`` arguments) or None."""
+        """Output projection (``data.projection.project_like_data`` arguments) or None."""
         return self.meta.get("projection")
 
     @property
@@ -188,7 +157,7 @@ def _release_meta(denoiser: nn.Module, config: DictConfig, meta: Mapping[str, An
     m = dict(meta)
     if hasattr(m.get("condition_transform"), "to_dict"):
         m["condition_transform"] = m["condition_transform"].to_dict()
-    missing = [k for k in _REQUIRED if k not in m]
+    missing = [k for k in REQUIRED_KEYS if k not in m]
     if missing:
         raise ValueError(f"export_release: meta is missing {missing}")
     sd = float(denoiser.sigma_data) if hasattr(denoiser, "sigma_data") else None
@@ -205,12 +174,12 @@ def _release_meta(denoiser: nn.Module, config: DictConfig, meta: Mapping[str, An
     m.setdefault("scaling", "per_image")
     m.setdefault("pixel_scale_arcsec", None)
     m.setdefault("beam_arcsec", None)
-    if m["image_unit"] not in _IMAGE_UNITS:
-        raise ValueError(f"export_release: image_unit must be one of {list(_IMAGE_UNITS)}, "
+    if m["image_unit"] not in IMAGE_UNITS:
+        raise ValueError(f"export_release: image_unit must be one of {list(IMAGE_UNITS)}, "
                          f"got {m['image_unit']!r}")
     scaling = to_plain(m["scaling"])
-    if scaling not in _SCALINGS:
-        raise ValueError(f"export_release: scaling must be one of {list(_SCALINGS)}, "
+    if scaling not in SCALINGS:
+        raise ValueError(f"export_release: scaling must be one of {list(SCALINGS)}, "
                          f"got {m['scaling']!r}")
     if m["beam_arcsec"] is not None and len(m["beam_arcsec"]) != 2:
         raise ValueError(f"export_release: beam_arcsec must be [bmaj, bmin], "
@@ -218,7 +187,7 @@ def _release_meta(denoiser: nn.Module, config: DictConfig, meta: Mapping[str, An
     if not isinstance(m["image_size"], (int, np.integer)) or m["image_size"] < 1:
         raise ValueError(f"export_release: image_size must be a positive int, "
                          f"got {m['image_size']!r}")
-    for key in _PROVENANCE:
+    for key in PROVENANCE_KEYS:
         m.setdefault(key, None)
     if m["git_commit"] is None:
         m["git_commit"] = git_commit()
@@ -246,26 +215,6 @@ def _table_entry(table: Any, classes: list, scalars: list, where: str) -> dict |
                              f"{int(table.columns['label'].max())}, beyond the "
                              f"{len(classes)} classes {classes}")
     return {"file": TABLE_FILE, "rows": len(table), "columns": list(table.names)}
-
-
-LOCAL_PATH = "<local path>"
-
-
-def release_config_yaml(cfg: DictConfig) -> str:
-    """The resolved config as a release stores it: every absolute path of the machine that
-    trained it (checkpoint and output folders, an absolute data path) replaced by
-    ``<local path>``, so a release names no local folder. Nothing that rebuilds or
-    describes the network is a path."""
-    def clean(value):
-        if isinstance(value, dict):
-            return {k: clean(v) for k, v in value.items()}
-        if isinstance(value, list):
-            return [clean(v) for v in value]
-        if isinstance(value, str) and (value.startswith(("/", "~")) or
-                                       (len(value) > 2 and value[1:3] in (":\\", ":/"))):
-            return LOCAL_PATH
-        return value
-    return OmegaConf.to_yaml(OmegaConf.create(clean(OmegaConf.to_container(cfg, resolve=True))))
 
 
 def export_release(out_dir: str | Path, denoiser: nn.Module, config: DictConfig | Mapping,
@@ -314,8 +263,6 @@ def export_release(out_dir: str | Path, denoiser: nn.Module, config: DictConfig 
     pathlib.Path
         ``out_dir``.
     """
-    from safetensors.torch import save_file
-
     out_dir = Path(out_dir)
     module = _unwrap(denoiser)
     cfg = config if isinstance(config, DictConfig) else OmegaConf.create(to_plain(config))
@@ -324,21 +271,18 @@ def export_release(out_dir: str | Path, denoiser: nn.Module, config: DictConfig 
     m = _release_meta(module, cfg, meta)
     m["train_conditions"] = _table_entry(train_conditions, m["classes"],
                                          m["scalar_conditions"], f"export_release {out_dir}")
-    names = _FILES + ((TABLE_FILE,) if train_conditions is not None else ())
+    names = FILES + ((TABLE_FILE,) if train_conditions is not None else ())
     # Clones: safetensors refuses tensors sharing storage and non-contiguous views.
     state = {k: v.detach().cpu().contiguous().clone() for k, v in module.state_dict().items()}
     check_finite(state, f"export_release {out_dir}", "nothing written: the weights are "
                  "broken (a diverged run or a corrupt checkpoint)")
-    metadata = {"format": "pt", "radiodiff_format_version": str(FORMAT_VERSION),
-                "model_name": m["model_name"]}
 
     with artifact_dir(out_dir, "release", overwrite, fresh=fresh) as tmp:
         kept = _kept_refine(out_dir, m) if overwrite and not fresh else None
         if kept is not None:  # the refiner/ that stays is still this release's refiner
             m["refine"] = kept
         (tmp / CONFIG_FILE).write_text(release_config_yaml(cfg))
-        # through atomic_write: a full disk names the file (safetensors' error does not)
-        atomic_write(tmp / WEIGHTS_FILE, lambda p: save_file(state, str(p), metadata=metadata))
+        write_weights(tmp, state, m["model_name"])
         (tmp / META_FILE).write_text(json.dumps(m, indent=2, allow_nan=False) + "\n")
         if train_conditions is not None:
             (tmp / TABLE_FILE).write_text(train_conditions.to_csv(), encoding="utf-8")
@@ -352,24 +296,9 @@ def export_release(out_dir: str | Path, denoiser: nn.Module, config: DictConfig 
 # --------------------------------------------------------------------------- load
 
 def _read_meta(path: Path) -> dict:
-    file = path / META_FILE
-    try:
-        meta = json.loads(file.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ValueError(f"{path}: {META_FILE} is not readable JSON ({exc})") from exc
-    if not isinstance(meta, dict):
-        raise ValueError(f"{path}: {META_FILE} must hold a JSON object")
-    version = meta.get("format_version")
-    if version != FORMAT_VERSION:
-        raise ValueError(f"{path}: unsupported release format_version {version!r} in "
-                         f"{META_FILE} (this radiodiff reads {FORMAT_VERSION})")
-    missing = [k for k in _REQUIRED + ("sigma_data",) if k not in meta]
-    if missing:
-        raise ValueError(f"{path}: {META_FILE} is missing {missing}")
-    bad = _meta_type_errors(meta)
-    if bad:
-        raise IntegrityError(f"{path}: {META_FILE} has values of the wrong type or range: "
-                             f"{'; '.join(bad)} (re-export the release)")
+    """``meta.json`` (:func:`radiodiff.io.release_files.read_meta`: format, keys, types) with
+    its ``intensity``, ``projection`` and ``sampler`` checked."""
+    meta = read_meta(path)
     try:
         IntensityTransform.from_dict(meta.get("intensity"))
         _check_projection(meta.get("projection"), f"{path}: {META_FILE}")
@@ -378,37 +307,6 @@ def _read_meta(path: Path) -> dict:
         raise ValueError(f"{path}: {META_FILE} has a bad `intensity`, `projection` or `sampler` "
                          f"({exc})") from exc
     return meta
-
-
-def _is_num(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-
-def _is_strs(v: Any) -> bool:
-    return isinstance(v, list) and all(isinstance(x, str) for x in v)
-
-
-# meta.json key -> (test, what it must be); absent optional keys are not tested.
-_META_TYPES = {
-    "classes": (_is_strs, "a list of class names"),
-    "scalar_conditions": (_is_strs, "a list of condition names"),
-    "condition_transform": (lambda v: isinstance(v, dict), "an object"),
-    "image_size": (lambda v: isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 4096,
-                   "an integer in [1, 4096]"),
-    "sigma_data": (lambda v: _is_num(v) and v > 0, "a finite number > 0"),
-    "model_args": (lambda v: v is None or isinstance(v, dict), "an object or null"),
-    "image_unit": (lambda v: v in _IMAGE_UNITS, f"one of {list(_IMAGE_UNITS)}"),
-    "scaling": (lambda v: v in _SCALINGS, f"one of {list(_SCALINGS)}"),
-    "pixel_scale_arcsec": (lambda v: v is None or (_is_num(v) and v > 0),
-                           "a number > 0 or null"),
-    "beam_arcsec": (lambda v: v is None or (isinstance(v, list) and len(v) == 2
-                                            and all(_is_num(x) and x > 0 for x in v)),
-                    "[bmaj, bmin] in arcsec or null"),
-    "train_conditions": (lambda v: v is None or (
-        isinstance(v, dict) and v.get("file") == TABLE_FILE and _is_strs(v.get("columns"))
-        and isinstance(v.get("rows"), int) and not isinstance(v.get("rows"), bool)),
-        f"null or {{file: {TABLE_FILE}, rows, columns}}"),
-}
 
 
 #: meta ``sampler`` keys: the SamplerSpec fields a release may recommend.
@@ -430,16 +328,6 @@ def recommended_spec(meta: Mapping[str, Any], where: Any = "release"):
         return SamplerSpec(**entry)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"{where}: {META_FILE} `sampler`: {exc}") from exc
-
-
-def _meta_type_errors(meta: Mapping[str, Any]) -> list[str]:
-    """``"key=value: must be ..."`` for each value of ``meta`` of the wrong type (the one
-    type rule of release metadata; :func:`load_release` refuses such a release)."""
-    bad = []
-    for key, (ok, what) in _META_TYPES.items():
-        if key in meta and not ok(meta[key]):
-            bad.append(f"{key}={str(meta[key])[:40]!s} must be {what}")
-    return bad
 
 
 def _check_projection(p: Any, where: str) -> dict | None:
@@ -494,27 +382,6 @@ def _read_table(path: Path, meta: Mapping[str, Any]):
     return table
 
 
-def _read_weights(path: Path) -> tuple[dict[str, torch.Tensor], str]:
-    """The state_dict in ``model.safetensors`` and the file's SHA-256 (never unpickles)."""
-    from safetensors import safe_open
-    from safetensors.torch import load
-
-    file = path / WEIGHTS_FILE
-    data = file.read_bytes()
-    try:
-        state = load(data)
-        with safe_open(str(file), framework="pt") as f:
-            metadata = f.metadata() or {}
-    except Exception as exc:  # SafetensorError, OSError, ... : all mean "not usable"
-        raise ValueError(f"{path}: {WEIGHTS_FILE} is corrupt or not a safetensors file "
-                         f"({exc})") from exc
-    version = metadata.get("radiodiff_format_version")
-    if version != str(FORMAT_VERSION):
-        raise ValueError(f"{path}: unsupported weights format version {version!r} in "
-                         f"{WEIGHTS_FILE} (this radiodiff reads {FORMAT_VERSION})")
-    return state, hashlib.sha256(data).hexdigest()
-
-
 def load_release(path: str | Path) -> Release:
     """Load a release folder written by :func:`export_release`.
 
@@ -555,7 +422,7 @@ def load_release(path: str | Path) -> Release:
     for name in (CONFIG_FILE, WEIGHTS_FILE, META_FILE):
         if not (path / name).is_file():
             raise FileNotFoundError(f"{path}: not a release folder, {name} is missing")
-    for name in _FILES:
+    for name in FILES:
         verify_file(path / name, f"release file {name}",
                     f"re-export or re-download the release (or delete {MANIFEST} to skip "
                     "this check at your own risk)")
@@ -567,7 +434,7 @@ def load_release(path: str | Path) -> Release:
         raise ValueError(f"{path}: {CONFIG_FILE} is not readable YAML ({exc})") from exc
     if not isinstance(config, DictConfig) or OmegaConf.select(config, "model") is None:
         raise ValueError(f"{path}: {CONFIG_FILE} has no `model` section")
-    state, sha = _read_weights(path)
+    state, sha = read_weights(path)
     check_finite(state, f"{path}: {WEIGHTS_FILE}", "the release is unusable: re-export it "
                  "from a good checkpoint")
     try:
@@ -605,7 +472,7 @@ def _load_refiner(base: Release) -> Release:
     if refiner.weights_sha256 != base.meta["refine"].get("weights_sha256"):
         raise IntegrityError(f"{folder}: {WEIGHTS_FILE} is not the refiner "
                              f"{base.path / META_FILE} records (SHA-256 differs); "
-                             "re-attach it with radiodiff.io.release.attach_refiner")
+                             "re-attach it with radiodiff.pipeline.release.attach_refiner")
     _check_pair(base.meta, refiner, base.refine, base.path)
     return refiner
 
@@ -657,7 +524,7 @@ def attach_refiner(base_dir: str | Path, refiner_dir: str | Path, out_dir: str |
 
     The base folder is copied (its model card and any other files with it), its
     ``meta.json`` gains ``refine = {sigma, steps, sampler, rho,
-    weights_sha256}`` (:class:`~radiodiff.diffusion.refine.RefineSpec` plus the refiner's
+    weights_sha256}`` (:class:`~radiodiff.pipeline.refine.RefineSpec` plus the refiner's
     weights), the refiner release is copied to ``refiner/``, and the manifest is rewritten.
     Both inputs are loaded (and so checked) first; the output is written atomically
     (``out_dir`` may be ``base_dir`` with ``overwrite``). Returns ``out_dir``.
@@ -669,7 +536,7 @@ def attach_refiner(base_dir: str | Path, refiner_dir: str | Path, out_dir: str |
                                 f"attach_refiner {out_dir}")
     _check_pair(base.meta, refiner, spec, Path(out_dir))
     meta = dict(base.meta, refine=dict(spec.to_dict(), weights_sha256=refiner.weights_sha256))
-    names = [n for n in _FILES + (TABLE_FILE,) if (base.path / n).is_file()]
+    names = [n for n in FILES + (TABLE_FILE,) if (base.path / n).is_file()]
     with artifact_dir(out_dir, "release", overwrite) as tmp:
         for item in base.path.iterdir():  # the release files and anything beside them
             if item.name in (META_FILE, MANIFEST, REFINER_DIR) or item.name.startswith("."):
@@ -678,63 +545,12 @@ def attach_refiner(base_dir: str | Path, refiner_dir: str | Path, out_dir: str |
             copy(item, tmp / item.name)
         (tmp / META_FILE).write_text(json.dumps(meta, indent=2, allow_nan=False) + "\n")
         (tmp / REFINER_DIR).mkdir()
-        for name in [n for n in _FILES + (TABLE_FILE, MANIFEST)
+        for name in [n for n in FILES + (TABLE_FILE, MANIFEST)
                      if (refiner.path / n).is_file()]:
             shutil.copy2(refiner.path / name, tmp / REFINER_DIR / name)
         write_manifest(tmp, names)
     load_release(out_dir)  # the pair as a reader will see it
     return Path(out_dir)
-
-
-def seal_release(path: str | Path) -> Path:
-    """(Re)write the ``SHA256SUMS`` of a release folder from its files as they are now,
-    e.g. for a release written before the manifest existed (``models/first``); the
-    files themselves are not touched (``train_conditions.csv`` is listed when present).
-    Returns the manifest's path."""
-    path = Path(path)
-    missing = [n for n in _FILES if not (path / n).is_file()]
-    if missing:
-        raise FileNotFoundError(f"{path}: not a release folder, {missing} missing")
-    return write_manifest(path, _FILES + (((TABLE_FILE,) if (path / TABLE_FILE).is_file()
-                                           else ())))
-
-
-def models_dir() -> Path:
-    """Folder of the shipped releases: ``$RADIODIFF_MODELS``, the wheel copy, or the repo's
-    ``models/``."""
-    env = os.environ.get("RADIODIFF_MODELS")
-    here = Path(__file__).resolve()
-    candidates = ([Path(env)] if env else []) + [here.parents[1] / "models",  # installed wheel
-                                                 here.parents[3] / "models"]  # source tree
-    for c in candidates:
-        if c.is_dir():
-            return c
-    return candidates[-1]
-
-
-def resolve_model(model: str | Path | None = None) -> Path:
-    """Path of a release folder, a training checkpoint, or a shipped model's name.
-
-    ``None`` gives the built-in default (:data:`DEFAULT_MODEL`); an existing path is
-    returned as it is; otherwise a bare name (``first``) is looked up in :func:`models_dir`.
-
-    Raises
-    ------
-    FileNotFoundError
-        Neither a path nor a shipped model; the message lists the shipped ones.
-    """
-    if model is None:
-        model = DEFAULT_MODEL
-    path = Path(model)
-    if path.exists():
-        return path
-    root = models_dir()
-    if len(path.parts) == 1 and (root / path.name / WEIGHTS_FILE).is_file():
-        return root / path.name
-    shipped = sorted(p.name for p in root.glob("*") if (p / WEIGHTS_FILE).is_file()) \
-        if root.is_dir() else []
-    raise FileNotFoundError(f"{model}: no such release folder, checkpoint or shipped model "
-                            f"(shipped in {root}: {', '.join(shipped) or 'none'})")
 
 
 def recommend_sampler(release_dir: str | Path, spec) -> Path:

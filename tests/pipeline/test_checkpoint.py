@@ -8,8 +8,8 @@ import torch
 from helpers.fitwarnings import TINY_FIT_WARNINGS
 from radiodiff.cli import main
 from radiodiff.config import load_config
-from radiodiff.io.release import load_release
-from radiodiff.training.export import export_checkpoint
+from radiodiff.pipeline.release import load_release
+from radiodiff.pipeline.checkpoint import export_checkpoint
 from radiodiff.training.fit import train
 
 pytestmark = TINY_FIT_WARNINGS
@@ -114,7 +114,7 @@ def test_export_data_refuses_another_file(run, capsys):
 
 
 def test_the_release_records_the_training_noise_rms(run):
-    from radiodiff.training.export import _noise_rms
+    from radiodiff.pipeline.checkpoint import _noise_rms
     tmp, path, cols, _ = run
     expected = float(np.median(cols["rms"]))        # every row clean, every rms finite
     assert _noise_rms({"image_unit": "Jy/beam"}, path) == pytest.approx(expected, rel=1e-12)
@@ -126,7 +126,7 @@ def test_the_release_records_the_training_noise_rms(run):
 def _train_floor(path):
     import h5py
 
-    from radiodiff.data.preprocess import largest_kept_floor
+    from radiodiff.data.projection import largest_kept_floor
     with h5py.File(path, "r") as f:
         return largest_kept_floor(f["images"][:N_TRAIN], halo_px=1)
 
@@ -153,7 +153,7 @@ def test_export_with_another_halo_measures_the_data_floor_with_it(run):
     --projection-floor data measures the floor anew on --data with halo 0."""
     import h5py
 
-    from radiodiff.data.preprocess import largest_kept_floor
+    from radiodiff.data.projection import largest_kept_floor
     tmp, path, _, ckpt = run
     assert main(["export", "--ckpt", str(ckpt), "--out", str(tmp / "h0"), "--data", str(path),
                  "--projection-floor", "data", "--projection-halo", "0"]) == 0
@@ -169,7 +169,7 @@ def test_export_with_another_halo_measures_the_data_floor_with_it(run):
 def _train_floor_all(path):
     import h5py
 
-    from radiodiff.data.preprocess import largest_kept_floor
+    from radiodiff.data.projection import largest_kept_floor
     with h5py.File(path, "r") as f:
         return largest_kept_floor(f["images"][:], halo_px=1)
 

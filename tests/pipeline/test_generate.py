@@ -1,6 +1,6 @@
 """generate(): conditions drawn from the training rows' joint distribution, image by image.
 
-(Sampling from releases in general, with fixed conditions: tests/io/test_release.py.)
+(Sampling from releases in general, with fixed conditions: tests/pipeline/test_release.py.)
 """
 
 import dataclasses
@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from helpers.releases import train_table, tiny_physical_release
-from radiodiff.diffusion.generate import generate
-from radiodiff.io.release import load_release
+from radiodiff.pipeline.generate import generate
+from radiodiff.pipeline.release import load_release
 
 FAST = dict(steps=2, batch_size=4)
 PEAK_ONE = {"floor": None, "halo_px": 0, "peak_one": True}

@@ -1,7 +1,9 @@
 """Checkpoint -> release: a training checkpoint's EMA weights and what sampling needs.
 
-Belongs to training (it knows the LightningModule's checkpoint layout); evaluation and the
-CLI call it, and nothing else reads checkpoint internals.
+The one reader of training checkpoints (the LightningModule's layout: hyper-parameters,
+``ema.`` / ``ema_bank.<k>.`` weights, :func:`ema_lengths`) and their conversion to a
+release. Below training and evaluation, so both open checkpoints through it (training to
+resume, evaluation and the CLI to sample from one); nothing else reads checkpoint internals.
 """
 
 from __future__ import annotations
@@ -13,19 +15,25 @@ from typing import Any
 import torch
 from omegaconf import OmegaConf
 
+from radiodiff.data.projection import DATA_FLOOR, check_projection_floor
 from radiodiff.diffusion.factory import build_denoiser, network_args
 from radiodiff.io.integrity import IntegrityError, check_finite, verify_file
-from radiodiff.data.preprocess import DATA_FLOOR, check_projection_floor
-from radiodiff.io.release import export_release
+from radiodiff.pipeline.release import export_release
 
 __all__ = ["export_checkpoint", "read_checkpoint", "conditions_from_data", "training_rows",
-           "output_projection", "FROM_RUN", "LAST", "PREV"]
+           "output_projection", "ema_lengths", "FROM_RUN", "LAST", "PREV"]
 
 FROM_RUN = "run"  # export_checkpoint(projection_floor=, projection_islands=): the run's data config
 LAST, PREV = "last.ckpt", "prev.ckpt"  # the resume checkpoint and the one before it
 # hyper-parameters a radiodiff checkpoint must carry, and their types
 _HPARAMS = {"cfg": dict, "num_classes": int, "scalar_conditions": list, "transform": dict,
             "sigma_data": float}
+
+
+def ema_lengths(train_cfg) -> list[float]:
+    """Half-lives (kimg) of the run's EMAs: the main one, then ``ema_bank_kimg``."""
+    return [float(train_cfg.ema_halflife_kimg),
+            *(float(h) for h in train_cfg.get("ema_bank_kimg", []))]
 
 
 def _alternative(path: Path, usage: str) -> str:
@@ -114,13 +122,13 @@ def export_checkpoint(ckpt_path: str | Path, out_dir: str | Path,
     ``projection_islands`` (IslandModel fields or None) only its noise islands and
     ``projection_halo`` (pixels) only its halo, the data floor then measured with it
     (a run begun before its data config had the right halo); ``overwrite`` lets an existing release at ``out_dir`` be replaced
-    (:func:`radiodiff.io.release.export_release`). The release gets the training rows'
+    (:func:`radiodiff.pipeline.release.export_release`). The release gets the training rows'
     conditions (``train_conditions.csv``) the checkpoint carries; for checkpoints made
     before they did, ``data`` (the prepared file the run trained on, checked by its
     ``data_sha256``) supplies them (:func:`conditions_from_data`), and the floor measured
     on its training images when the floor is ``"data"`` and the checkpoint predates
     recording it. An export onto a release keeps what the last export did not write (its
-    model card, ``refiner/``...: :func:`radiodiff.io.release.export_release`); ``fresh``
+    model card, ``refiner/``...: :func:`radiodiff.pipeline.release.export_release`); ``fresh``
     replaces the whole folder (implies ``overwrite``).
     """
     from radiodiff.io.artifacts import check_output, unlock_output
@@ -278,7 +286,6 @@ def _halo(value: Any) -> int:
 
 def _ema_prefix(cfg, halflife: float | None, ckpt_path: Path) -> tuple[str, float]:
     """State-dict prefix of the EMA with that half-life (kimg), and the half-life."""
-    from radiodiff.training.module import ema_lengths
     main, *bank = ema_lengths(cfg.train)
     if halflife is None or math.isclose(float(halflife), main):
         return "ema.", main
@@ -299,7 +306,7 @@ def output_projection(data_cfg, scaling: str, negatives: str | None,
 
     ``floor``: the run's ``data.projection_floor`` unless given (a number, ``"data"`` or
     None); ``"data"`` takes ``floor_max``, the largest floor that changes no training image
-    (:func:`radiodiff.data.preprocess.largest_kept_floor`). ``islands``: the run's
+    (:func:`radiodiff.data.projection.largest_kept_floor`). ``islands``: the run's
     ``data.projection_islands`` unless given (a mapping of
     :class:`radiodiff.data.islands.IslandModel` fields, or None).
     """
@@ -328,6 +335,6 @@ def _floor_max(ds: dict, cfg, hp: dict, ckpt_path: Path, data, floor: Any) -> fl
     wanted = cfg.data.get("projection_floor") if floor == FROM_RUN else floor
     if ds.get("projection_floor_max") is not None or wanted != DATA_FLOOR or data is None:
         return ds.get("projection_floor_max")
-    from radiodiff.data.preprocess import read_kept_floor
+    from radiodiff.data.projection import read_kept_floor
     _, rows = training_rows(data, cfg, hp, ckpt_path)
     return read_kept_floor(data, rows, int(cfg.data.get("projection_halo_px", 2)))

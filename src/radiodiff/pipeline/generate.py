@@ -1,10 +1,11 @@
 """Draw samples from a release and write them as science output.
 
-:func:`generate` turns a loaded :class:`~radiodiff.io.release.Release` into images: one
+:func:`generate` turns a loaded :class:`~radiodiff.pipeline.release.Release` into images: one
 generator per seed (sample k uses ``seed + k``, so it does not depend on the batch size),
 physical conditions (class name, peak flux in Jy/beam, largest angular size in arcsec)
 encoded with the release's ``ConditionTransform``, classifier-free guidance via
-:func:`radiodiff.diffusion.edm.guided`, and any of the solvers in :mod:`radiodiff.diffusion.sampling`.
+:func:`radiodiff.diffusion.edm.guided`, and any of the solvers in
+:mod:`radiodiff.diffusion.sampling`.
 
 Conditions the caller does not fix are, by default, drawn image by image from the training
 rows' joint distribution the release records (``train_conditions.csv``, see
@@ -34,20 +35,23 @@ from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable, Iterable, Optional, Sequence
 
 import numpy as np
 import torch
 
+from radiodiff.data.projection import apply_projection
 from radiodiff.diffusion.edm import guided
 from radiodiff.diffusion.sampling import (CountingDenoiser, SamplerSpec, check_sample_memory,
                                           check_seed_range, churn_generator,
                                           condition_rng, per_image, seeded_noise)
-from radiodiff.io.release import Release
-# the words saying where conditions came from ("draw", "null"; "given"), as samples record them
-from radiodiff.io.samples import CONDITION_MODES, GIVEN
+from radiodiff.io.release_files import TABLE_FILE
+# the words saying where conditions came from ("draw", "null"; "given"), as samples record
+# them, and the images with their conditions (written by radiodiff.io.samples)
+from radiodiff.io.samples import CONDITION_MODES, GIVEN, GenerateResult
+from radiodiff.pipeline.refine import refine_images
+from radiodiff.pipeline.release import Release
 
 __all__ = ["GenerateResult", "generate", "CONDITION_MODES", "restores_jy_per_beam"]
 
@@ -60,59 +64,6 @@ def restores_jy_per_beam(meta: dict[str, Any]) -> bool:
     divided by its own peak, zero offset (negatives not ``keep``)."""
     return (meta.get("image_unit") == "Jy/beam" and meta.get("scaling") == "per_image"
             and meta.get("negatives") != "keep")
-
-
-@dataclass
-class GenerateResult:
-    """Samples from :func:`generate`, one row per image.
-
-    Attributes
-    ----------
-    images : numpy.ndarray
-        (n, 1, H, W) float32 images in data space [0, 1] (model space decoded by the
-        release's intensity transform).
-    physical : numpy.ndarray or None
-        (n, 1, H, W) float32 images in Jy/beam when the flux could be restored (see the
-        module docstring), else None.
-    unit : str
-        ``"Jy/beam"`` when ``physical`` is set, else ``"normalised"``.
-    conditions : dict of numpy.ndarray
-        The condition each image was drawn with (fixed by the caller or drawn from the
-        training rows), in physical units: ``label`` (int, -1 = none), ``class`` (str, "" =
-        none), ``peak_flux`` (Jy/beam, NaN = none), ``las_arcsec`` (arcsec, NaN = none);
-        each shape (n,).
-    seeds : numpy.ndarray
-        (n,) int64, the seed of each image's initial noise.
-    nfe : numpy.ndarray
-        (n,) int64, network evaluations spent on each image (Heun: 2 steps - 1; doubled
-        with classifier-free guidance, which runs the network with and without condition).
-    settings : dict
-        Sampler settings (sampler, steps, guidance, sigma_min, sigma_max, rho, S_churn,
-        seed, batch_size, projected) and ``conditions``: the mode that filled the
-        conditions not given (``draw`` / ``null``), or ``given`` (:data:`GIVEN`) when every
-        condition the model takes was given.
-    raw : numpy.ndarray or None
-        The decoded images before the output projection (None when none was applied).
-    created_utc : str
-        When the images were made (UTC, ISO 8601 to the second): the DATE of their headers.
-    """
-    images: np.ndarray
-    physical: Optional[np.ndarray]
-    unit: str
-    conditions: dict[str, np.ndarray]
-    seeds: np.ndarray
-    nfe: np.ndarray
-    settings: dict[str, Any] = field(default_factory=dict)
-    raw: Optional[np.ndarray] = None
-    created_utc: str = ""
-
-    def __len__(self) -> int:
-        return len(self.images)
-
-    @property
-    def output(self) -> np.ndarray:
-        """The science images: ``physical`` when restored, else ``images``."""
-        return self.physical if self.physical is not None else self.images
 
 
 _F32 = np.finfo(np.float32)
@@ -195,8 +146,6 @@ def _fixed(release: Release, label: Optional[str], scalars: dict[str, Optional[f
 
 def _mode(release: Release, conditions: Optional[str]) -> str:
     """``draw`` or ``null``; None: ``draw`` when the release has its training conditions."""
-    from radiodiff.io.release import TABLE_FILE
-
     table = release.train_conditions
     if conditions is None:
         return "draw" if table is not None else "null"
@@ -214,8 +163,6 @@ def _draw_rows(release: Release, seeds: np.ndarray, idx: Optional[int],
                fixed: dict[str, float]) -> np.ndarray:
     """The training-condition table's row drawn for each image: uniform over the rows that
     fit the fixed conditions (:meth:`ConditionTable.pool`), one generator per seed."""
-    from radiodiff.io.release import TABLE_FILE
-
     pool, matched = release.train_conditions.pool(release.transform, idx, fixed)
     if not matched:
         warnings.warn(f"{release.path}: {TABLE_FILE} has no row of class "
@@ -346,7 +293,7 @@ def generate(release: Release, n: int, label: Optional[str | Sequence] = None,
     Parameters
     ----------
     release : Release
-        From :func:`radiodiff.io.release.load_release`.
+        From :func:`radiodiff.pipeline.release.load_release`.
     n : int
         Number of images (>= 1).
     label : str or sequence, optional
@@ -371,8 +318,8 @@ def generate(release: Release, n: int, label: Optional[str | Sequence] = None,
         Images per solver call (>= 1).
     project : bool
         Put the images through the data's last preprocessing steps recorded in the release
-        (:func:`radiodiff.data.preprocess.project_like_data`: quantum floor with its halo,
-        peak at 1; :func:`radiodiff.data.preprocess.apply_projection`); the unprojected
+        (:func:`radiodiff.data.projection.project_like_data`: quantum floor with its halo,
+        peak at 1; :func:`radiodiff.data.projection.apply_projection`); the unprojected
         images are kept in ``GenerateResult.raw``.
     batch_invariant : bool
         Evaluate the network image by image (bit-identical results for any batch size;
@@ -389,7 +336,7 @@ def generate(release: Release, n: int, label: Optional[str | Sequence] = None,
         distribution. ``null``: the null condition (unconditional). Default: ``draw``
         when the release has its training conditions, else ``null``.
     refine : bool, optional
-        Re-draw the faint end with the release's refiner (:mod:`radiodiff.diffusion.refine`:
+        Re-draw the faint end with the release's refiner (:mod:`radiodiff.pipeline.refine`:
         the base image, projected like the data, noised to the refiner's ``sigma`` in its
         stretched space and integrated back to 0 in its ``steps``, unguided; ``nfe``
         counts both networks). Default: when the release has a refiner. True without one
@@ -429,8 +376,6 @@ def generate(release: Release, n: int, label: Optional[str | Sequence] = None,
     out, nfe = _sample(release, spec, seeds, cond, batch_size, batch_invariant, progress)
     projection = release.projection
     if refine_spec is not None:
-        from radiodiff.data.preprocess import apply_projection
-        from radiodiff.diffusion.refine import refine_images
         base = apply_projection(out, projection, islands=False) if projection else out
         out, extra = refine_images(release.refiner, base, seeds, cond, refine_spec,
                                    batch_size, batch_invariant)
@@ -438,7 +383,6 @@ def generate(release: Release, n: int, label: Optional[str | Sequence] = None,
     _check_finite(release, spec, out, "sampled")
     unprojected = None
     if project and projection:
-        from radiodiff.data.preprocess import apply_projection
         unprojected, out = out, apply_projection(out, projection, seeds, islands)
     physical = _restore(release.meta, out, raw["peak_flux"])
     if physical is not None:
@@ -462,7 +406,7 @@ def _refine_spec(release: Release, refine: Optional[bool]):
         raise ValueError(f"refine must be True, False or None, got {refine!r}")
     if refine and release.refiner is None:
         raise ValueError(f"{release.path}: this release has no refiner (refine=True); "
-                         "attach one with radiodiff.io.release.attach_refiner")
+                         "attach one with radiodiff.pipeline.release.attach_refiner")
     return release.refine if refine is not False and release.refiner is not None else None
 
 

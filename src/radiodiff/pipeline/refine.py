@@ -19,7 +19,7 @@ keeps the morphology.
 
 The refiner is a release of its own, kept in the base release's ``refiner/`` folder; the
 base's ``meta.json`` records ``refine = {sigma, steps, sampler, weights_sha256}``, so the
-pair is checked as one (:func:`radiodiff.io.release.load_release`).
+pair is checked as one (:func:`radiodiff.pipeline.release.load_release`).
 """
 
 from __future__ import annotations
@@ -32,8 +32,8 @@ import torch
 
 from radiodiff.config import SamplerConfig
 from radiodiff.diffusion.edm import guided
-from radiodiff.diffusion.sampling import (CountingDenoiser, SamplerSpec, per_image,
-                                          seeded_noise, word_seed)
+from radiodiff.diffusion.sampling import CountingDenoiser, SamplerSpec, per_image, seeded_noise
+from radiodiff.seeds import word_seed
 
 __all__ = ["RefineSpec", "refine_images", "refine_seeds"]
 
@@ -114,7 +114,7 @@ def refine_images(refiner: Any, images: np.ndarray, seeds: np.ndarray,
         The network conditions of all n images (as for the base).
     spec : RefineSpec
     batch_size, batch_invariant
-        As for :func:`radiodiff.diffusion.generate.generate`.
+        As for :func:`radiodiff.pipeline.generate.generate`.
 
     Returns
     -------

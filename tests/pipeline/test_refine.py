@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 
 from helpers.releases import tiny_release
-from radiodiff.diffusion.generate import generate
-from radiodiff.diffusion.refine import RefineSpec
+from radiodiff.pipeline.generate import generate
+from radiodiff.pipeline.refine import RefineSpec
 from radiodiff.io.integrity import IntegrityError
-from radiodiff.io.release import META_FILE, REFINER_DIR, attach_refiner, load_release
+from radiodiff.io.release_files import META_FILE, REFINER_DIR
+from radiodiff.pipeline.release import attach_refiner, load_release
 
 CLASSES = ["FRI", "FRII"]
 STRETCH = {"stretch": "power", "param": 0.25, "lo": 0.0, "hi": 1.0}

@@ -15,13 +15,14 @@ from astropy.wcs import WCS
 from astropy.wcs.utils import proj_plane_pixel_scales
 
 from helpers.releases import CLASSES, SCALARS, SIZE
-from radiodiff.io import release as export
 from radiodiff.cli import main
 from radiodiff.diffusion.conditions import ConditionTransform
 from radiodiff.diffusion.edm import EDMDenoiser
-from radiodiff.diffusion.generate import generate
+from radiodiff.pipeline.generate import generate
 from radiodiff.io.fits import read_fits_image, write_fits_image
-from radiodiff.io.release import export_release, load_release
+from radiodiff.pipeline.release import export_release, load_release
+from radiodiff.io.integrity import read_manifest
+from radiodiff.io.release_files import FORMAT_VERSION
 from radiodiff.io.samples import save_samples
 
 # Batched network calls (batch_invariant=False) round differently with the batch size
@@ -52,11 +53,11 @@ def test_release_folder_layout(release_dir, meta):
                 "data_sha256", "inputs_sha256", "git_commit", "package_version", "seed",
                 "images_seen", "step"):
         assert m[key] == meta[key], key
-    assert m["format_version"] == export.FORMAT_VERSION and m["created_utc"]
+    assert m["format_version"] == FORMAT_VERSION and m["created_utc"]
     assert m["model_name"] == "unet_tiny"
     from safetensors import safe_open
     with safe_open(str(release_dir / "model.safetensors"), framework="pt") as f:
-        assert f.metadata()["radiodiff_format_version"] == str(export.FORMAT_VERSION)
+        assert f.metadata()["radiodiff_format_version"] == str(FORMAT_VERSION)
         assert f.metadata()["model_name"] == "unet_tiny"
         assert "sigma_data" in f.keys() and "net.conv_out.weight" in f.keys()
 
@@ -433,7 +434,7 @@ def test_a_release_recommends_its_sampler_and_every_entry_point_uses_it(tmp_path
     """Issue #26: the numbers a release quotes are for its recorded sampler, and
     generate(), sample, demo and evaluate use it unless told otherwise."""
     from radiodiff.diffusion.sampling import SamplerSpec
-    from radiodiff.io.release import recommend_sampler
+    from radiodiff.pipeline.release import recommend_sampler
     rel = tmp_path / "rel"
     shutil.copytree(release_dir, rel)
     assert load_release(rel).sampler == SamplerSpec()  # none recorded: package default
@@ -459,19 +460,19 @@ def test_a_release_recommends_its_sampler_and_every_entry_point_uses_it(tmp_path
 
 @pytest.mark.parametrize("bad", [{"name": "nope"}, {"steps": 0}, {"temperature": 2}, [1]])
 def test_a_bad_recommended_sampler_is_refused_on_load(tmp_path, release_dir, bad):
-    from radiodiff.io.integrity import write_manifest
+    from radiodiff.io.artifacts import write_manifest
     rel = tmp_path / "rel"
     shutil.copytree(release_dir, rel)
     meta = json.loads((rel / "meta.json").read_text())
     (rel / "meta.json").write_text(json.dumps(dict(meta, sampler=bad)))
-    sums = {k: v for k, v in export.read_manifest(rel).items() if k != "meta.json"}
+    sums = {k: v for k, v in read_manifest(rel).items() if k != "meta.json"}
     write_manifest(rel, ["meta.json"], sums)
     with pytest.raises(ValueError, match="sampler"):
         load_release(rel)
 
 
 def test_the_shipped_models_recommend_the_sampler_their_numbers_are_for():
-    from radiodiff.io.release import resolve_model
+    from radiodiff.io.release_files import resolve_model
     first = json.loads((resolve_model("first") / "meta.json").read_text())["sampler"]
     mirabest = json.loads((resolve_model("mirabest") / "meta.json").read_text())["sampler"]
     assert (first["name"], first["steps"], first["guidance"]) == ("dpmpp_2m", 7, 1.0)
@@ -568,7 +569,7 @@ def test_cli_sample_draws_or_leaves_conditions_null(table_release, tmp_path, cap
 
 
 def test_releases_without_a_table_generate_with_null_conditions(release):
-    from radiodiff.io.release import resolve_model
+    from radiodiff.io.release_files import resolve_model
     assert release.train_conditions is None and release.meta["train_conditions"] is None
     first = load_release(resolve_model("first"))  # class-only, exported before tables
     assert first.train_conditions is None and "train_conditions" not in first.meta
@@ -581,7 +582,7 @@ def test_a_release_names_no_local_folder(tmp_path):
     from radiodiff.config import load_config
     from radiodiff.diffusion.edm import EDMDenoiser
     from radiodiff.diffusion.unet import build_unet
-    from radiodiff.io.release import export_release
+    from radiodiff.pipeline.release import export_release
     from helpers.releases import tiny_release
     ref = load_release(tiny_release(tmp_path / "ref", ["A"]))
     cfg = load_config(["model=unet_tiny", f"paths.output_dir={tmp_path}/runs",
