@@ -7,9 +7,10 @@ import pytest
 import torch
 
 from radiodiff.diffusion.sampling import SAMPLERS as REGISTRY
-from radiodiff.diffusion.sampling import (CountingDenoiser, churn_generator, dpmpp_2m_sample,
-                                          euler_sample, heun_sample, karras_sigmas,
-                                          seeded_noise, stochastic_sample)
+from radiodiff.diffusion.sampling import (CountingDenoiser, dpmpp_2m_sample, euler_sample,
+                                          heun_sample, karras_sigmas, seeded_noise,
+                                          stochastic_sample)
+from radiodiff.seeds import churn_generator
 
 MU, S = 0.3, 0.2          # per-pixel data distribution N(MU, S^2)
 SIGMA_MAX = 80.0

@@ -161,9 +161,9 @@ def test_flux_from_model_keeps_the_release_flux(tmp_path, physical_release_dir,
     """A Jy/beam release (5" x 4" beam) at its own flux on the 5.4" map: the integrated
     flux of the placed source is the generated image's, Jy/beam_c -> Jy conserved."""
     from radiodiff.diffusion.sampling import SamplerSpec
-    from radiodiff.skymap.render import _STREAM_IMAGE, ModelCutouts
+    from radiodiff.seeds import sky_image_seed
+    from radiodiff.skymap.render import ModelCutouts
     from radiodiff.skymap.sky import Beam
-    from radiodiff.skymap.sources import source_seed
 
     (tmp_path / "c.csv").write_text("ra,dec,flux,peak,las,class,pa\n"
                                     "150,30,0.5,0.02,25,FRI,40\n")
@@ -173,7 +173,7 @@ def test_flux_from_model_keeps_the_release_flux(tmp_path, physical_release_dir,
                                        "render.flux_from=model", "noise.enabled=false"])
     t = Table.read(build_skymap(cfg, tmp_path / "m")["paths"]["truth"])
     cut = ModelCutouts(physical_release, SamplerSpec(steps=2))(
-        0.02, 25.0, "FRI", source_seed(0, 0, _STREAM_IMAGE))
+        0.02, 25.0, "FRI", sky_image_seed(0, 0))
     own = cut.image.sum() / Beam(5.0, 4.0).area_px(1.8)
     assert t["flux_meas"][0] == pytest.approx(own, rel=0.01)
     assert t["flux_req"][0] == 0.5 and t["peak_req"][0] == 0.02  # requested, for the record

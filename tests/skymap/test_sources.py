@@ -7,11 +7,11 @@ import pytest
 from astropy import units as u
 from astropy.table import Table
 
+from radiodiff.seeds import sky_source_seed
 from radiodiff.skymap.sky import Beam
 from radiodiff.skymap.sources import (Sources, draw_sources, fill_position_angles,
                                       peak_from_total, power_law_fluxes, read_catalogue,
-                                      select_on_map, source_seed, total_from_peak,
-                                      windhorst_las)
+                                      select_on_map, total_from_peak, windhorst_las)
 
 
 def _csv(path, text):
@@ -169,4 +169,4 @@ def test_position_angles_depend_only_on_seed_and_id():
     a = fill_position_angles(s, 9)
     b = fill_position_angles(s.take([2]), 9)
     assert a.pa[0] == 10 and a.pa[2] == b.pa[0] and 0 <= a.pa[1] < 360
-    assert source_seed(9, 2) != source_seed(9, 3) != source_seed(8, 3)
+    assert sky_source_seed(9, 2) != sky_source_seed(9, 3) != sky_source_seed(8, 3)

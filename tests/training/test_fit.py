@@ -15,7 +15,7 @@ from lightning.pytorch.callbacks import Callback
 from helpers.fitwarnings import TINY_FIT_WARNINGS
 from radiodiff.config import load_config
 from radiodiff.diffusion.edm import edm_loss
-from radiodiff.training.module import step_generator
+from radiodiff.seeds import step_generator
 from radiodiff.training.fit import train
 
 REPO = Path(__file__).resolve().parents[2]

@@ -5,8 +5,9 @@ file written by :func:`radiodiff.data.prepared.write_prepared`.
 
 Training reads one endless stream of global sample numbers; the randomness (augmentation,
 shuffling, the optional random validation split) comes from generators seeded by
-``(seed, purpose, epoch, row)``, not a running RNG state, so a run resumed after ``k`` samples
-sees exactly what an uninterrupted run would, whatever the number of workers.
+``(seed, purpose, epoch, row)`` (the streams of :mod:`radiodiff.seeds`), not a running RNG
+state, so a run resumed after ``k`` samples sees exactly what an uninterrupted run would,
+whatever the number of workers.
 """
 
 from __future__ import annotations
@@ -26,16 +27,13 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from radiodiff.data.prepared import FLOAT_COLUMNS, read_prepared, read_rows
-from radiodiff.seeds import seed_generator, word_seed
+from radiodiff.seeds import augment_generator, shuffle_generator, validation_split_rng
 
 __all__ = [
     "Augment", "dihedral", "augment_image", "CutoutDataset", "SampleStream", "StreamSampler",
     "CutoutDataModule",
 ]
 
-# Purpose words mixed into every seed, so the augmentation, the shuffle order and the random
-# validation split are independent streams even though they share one user seed.
-_AUGMENT, _SHUFFLE, _SPLIT = 1, 2, 3
 # Columns usable as conditions: one number per row. ``label`` is the class index.
 _CONDITION_COLUMNS = ("label",) + FLOAT_COLUMNS
 # The images are gzip-chunked 256 rows at a time (several MB per chunk at 80x80); h5py's
@@ -227,7 +225,7 @@ class CutoutDataset(Dataset):
             image = torch.from_numpy(np.asarray(block[0], np.float32))
         if self.augment.active:
             image = augment_image(image, self.augment,
-                                  seed_generator(self.seed, _AUGMENT, epoch, row))
+                                  augment_generator(self.seed, epoch, row))
         return image, {name: values[i] for name, values in self.cond.items()}
 
 
@@ -249,7 +247,7 @@ class SampleStream(Dataset):
     def __getitem__(self, g: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         epoch, pos = divmod(int(g), len(self.base))
         if self._perm is None or self._perm[0] != epoch:
-            gen = seed_generator(self.seed, _SHUFFLE, epoch)
+            gen = shuffle_generator(self.seed, epoch)
             self._perm = (epoch, torch.randperm(len(self.base), generator=gen))
         return self.base.get(int(self._perm[1][pos]), epoch)
 
@@ -369,7 +367,7 @@ class CutoutDataModule(L.LightningDataModule):
             n_val = int(round(self.random_val_fraction * len(pool)))
             # Never let rounding empty either side of a non-trivial pool.
             n_val = min(max(n_val, 1), len(pool) - 1) if len(pool) >= 2 else 0
-            perm = np.random.default_rng(word_seed(self.seed, _SPLIT)).permutation(pool)
+            perm = validation_split_rng(self.seed).permutation(pool)
             rows["val"], rows["train"] = np.sort(perm[:n_val]), np.sort(perm[n_val:])
         return rows
 

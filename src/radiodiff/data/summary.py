@@ -24,6 +24,7 @@ import numpy as np
 from radiodiff.io.artifacts import (artifact_dir, atomic_text, relocated, save_image_grid,
                                     to_plain)
 from radiodiff.data.prepared import FLAGS, PreparedSet, read_prepared
+from radiodiff.seeds import class_pick_rng
 
 __all__ = [
     "summarize", "format_summary", "select_examples", "plot_class_grids", "inspect_prepared",
@@ -391,8 +392,9 @@ def select_examples(path: str | Path, n_per_class: int = 16,
                     seed: int = 0) -> dict[str, np.ndarray]:
     """Choose up to ``n_per_class`` random clean rows of each class, from all splits.
 
-    Each class draws from its own generator seeded with ``(seed, class index)``, so the
-    choice for one class does not depend on the others.
+    Each class draws from its own generator seeded with ``(seed, class index)``
+    (:func:`radiodiff.seeds.class_pick_rng`), so the choice for one class does not depend
+    on the others.
 
     Parameters
     ----------
@@ -423,7 +425,7 @@ def _groups_of(ps: PreparedSet) -> dict[str, np.ndarray]:
 def _choose(groups: dict[str, np.ndarray], n_per_class: int, seed: int) -> dict[str, Any]:
     chosen = {}
     for k, (cls, rows) in enumerate(groups.items()):
-        rng = np.random.default_rng([seed, k])
+        rng = class_pick_rng(seed, k)
         pick = rng.choice(len(rows), size=min(n_per_class, len(rows)), replace=False)
         chosen[cls] = np.sort(rows[pick])
     return chosen

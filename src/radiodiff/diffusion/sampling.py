@@ -8,9 +8,11 @@ sigma(t) = t) down the given schedule and returns ``x`` at ``sigma = sigmas[-1]`
 
 Seeds become ``torch.Generator`` objects by the rules of :mod:`radiodiff.seeds` and nowhere
 else (:func:`~radiodiff.seeds.seed_generator`, built on the one hash of seed words,
-:func:`~radiodiff.seeds.seed_state`): the initial noise of sample k, the churn noise of the
-stochastic solver, the training and validation noise of step k, the data augmentation and
-shuffle order and the classifier's shuffling all take their generators from them.
+:func:`~radiodiff.seeds.seed_state`): the initial noise of sample k (here,
+:func:`seeded_noise`), the churn noise of the stochastic solver
+(:func:`~radiodiff.seeds.churn_generator`), the drawn conditions, the training and
+validation noise of step k, the data augmentation and shuffle order and the classifier's
+shuffling all take their generators from its named streams.
 """
 
 from __future__ import annotations
@@ -20,18 +22,16 @@ import os
 from dataclasses import dataclass, fields, replace
 from typing import Any, Callable, Optional, Sequence
 
-import numpy as np
 import torch
 from torch import Tensor
 
 from radiodiff.config import SamplerConfig
-from radiodiff.seeds import seed_generator, seed_state, word_seed
+from radiodiff.seeds import seed_generator
 
 __all__ = [
     "SAMPLERS", "sampler_nfe", "SamplerSpec",
     "CountingDenoiser", "karras_sigmas", "euler_sample", "heun_sample", "stochastic_sample",
     "dpmpp_2m_sample", "seeded_noise", "per_image",
-    "churn_generator", "condition_rng",
     "LIMITS", "check_seed_range", "check_sample_memory",
 ]
 
@@ -467,20 +467,6 @@ class SamplerSpec:
         return dict(sampler=self.name, steps=self.steps, guidance=self.guidance,
                     sigma_min=self.sigma_min, sigma_max=self.sigma_max, rho=self.rho,
                     S_churn=self.S_churn)
-
-
-def churn_generator(seed: int) -> torch.Generator:
-    """Generator of the stochastic solver's churn noise for the image of seed ``seed``
-    (>= 0): seeded by the first :func:`seed_state` word of ``(seed, 1)``, so the churn noise
-    of image k, like its initial noise, does not depend on the batch."""
-    return seed_generator(int(seed_state(seed, 1, n=1)[0]))
-
-
-def condition_rng(seed: int) -> np.random.Generator:
-    """Generator of the conditions drawn for the image of seed ``seed`` (>= 0): seeded by
-    :func:`word_seed` of ``(seed, 2)``, so image k's drawn conditions, like its noise,
-    depend on ``seed + k`` alone (not on the batch or the number of images)."""
-    return np.random.default_rng(word_seed(seed, 2))
 
 
 def seeded_noise(seeds: Sequence[int], shape: Sequence[int], dtype: torch.dtype = torch.float32,

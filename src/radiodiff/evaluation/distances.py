@@ -23,6 +23,7 @@ import torch
 from scipy.stats import ks_2samp
 
 from radiodiff.evaluation.collect import _finite_1d, histogram_distance
+from radiodiff.seeds import matched_rng
 
 __all__ = [
     "wasserstein1", "ks_statistic", "binned_relative_difference", "cdf_distance",
@@ -241,7 +242,7 @@ def _quantile_edges(real: np.ndarray, n_bins: int) -> np.ndarray:
 def _matched(r: np.ndarray, f: np.ndarray, fn: Callable[[Any, Any], float], n: int,
              n_repeats: int, seed: int) -> float:
     """Mean of ``fn`` between random size-``n`` subsets of ``r`` and of ``f``."""
-    rng = np.random.default_rng([seed, 1])
+    rng = matched_rng(seed)
     return float(np.mean([fn(rng.permutation(r)[:n], rng.permutation(f)[:n])
                           for _ in range(n_repeats)]))
 

@@ -34,6 +34,7 @@ from radiodiff.evaluation.physical import (is_physical, nearest_rows, physical_c
 from radiodiff.evaluation.sets import ImageSet, Progress, pixel_scales
 from radiodiff.io.artifacts import atomic_write
 from radiodiff.progress import announce
+from radiodiff.seeds import real_vs_fake_pick_rng
 
 __all__ = ["EvalSettings", "EvalResult", "evaluate", "real_statistics", "image_statistics",
            "conditioning_accuracy"]
@@ -390,7 +391,7 @@ def _real_vs_fake(real: ImageSet, fake: ImageSet, s: EvalSettings) -> dict:
     """The real-vs-fake classifier on equal-size seeded picks, linear and faint view."""
     from radiodiff.evaluation.two_sample import real_vs_fake
     n = min(len(real.images), len(fake.images))
-    rng = np.random.default_rng(s.seed + 1)
+    rng = real_vs_fake_pick_rng(s.seed)
     pick_r = rng.permutation(len(real.images))[:n]
     pick_f = rng.permutation(len(fake.images))[:n]
     r, f = real.images[pick_r], fake.images[pick_f]

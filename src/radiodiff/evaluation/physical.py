@@ -44,6 +44,7 @@ from radiodiff.evaluation.distances import compare, noise_floor, wasserstein1
 from radiodiff.evaluation.faint import TARGETS as FAINT_TARGETS
 from radiodiff.evaluation.noise import MAX_LAG, Background, background_stats
 from radiodiff.evaluation.sets import ImageSet, pixel_scales
+from radiodiff.seeds import matched_rng
 
 __all__ = ["TARGETS", "W1_FLOOR_FACTOR", "is_physical", "jy_per_beam", "set_background",
            "integrated_flux", "nearest_rows", "flux_comparison", "rms_comparison",
@@ -218,7 +219,7 @@ def histogram_comparison(real: Background, fake: Background, n_repeats: int, see
     def w1(a_parts, a, b_parts, b) -> float:
         return wasserstein1(np.concatenate([a_parts[i] for i in a]),
                             np.concatenate([b_parts[i] for i in b]))
-    rng = np.random.default_rng([seed, 1])
+    rng = matched_rng(seed)
     matched = float(np.mean([w1(ur, rng.permutation(len(ur))[:n], uf,
                                 rng.permutation(len(uf))[:n]) for _ in range(n_repeats)]))
     floor = _floor(np.arange(len(ur)), lambda a, b: w1(ur, a, ur, b), n, n_repeats, seed)

@@ -9,7 +9,7 @@ of the generated one.
 Images are (N, 1, H, W) or (N, H, W) on the [0, 1] model/display scale, as in
 :mod:`radiodiff.evaluation.inputs`. Randomness comes from ``seed`` only (subsampling and
 fold assignment through ``numpy.random.default_rng(seed)``, fold ``i`` trained with seed
-``seed + i``).
+``seed + i``: :func:`radiodiff.seeds.classifier_fold_seed`).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import torch
 
 from radiodiff.evaluation.classifier import accuracy_and_confusion, train_classifier
 from radiodiff.evaluation.inputs import ArrayLike, as_images, check_positive_int
+from radiodiff.seeds import classifier_fold_seed
 
 __all__ = ["real_vs_fake"]
 
@@ -86,7 +87,7 @@ def real_vs_fake(real: ArrayLike, fake: ArrayLike, k: int = 5, epochs: int = 15,
         y_te = torch.cat([torch.zeros(len(te), dtype=torch.int64),
                           torch.ones(len(te), dtype=torch.int64)])
         model = train_classifier(x_tr, y_tr, 2, epochs=epochs, batch_size=batch_size,
-                                 seed=seed + f, **train_kwargs)
+                                 seed=classifier_fold_seed(seed, f), **train_kwargs)
         acc, _ = accuracy_and_confusion(model, x_te, y_te, 2)
         accs.append(acc)
     return {"mean_accuracy": float(np.mean(accs)), "std_accuracy": float(np.std(accs)),

@@ -44,14 +44,14 @@ import torch
 from radiodiff.data.projection import apply_projection
 from radiodiff.diffusion.edm import guided
 from radiodiff.diffusion.sampling import (CountingDenoiser, SamplerSpec, check_sample_memory,
-                                          check_seed_range, churn_generator,
-                                          condition_rng, per_image, seeded_noise)
+                                          check_seed_range, per_image, seeded_noise)
 from radiodiff.io.release_files import TABLE_FILE
 # the words saying where conditions came from ("draw", "null"; "given"), as samples record
 # them, and the images with their conditions (written by radiodiff.io.samples)
 from radiodiff.io.samples import CONDITION_MODES, GIVEN, GenerateResult
 from radiodiff.pipeline.refine import refine_images
 from radiodiff.pipeline.release import Release
+from radiodiff.seeds import churn_generator, condition_rng, image_seeds
 
 __all__ = ["GenerateResult", "generate", "CONDITION_MODES", "restores_jy_per_beam"]
 
@@ -205,11 +205,12 @@ def _per_image(name: str, value: Any, n: int) -> list:
 
 
 def _image_seeds(seed: int, seeds: Optional[Iterable[int]], n: int) -> np.ndarray:
-    """Each image's seed: ``seed + k``, or ``seeds`` (n integers in the int64 range)."""
+    """Each image's seed: ``seed + k`` (:func:`~radiodiff.seeds.image_seeds`), or ``seeds``
+    (n integers in the int64 range)."""
     if seeds is None:
         seed = _check_int("seed", seed, 0)
         check_seed_range(seed, n)
-        return np.arange(seed, seed + n, dtype=np.int64)
+        return image_seeds(seed, n)
     values = [_check_int("seeds", s, 0) for s in seeds]
     if len(values) != n:
         raise ValueError(f"seeds has {len(values)} values for n={n} images")
@@ -288,7 +289,7 @@ def generate(release: Release, n: int, label: Optional[str | Sequence] = None,
     guided evaluations in ``nfe``). Without ``batch_invariant``, batched matrix products
     round differently with the batch size (~1e-5 in the final image). The stochastic
     solver with ``S_churn > 0`` draws its churn noise per image too
-    (:func:`radiodiff.diffusion.sampling.churn_generator` of ``seed + k``).
+    (:func:`radiodiff.seeds.churn_generator` of ``seed + k``).
 
     Parameters
     ----------
@@ -330,7 +331,7 @@ def generate(release: Release, n: int, label: Optional[str | Sequence] = None,
     conditions : {"draw", "null"}, optional
         What the model's conditions that are not fixed become. ``draw``: image k takes them
         from one training row (``release.train_conditions``) drawn with
-        :func:`~radiodiff.diffusion.sampling.condition_rng` of ``seed + k`` among the rows
+        :func:`~radiodiff.seeds.condition_rng` of ``seed + k`` among the rows
         that fit the fixed ones (:meth:`ConditionTable.pool`: the fixed class; the rows
         nearest to a fixed peak flux or LAS), so n images follow the training set's joint
         distribution. ``null``: the null condition (unconditional). Default: ``draw``

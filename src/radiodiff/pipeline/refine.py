@@ -33,11 +33,9 @@ import torch
 from radiodiff.config import SamplerConfig
 from radiodiff.diffusion.edm import guided
 from radiodiff.diffusion.sampling import CountingDenoiser, SamplerSpec, per_image, seeded_noise
-from radiodiff.seeds import word_seed
+from radiodiff.seeds import refine_seed
 
-__all__ = ["RefineSpec", "refine_images", "refine_seeds"]
-
-_REFINE_WORD = 3  # seed word of the refinement noise (1: churn, 2: conditions)
+__all__ = ["RefineSpec", "refine_images"]
 
 
 @dataclass(frozen=True)
@@ -90,12 +88,6 @@ class RefineSpec:
         return spec
 
 
-def refine_seeds(seeds: np.ndarray) -> list[int]:
-    """Seed of each image's refinement noise: :func:`word_seed` of ``(seed, 3)``, so image k's
-    refinement, like its initial noise, depends on its own seed alone."""
-    return [word_seed(int(s), _REFINE_WORD) for s in seeds]
-
-
 def refine_images(refiner: Any, images: np.ndarray, seeds: np.ndarray,
                   cond: Optional[Mapping[str, torch.Tensor]], spec: RefineSpec,
                   batch_size: int = 32, batch_invariant: bool = True,
@@ -109,7 +101,7 @@ def refine_images(refiner: Any, images: np.ndarray, seeds: np.ndarray,
     images : numpy.ndarray
         (n, 1, H, W) base images in data space ([0, 1], peak at 1).
     seeds : numpy.ndarray
-        One seed per image (the refinement noise: :func:`refine_seeds`).
+        One seed per image (the refinement noise: :func:`radiodiff.seeds.refine_seed`).
     cond : mapping or None
         The network conditions of all n images (as for the base).
     spec : RefineSpec
@@ -128,7 +120,7 @@ def refine_images(refiner: Any, images: np.ndarray, seeds: np.ndarray,
     D = guided(counter, 1.0)
     device = next(refiner.denoiser.parameters()).device
     size = images.shape[-1]
-    noise_seeds = refine_seeds(seeds)
+    noise_seeds = [refine_seed(s) for s in seeds]
     out, nfe = [], 0
     with torch.inference_mode():
         for i in range(0, len(images), batch_size):

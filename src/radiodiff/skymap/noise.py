@@ -8,9 +8,10 @@ beam with each FWHM divided by sqrt(2) (``K * K`` is then the beam). The field i
 expectation (no realisation-dependent rescaling, so shards agree).
 
 Determinism: the white noise is drawn in fixed blocks of ``BLOCK`` pixels, block (by, bx)
-from its own seed, and convolved directly (not by FFT), so a pixel's value depends only
-on the white noise around it: any tile of the map, rendered with a margin of the kernel
-half-width, is bit-identical to the same pixels of the whole map.
+from its own seed (:func:`radiodiff.seeds.sky_noise_rng`), and convolved directly (not by
+FFT), so a pixel's value depends only on the white noise around it: any tile of the map,
+rendered with a margin of the kernel half-width, is bit-identical to the same pixels of the
+whole map.
 """
 
 from __future__ import annotations
@@ -20,14 +21,12 @@ from typing import Optional
 
 import numpy as np
 
+from radiodiff.seeds import sky_noise_rng
 from radiodiff.skymap.sky import FWHM_PER_SIGMA, Beam, MapGrid
-from radiodiff.skymap.sources import source_seed
 
 __all__ = ["BLOCK", "noise_kernel", "white_noise", "noise_tile"]
 
 BLOCK = 256
-_STREAM_NOISE = 4
-_OFFSET = 1 << 20   # block indices may be negative (margins): shift them for SeedSequence
 
 
 def noise_kernel(beam: Beam, pixel_scale_arcsec: float) -> np.ndarray:
@@ -48,8 +47,7 @@ def white_noise(seed: int, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
     out = np.empty((y1 - y0, x1 - x0))
     for by in range(y0 // BLOCK, (y1 - 1) // BLOCK + 1):
         for bx in range(x0 // BLOCK, (x1 - 1) // BLOCK + 1):
-            rng = np.random.default_rng(source_seed(seed, (by + _OFFSET) * (2 * _OFFSET)
-                                                    + bx + _OFFSET, _STREAM_NOISE))
+            rng = sky_noise_rng(seed, by, bx)
             block = rng.standard_normal((BLOCK, BLOCK))
             ya, yb = max(y0, by * BLOCK), min(y1, (by + 1) * BLOCK)
             xa, xb = max(x0, bx * BLOCK), min(x1, (bx + 1) * BLOCK)

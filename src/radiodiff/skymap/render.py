@@ -26,15 +26,14 @@ from typing import Callable, Iterator, Optional
 
 import numpy as np
 
+from radiodiff.seeds import sky_image_seed
 from radiodiff.skymap.sky import Beam, MapGrid, cutout_wcs
-from radiodiff.skymap.sources import (Sources, observed_covariance, peak_from_total,
-                                      source_seed)
+from radiodiff.skymap.sources import Sources, observed_covariance, peak_from_total
 
 __all__ = ["Cutout", "Stamp", "gaussian_stamp", "place_cutout", "extent_px", "source_mask",
            "source_only",
            "ModelCutouts", "RenderSettings", "render_tile", "TRUTH_COLUMNS"]
 
-_STREAM_IMAGE = 3            # sub-stream of a source's seed used for its generated image
 _GAUSS_RADIUS_FWHM = 3.0     # Gaussian stamps reach 3 FWHM (flux beyond: < 1e-10)
 _MAX_STRETCH = 4.0           # LAS rule: the LAS spans at least 1/4 of a cutout side
 
@@ -334,7 +333,7 @@ def _generate(grid: MapGrid, srcs: list[dict], cutouts, seed: int, s: RenderSett
     """Source id -> (cutout, image seed) of the resolved sources among ``srcs``, generated
     in id order in batches of ``s.batch_size`` (``progress`` wraps the batches)."""
     todo = [src for src in srcs if _is_resolved(cutouts, src["las"], grid, s)]
-    seeds = [source_seed(seed, src["id"], _STREAM_IMAGE) for src in todo]
+    seeds = [sky_image_seed(seed, src["id"]) for src in todo]
     starts = list(range(0, len(todo), s.batch_size))
     out: dict[int, tuple[Cutout, int]] = {}
     for i in (progress(starts, len(starts)) if progress else starts):

@@ -17,8 +17,8 @@ Rules kept here, once:
   ``h(>psi) = exp[-ln 2 (psi / psi_med)^0.62]``; other frequencies are scaled to 1.4 GHz
   with the spectral index (:func:`windhorst_las`).
 * Source counts: ``dN/dS ~ S^-alpha`` between ``s_min`` and ``s_max`` (inverse CDF).
-* One seed per source: :func:`source_seed` ``(seed, id)``; nothing drawn for a source
-  depends on the other sources, the tile or the batch.
+* One seed per source: :func:`radiodiff.seeds.sky_source_seed` ``(seed, id)``; nothing
+  drawn for a source depends on the other sources, the tile or the batch.
 """
 
 from __future__ import annotations
@@ -31,9 +31,10 @@ from typing import Optional
 
 import numpy as np
 
+from radiodiff.seeds import sky_draw_rng, sky_pa_rng
 from radiodiff.skymap.sky import Beam, MapGrid, gaussian_covariance
 
-__all__ = ["Sources", "source_seed", "read_catalogue", "select_on_map", "draw_sources",
+__all__ = ["Sources", "read_catalogue", "select_on_map", "draw_sources",
            "peak_from_total", "total_from_peak", "windhorst_las", "power_law_fluxes",
            "fill_position_angles", "observed_covariance", "COLUMN_ALIASES"]
 
@@ -51,13 +52,6 @@ COLUMN_ALIASES = {
 }
 REQUIRED = ("ra", "dec", "flux")
 _TRECS_FLUX = re.compile(r"^i(\d+)$")   # T-RECS I<MHz> columns, in mJy
-_STREAM_DRAW, _STREAM_PA = 1, 2        # sub-streams of the map seed
-
-
-def source_seed(seed: int, source_id: int, stream: int = 0) -> int:
-    """The seed of source ``source_id`` (and sub-stream) of a map of seed ``seed``."""
-    return int(np.random.SeedSequence([int(seed), int(source_id), int(stream)])
-               .generate_state(1, np.uint32)[0])
 
 
 @dataclass
@@ -156,8 +150,7 @@ def fill_position_angles(sources: Sources, seed: int) -> Sources:
     """PA uniform in [0, 360) deg where not given, from each source's own seed."""
     pa = sources.pa.copy()
     for i in np.flatnonzero(~np.isfinite(pa)):
-        pa[i] = np.random.default_rng(source_seed(seed, sources.id[i], _STREAM_PA)) \
-            .uniform(0.0, 360.0)
+        pa[i] = sky_pa_rng(seed, sources.id[i]).uniform(0.0, 360.0)
     out = sources.take(slice(None))
     out.pa = pa
     return out
@@ -344,7 +337,7 @@ def draw_sources(grid: MapGrid, seed: int, density_per_deg2: float, alpha: float
     if draw == "model" and not has_marginals:
         raise ValueError("sources.draw=model needs a release conditioned on peak_flux and "
                          "las_arcsec")
-    rng = np.random.default_rng(source_seed(seed, 0, _STREAM_DRAW))
+    rng = sky_draw_rng(seed)
     area = nx * ny * (grid.pixel_scale_arcsec / 3600.0) ** 2
     n = int(rng.poisson(density_per_deg2 * area))
     x, y = rng.uniform(-0.5, nx - 0.5, n), rng.uniform(-0.5, ny - 0.5, n)

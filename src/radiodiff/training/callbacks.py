@@ -1,10 +1,10 @@
 """Sample-and-log callback: samples from the EMA weights every N steps (``cfg.sampler``).
 
 Each rank draws its share of ``count`` samples (sample k uses seed ``base + k`` whatever the
-number of ranks), pixel and shape statistics of samples and of real validation images are
-gathered across ranks with torchmetrics, and rank 0 logs Wasserstein-1 distances, histograms
-and an image grid to the run's logger (W&B, TensorBoard; CSV gets the scalars) and saves the
-grid as PNG in the run folder.
+number of ranks, :func:`radiodiff.seeds.callback_sample_seed`), pixel and shape statistics
+of samples and of real validation images are gathered across ranks with torchmetrics, and
+rank 0 logs Wasserstein-1 distances, histograms and an image grid to the run's logger (W&B,
+TensorBoard; CSV gets the scalars) and saves the grid as PNG in the run folder.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from radiodiff.io.artifacts import save_image_grid
 from radiodiff.evaluation.collect import StatsCollector, histogram_distance
 from radiodiff.diffusion.edm import guided
 from radiodiff.diffusion.sampling import SamplerSpec, seeded_noise
+from radiodiff.seeds import callback_sample_seed
 
 __all__ = ["SampleCallback"]
 
@@ -70,7 +71,7 @@ class SampleCallback(Callback):
             cond_raw = {name: torch.stack([c[name] for _, c in items]).to(module.device)
                         for name in items[0][1]}
             cond = module.encode_cond(cond_raw)
-            noise = seeded_noise([self.seed * 1_000_003 + int(k) for k in ks],
+            noise = seeded_noise([callback_sample_seed(self.seed, k) for k in ks],
                                  tuple(items[0][0].shape)).to(module.device)
             x = self.spec.solve(guided(module.ema, self.spec.guidance), noise, cond)
             out.append(module.intensity.decode(x).float())

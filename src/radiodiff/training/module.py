@@ -30,7 +30,7 @@ from torchmetrics import MeanMetric
 from radiodiff.diffusion.edm import edm_loss, noise_distribution
 from radiodiff.diffusion.factory import build_denoiser, network_args
 from radiodiff.diffusion.intensity import IntensityTransform
-from radiodiff.seeds import seed_generator, seed_state
+from radiodiff.seeds import step_generator, validation_step_generator
 from radiodiff.diffusion.condition_table import ConditionTable
 from radiodiff.diffusion.conditions import ConditionTransform
 from radiodiff.diffusion.unet import drop_conditions
@@ -39,7 +39,7 @@ from radiodiff.training.identity import run_identity
 
 __all__ = ["DiffusionModule", "OptimSettings", "EMASettings", "Conditioning", "DataStats",
            "module_from_config", "checkpoint_progress", "ema_beta",
-           "sigma_loss_line", "step_generator"]
+           "sigma_loss_line"]
 
 log = logging.getLogger(__name__)
 
@@ -60,16 +60,6 @@ def checkpoint_progress(checkpoint: dict, batch_images: int) -> tuple[int, int]:
     """(images seen, global step) of a checkpoint; older ones lack the image count."""
     step = int(checkpoint.get("global_step", 0))
     return int(checkpoint.get("images_seen", step * batch_images)), step
-
-
-def step_generator(seed: int, step: int, rank: int, device: torch.device) -> torch.Generator:
-    """A generator that depends only on (seed, step, rank): resumable without RNG state.
-
-    Packs two words of ``seed_state(seed, 7, step, rank)`` as ``(w0 << 31) | (w1 >> 1)``:
-    runs resumed from existing checkpoints continue with this packing, not ``word_seed``'s.
-    """
-    w0, w1 = (int(w) for w in seed_state(seed, 7, step, rank, n=2))
-    return seed_generator(w0 << 31 | w1 >> 1, device=device)
 
 
 @dataclass(frozen=True)
@@ -125,7 +115,7 @@ class DiffusionModule(L.LightningModule):
     batch_size : int
         Images per batch on one rank (images seen = steps * batch * ranks * accumulation).
     seed : int
-        Seed of the per-step noise (:func:`step_generator`).
+        Seed of the per-step noise (:func:`~radiodiff.seeds.step_generator`).
     hparams : dict, optional
         Plain containers saved in the checkpoint for export and resume (see
         :func:`module_from_config`).
@@ -276,7 +266,7 @@ class DiffusionModule(L.LightningModule):
         # Fixed draws per batch: the validation loss is comparable across the whole run.
         lengths = self.ema_settings.halflives_kimg
         for k, (ema, halflife) in enumerate(zip([self.ema, *self.ema_bank], lengths)):
-            g = step_generator(self.seed + 1, batch_idx, self.global_rank, x0.device)
+            g = validation_step_generator(self.seed, batch_idx, self.global_rank, x0.device)
             loss, _ = edm_loss(ema, x0, cond, P_mean=self.P_mean, P_std=self.P_std,
                                generator=g)
             name = "val/loss" if k == 0 else f"val/loss_ema{halflife:g}k"
