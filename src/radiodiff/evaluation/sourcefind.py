@@ -206,7 +206,7 @@ def _work_root(workdir: str | Path | None) -> Path:
 
 
 @contextlib.contextmanager
-def _work_folder(workdir: str | Path | None) -> Iterator[Path]:
+def _work_folder(workdir: str | Path | None) -> Iterator[str]:
     """A fresh folder for one PyBDSF run, removed afterwards. Named by the one rule for
     temporaries (``.rdtmp-<pid>@<host>-bdsf-<random>``, owned by this process, which may be
     a worker), so that the work folders of killed processes in the same place, removed
