@@ -42,9 +42,9 @@ import numpy as np
 import torch
 
 from radiodiff.data.projection import apply_projection
-from radiodiff.diffusion.edm import guided
-from radiodiff.diffusion.sampling import (CountingDenoiser, SamplerSpec, check_sample_memory,
-                                          check_seed_range, per_image, seeded_noise)
+from radiodiff.diffusion.loop import sample_batches
+from radiodiff.diffusion.sampling import (SamplerSpec, check_sample_memory, check_seed_range,
+                                          per_image, seeded_noise)
 from radiodiff.io.release_files import TABLE_FILE
 # the words saying where conditions came from ("draw", "null"; "given"), as samples record
 # them, and the images with their conditions (written by radiodiff.io.samples)
@@ -414,30 +414,16 @@ def _refine_spec(release: Release, refine: Optional[bool]):
 def _sample(release: Release, spec: SamplerSpec, seeds: np.ndarray,
             cond: Optional[dict[str, torch.Tensor]], batch_size: int, batch_invariant: bool,
             progress: Optional[Callable]) -> tuple[np.ndarray, np.ndarray]:
-    """(decoded images (n, 1, H, W) float32, network evaluations per image): the solver
-    over batches of ``batch_size`` images, image k from the noise of ``seeds[k]``."""
+    """(decoded images (n, 1, H, W) float32, network evaluations per image): the one loop
+    (:func:`~radiodiff.diffusion.loop.sample_batches`) from the noise of ``seeds[k]``."""
     size = release.image_size
-    counter = CountingDenoiser(per_image(release.denoiser) if batch_invariant
-                               else release.denoiser)
-    D = guided(counter, spec.guidance)
-    device = next(release.denoiser.parameters()).device
-    # Per-image churn noise needs one solver call per image (one generator per seed).
-    churn = spec.name == "stochastic" and spec.S_churn > 0
-    chunk = 1 if churn else batch_size
-    starts = list(range(0, len(seeds), chunk))
-    images, nfe = [], []
-    with torch.inference_mode():
-        for i in (progress(starts, len(starts)) if progress else starts):
-            b = seeds[i:i + chunk]
-            noise = seeded_noise(b.tolist(), (1, size, size), device=device)
-            cond_b = None if cond is None else {
-                k: v[i:i + len(b)].to(device) for k, v in cond.items()}
-            counter.nfe = 0
-            x = spec.solve(D, noise, cond_b,
-                           generator=churn_generator(int(b[0])) if churn else None)
-            images.append(release.intensity.decode(x.double()).float().cpu().numpy())
-            nfe += [counter.nfe] * len(b)
-    return np.concatenate(images).astype(np.float32), np.asarray(nfe, np.int64)
+    images, nfe = sample_batches(
+        per_image(release.denoiser) if batch_invariant else release.denoiser, spec,
+        lambda lo, hi: seeded_noise(seeds[lo:hi].tolist(), (1, size, size)), len(seeds),
+        decode=release.intensity.decode, cond=cond, batch_size=batch_size,
+        device=next(release.denoiser.parameters()).device,
+        churn=lambda k: churn_generator(int(seeds[k])), progress=progress)
+    return images.numpy().astype(np.float32), nfe
 
 
 def _restore(meta: dict, images: np.ndarray, peak_flux: np.ndarray) -> Optional[np.ndarray]:
