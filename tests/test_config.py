@@ -59,3 +59,27 @@ def test_misspelt_key_in_yaml_fails(tmp_path, monkeypatch):
 
 def test_conf_dir_is_the_repo_conf():
     assert conf_dir() == Path(__file__).resolve().parents[1] / "conf"
+
+
+def test_projection_keys_are_typed_and_keep_their_names():
+    """data.projection_islands is an IslandConfig (a misspelt field fails at compose), the
+    floor keeps its values (number, "data", null) and overrides; the halo default is
+    ProjectionConfig's."""
+    import pytest
+    from omegaconf import OmegaConf
+
+    from radiodiff.config import ConfigError, IslandConfig, ProjectionConfig, load_config
+    from radiodiff.data.projection import check_floor, check_projection_config
+    first = load_config(["data=first"]).data
+    assert OmegaConf.get_type(first.projection_islands) is IslandConfig
+    assert first.projection_floor == "data" and first.projection_islands.levels == 255
+    check_projection_config(first)
+    cfg = load_config(["data=first", "data.projection_floor=0.001",
+                       "data.projection_islands=null"]).data
+    assert check_floor(cfg.projection_floor, "data.projection_floor", data_ok=True) == 0.001
+    assert cfg.projection_islands is None
+    assert load_config(["data=tiny"]).data.projection_halo_px == ProjectionConfig.halo_px
+    with pytest.raises(ConfigError, match="k_meen"):
+        load_config(["data=first", "data.projection_islands.k_meen=1"])
+    with pytest.raises(ConfigError, match="projection_halo_px"):
+        load_config(["data=first", "data.projection_halo_px=two"])

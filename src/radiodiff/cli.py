@@ -170,16 +170,16 @@ def _cmd_export(args) -> int:
 
 
 def _projection_floor(text: str):
-    """``--projection-floor``: "run", "data", "none" or a number."""
-    if text in ("run", "data"):
+    """``--projection-floor``: "run", "data", "none" or a number (the floor rule:
+    :func:`radiodiff.data.projection.check_floor`)."""
+    from radiodiff.data.projection import check_floor
+    if text == "run":
         return text
-    if text == "none":
-        return None
     try:
-        return float(text)
+        value = None if text == "none" else text if text == "data" else float(text)
     except ValueError:
-        raise ValueError(f"--projection-floor must be run, data, none or a fraction of the "
-                         f"peak in (0, 1), got {text!r}") from None
+        value = text
+    return check_floor(value, "--projection-floor", data_ok=True)
 
 
 def _projection_islands(text: str):
@@ -187,7 +187,7 @@ def _projection_islands(text: str):
     (or with them under ``best``, as ``bench/fit_islands.py --out`` writes)."""
     import json
 
-    from radiodiff.data.islands import IslandModel
+    from radiodiff.data.projection import islands_from
     from radiodiff.pipeline.checkpoint import FROM_RUN
     if text in ("run", "none"):
         return FROM_RUN if text == "run" else None
@@ -197,7 +197,7 @@ def _projection_islands(text: str):
         raise ValueError(f"--projection-islands {text}: not a readable JSON file "
                          f"({' '.join(str(exc).split())[:120]})") from None
     d = d.get("best", d) if isinstance(d, dict) else d
-    return IslandModel.from_dict(d, f"--projection-islands {text}").to_dict()
+    return islands_from(d, f"--projection-islands {text}").to_dict()
 
 
 def _cmd_attach_refiner(args) -> int:

@@ -23,6 +23,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 from scipy import ndimage
 
+from radiodiff.config import IslandConfig
 from radiodiff.data.preprocess import resize_image
 from radiodiff.seeds import island_rng
 
@@ -31,23 +32,16 @@ __all__ = ["IslandModel", "island_layer", "native_levels", "add_islands"]
 FWHM_TO_SIGMA = 1.0 / (2.0 * math.sqrt(2.0 * math.log(2.0)))
 
 
-@dataclass(frozen=True)
-class IslandModel:
-    """Noise islands of a cut, rescaled, quantised image (see the module docstring).
+@dataclass
+class IslandModel(IslandConfig):
+    """Noise islands of a cut, rescaled, quantised image (see the module docstring), the
+    validated :class:`radiodiff.config.IslandConfig` (its fields, defaults and meaning).
 
     ``k_mean``, ``k_std``: the cut in rms units; ``ln_r_mean``, ``ln_r_std``, ``r_max``:
     the per-image rms as a fraction of the peak; ``beam_fwhm_px``: the beam on the native
     grid; ``factor``: native pixels per output pixel; ``levels``: quantisation levels
     above 0 (255 for 8 bit).
     """
-    k_mean: float
-    k_std: float
-    ln_r_mean: float
-    ln_r_std: float
-    r_max: float
-    beam_fwhm_px: float
-    factor: int
-    levels: int = 255
 
     def __post_init__(self):
         problems = []

@@ -331,28 +331,10 @@ def recommended_spec(meta: Mapping[str, Any], where: Any = "release"):
 
 
 def _check_projection(p: Any, where: str) -> dict | None:
-    """``{"floor": float in (0, 1) or None, "halo_px": int >= 0, "peak_one": bool}`` and
-    optionally ``"islands"`` (:class:`radiodiff.data.islands.IslandModel` fields), or None."""
-    if p is None:
-        return None
-    keys = {"floor", "halo_px", "peak_one"}
-    if not isinstance(p, Mapping) or not keys <= set(p) <= keys | {"islands"}:
-        raise ValueError(f"{where}: projection must have floor, halo_px, peak_one (and "
-                         f"optionally islands); got {p!r}")
-    floor, halo = p["floor"], p["halo_px"]
-    if floor is not None and not (isinstance(floor, (int, float)) and 0 < floor < 1):
-        raise ValueError(f"{where}: projection floor must be in (0, 1) or null, got {floor!r}")
-    if isinstance(halo, bool) or not isinstance(halo, int) or not 0 <= halo <= 64:
-        raise ValueError(f"{where}: projection halo_px must be an int in [0, 64], got {halo!r}")
-    if not isinstance(p["peak_one"], bool):
-        raise ValueError(f"{where}: projection peak_one must be true or false")
-    out = {"floor": None if floor is None else float(floor), "halo_px": halo,
-           "peak_one": p["peak_one"]}
-    if p.get("islands") is not None:
-        from radiodiff.data.islands import IslandModel
-        out["islands"] = IslandModel.from_dict(p["islands"], f"{where}: projection islands"
-                                               ).to_dict()
-    return out
+    """A release's meta ``projection``, validated by the one rule
+    (:func:`radiodiff.data.projection.projection_from`), in its meta form."""
+    from radiodiff.data.projection import projection_dict, projection_from
+    return projection_dict(projection_from(p, where))
 
 
 def _read_table(path: Path, meta: Mapping[str, Any]):
