@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_quality import (_parse_config, _refine_nfe, _row, _spec_and_options,  # noqa: E402
                            add_generation_args)
 
-from radiodiff.data.projection import project_like_data  # noqa: E402
+from radiodiff.data.projection import project_like_data, projection_dict  # noqa: E402
 from radiodiff.evaluation.faint import faint_view  # noqa: E402
 from radiodiff.evaluation.metrics import EvalSettings, evaluate, image_statistics  # noqa: E402
 from radiodiff.evaluation.sets import (ImageSet, generated_set,  # noqa: E402
@@ -42,14 +42,13 @@ _SHOWN = ("real_vs_fake", "real_vs_fake_std", "real_vs_fake_faint", "real_vs_fak
 
 
 def final_projection(model: str, refine: bool = True) -> dict:
-    """The projection a release applies to its output: its refiner's when refining, as in
-    :func:`radiodiff.pipeline.generate.generate`."""
+    """The projection a release applies to its output (its pipeline's final projection,
+    refined or not: :meth:`radiodiff.pipeline.spec.PipelineSpec.for_call`)."""
     release = load_release(resolve_model(model))
-    refined = refine and release.refiner is not None
-    projection = (release.refiner.projection if refined else None) or release.projection
-    if not projection:
+    pipe = release.pipeline.for_call(release.sampler, refine and None, islands=False)
+    if pipe.projection is None:
         raise SystemExit(f"{model}: the release records no output projection")
-    return {k: v for k, v in projection.items() if k != "islands"}  # floors only
+    return projection_dict(pipe.projection)  # floors only
 
 
 def main() -> None:

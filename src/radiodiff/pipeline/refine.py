@@ -24,8 +24,9 @@ schedule :meth:`RefineSpec.solver` (Karras levels from ``sigma_r`` down), whose 
 (:func:`radiodiff.diffusion.sampling.start_state`).
 
 The refiner is a release of its own, kept in the base release's ``refiner/`` folder; the
-base's ``meta.json`` records ``refine = {sigma, steps, sampler, weights_sha256}``, so the
-pair is checked as one (:func:`radiodiff.pipeline.release.load_release`).
+base's ``meta.json`` records ``refine = {sigma, steps, sampler, rho, weights_sha256,
+projection}``, so the pair is checked as one (:func:`radiodiff.pipeline.release.load_release`)
+and the final output projection is stored once (:mod:`radiodiff.pipeline.spec`).
 """
 
 from __future__ import annotations
