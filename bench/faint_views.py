@@ -64,6 +64,7 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=10)
     args = ap.parse_args()
 
+    from radiodiff.config import ProjectionConfig
     from radiodiff.data.projection import project_like_data
     from radiodiff.pipeline.generate import generate
     from radiodiff.evaluation.sets import proportional_labels, reference_set
@@ -82,8 +83,8 @@ def main() -> None:
                                    sampler="dpmpp_2m", steps=10, seed=1000 * c,
                                    project=False).images
                           for c, name in enumerate(release.classes) if (labels == c).any()])
-    proj = release.meta.get("projection") or {}
-    gen = project_like_data(raw, proj.get("floor", QUANTUM), proj.get("halo_px", 2))
+    proj = release.pipeline.base_projection or ProjectionConfig(floor=QUANTUM)
+    gen = project_like_data(raw, proj.floor, proj.halo_px)
 
     def score(a, b):
         r = real_vs_fake(a, b, k=args.folds, epochs=args.epochs, seed=0)
