@@ -127,3 +127,13 @@ def test_re_export_of_an_older_pair_writes_the_new_form(paired, tmp_path):
     again = load_release(legacy.path)
     assert again.meta["refine"]["projection"] == FINAL
     assert again.pipeline == paired.pipeline
+
+
+def test_recommend_sampler_writes_an_older_pair_in_the_new_form(paired, tmp_path):
+    from radiodiff.pipeline.release import recommend_sampler
+    legacy = _legacy(paired, tmp_path / "legacy")
+    spec = SamplerSpec(name="heun", steps=4)
+    again = load_release(recommend_sampler(legacy.path, spec))
+    assert again.meta["refine"]["projection"] == FINAL and again.sampler == spec
+    assert again.pipeline == PipelineSpec(spec, *(getattr(paired.pipeline, f) for f in (
+        "base_projection", "refine", "refiner_sha256", "projection", "restores_jy_per_beam")))

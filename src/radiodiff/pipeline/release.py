@@ -536,7 +536,9 @@ def recommend_sampler(release_dir: str | Path, spec) -> Path:
     ``sampler`` (every field, so the release does not depend on the package's defaults),
     rewritten atomically with its SHA256SUMS entry, under the folder's output lock. The
     release is loaded (and so checked) first. ``sample``, ``demo``, ``evaluate``,
-    ``skymap`` and ``generate()`` use it unless told otherwise."""
+    ``skymap`` and ``generate()`` use it unless told otherwise. A ``refine`` entry is
+    written in the current form (with the final projection:
+    :func:`~radiodiff.pipeline.spec.refine_entry`)."""
     from dataclasses import asdict
 
     from radiodiff.io.artifacts import lock_output, unlock_output
@@ -545,6 +547,9 @@ def recommend_sampler(release_dir: str | Path, spec) -> Path:
     lock_output(path)
     try:
         meta = dict(release.meta, sampler=asdict(spec))
+        pipe = release.pipeline
+        if pipe.refine is not None:  # an older pair gains its final projection here
+            meta["refine"] = refine_entry(pipe.refine, pipe.refiner_sha256, pipe.projection)
         text = json.dumps(meta, indent=2, allow_nan=False) + "\n"
         atomic_write(path / META_FILE, lambda tmp: tmp.write_text(text, encoding="utf-8"),
                      fsync=True)
