@@ -121,7 +121,8 @@ class Release:
 
     @property
     def projection(self) -> dict | None:
-        """Output projection (``data.projection.project_like_data`` arguments) or None."""
+        """The base network's output projection as ``meta.json`` records it (a dict) or
+        None; the final one, after a refiner, is ``pipeline.projection``."""
         return self.meta.get("projection")
 
     @property
