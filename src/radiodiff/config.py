@@ -158,7 +158,7 @@ class DataConfig:
     projection_floor: Any = None
     projection_halo_px: int = 2
     # The data's noise islands laid under generated images (data.islands.IslandModel
-    # fields, fitted by bench/fit_islands.py; null: none), e.g. FIRST's 3-rms cut + 8 bit.
+    # fields, fitted by `radiodiff fit-islands`; null: none), e.g. FIRST's 3-rms cut + 8 bit.
     projection_islands: Optional[Any] = None
     loader: LoaderConfig = field(default_factory=LoaderConfig)
 
