@@ -399,12 +399,11 @@ def _add_fit_islands(sub) -> None:
     p = _command(sub, "fit-islands", _cmd_fit_islands,
                  "fit the noise-island model (data.projection_islands) to the FIRST "
                  "training split -> table + JSON")
-    p.add_argument("--fields", type=int, default=FitSettings.fields,
-                   help="noise fields drawn per model of the grid")
-    p.add_argument("--max-area", type=int, default=FitSettings.max_area,
-                   help="largest island counted, native pixels")
-    p.add_argument("--seed", type=int, default=FitSettings.seed,
-                   help="seed of the noise fields and the bootstrap")
+    for option, text in (("fields", "noise fields drawn per model of the grid"),
+                         ("max_area", "largest island counted, native pixels"),
+                         ("seed", "seed of the noise fields and the bootstrap")):
+        p.add_argument("--" + option.replace("_", "-"), type=int,
+                       default=getattr(FitSettings, option), help=text)
     p.add_argument("--top", type=int, default=8, help="models shown in the table")
     p.add_argument("--out", default=None, help="JSON file of the real numbers, the whole "
                    "grid and the best model under 'best' (export --projection-islands reads "
