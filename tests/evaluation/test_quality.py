@@ -66,3 +66,31 @@ def test_argparse_types_give_the_parser_line(capsys):
     assert str(spec_arg("heun:4:guidance=2")) == "heun:4:guidance=2"
     with pytest.raises(argparse.ArgumentTypeError, match="islands cannot be switched here"):
         spec_arg("heun:4:islands=false")
+
+
+def test_draw_setting_uses_the_spec_and_passes_the_switches(tmp_path, monkeypatch):
+    import numpy as np
+
+    import radiodiff.pipeline.generate as gen
+    from helpers.releases import tiny_release
+    from radiodiff.evaluation.quality import draw_setting
+    from radiodiff.pipeline.release import load_release
+
+    release = load_release(tiny_release(tmp_path / "r", ["a", "b"], busy=True))
+    labels = np.array([0, 1, 1])
+    seen = []
+    real_generate = gen.generate
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs)
+        return real_generate(*args, **kwargs)
+
+    monkeypatch.setattr(gen, "generate", spy)
+    plain = draw_setting(release, "tiny", labels, SamplerSetting.parse("euler:2"))
+    guided = draw_setting(release, "tiny", labels,
+                          SamplerSetting.parse("euler:2:guidance=0:project=false"))
+    assert plain.labels.tolist() == guided.labels.tolist() == [0, 1, 1]
+    assert plain.images.shape == (3, 1, 16, 16)
+    assert not np.array_equal(plain.images, guided.images)
+    assert seen[0]["spec"].steps == 2 and "project" not in seen[0]
+    assert seen[-1]["spec"].guidance == 0.0 and seen[-1]["project"] is False
