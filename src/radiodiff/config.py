@@ -198,8 +198,8 @@ class DataConfig:
     # Union[float, str] under Hydra); data.projection.check_floor reads and checks it.
     projection_floor: Optional[str] = ProjectionConfig.floor
     projection_halo_px: int = ProjectionConfig.halo_px
-    # The data's noise islands laid under generated images (fitted by bench/fit_islands.py;
-    # null: none), e.g. FIRST's 3-rms cut + 8 bit.
+    # The data's noise islands laid under generated images (fitted by `radiodiff
+    # fit-islands`; null: none), e.g. FIRST's 3-rms cut + 8 bit.
     projection_islands: Optional[IslandConfig] = None
     loader: LoaderConfig = field(default_factory=LoaderConfig)
 
