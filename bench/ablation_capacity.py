@@ -1,56 +1,42 @@
 """Capacity / receptive-field ablation of the physical-units model on MiraBest's valid split.
 
-Issue #28 item 3. Each arm is a training run of the same recipe (``conf/experiment/
-mirabest.yaml``) and the same number of images (equal compute: the presets train at the
-same images/s on 2 CPU cores, ``bench/throughput.py``), e.g.
+Issue #28 item 3. Each arm is a Hydra experiment (``conf/experiment/ablation_capacity_*``):
+the same recipe (``conf/experiment/mirabest.yaml``) and the same number of images (equal
+compute: the presets train at the same images/s on 2 CPU cores, ``bench/throughput.py``),
+differing only in the model preset (``tests/test_config.py`` checks it):
 
-    python train.py +experiment=mirabest model=unet_deep  train.run_name=abl-deep  train.total_kimg=8
-    python train.py +experiment=mirabest model=unet_small train.run_name=abl-small train.total_kimg=8
+    python train.py +experiment=ablation_capacity_deep       # run abl-deep
+    python train.py +experiment=ablation_capacity_small      # run abl-small
     python bench/ablation_capacity.py --ckpt-root $RADIODIFF_CKPT_DIR abl-deep abl-small
 
 Each arm's checkpoint is exported (main EMA) to ``--work``/<arm>, its fixed-noise validation
-loss measured (``bench/val_loss.py``), and one image drawn per valid row with that row's
-class, peak flux and LAS at ``--sampler`` (default DPM-Solver++ 10, guidance 1.5: the
-shipped ``models/mirabest`` setting, the same for every arm) and
-scored by ``radiodiff evaluate``'s metrics: source morphology per class (KS against the
-real-vs-real floor at equal sample size), paired LAS, real-vs-fake (plain and x^0.25),
-the exact-zero background fraction. A real row (train vs valid) gives the floors. Prints
-a Markdown table; ``--out`` writes every number as JSON.
+loss measured (:func:`radiodiff.evaluation.val_loss.val_loss`), and one image drawn per
+valid row with that row's class, peak flux and LAS at ``--sampler`` (a sampler setting,
+default ``dpmpp_2m:10:guidance=1.5``: the shipped ``models/mirabest`` setting, the same for
+every arm) and scored by ``radiodiff evaluate``'s metrics: source morphology per class (KS
+against the real-vs-real floor at equal sample size), paired LAS, real-vs-fake (plain and
+x^0.25), the exact-zero background fraction. A real row (train vs valid) gives the floors.
+Prints a Markdown table; ``--out`` writes every number as JSON.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import subprocess
-import sys
 from pathlib import Path
 
-from radiodiff.diffusion.sampling import SamplerSpec
+import numpy as np
+
 from radiodiff.evaluation.metrics import EvalSettings
+from radiodiff.evaluation.quality import spec_arg
 from radiodiff.evaluation.run import run_evaluation
 from radiodiff.evaluation.sets import Compared, reference_set
+from radiodiff.evaluation.val_loss import val_loss
+from radiodiff.io.release_files import META_FILE
+from radiodiff.pipeline.checkpoint import export_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 STATS = ("las", "elongation", "n_components", "outer_flux_fraction", "brightest_offset")
-
-
-def export(ckpt: Path, out: Path) -> None:
-    subprocess.run([sys.executable, "-m", "radiodiff.cli", "export", "--ckpt", str(ckpt),
-                    "--out", str(out), "--overwrite"], check=True, cwd=ROOT)
-
-
-def val_losses(releases: list[Path], data: str) -> dict[str, float]:
-    """Mean fixed-noise validation loss of each release (bench/val_loss.py)."""
-    text = subprocess.run([sys.executable, str(ROOT / "bench" / "val_loss.py"), "--data", data,
-                           *map(str, releases)], check=True, capture_output=True, text=True,
-                          cwd=ROOT).stdout
-    out = {}
-    for line in text.splitlines():
-        path, _, rest = line.partition(" mean ")
-        if rest:
-            out[Path(path).name] = float(rest.split()[0])
-    return out
 
 
 def row(name: str, m: dict) -> dict:
@@ -92,25 +78,26 @@ def main(argv=None) -> int:
     p.add_argument("--ckpt-root", default="outputs/checkpoints")
     p.add_argument("--reference", default=str(ROOT / "data" / "mirabest.h5"))
     p.add_argument("--split", default="valid")
-    p.add_argument("--sampler", default="dpmpp_2m:10:1.5", help="solver:steps:guidance")
+    p.add_argument("--sampler", type=spec_arg, default=spec_arg("dpmpp_2m:10:guidance=1.5"),
+                   help="sampler setting, solver:steps[:key=value ...]")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--work", default=str(ROOT / "outputs" / "ablation"))
     p.add_argument("--out", default=None)
     p.add_argument("--no-real-row", action="store_true", help="skip the real-vs-real row")
     a = p.parse_args(argv)
-    solver, steps, guidance = a.sampler.split(":")
-    spec = SamplerSpec.build(sampler=solver, steps=int(steps), guidance=float(guidance))
+    spec = a.sampler.spec
     settings = EvalSettings(seed=a.seed, sourcefinder=False, tstr=False,
                             cache_dir=str(Path(a.work) / "cache"))
     n = len(reference_set(a.reference, a.split)[0].images)
     releases = []
     for arm in a.arms:
         path = Path(arm)
-        if not (path / "meta.json").is_file():
-            path = Path(a.work) / arm
-            export(Path(a.ckpt_root) / arm / "last.ckpt", path)
+        if not (path / META_FILE).is_file():  # a run name: export its main EMA
+            path = export_checkpoint(Path(a.ckpt_root) / arm / "last.ckpt",
+                                     Path(a.work) / arm, overwrite=True)
         releases.append(path)
-    losses = val_losses(releases, a.reference)
+    # the mean at 4 decimals, as bench/val_loss.py prints it (the committed tables' column)
+    losses = {r.name: round(float(np.mean(val_loss(r, a.reference))), 4) for r in releases}
     floor_split = "train" if a.split == "valid" else "valid"
     rows = []
     real_row = [] if a.no_real_row else [("real", Compared(real_split=floor_split))]
@@ -122,7 +109,7 @@ def main(argv=None) -> int:
         print(json.dumps(rows[-1]), flush=True)
     print(table(rows))
     if a.out:
-        Path(a.out).write_text(json.dumps({"split": a.split, "sampler": a.sampler,
+        Path(a.out).write_text(json.dumps({"split": a.split, "sampler": str(a.sampler),
                                            "rows": rows}, indent=1) + "\n")
     return 0
 

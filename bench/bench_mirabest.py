@@ -2,9 +2,10 @@
 
     python bench/bench_mirabest.py --split valid                        # choosing settings
     python bench/bench_mirabest.py --split test --configs dpmpp_2m:10  # once, at the end
-    python bench/bench_mirabest.py --model run/last.ckpt --configs heun:25 dpmpp_2m:10:g=1.5
+    python bench/bench_mirabest.py --model run/last.ckpt --configs heun:25 dpmpp_2m:10:guidance=1.5
 
-A configuration is ``sampler:steps[:g=<guidance>]``. Each draws one image per real row of
+A configuration is a sampler setting, ``solver:steps[:key=value ...]``
+(:mod:`radiodiff.pipeline.settings`; solver options only). Each draws one image per real row of
 the split with that row's class, peak flux and LAS (paired), and runs the full evaluation
 (``radiodiff evaluate``: real-vs-fake plain and faint view, class classifier, image and
 shape statistics, PyBDSF unless ``--no-sourcefinder``) plus the physical-units checks
@@ -21,10 +22,10 @@ import json
 import time
 from pathlib import Path
 
-from radiodiff.diffusion.sampling import SamplerSpec
 from radiodiff.evaluation.metrics import EvalSettings
+from radiodiff.evaluation.quality import spec_arg
 from radiodiff.evaluation.run import run_evaluation
-from radiodiff.evaluation.sets import Compared
+from radiodiff.evaluation.sets import Compared, reference_set
 
 ROOT = Path(__file__).resolve().parents[1]
 CHECKS = ("real_vs_fake", "real_vs_fake_faint", "las_fraction_within_20pct",
@@ -33,18 +34,10 @@ CHECKS = ("real_vs_fake", "real_vs_fake_faint", "las_fraction_within_20pct",
           "background_histogram_w1", "acf_beam_w1")
 
 
-def _compared(config: str, model: str, n: int, seed: int, floor_split: str) -> Compared:
+def _compared(config, model: str, n: int, seed: int, floor_split: str) -> Compared:
     if config == "real":
         return Compared(real_split=floor_split)
-    sampler, steps, *opts = config.split(":")
-    guidance = 1.0
-    for opt in opts:
-        key, _, value = opt.partition("=")
-        if key != "g" or not value:
-            raise SystemExit(f"config {config!r}: the only option is g=<guidance>")
-        guidance = float(value)
-    spec = SamplerSpec.build(sampler=sampler, steps=int(steps), guidance=guidance)
-    return Compared(model=model, n=n, spec=spec, seed=seed)
+    return Compared(model=model, n=n, spec=config.spec, seed=seed)
 
 
 def _summary(m: dict, config: str, seconds: float) -> dict:
@@ -67,7 +60,8 @@ def main(argv=None) -> int:
     p.add_argument("--model", default="mirabest")
     p.add_argument("--reference", default=str(ROOT / "data" / "mirabest.h5"))
     p.add_argument("--split", default="valid", choices=["valid", "test"])
-    p.add_argument("--configs", nargs="*", default=["dpmpp_2m:10"])
+    p.add_argument("--configs", nargs="*", type=spec_arg, default=[spec_arg("dpmpp_2m:10")],
+                   help="sampler settings, solver:steps[:key=value ...]")
     p.add_argument("--n", type=int, default=None, help="images (default: the split's rows)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-real-row", action="store_true")
@@ -81,15 +75,14 @@ def main(argv=None) -> int:
     settings = EvalSettings(seed=a.seed, sourcefinder=not a.no_sourcefinder,
                             cache_dir=a.cache_dir)
     rows = []
+    n = a.n or len(reference_set(a.reference, a.split)[0].images)
     for config in ([] if a.no_real_row else ["real"]) + a.configs:
-        from radiodiff.evaluation.sets import reference_set
-        n = a.n or len(reference_set(a.reference, a.split)[0].images)
         t0 = time.perf_counter()
-        out = Path(a.reports) / f"{a.split}-{config.replace(':', '_')}"
+        out = Path(a.reports) / f"{a.split}-{str(config).replace(':', '_')}"
         result, _ = run_evaluation(a.reference, _compared(config, a.model, n, a.seed,
                                                           floor_split),
                                    out, a.split, settings, overwrite=True)
-        rows.append(_summary(result.to_dict(), config, time.perf_counter() - t0))
+        rows.append(_summary(result.to_dict(), str(config), time.perf_counter() - t0))
         print(json.dumps(rows[-1]), flush=True)
     names = [k for k in CHECKS if any(k in r["checks"] for r in rows)]
     print("\n| metric | " + " | ".join(f"{r['config']} (floor)" for r in rows) + " | target |")

@@ -6,8 +6,8 @@
 Real images: a seeded choice of the class's rows of ``--split`` (filled up from the training
 split where the class has fewer rows). Generated: one image per shown real row, with that
 row's class and, for a physical model, its peak flux and LAS, at the release's default
-sampler unless ``--sampler solver:steps:guidance``. Writes ``<out>/grid_<class>.png``
-(default: the release's folder, ``grids/``).
+sampler unless ``--sampler`` (a sampler setting, e.g. ``dpmpp_2m:10:guidance=1.5``).
+Writes ``<out>/grid_<class>.png`` (default: the release's folder, ``grids/``).
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from radiodiff.diffusion.sampling import SamplerSpec
 from radiodiff.evaluation.grids import class_grid_figure
+from radiodiff.evaluation.quality import spec_arg
 from radiodiff.evaluation.sets import ImageSet, open_model, reference_set, released_set
 from radiodiff.io.release_files import resolve_model
 
@@ -41,7 +41,8 @@ def main(argv=None) -> int:
     p.add_argument("--reference", default="data/first.h5")
     p.add_argument("--split", default="valid")
     p.add_argument("--n", type=int, default=32)
-    p.add_argument("--sampler", default=None, help="solver:steps:guidance (default: release)")
+    p.add_argument("--sampler", type=spec_arg, default=None,
+                   help="solver:steps[:key=value ...] (default: the release's setting)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=None)
     a = p.parse_args(argv)
@@ -49,10 +50,8 @@ def main(argv=None) -> int:
     train, _ = reference_set(a.reference, "train")
     out = Path(a.out or resolve_model(a.model) / "grids")
     release, kind = open_model(a.model, out)
-    spec = release.sampler  # the release's recommended setting, as its quoted numbers
-    if a.sampler:
-        solver, steps, guidance = a.sampler.split(":")
-        spec = SamplerSpec.build(sampler=solver, steps=int(steps), guidance=float(guidance))
+    # the release's recommended setting, as its quoted numbers, unless given
+    spec = a.sampler.spec if a.sampler else release.sampler
     rng = np.random.default_rng(a.seed)
     for label, name in enumerate(ps.classes):
         real = pick(split, train, label, a.n, rng)

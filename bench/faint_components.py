@@ -2,29 +2,26 @@
 
     python bench/faint_components.py [--model first] [--split valid] [--n 200] [--seed 0]
 
-Draws ``--n`` images from ``--model`` with the real ``--split``'s class mix (the sampler and
-refiner the release records, as ``bench/bench_quality.py`` does with ``dpmpp_2m:7``) and
-prints, for real and generated sets, the distribution of ``seg_n_components`` (the
-segmentation statistic of :func:`radiodiff.evaluation.metrics.image_statistics`) on the
-plain and the faint (x^0.25) view, with its mean per class: too many or too few islands?
+Draws ``--n`` images from ``--model`` with the real ``--split``'s class mix at ``--config``
+(a sampler setting, default ``dpmpp_2m:7``; the release's refiner included, as
+``bench/bench_quality.py`` does) and prints, for real and generated sets, the distribution
+of ``seg_n_components`` (the segmentation statistic of
+:func:`radiodiff.evaluation.metrics.image_statistics`) on the plain and the faint (x^0.25)
+view, with its mean per class: too many or too few islands?
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_quality import _parse_config, _spec_and_options, add_generation_args  # noqa: E402
-
-from radiodiff.evaluation.faint import faint_view  # noqa: E402
-from radiodiff.evaluation.metrics import image_statistics  # noqa: E402
-from radiodiff.evaluation.sets import (generated_set, proportional_labels,  # noqa: E402
-                                       reference_splits)
+from radiodiff.evaluation.faint import faint_view
+from radiodiff.evaluation.metrics import image_statistics
+from radiodiff.evaluation.quality import add_generation_args, draw_setting
+from radiodiff.evaluation.sets import open_model, proportional_labels, reference_splits
 
 
 def _summary(name: str, counts: np.ndarray, labels: np.ndarray, classes: list[str]) -> str:
@@ -44,9 +41,8 @@ def main() -> None:
     real, _, _, ps = reference_splits(args.reference, args.split)
     classes = list(ps.classes)
     labels = proportional_labels(real.labels, args.n)
-    spec, gen_kw = _spec_and_options(*_parse_config(args.config))
     with tempfile.TemporaryDirectory() as tmp:
-        fake = generated_set(args.model, labels, Path(tmp), spec, args.seed, 32, **gen_kw)
+        fake = draw_setting(*open_model(args.model, Path(tmp)), labels, args.config, args.seed)
     for view, f in (("plain", lambda x: x), ("faint x^0.25", faint_view)):
         print(f"-- {view} view: seg_n_components per image")
         for name, s in ((f"real {args.split}", real), ("generated", fake)):

@@ -20,28 +20,23 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
-from scipy import ndimage
+
+from radiodiff.data.islands import island_table
 
 QUANTUM = 1 / 255
 
 
 def islands(images: np.ndarray) -> tuple[float, float]:
     """(islands per image, fraction of islands under 5 px), 8-connected positive pixels."""
-    sizes = []
-    for x in images[:, 0]:
-        lab, n = ndimage.label(x > 0, structure=np.ones((3, 3)))
-        sizes += list(ndimage.sum_labels(np.ones_like(x), lab, np.arange(1, n + 1)))
-    s = np.asarray(sizes)
+    s = np.concatenate([island_table(x, connectivity=2).area for x in images[:, 0]])
     return len(s) / len(images), float(np.mean(s < 5)) if len(s) else 0.0
 
 
 def drop_small(images: np.ndarray, min_px: int) -> np.ndarray:
     out = images.copy()
     for x in out[:, 0]:
-        lab, n = ndimage.label(x > 0, structure=np.ones((3, 3)))
-        size = np.concatenate([[min_px], ndimage.sum_labels(np.ones_like(x), lab,
-                                                              np.arange(1, n + 1))])
-        x[size[lab] < min_px] = 0
+        t = island_table(x, connectivity=2)
+        x[np.concatenate([[min_px], t.area])[t.labels] < min_px] = 0  # background kept
     return out / out.max(axis=(-2, -1), keepdims=True)
 
 
@@ -64,6 +59,7 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=10)
     args = ap.parse_args()
 
+    from radiodiff.config import ProjectionConfig
     from radiodiff.data.projection import project_like_data
     from radiodiff.pipeline.generate import generate
     from radiodiff.evaluation.sets import proportional_labels, reference_set
@@ -82,8 +78,8 @@ def main() -> None:
                                    sampler="dpmpp_2m", steps=10, seed=1000 * c,
                                    project=False).images
                           for c, name in enumerate(release.classes) if (labels == c).any()])
-    proj = release.meta.get("projection") or {}
-    gen = project_like_data(raw, proj.get("floor", QUANTUM), proj.get("halo_px", 2))
+    proj = release.pipeline.base_projection or ProjectionConfig(floor=QUANTUM)
+    gen = project_like_data(raw, proj.floor, proj.halo_px)
 
     def score(a, b):
         r = real_vs_fake(a, b, k=args.folds, epochs=args.epochs, seed=0)

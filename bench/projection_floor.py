@@ -2,37 +2,32 @@
 
     python bench/projection_floor.py --split valid --seed 0 --floors 0.00392156862745098 0.0005
 
-Draws ``--n`` images from ``--model`` (``--config``, its refiner included, the real split's
-class mix) without the final projection, applies
+Draws ``--n`` images from ``--model`` (``--config``, a sampler setting, its refiner
+included, the real split's class mix) without the final projection, applies
 :func:`radiodiff.data.projection.project_like_data` at each floor (halo and peak rule from the
 release's final projection) and scores each set with the evaluation suite, as
 ``bench/bench_quality.py`` does; prints one row per floor with the faint-view (x^0.25)
 segmented components per image. The data's noise islands (:mod:`radiodiff.data.islands`)
-are left out: each row is the floor alone; ``bench_quality.py --configs dpmpp_2m:7:noislands``
-gives the release's own floor row.
+are left out: each row is the floor alone; ``bench_quality.py --configs
+dpmpp_2m:7:islands=false`` gives the release's own floor row.
 Choose on ``--split valid``; the test split is touched once.
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_quality import (_parse_config, _refine_nfe, _row, _spec_and_options,  # noqa: E402
-                           add_generation_args)
-
-from radiodiff.data.projection import project_like_data  # noqa: E402
-from radiodiff.evaluation.faint import faint_view  # noqa: E402
-from radiodiff.evaluation.metrics import EvalSettings, evaluate, image_statistics  # noqa: E402
-from radiodiff.evaluation.sets import (ImageSet, generated_set,  # noqa: E402
-                                       proportional_labels, reference_meta, reference_splits)
-from radiodiff.io.release_files import resolve_model
-from radiodiff.pipeline.release import load_release  # noqa: E402
+from radiodiff.data.projection import project_like_data, projection_dict
+from radiodiff.evaluation.faint import faint_view
+from radiodiff.evaluation.metrics import EvalSettings, evaluate, image_statistics
+from radiodiff.evaluation.quality import (add_generation_args, draw_setting, quality_row,
+                                          refine_nfe, setting_head)
+from radiodiff.evaluation.sets import (ImageSet, open_model, proportional_labels,
+                                       reference_meta, reference_splits)
 
 _SHOWN = ("real_vs_fake", "real_vs_fake_std", "real_vs_fake_faint", "real_vs_fake_faint_std",
           "zero_real", "zero_fake", "faint_real", "faint_fake", "class_fidelity_ratio",
@@ -41,15 +36,13 @@ _SHOWN = ("real_vs_fake", "real_vs_fake_std", "real_vs_fake_faint", "real_vs_fak
           "faint_w1_ratio_worst")
 
 
-def final_projection(model: str, refine: bool = True) -> dict:
-    """The projection a release applies to its output: its refiner's when refining, as in
-    :func:`radiodiff.pipeline.generate.generate`."""
-    release = load_release(resolve_model(model))
-    refined = refine and release.refiner is not None
-    projection = (release.refiner.projection if refined else None) or release.projection
-    if not projection:
-        raise SystemExit(f"{model}: the release records no output projection")
-    return {k: v for k, v in projection.items() if k != "islands"}  # floors only
+def final_projection(release, refine: bool = True) -> dict:
+    """The projection a release applies to its output (its pipeline's final projection,
+    refined or not: :meth:`radiodiff.pipeline.spec.PipelineSpec.for_call`), floors only."""
+    pipe = release.pipeline.for_call(release.sampler, None if refine else False, islands=False)
+    if pipe.projection is None:
+        raise SystemExit(f"{release.path.name}: the release records no output projection")
+    return projection_dict(pipe.projection)
 
 
 def main() -> None:
@@ -63,20 +56,19 @@ def main() -> None:
     real, train, val, ps = reference_splits(args.reference, args.split)
     meta = reference_meta(ps)
     labels = proportional_labels(real.labels, args.n)
-    sampler, steps, guidance, kw = _parse_config(args.config)
-    spec, gen_kw = _spec_and_options(sampler, steps, guidance, kw)
-    gen_kw["project"] = False  # every floor row projects the same unprojected images
-    refine = gen_kw.get("refine", True)
-    projection = final_projection(args.model, refine)
     with tempfile.TemporaryDirectory() as tmp:
-        raw = generated_set(args.model, labels, Path(tmp), spec, args.seed, 32, **gen_kw)
+        release, kind = open_model(args.model, Path(tmp))
+        # every floor row projects the same unprojected images
+        raw = draw_setting(release, kind, labels, args.config, args.seed, project=False)
+    refine = args.config.given.get("refine", True)
+    projection = final_projection(release, refine)
+    head = setting_head(args.config, refine_nfe(release, args.config))
     for floor in args.floors:
         images = project_like_data(raw.images, **dict(projection, floor=floor))  # no islands
         fake = ImageSet(images, raw.labels, f"floor {floor:g}")
         counts = np.asarray(image_statistics(faint_view(images), None)["seg_n_components"])
         m = evaluate(real, fake, train, val, meta, EvalSettings(seed=args.seed)).to_dict()
-        row = _row(m, sampler, steps, guidance, {"refine_nfe": _refine_nfe(args.model) if refine else 0},
-                   len(images), 0.0)
+        row = quality_row(m, head, len(images), 0.0)
         shown = {k: round(v, 3) if isinstance(v, float) else v
                  for k, v in row.items() if k in _SHOWN}
         print(f"floor {floor:.4g} faint components {counts.mean():.2f} {shown}", flush=True)

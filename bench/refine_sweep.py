@@ -6,26 +6,28 @@
 For every sigma, attaches ``--refiner`` (a release trained with ``schedule=stretch``, e.g.
 ``radiodiff export --ckpt <run>/last.ckpt --ema-halflife 5``) to ``--base`` (default: the
 built-in model) in a temporary folder (:func:`radiodiff.pipeline.release.attach_refiner`,
-``--steps`` refiner steps) and scores each sampler configuration with ``bench/bench_quality.py``'s
-``score_configs`` against the real ``--split`` images (default valid: the test split is
-for the end), faint-pixel view included. ``--base-row`` adds the base alone
-(``:norefine``) for comparison, ``--real-row`` the real-vs-real floor. Prints the table and
-writes the rows as JSON (``sigma``, ``refine_steps`` and ``refine_rho`` in every refined
-row); ``--rho`` sets the curvature of the refiner's schedule (EDM Eq. 5).
+``--steps`` refiner steps) and scores each base sampler setting with
+:func:`radiodiff.evaluation.quality.score_settings` against the real ``--split`` images
+(default valid: the test split is for the end), faint-pixel view included. ``--base-row``
+adds the base alone (``refine=false``) for comparison, ``--real-row`` the real-vs-real
+floor. Prints the table and writes the rows as JSON (``sigma``, ``refine_steps`` and
+``refine_rho`` in every refined row); ``--rho`` sets the curvature of the refiner's
+schedule (EDM Eq. 5).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_quality import markdown_table, score_configs  # noqa: E402
-
-from radiodiff.pipeline.refine import RefineSpec  # noqa: E402
+from radiodiff.evaluation.quality import markdown_table, score_settings, setting_arg
+from radiodiff.io.artifacts import atomic_text
+from radiodiff.io.provenance import git_commit
+from radiodiff.io.release_files import resolve_model
+from radiodiff.pipeline.refine import RefineSpec
+from radiodiff.pipeline.release import attach_refiner
 
 
 def main() -> None:
@@ -37,8 +39,9 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=RefineSpec.steps, help="refiner steps")
     ap.add_argument("--rho", type=float, default=RefineSpec.rho,
                     help="refiner schedule curvature")
-    ap.add_argument("--configs", nargs="+", default=["dpmpp_2m:7"],
-                    help="base sampler configurations (bench_quality syntax)")
+    ap.add_argument("--configs", nargs="+", type=setting_arg,
+                    default=[setting_arg("dpmpp_2m:7")],
+                    help="base sampler settings (radiodiff.pipeline.settings)")
     ap.add_argument("--reference", default="data/first.h5")
     ap.add_argument("--split", default="valid", choices=("valid", "test"))
     ap.add_argument("--n", type=int, default=200)
@@ -48,21 +51,17 @@ def main() -> None:
     ap.add_argument("--out", default=None, help="JSON file for the rows")
     args = ap.parse_args()
 
-    from radiodiff.io.artifacts import atomic_text
-    from radiodiff.io.provenance import git_commit
-    from radiodiff.io.release_files import resolve_model
-    from radiodiff.pipeline.release import attach_refiner
-
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for k, sigma in enumerate(args.sigmas):
             pair = attach_refiner(resolve_model(args.base), resolve_model(args.refiner),
                                   Path(tmp) / f"pair{k}", sigma=sigma, steps=args.steps,
                                   rho=args.rho)
-            extra = [c + ":norefine" for c in args.configs] if args.base_row and k == 0 else []
-            got = score_configs(str(pair), args.reference, args.split, args.n,
-                                extra + list(args.configs), args.seed,
-                                real_row=args.real_row and k == 0)
+            extra = ([c.with_options(refine=False) for c in args.configs]
+                     if args.base_row and k == 0 else [])
+            got = score_settings(str(pair), args.reference, args.split, args.n,
+                                 extra + list(args.configs), args.seed,
+                                 real_row=args.real_row and k == 0)
             for row in got:
                 if row.get("refine_nfe"):
                     row.update(sigma=sigma, refine_steps=args.steps, refine_rho=args.rho)

@@ -110,7 +110,8 @@ def test_cli_evaluate_without_reference_names_the_models_data(tmp_path, capsys, 
     assert "data/first.h5 is missing" in err and "give --reference" in err
 
 
-@pytest.mark.parametrize("command", ["prepare", "inspect", "export", "attach-refiner",
+@pytest.mark.parametrize("command", ["prepare", "inspect", "fit-islands", "export",
+                                     "attach-refiner",
                                      "sample", "demo", "evaluate", "skymap", "evaluate-map"])
 def test_cli_help_says_each_default_once(command, capsys):
     with pytest.raises(SystemExit):
@@ -118,3 +119,57 @@ def test_cli_help_says_each_default_once(command, capsys):
     text = " ".join(capsys.readouterr().out.split())
     assert "(default: None)" not in text, text
     assert not re.search(r"\(default:[^()]*\) \(default:", text), text
+
+
+def _small_fit(monkeypatch):
+    """`radiodiff fit-islands` over a 2-model grid of synthetic images (not the FIRST set)."""
+    import numpy as np
+
+    import radiodiff.data.island_fit as fit_mod
+    from radiodiff.data.islands import IslandModel, beam_noise, native_levels
+
+    def fake(settings):
+        m = IslandModel(3.0, 0.1, -4.0, 0.5, 0.2, 3.0, 2)
+        rng = np.random.default_rng(0)
+        levels = [native_levels(m, beam_noise(m, (24, 24), rng), 0.0, 0.0) for _ in range(5)]
+        counts, peaks = fit_mod.island_counts(levels, settings.max_area, skip_main=False)
+        small = fit_mod.FitSettings(fields=settings.fields, max_area=settings.max_area,
+                                    seed=settings.seed, n_boot=5,
+                                    grid={"k_mean": (3.0, 3.3), "k_std": (0.1,),
+                                          "ln_r_mean": (-4.0,), "ln_r_std": (0.5,)})
+        return fit_mod.fit_island_model(counts, peaks, fit_mod.NativeGrid(24, 3.0, 2), small)
+
+    monkeypatch.setattr(fit_mod, "fit_first_islands", fake)
+
+
+def test_cli_fit_islands_writes_json_and_refuses_to_overwrite(tmp_path, capsys, monkeypatch):
+    import json
+    _small_fit(monkeypatch)
+    out = tmp_path / "fit.json"
+    assert main(["fit-islands", "--fields", "3", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "| real |" in printed and "best:" in printed and f"wrote {out}" in printed
+    d = json.loads(out.read_text())
+    assert d["fields"] == 3 and len(d["grid"]) == 2 and set(d["best"]) >= {"k_mean", "factor"}
+    out.write_text("mine")
+    assert main(["fit-islands", "--fields", "3", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "already exists; give --overwrite" in err
+    assert out.read_text() == "mine"
+    assert main(["fit-islands", "--fields", "3", "--out", str(out), "--overwrite"]) == 0
+    assert json.loads(out.read_text())["fields"] == 3
+    assert not [p for p in tmp_path.iterdir() if p.name != "fit.json"]  # no temporaries
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--fields", "0"], "fields must be an integer >= 1, got 0"),
+    (["--max-area", "-2"], "max_area must be an integer >= 1"),
+    (["--top", "-1"], "--top must be >= 0"),
+])
+def test_cli_fit_islands_bad_input_is_one_line(argv, message, tmp_path, capsys, monkeypatch):
+    _small_fit(monkeypatch)
+    out = tmp_path / "fit.json"
+    assert main(["fit-islands", *argv, "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("radiodiff fit-islands: error: ")
+    assert message in err and not out.exists()

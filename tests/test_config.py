@@ -59,3 +59,83 @@ def test_misspelt_key_in_yaml_fails(tmp_path, monkeypatch):
 
 def test_conf_dir_is_the_repo_conf():
     assert conf_dir() == Path(__file__).resolve().parents[1] / "conf"
+
+
+def test_projection_keys_are_typed_and_keep_their_names():
+    """data.projection_islands is an IslandConfig (a misspelt field fails at compose), the
+    floor keeps its values (number, "data", null) and overrides; the halo default is
+    ProjectionConfig's."""
+    import pytest
+    from omegaconf import OmegaConf
+
+    from radiodiff.config import ConfigError, IslandConfig, ProjectionConfig, load_config
+    from radiodiff.data.projection import check_floor, check_projection_config
+    first = load_config(["data=first"]).data
+    assert OmegaConf.get_type(first.projection_islands) is IslandConfig
+    assert first.projection_floor == "data" and first.projection_islands.levels == 255
+    check_projection_config(first)
+    cfg = load_config(["data=first", "data.projection_floor=0.001",
+                       "data.projection_islands=null"]).data
+    assert check_floor(cfg.projection_floor, "data.projection_floor", data_ok=True) == 0.001
+    assert cfg.projection_islands is None
+    assert load_config(["data=tiny"]).data.projection_halo_px == ProjectionConfig.halo_px
+    with pytest.raises(ConfigError, match="k_meen"):
+        load_config(["data=first", "data.projection_islands.k_meen=1"])
+    with pytest.raises(ConfigError, match="projection_halo_px"):
+        load_config(["data=first", "data.projection_halo_px=two"])
+
+
+# ----------------------------------------------------------------- experiments (ablations)
+
+# Each ablation: its arms (conf/experiment/<name>.yaml) and the config keys (prefixes) they
+# may differ in besides their run names. Every ablation_* experiment is an arm or a base here.
+ABLATIONS = {
+    "capacity": (("ablation_capacity_small", "ablation_capacity_deep"), ("model.",)),
+    "noise schedule": (("ablation_noise_edm", "ablation_noise_relative",
+                        "ablation_noise_reference", "ablation_noise_stretch"), ("schedule.",)),
+    "noise start, stretch": (("ablation_noise_stretch", "ablation_noise_stretch_scratch"),
+                             ("train.init_from", "train.ema_rampup_ratio")),
+    "noise start, edm": (("ablation_noise_edm", "ablation_noise_edm_scratch"),
+                         ("train.init_from", "train.ema_rampup_ratio")),
+}
+BASES = ("ablation_noise", "ablation_noise_warm")  # shared recipes the arms build on
+BUDGET = ("train.total_kimg", "data.loader.batch_size", "seed", "data.name",
+          "trainer.precision", "train.ema_halflife_kimg")
+
+
+def _flat(cfg, prefix=""):
+    out = {}
+    for k, v in cfg.items():
+        out.update(_flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
+    return out
+
+
+@pytest.mark.parametrize("experiment", _options("experiment"))
+def test_every_experiment_composes_and_resolves(experiment, tmp_path, monkeypatch):
+    monkeypatch.setenv("RADIODIFF_SHARED_DATA", str(tmp_path))
+    cfg = load_config([f"+experiment={experiment}"])
+    OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
+
+
+def test_every_ablation_experiment_is_declared():
+    declared = {a for arms, _ in ABLATIONS.values() for a in arms} | set(BASES)
+    assert {e for e in _options("experiment") if e.startswith("ablation")} == declared
+
+
+@pytest.mark.parametrize("ablation", sorted(ABLATIONS))
+def test_ablation_arms_differ_only_in_what_is_ablated(ablation, tmp_path, monkeypatch):
+    monkeypatch.setenv("RADIODIFF_SHARED_DATA", str(tmp_path))
+    arms, varied = ABLATIONS[ablation]
+    # unresolved: what follows from the run name (checkpoint folder, logger name) stays
+    # "${train.run_name}" in every arm
+    flat = {a: _flat(OmegaConf.to_container(load_config([f"+experiment={a}"]), resolve=False))
+            for a in arms}
+    first = flat[arms[0]]
+    names = {f["train.run_name"] for f in flat.values()}
+    assert len(names) == len(arms)  # each arm its own checkpoint folder
+    for arm in arms[1:]:
+        differ = {k for k in set(first) | set(flat[arm]) if first.get(k) != flat[arm].get(k)}
+        differ.discard("train.run_name")
+        assert differ and all(k.startswith(varied) for k in differ), (arm, sorted(differ))
+        for key in BUDGET:  # the same compute and data for every arm
+            assert flat[arm][key] == first[key], (arm, key)

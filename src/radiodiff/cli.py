@@ -170,24 +170,24 @@ def _cmd_export(args) -> int:
 
 
 def _projection_floor(text: str):
-    """``--projection-floor``: "run", "data", "none" or a number."""
-    if text in ("run", "data"):
+    """``--projection-floor``: "run", "data", "none" or a number (the floor rule:
+    :func:`radiodiff.data.projection.check_floor`)."""
+    from radiodiff.data.projection import check_floor
+    if text == "run":
         return text
-    if text == "none":
-        return None
     try:
-        return float(text)
+        value = None if text == "none" else text if text == "data" else float(text)
     except ValueError:
-        raise ValueError(f"--projection-floor must be run, data, none or a fraction of the "
-                         f"peak in (0, 1), got {text!r}") from None
+        value = text
+    return check_floor(value, "--projection-floor", data_ok=True)
 
 
 def _projection_islands(text: str):
     """``--projection-islands``: "run", "none" or a JSON file of the island model's fields
-    (or with them under ``best``, as ``bench/fit_islands.py --out`` writes)."""
+    (or with them under ``best``, as ``radiodiff fit-islands --out`` writes)."""
     import json
 
-    from radiodiff.data.islands import IslandModel
+    from radiodiff.data.projection import islands_from
     from radiodiff.pipeline.checkpoint import FROM_RUN
     if text in ("run", "none"):
         return FROM_RUN if text == "run" else None
@@ -197,7 +197,28 @@ def _projection_islands(text: str):
         raise ValueError(f"--projection-islands {text}: not a readable JSON file "
                          f"({' '.join(str(exc).split())[:120]})") from None
     d = d.get("best", d) if isinstance(d, dict) else d
-    return IslandModel.from_dict(d, f"--projection-islands {text}").to_dict()
+    return islands_from(d, f"--projection-islands {text}").to_dict()
+
+
+def _cmd_fit_islands(args) -> int:
+    import json
+
+    from radiodiff.data.island_fit import FitSettings, fit_first_islands
+    from radiodiff.io.artifacts import atomic_text, check_output_file
+
+    settings = FitSettings(fields=args.fields, max_area=args.max_area, seed=args.seed)
+    if args.top < 0:
+        raise ValueError(f"--top must be >= 0, got {args.top}")
+    if args.out:  # before the compute: a target we must not replace or cannot write
+        check_output_file(args.out, "island fit", args.overwrite)
+    fit = fit_first_islands(settings)
+    print(fit.real_line())
+    print(fit.table(args.top))
+    print("best:", json.dumps(fit.best.to_dict()))
+    if args.out:
+        atomic_text(args.out, json.dumps(fit.to_dict(), indent=1) + "\n")
+        print(f"wrote {args.out}")
+    return 0
 
 
 def _cmd_attach_refiner(args) -> int:
@@ -366,11 +387,28 @@ def _add_export(sub) -> None:
     p.add_argument("--projection-islands", default="run",
                    help="the data's noise islands in the output projection: 'run' (the "
                    "run's data.projection_islands), 'none', or a JSON file of the island "
-                   "model's fields (bench/fit_islands.py --out writes them under 'best')")
+                   "model's fields (radiodiff fit-islands --out writes them under 'best')")
     _overwrite_arg(p, "release folder")
     p.add_argument("--fresh", action="store_true",
                    help="replace the whole release folder at --out, its refiner/, model card "
                    "and anything else in it included (implies --overwrite)")
+
+
+def _add_fit_islands(sub) -> None:
+    from radiodiff.data.island_fit import FitSettings  # its defaults are the options'
+    p = _command(sub, "fit-islands", _cmd_fit_islands,
+                 "fit the noise-island model (data.projection_islands) to the FIRST "
+                 "training split -> table + JSON")
+    for option, text in (("fields", "noise fields drawn per model of the grid"),
+                         ("max_area", "largest island counted, native pixels"),
+                         ("seed", "seed of the noise fields and the bootstrap")):
+        p.add_argument("--" + option.replace("_", "-"), type=int,
+                       default=getattr(FitSettings, option), help=text)
+    p.add_argument("--top", type=int, default=8, help="models shown in the table")
+    p.add_argument("--out", default=None, help="JSON file of the real numbers, the whole "
+                   "grid and the best model under 'best' (export --projection-islands reads "
+                   "it) (default: print only)")
+    _overwrite_arg(p, "JSON file", folder=False)
 
 
 def _add_attach_refiner(sub) -> None:
@@ -630,8 +668,8 @@ def _add_evaluate_map(sub) -> None:
 
 # The sub-commands in the order `radiodiff --help` lists them; each adds its parser and
 # options (shared groups: _sampler_args, _solver_args, _overwrite_arg).
-_COMMANDS = (_add_prepare, _add_inspect, _add_export, _add_attach_refiner, _add_sample,
-             _add_demo, _add_evaluate, _add_verify, _add_recommend, _add_skymap,
+_COMMANDS = (_add_prepare, _add_inspect, _add_fit_islands, _add_export, _add_attach_refiner,
+             _add_sample, _add_demo, _add_evaluate, _add_verify, _add_recommend, _add_skymap,
              _add_evaluate_map)
 
 

@@ -18,6 +18,7 @@ from omegaconf import MISSING
 __all__ = [
     "Source", "Negatives", "Scaling", "NanPolicy", "OnError", "Duplicates", "CutAction", "Outside", "Centre",
     "CutsConfig", "CutoutConfig", "SplitConfig", "AugmentConfig", "LoaderConfig", "DataConfig",
+    "DATA_FLOOR", "IslandConfig", "ProjectionConfig",
     "ModelConfig", "ScheduleConfig", "SamplerConfig", "TrainerConfig", "TrainConfig",
     "LoggerConfig",
     "PathsConfig", "Config", "ConfigError", "register_configs", "conf_dir", "load_config",
@@ -120,6 +121,44 @@ class LoaderConfig:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
 
+#: ``data.projection_floor`` value: the floor measured on the training images (the largest
+#: that changes none of them, :func:`radiodiff.data.projection.largest_kept_floor`).
+DATA_FLOOR = "data"
+
+
+@dataclass
+class IslandConfig:
+    """The data's noise islands laid under generated images (``data.projection_islands``;
+    validated and drawn by :class:`radiodiff.data.islands.IslandModel`, which has these
+    fields): the cut ``k_mean`` +- ``k_std`` rms, the per-image rms as a fraction of the peak
+    ``exp(ln_r_mean +- ln_r_std)`` (at most ``r_max``), the beam FWHM on the native grid
+    (pixels), native pixels per output pixel, quantisation levels above 0 (255: 8 bit)."""
+    # the cut, in rms: N(k_mean, k_std^2) per image
+    k_mean: float = MISSING
+    k_std: float = MISSING
+    # ln(rms / peak) per image: N(ln_r_mean, ln_r_std^2), at most r_max
+    ln_r_mean: float = MISSING
+    ln_r_std: float = MISSING
+    r_max: float = MISSING
+    beam_fwhm_px: float = MISSING  # the beam on the native grid, pixels
+    factor: int = MISSING          # native pixels per output pixel
+    levels: int = 255              # quantisation levels above 0 (8 bit)
+
+
+@dataclass
+class ProjectionConfig:
+    """The output projection generated images go through, as a release records it
+    (``meta.json`` ``projection``; :mod:`radiodiff.data.projection` validates and applies
+    it). Every projection default lives here: pixels below ``floor`` (a fraction of each
+    image's peak; None: no floor) farther than ``halo_px`` pixels from emission at or above
+    it are set to 0, ``peak_one`` puts each image's peak at exactly 1, ``islands`` lays the
+    data's noise islands under each image (None: none)."""
+    floor: Optional[float] = None
+    halo_px: int = 2
+    peak_one: bool = True
+    islands: Optional[IslandConfig] = None
+
+
 @dataclass
 class DataConfig:
     name: str = MISSING
@@ -150,16 +189,18 @@ class DataConfig:
     # beam's major axis, data.beam_arcsec): one image each, never one per split.
     duplicates: Duplicates = Duplicates.drop
     limit: Optional[int] = None  # only the first N catalogue rows (quick looks, tests)
+    # The release's output projection (ProjectionConfig) is built from these at export.
     # Generated images go through the data's last steps (data.projection.project_like_data):
     # below this fraction of the peak only a halo of projection_halo_px around brighter
-    # emission is kept: a number, "data" (the largest floor that changes no training image,
-    # measured when the run starts: data.projection.largest_kept_floor) or null (no floor,
-    # e.g. data that keep their noise).
-    projection_floor: Any = None
-    projection_halo_px: int = 2
-    # The data's noise islands laid under generated images (data.islands.IslandModel
-    # fields, fitted by bench/fit_islands.py; null: none), e.g. FIRST's 3-rms cut + 8 bit.
-    projection_islands: Optional[Any] = None
+    # emission is kept: a number, "data" (DATA_FLOOR: the largest floor that changes no
+    # training image, measured when the run starts) or null (no floor, e.g. data that keep
+    # their noise). A string field holding the number as text (OmegaConf 2.3 cannot compose
+    # Union[float, str] under Hydra); data.projection.check_floor reads and checks it.
+    projection_floor: Optional[str] = ProjectionConfig.floor
+    projection_halo_px: int = ProjectionConfig.halo_px
+    # The data's noise islands laid under generated images (fitted by `radiodiff
+    # fit-islands`; null: none), e.g. FIRST's 3-rms cut + 8 bit.
+    projection_islands: Optional[IslandConfig] = None
     loader: LoaderConfig = field(default_factory=LoaderConfig)
 
 

@@ -65,11 +65,14 @@ def test_halo_0_reproduces_a_pixel_by_pixel_clip_and_keeps_every_real_pixel():
 
 @pytest.mark.parametrize("value", [0, 1, 1.5, -0.1, "auto", True, [0.1]])
 def test_an_absurd_projection_floor_is_one_clear_error(value):
-    from radiodiff.data.projection import check_projection_floor
+    from radiodiff.data.projection import check_floor
     with pytest.raises(ValueError, match=r"data.projection_floor=.* \(must be a fraction"):
-        check_projection_floor(value)
+        check_floor(value, "data.projection_floor", data_ok=True)
     for ok in (None, "data", 1 / 255, 5e-4):
-        check_projection_floor(ok)
+        assert check_floor(ok, "data.projection_floor", data_ok=True) == ok
+    with pytest.raises(ValueError, match=r"meta.json: floor='data' \(must be a fraction of "
+                                         r"the peak in \(0, 1\) or null\)"):
+        check_floor("data", "meta.json: floor")  # a release records a number
 
 
 def test_the_projection_keys_of_a_data_config_are_checked_together():
@@ -88,3 +91,58 @@ def test_the_projection_keys_of_a_data_config_are_checked_together():
     text = str(info.value)
     assert "projection_floor=2.0" in text and "projection_halo_px=-1" in text
     assert "data.projection_islands" in text and "k_mean" in text
+
+
+def test_projection_from_is_the_one_rule_of_a_recorded_projection():
+    from radiodiff.config import ProjectionConfig
+    from radiodiff.data.islands import IslandModel
+    from radiodiff.data.projection import projection_dict, projection_from
+    isl = dict(k_mean=3.1, k_std=0.3, ln_r_mean=-4.5, ln_r_std=1.2, r_max=0.2,
+               beam_fwhm_px=3.0, factor=2, levels=255)
+    d = {"floor": 0.01, "halo_px": 1, "peak_one": True, "islands": isl}
+    p = projection_from(d, "here")
+    assert p == ProjectionConfig(0.01, 1, True, IslandModel(**isl))
+    assert isinstance(p.islands, IslandModel)
+    assert projection_dict(p) == d and projection_from(p) == p  # the two forms agree
+    plain = {"floor": None, "halo_px": 2, "peak_one": False}
+    assert projection_dict(projection_from(plain)) == plain   # no islands: no key
+    assert projection_from(None) is None and projection_dict(None) is None
+    for bad, match in (({"floor": 0.01}, "here: projection must have floor, halo_px"),
+                       (dict(plain, floor="data"), "here: projection floor='data'"),
+                       (dict(plain, floor=1.0), "here: projection floor=1.0"),
+                       (dict(plain, halo_px=65), "here: projection halo_px=65"),
+                       (dict(plain, halo_px=True), "here: projection halo_px=True"),
+                       (dict(plain, peak_one=1), "here: projection peak_one"),
+                       (dict(plain, islands=dict(isl, k_mean=-1.0)),
+                        "here: projection islands: island model: k_mean"),
+                       (dict(plain, extra=1), "here: projection must have")):
+        with pytest.raises(ValueError, match=match):
+            projection_from(bad, "here")
+
+
+def test_every_projection_default_is_the_config_schemas():
+    import inspect
+
+    from radiodiff.config import DataConfig, IslandConfig, ProjectionConfig
+    from radiodiff.data import projection as proj
+    from radiodiff.data.islands import IslandModel
+    halo = ProjectionConfig.halo_px
+    assert halo == 2 and ProjectionConfig.peak_one is True and ProjectionConfig.floor is None
+    assert DataConfig.projection_halo_px == halo and DataConfig.projection_floor is None
+    for fn in (proj.project_like_data, proj.largest_kept_floor, proj.read_kept_floor):
+        assert inspect.signature(fn).parameters["halo_px"].default == halo
+    assert inspect.signature(proj.project_like_data).parameters["peak_one"].default is True
+    assert issubclass(IslandModel, IslandConfig) and IslandModel.levels == IslandConfig.levels
+    proj.check_projection_config({})  # the defaults pass
+
+
+def test_apply_projection_takes_the_typed_projection_or_its_meta_dict():
+    from radiodiff.config import ProjectionConfig
+    from radiodiff.data.projection import apply_projection
+    x = np.random.default_rng(0).random((2, 1, 8, 8)).astype(np.float32) * 0.5
+    d = {"floor": 0.3, "halo_px": 0, "peak_one": True}
+    a = apply_projection(x, d)
+    np.testing.assert_array_equal(a, apply_projection(x, ProjectionConfig(0.3, 0, True)))
+    assert a.max() == 1.0 and ((a == 0) == (x < 0.3 * x.max(axis=(2, 3), keepdims=True))).all()
+    with pytest.raises(ValueError, match="apply_projection: projection halo_px=-1"):
+        apply_projection(x, dict(d, halo_px=-1))

@@ -1,4 +1,7 @@
-"""Samplers driven by the exact denoiser of Gaussian data reproduce that Gaussian."""
+"""Samplers driven by the exact denoiser of Gaussian data reproduce that Gaussian.
+
+Solvers take the state x already at sigmas[0] (the k-diffusion convention);
+:func:`solve` below forms it from unit noise by the one rule, ``start_state``."""
 
 import dataclasses
 
@@ -9,7 +12,7 @@ import torch
 from radiodiff.diffusion.sampling import SAMPLERS as REGISTRY
 from radiodiff.diffusion.sampling import (CountingDenoiser, dpmpp_2m_sample, euler_sample,
                                           heun_sample, karras_sigmas, seeded_noise,
-                                          stochastic_sample)
+                                          start_state, stochastic_sample)
 from radiodiff.seeds import churn_generator
 
 MU, S = 0.3, 0.2          # per-pixel data distribution N(MU, S^2)
@@ -22,6 +25,12 @@ def gaussian_denoiser(x, sigma, cond=None):
     """Exact D(x; sigma) = E[x0 | x] for x0 ~ N(MU, S^2) per pixel."""
     s2 = sigma.to(x.dtype).reshape(-1, 1, 1, 1) ** 2
     return (S ** 2 * x + s2 * MU) / (S ** 2 + s2)
+
+
+def solve(solver, D, noise, sigmas, *args, **kwargs):
+    """``solver`` from ``sigmas[0] * noise`` (float64), the network called in noise's dtype."""
+    x = start_state(noise, float(sigmas[0]), dtype=noise.dtype)
+    return solver(D, x, sigmas, *args, dtype=noise.dtype, **kwargs)
 
 
 def exact_ode_solution(noise):
@@ -58,7 +67,7 @@ def test_karras_sigmas_validation(kwargs, match):
     ("heun", 25, 0.05), ("euler", 50, 0.08), ("dpmpp_2m", 10, 0.15), ("dpmpp_2m", 25, 0.05),
 ])
 def test_sampler_reproduces_gaussian(noise, name, steps, std_tol):
-    x = SAMPLERS[name](gaussian_denoiser, noise, karras_sigmas(steps))
+    x = solve(SAMPLERS[name], gaussian_denoiser, noise, karras_sigmas(steps))
     assert x.shape == noise.shape and x.dtype == noise.dtype
     assert x.mean().item() == pytest.approx(MU, abs=0.005)
     assert x.std().item() == pytest.approx(S, rel=std_tol)
@@ -71,7 +80,8 @@ def test_convergence_order(noise, name, lo, hi):
     # Error against the closed-form ODE solution shrinks ~2x (1st order) or ~4x (2nd
     # order) when the number of steps doubles.
     z = noise[:256].double()
-    errors = [(SAMPLERS[name](gaussian_denoiser, z, karras_sigmas(n)) - exact_ode_solution(z))
+    errors = [(solve(SAMPLERS[name], gaussian_denoiser, z, karras_sigmas(n))
+               - exact_ode_solution(z))
               .abs().max().item() for n in (25, 50)]
     assert lo < errors[0] / errors[1] < hi
 
@@ -83,7 +93,7 @@ def test_convergence_order(noise, name, lo, hi):
 ])
 def test_evaluation_counts_and_single_step(noise, name, nfe, steps):
     counted = CountingDenoiser(gaussian_denoiser)
-    x = SAMPLERS[name](counted, noise[:8], karras_sigmas(steps))
+    x = solve(SAMPLERS[name], counted, noise[:8], karras_sigmas(steps))
     assert counted.nfe == nfe(steps)
     assert torch.isfinite(x).all()
     if steps == 1:  # one step to sigma = 0 returns D(sigma_max * noise; sigma_max)
@@ -99,22 +109,22 @@ def test_denoiser_sees_noise_dtype_batch_sigma_and_cond():
         return gaussian_denoiser(x, sigma)
 
     z = torch.randn(3, 1, 2, 2)
-    heun_sample(spy, z, karras_sigmas(3), cond="label")
+    solve(heun_sample, spy, z, karras_sigmas(3), cond="label")
     assert set(calls) == {(torch.float32, torch.float32, (3,), "label")}
 
 
 def test_stochastic_churn(noise):
     sigmas = karras_sigmas(40)
-    plain = stochastic_sample(gaussian_denoiser, noise, sigmas, S_churn=0.0)
-    assert torch.equal(plain, heun_sample(gaussian_denoiser, noise, sigmas))
-    churned = [stochastic_sample(gaussian_denoiser, noise, sigmas, S_churn=5.0,
-                                 generator=torch.Generator().manual_seed(1)) for _ in range(2)]
+    plain = solve(stochastic_sample, gaussian_denoiser, noise, sigmas, S_churn=0.0)
+    assert torch.equal(plain, solve(heun_sample, gaussian_denoiser, noise, sigmas))
+    churned = [solve(stochastic_sample, gaussian_denoiser, noise, sigmas, S_churn=5.0,
+                     generator=torch.Generator().manual_seed(1)) for _ in range(2)]
     assert torch.equal(churned[0], churned[1])
     assert (churned[0] - plain).abs().mean().item() > 0.01
     assert churned[0].mean().item() == pytest.approx(MU, abs=0.005)
     assert churned[0].std().item() == pytest.approx(S, rel=0.05)
     with pytest.raises(ValueError, match="S_churn"):
-        stochastic_sample(gaussian_denoiser, noise, sigmas, S_churn=-1.0)
+        solve(stochastic_sample, gaussian_denoiser, noise, sigmas, S_churn=-1.0)
 
 
 def test_same_seed_same_sample_whatever_the_batch():
@@ -124,9 +134,9 @@ def test_same_seed_same_sample_whatever_the_batch():
     parts = torch.cat([seeded_noise(seeds[:3], shape), seeded_noise(seeds[3:], shape)])
     assert torch.equal(whole, parts)
     assert not torch.equal(whole[0], whole[1])
-    a = heun_sample(gaussian_denoiser, whole, sigmas)
-    b = torch.cat([heun_sample(gaussian_denoiser, seeded_noise(seeds[:3], shape), sigmas),
-                   heun_sample(gaussian_denoiser, seeded_noise(seeds[3:], shape), sigmas)])
+    a = solve(heun_sample, gaussian_denoiser, whole, sigmas)
+    b = torch.cat([solve(heun_sample, gaussian_denoiser, seeded_noise(seeds[:3], shape), sigmas),
+                   solve(heun_sample, gaussian_denoiser, seeded_noise(seeds[3:], shape), sigmas)])
     assert torch.equal(a, b)
     assert seeded_noise([], shape).shape == (0, 1, 4, 4)
 
@@ -145,7 +155,7 @@ def test_the_nfe_rule_matches_the_counted_evaluations():
     noise = torch.randn(2, 1, 4, 4)
     for name, solver in REGISTRY.items():
         counted = CountingDenoiser(lambda x, s, c=None: x * 0)
-        solver(counted, noise, karras_sigmas(5))
+        solve(solver, counted, noise, karras_sigmas(5))
         assert counted.nfe == sampler_nfe(name, 5), name
     assert sampler_nfe("heun", 5, guidance=2.0) == 2 * 9
     with pytest.raises(ValueError, match="valid samplers"):
@@ -195,16 +205,71 @@ def test_sampler_spec_defaults_config_and_validation():
 
 @pytest.mark.parametrize("name", sorted(REGISTRY))
 def test_every_solver_has_one_signature_and_reports_each_step(name):
-    """fn(D, noise, sigmas, cond=None, *, generator=None, callback=None, **opts)."""
+    """fn(D, x, sigmas, cond=None, *, dtype=None, generator=None, callback=None, **opts)."""
     import inspect
 
     params = inspect.signature(REGISTRY[name]).parameters
-    assert list(params)[:4] == ["D", "noise", "sigmas", "cond"]
-    assert params["generator"].kind is params["callback"].kind is inspect.Parameter.KEYWORD_ONLY
+    assert list(params)[:4] == ["D", "x", "sigmas", "cond"]
+    assert (params["dtype"].kind is params["generator"].kind is params["callback"].kind
+            is inspect.Parameter.KEYWORD_ONLY)
     seen = []
     sigmas = karras_sigmas(4)
     noise = torch.randn(2, 1, 4, 4, generator=torch.Generator().manual_seed(0))
-    out = SAMPLERS[name](gaussian_denoiser, noise, sigmas, None, generator=None,
-                         callback=lambda info: seen.append((info["i"], info["sigma"])))
+    out = solve(SAMPLERS[name], gaussian_denoiser, noise, sigmas, None, generator=None,
+                callback=lambda info: seen.append((info["i"], info["sigma"])))
     assert [i for i, _ in seen] == list(range(len(sigmas) - 1))
-    assert torch.equal(out, SAMPLERS[name](gaussian_denoiser, noise, sigmas))
+    assert torch.equal(out, solve(SAMPLERS[name], gaussian_denoiser, noise, sigmas))
+
+
+# ------------------------------------------------- the state at sigmas[0] (k-diffusion)
+
+# sha256 (first 16 hex digits) of each solver's float32 output on seeded_noise([3, 4],
+# (1, 4, 4)) over karras_sigmas(5, 0.002, 10.0), recorded with the solvers of main at
+# 9a93a40, which took unit noise and formed x = noise.double() * sigmas[0] themselves.
+OLD_SOLVER_DIGESTS = {"dpmpp_2m": "9577fd274502eb3c", "euler": "334dcf350bb6fee4",
+                      "heun": "5fd970d96c851680", "stochastic": "1dab46dc766185c7"}
+
+
+@pytest.mark.parametrize("name", sorted(REGISTRY))
+def test_solvers_from_the_state_at_sigma_max_equal_the_old_noise_solvers(name):
+    import hashlib
+
+    noise, sigmas = seeded_noise([3, 4], (1, 4, 4)), karras_sigmas(5, 0.002, 10.0)
+    kw = (dict(S_churn=3.0, generator=torch.Generator().manual_seed(2))
+          if name == "stochastic" else {})
+    x = noise.to(torch.float64) * float(sigmas[0])
+    out = REGISTRY[name](gaussian_denoiser, x, sigmas, dtype=torch.float32, **kw)
+    assert out.dtype == torch.float32
+    assert hashlib.sha256(out.numpy().tobytes()).hexdigest()[:16] == OLD_SOLVER_DIGESTS[name]
+
+
+def test_dtype_defaults_to_that_of_x_and_sets_the_network_calls():
+    seen = []
+
+    def spy(x, sigma, cond=None):
+        seen.append((x.dtype, sigma.dtype))
+        return gaussian_denoiser(x, sigma)
+
+    x = torch.randn(2, 1, 2, 2, dtype=torch.float64) * 10
+    assert heun_sample(spy, x, karras_sigmas(2, 0.002, 10.0)).dtype == torch.float64
+    assert set(seen) == {(torch.float64, torch.float64)}
+    seen.clear()
+    assert heun_sample(spy, x, karras_sigmas(2, 0.002, 10.0),
+                       dtype=torch.float32).dtype == torch.float32
+    assert set(seen) == {(torch.float32, torch.float32)}
+
+
+def test_start_state_is_one_rule_for_noise_and_for_a_clean_image():
+    eps = seeded_noise([5, 6], (1, 4, 4))
+    sigma = float(karras_sigmas(3, 0.002, 0.45)[0])
+    # pure sampling: exactly eps * sigma in float64
+    assert torch.equal(start_state(eps, sigma), eps.double() * sigma)
+    # SDEdit: the standardised start x0 / sigma + eps rounded to the network dtype
+    eps64 = seeded_noise([5, 6], (1, 4, 4), dtype=torch.float64)
+    x0 = torch.linspace(0, 1, 32, dtype=torch.float64).reshape(2, 1, 4, 4)
+    x = start_state(eps64, sigma, x0)
+    assert x.dtype == torch.float64
+    assert torch.equal(x, (x0 / sigma + eps64).float().double() * sigma)
+    torch.testing.assert_close(x, x0 + sigma * eps64, rtol=0, atol=1e-6)
+    assert not torch.equal(start_state(eps64, sigma, x0, dtype=torch.float64),
+                           x)  # the rounding is the network dtype's

@@ -128,7 +128,8 @@ def test_bench_quality_script_writes_rows_with_floors(prepared, tiny, tmp_path):
     env = dict(os.environ, OMP_NUM_THREADS="1", OMP_WAIT_POLICY="PASSIVE")  # cache in cwd
     proc = subprocess.run([sys.executable, str(repo / "bench" / "bench_quality.py"),
                            "--model", str(tiny), "--reference", str(prepared), "--n", "8",
-                           "--configs", "heun:2", "dpmpp_2m:2:g=2:smax=10", "--out", str(out)],
+                           "--configs", "heun:2", "dpmpp_2m:2:guidance=2:sigma_max=10",
+                           "--out", str(out)],
                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(out.read_text())

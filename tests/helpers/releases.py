@@ -39,6 +39,20 @@ def tiny_release(path, classes, size=16, busy=False, **extra_meta):
     return export_release(path, EDMDenoiser(net, 0.1).eval(), config, meta)
 
 
+# The faint-end refiner's model space in the tests: power 0.25, as the shipped refiner.
+STRETCH = {"stretch": "power", "param": 0.25, "lo": 0.0, "hi": 1.0}
+
+
+def refined_pair(root, classes, base_projection, refiner_projection, **refine):
+    """A tiny base with a tiny refiner (in :data:`STRETCH` space) attached at
+    ``root/paired`` (``refine``: attach_refiner's sigma, steps ...), loaded."""
+    from radiodiff.pipeline.release import attach_refiner
+    base = tiny_release(root / "base", classes, busy=True, projection=base_projection)
+    refiner = tiny_release(root / "refiner", classes, busy=True, intensity=STRETCH,
+                           projection=refiner_projection)
+    return load_release(attach_refiner(base, refiner, root / "paired", **refine))
+
+
 def train_table(n=40, seed=0, labels=None):
     """A training-condition table of ``n`` rows for :func:`tiny_physical_release`: labels
     0, 1, 0, 1 ... (or ``labels``); FRII (1) rows 10x brighter and 2x larger than FRI."""

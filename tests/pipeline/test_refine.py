@@ -196,3 +196,27 @@ def test_cli_attach_and_sample_with_and_without_refiner(parts, tmp_path, capsys)
                  "--out", str(pair)]) != 0
     assert "give --overwrite" in capsys.readouterr().err
     assert load_release(pair).refine == RefineSpec(0.5, 2, rho=3.0)
+
+
+def test_refine_is_the_truncated_schedule_from_the_encoded_base(paired):
+    """refine_images = the solver over RefineSpec.solver() (Karras levels from sigma down)
+    from y = s(x) + sigma eps, formed as refine formed it before the one loop: the
+    standardised y / sigma + eps in float32, then scaled by sigmas[0] in float64."""
+    import torch
+
+    from radiodiff.diffusion.sampling import per_image, seeded_noise
+    from radiodiff.pipeline.refine import refine_images
+    from radiodiff.seeds import refine_seed
+
+    base = generate(paired, 3, label="FRI", seed=5, refine=False, **FAST).images
+    seeds, cond = np.arange(5, 8), {"label": torch.tensor([0, 0, 0])}
+    out, nfe = refine_images(paired.refiner, base, seeds, cond, paired.refine, batch_size=2)
+    r, solver = paired.refiner, paired.refine.solver()
+    eps = seeded_noise([refine_seed(s) for s in seeds], base.shape[1:], dtype=torch.float64)
+    y = r.intensity.encode(torch.from_numpy(base).double().clamp(0, 1))
+    z = (y / paired.refine.sigma + eps).float()
+    with torch.inference_mode():
+        x = solver.solve(per_image(r.denoiser), z.double() * float(solver.sigmas()[0]), cond,
+                         dtype=torch.float32)
+    np.testing.assert_array_equal(out, r.intensity.decode(x.double()).float().numpy())
+    assert nfe.shape == (3,) and (nfe == paired.refine.nfe).all()

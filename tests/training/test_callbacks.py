@@ -10,3 +10,36 @@ def test_sample_callback_reads_cfg_sampler(tmp_path):
     cb = SampleCallback.from_config(cfg, tmp_path)
     assert cb.spec == SamplerSpec(name="euler", steps=7, sigma_max=5.0)
     assert SampleCallback.from_config(load_config([]), tmp_path).spec == SamplerSpec()
+
+
+def test_sample_callback_draws_through_the_one_sampling_loop():
+    """The callback's samples are sample_batches over the EMA from the callback seeds, the
+    conditions of the validation rows encoded by the module."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from radiodiff.diffusion.loop import sample_batches
+    from radiodiff.diffusion.sampling import seeded_noise
+    from radiodiff.seeds import callback_sample_seed
+
+    def ema(x, sigma, cond=None):
+        shift = 0 if cond is None else cond["label"].to(x.dtype).reshape(-1, 1, 1, 1)
+        return x / (1 + sigma.reshape(-1, 1, 1, 1) ** 2) + shift
+
+    val = [(torch.zeros(1, 4, 4), {"label": torch.tensor(k % 3)}) for k in range(5)]
+    trainer = SimpleNamespace(global_rank=0, world_size=1,
+                              datamodule=SimpleNamespace(val_dataset=val))
+    module = SimpleNamespace(device=torch.device("cpu"), ema=ema,
+                             encode_cond=lambda raw: {"label": raw["label"].long()},
+                             intensity=SimpleNamespace(decode=lambda y: y * 3))
+    spec = SamplerSpec(name="euler", steps=3, sigma_max=5.0, guidance=2.0)
+    cb = SampleCallback(10, count=7, spec=spec, batch_size=3, seed=4)
+    out = cb.sample(trainer, module)
+    seeds = [callback_sample_seed(4, k) for k in range(7)]
+    want, _ = sample_batches(ema, spec, lambda lo, hi: seeded_noise(seeds[lo:hi], (1, 4, 4)),
+                             7, decode=lambda y: y * 3, batch_size=7,
+                             cond={"label": torch.tensor([k % 5 % 3 for k in range(7)])})
+    assert torch.equal(out, want)
+    trainer.global_rank, trainer.world_size = 7, 8  # a rank with no share
+    assert cb.sample(trainer, module).shape == (0, 1, 4, 4)

@@ -268,7 +268,8 @@ def test_export_then_sample_gives_identical_images(tmp_path, tiny_h5):
     from radiodiff.cli import main
     from radiodiff.pipeline.release import load_release
     from radiodiff.pipeline.checkpoint import export_checkpoint
-    from radiodiff.diffusion.sampling import heun_sample, karras_sigmas, seeded_noise
+    from radiodiff.diffusion.sampling import (heun_sample, karras_sigmas, seeded_noise,
+                                              start_state)
     from radiodiff.diffusion.unet import build_unet
     from radiodiff.diffusion.edm import EDMDenoiser
     summary = train(cfg_for(tmp_path, tiny_h5, "train.total_kimg=0.024"))
@@ -284,11 +285,12 @@ def test_export_then_sample_gives_identical_images(tmp_path, tiny_h5):
     ref = EDMDenoiser(build_unet(OmegaConf.create(cfg).model, 16, 1, 4), hp["sigma_data"])
     ref.load_state_dict({k[4:]: v for k, v in ckpt["state_dict"].items()
                          if k.startswith("ema.")})
-    noise, sigmas = seeded_noise([0, 1, 2], (1, 16, 16)), karras_sigmas(4)
+    sigmas = karras_sigmas(4)
+    x = start_state(seeded_noise([0, 1, 2], (1, 16, 16)), float(sigmas[0]))
     cond = {"label": torch.tensor([0, 1, 3])}
     with torch.no_grad():
-        a = heun_sample(ref.eval(), noise, sigmas, cond)
-        b = heun_sample(release.denoiser, noise, sigmas, cond)
+        a = heun_sample(ref.eval(), x, sigmas, cond, dtype=torch.float32)
+        b = heun_sample(release.denoiser, x, sigmas, cond, dtype=torch.float32)
     assert torch.equal(a, b)
     assert main(["sample", "--model", str(tmp_path / "rel"), "--n", "3", "--class", "FRII",
                  "--steps", "3", "--out", str(tmp_path / "s")]) == 0

@@ -10,44 +10,41 @@ beam-correlated Gaussian noise on the native grid at a per-image rms ``r`` (a fr
 the peak; log-normal, at most ``r_max``), cut at ``k`` rms (normal), rescaled like the
 data ((x - t) / (1 - t)), quantised to ``levels`` and resampled like ``prepare``.
 :func:`add_islands` lays such a layer under each generated image (pixel-wise maximum),
-seeded per image. The parameters come from ``bench/fit_islands.py``, which matches the
-model's island statistics to the training split's on the native grid.
+seeded per image. :func:`island_table` is the one island count (of data, of a model's
+layers, of generated images). The parameters come from ``radiodiff fit-islands``
+(:mod:`radiodiff.data.island_fit`), which matches the model's island statistics to the
+training split's on the native grid.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, fields
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping, NamedTuple, Sequence
 
 import numpy as np
 from scipy import ndimage
 
+from radiodiff.config import IslandConfig
 from radiodiff.data.preprocess import resize_image
 from radiodiff.seeds import island_rng
 
-__all__ = ["IslandModel", "island_layer", "native_levels", "add_islands"]
+__all__ = ["IslandModel", "IslandTable", "island_table", "small_islands", "island_layer",
+           "native_levels", "add_islands"]
 
 FWHM_TO_SIGMA = 1.0 / (2.0 * math.sqrt(2.0 * math.log(2.0)))
 
 
-@dataclass(frozen=True)
-class IslandModel:
-    """Noise islands of a cut, rescaled, quantised image (see the module docstring).
+@dataclass
+class IslandModel(IslandConfig):
+    """Noise islands of a cut, rescaled, quantised image (see the module docstring), the
+    validated :class:`radiodiff.config.IslandConfig` (its fields, defaults and meaning).
 
     ``k_mean``, ``k_std``: the cut in rms units; ``ln_r_mean``, ``ln_r_std``, ``r_max``:
     the per-image rms as a fraction of the peak; ``beam_fwhm_px``: the beam on the native
     grid; ``factor``: native pixels per output pixel; ``levels``: quantisation levels
     above 0 (255 for 8 bit).
     """
-    k_mean: float
-    k_std: float
-    ln_r_mean: float
-    ln_r_std: float
-    r_max: float
-    beam_fwhm_px: float
-    factor: int
-    levels: int = 255
 
     def __post_init__(self):
         problems = []
@@ -130,3 +127,41 @@ def add_islands(images: np.ndarray, model: IslandModel, seeds: Sequence[int]) ->
             layer = island_layer(model, img.shape[-2:], island_rng(seed))
             np.maximum(img, layer * peak, out=img)
     return x
+
+
+class IslandTable(NamedTuple):
+    """The islands of one image: ``labels`` (H, W; 0 = background, island k is k) and per
+    island (index k - 1) its ``area`` [pixels], ``peak`` and ``flux`` (sum) [image units]."""
+    labels: np.ndarray
+    area: np.ndarray
+    peak: np.ndarray
+    flux: np.ndarray
+
+
+def island_table(image: np.ndarray, connectivity: int = 1) -> IslandTable:
+    """The connected islands of the positive pixels of a 2-d ``image``: ``connectivity`` 1
+    joins edge neighbours only (4-connected), 2 also corner neighbours (8-connected)."""
+    if connectivity not in (1, 2):
+        raise ValueError(f"connectivity must be 1 (edges) or 2 (edges and corners), "
+                         f"got {connectivity!r}")
+    image = np.asarray(image)
+    structure = ndimage.generate_binary_structure(2, connectivity)
+    lab, m = ndimage.label(image > 0, structure=structure)
+    idx = np.arange(1, m + 1)
+    if m == 0:
+        empty = np.zeros(0)
+        return IslandTable(lab, empty, empty, empty)
+    return IslandTable(lab, ndimage.sum(np.ones_like(image), lab, idx),
+                       ndimage.maximum(image, lab, idx), ndimage.sum(image, lab, idx))
+
+
+def small_islands(levels: np.ndarray, max_area: int, skip_main: bool) -> tuple[int, list]:
+    """Number of (4-connected) islands of at most ``max_area`` pixels, apart from the one
+    with the most flux when ``skip_main`` (the source), and their peak values."""
+    t = island_table(levels)
+    if len(t.area) == 0:
+        return 0, []
+    keep = t.area <= max_area
+    if skip_main:
+        keep &= np.arange(len(t.area)) != np.argmax(t.flux)
+    return int(keep.sum()), list(t.peak[keep])

@@ -1,10 +1,14 @@
 """Noise schedules and probability-flow ODE / SDE solvers over ``D(x, sigma, cond)``.
 
-Every sampler is a pure function: it starts from ``x = noise * sigmas[0]``, integrates the
-probability-flow ODE ``dx/dsigma = (x - D(x; sigma)) / sigma`` (EDM Eq. 4 with
-sigma(t) = t) down the given schedule and returns ``x`` at ``sigma = sigmas[-1]``
-(normally 0). The state and all sigma arithmetic are float64; the denoiser is called with
-``x`` cast to the dtype of ``noise`` and ``sigma`` as an (N,) tensor of that dtype.
+Every solver is a pure function in the k-diffusion convention: it takes the state ``x``
+already at ``sigmas[0]``, integrates the probability-flow ODE ``dx/dsigma = (x - D(x;
+sigma)) / sigma`` (EDM Eq. 4 with sigma(t) = t) down the given schedule and returns ``x``
+at ``sigma = sigmas[-1]`` (normally 0). Pure sampling starts from ``x = sigma_max * eps``;
+SDEdit-style refinement (:mod:`radiodiff.pipeline.refine`) is the same solver over a
+truncated schedule from ``x = x0 + sigma * eps``. :func:`start_state` is the one rule that
+forms either start. The state and all sigma arithmetic are float64; the denoiser is called
+with ``x`` cast to ``dtype`` (the network dtype, default the dtype of the ``x`` given) and
+``sigma`` as an (N,) tensor of that dtype, and the result is returned in ``dtype``.
 
 Seeds become ``torch.Generator`` objects by the rules of :mod:`radiodiff.seeds` and nowhere
 else (:func:`~radiodiff.seeds.seed_generator`, built on the one hash of seed words,
@@ -31,7 +35,7 @@ from radiodiff.seeds import seed_generator
 __all__ = [
     "SAMPLERS", "sampler_nfe", "SamplerSpec",
     "CountingDenoiser", "karras_sigmas", "euler_sample", "heun_sample", "stochastic_sample",
-    "dpmpp_2m_sample", "seeded_noise", "per_image",
+    "dpmpp_2m_sample", "seeded_noise", "start_state", "per_image",
     "LIMITS", "check_seed_range", "check_sample_memory",
 ]
 
@@ -106,20 +110,20 @@ def karras_sigmas(n: int, sigma_min: float = 0.002, sigma_max: float = 80.0,
     return torch.cat([sigmas, sigmas.new_zeros(1)])
 
 
-def _check(noise: Tensor, sigmas: Tensor) -> list[float]:
+def _check(x: Tensor, sigmas: Tensor) -> list[float]:
     """The schedule as Python floats (float64), validated."""
     s = torch.as_tensor(sigmas, dtype=torch.float64).flatten().tolist()
     if len(s) < 2:
         raise ValueError(f"sigmas needs at least 2 values (1 step), got {len(s)}")
     if any(b > a for a, b in zip(s, s[1:])) or s[-1] < 0 or min(s[:-1]) <= 0:
         raise ValueError("sigmas must be non-increasing and positive, except a final 0")
-    if not noise.is_floating_point():
-        raise TypeError(f"noise must be a floating-point tensor, got {noise.dtype}")
+    if not x.is_floating_point():
+        raise TypeError(f"x must be a floating-point tensor, got {x.dtype}")
     return s
 
 
 def _denoise(D: Denoiser, x: Tensor, sigma: float, cond: Any, dtype: torch.dtype) -> Tensor:
-    """``D(x; sigma)`` in float64, with the call made in the noise dtype."""
+    """``D(x; sigma)`` in float64, with the call made in the network dtype."""
     s = torch.full((x.shape[0],), sigma, dtype=dtype, device=x.device)
     return D(x.to(dtype), s, cond).to(torch.float64)
 
@@ -129,7 +133,8 @@ def _report(callback, i: int, s_cur: float, s_next: float, x: Tensor) -> None:
         callback({"i": i, "sigma": s_cur, "sigma_next": s_next, "x": x})
 
 
-def euler_sample(D: Denoiser, noise: Tensor, sigmas: Tensor, cond: Any = None, *,
+def euler_sample(D: Denoiser, x: Tensor, sigmas: Tensor, cond: Any = None, *,
+                 dtype: Optional[torch.dtype] = None,
                  generator: Optional[torch.Generator] = None,
                  callback: Optional[Callable[[dict], None]] = None) -> Tensor:
     """First-order (Euler) probability-flow ODE solver; N steps cost N evaluations.
@@ -140,8 +145,11 @@ def euler_sample(D: Denoiser, noise: Tensor, sigmas: Tensor, cond: Any = None, *
     ----------
     D : callable
         Denoiser ``D(x, sigma, cond)``.
-    noise : torch.Tensor
-        Unit-variance Gaussian noise, shape (N, C, H, W); sets the output dtype.
+    x : torch.Tensor
+        The state at ``sigmas[0]`` (e.g. :func:`start_state`), shape (N, C, H, W); taken
+        in float64.
+    dtype : torch.dtype, optional
+        Dtype of the network calls and of the result (default: that of ``x``).
     sigmas : torch.Tensor
         Decreasing schedule, e.g. :func:`karras_sigmas`.
     cond : optional
@@ -154,18 +162,19 @@ def euler_sample(D: Denoiser, noise: Tensor, sigmas: Tensor, cond: Any = None, *
     Returns
     -------
     torch.Tensor
-        Samples at ``sigmas[-1]``, dtype of ``noise``.
+        Samples at ``sigmas[-1]``, in ``dtype``.
     """
-    s = _check(noise, sigmas)
-    x = noise.to(torch.float64) * s[0]
+    s = _check(x, sigmas)
+    dtype, x = dtype or x.dtype, x.to(torch.float64)
     for i, (s_cur, s_next) in enumerate(zip(s[:-1], s[1:])):
-        d = (x - _denoise(D, x, s_cur, cond, noise.dtype)) / s_cur
+        d = (x - _denoise(D, x, s_cur, cond, dtype)) / s_cur
         x = x + (s_next - s_cur) * d
         _report(callback, i, s_cur, s_next, x)
-    return x.to(noise.dtype)
+    return x.to(dtype)
 
 
-def heun_sample(D: Denoiser, noise: Tensor, sigmas: Tensor, cond: Any = None, *,
+def heun_sample(D: Denoiser, x: Tensor, sigmas: Tensor, cond: Any = None, *,
+                dtype: Optional[torch.dtype] = None,
                 generator: Optional[torch.Generator] = None,
                 callback: Optional[Callable[[dict], None]] = None) -> Tensor:
     """Heun's second-order probability-flow ODE solver; N steps cost 2N - 1 evaluations.
@@ -177,8 +186,11 @@ def heun_sample(D: Denoiser, noise: Tensor, sigmas: Tensor, cond: Any = None, *,
     ----------
     D : callable
         Denoiser ``D(x, sigma, cond)``.
-    noise : torch.Tensor
-        Unit-variance Gaussian noise, shape (N, C, H, W); sets the output dtype.
+    x : torch.Tensor
+        The state at ``sigmas[0]`` (e.g. :func:`start_state`), shape (N, C, H, W); taken
+        in float64.
+    dtype : torch.dtype, optional
+        Dtype of the network calls and of the result (default: that of ``x``).
     sigmas : torch.Tensor
         Decreasing schedule, e.g. :func:`karras_sigmas`.
     cond : optional
@@ -191,14 +203,14 @@ def heun_sample(D: Denoiser, noise: Tensor, sigmas: Tensor, cond: Any = None, *,
     Returns
     -------
     torch.Tensor
-        Samples at ``sigmas[-1]``, dtype of ``noise``.
+        Samples at ``sigmas[-1]``, in ``dtype``.
     """
-    s = _check(noise, sigmas)
-    x = noise.to(torch.float64) * s[0]
+    s = _check(x, sigmas)
+    dtype, x = dtype or x.dtype, x.to(torch.float64)
     for i, (s_cur, s_next) in enumerate(zip(s[:-1], s[1:])):
-        x = _heun_step(D, x, s_cur, s_next, cond, noise.dtype)
+        x = _heun_step(D, x, s_cur, s_next, cond, dtype)
         _report(callback, i, s_cur, s_next, x)
-    return x.to(noise.dtype)
+    return x.to(dtype)
 
 
 def _heun_step(D: Denoiser, x: Tensor, s_cur: float, s_next: float, cond: Any,
@@ -212,7 +224,8 @@ def _heun_step(D: Denoiser, x: Tensor, s_cur: float, s_next: float, cond: Any,
     return x_next
 
 
-def stochastic_sample(D: Denoiser, noise: Tensor, sigmas: Tensor, cond: Any = None, *,
+def stochastic_sample(D: Denoiser, x: Tensor, sigmas: Tensor, cond: Any = None, *,
+                      dtype: Optional[torch.dtype] = None,
                       generator: Optional[torch.Generator] = None,
                       callback: Optional[Callable[[dict], None]] = None,
                       S_churn: float = 0.0, S_min: float = 0.0, S_max: float = math.inf,
@@ -228,8 +241,11 @@ def stochastic_sample(D: Denoiser, noise: Tensor, sigmas: Tensor, cond: Any = No
     ----------
     D : callable
         Denoiser ``D(x, sigma, cond)``.
-    noise : torch.Tensor
-        Unit-variance Gaussian noise, shape (N, C, H, W); sets the output dtype.
+    x : torch.Tensor
+        The state at ``sigmas[0]`` (e.g. :func:`start_state`), shape (N, C, H, W); taken
+        in float64.
+    dtype : torch.dtype, optional
+        Dtype of the network calls and of the result (default: that of ``x``).
     sigmas : torch.Tensor
         Decreasing schedule, e.g. :func:`karras_sigmas`.
     cond : optional
@@ -241,33 +257,34 @@ def stochastic_sample(D: Denoiser, noise: Tensor, sigmas: Tensor, cond: Any = No
     S_noise : float
         Scale of the added noise (slightly > 1 counters over-denoising).
     generator : torch.Generator, optional
-        Source of the added noise (on ``noise``'s device).
+        Source of the added noise (on ``x``'s device).
     callback : callable, optional
         Called after every step as ``callback({"i", "sigma", "sigma_next", "x"})``.
 
     Returns
     -------
     torch.Tensor
-        Samples at ``sigmas[-1]``, dtype of ``noise``.
+        Samples at ``sigmas[-1]``, in ``dtype``.
     """
     if S_churn < 0:
         raise ValueError(f"S_churn must be >= 0, got {S_churn}")
-    s = _check(noise, sigmas)
+    s = _check(x, sigmas)
     n_steps = len(s) - 1
-    x = noise.to(torch.float64) * s[0]
+    dtype, x = dtype or x.dtype, x.to(torch.float64)
     for i, (s_cur, s_next) in enumerate(zip(s[:-1], s[1:])):
         gamma = min(S_churn / n_steps, math.sqrt(2) - 1) if S_min <= s_cur <= S_max else 0.0
         s_hat = s_cur * (1 + gamma)
         if gamma > 0:
-            eps = torch.randn(x.shape, generator=generator, dtype=noise.dtype,
-                              device=noise.device).to(torch.float64)
+            eps = torch.randn(x.shape, generator=generator, dtype=dtype,
+                              device=x.device).to(torch.float64)
             x = x + math.sqrt(s_hat ** 2 - s_cur ** 2) * S_noise * eps
-        x = _heun_step(D, x, s_hat, s_next, cond, noise.dtype)
+        x = _heun_step(D, x, s_hat, s_next, cond, dtype)
         _report(callback, i, s_cur, s_next, x)
-    return x.to(noise.dtype)
+    return x.to(dtype)
 
 
-def dpmpp_2m_sample(D: Denoiser, noise: Tensor, sigmas: Tensor, cond: Any = None, *,
+def dpmpp_2m_sample(D: Denoiser, x: Tensor, sigmas: Tensor, cond: Any = None, *,
+                    dtype: Optional[torch.dtype] = None,
                     generator: Optional[torch.Generator] = None,
                     callback: Optional[Callable[[dict], None]] = None) -> Tensor:
     """DPM-Solver++(2M): second-order multistep solver; N steps cost N evaluations.
@@ -280,8 +297,11 @@ def dpmpp_2m_sample(D: Denoiser, noise: Tensor, sigmas: Tensor, cond: Any = None
     ----------
     D : callable
         Denoiser ``D(x, sigma, cond)``.
-    noise : torch.Tensor
-        Unit-variance Gaussian noise, shape (N, C, H, W); sets the output dtype.
+    x : torch.Tensor
+        The state at ``sigmas[0]`` (e.g. :func:`start_state`), shape (N, C, H, W); taken
+        in float64.
+    dtype : torch.dtype, optional
+        Dtype of the network calls and of the result (default: that of ``x``).
     sigmas : torch.Tensor
         Decreasing schedule, e.g. :func:`karras_sigmas`.
     cond : optional
@@ -294,14 +314,14 @@ def dpmpp_2m_sample(D: Denoiser, noise: Tensor, sigmas: Tensor, cond: Any = None
     Returns
     -------
     torch.Tensor
-        Samples at ``sigmas[-1]``, dtype of ``noise``.
+        Samples at ``sigmas[-1]``, in ``dtype``.
     """
-    s = _check(noise, sigmas)
-    x = noise.to(torch.float64) * s[0]
+    s = _check(x, sigmas)
+    dtype, x = dtype or x.dtype, x.to(torch.float64)
     old_denoised: Optional[Tensor] = None
     h_last = 0.0
     for i, (s_cur, s_next) in enumerate(zip(s[:-1], s[1:])):
-        denoised = _denoise(D, x, s_cur, cond, noise.dtype)
+        denoised = _denoise(D, x, s_cur, cond, dtype)
         if s_next == 0:
             x = denoised                       # limit h -> inf of the update below
             _report(callback, i, s_cur, s_next, x)
@@ -318,11 +338,12 @@ def dpmpp_2m_sample(D: Denoiser, noise: Tensor, sigmas: Tensor, cond: Any = None
         x = (s_next / s_cur) * x - math.expm1(-h) * d
         old_denoised, h_last = denoised, h
         _report(callback, i, s_cur, s_next, x)
-    return x.to(noise.dtype)
+    return x.to(dtype)
 
 
 # The registry: every solver has the signature
-# fn(D, noise, sigmas, cond=None, *, generator=None, callback=None, **opts).
+# fn(D, x, sigmas, cond=None, *, dtype=None, generator=None, callback=None, **opts),
+# x the state at sigmas[0].
 SAMPLERS = {"euler": euler_sample, "heun": heun_sample, "stochastic": stochastic_sample,
             "dpmpp_2m": dpmpp_2m_sample}
 
@@ -452,14 +473,17 @@ class SamplerSpec:
         """The noise levels of the solver steps, with the final 0 (EDM Eq. 5)."""
         return karras_sigmas(self.steps, self.sigma_min, self.sigma_max, self.rho)
 
-    def solve(self, D: Denoiser, noise: Tensor, cond: Any = None,
+    def solve(self, D: Denoiser, x: Tensor, cond: Any = None,
               generator: Optional[torch.Generator] = None,
-              callback: Optional[Callable[[dict], None]] = None) -> Tensor:
-        """Run the solver from ``noise`` over :meth:`sigmas`; ``generator`` draws the churn
-        noise of the stochastic solver (used only when ``S_churn > 0``)."""
+              callback: Optional[Callable[[dict], None]] = None,
+              dtype: Optional[torch.dtype] = None) -> Tensor:
+        """Run the solver from ``x``, the state at ``sigmas()[0]`` (:func:`start_state`),
+        over :meth:`sigmas`, the network called in ``dtype`` (default: that of ``x``);
+        ``generator`` draws the churn noise of the stochastic solver (used only when
+        ``S_churn > 0``)."""
         solver = SAMPLERS[self.name]
         opts = {"S_churn": self.S_churn} if self.name == "stochastic" else {}
-        return solver(D, noise, self.sigmas(), cond, callback=callback,
+        return solver(D, x, self.sigmas(), cond, callback=callback, dtype=dtype,
                       generator=generator if self.S_churn > 0 else None, **opts)
 
     def settings(self) -> dict[str, Any]:
@@ -497,3 +521,36 @@ def seeded_noise(seeds: Sequence[int], shape: Sequence[int], dtype: torch.dtype 
     if not rows:
         return torch.empty((0, *shape), dtype=dtype, device=device)
     return torch.stack(rows).to(device)
+
+
+def start_state(eps: Tensor, sigma: float, x0: Optional[Tensor] = None,
+                dtype: torch.dtype = torch.float32) -> Tensor:
+    """The solvers' start ``x = x0 + sigma * eps`` at ``sigma = sigmas[0]``, float64.
+
+    One rule for pure sampling (``x0`` None: ``sigma * eps``) and for SDEdit-style
+    refinement (``x0`` the encoded base image, ``sigma`` the first level of a truncated
+    schedule). The standardised start ``x0 / sigma + eps`` is formed in the network
+    ``dtype``, as the noise is drawn, then scaled by ``sigma`` in float64:
+    ``x = float64(dtype(x0 / sigma + eps)) * sigma``. With ``x0`` None it is exactly
+    ``float64(eps) * sigma`` for noise drawn in ``dtype``.
+
+    Parameters
+    ----------
+    eps : torch.Tensor
+        Unit Gaussian noise (e.g. :func:`seeded_noise`), shape (N, C, H, W).
+    sigma : float
+        The first noise level of the schedule, ``sigmas[0]`` (model-space units).
+    x0 : torch.Tensor, optional
+        The clean image in model space, shape of ``eps``.
+    dtype : torch.dtype
+        The network dtype the standardised start is rounded to.
+
+    Returns
+    -------
+    torch.Tensor
+        float64, shape of ``eps``.
+    """
+    z = eps.to(torch.float64)
+    if x0 is not None:
+        z = x0.to(torch.float64) / sigma + z
+    return z.to(dtype).to(torch.float64) * sigma

@@ -64,7 +64,7 @@ _HIST_BINS = 30
 def is_physical(meta: dict[str, Any], *sets: ImageSet) -> bool:
     """Whether ``sets`` go back to Jy/beam: restorable data (``meta``) and a finite,
     positive ``peak_flux`` for every image of every set."""
-    from radiodiff.pipeline.generate import restores_jy_per_beam
+    from radiodiff.pipeline.spec import restores_jy_per_beam
     if not restores_jy_per_beam(meta):
         return False
     for s in sets:

@@ -23,8 +23,10 @@ export. A release folder holds (``FORMAT_VERSION`` 1)::
                              checked by :func:`~radiodiff.pipeline.release.load_release`
         refiner/             optional: the faint-end refiner, a release folder itself
                              (:mod:`radiodiff.pipeline.refine`); ``meta.json``'s
-                             ``refine`` holds its sigma, steps, sampler and the SHA-256 of
-                             its weights, so the pair is checked as one
+                             ``refine`` holds its sigma, steps, sampler, the SHA-256 of
+                             its weights (so the pair is checked as one) and the final
+                             output projection (older pairs: in ``refiner/meta.json``;
+                             :mod:`radiodiff.pipeline.spec`)
 
 This module reads and writes those files and nothing more: it builds no network and knows
 no diffusion or data rule (those checks of ``meta.json``, and the :class:`Release` object,

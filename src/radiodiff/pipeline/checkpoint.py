@@ -15,7 +15,9 @@ from typing import Any
 import torch
 from omegaconf import OmegaConf
 
-from radiodiff.data.projection import DATA_FLOOR, check_projection_floor
+from radiodiff.config import DATA_FLOOR, ProjectionConfig
+from radiodiff.data.projection import (HALO, check_floor, check_halo, islands_from,
+                                       projection_dict)
 from radiodiff.diffusion.factory import build_denoiser, network_args
 from radiodiff.io.integrity import IntegrityError, check_finite, verify_file
 from radiodiff.pipeline.release import export_release
@@ -278,10 +280,8 @@ def training_rows(path: str | Path, cfg, hp: dict, ckpt_path: str | Path):
 
 
 def _halo(value: Any) -> int:
-    """``projection_halo``: an int of pixels in 0..64."""
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 64:
-        raise ValueError(f"projection halo {value!r}: must be an int of pixels in 0..64")
-    return value
+    """``projection_halo``: an int of pixels (:func:`radiodiff.data.projection.check_halo`)."""
+    return check_halo(value, "projection halo")
 
 
 def _ema_prefix(cfg, halflife: float | None, ckpt_path: Path) -> tuple[str, float]:
@@ -311,22 +311,22 @@ def output_projection(data_cfg, scaling: str, negatives: str | None,
     :class:`radiodiff.data.islands.IslandModel` fields, or None).
     """
     from_run = isinstance(floor, str) and floor == FROM_RUN
-    floor = data_cfg.get("projection_floor") if from_run else floor
-    check_projection_floor(floor, "data.projection_floor" if from_run else "projection floor")
+    floor = check_floor(data_cfg.get("projection_floor") if from_run else floor,
+                        "data.projection_floor" if from_run else "projection floor",
+                        data_ok=True)
     if floor == DATA_FLOOR:
         if floor_max is None:
             raise ValueError("projection floor 'data': the checkpoint records no floor "
                              "measured on its training images (a run before it did); pass "
                              "the prepared file it trained on with --data")
         floor = float(floor_max)
-    out = {"floor": None if floor is None else float(floor),
-           "halo_px": int(data_cfg.get("projection_halo_px", 2)),
-           "peak_one": scaling == "per_image" and negatives != "keep"}
-    islands = data_cfg.get("projection_islands") if islands == FROM_RUN else islands
-    if islands is not None:  # checked by the release writer (IslandModel)
-        out["islands"] = dict(OmegaConf.to_container(islands) if OmegaConf.is_config(islands)
-                              else islands)
-    return out
+    from_run = isinstance(islands, str) and islands == FROM_RUN
+    return projection_dict(ProjectionConfig(
+        floor=floor, halo_px=check_halo(data_cfg.get("projection_halo_px", HALO),
+                                        "data.projection_halo_px"),
+        peak_one=scaling == "per_image" and negatives != "keep",
+        islands=islands_from(data_cfg.get("projection_islands") if from_run else islands,
+                             "data.projection_islands" if from_run else "projection islands")))
 
 
 def _floor_max(ds: dict, cfg, hp: dict, ckpt_path: Path, data, floor: Any) -> float | None:
@@ -337,4 +337,4 @@ def _floor_max(ds: dict, cfg, hp: dict, ckpt_path: Path, data, floor: Any) -> fl
         return ds.get("projection_floor_max")
     from radiodiff.data.projection import read_kept_floor
     _, rows = training_rows(data, cfg, hp, ckpt_path)
-    return read_kept_floor(data, rows, int(cfg.data.get("projection_halo_px", 2)))
+    return read_kept_floor(data, rows, int(cfg.data.get("projection_halo_px", HALO)))

@@ -15,6 +15,12 @@ the table always do. A fixed peak flux or LAS more than ``EXTRAPOLATION_FACTOR``
 beyond the table's range is refused unless ``allow_extrapolation``; every condition must be
 within float32's range, and the images are checked finite before they are returned.
 
+:func:`generate` validates the call's arguments and conditions, narrows the release's
+pipeline (``Release.pipeline``, :meth:`radiodiff.pipeline.spec.PipelineSpec.for_call`:
+sampler, refiner on or off, projection, islands) and runs it
+(:func:`radiodiff.pipeline.run.run_pipeline`: base sampling, refinement, final projection,
+Jy/beam).
+
 :func:`radiodiff.io.samples.save_samples` writes what :func:`generate` returns (FITS,
 ``samples.h5``, ``preview.png``); :func:`radiodiff.io.samples.sample_images` gives the same
 images with their FITS headers in memory.
@@ -41,29 +47,19 @@ from typing import Any, Callable, Iterable, Optional, Sequence
 import numpy as np
 import torch
 
-from radiodiff.data.projection import apply_projection
-from radiodiff.diffusion.edm import guided
-from radiodiff.diffusion.sampling import (CountingDenoiser, SamplerSpec, check_sample_memory,
-                                          check_seed_range, per_image, seeded_noise)
+from radiodiff.diffusion.sampling import SamplerSpec, check_sample_memory, check_seed_range
 from radiodiff.io.release_files import TABLE_FILE
 # the words saying where conditions came from ("draw", "null"; "given"), as samples record
 # them, and the images with their conditions (written by radiodiff.io.samples)
 from radiodiff.io.samples import CONDITION_MODES, GIVEN, GenerateResult
-from radiodiff.pipeline.refine import refine_images
 from radiodiff.pipeline.release import Release
-from radiodiff.seeds import churn_generator, condition_rng, image_seeds
+from radiodiff.pipeline.run import run_pipeline
+from radiodiff.pipeline.spec import restores_jy_per_beam
+from radiodiff.seeds import condition_rng, image_seeds
 
 __all__ = ["GenerateResult", "generate", "CONDITION_MODES", "restores_jy_per_beam"]
 
 NORMALISED = "normalised"
-
-
-def restores_jy_per_beam(meta: dict[str, Any]) -> bool:
-    """Whether images of this data (release or prepared-file metadata) go back to Jy/beam
-    as ``image * peak_flux`` (module docstring, "Flux restoration"): Jy/beam images, each
-    divided by its own peak, zero offset (negatives not ``keep``)."""
-    return (meta.get("image_unit") == "Jy/beam" and meta.get("scaling") == "per_image"
-            and meta.get("negatives") != "keep")
 
 
 _F32 = np.finfo(np.float32)
@@ -96,18 +92,6 @@ def _check_trained_range(release: Release, raw: dict[str, np.ndarray]) -> None:
             raise ValueError(f"{release.path}: {why}; the model cannot vouch for such "
                              "images (--allow-extrapolation / allow_extrapolation=True "
                              "samples them anyway)")
-
-
-def _check_finite(release: Release, spec: SamplerSpec, images: np.ndarray, what: str
-                  ) -> None:
-    """One line, before anything is written, when an image holds NaN or inf."""
-    bad = int((~np.isfinite(images)).any(axis=(1, 2, 3)).sum())
-    if bad:
-        from radiodiff.io.integrity import IntegrityError
-        raise IntegrityError(f"{release.path}: {bad} of {len(images)} {what} images hold NaN "
-                             f"or inf (sampler {spec.name}, sigma {spec.sigma_min:g}..."
-                             f"{spec.sigma_max:g}); nothing written: check the release "
-                             "(re-export it), the sampler options and the conditions")
 
 
 def _check_int(name: str, value: Any, minimum: int) -> int:
@@ -367,82 +351,19 @@ def generate(release: Release, n: int, label: Optional[str | Sequence] = None,
     batch_size = _check_int("batch_size", batch_size, 1)
     seeds = _image_seeds(seed, seeds, n)
     check_sample_memory(n, release.image_size)
-    refine_spec = _refine_spec(release, refine)
-    if not isinstance(islands, bool):
-        raise ValueError(f"islands must be True or False, got {islands!r}")
+    pipe = release.pipeline.for_call(spec, refine, bool(project), islands, release.path)
     raw, mode = _image_conditions(release, seeds, label, peak_flux, las_arcsec, conditions)
     if not allow_extrapolation:
         _check_trained_range(release, raw)
-    cond = _network_conditions(release, raw)
-    out, nfe = _sample(release, spec, seeds, cond, batch_size, batch_invariant, progress)
-    projection = release.projection
-    if refine_spec is not None:
-        base = apply_projection(out, projection, islands=False) if projection else out
-        out, extra = refine_images(release.refiner, base, seeds, cond, refine_spec,
-                                   batch_size, batch_invariant)
-        nfe, projection = nfe + extra, release.refiner.projection or projection
-    _check_finite(release, spec, out, "sampled")
-    unprojected = None
-    if project and projection:
-        unprojected, out = out, apply_projection(out, projection, seeds, islands)
-    physical = _restore(release.meta, out, raw["peak_flux"])
-    if physical is not None:
-        _check_finite(release, spec, physical, "restored (Jy/beam)")
+    drawn = run_pipeline(release, pipe, seeds, _network_conditions(release, raw),
+                         raw["peak_flux"], batch_size=batch_size,
+                         batch_invariant=batch_invariant, progress=progress)
     settings = dict(spec.settings(), seed=int(seeds[0]), batch_size=batch_size,
-                    batch_invariant=bool(batch_invariant), projected=unprojected is not None,
-                    islands=bool(unprojected is not None and islands
-                                 and (projection or {}).get("islands")),
+                    batch_invariant=bool(batch_invariant), projected=drawn.raw is not None,
+                    islands=pipe.projection is not None and pipe.projection.islands is not None,
                     conditions=mode,
-                    refine=None if refine_spec is None else refine_spec.to_dict())
-    return GenerateResult(images=out, physical=physical,
-                          unit=NORMALISED if physical is None else "Jy/beam",
-                          conditions=raw, seeds=seeds, nfe=nfe, settings=settings,
-                          raw=unprojected, created_utc=created)
-
-
-def _refine_spec(release: Release, refine: Optional[bool]):
-    """The refinement to run (a RefineSpec) or None (``refine`` False, or None without a
-    refiner)."""
-    if refine is not None and not isinstance(refine, bool):
-        raise ValueError(f"refine must be True, False or None, got {refine!r}")
-    if refine and release.refiner is None:
-        raise ValueError(f"{release.path}: this release has no refiner (refine=True); "
-                         "attach one with radiodiff.pipeline.release.attach_refiner")
-    return release.refine if refine is not False and release.refiner is not None else None
-
-
-def _sample(release: Release, spec: SamplerSpec, seeds: np.ndarray,
-            cond: Optional[dict[str, torch.Tensor]], batch_size: int, batch_invariant: bool,
-            progress: Optional[Callable]) -> tuple[np.ndarray, np.ndarray]:
-    """(decoded images (n, 1, H, W) float32, network evaluations per image): the solver
-    over batches of ``batch_size`` images, image k from the noise of ``seeds[k]``."""
-    size = release.image_size
-    counter = CountingDenoiser(per_image(release.denoiser) if batch_invariant
-                               else release.denoiser)
-    D = guided(counter, spec.guidance)
-    device = next(release.denoiser.parameters()).device
-    # Per-image churn noise needs one solver call per image (one generator per seed).
-    churn = spec.name == "stochastic" and spec.S_churn > 0
-    chunk = 1 if churn else batch_size
-    starts = list(range(0, len(seeds), chunk))
-    images, nfe = [], []
-    with torch.inference_mode():
-        for i in (progress(starts, len(starts)) if progress else starts):
-            b = seeds[i:i + chunk]
-            noise = seeded_noise(b.tolist(), (1, size, size), device=device)
-            cond_b = None if cond is None else {
-                k: v[i:i + len(b)].to(device) for k, v in cond.items()}
-            counter.nfe = 0
-            x = spec.solve(D, noise, cond_b,
-                           generator=churn_generator(int(b[0])) if churn else None)
-            images.append(release.intensity.decode(x.double()).float().cpu().numpy())
-            nfe += [counter.nfe] * len(b)
-    return np.concatenate(images).astype(np.float32), np.asarray(nfe, np.int64)
-
-
-def _restore(meta: dict, images: np.ndarray, peak_flux: np.ndarray) -> Optional[np.ndarray]:
-    """``images * peak_flux`` image by image (Jy/beam) when the flux can be restored (see
-    the module docstring: every image has a peak flux), else None."""
-    if not (restores_jy_per_beam(meta) and bool(np.isfinite(peak_flux).all())):
-        return None
-    return (images * peak_flux.astype(np.float32)[:, None, None, None]).astype(np.float32)
+                    refine=None if pipe.refine is None else pipe.refine.to_dict())
+    return GenerateResult(images=drawn.images, physical=drawn.physical,
+                          unit=NORMALISED if drawn.physical is None else "Jy/beam",
+                          conditions=raw, seeds=seeds, nfe=drawn.nfe, settings=settings,
+                          raw=drawn.raw, created_utc=created)

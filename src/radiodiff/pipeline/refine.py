@@ -17,9 +17,16 @@ refiner) the noise is comparable to what lies below ~10 % of the peak (0.6^4 = 0
 small beside the bright core: the refiner re-draws the faint wings, jets and sky, the base
 keeps the morphology.
 
+No special sampler: it is the one sampling loop
+(:func:`radiodiff.diffusion.loop.sample_batches`) with ``x0 = s(x)`` and the truncated
+schedule :meth:`RefineSpec.solver` (Karras levels from ``sigma_r`` down), whose start
+``y(sigmas[0])`` is formed by the same rule as pure noise
+(:func:`radiodiff.diffusion.sampling.start_state`).
+
 The refiner is a release of its own, kept in the base release's ``refiner/`` folder; the
-base's ``meta.json`` records ``refine = {sigma, steps, sampler, weights_sha256}``, so the
-pair is checked as one (:func:`radiodiff.pipeline.release.load_release`).
+base's ``meta.json`` records ``refine = {sigma, steps, sampler, rho, weights_sha256,
+projection}``, so the pair is checked as one (:func:`radiodiff.pipeline.release.load_release`)
+and the final output projection is stored once (:mod:`radiodiff.pipeline.spec`).
 """
 
 from __future__ import annotations
@@ -31,8 +38,8 @@ import numpy as np
 import torch
 
 from radiodiff.config import SamplerConfig
-from radiodiff.diffusion.edm import guided
-from radiodiff.diffusion.sampling import CountingDenoiser, SamplerSpec, per_image, seeded_noise
+from radiodiff.diffusion.loop import sample_batches
+from radiodiff.diffusion.sampling import SamplerSpec, per_image, seeded_noise
 from radiodiff.seeds import refine_seed
 
 __all__ = ["RefineSpec", "refine_images"]
@@ -91,7 +98,7 @@ class RefineSpec:
 def refine_images(refiner: Any, images: np.ndarray, seeds: np.ndarray,
                   cond: Optional[Mapping[str, torch.Tensor]], spec: RefineSpec,
                   batch_size: int = 32, batch_invariant: bool = True,
-                  sigma_min: float = 0.002) -> tuple[np.ndarray, int]:
+                  sigma_min: float = 0.002) -> tuple[np.ndarray, np.ndarray]:
     """Refine base images (data space, projected like the data) with the refiner release.
 
     Parameters
@@ -110,29 +117,18 @@ def refine_images(refiner: Any, images: np.ndarray, seeds: np.ndarray,
 
     Returns
     -------
-    (numpy.ndarray, int)
+    (numpy.ndarray, numpy.ndarray)
         The refined images in data space (float32, not projected) and the network
-        evaluations per image.
+        evaluations of each image (int64, (n,)).
     """
-    solver = spec.solver(sigma_min)
-    counter = CountingDenoiser(per_image(refiner.denoiser) if batch_invariant
-                               else refiner.denoiser)
-    D = guided(counter, 1.0)
-    device = next(refiner.denoiser.parameters()).device
     size = images.shape[-1]
     noise_seeds = [refine_seed(s) for s in seeds]
-    out, nfe = [], 0
-    with torch.inference_mode():
-        for i in range(0, len(images), batch_size):
-            x = torch.from_numpy(np.asarray(images[i:i + batch_size])).double().clamp(0, 1)
-            eps = seeded_noise(noise_seeds[i:i + batch_size], (1, size, size),
-                               dtype=torch.float64)
-            # the solver starts from noise * sigma_max: hand it y / sigma + eps
-            start = (refiner.intensity.encode(x) / spec.sigma + eps).float().to(device)
-            cond_b = None if cond is None else {
-                k: v[i:i + len(x)].to(device) for k, v in cond.items()}
-            counter.nfe = 0
-            y = solver.solve(D, start, cond_b)
-            nfe = counter.nfe
-            out.append(refiner.intensity.decode(y.double()).float().cpu().numpy())
-    return np.concatenate(out).astype(np.float32), nfe
+    out, nfe = sample_batches(
+        per_image(refiner.denoiser) if batch_invariant else refiner.denoiser,
+        spec.solver(sigma_min),
+        lambda lo, hi: seeded_noise(noise_seeds[lo:hi], (1, size, size), dtype=torch.float64),
+        len(images), decode=refiner.intensity.decode, batch_size=batch_size,
+        x0=lambda lo, hi: refiner.intensity.encode(
+            torch.from_numpy(np.asarray(images[lo:hi])).double().clamp(0, 1)),
+        cond=cond, device=next(refiner.denoiser.parameters()).device)
+    return out.numpy().astype(np.float32), nfe

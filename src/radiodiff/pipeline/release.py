@@ -4,10 +4,12 @@ A release folder (its files: :mod:`radiodiff.io.release_files`) describes how an
 drawn: the base network, an optional faint-end refiner (``refiner/``,
 :mod:`radiodiff.pipeline.refine`), the output projection (``meta.json`` ``projection``:
 floor, halo, noise islands; :mod:`radiodiff.data.projection`), the restoration to
-physical units and the recommended sampler. :func:`load_release` rebuilds the network by
+physical units and the recommended sampler; ``Release.pipeline``
+(:class:`~radiodiff.pipeline.spec.PipelineSpec`) is that description, typed and checked
+once. :func:`load_release` rebuilds the network by
 :func:`radiodiff.diffusion.factory.build_denoiser` from ``model_args`` in ``meta.json``
 and loads its safetensors weights (nothing is unpickled); :func:`export_release` writes
-one; :func:`radiodiff.pipeline.generate.generate` runs it.
+one; :func:`radiodiff.pipeline.generate.generate` runs it (:mod:`radiodiff.pipeline.run`).
 
 The folder is written under a temporary name and renamed, so a reader never sees a
 half-written release and a failed export leaves an older one untouched; a release is
@@ -29,6 +31,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
+from radiodiff.data.projection import projection_dict, projection_from
 from radiodiff.diffusion.edm import EDMDenoiser
 from radiodiff.diffusion.intensity import IntensityTransform
 from radiodiff.io.artifacts import artifact_dir, atomic_write, to_plain, write_manifest
@@ -42,6 +45,7 @@ from radiodiff.io.release_files import (CONFIG_FILE, FILES, FORMAT_VERSION, IMAG
                                         write_weights)
 from radiodiff.io.trust import note_untrusted
 from radiodiff.pipeline.refine import RefineSpec
+from radiodiff.pipeline.spec import SAMPLER_KEYS, PipelineSpec, recommended_spec, refine_entry
 
 __all__ = ["Release", "attach_refiner", "export_release", "load_release",
            "recommend_sampler", "recommended_spec", "SAMPLER_KEYS"]
@@ -71,6 +75,11 @@ class Release:
     refiner : Release or None
         The faint-end refiner in ``refiner/`` (:mod:`radiodiff.pipeline.refine`), when
         ``meta.json`` records one.
+    pipeline : PipelineSpec
+        How it draws an image (:mod:`radiodiff.pipeline.spec`): recommended sampler, base
+        projection, refinement, final output projection, restoration; built and
+        validated once from ``meta`` (and the refiner's, for releases that kept the final
+        projection there) when the Release is made.
     """
     denoiser: EDMDenoiser
     meta: dict
@@ -80,19 +89,23 @@ class Release:
     weights_sha256: str = field(default="")
     train_conditions: Any = None
     refiner: Any = None
+    pipeline: PipelineSpec = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.pipeline = PipelineSpec.from_meta(
+            self.meta, None if self.refiner is None else self.refiner.meta, self.path)
 
     @property
     def refine(self) -> RefineSpec | None:
         """The :class:`~radiodiff.pipeline.refine.RefineSpec` of the refiner, or None."""
-        entry = self.meta.get("refine")
-        return None if entry is None else RefineSpec.from_dict(entry, f"{self.path}: refine")
+        return self.pipeline.refine
 
     @property
     def sampler(self):
         """The release's recommended :class:`~radiodiff.diffusion.sampling.SamplerSpec`
         (meta ``sampler``: the setting its quoted numbers are for), or the package default
         for a release that records none."""
-        return recommended_spec(self.meta, self.path)
+        return self.pipeline.sampler
 
     @property
     def classes(self) -> list[str]:
@@ -108,7 +121,8 @@ class Release:
 
     @property
     def projection(self) -> dict | None:
-        """Output projection (``data.projection.project_like_data`` arguments) or None."""
+        """The base network's output projection as ``meta.json`` records it (a dict) or
+        None; the final one, after a refiner, is ``pipeline.projection``."""
         return self.meta.get("projection")
 
     @property
@@ -297,62 +311,19 @@ def export_release(out_dir: str | Path, denoiser: nn.Module, config: DictConfig 
 
 def _read_meta(path: Path) -> dict:
     """``meta.json`` (:func:`radiodiff.io.release_files.read_meta`: format, keys, types) with
-    its ``intensity``, ``projection`` and ``sampler`` checked."""
+    its ``intensity`` checked (the pipeline entries: :class:`PipelineSpec`)."""
     meta = read_meta(path)
     try:
         IntensityTransform.from_dict(meta.get("intensity"))
-        _check_projection(meta.get("projection"), f"{path}: {META_FILE}")
-        recommended_spec(meta, path)
     except (TypeError, ValueError) as exc:
-        raise ValueError(f"{path}: {META_FILE} has a bad `intensity`, `projection` or `sampler` "
-                         f"({exc})") from exc
+        raise ValueError(f"{path}: {META_FILE} has a bad `intensity` ({exc})") from exc
     return meta
 
 
-#: meta ``sampler`` keys: the SamplerSpec fields a release may recommend.
-SAMPLER_KEYS = ("name", "steps", "guidance", "sigma_min", "sigma_max", "rho", "S_churn")
-
-
-def recommended_spec(meta: Mapping[str, Any], where: Any = "release"):
-    """The SamplerSpec of meta ``sampler`` (missing fields: the package defaults), or the
-    package default when the release recommends none. A bad entry is one ValueError."""
-    from radiodiff.diffusion.sampling import SamplerSpec
-    entry = meta.get("sampler")
-    if entry is None:
-        return SamplerSpec()
-    unknown = sorted(set(entry) - set(SAMPLER_KEYS)) if isinstance(entry, dict) else None
-    if unknown is None or unknown:
-        raise ValueError(f"{where}: {META_FILE} `sampler` must be an object with keys from "
-                         f"{', '.join(SAMPLER_KEYS)}; got {str(entry)[:80]}")
-    try:
-        return SamplerSpec(**entry)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"{where}: {META_FILE} `sampler`: {exc}") from exc
-
-
 def _check_projection(p: Any, where: str) -> dict | None:
-    """``{"floor": float in (0, 1) or None, "halo_px": int >= 0, "peak_one": bool}`` and
-    optionally ``"islands"`` (:class:`radiodiff.data.islands.IslandModel` fields), or None."""
-    if p is None:
-        return None
-    keys = {"floor", "halo_px", "peak_one"}
-    if not isinstance(p, Mapping) or not keys <= set(p) <= keys | {"islands"}:
-        raise ValueError(f"{where}: projection must have floor, halo_px, peak_one (and "
-                         f"optionally islands); got {p!r}")
-    floor, halo = p["floor"], p["halo_px"]
-    if floor is not None and not (isinstance(floor, (int, float)) and 0 < floor < 1):
-        raise ValueError(f"{where}: projection floor must be in (0, 1) or null, got {floor!r}")
-    if isinstance(halo, bool) or not isinstance(halo, int) or not 0 <= halo <= 64:
-        raise ValueError(f"{where}: projection halo_px must be an int in [0, 64], got {halo!r}")
-    if not isinstance(p["peak_one"], bool):
-        raise ValueError(f"{where}: projection peak_one must be true or false")
-    out = {"floor": None if floor is None else float(floor), "halo_px": halo,
-           "peak_one": p["peak_one"]}
-    if p.get("islands") is not None:
-        from radiodiff.data.islands import IslandModel
-        out["islands"] = IslandModel.from_dict(p["islands"], f"{where}: projection islands"
-                                               ).to_dict()
-    return out
+    """A release's meta ``projection``, validated by the one rule
+    (:func:`radiodiff.data.projection.projection_from`), in its meta form."""
+    return projection_dict(projection_from(p, where))
 
 
 def _read_table(path: Path, meta: Mapping[str, Any]):
@@ -456,24 +427,25 @@ def load_release(path: str | Path) -> Release:
         raise ValueError(f"{path}: {WEIGHTS_FILE} does not match the network in "
                          f"{CONFIG_FILE} ({detail[:500]})") from exc
     denoiser.eval()
+    refiner = None if meta.get("refine") is None else _load_refiner(path, meta)
     release = Release(denoiser=denoiser, meta=meta, config=config, transform=transform,
-                      path=path, weights_sha256=sha, train_conditions=table)
-    if meta.get("refine") is not None:
-        release.refiner = _load_refiner(release)
+                      path=path, weights_sha256=sha, train_conditions=table,
+                      refiner=refiner)  # and its pipeline, checked
     note_untrusted(path)  # one warning line when it is not a shipped release, unchanged
     return release
 
 
-def _load_refiner(base: Release) -> Release:
-    """The refiner in ``<base>/refiner/``: a release itself (checked as one), whose weights
+def _load_refiner(path: Path, meta: Mapping[str, Any]) -> Release:
+    """The refiner in ``<path>/refiner/``: a release itself (checked as one), whose weights
     must be those ``meta["refine"]`` names and whose conditions must be the base's."""
-    folder = base.path / REFINER_DIR
+    spec = RefineSpec.from_dict(meta["refine"], f"{path}: refine")
+    folder = path / REFINER_DIR
     refiner = load_release(folder)
-    if refiner.weights_sha256 != base.meta["refine"].get("weights_sha256"):
+    if refiner.weights_sha256 != meta["refine"].get("weights_sha256"):
         raise IntegrityError(f"{folder}: {WEIGHTS_FILE} is not the refiner "
-                             f"{base.path / META_FILE} records (SHA-256 differs); "
+                             f"{path / META_FILE} records (SHA-256 differs); "
                              "re-attach it with radiodiff.pipeline.release.attach_refiner")
-    _check_pair(base.meta, refiner, base.refine, base.path)
+    _check_pair(meta, refiner, spec, path)
     return refiner
 
 
@@ -508,12 +480,16 @@ def _kept_refine(out_dir: Path, meta: Mapping[str, Any]) -> dict | None:
         refiner = load_release(out_dir / REFINER_DIR)
         if not isinstance(old, dict) or refiner.weights_sha256 != old.get("weights_sha256"):
             raise ValueError("meta.json's refine entry does not name its weights")
-        _check_pair(meta, refiner, RefineSpec.from_dict(old, f"{out_dir}: refine"), out_dir)
+        spec = RefineSpec.from_dict(old, f"{out_dir}: refine")
+        _check_pair(meta, refiner, spec, out_dir)
     except ValueError as exc:
         raise ValueError(f"{out_dir}: its {REFINER_DIR}/ would stay but does not fit the new "
                          f"model ({' '.join(str(exc).split())[:200]}); give --fresh to "
                          "replace the whole release, or --out another folder") from exc
-    return dict(old)
+    if "projection" in old:
+        return dict(old)
+    final = refiner.pipeline.base_projection or projection_from(meta.get("projection"))
+    return refine_entry(spec, old["weights_sha256"], final)  # the new form
 
 
 def attach_refiner(base_dir: str | Path, refiner_dir: str | Path, out_dir: str | Path,
@@ -523,9 +499,11 @@ def attach_refiner(base_dir: str | Path, refiner_dir: str | Path, out_dir: str |
     """Write ``out_dir``: the base release with ``refiner_dir`` as its faint-end refiner.
 
     The base folder is copied (its model card and any other files with it), its
-    ``meta.json`` gains ``refine = {sigma, steps, sampler, rho,
-    weights_sha256}`` (:class:`~radiodiff.pipeline.refine.RefineSpec` plus the refiner's
-    weights), the refiner release is copied to ``refiner/``, and the manifest is rewritten.
+    ``meta.json`` gains ``refine = {sigma, steps, sampler, rho, weights_sha256,
+    projection}`` (:class:`~radiodiff.pipeline.refine.RefineSpec`, the refiner's weights and
+    the final output projection: the refiner's own, else the base's;
+    :func:`~radiodiff.pipeline.spec.refine_entry`), the refiner release is copied to
+    ``refiner/``, and the manifest is rewritten.
     Both inputs are loaded (and so checked) first; the output is written atomically
     (``out_dir`` may be ``base_dir`` with ``overwrite``). Returns ``out_dir``.
     """
@@ -535,7 +513,8 @@ def attach_refiner(base_dir: str | Path, refiner_dir: str | Path, out_dir: str |
     spec = RefineSpec.from_dict(dict(sigma=sigma, steps=steps, sampler=sampler, rho=rho),
                                 f"attach_refiner {out_dir}")
     _check_pair(base.meta, refiner, spec, Path(out_dir))
-    meta = dict(base.meta, refine=dict(spec.to_dict(), weights_sha256=refiner.weights_sha256))
+    final = refiner.pipeline.base_projection or base.pipeline.base_projection
+    meta = dict(base.meta, refine=refine_entry(spec, refiner.weights_sha256, final))
     names = [n for n in FILES + (TABLE_FILE,) if (base.path / n).is_file()]
     with artifact_dir(out_dir, "release", overwrite) as tmp:
         for item in base.path.iterdir():  # the release files and anything beside them
@@ -558,7 +537,9 @@ def recommend_sampler(release_dir: str | Path, spec) -> Path:
     ``sampler`` (every field, so the release does not depend on the package's defaults),
     rewritten atomically with its SHA256SUMS entry, under the folder's output lock. The
     release is loaded (and so checked) first. ``sample``, ``demo``, ``evaluate``,
-    ``skymap`` and ``generate()`` use it unless told otherwise."""
+    ``skymap`` and ``generate()`` use it unless told otherwise. A ``refine`` entry is
+    written in the current form (with the final projection:
+    :func:`~radiodiff.pipeline.spec.refine_entry`)."""
     from dataclasses import asdict
 
     from radiodiff.io.artifacts import lock_output, unlock_output
@@ -567,6 +548,9 @@ def recommend_sampler(release_dir: str | Path, spec) -> Path:
     lock_output(path)
     try:
         meta = dict(release.meta, sampler=asdict(spec))
+        pipe = release.pipeline
+        if pipe.refine is not None:  # an older pair gains its final projection here
+            meta["refine"] = refine_entry(pipe.refine, pipe.refiner_sha256, pipe.projection)
         text = json.dumps(meta, indent=2, allow_nan=False) + "\n"
         atomic_write(path / META_FILE, lambda tmp: tmp.write_text(text, encoding="utf-8"),
                      fsync=True)

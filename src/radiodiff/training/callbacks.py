@@ -18,7 +18,7 @@ from lightning.pytorch.callbacks import Callback
 
 from radiodiff.io.artifacts import save_image_grid
 from radiodiff.evaluation.collect import StatsCollector, histogram_distance
-from radiodiff.diffusion.edm import guided
+from radiodiff.diffusion.loop import sample_batches
 from radiodiff.diffusion.sampling import SamplerSpec, seeded_noise
 from radiodiff.seeds import callback_sample_seed
 
@@ -61,22 +61,22 @@ class SampleCallback(Callback):
 
     @torch.no_grad()
     def sample(self, trainer, module) -> torch.Tensor:
-        """This rank's samples (n_k, 1, H, W), conditions taken from validation rows."""
+        """This rank's samples (n_k, 1, H, W), conditions taken from validation rows: the one
+        sampling loop (:func:`~radiodiff.diffusion.loop.sample_batches`) over the EMA."""
         val = trainer.datamodule.val_dataset
         share = self._my_share(trainer)
-        out = []
-        for lo in range(0, len(share), self.batch_size):
-            ks = share[lo:lo + self.batch_size]
-            items = [val[int(k) % len(val)] for k in ks]
-            cond_raw = {name: torch.stack([c[name] for _, c in items]).to(module.device)
-                        for name in items[0][1]}
-            cond = module.encode_cond(cond_raw)
-            noise = seeded_noise([callback_sample_seed(self.seed, k) for k in ks],
-                                 tuple(items[0][0].shape)).to(module.device)
-            x = self.spec.solve(guided(module.ema, self.spec.guidance), noise, cond)
-            out.append(module.intensity.decode(x).float())
-        shape = (0, *val[0][0].shape)
-        return torch.cat(out) if out else torch.zeros(shape, device=module.device)
+        shape = tuple(val[0][0].shape)
+        if not len(share):
+            return torch.zeros((0, *shape), device=module.device)
+        items = [val[int(k) % len(val)] for k in share]
+        cond = module.encode_cond({name: torch.stack([c[name] for _, c in items]).to(
+            module.device) for name in items[0][1]})
+        seeds = [callback_sample_seed(self.seed, int(k)) for k in share]
+        images, _ = sample_batches(module.ema, self.spec,
+                                   lambda lo, hi: seeded_noise(seeds[lo:hi], shape),
+                                   len(share), decode=module.intensity.decode, cond=cond,
+                                   batch_size=self.batch_size, device=module.device)
+        return images.to(module.device).clone()  # a plain tensor, not an inference one
 
     def run(self, trainer: L.Trainer, module: L.LightningModule) -> dict[str, float]:
         was_training = module.training

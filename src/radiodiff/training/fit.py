@@ -34,7 +34,8 @@ from radiodiff.io.artifacts import (OutputError, atomic_text, clear_stale_temps,
                                    unlock_output, write_manifest)
 from radiodiff.data.datamodule import CutoutDataModule
 from radiodiff.data.prepared import read_prepared
-from radiodiff.data.projection import DATA_FLOOR, check_projection_config, read_kept_floor
+from radiodiff.data.projection import (DATA_FLOOR, HALO, check_projection_config,
+                                       read_kept_floor)
 from radiodiff.io.integrity import read_manifest, sha256_file
 from radiodiff.pipeline.checkpoint import LAST, PREV, read_checkpoint
 from radiodiff.training.identity import (check_resume, check_resume_data,
@@ -540,7 +541,7 @@ def data_stats(cfg: DictConfig, dm: CutoutDataModule) -> DataStats:
     check_projection_config(cfg.data)  # before training, not first at export
     if floor == DATA_FLOOR:  # recorded for the release's output projection (export)
         dataset["projection_floor_max"] = read_kept_floor(
-            dm.path, rows, int(cfg.data.get("projection_halo_px", 2)))
+            dm.path, rows, int(cfg.data.get("projection_halo_px", HALO)))
     num_classes = len(dm.classes) if "label" in dm.conditions else 0
     table = ConditionTable.from_rows(meta.columns, rows, bool(num_classes), scalars)
     return DataStats(float(sigma_data), transform, tuple(scalars), num_classes, dataset,
