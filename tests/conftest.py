@@ -55,3 +55,22 @@ def repo_stays_clean():
     if written:
         pytest.fail(f"tests wrote into the work tree ({len(written)} file(s), e.g. "
                     f"{', '.join(written[:5])}); write to tmp_path instead", pytrace=False)
+
+
+@pytest.fixture(autouse=True)
+def _sigint_handler_is_left_as_it_was():
+    """No test may leave Ctrl-C changed (Lightning ignores SIGINT after an interrupted fit):
+    a child process started later would inherit SIG_IGN and could not be interrupted. The
+    handler is put back either way, and the test that changed it fails."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    before = signal.getsignal(signal.SIGINT)
+    yield
+    after = signal.getsignal(signal.SIGINT)
+    if after is not before:
+        signal.signal(signal.SIGINT, before)
+        pytest.fail(f"the test left the SIGINT handler changed ({before!r} -> {after!r})")

@@ -11,7 +11,7 @@ from omegaconf import OmegaConf
 
 from helpers.releases import train_table, tiny_physical_release
 from radiodiff.cli import main
-from radiodiff.pipeline import generate as generate_mod
+from radiodiff.pipeline import run as run_mod
 from radiodiff.diffusion.condition_table import EXTRAPOLATION_FACTOR
 from radiodiff.pipeline.generate import generate
 from radiodiff.io.fits import write_fits_image
@@ -120,8 +120,8 @@ def test_nonfinite_fits_cards_are_refused(tmp_path):
 
 
 def test_nonfinite_restored_images_are_never_written(rel_dir, tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(generate_mod, "_restore",
-                        lambda meta, images, peak: np.full_like(images, np.inf))
+    monkeypatch.setattr(run_mod, "_restore",
+                        lambda pipe, images, peak: np.full_like(images, np.inf))
     with pytest.raises(IntegrityError, match=r"1 of 1 restored \(Jy/beam\) images hold NaN"):
         generate(load_release(rel_dir), 1, peak_flux=0.02, **FAST)
     out = tmp_path / "o"
