@@ -68,9 +68,27 @@ def _sigint_handler_is_left_as_it_was():
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    before = signal.getsignal(signal.SIGINT)
+    before, state = signal.getsignal(signal.SIGINT), _sigint_state()
     yield
-    after = signal.getsignal(signal.SIGINT)
+    after, after_state = signal.getsignal(signal.SIGINT), _sigint_state()
     if after is not before:
         signal.signal(signal.SIGINT, before)
         pytest.fail(f"the test left the SIGINT handler changed ({before!r} -> {after!r})")
+    if after_state != state:  # changed below Python (a C library): getsignal cannot see it
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, [signal.SIGINT])
+        signal.signal(signal.SIGINT, before)
+        pytest.fail(f"the test left SIGINT {after_state} at the C level (was {state})")
+
+
+def _sigint_state() -> str:
+    """SIGINT as the kernel holds it for this process: ignored and/or blocked (the main
+    thread's mask), which a child inherits across exec whatever Python's handler says."""
+    import signal
+
+    bit = 1 << (signal.SIGINT - 1)
+    status = Path("/proc/self/status")
+    masks = dict(line.split(":\t", 1) for line in status.read_text().splitlines()
+                 if line.startswith(("SigIgn", "SigBlk"))) if status.is_file() else {}
+    ignored = bool(int(masks.get("SigIgn", "0"), 16) & bit)
+    blocked = signal.SIGINT in signal.pthread_sigmask(signal.SIG_BLOCK, [])
+    return f"ignored={ignored} blocked={blocked}"
