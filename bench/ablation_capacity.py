@@ -14,9 +14,10 @@ loss measured (:func:`radiodiff.evaluation.val_loss.val_loss`), and one image dr
 valid row with that row's class, peak flux and LAS at ``--sampler`` (a sampler setting,
 default ``dpmpp_2m:10:guidance=1.5``: the shipped ``models/mirabest`` setting, the same for
 every arm) and scored by ``radiodiff evaluate``'s metrics: source morphology per class (KS
-against the real-vs-real floor at equal sample size), paired LAS, real-vs-fake (plain and
-x^0.25), the exact-zero background fraction. A real row (train vs valid) gives the floors.
-Prints a Markdown table; ``--out`` writes every number as JSON.
+against the real-vs-real floor at equal sample size), paired LAS, the scatter of the
+measured LAS about the catalogue's and its median ratio per size bin (issue 28),
+real-vs-fake (plain and x^0.25), the exact-zero background fraction. A real row (train vs
+valid) gives the floors. Prints a Markdown table; ``--out`` writes every number as JSON.
 """
 
 from __future__ import annotations
@@ -41,7 +42,8 @@ STATS = ("las", "elongation", "n_components", "outer_flux_fraction", "brightest_
 
 def row(name: str, m: dict) -> dict:
     morph = m.get("morphology") or {}
-    las = ((m.get("conditioning") or {}).get("las_arcsec") or {}).get("paired") or {}
+    catalogue = (m.get("conditioning") or {}).get("las_arcsec") or {}
+    las, real = catalogue.get("paired") or {}, catalogue.get("real") or {}
     return {"arm": name, "real_vs_fake": m["real_vs_fake"]["mean_accuracy"],
             "real_vs_fake_faint": m["real_vs_fake_faint"]["mean_accuracy"],
             "zero_fraction": m["background"]["fake"]["zero"],
@@ -49,6 +51,10 @@ def row(name: str, m: dict) -> dict:
             "las_within_20": las.get("fraction_within"),
             "las_within_20_floor": (las.get("real") or {}).get("fraction_within"),
             "las_median_error": las.get("median_abs_relative_error"),
+            # measured vs catalogue LAS (issue 28): scatter, its real floor, ratio per size
+            "las_iqr_log_ratio": catalogue.get("iqr_log_ratio"),
+            "las_iqr_log_ratio_floor": real.get("iqr_log_ratio"),
+            "las_by_size": catalogue.get("by_size"), "las_by_size_floor": real.get("by_size"),
             "ks_ratio": {k: (v if v == v else None) for k, v in morph.get("ks_ratio", {}).items()},
             "worst": morph.get("worst", []),
             "within_1.5": morph.get("within_1.5"), "n_ratios": morph.get("n")}
@@ -61,14 +67,16 @@ def _fmt(v) -> str:
 def table(rows: list[dict]) -> str:
     head = ("| arm | val loss | real-vs-fake | x^0.25 | LAS within 20 % | LAS error | "
             "zero fraction | " + " | ".join(f"KS/floor {s}" for s in STATS)
-            + " | KS ≤ 1.5x floor |")
+            + " | KS ≤ 1.5x floor | LAS scatter (floor) |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in rows:
         ks = [_fmt(r["ks_ratio"].get(f"all/{s}")) for s in STATS]  # per class: the JSON
         lines.append(f"| {r['arm']} | {_fmt(r.get('val_loss'))} | {_fmt(r['real_vs_fake'])} | "
                      f"{_fmt(r['real_vs_fake_faint'])} | {_fmt(r['las_within_20'])} | "
                      f"{_fmt(r['las_median_error'])} | {_fmt(r['zero_fraction'])} | "
-                     + " | ".join(ks) + f" | {r['within_1.5']}/{r['n_ratios']} |")
+                     + " | ".join(ks) + f" | {r['within_1.5']}/{r['n_ratios']} | "
+                     f"{_fmt(r.get('las_iqr_log_ratio'))} "
+                     f"({_fmt(r.get('las_iqr_log_ratio_floor'))}) |")
     return "\n".join(lines)
 
 

@@ -107,6 +107,39 @@ def test_conditioning_accuracy_counts_within_tolerance_and_ranks_monotone_relati
     assert abs(c["spearman"]) < 0.2  # unrelated values: no rank correlation
 
 
+def test_conditioning_scatter_is_the_iqr_of_log_ratios():
+    req = np.arange(10.0, 90.0, 10.0)
+    offsets = np.array([-0.4, -0.2, 0.0, 0.1, 0.3, 0.5, -0.1, 0.2])
+    c = conditioning_accuracy(req, req * np.exp(offsets))
+    iqr = np.percentile(offsets, 75) - np.percentile(offsets, 25)
+    assert c["iqr_log_ratio"] == pytest.approx(iqr) and iqr == pytest.approx(0.35)
+    # a constant factor is a bias, not a scatter; a measured 0 has no log and is left out
+    assert conditioning_accuracy(req, 3 * req * np.exp(offsets))["iqr_log_ratio"] == \
+        pytest.approx(iqr)
+    c = conditioning_accuracy(np.append(req, 90.0), np.append(req * np.exp(offsets), 0.0))
+    assert c["n"] == 9 and c["iqr_log_ratio"] == pytest.approx(iqr)
+    assert conditioning_accuracy(req[:3], np.array([1.0, 0.0, 0.0]))["iqr_log_ratio"] is None
+    assert "by_size" not in c  # only when bins are asked for
+
+
+def test_conditioning_by_size_shows_a_regression_to_the_mean():
+    req = np.geomspace(5.0, 400.0, 60)
+    edges = [20.0, 40.0, 80.0]
+    c = conditioning_accuracy(req, np.sqrt(req * 60.0), size_bins=edges)  # 1 at 60
+    bins = c["by_size"]
+    assert [(b["lo"], b["hi"]) for b in bins] == [(0, 20), (20, 40), (40, 80), (80, None)]
+    assert [b["n"] for b in bins] == [int(np.sum((req >= lo) & (req < hi)))
+                                      for lo, hi in ((0, 20), (20, 40), (40, 80), (80, 1e9))]
+    assert bins[0]["median_ratio"] > 1.5 and bins[1]["median_ratio"] > 1.1
+    assert bins[3]["median_ratio"] < 0.8
+    ratios = [b["median_ratio"] for b in bins]
+    assert ratios == sorted(ratios, reverse=True)
+    exact = conditioning_accuracy(req, req, size_bins=edges)["by_size"]
+    assert all(b["median_ratio"] == 1.0 for b in exact) and exact[0]["n"] == bins[0]["n"]
+    few = conditioning_accuracy(req[:4], req[:4], size_bins=[5.5])["by_size"]
+    assert [(b["n"], b["median_ratio"]) for b in few] == [(2, None), (2, None)]  # < 3 rows
+
+
 def test_las_measured_on_images_of_known_las_and_its_real_floor():
     from radiodiff.evaluation.metrics import _conditioning, image_statistics
     # horizontal bars of L pixels: Feret diameter sqrt(L^2 + 1) pixels; each image's pixel
@@ -129,6 +162,12 @@ def test_las_measured_on_images_of_known_las_and_its_real_floor():
     assert las["median_abs_relative_error"] == pytest.approx(np.median(np.abs(errors)))
     assert las["real"]["fraction_within"] == 1.0 and las["real"]["spearman"] == 1.0
     assert las["real"]["median_abs_relative_error"] == pytest.approx(0.0, abs=1e-12)
+    assert las["real"]["iqr_log_ratio"] == pytest.approx(0.0, abs=1e-12)
+    assert las["iqr_log_ratio"] == pytest.approx(np.subtract(*np.percentile(
+        np.log1p(errors), [75, 25])))   # 0.087
+    # bins of the requested LAS at 20, 40, 80 pixels of the 1.8" median pixel scale
+    assert [b["lo"] for b in las["by_size"]] == pytest.approx([0, 36, 72, 144])
+    assert [b["n"] for b in las["real"]["by_size"]] == [5, 1, 0, 0]
     # a set sampled without LAS has no LAS entry
     assert _conditioning(real, ImageSet(images, np.full(6, -1), "x"), stats, meta) is None
 

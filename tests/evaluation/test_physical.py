@@ -135,3 +135,24 @@ def test_a_target_that_cannot_be_measured_fails():
     assert _row(float("nan"), 0.1, "≤ 0.1", True)["pass"] is False
     assert _row(None, 0.1)["pass"] is None                  # no target: informative only
     assert _row(0.05, 0.1, "≤ 0.1", True)["pass"] is True
+
+
+def test_las_scatter_about_the_catalogue_passes_within_1_25_times_the_real():
+    from radiodiff.evaluation.metrics import conditioning_accuracy
+    from radiodiff.evaluation.physical import TARGETS, _las_rows
+    assert TARGETS["las_scatter_floor_factor"] == 1.25   # issue 28
+    catalogue = np.geomspace(10.0, 200.0, 40)
+    offsets = np.random.default_rng(0).normal(0.0, 0.3, 40)   # the measurement's own
+
+    def row(k: float, n_real: int = 40) -> dict:
+        """The row of generated images k times as scattered as the real ones."""
+        las = conditioning_accuracy(catalogue, catalogue * np.exp(k * offsets))
+        las["real"] = conditioning_accuracy(catalogue[:n_real],
+                                            (catalogue * np.exp(offsets))[:n_real])
+        return _las_rows(las)["las_vs_catalogue_iqr_log_ratio"]
+
+    r = row(1.2)
+    assert r["value"] == pytest.approx(1.2 * r["floor"]) and r["target"] == "≤ 1.25× floor"
+    assert r["pass"] is True
+    assert row(1.3)["pass"] is False and row(2.0)["pass"] is False
+    assert row(1.0, n_real=2)["pass"] is False   # no floor: never reads as met

@@ -82,6 +82,8 @@ def test_physical_units_section_only_for_jy_per_beam_sets(tmp_path):
     md = paths["report.md"].read_text()
     section = md[md.index("## Physical units"):md.index("## Image statistics")]
     assert "| background rms, abs(median ratio fake / real - 1) |" in section
+    assert "| LAS scatter about the catalogue LAS, IQR of ln(measured / catalogue) |" in section
+    assert checks["las_vs_catalogue_iqr_log_ratio"]["target"] == "≤ 1.25× floor"
     assert "| FAIL |" in section and "not met" in section
     assert "real images, measured vs catalogue" in md
     assert paths["background noise"].stat().st_size > 1000

@@ -22,7 +22,7 @@ import math
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 import numpy as np
 import torch
@@ -40,6 +40,9 @@ __all__ = ["EvalSettings", "EvalResult", "evaluate", "real_statistics", "image_s
            "conditioning_accuracy"]
 
 STATS_VERSION = 1  # bump when image_statistics changes: cached real statistics go stale
+#: Inner edges [pixels of the file's median pixel scale] of the requested-LAS bins of the
+#: conditioning's ``by_size`` (issue 28: sources under 20 px, 20-40 px, 40-80 px, larger).
+LAS_BINS_PX = (20.0, 40.0, 80.0)
 
 
 @dataclass
@@ -100,8 +103,9 @@ class EvalResult:
 
 
 def conditioning_accuracy(requested: np.ndarray, measured: np.ndarray,
-                          tolerance: float = 0.2) -> dict[str, Any]:
-    """Requested vs measured condition values: relative errors and rank correlation.
+                          tolerance: float = 0.2,
+                          size_bins: Optional[Sequence[float]] = None) -> dict[str, Any]:
+    """Requested vs measured condition values: relative errors, scatter and rank correlation.
 
     Parameters
     ----------
@@ -111,6 +115,9 @@ def conditioning_accuracy(requested: np.ndarray, measured: np.ndarray,
     tolerance : float
         ``fraction_within`` counts the rows with ``|measured - requested| / requested <=
         tolerance``. Default 0.2 (20 %).
+    size_bins : sequence of float, optional
+        Increasing inner edges ``e_1 < ... < e_K`` of bins of the *requested* value, in its
+        unit: ``[0, e_1), [e_1, e_2), ..., [e_K, inf)``. None (default): no ``by_size``.
 
     Returns
     -------
@@ -118,20 +125,45 @@ def conditioning_accuracy(requested: np.ndarray, measured: np.ndarray,
         ``n``; with at least 3 rows also the median relative error ``(measured -
         requested) / requested``, the median of its absolute value, ``spearman`` (rank
         correlation of requested and measured, None when either is constant),
-        ``fraction_within`` and ``tolerance``.
+        ``fraction_within``, ``tolerance`` and ``iqr_log_ratio``: the interquartile range
+        of ``ln(measured / requested)`` over the rows with a measured value > 0 (None
+        when fewer than 3; a scatter about the request in either direction, 0 for any
+        constant factor). With ``size_bins`` also ``by_size``: per bin, ``lo``, ``hi``
+        (None: unbounded), ``n`` and ``median_ratio``, the median of ``measured /
+        requested`` (None below 3 rows), so a regression to the mean reads > 1 in the
+        small bins and < 1 in the large ones.
     """
     from scipy.stats import spearmanr
     r, m = np.asarray(requested, float), np.asarray(measured, float)
     ok = np.isfinite(r) & np.isfinite(m) & (r > 0)
     if ok.sum() < 3:
         return {"n": int(ok.sum())}
-    rel = (m[ok] - r[ok]) / r[ok]
-    constant = np.ptp(r[ok]) == 0 or np.ptp(m[ok]) == 0  # rank correlation undefined
-    return {"n": int(ok.sum()), "median_relative_error": float(np.median(rel)),
-            "median_abs_relative_error": float(np.median(np.abs(rel))),
-            "spearman": None if constant else float(spearmanr(r[ok], m[ok]).statistic),
-            "fraction_within": float(np.mean(np.abs(rel) <= tolerance)),
-            "tolerance": float(tolerance)}
+    r, m = r[ok], m[ok]
+    rel = (m - r) / r
+    constant = np.ptp(r) == 0 or np.ptp(m) == 0  # rank correlation undefined
+    lg = np.log(m[m > 0] / r[m > 0])
+    out = {"n": int(ok.sum()), "median_relative_error": float(np.median(rel)),
+           "median_abs_relative_error": float(np.median(np.abs(rel))),
+           "spearman": None if constant else float(spearmanr(r, m).statistic),
+           "fraction_within": float(np.mean(np.abs(rel) <= tolerance)),
+           "tolerance": float(tolerance),
+           "iqr_log_ratio": float(np.subtract(*np.percentile(lg, [75, 25])))
+           if lg.size >= 3 else None}
+    if size_bins is not None:
+        out["by_size"] = _by_size(r, m / r, [float(e) for e in size_bins])
+    return out
+
+
+def _by_size(r: np.ndarray, ratio: np.ndarray, edges: list[float]) -> list[dict[str, Any]]:
+    """Rows and median ``ratio`` in each bin of ``r`` split at ``edges`` (see
+    :func:`conditioning_accuracy`)."""
+    k = np.digitize(r, edges)  # bin k: edges[k - 1] <= r < edges[k]
+    out = []
+    for i, (lo, hi) in enumerate(zip([0.0] + edges, edges + [None])):
+        sel = ratio[k == i]
+        out.append({"lo": lo, "hi": hi, "n": int(sel.size),
+                    "median_ratio": float(np.median(sel)) if sel.size >= 3 else None})
+    return out
 
 
 def image_statistics(images: np.ndarray, pixel_scale_arcsec: float | None,
@@ -345,7 +377,10 @@ def _conditioning(real: ImageSet, fake: ImageSet, stats: dict, meta: dict,
     """Requested vs measured LAS and peak flux of a set sampled with those conditions.
 
     The LAS entry holds under ``real`` its floor: the LAS measured the same way on the
-    real images against their catalogue LAS (the measurement's own error). The
+    real images against their catalogue LAS (the measurement's own error). Both have
+    ``by_size``: bins of the requested (catalogue) LAS split at :data:`LAS_BINS_PX` pixels
+    of the file's median pixel scale (``meta["pixel_scale_arcsec"]``; on MiraBest 1.8", the
+    FIRST pixel and every image's own below a LAS of 96"), in arcsec. The
     measurement (Feret diameter above 10 % of the peak, beam included) is not the
     catalogue's LAS, so ``paired`` compares like with like: each generated image's measured
     LAS against the measured LAS of the real row with the nearest conditions (the row it was
@@ -354,11 +389,13 @@ def _conditioning(real: ImageSet, fake: ImageSet, stats: dict, meta: dict,
     """
     requested, out = fake.conditions or {}, {}
     if "las_arcsec" in requested:
+        bins = np.multiply(LAS_BINS_PX, meta.get("pixel_scale_arcsec") or 1.0)  # arcsec
         measured_fake = _measured_las(fake, stats["fake"]["seg_las"], meta)
-        las = conditioning_accuracy(requested["las_arcsec"], measured_fake)
+        las = conditioning_accuracy(requested["las_arcsec"], measured_fake, size_bins=bins)
         if "las_arcsec" in (real.conditions or {}):
             measured_real = _measured_las(real, stats["real"]["seg_las"], meta)
-            las["real"] = conditioning_accuracy(real.conditions["las_arcsec"], measured_real)
+            las["real"] = conditioning_accuracy(real.conditions["las_arcsec"], measured_real,
+                                                size_bins=bins)
             las["paired"] = _paired_las(real, fake, train, measured_real, measured_fake, meta)
         out["las_arcsec"] = las
     if "peak_flux" in requested:

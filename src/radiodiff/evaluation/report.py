@@ -232,6 +232,8 @@ _CHECK_NAMES = {
     "las_vs_catalogue_median_abs_relative_error": ("LAS median absolute relative error, "
                                                    "against the catalogue LAS"),
     "las_vs_catalogue_spearman": "LAS Spearman, measured vs catalogue LAS",
+    "las_vs_catalogue_iqr_log_ratio": ("LAS scatter about the catalogue LAS, IQR of "
+                                       "ln(measured / catalogue)"),
     "flux_median_ratio": "integrated flux, median ratio to real at the nearest conditions",
     "flux_scatter_dex": "integrated flux, scatter of that ratio [dex]",
     "flux_spearman": "integrated flux, Spearman with the real at the nearest conditions",
