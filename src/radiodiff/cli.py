@@ -131,7 +131,7 @@ def _cmd_sample(args) -> int:
                       islands=not args.no_islands, batch_size=args.batch_size,
                       batch_invariant=not args.batched,
                       allow_extrapolation=args.allow_extrapolation,
-                      progress=progress_bar("sampled", "batches"))
+                      progress=progress_bar("sampled", "images"))
     paths = save_samples(out, release, result, ra=args.ra, dec=args.dec,
                          overwrite=args.overwrite)
     refined = " with the faint-end refiner" if result.settings.get("refine") else ""
@@ -149,7 +149,7 @@ def _cmd_demo(args) -> int:
     res = run_demo(args.reference, args.out, model=args.model, n_per_class=args.n_per_class,
                    spec=_spec(args, *_model_spec(args.model)), seed=args.seed,
                    batch_size=args.batch_size,
-                   progress=progress_bar("sampled", "batches"), overwrite=args.overwrite)
+                   progress=progress_bar("sampled", "images"), overwrite=args.overwrite)
     print(res["summary"], end="")
     print("wrote:\n" + "\n".join(f"  {p}" for p in res["paths"].values()))
     return 0
@@ -270,8 +270,7 @@ def _cmd_evaluate(args) -> int:
         reference, note = find_reference(compared.data_record())
         print(f"reference set: {note}")
     _, paths = run_evaluation(reference, compared, out, args.split, settings,
-                              progress=lambda step: progress_bar(
-                                  step, "batches" if step == "sampled" else "images"),
+                              progress=lambda step: progress_bar(step, "images"),
                               overwrite=args.overwrite)
     print(paths["report.md"].read_text(), end="")
     print("wrote:\n" + "\n".join(f"  {p}" for p in paths.values()))

@@ -3,6 +3,8 @@
 Library functions take ``progress(iterable, total)``; :func:`progress_bar` makes one. When
 the stream is not a terminal (a log file, a pipe) a redrawn bar would fill it with carriage
 returns, so it prints one line every ~10 % instead: ``sampled 64/200 images (32 %) 41 s``.
+Sampling counts images: a loop over batches tells it each batch's images
+(:func:`chunked`), and loops run one after another share one count (:func:`joined`).
 """
 
 from __future__ import annotations
@@ -12,7 +14,9 @@ import sys
 import time
 from typing import Callable, Iterable, Iterator, Optional, TextIO
 
-__all__ = ["progress_bar", "progress_lines"]
+__all__ = ["progress_bar", "progress_lines", "chunked", "joined"]
+
+Progress = Optional[Callable[[Iterable, int], Iterable]]
 
 
 def progress_bar(desc: str, unit: str = "it", stream: Optional[TextIO] = None
@@ -41,6 +45,38 @@ def progress_lines(iterable: Iterable, total: int, desc: str, unit: str, stream:
             percent = f" ({100 * k // total} %)" if total > 0 else ""
             print(f"{desc} {k}/{total} {unit}{percent} {time.perf_counter() - t0:.0f} s",
                   file=stream, flush=True)
+
+
+def chunked(progress: Progress, total: int) -> Callable[[int], None]:
+    """``advance(k)``: ``k`` more of ``total`` items are done, told to ``progress`` (None:
+    told to nothing); for a loop whose items are done in chunks (images in batches).
+
+    ``progress(range(total), total)`` is stepped on: an item counts as done when the next
+    one is asked for, so item 0 is asked for now and each ``advance`` asks for ``k`` more.
+    """
+    if progress is None:
+        return lambda k: None
+    ticks = iter(progress(range(total), total))
+    next(ticks, None)
+
+    def advance(k: int) -> None:
+        for _ in range(k):
+            next(ticks, None)
+    return advance
+
+
+def joined(progress: Progress, total: int) -> Progress:
+    """One count of ``total`` items over loops run one after another (images sampled class
+    by class): a ``progress(iterable, n)`` whose every loop advances the one ``progress``."""
+    if progress is None:
+        return None
+    advance = chunked(progress, total)
+
+    def wrap(iterable: Iterable, n: int) -> Iterator:
+        for item in iterable:
+            yield item
+            advance(1)  # done: the next one is asked for
+    return wrap
 
 
 def announce(step: str, stream: Optional[TextIO] = None) -> None:

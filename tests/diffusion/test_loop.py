@@ -84,13 +84,19 @@ def test_churn_draws_each_image_with_its_own_generator():
     assert torch.equal(whole[5], alone[0])
 
 
-def test_progress_wraps_the_batches():
-    seen = []
+def test_progress_counts_the_images_each_when_its_batch_is_done():
+    batches, told = [], []
+
+    def counting_decode(y):
+        batches.append(len(y))
+        return decode(y)
 
     def progress(it, total):
-        seen.append(total)
-        return it
+        for item in it:
+            yield item
+            told.append((item, total, len(batches)))  # item done: the next is asked for
 
     sample_batches(denoiser, SamplerSpec(name="euler", steps=2, sigma_max=10.0), noise, 7,
-                   decode=decode, batch_size=3, progress=progress)
-    assert seen == [3]
+                   decode=counting_decode, batch_size=3, progress=progress)
+    assert batches == [3, 3, 1]
+    assert told == [(k, 7, 1 + k // 3) for k in range(7)]  # images 0-2 after batch 1, ...

@@ -5,9 +5,9 @@ import pytest
 
 from helpers import synth
 
-from radiodiff.evaluation.sets import (Compared, ImageSet, pixel_scales, proportional_labels,
-                                       proportional_rows, reference_meta, reference_set,
-                                       reference_splits, sample_classes)
+from radiodiff.evaluation.sets import (Compared, ImageSet, note_unequal_sizes, pixel_scales,
+                                       proportional_labels, proportional_rows, reference_meta,
+                                       reference_set, reference_splits, sample_classes)
 
 
 @pytest.fixture(scope="module")
@@ -76,6 +76,25 @@ def test_sample_classes_runs_the_seeds_on_across_classes(monkeypatch):
     assert calls == [(5, None, 3, {})]  # -1: no class condition
 
 
+def test_sample_classes_count_the_images_of_all_classes_as_one(monkeypatch):
+    import io
+    import types
+    import radiodiff.pipeline.generate as gen
+    from radiodiff.progress import progress_bar
+
+    def fake_generate(release, n, label=None, seed=0, progress=None, **kw):
+        list(progress(range(n), n))  # the loop over its images
+        return types.SimpleNamespace(images=np.zeros((n, 1, 2, 2), np.float32))
+
+    monkeypatch.setattr(gen, "generate", fake_generate)
+    stream = io.StringIO()
+    release = types.SimpleNamespace(classes=["FRI", "FRII", "Compact"])
+    list(sample_classes(release, [(0, 2), (1, 0), (2, 3)],
+                        progress=progress_bar("sampled", "images", stream=stream)))
+    assert [line.split(" (")[0] for line in stream.getvalue().splitlines()] == [
+        f"sampled {k}/5 images" for k in range(1, 6)]
+
+
 def test_bad_image_sets(prepared):
     with pytest.raises(ValueError, match="NaN"):
         ImageSet(np.full((2, 1, 16, 16), np.nan, np.float32), np.zeros(2), "bad")
@@ -133,3 +152,23 @@ def test_a_reference_of_another_image_size_is_refused_before_sampling(prepared, 
                        r"but release .*rel makes 32x32; give --reference the prepared file"):
         Compared(model=str(rel), n=2).image_set(prepared, real, tmp_path / "out")
     assert not (tmp_path / "out").exists()  # nothing sampled or exported
+
+
+def test_more_images_than_the_real_split_are_said_in_one_line_before_sampling(
+        prepared, tmp_path, caplog, monkeypatch):
+    real, _ = reference_set(prepared, "test")
+    n_real = len(real.images)
+    assert note_unequal_sizes(n_real, real) is None
+    with caplog.at_level("WARNING", logger="radiodiff.evaluation.sets"):
+        line = note_unequal_sizes(n_real + 5, real)
+    assert caplog.messages == [line] and "\n" not in line
+    assert line == (f"--n {n_real + 5} is more than the {n_real} images of the real test "
+                    f"split: real-vs-fake compares {n_real} of each set, the ratios to a "
+                    "real-vs-real floor (distances, Fréchet, morphology) subsets of at most "
+                    f"{n_real // 2}; only the other metrics use all {n_real + 5}")
+    monkeypatch.setattr(Compared, "_drawn", lambda self, *args: "drawn")  # no sampling
+    for n, said in ((n_real + 1, 1), (n_real, 0)):
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="radiodiff.evaluation.sets"):
+            assert Compared(model="x", n=n).image_set(prepared, real, tmp_path) == "drawn"
+        assert len(caplog.messages) == said

@@ -34,7 +34,7 @@ def _interrupt_on(module, name, monkeypatch, after=0):
 
 
 def _one_line(capsys) -> str:
-    """The last stderr line; any before it are progress lines ("sampled 1/1 batches ...")."""
+    """The last stderr line; any before it are progress lines ("sampled 1/1 images ...")."""
     err = capsys.readouterr().err.strip().splitlines()
     assert all(re.match(r"^[\w ]+ \d+/\d+ \w+", line) for line in err[:-1]), err
     return err[-1]

@@ -12,7 +12,7 @@ from astropy.io import fits
 from astropy.table import Table
 
 from radiodiff.cli import main
-from radiodiff.skymap.build import build_skymap
+from radiodiff.skymap.build import build_skymap, merge_shards
 from radiodiff.skymap.config import load_skymap_config
 from radiodiff.skymap.distributed import ShardIndices
 
@@ -74,3 +74,36 @@ def test_fewer_shards_than_processes_is_refused_before_any_rendering(tmp_path):
         build_skymap_on_devices(cfg, tmp_path / "m", devices=2, accelerator="cpu",
                                 strategy="ddp", shards=1)
     assert not (tmp_path / "m" / "shards").exists()
+
+
+def test_a_merged_map_is_refused_before_any_shard_is_rendered(tmp_path, capsys, monkeypatch):
+    """Without --overwrite, ``--shard K/N`` and ``--devices N`` refuse a folder that holds a
+    map before rendering anything, in the single run's line, and leave its files as they
+    were; with --overwrite a shard is rendered and merged as before."""
+    import lightning.pytorch as L
+
+    import radiodiff.skymap.build as build
+
+    out, size = tmp_path / "m", "sky.size_deg=[0.02,0.02]"
+    assert main(["skymap", size, "--out", str(out)]) == 0
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    single = fits.getdata(out / "map.fits")
+    capsys.readouterr()
+
+    def rendered(*args, **kwargs):
+        raise AssertionError("rendered before the refusal")
+
+    with monkeypatch.context() as m:
+        m.setattr(build, "render_rows", rendered)
+        m.setattr(L.Trainer, "predict", rendered)
+        errs = []
+        for argv in ([], ["--shard", "1/2"], ["--devices", "2", "--accelerator", "cpu"]):
+            assert main(["skymap", size, "--out", str(out), *argv]) == 2, argv
+            errs.append(capsys.readouterr().err.strip())
+    assert errs == [f"radiodiff skymap: error: {out}: is already a skymap folder; give "
+                    "--overwrite to replace it"] * 3
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    cfg = load_skymap_config("first", [size])
+    build_skymap(cfg, out, shard=(0, 1), overwrite=True)
+    merged = merge_shards(out, overwrite=True)["paths"]
+    assert fits.getdata(merged["map"]).tobytes() == single.tobytes()

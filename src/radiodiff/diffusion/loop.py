@@ -22,6 +22,7 @@ from torch import Tensor
 
 from radiodiff.diffusion.edm import guided
 from radiodiff.diffusion.sampling import CountingDenoiser, SamplerSpec, start_state
+from radiodiff.progress import chunked
 
 __all__ = ["sample_batches", "NETWORK_DTYPE"]
 
@@ -65,7 +66,8 @@ def sample_batches(denoiser: Callable[..., Tensor], spec: SamplerSpec, noise: Sp
         ``churn(k)``: the churn generator of image k; when given and the spec churns
         (stochastic, ``S_churn > 0``), images are solved one at a time with their own.
     progress : callable, optional
-        ``progress(iterable, total)`` wrapping the loop over batches.
+        ``progress(iterable, total)`` told the ``n`` images, each when its batch is done
+        (:func:`radiodiff.progress.chunked`).
 
     Returns
     -------
@@ -80,8 +82,9 @@ def sample_batches(denoiser: Callable[..., Tensor], spec: SamplerSpec, noise: Sp
     sigma = float(spec.sigmas()[0])
     starts = list(range(0, int(n), chunk))
     images, nfe = [], []
+    advance = chunked(progress, int(n))
     with torch.inference_mode():
-        for lo in (progress(starts, len(starts)) if progress else starts):
+        for lo in starts:
             hi = min(lo + chunk, int(n))
             x = start_state(noise(lo, hi), sigma, None if x0 is None else x0(lo, hi),
                             NETWORK_DTYPE).to(device)
@@ -91,4 +94,5 @@ def sample_batches(denoiser: Callable[..., Tensor], spec: SamplerSpec, noise: Sp
                            dtype=NETWORK_DTYPE)
             images.append(decode(y.double()).float().cpu())
             nfe += [counter.nfe] * (hi - lo)
+            advance(hi - lo)
     return torch.cat(images), np.asarray(nfe, np.int64)

@@ -8,22 +8,25 @@ a training checkpoint (every image its own seed); :class:`Compared` is the choic
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Optional
+from typing import Any, Iterable, Iterator, Optional
 
 import numpy as np
 
 from radiodiff.data.prepared import read_prepared
 from radiodiff.diffusion.sampling import SamplerSpec
 from radiodiff.evaluation.comparable import check_comparable, class_map, relabel, samples_meta
+from radiodiff.progress import Progress, joined
 
 __all__ = ["ImageSet", "Compared", "DataRecord", "model_data", "samples_data",
-           "find_reference", "check_reference_size", "reference_set", "reference_splits",
-           "reference_meta", "proportional_rows", "proportional_labels", "samples_set",
-           "sample_classes", "generated_set", "open_model", "released_set", "pixel_scales"]
+           "find_reference", "check_reference_size", "note_unequal_sizes", "reference_set",
+           "reference_splits", "reference_meta", "proportional_rows", "proportional_labels",
+           "samples_set", "sample_classes", "generated_set", "open_model", "released_set",
+           "pixel_scales"]
 
-Progress = Optional[Callable[[Iterable, int], Iterable]]
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -143,7 +146,8 @@ def sample_classes(release, counts: Iterable[tuple[int, int]], seed: int = 0,
     :func:`radiodiff.pipeline.generate.generate`; the seeds run on across the classes: the
     group's image k has seed ``seed`` + the counts of the groups before it + k. Groups of
     count 0 are skipped. ``generate_kw`` (spec, batch_size, progress, ...) goes to
-    ``generate``.
+    ``generate``; ``progress`` counts the images of all groups as one
+    (:func:`radiodiff.progress.joined`).
 
     Yields
     ------
@@ -152,6 +156,9 @@ def sample_classes(release, counts: Iterable[tuple[int, int]], seed: int = 0,
     """
     from radiodiff.pipeline.generate import generate
 
+    counts = list(counts)
+    if generate_kw.get("progress") is not None:
+        generate_kw["progress"] = joined(generate_kw["progress"], sum(c for _, c in counts))
     offset = seed
     for label, count in counts:
         if count == 0:
@@ -329,6 +336,26 @@ def check_reference_size(reference: str | Path, real: ImageSet, side: Optional[i
                          "was trained on (or leave --reference out to use that one)")
 
 
+def note_unequal_sizes(n: int, real: ImageSet) -> Optional[str]:
+    """One warning line, before sampling, when ``n`` images are to be drawn against a real
+    split of fewer, ``N``.
+
+    No metric changes: those at equal sample size use what the real split gives
+    (real-vs-fake ``min(n, N)`` picks of each set; the ratios to a real-vs-real floor
+    subsets of ``min(n, N // 2)``), the others all ``n`` images. Returns the line (also
+    logged), or None when ``n <= N``.
+    """
+    total = len(real.images)
+    if n <= total:
+        return None
+    line = (f"--n {n} is more than the {total} images of the {real.name} split: real-vs-fake "
+            f"compares {total} of each set, the ratios to a real-vs-real floor (distances, "
+            f"Fréchet, morphology) subsets of at most {total // 2}; only the other metrics "
+            f"use all {n}")
+    log.warning(line)
+    return line
+
+
 @dataclass(frozen=True)
 class Compared:
     """What ``radiodiff evaluate`` compares with the real split: a model to sample
@@ -366,6 +393,7 @@ class Compared:
                 fake, labels=relabel(fake.labels, class_map(meta["classes"], classes)))
         if self.n < 1:
             raise ValueError(f"--n must be >= 1, got {self.n}")
+        note_unequal_sizes(self.n, real)
         rows = proportional_rows(real.labels, self.n)  # class proportions of the real split
         return self._drawn(reference, real, rows, self.seed, out_dir, progress)
 

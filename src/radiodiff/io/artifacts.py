@@ -428,7 +428,7 @@ def _is_kind(path: Path, kind: str) -> bool:
 
 
 def check_output(target: str | Path, kind: str, overwrite: bool = False,
-                 nbytes: int = 0) -> Path:
+                 nbytes: int = 0, lock: bool = True) -> Path:
     """Refuse, before any compute, an output folder that must not or cannot be written,
     then hold its write lock (:func:`lock_output`) until the write ends
     (:func:`artifact_dir`), :func:`unlock_output` or the command ends.
@@ -436,7 +436,9 @@ def check_output(target: str | Path, kind: str, overwrite: bool = False,
     Refused (:class:`OutputError`, one line naming the path): ``target`` is a file; a
     non-empty folder that is not a ``kind`` artifact (:data:`KINDS`); a ``kind`` artifact
     without ``overwrite``; a place that is not writable or has less than ``nbytes`` (plus
-    a margin) free; an output another run is writing (its pid named).
+    a margin) free; an output another run is writing (its pid named). ``lock=False``: the
+    other refusals, the lock neither checked nor taken (writers that add files one by
+    one, several at once: the shards of a sky map).
     """
     target = Path(target)
     if kind not in KINDS:
@@ -453,7 +455,8 @@ def check_output(target: str | Path, kind: str, overwrite: bool = False,
                 raise OutputError(f"{target}: is already a {kind} folder; give --overwrite "
                                   "to replace it")
     _check_writable(target, nbytes)
-    lock_output(target)
+    if lock:
+        lock_output(target)
     return target
 
 

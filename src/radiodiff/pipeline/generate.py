@@ -310,8 +310,8 @@ def generate(release: Release, n: int, label: Optional[str | Sequence] = None,
         Evaluate the network image by image (bit-identical results for any batch size;
         ~8 % slower on a CPU). Switch off on a GPU, where batching is what makes it fast.
     progress : callable, optional
-        ``progress(iterable, total)`` wrapping the loop over batches (a progress bar at
-        the CLI edge).
+        ``progress(iterable, total)`` told the ``n`` images, each when its batch is done
+        (a progress bar at the CLI edge).
     conditions : {"draw", "null"}, optional
         What the model's conditions that are not fixed become. ``draw``: image k takes them
         from one training row (``release.train_conditions``) drawn with

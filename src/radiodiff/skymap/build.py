@@ -12,7 +12,9 @@ The final files are written as every output folder is
 ``skymap_config.yaml``): whole and atomically, one writer at a time (checked before any
 rendering), listed in ``SHA256SUMS``; an earlier map is replaced only with ``overwrite``
 and then only its own files (the shards, an ``evaluation/`` and the user's files stay).
-Shards are written file by file, each atomically (several writers at once).
+Shards are written file by file, each atomically (several writers at once); a shard run
+is checked as the final files are, before any rendering, without the lock: into a folder
+that holds a merged map only with ``overwrite``.
 """
 
 from __future__ import annotations
@@ -186,13 +188,14 @@ def _replaces(out: Path, overwrite: bool) -> bool:
     return overwrite or not (Path(out) / io.MAP_FILE).exists()
 
 
-def check_map_output(out: str | Path, overwrite: bool = False) -> Path:
+def check_map_output(out: str | Path, overwrite: bool = False, lock: bool = True) -> Path:
     """Before any rendering: refuse ``out`` for a map's final files, or hold its lock
     (:func:`radiodiff.io.artifacts.check_output`; given back by the write, or by
     :func:`~radiodiff.io.artifacts.unlock_output`). Refused: an earlier map there without
     ``overwrite``, a non-empty folder that is not a skymap folder, a file, a folder that
-    another run is writing (its pid named)."""
-    return check_output(out, "skymap", _replaces(Path(out), overwrite))
+    another run is writing (its pid named; only with ``lock``). ``lock=False`` for the
+    shards, which several runs write at once."""
+    return check_output(out, "skymap", _replaces(Path(out), overwrite), lock=lock)
 
 
 def _write_final(plan: Plan, out: Path, image: np.ndarray, model: np.ndarray,
@@ -233,10 +236,12 @@ def build_skymap(cfg: DictConfig, out: str | Path, shard: Optional[tuple[int, in
                  progress: Optional[Callable] = None, overwrite: bool = False) -> dict[str, Any]:
     """Render the map (or shard K of N) into ``out``; returns the paths and the plan.
 
-    The map's final files: ``out`` is checked (:func:`check_map_output`) before the plan
-    loads the model, and an earlier map there is replaced only with ``overwrite``.
+    ``out`` is checked (:func:`check_map_output`) before the plan loads the model: an
+    earlier map there is replaced only with ``overwrite``, and a shard is not rendered
+    into a folder that holds a merged map without it (its merge would be refused).
     """
     if shard is not None:
+        check_map_output(out, overwrite, lock=False)  # shards: several writers at once
         plan = plan_skymap(cfg)
         return {"paths": render_into(plan, out, shard, progress), "plan": plan}
     check_map_output(out, overwrite)

@@ -99,8 +99,9 @@ def build_skymap_on_devices(cfg: DictConfig, out: str | Path, devices: Any,
     progress_bar : bool
         Lightning's progress bar over the shards (rank 0).
     overwrite : bool
-        Replace an earlier map's own files in ``out`` (checked before any rendering by the
-        launching process; the shards and the user's files are kept).
+        Replace an earlier map's own files in ``out`` (checked before any rendering by
+        every process, as a single run checks it; the shards and the user's files are
+        kept). Without it a folder that holds a map is refused before any rendering.
 
     Returns
     -------
@@ -120,10 +121,11 @@ def build_skymap_on_devices(cfg: DictConfig, out: str | Path, devices: Any,
                          f"--devices: give at least one shard per process")
     tile_rows(map_grid(cfg).shape[0], 0, n)  # at most one shard per map row, said now
     loader = DataLoader(ShardIndices(n), batch_size=1, collate_fn=_shard_list)
-    # Under ddp every process runs this code: the one that launched the others (rank 0 by
-    # its environment, as Lightning reads it) checks and locks the output, then merges.
-    if rank_zero_only.rank == 0:
-        check_map_output(out, overwrite)
+    # Under ddp every process runs this code: each checks the output before any rendering
+    # (under torchrun or srun a refusal on rank 0 alone would leave the others waiting);
+    # the one that launched the others (rank 0 by its environment, as Lightning reads it)
+    # also locks it, then merges.
+    check_map_output(out, overwrite, lock=rank_zero_only.rank == 0)
     try:
         with warnings.catch_warnings():
             for text in _QUIET:
