@@ -60,8 +60,10 @@ def repo_stays_clean():
 @pytest.fixture(autouse=True)
 def _sigint_handler_is_left_as_it_was():
     """No test may leave Ctrl-C changed (Lightning ignores SIGINT after an interrupted fit):
-    a child process started later would inherit SIG_IGN and could not be interrupted. The
-    handler is put back either way, and the test that changed it fails."""
+    a child process started later would inherit SIG_IGN and could not be interrupted. Seen
+    at the Python level (the handler) and below it (the kernel's ignore mask, the main
+    thread's block mask: a C library). Both are put back either way, then the test that
+    changed them fails."""
     import signal
     import threading
 
@@ -71,24 +73,28 @@ def _sigint_handler_is_left_as_it_was():
     before, state = signal.getsignal(signal.SIGINT), _sigint_state()
     yield
     after, after_state = signal.getsignal(signal.SIGINT), _sigint_state()
-    if after is not before:
+    if after is before and after_state == state:
+        return
+    if state[1] is not None:
+        how = signal.SIG_BLOCK if state[1] else signal.SIG_UNBLOCK
+        signal.pthread_sigmask(how, [signal.SIGINT])
+    if before is not None:  # None: a handler installed outside Python, not restorable
         signal.signal(signal.SIGINT, before)
-        pytest.fail(f"the test left the SIGINT handler changed ({before!r} -> {after!r})")
-    if after_state != state:  # changed below Python (a C library): getsignal cannot see it
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, [signal.SIGINT])
-        signal.signal(signal.SIGINT, before)
-        pytest.fail(f"the test left SIGINT {after_state} at the C level (was {state})")
+    pytest.fail(f"the test left SIGINT changed: handler {before!r} -> {after!r}, "
+                f"(ignored, blocked) at the C level {state} -> {after_state}")
 
 
-def _sigint_state() -> str:
-    """SIGINT as the kernel holds it for this process: ignored and/or blocked (the main
-    thread's mask), which a child inherits across exec whatever Python's handler says."""
+def _sigint_state() -> tuple:
+    """SIGINT as the kernel holds it for this process, (ignored, blocked), each None where
+    the platform does not say: a child inherits both across exec whatever Python's handler
+    says."""
     import signal
 
-    bit = 1 << (signal.SIGINT - 1)
-    status = Path("/proc/self/status")
-    masks = dict(line.split(":\t", 1) for line in status.read_text().splitlines()
-                 if line.startswith(("SigIgn", "SigBlk"))) if status.is_file() else {}
-    ignored = bool(int(masks.get("SigIgn", "0"), 16) & bit)
-    blocked = signal.SIGINT in signal.pthread_sigmask(signal.SIG_BLOCK, [])
-    return f"ignored={ignored} blocked={blocked}"
+    status, ignored, blocked = Path("/proc/self/status"), None, None
+    if status.is_file():
+        masks = dict(line.split(":", 1) for line in status.read_text().splitlines()
+                     if line.startswith("SigIgn"))
+        ignored = bool(int(masks.get("SigIgn", "0"), 16) & 1 << (signal.SIGINT - 1))
+    if hasattr(signal, "pthread_sigmask"):
+        blocked = signal.SIGINT in signal.pthread_sigmask(signal.SIG_BLOCK, [])
+    return ignored, blocked

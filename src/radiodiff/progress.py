@@ -2,7 +2,7 @@
 
 Library functions take ``progress(iterable, total)``; :func:`progress_bar` makes one. When
 the stream is not a terminal (a log file, a pipe) a redrawn bar would fill it with carriage
-returns, so it prints one line every ~10 % instead: ``sampled 64/200 images (32 %) 41 s``.
+returns, so it prints one line every ~10 % instead: ``sampled 60/200 images (30 %) 41 s``.
 Sampling counts images: a loop over batches tells it each batch's images
 (:func:`chunked`), and loops run one after another share one count (:func:`joined`).
 """

@@ -117,7 +117,7 @@ def test_conditioning_scatter_is_the_iqr_of_log_ratios():
     assert conditioning_accuracy(req, 3 * req * np.exp(offsets))["iqr_log_ratio"] == \
         pytest.approx(iqr)
     c = conditioning_accuracy(np.append(req, 90.0), np.append(req * np.exp(offsets), 0.0))
-    assert c["n"] == 9 and c["iqr_log_ratio"] == pytest.approx(iqr)
+    assert c["n"] == 9 and c["n_log"] == 8 and c["iqr_log_ratio"] == pytest.approx(iqr)
     assert conditioning_accuracy(req[:3], np.array([1.0, 0.0, 0.0]))["iqr_log_ratio"] is None
     assert "by_size" not in c  # only when bins are asked for
 

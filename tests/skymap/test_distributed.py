@@ -107,3 +107,23 @@ def test_a_merged_map_is_refused_before_any_shard_is_rendered(tmp_path, capsys, 
     build_skymap(cfg, out, shard=(0, 1), overwrite=True)
     merged = merge_shards(out, overwrite=True)["paths"]
     assert fits.getdata(merged["map"]).tobytes() == single.tobytes()
+
+
+def test_a_shard_run_leaves_other_files_to_the_merge(tmp_path):
+    """A shard run refuses only a file and, without --overwrite, a merged map: a
+    scheduler's log in the folder (written before the job starts) does not stop it."""
+    from radiodiff.io.artifacts import OutputError
+    from radiodiff.skymap.build import check_shard_output
+
+    out = tmp_path / "m"
+    out.mkdir()
+    (out / "slurm-1234_0.out").write_text("job log\n")
+    assert check_shard_output(out) == out
+    (out / "map.fits").write_bytes(b"")
+    with pytest.raises(OutputError, match="already a skymap folder; give --overwrite"):
+        check_shard_output(out)
+    assert check_shard_output(out, overwrite=True) == out
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(OutputError, match="is not a folder"):
+        check_shard_output(tmp_path / "f")
+    assert not list(tmp_path.glob(".rdlock-*")) and not list(out.glob(".rdlock-*"))  # no lock

@@ -126,9 +126,10 @@ def conditioning_accuracy(requested: np.ndarray, measured: np.ndarray,
         requested) / requested``, the median of its absolute value, ``spearman`` (rank
         correlation of requested and measured, None when either is constant),
         ``fraction_within``, ``tolerance`` and ``iqr_log_ratio``: the interquartile range
-        of ``ln(measured / requested)`` over the rows with a measured value > 0 (None
-        when fewer than 3; a scatter about the request in either direction, 0 for any
-        constant factor). With ``size_bins`` also ``by_size``: per bin, ``lo``, ``hi``
+        of ``ln(measured / requested)`` over the rows with a measured value > 0, counted
+        in ``n_log`` (None when fewer than 3; a scatter about the request in either
+        direction, 0 for any constant factor; a blank image, measured 0, is left out of it
+        but not of ``n``, so compare ``n_log / n`` with the floor's). With ``size_bins`` also ``by_size``: per bin, ``lo``, ``hi``
         (None: unbounded), ``n`` and ``median_ratio``, the median of ``measured /
         requested`` (None below 3 rows), so a regression to the mean reads > 1 in the
         small bins and < 1 in the large ones.
@@ -146,7 +147,7 @@ def conditioning_accuracy(requested: np.ndarray, measured: np.ndarray,
            "median_abs_relative_error": float(np.median(np.abs(rel))),
            "spearman": None if constant else float(spearmanr(r, m).statistic),
            "fraction_within": float(np.mean(np.abs(rel) <= tolerance)),
-           "tolerance": float(tolerance),
+           "tolerance": float(tolerance), "n_log": int(lg.size),
            "iqr_log_ratio": float(np.subtract(*np.percentile(lg, [75, 25])))
            if lg.size >= 3 else None}
     if size_bins is not None:

@@ -13,8 +13,8 @@ The final files are written as every output folder is
 rendering), listed in ``SHA256SUMS``; an earlier map is replaced only with ``overwrite``
 and then only its own files (the shards, an ``evaluation/`` and the user's files stay).
 Shards are written file by file, each atomically (several writers at once); a shard run
-is checked as the final files are, before any rendering, without the lock: into a folder
-that holds a merged map only with ``overwrite``.
+is checked before any rendering, without the lock (:func:`check_shard_output`): into a
+folder that holds a merged map only with ``overwrite``.
 """
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ from typing import Any, Callable, Optional
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-from radiodiff.io.artifacts import (artifact_dir, atomic_text, check_output, relocated,
-                                    unlock_output)
+from radiodiff.io.artifacts import (OutputError, artifact_dir, atomic_text, check_output,
+                                    relocated, unlock_output)
 from radiodiff.skymap import output as io
 from radiodiff.skymap.noise import noise_tile
 from radiodiff.skymap.render import ModelCutouts, RenderSettings, render_tile
@@ -37,7 +37,8 @@ from radiodiff.skymap.sources import (Sources, draw_sources, fill_position_angle
                                       read_catalogue, select_on_map)
 
 __all__ = ["Plan", "plan_skymap", "render_rows", "render_into", "build_skymap",
-           "merge_shards", "parse_shard", "map_grid", "check_map_output"]
+           "merge_shards", "parse_shard", "map_grid", "check_map_output",
+           "check_shard_output"]
 
 CONFIG_FILE = "skymap_config.yaml"  # the composed config; it marks a skymap folder (KINDS)
 
@@ -193,9 +194,22 @@ def check_map_output(out: str | Path, overwrite: bool = False, lock: bool = True
     (:func:`radiodiff.io.artifacts.check_output`; given back by the write, or by
     :func:`~radiodiff.io.artifacts.unlock_output`). Refused: an earlier map there without
     ``overwrite``, a non-empty folder that is not a skymap folder, a file, a folder that
-    another run is writing (its pid named; only with ``lock``). ``lock=False`` for the
-    shards, which several runs write at once."""
+    another run is writing (its pid named; only with ``lock``). ``lock=False``: the
+    processes of a ``--devices`` run other than the one that merges."""
     return check_output(out, "skymap", _replaces(Path(out), overwrite), lock=lock)
+
+
+def check_shard_output(out: str | Path, overwrite: bool = False) -> Path:
+    """Before rendering a shard: refuse a file at ``out`` and, without ``overwrite``, a
+    folder that holds a merged map (its merge would be refused). No lock (several shard
+    runs write at once) and nothing else is refused: other shards, a half-written config
+    of a shard starting beside it, a scheduler's log files are the merge's business."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"{out}: exists and is not a folder; refusing to write shards there")
+    if not _replaces(out, overwrite):
+        raise OutputError(f"{out}: is already a skymap folder; give --overwrite to replace it")
+    return out
 
 
 def _write_final(plan: Plan, out: Path, image: np.ndarray, model: np.ndarray,
@@ -236,12 +250,13 @@ def build_skymap(cfg: DictConfig, out: str | Path, shard: Optional[tuple[int, in
                  progress: Optional[Callable] = None, overwrite: bool = False) -> dict[str, Any]:
     """Render the map (or shard K of N) into ``out``; returns the paths and the plan.
 
-    ``out`` is checked (:func:`check_map_output`) before the plan loads the model: an
-    earlier map there is replaced only with ``overwrite``, and a shard is not rendered
-    into a folder that holds a merged map without it (its merge would be refused).
+    ``out`` is checked (:func:`check_map_output`, :func:`check_shard_output` for a shard)
+    before the plan loads the model: an earlier map there is replaced only with
+    ``overwrite``, and a shard is not rendered into a folder that holds a merged map
+    without it (its merge would be refused).
     """
     if shard is not None:
-        check_map_output(out, overwrite, lock=False)  # shards: several writers at once
+        check_shard_output(out, overwrite)
         plan = plan_skymap(cfg)
         return {"paths": render_into(plan, out, shard, progress), "plan": plan}
     check_map_output(out, overwrite)
