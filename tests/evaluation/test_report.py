@@ -95,3 +95,21 @@ def test_physical_units_section_only_for_jy_per_beam_sets(tmp_path):
     assert "physical" not in json.loads(paths["metrics.json"].read_text())
     assert "Physical units" not in paths["report.md"].read_text()
     assert "background noise" not in paths
+
+
+def test_conditioning_words_give_scatter_and_size_bins():
+    from radiodiff.evaluation.metrics import conditioning_accuracy
+    from radiodiff.evaluation.report import _accuracy
+    rng = np.random.default_rng(0)
+    requested = np.exp(rng.uniform(np.log(10), np.log(200), 60))
+    # regression to the mean: small sources come out larger, large ones smaller
+    c = conditioning_accuracy(requested, 40 * (requested / 40) ** 0.5, size_bins=(20, 40, 80))
+    words = _accuracy(c)
+    assert f"scatter (IQR of ln measured/requested, n=60) {c['iqr_log_ratio']:.4g}" in words
+    small, large = c["by_size"][0], c["by_size"][-1]
+    assert small["median_ratio"] > 1 > large["median_ratio"]
+    assert (f"0–20: {small['median_ratio']:.4g} (n={small['n']})" in words
+            and f"≥80: {large['median_ratio']:.4g} (n={large['n']})" in words)
+    # without bins or with too few rows, nothing is made up
+    assert "by requested size" not in _accuracy(conditioning_accuracy(requested, requested))
+    assert "scatter" not in _accuracy(conditioning_accuracy(requested[:2], requested[:2]))

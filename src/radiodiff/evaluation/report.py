@@ -215,9 +215,21 @@ def _accuracy(c: dict) -> str:
     """One :func:`~radiodiff.evaluation.metrics.conditioning_accuracy` result in words."""
     within = (f", within {100 * c['tolerance']:g} %: {_fmt(c['fraction_within'])}"
               if "fraction_within" in c else "")
+    scatter = (f", scatter (IQR of ln measured/requested, n={c['n_log']}) "
+               f"{_fmt(c['iqr_log_ratio'])}" if c.get("iqr_log_ratio") is not None else "")
     return (f"median relative error {_fmt(c.get('median_relative_error'))}, median absolute "
             f"{_fmt(c.get('median_abs_relative_error'))}{within}, Spearman "
-            f"{_fmt(c.get('spearman'))}")
+            f"{_fmt(c.get('spearman'))}{scatter}{_by_size_words(c.get('by_size'))}")
+
+
+def _by_size_words(bins: list[dict] | None) -> str:
+    """``by_size`` as "; measured/requested median by requested size: <20: 1.6 (n=12), ..."."""
+    if not bins:
+        return ""
+    def label(b: dict) -> str:
+        return f"≥{b['lo']:g}" if b["hi"] is None else f"{b['lo']:g}–{b['hi']:g}"
+    return "; measured/requested median by requested size: " + ", ".join(
+        f"{label(b)}: {_fmt(b['median_ratio'])} (n={b['n']})" for b in bins)
 
 
 _CHECK_NAMES = {
