@@ -123,3 +123,16 @@ def test_a_renamed_file_set_is_modified_not_ok(tmp_path):
     (copy / "train_conditions.csv").unlink()
     report = verify_release(copy)
     assert report.status == "modified" and report.differing == ("train_conditions.csv",)
+
+
+def test_the_record_command_help_writes_nothing(tmp_path, capsys, monkeypatch):
+    import pytest
+    from radiodiff.io import trust
+    written = []
+    monkeypatch.setattr(trust, "record_trusted_releases", lambda models=None: written.append(
+        models) or tmp_path / "record.json")
+    with pytest.raises(SystemExit) as e:
+        trust.main(["--help"])
+    assert e.value.code == 0 and "--models" in capsys.readouterr().out and written == []
+    trust.main(["--models", str(tmp_path)])
+    assert written == [str(tmp_path)] and "wrote" in capsys.readouterr().out

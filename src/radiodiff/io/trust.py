@@ -174,5 +174,19 @@ def record_trusted_releases(models: str | Path | None = None,
     return atomic_text(out, text + "\n")
 
 
+def main(argv: list[str] | None = None) -> Path:
+    """``python -m radiodiff.io.trust [--models DIR]``: rewrite the record (``--help`` only
+    prints how)."""
+    import argparse
+    p = argparse.ArgumentParser(prog="python -m radiodiff.io.trust",
+                                description="Record the SHA-256 of the shipped releases in "
+                                f"the package ({TRUSTED_FILE.name}); run after re-exporting "
+                                "a shipped model.")
+    p.add_argument("--models", help="folder of release folders (default: the shipped models/)")
+    out = record_trusted_releases(p.parse_args(argv).models)
+    print(f"wrote {out}")
+    return out
+
+
 if __name__ == "__main__":
-    print(f"wrote {record_trusted_releases()}")
+    main()
