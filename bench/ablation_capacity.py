@@ -57,7 +57,11 @@ def row(name: str, m: dict) -> dict:
             "las_by_size": catalogue.get("by_size"), "las_by_size_floor": real.get("by_size"),
             "ks_ratio": {k: (v if v == v else None) for k, v in morph.get("ks_ratio", {}).items()},
             "worst": morph.get("worst", []),
-            "within_1.5": morph.get("within_1.5"), "n_ratios": morph.get("n")}
+            "within_1.5": morph.get("within_1.5"), "n_ratios": morph.get("n"),
+            "class_fidelity": (m.get("class_fidelity") or {}).get("fidelity_ratio"),
+            # the physical-units checks (background rms, noise histogram, flux ...), as
+            # radiodiff evaluate's report gives them: value, floor, target, pass
+            "physical_checks": (m.get("physical") or {}).get("checks")}
 
 
 def _fmt(v) -> str:
