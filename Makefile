@@ -62,8 +62,8 @@ train-first: setup
 # conditioned on class, peak flux and LAS (Box-Cox), x^0.25 model space, batch 16
 # (conf/experiment/mirabest.yaml; docs/campaign_mirabest.md). Resumable pieces of at most
 # 110 min: rerun with the same CKPT_ROOT to continue. On a fresh machine (resume state lost),
-# continue from the last piece's committed EMA weights (a new run, fresh optimiser):
-#   make train-mirabest ARGS="train.run_name=mb-deep-2 train.init_from=models/campaign/mirabest-deep"
+# continue from the shipped release, the campaign's last EMA weights (a new run, fresh optimiser):
+#   make train-mirabest ARGS="train.run_name=mb-deep-2 train.init_from=models/mirabest"
 # On a shared 2-core machine, real-time priority keeps other processes from slowing the
 # piece (docs/throughput.md), at their expense: opt in with CHRT="chrt -r 5".
 CHRT ?=

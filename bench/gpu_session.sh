@@ -9,7 +9,7 @@
 #   BASE="+experiment=mirabest model=unet_deep" RUN=mb-deep-gpu \
 #   EXPORT_ARGS="--data data/mirabest.h5 --projection-floor data --projection-halo 0" \
 #   bash bench/gpu_session.sh 540 128 trainer.precision=bf16-mixed \
-#        train.init_from=models/campaign/mirabest-deep train.total_kimg=3000
+#        train.init_from=models/mirabest train.total_kimg=3000
 # Runs on a machine with CUDA PyTorch and Lightning but no Hydra: the wheels in .whl/
 # (hydra-core, omegaconf, antlr4-python3-runtime) are installed to /tmp/site first. Inputs
 # travel with the working tree: the prepared data/<name>.h5 (carried) and, for an exact

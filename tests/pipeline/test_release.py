@@ -476,7 +476,7 @@ def test_the_shipped_models_recommend_the_sampler_their_numbers_are_for():
     first = json.loads((resolve_model("first") / "meta.json").read_text())["sampler"]
     mirabest = json.loads((resolve_model("mirabest") / "meta.json").read_text())["sampler"]
     assert (first["name"], first["steps"], first["guidance"]) == ("dpmpp_2m", 7, 1.0)
-    assert (mirabest["name"], mirabest["steps"]) == ("dpmpp_2m", 10)
+    assert (mirabest["name"], mirabest["steps"], mirabest["guidance"]) == ("dpmpp_2m", 10, 1.0)
 
 
 # --------------------------------------------------------------------------- training conditions

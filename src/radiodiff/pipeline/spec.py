@@ -13,7 +13,7 @@ sets ``Release.pipeline``):
   :mod:`radiodiff.pipeline.refine`) and ``refiner_sha256``, the refiner's weights;
 - ``projection``: the FINAL output projection, with the data's noise islands. With a
   refiner it is stored once in the base's meta ``refine.projection``; releases written
-  before (``models/first``, ``models/campaign/mirabest-deep``) kept it in
+  before (``models/first``) kept it in
   ``refiner/meta.json`` ``projection`` (else the base's), which is still read;
 - ``restores_jy_per_beam``: whether images go back to Jy/beam as ``image * peak_flux``.
 
