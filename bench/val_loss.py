@@ -4,7 +4,8 @@
 
 Each release denoises the prepared file's ``valid`` split at 9 noise levels (0.005-5) with
 the same seeded noise (seed 0): :func:`radiodiff.evaluation.val_loss.val_loss`. Used for
-the warm-vs-scratch comparison and the EMA choice of ``models/mirabest`` (model card).
+the first ``models/mirabest`` release's warm-vs-scratch comparison (git history), the EMA
+choice of the shipped one and the campaign's curve (model card, docs/campaign_mirabest.md).
 Prints one line per release.
 """
 

@@ -44,7 +44,8 @@ def test_the_ablation_row_carries_what_a_model_card_quotes():
     spec.loader.exec_module(module)
     checks = {"rms_ratio_deviation": {"value": 0.06, "floor": 0.03, "target": "≤ 0.1",
                                       "pass": True}}
-    m = {"real_vs_fake": {"mean_accuracy": 0.6}, "real_vs_fake_faint": {"mean_accuracy": 0.55},
+    m = {"real_vs_fake": {"mean_accuracy": 0.6, "std_accuracy": 0.05},
+         "real_vs_fake_faint": {"mean_accuracy": 0.55},
          "background": {"fake": {"zero": 0.49}, "real": {"zero": 0.5}},
          "conditioning": {"las_arcsec": {"iqr_log_ratio": 0.63, "real": {"iqr_log_ratio": 0.58},
                                          "paired": {"fraction_within": 0.4,
@@ -54,6 +55,7 @@ def test_the_ablation_row_carries_what_a_model_card_quotes():
          "class_fidelity": {"fidelity_ratio": 0.7}, "physical": {"checks": checks}}
     r = module.row("arm", m)
     assert r["class_fidelity"] == 0.7 and r["physical_checks"] == checks
+    assert (r["real_vs_fake_std"], r["real_vs_fake_faint_std"]) == (0.05, None)
     assert r["ks_ratio"] == {"all/las": 0.8, "FRI/las": None}  # NaN is no number in JSON
     assert (r["las_within_20"], r["las_within_20_floor"], r["las_iqr_log_ratio_floor"]) == (
         0.4, 0.6, 0.58)

@@ -39,6 +39,8 @@ def test_title_says_release_or_checkpoint(prepared, tiny, tmp_path, monkeypatch)
     assert _title(paths) == "# radiodiff evaluation: generated (release tiny, heun 2) vs real test"
     data = json.loads(paths["metrics.json"].read_text())
     assert list(data) == list(result.to_dict()) and data["sets"]["fake"]["n"] == 4
+    assert data["settings"]["cache_dir"] == "<local path>"  # no folder of this machine
+    assert str(tmp_path) not in paths["metrics.json"].read_text()
     # a training checkpoint is exported first (here: stood in for by the release)
     ckpt = tmp_path / "run" / "last.ckpt"
     ckpt.parent.mkdir()

@@ -606,3 +606,12 @@ def test_release_files_are_readable_by_others(tmp_path, denoiser, config, meta):
         os.umask(old)
     for name in ("model.safetensors", "meta.json", "config.yaml", "SHA256SUMS"):
         assert stat.S_IMODE(os.stat(rel / name).st_mode) == 0o644, name
+
+
+@pytest.mark.parametrize("value, local", [("/home/u/ckpt", True), ("~/data.h5", True),
+                                          ("C:\\runs", True), ("D:/x", True),
+                                          ("outputs/eval_cache", False), ("data/first.h5", False),
+                                          ("", False), (3, False), (None, False)])
+def test_what_counts_as_a_local_path(value, local):
+    from radiodiff.io.release_files import is_local_path
+    assert is_local_path(value) is local

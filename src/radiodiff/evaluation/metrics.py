@@ -505,6 +505,13 @@ def evaluate(real: ImageSet, fake: ImageSet, train: ImageSet, val: ImageSet,
         groups["physical"].update(physical_checks(groups))
     groups["sets"] = {"real": {"name": real.name, "n": len(real.images)},
                       "fake": {"name": fake.name, "n": len(fake.images)}}
-    groups["settings"] = asdict(s)
+    groups["settings"] = _recorded_settings(s)
     groups["timings_s"] = {k: round(v, 1) for k, v in timings.items()}
     return EvalResult(**groups, verdict=verdict(groups), stats=stats)
+
+
+def _recorded_settings(s: EvalSettings) -> dict[str, Any]:
+    """The settings as ``metrics.json`` records them: an absolute cache folder becomes
+    ``<local path>`` (an artifact names no folder of the machine that made it)."""
+    from radiodiff.io.release_files import LOCAL_PATH, is_local_path
+    return {k: LOCAL_PATH if is_local_path(v) else v for k, v in asdict(s).items()}

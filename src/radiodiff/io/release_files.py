@@ -50,7 +50,7 @@ from radiodiff.io.artifacts import atomic_write, write_manifest
 from radiodiff.io.integrity import IntegrityError
 
 __all__ = ["FORMAT_VERSION", "CONFIG_FILE", "WEIGHTS_FILE", "META_FILE", "TABLE_FILE",
-           "REFINER_DIR", "FILES", "DEFAULT_MODEL", "LOCAL_PATH", "REQUIRED_KEYS",
+           "REFINER_DIR", "FILES", "DEFAULT_MODEL", "LOCAL_PATH", "is_local_path", "REQUIRED_KEYS",
            "PROVENANCE_KEYS", "IMAGE_UNITS", "SCALINGS", "read_meta", "read_weights",
            "write_weights", "release_config_yaml", "seal_release", "models_dir",
            "resolve_model"]
@@ -179,6 +179,13 @@ def write_weights(folder: Path, state: Mapping[str, torch.Tensor], model_name: s
 
 # --------------------------------------------------------------------------- config.yaml
 
+def is_local_path(value: object) -> bool:
+    """Whether ``value`` is an absolute path of this machine (POSIX, home or a Windows drive),
+    which an artifact records as :data:`LOCAL_PATH` instead."""
+    return isinstance(value, str) and (value.startswith(("/", "~")) or
+                                       (len(value) > 2 and value[1:3] in (":\\", ":/")))
+
+
 def release_config_yaml(cfg: DictConfig) -> str:
     """The resolved config as a release stores it: every absolute path of the machine that
     trained it (checkpoint and output folders, an absolute data path) replaced by
@@ -189,10 +196,7 @@ def release_config_yaml(cfg: DictConfig) -> str:
             return {k: clean(v) for k, v in value.items()}
         if isinstance(value, list):
             return [clean(v) for v in value]
-        if isinstance(value, str) and (value.startswith(("/", "~")) or
-                                       (len(value) > 2 and value[1:3] in (":\\", ":/"))):
-            return LOCAL_PATH
-        return value
+        return LOCAL_PATH if is_local_path(value) else value
     return OmegaConf.to_yaml(OmegaConf.create(clean(OmegaConf.to_container(cfg, resolve=True))))
 
 
