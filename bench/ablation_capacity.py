@@ -14,11 +14,12 @@ loss measured (:func:`radiodiff.evaluation.val_loss.val_loss`), and one image dr
 valid row with that row's class, peak flux and LAS at ``--sampler`` (a sampler setting,
 default ``dpmpp_2m:10:guidance=1.5``: the first ``models/mirabest`` release's setting, kept
 so the ablation's committed table reproduces; the shipped model's default is
-``dpmpp_2m:10:guidance=1``; the same for every arm) and scored by ``radiodiff evaluate``'s metrics: source morphology per class (KS
-against the real-vs-real floor at equal sample size), paired LAS, the scatter of the
-measured LAS about the catalogue's and its median ratio per size bin (issue 28),
-real-vs-fake (plain and x^0.25), the exact-zero background fraction. A real row (train vs
-valid) gives the floors. Prints a Markdown table; ``--out`` writes every number as JSON.
+``dpmpp_2m:10:guidance=1``; the same for every arm) and scored by ``radiodiff evaluate``'s
+metrics: source morphology per class (KS against the real-vs-real floor at equal sample
+size), paired LAS, the scatter of the measured LAS about the catalogue's and its median ratio
+per size bin (issue 28), real-vs-fake (plain and x^0.25), the exact-zero background
+fraction. A real row (train vs valid) gives the floors. Prints a Markdown table; ``--out``
+writes every number as JSON.
 """
 
 from __future__ import annotations

@@ -129,7 +129,8 @@ def conditioning_accuracy(requested: np.ndarray, measured: np.ndarray,
         of ``ln(measured / requested)`` over the rows with a measured value > 0, counted
         in ``n_log`` (None when fewer than 3; a scatter about the request in either
         direction, 0 for any constant factor; a blank image, measured 0, is left out of it
-        but not of ``n``, so compare ``n_log / n`` with the floor's). With ``size_bins`` also ``by_size``: per bin, ``lo``, ``hi``
+        but not of ``n``, so compare ``n_log / n`` with the floor's). With ``size_bins``
+        also ``by_size``: per bin, ``lo``, ``hi``
         (None: unbounded), ``n`` and ``median_ratio``, the median of ``measured /
         requested`` (None below 3 rows), so a regression to the mean reads > 1 in the
         small bins and < 1 in the large ones.

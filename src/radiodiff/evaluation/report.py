@@ -223,7 +223,8 @@ def _accuracy(c: dict) -> str:
 
 
 def _by_size_words(bins: list[dict] | None) -> str:
-    """``by_size`` as "; measured/requested median by requested size: <20: 1.6 (n=12), ..."."""
+    """``by_size`` as "; measured/requested median by requested size: 0–20: 1.6 (n=12), ...,
+    ≥80: 0.9 (n=5)"."""
     if not bins:
         return ""
     def label(b: dict) -> str:

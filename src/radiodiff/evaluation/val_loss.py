@@ -2,9 +2,9 @@
 
 Each release denoises the prepared file's split at :data:`SIGMAS` with the same seeded
 noise (seed 0); the loss is EDM's weighted MSE in the release's model space, with each
-image's own conditions. Used for the first ``models/mirabest`` release's warm-vs-scratch comparison (git
-history), the EMA choice of the shipped one (model card) and the capacity ablation (``bench/val_loss.py``,
-``bench/ablation_capacity.py``).
+image's own conditions. Used for the first ``models/mirabest`` release's warm-vs-scratch
+comparison (git history), the EMA choice of the shipped one (model card) and the capacity
+ablation (``bench/val_loss.py``, ``bench/ablation_capacity.py``).
 """
 
 from __future__ import annotations

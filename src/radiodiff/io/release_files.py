@@ -50,10 +50,10 @@ from radiodiff.io.artifacts import atomic_write, write_manifest
 from radiodiff.io.integrity import IntegrityError
 
 __all__ = ["FORMAT_VERSION", "CONFIG_FILE", "WEIGHTS_FILE", "META_FILE", "TABLE_FILE",
-           "REFINER_DIR", "FILES", "DEFAULT_MODEL", "LOCAL_PATH", "is_local_path", "REQUIRED_KEYS",
-           "PROVENANCE_KEYS", "IMAGE_UNITS", "SCALINGS", "read_meta", "read_weights",
-           "write_weights", "release_config_yaml", "seal_release", "models_dir",
-           "resolve_model"]
+           "REFINER_DIR", "FILES", "DEFAULT_MODEL", "LOCAL_PATH", "is_local_path",
+           "REQUIRED_KEYS", "PROVENANCE_KEYS", "IMAGE_UNITS", "SCALINGS", "read_meta",
+           "read_weights", "write_weights", "release_config_yaml", "seal_release",
+           "models_dir", "resolve_model"]
 
 FORMAT_VERSION = 1
 CONFIG_FILE = "config.yaml"
