@@ -258,3 +258,23 @@ def test_resume_from_prev_after_a_corrupt_last_keeps_prev(run, tmp_path):
     assert prev.read_bytes() != good_prev
     assert read_manifest(last.parent) == {"last.ckpt": sha256_file(last),
                                           "prev.ckpt": sha256_file(prev)}
+
+
+def test_a_nan_loss_on_another_rank_stops_this_one_too():
+    """Under DDP the verdict is summed over the ranks: a rank whose own loss is finite stops
+    as well, instead of waiting in the gradient all-reduce for the rank that stopped."""
+    from types import SimpleNamespace
+
+    from radiodiff.training.module import DiffusionModule
+
+    def rank(other_ranks_bad):
+        strategy = SimpleNamespace(reduce=lambda t, reduce_op: t + other_ranks_bad)
+        trainer = SimpleNamespace(strategy=strategy)
+        return SimpleNamespace(_trainer=trainer, trainer=trainer, global_step=5,
+                               images_seen=80)
+
+    DiffusionModule._check_loss(rank(0), torch.ones(4))  # all ranks finite: goes on
+    with pytest.raises(IntegrityError, match=r"the loss is NaN or inf at step 5"):
+        DiffusionModule._check_loss(rank(1), torch.ones(4))
+    with pytest.raises(IntegrityError, match=r"the loss is NaN or inf at step 5"):
+        DiffusionModule._check_loss(rank(0), torch.tensor([1.0, float("nan")]))

@@ -5,6 +5,5 @@ import pytest
 TINY_FIT_WARNINGS = [
     pytest.mark.filterwarnings("ignore:.*does not have many workers:UserWarning"),
     pytest.mark.filterwarnings("ignore:.*on_train_batch_end.*:UserWarning"),
-    pytest.mark.filterwarnings("ignore:.*checkpoint that ended before the epoch ended.*"),
     pytest.mark.filterwarnings("ignore:.*The number of training batches.*:UserWarning"),
 ]

@@ -11,6 +11,7 @@ import pytest
 from astropy.io import fits
 from astropy.table import Table
 
+from helpers.launch import held_lock, run_external_ranks
 from radiodiff.cli import main
 from radiodiff.skymap.build import build_skymap, merge_shards
 from radiodiff.skymap.config import load_skymap_config
@@ -127,3 +128,24 @@ def test_a_shard_run_leaves_other_files_to_the_merge(tmp_path):
     with pytest.raises(OutputError, match="is not a folder"):
         check_shard_output(tmp_path / "f")
     assert not list(tmp_path.glob(".rdlock-*")) and not list(out.glob(".rdlock-*"))  # no lock
+
+
+@pytest.mark.slow
+def test_a_map_being_written_is_refused_on_every_externally_launched_rank(tmp_path):
+    """``--devices`` under torchrun / srun: a second run's refusal (another run writes the
+    folder) reaches every rank instead of leaving rank 1 waiting for a rank 0 that has gone;
+    with Lightning's own launcher, rank 0 refuses before starting the others."""
+    out = tmp_path / "m"
+    cmd = [sys.executable, "-m", "radiodiff.cli", "skymap", "sky.size_deg=[0.02,0.02]",
+           "--devices", "2", "--accelerator", "cpu", "--out", str(out)]
+    with held_lock(out) as holder:
+        ranks = run_external_ranks(cmd, cwd=REPO)
+        own = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=240,
+                             env=dict(os.environ, OMP_NUM_THREADS="1"))
+    line = (f"radiodiff skymap: error: {out}: being written by another radiodiff run "
+            f"(pid {holder.pid}); wait for it")
+    for rc, err in [*ranks, (own.returncode, own.stderr)]:
+        assert rc == 2 and err.strip().splitlines()[-1].startswith(line), err[-3000:]
+    assert own.stderr.count("radiodiff skymap: error:") == 1, own.stderr[-3000:]
+    assert "Initializing distributed" not in own.stderr  # refused before starting rank 1
+    assert not out.exists()

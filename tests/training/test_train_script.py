@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from helpers.fitwarnings import TINY_FIT_WARNINGS
+from helpers.launch import held_lock, run_external_ranks
 from radiodiff.config import load_config
 
 REPO = Path(__file__).resolve().parents[2]
@@ -200,18 +201,46 @@ def test_a_second_run_of_the_same_name_is_refused_while_the_first_trains(tmp_pat
     from radiodiff.training.fit import train
     cfg = load_config(_fit_args(tmp_path, tiny_h5, "train.total_kimg=0.016"))
     ckpt_dir = Path(cfg.train.ckpt_dir)
-    with subprocess.Popen(  # a run training into ckpt_dir, as train() locks it
-            [sys.executable, "-c", "import sys, time\nfrom radiodiff.io.artifacts import "
-             "lock_output\nlock_output(sys.argv[1])\nprint('held', flush=True)\n"
-             "time.sleep(300)", str(ckpt_dir)], stdout=subprocess.PIPE, text=True) as holder:
-        try:
-            assert holder.stdout.readline().strip() == "held"
-            with pytest.raises(OutputError, match=rf"^train.run_name=tiny-unet_tiny-s0: "
-                               rf"{ckpt_dir}: being written by another radiodiff run "
-                               rf"\(pid {holder.pid}\b"):
-                train(cfg)
-            assert not (ckpt_dir / "last.ckpt").exists()
-        finally:
-            holder.kill()
+    with held_lock(ckpt_dir) as holder:  # a run training into ckpt_dir, as train() locks it
+        with pytest.raises(OutputError, match=rf"^train.run_name=tiny-unet_tiny-s0: "
+                           rf"{ckpt_dir}: being written by another radiodiff run "
+                           rf"\(pid {holder.pid}\b"):
+            train(cfg)
+        assert not (ckpt_dir / "last.ckpt").exists()
     res = train(cfg)  # its holder gone, the lock is taken over, then given back
     assert res["steps"] == 2 and not list(ckpt_dir.parent.glob(".rdlock-*"))
+
+
+@pytest.mark.slow
+def test_a_refused_ddp_run_is_one_line_before_any_rank_starts(tmp_path, tiny_h5):
+    """Where Lightning starts the ranks itself, rank 0 refuses before starting them: one error
+    line (after Lightning's device lines), exit status 2, no run folder."""
+    ckpt_dir = tmp_path / "ckpt" / "tiny-unet_tiny-s0"
+    with held_lock(ckpt_dir) as holder:
+        proc = _run(_fit_args(tmp_path, tiny_h5, "train.total_kimg=0.016", "trainer=ddp",
+                              "trainer.accelerator=cpu", "trainer.devices=2"))
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    errors = [line for line in _lines(proc.stderr) if line.startswith(PREFIX)]
+    assert len(errors) == 1 and errors[0] == _lines(proc.stderr)[-1], proc.stderr[-3000:]
+    assert errors[0].startswith(
+        f"{PREFIX}train.run_name=tiny-unet_tiny-s0: {ckpt_dir}: being written by another "
+        f"radiodiff run (pid {holder.pid}); wait for it"), proc.stderr[-3000:]
+    assert "Initializing distributed" not in proc.stderr  # no rank was started
+    assert [p for p in _leftovers(tmp_path) if not p.startswith("ckpt")] == []
+
+
+@pytest.mark.slow
+def test_a_refused_run_stops_every_externally_launched_rank(tmp_path, tiny_h5):
+    """Under torchrun / srun each rank is its own process: rank 0's refusal must reach rank 1,
+    which would otherwise wait in the process group's rendezvous for a rank 0 that has gone."""
+    ckpt_dir = tmp_path / "ckpt" / "tiny-unet_tiny-s0"
+    args = _fit_args(tmp_path, tiny_h5, "train.total_kimg=0.016", "trainer=ddp",
+                     "trainer.accelerator=cpu", "trainer.devices=2")
+    with held_lock(ckpt_dir) as holder:
+        ranks = run_external_ranks([sys.executable, "train.py", *args], cwd=REPO)
+    for rc, err in ranks:
+        assert rc == 2, err[-3000:]
+        assert _lines(err)[-1].startswith(
+            f"{PREFIX}train.run_name=tiny-unet_tiny-s0: {ckpt_dir}: being written by "
+            f"another radiodiff run (pid {holder.pid}); wait for it"), err[-3000:]
+    assert not (ckpt_dir / "last.ckpt").exists()

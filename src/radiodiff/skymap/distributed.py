@@ -18,11 +18,10 @@ from pathlib import Path
 from typing import Any, Optional
 
 import lightning.pytorch as L
-from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig
 from torch.utils.data import DataLoader, Dataset
 
-from radiodiff.io.artifacts import unlock_output
+from radiodiff.pipeline.ranks import RankZeroLock
 from radiodiff.skymap.build import (check_map_output, map_grid, merge_shards, plan_skymap,
                                     render_into)
 from radiodiff.skymap.sky import tile_rows
@@ -109,10 +108,11 @@ def build_skymap_on_devices(cfg: DictConfig, out: str | Path, devices: Any,
         :func:`~radiodiff.skymap.build.merge_shards`'s result on global rank 0; None on
         the other ranks (under ``ddp`` every rank runs the caller's code).
     """
+    lock = RankZeroLock(out)
     trainer = L.Trainer(accelerator=accelerator, devices=devices, strategy=strategy,
                         num_nodes=num_nodes, logger=False, enable_checkpointing=False,
                         enable_model_summary=False, enable_progress_bar=progress_bar,
-                        default_root_dir=str(out))
+                        default_root_dir=str(out), callbacks=[lock])
     n = trainer.world_size if shards is None else int(shards)
     if n < 1:
         raise ValueError(f"--shards must be >= 1, got {n}")
@@ -123,10 +123,11 @@ def build_skymap_on_devices(cfg: DictConfig, out: str | Path, devices: Any,
     loader = DataLoader(ShardIndices(n), batch_size=1, collate_fn=_shard_list)
     # Under ddp every process runs this code: each checks the output before any rendering
     # (under torchrun or srun a refusal on rank 0 alone would leave the others waiting);
-    # the one that launched the others (rank 0 by its environment, as Lightning reads it)
-    # also locks it, then merges.
-    check_map_output(out, overwrite, lock=rank_zero_only.rank == 0)
+    # global rank 0 holds its lock (a run writing it already is refused on every rank:
+    # RankZeroLock), then merges.
+    check_map_output(out, overwrite, lock=False)
     try:
+        lock.acquire_before_launch(trainer)
         with warnings.catch_warnings():
             for text in _QUIET:
                 warnings.filterwarnings("ignore", message=text)
@@ -134,4 +135,4 @@ def build_skymap_on_devices(cfg: DictConfig, out: str | Path, devices: Any,
                             return_predictions=False)
         return merge_shards(out, overwrite) if trainer.is_global_zero else None
     finally:
-        unlock_output(out)
+        lock.release()

@@ -29,15 +29,15 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from omegaconf import DictConfig, OmegaConf
 
 from radiodiff.config import ConfigError
-from radiodiff.io.artifacts import (OutputError, atomic_text, clear_stale_temps,
-                                   link_or_copy, lock_output, save_torch, temp_name,
-                                   unlock_output, write_manifest)
+from radiodiff.io.artifacts import (atomic_text, clear_stale_temps, link_or_copy,
+                                   save_torch, temp_name, write_manifest)
 from radiodiff.data.datamodule import CutoutDataModule
 from radiodiff.data.prepared import read_prepared
 from radiodiff.data.projection import (DATA_FLOOR, HALO, check_projection_config,
                                        read_kept_floor)
 from radiodiff.io.integrity import read_manifest, sha256_file
 from radiodiff.pipeline.checkpoint import LAST, PREV, read_checkpoint
+from radiodiff.pipeline.ranks import RankZeroLock, on_rank_zero
 from radiodiff.training.identity import (check_resume, check_resume_data,
                                          recorded_data_sha256)
 from radiodiff.training.module import (DataStats, DiffusionModule, checkpoint_progress,
@@ -89,8 +89,7 @@ class ResumeCheckpoint(Callback):
         if update_ema is not None:
             update_ema()  # idempotent per step: the module's own hook runs after callbacks
         trainer.save_checkpoint(tmp, weights_only=False)  # full state, via AtomicCheckpointIO
-        if trainer.is_global_zero:
-            self._rotate(tmp, path)
+        on_rank_zero(trainer, lambda: self._rotate(tmp, path))  # a failure stops every rank
         trainer.strategy.barrier("resume_checkpoint")
         self._last, self._saved_step = time.monotonic(), int(trainer.global_step)
         return path
@@ -354,15 +353,20 @@ class _DropMessages(logging.Filter):
 def quiet_libraries(cfg: DictConfig | None = None) -> None:
     """Silence library noise that is not the user's business; real warnings stay.
 
-    Drops Lightning's "litlogger" advertisement and its ``LeafSpec`` FutureWarning, and
-    with ``logger.kind=wandb`` and ``WANDB_SILENT`` (default true) silences wandb's terminal
-    before Lightning's ``wandb.init`` prints "The anonymous setting has no effect".
+    Drops Lightning's "litlogger" advertisement, its ``LeafSpec`` FutureWarning and its
+    warning that a mid-epoch resume "can cause unreliable results" (not so here: the sample
+    stream restarts at the checkpoint's global sample number,
+    :class:`~radiodiff.data.datamodule.StreamSampler`, so a resumed run equals an
+    uninterrupted one bit for bit), and with ``logger.kind=wandb`` and
+    ``WANDB_SILENT`` (default true) silences wandb's terminal before Lightning's
+    ``wandb.init`` prints "The anonymous setting has no effect".
     """
     import warnings
 
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)",
                             category=FutureWarning,
                             module=r"lightning\.pytorch\.utilities\._pytree")
+    warnings.filterwarnings("ignore", message=r".*checkpoint that ended before the epoch ended")
     import lightning_utilities.core.rank_zero as rank_zero
     loggers = {rank_zero.log, *(logging.getLogger(name) for name in (
         "lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero",
@@ -384,7 +388,8 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None,
 
     The inputs are checked first, so a run that cannot start creates no folder. Rank 0
     holds the output lock of ``train.ckpt_dir`` while it trains (a second run of the same
-    name is refused, naming this one's pid). A run stopped by Ctrl-C returns with
+    name is refused on every rank, naming this one's pid:
+    :class:`~radiodiff.pipeline.ranks.RankZeroLock`). A run stopped by Ctrl-C returns with
     ``"interrupted": True`` (Lightning would exit the process with status 1) and the
     checkpoints already written kept.
     """
@@ -410,25 +415,22 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None,
         cfg.trainer.accumulate_grad_batches)
     max_steps = _max_steps(float(cfg.train.total_kimg) * 1000, batch_images, state)
     del state
-    trainer = build_trainer(cfg, run_dir, max_steps, callbacks)
     ckpt_dir = Path(cfg.train.ckpt_dir)
-    locked = trainer.is_global_zero  # DDP ranks re-run this function: rank 0 locks
-    if locked:
-        _lock_ckpt_dir(cfg, ckpt_dir)
+    lock = RankZeroLock(ckpt_dir, f"train.run_name={cfg.train.run_name}: ",
+                        then=lambda: _write_run_config(cfg, ckpt_dir))
+    trainer = build_trainer(cfg, run_dir, max_steps, [lock, *callbacks])
     try:
+        lock.acquire_before_launch(trainer)
         if ckpt and trainer.is_global_zero:
             log.info("resuming from %s", ckpt)
         elif ckpt is None and cfg.train.init_from:
             warm_start(module, cfg.train.init_from)
-        ckpt_dir.mkdir(parents=True, exist_ok=True)
-        atomic_text(ckpt_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
         try:
             _fit(trainer, module, dm, ckpt)
         finally:
             wandb_offline = _finish_wandb(cfg, trainer)
     finally:
-        if locked:
-            unlock_output(ckpt_dir)
+        lock.release()
     return {"steps": int(trainer.global_step), "images_seen": module.images_seen,
             "checkpoint": str(ckpt_dir / LAST), "run_dir": str(run_dir),
             "resumed_from": ckpt, "wandb_offline": wandb_offline,
@@ -436,13 +438,9 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None,
             "metrics": {k: float(v) for k, v in trainer.callback_metrics.items()}}
 
 
-def _lock_ckpt_dir(cfg: DictConfig, ckpt_dir: Path) -> None:
-    """Hold ``ckpt_dir``'s output lock (:func:`~radiodiff.io.artifacts.lock_output`): a
-    second run writing the same checkpoints is refused in one line naming the holder."""
-    try:
-        lock_output(ckpt_dir)
-    except OutputError as exc:
-        raise OutputError(f"train.run_name={cfg.train.run_name}: {exc}") from None
+def _write_run_config(cfg: DictConfig, ckpt_dir: Path) -> None:
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    atomic_text(ckpt_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
 
 
 def _fit(trainer: L.Trainer, module: DiffusionModule, dm: CutoutDataModule,

@@ -187,8 +187,13 @@ class DiffusionModule(L.LightningModule):
 
     def _check_loss(self, loss: torch.Tensor) -> None:
         """Stop at the first non-finite loss, before the optimiser step spreads it into the
-        weights (and before any checkpoint holds them). One device sync per step."""
-        if not bool(torch.isfinite(loss).all()):
+        weights (and before any checkpoint holds them). One device sync per step; under DDP
+        the verdict is summed over the ranks, so all stop together (a rank that stopped
+        alone would leave the others waiting in the gradient all-reduce)."""
+        bad = (~torch.isfinite(loss)).any().float()
+        if self._trainer is not None:
+            bad = self.trainer.strategy.reduce(bad, reduce_op="sum")
+        if bool(bad > 0):
             from radiodiff.io.integrity import IntegrityError
             raise IntegrityError(
                 f"training: the loss is NaN or inf at step {int(self.global_step)} "

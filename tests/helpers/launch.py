@@ -1,0 +1,49 @@
+"""Processes for multi-process tests: another run holding an output's lock, and the ranks of
+a run started by an external launcher (what ``torchrun`` or ``srun`` give each process)."""
+
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+
+_HOLDER = ("import sys, time\nfrom radiodiff.io.artifacts import lock_output\n"
+           "lock_output(sys.argv[1])\nprint('held', flush=True)\ntime.sleep(300)")
+
+
+@contextlib.contextmanager
+def held_lock(target):
+    """A live process holding ``target``'s output lock (as a run writing it does); yields it."""
+    with subprocess.Popen([sys.executable, "-c", _HOLDER, str(target)], stdout=subprocess.PIPE,
+                          text=True) as holder:
+        try:
+            assert holder.stdout.readline().strip() == "held"
+            yield holder
+        finally:
+            holder.kill()
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def run_external_ranks(cmd, cwd, n=2, timeout=240):
+    """Run ``cmd`` as ``n`` independent processes with torchelastic's environment variables
+    and no agent watching them (as ``srun`` starts ranks); returns ``(returncode, stderr)``
+    per rank. A rank still running after ``timeout`` seconds fails the test."""
+    env = {k: v for k, v in os.environ.items() if k not in ("HYDRA_FULL_ERROR",
+                                                            "RADIODIFF_DEBUG")}
+    env.update(OMP_NUM_THREADS="1", OMP_WAIT_POLICY="PASSIVE", WANDB_MODE="offline",
+               MASTER_ADDR="127.0.0.1", MASTER_PORT=str(_free_port()), WORLD_SIZE=str(n),
+               LOCAL_WORLD_SIZE=str(n), GROUP_RANK="0", TORCHELASTIC_RUN_ID="test")
+    ranks = [subprocess.Popen(cmd, cwd=cwd, env=dict(env, RANK=str(r), LOCAL_RANK=str(r)),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for r in range(n)]
+    try:
+        return [(rank.communicate(timeout=timeout)[1], rank.returncode)[::-1]
+                for rank in ranks]
+    finally:
+        for rank in ranks:
+            rank.kill()
