@@ -42,6 +42,7 @@ def test_ddp_two_cpu_processes_give_the_single_process_map(tmp_path, busy_releas
                           text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.count("4 sources on a 120 x 120 px map") == 1  # rank 0 reports
+    assert "litlogger" not in proc.stdout + proc.stderr  # Lightning's advertisement dropped
     assert sorted(p.name for p in (tmp_path / "ddp" / "shards").iterdir()) == [
         "shard-0-of-2.fits", "shard-1-of-2.fits"]
     for key in ("map", "model"):

@@ -21,6 +21,7 @@ import lightning.pytorch as L
 from omegaconf import DictConfig
 from torch.utils.data import DataLoader, Dataset
 
+from radiodiff.pipeline.quiet import quiet_lightning
 from radiodiff.pipeline.ranks import RankZeroLock
 from radiodiff.skymap.build import (check_map_output, map_grid, merge_shards, plan_skymap,
                                     render_into)
@@ -28,9 +29,9 @@ from radiodiff.skymap.sky import tile_rows
 
 __all__ = ["ShardIndices", "ShardRenderer", "build_skymap_on_devices"]
 
-# Lightning's advice for data loaders of real data (a shard number needs no workers), and
-# Lightning 2.6 + torch 2.13 on every loop (pyproject.toml filters it in the tests too).
-_QUIET = (r".*does not have many workers.*", r".*isinstance\(treespec, LeafSpec\).*")
+# Lightning's advice for data loaders of real data (a shard number needs no workers); its
+# other noise: quiet_lightning.
+_QUIET = (r".*does not have many workers.*",)
 
 
 class ShardIndices(Dataset):
@@ -108,6 +109,7 @@ def build_skymap_on_devices(cfg: DictConfig, out: str | Path, devices: Any,
         :func:`~radiodiff.skymap.build.merge_shards`'s result on global rank 0; None on
         the other ranks (under ``ddp`` every rank runs the caller's code).
     """
+    quiet_lightning()
     lock = RankZeroLock(out)
     trainer = L.Trainer(accelerator=accelerator, devices=devices, strategy=strategy,
                         num_nodes=num_nodes, logger=False, enable_checkpointing=False,

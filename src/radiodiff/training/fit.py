@@ -37,6 +37,7 @@ from radiodiff.data.projection import (DATA_FLOOR, HALO, check_projection_config
                                        read_kept_floor)
 from radiodiff.io.integrity import read_manifest, sha256_file
 from radiodiff.pipeline.checkpoint import LAST, PREV, read_checkpoint
+from radiodiff.pipeline.quiet import quiet_lightning
 from radiodiff.pipeline.ranks import RankZeroLock, on_rank_zero
 from radiodiff.training.identity import (check_resume, check_resume_data,
                                          recorded_data_sha256)
@@ -338,42 +339,21 @@ def _ensure_prepared(cfg: DictConfig) -> bool:
     return True
 
 
-class _DropMessages(logging.Filter):
-    """Drop log records whose message contains one of ``needles`` (advertising, not news)."""
-
-    def __init__(self, *needles: str) -> None:
-        super().__init__()
-        self.needles = needles
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        return not any(n in message for n in self.needles)
-
-
 def quiet_libraries(cfg: DictConfig | None = None) -> None:
     """Silence library noise that is not the user's business; real warnings stay.
 
-    Drops Lightning's "litlogger" advertisement, its ``LeafSpec`` FutureWarning and its
-    warning that a mid-epoch resume "can cause unreliable results" (not so here: the sample
-    stream restarts at the checkpoint's global sample number,
-    :class:`~radiodiff.data.datamodule.StreamSampler`, so a resumed run equals an
-    uninterrupted one bit for bit), and with ``logger.kind=wandb`` and
-    ``WANDB_SILENT`` (default true) silences wandb's terminal before Lightning's
-    ``wandb.init`` prints "The anonymous setting has no effect".
+    Lightning's advertisement and ``LeafSpec`` warning
+    (:func:`~radiodiff.pipeline.quiet.quiet_lightning`); its warning that a mid-epoch resume
+    "can cause unreliable results" (not so here: the sample stream restarts at the
+    checkpoint's global sample number, :class:`~radiodiff.data.datamodule.StreamSampler`, so
+    a resumed run equals an uninterrupted one bit for bit); and with ``logger.kind=wandb``
+    and ``WANDB_SILENT`` (default true) wandb's terminal, before Lightning's ``wandb.init``
+    prints "The anonymous setting has no effect".
     """
     import warnings
 
-    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)",
-                            category=FutureWarning,
-                            module=r"lightning\.pytorch\.utilities\._pytree")
+    quiet_lightning()
     warnings.filterwarnings("ignore", message=r".*checkpoint that ended before the epoch ended")
-    import lightning_utilities.core.rank_zero as rank_zero
-    loggers = {rank_zero.log, *(logging.getLogger(name) for name in (
-        "lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero",
-        "lightning_fabric.utilities.rank_zero"))}
-    for logger in loggers:
-        if not any(isinstance(f, _DropMessages) for f in logger.filters):
-            logger.addFilter(_DropMessages("litlogger"))
     if cfg is not None and str(cfg.logger.kind) == "wandb":
         os.environ.setdefault("WANDB_SILENT", "true")
         if os.environ["WANDB_SILENT"].strip().lower() in ("true", "1", "yes"):
