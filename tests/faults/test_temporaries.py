@@ -174,6 +174,9 @@ class _Trainer:
     def barrier(self, name: str) -> None:
         pass
 
+    def broadcast(self, obj, src=0):  # one process: rank 0's object
+        return obj
+
     def save_checkpoint(self, path, weights_only=False) -> None:
         from radiodiff.training.fit import AtomicCheckpointIO
 
