@@ -47,3 +47,4 @@ def run_external_ranks(cmd, cwd, n=2, timeout=240):
     finally:
         for rank in ranks:
             rank.kill()
+            rank.communicate()  # reaped, pipes closed

@@ -141,10 +141,13 @@ def test_a_map_being_written_is_refused_on_every_externally_launched_rank(tmp_pa
            "--devices", "2", "--accelerator", "cpu", "--out", str(out)]
     with held_lock(out) as holder:
         ranks = run_external_ranks(cmd, cwd=REPO)
+        env = {k: v for k, v in os.environ.items() if k not in ("HYDRA_FULL_ERROR",
+                                                                "RADIODIFF_DEBUG")}
         own = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=240,
-                             env=dict(os.environ, OMP_NUM_THREADS="1"))
+                             env=dict(env, OMP_NUM_THREADS="1", OMP_WAIT_POLICY="PASSIVE"))
     line = (f"radiodiff skymap: error: {out}: being written by another radiodiff run "
             f"(pid {holder.pid}); wait for it")
+    assert "Initializing distributed" in ranks[0][1]  # refused once the process group exists
     for rc, err in [*ranks, (own.returncode, own.stderr)]:
         assert rc == 2 and err.strip().splitlines()[-1].startswith(line), err[-3000:]
     assert own.stderr.count("radiodiff skymap: error:") == 1, own.stderr[-3000:]

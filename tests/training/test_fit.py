@@ -361,6 +361,7 @@ def test_warm_start_from_a_release(tmp_path, tiny_h5):
     with pytest.raises(ValueError, match="do not fit model=unet_small"):
         train(cfg_for(tmp_path / "c", tiny_h5, "model=unet_small", "model.attn_resolutions=[8]",
                       "train.total_kimg=0.008", f"train.init_from={rel}"))
+    assert not (tmp_path / "c" / "ckpt").exists()  # refused before the run's folder is made
 
 
 def test_sigma_data_is_measured_in_memory_or_lazily(tmp_path, tiny_h5):

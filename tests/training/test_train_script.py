@@ -238,6 +238,7 @@ def test_a_refused_run_stops_every_externally_launched_rank(tmp_path, tiny_h5):
                      "trainer.accelerator=cpu", "trainer.devices=2")
     with held_lock(ckpt_dir) as holder:
         ranks = run_external_ranks([sys.executable, "train.py", *args], cwd=REPO)
+    assert "Initializing distributed" in ranks[0][1]  # refused once the process group exists
     for rc, err in ranks:
         assert rc == 2, err[-3000:]
         assert _lines(err)[-1].startswith(

@@ -400,11 +400,11 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None,
                         then=lambda: _write_run_config(cfg, ckpt_dir))
     trainer = build_trainer(cfg, run_dir, max_steps, [lock, *callbacks])
     try:
-        lock.acquire_before_launch(trainer)
         if ckpt and trainer.is_global_zero:
             log.info("resuming from %s", ckpt)
         elif ckpt is None and cfg.train.init_from:
-            warm_start(module, cfg.train.init_from)
+            warm_start(module, cfg.train.init_from)  # a refusal here leaves no folder
+        lock.acquire_before_launch(trainer)
         try:
             _fit(trainer, module, dm, ckpt)
         finally:
@@ -419,6 +419,7 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None,
 
 
 def _write_run_config(cfg: DictConfig, ckpt_dir: Path) -> None:
+    """The resolved config beside the checkpoints (rank 0, once it holds the folder's lock)."""
     ckpt_dir.mkdir(parents=True, exist_ok=True)
     atomic_text(ckpt_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
 

@@ -188,8 +188,9 @@ class DiffusionModule(L.LightningModule):
     def _check_loss(self, loss: torch.Tensor) -> None:
         """Stop at the first non-finite loss, before the optimiser step spreads it into the
         weights (and before any checkpoint holds them). One device sync per step; under DDP
-        the verdict is summed over the ranks, so all stop together (a rank that stopped
-        alone would leave the others waiting in the gradient all-reduce)."""
+        also one all-reduce of one number, summing the verdict over the ranks so that all
+        stop together (a rank that stopped alone would leave the others waiting in the
+        gradient all-reduce)."""
         bad = (~torch.isfinite(loss)).any().float()
         if self._trainer is not None:
             bad = self.trainer.strategy.reduce(bad, reduce_op="sum")
