@@ -283,6 +283,10 @@ class TrainConfig:
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
     weight_decay: float = 0.0
     lr_rampup_kimg: float = 2.0           # linear warm-up
+    # Optional linear cool-down to 0 over lr_decay_kimg from lr_decay_start_kimg (warmup-
+    # stable-decay; 0: a constant rate after the warm-up). Lengths in thousands of images.
+    lr_decay_start_kimg: Optional[float] = None
+    lr_decay_kimg: float = 0.0
     ema_halflife_kimg: float = 5.0        # EMA half-life in images (EDM Sect. C.2)
     # Extra EMAs kept beside the main one, so the length is chosen on validation afterwards
     # (``radiodiff export --ema-halflife``); each costs one copy of the weights.

@@ -309,6 +309,57 @@ def test_full_disk_at_checkpoint_time_names_the_checkpoint(tmp_path, monkeypatch
     assert last.read_bytes() == before and os.listdir(tmp_path) == [last.name]
 
 
+class _Rank(_Trainer):
+    """One rank of a two-process run: Lightning's ``save_checkpoint`` (rank 0 writes through
+    the strategy's IO plugin, then every rank meets at a barrier) and a broadcast that
+    hands rank 1 what rank 0 sent."""
+
+    def __init__(self, rank: int, sent: list) -> None:
+        from radiodiff.training.fit import AtomicCheckpointIO
+
+        super().__init__(3)
+        self.is_global_zero, self.sent, self.barriers = rank == 0, sent, []
+        self.checkpoint_io = AtomicCheckpointIO()
+
+    def save_checkpoint(self, path, weights_only=False) -> None:
+        if self.is_global_zero:
+            self.checkpoint_io.save_checkpoint({"global_step": self.global_step}, path)
+        self.barrier("Trainer.save_checkpoint")
+
+    def barrier(self, name: str) -> None:
+        self.barriers.append(name)
+
+    def broadcast(self, obj, src=0):
+        if self.is_global_zero:
+            self.sent.append(obj)
+            return obj
+        return self.sent[-1]
+
+
+@pytest.mark.slow  # imports Lightning
+def test_full_disk_in_a_multi_process_save_stops_every_rank(tmp_path, monkeypatch):
+    """Rank 0's write fails (a full disk): it still meets the others at Lightning's barrier
+    after the save, then every rank stops with the same line (none waits for a rank 0 that
+    left)."""
+    from radiodiff.training import fit
+
+    def full(obj, path):
+        raise OutputError(f"{path}: no space left on device")
+    monkeypatch.setattr(fit, "save_torch", full)
+    sent: list = []
+    zero, one = _Rank(0, sent), _Rank(1, sent)
+    with pytest.raises(OutputError, match="no space left on device") as failed:
+        fit.ResumeCheckpoint(tmp_path, 1, 0).save(zero)
+    assert zero.barriers == ["Trainer.save_checkpoint"]  # reached before it raised
+    with pytest.raises(OutputError) as heard:
+        fit.ResumeCheckpoint(tmp_path, 1, 0).save(one)
+    assert str(heard.value) == str(failed.value) and one.barriers == ["Trainer.save_checkpoint"]
+    assert not (tmp_path / "last.ckpt").exists()
+    # outside a checkpoint's save the plugin raises at once, as Lightning expects
+    with pytest.raises(OutputError, match="no space left on device"):
+        fit.AtomicCheckpointIO().save_checkpoint({}, tmp_path / "x.ckpt")
+
+
 @pytest.mark.slow  # imports Lightning
 def test_full_disk_during_export_as_safetensors_says_it(ckpt, release_copy, tmp_path, capsys,
                                                         monkeypatch):

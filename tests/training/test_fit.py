@@ -139,6 +139,52 @@ def test_lr_warmup_counts_images_across_batch_sizes(tmp_path, tiny_h5):
     assert lr == pytest.approx(0.001 * 36 / 80)
 
 
+def test_lr_cooldown_branches_from_a_constant_rate_checkpoint(tmp_path, tiny_h5):
+    # warmup-stable-decay: 3 steps of 4 images at the constant rate, then a branch (its own
+    # run name, train.resume=<ckpt>, resume_force) cools down over 32 images from image 12
+    common = ("train.total_kimg=0.044", "train.ckpt_every_steps=0", "train.lr=0.001",
+              "data.loader.batch_size=4")
+    first = train(cfg_for(tmp_path, tiny_h5, *common), extra_callbacks=[StopAt(3)])
+    lrs = []
+
+    starts = []
+
+    class Rate(Callback):
+        def on_train_batch_start(self, trainer, *args):
+            if not starts:
+                starts.append(trainer.optimizers[0].param_groups[0]["lr"])
+
+        def on_train_batch_end(self, trainer, *args):
+            lrs.append(trainer.optimizers[0].param_groups[0]["lr"])
+
+    branch = train(cfg_for(tmp_path, tiny_h5, *common, "train.run_name=cool",
+                           f"train.resume={first['checkpoint']}", "train.resume_force=true",
+                           "train.lr_decay_start_kimg=0.012", "train.lr_decay_kimg=0.032"),
+                   extra_callbacks=[Rate()])
+    # the step that brings the count to n images runs at lr * factor(n); read after each
+    # step, the rate is the next step's: n = 16 (the branch's first step, set at its start,
+    # not the checkpoint's constant rate), then 20, ..., 48 (0 from 44 on)
+    assert starts == [pytest.approx(0.001 * (1 - 4 / 32))]
+    assert lrs == pytest.approx([0.001 * max(0.0, 1 - (n - 12) / 32) for n in range(20, 52, 4)])
+    ckpt = _state(branch["checkpoint"])
+    assert ckpt["images_seen"] == 44 and Path(branch["checkpoint"]).parent.name == "cool"
+    assert ckpt["hyper_parameters"]["cfg"]["train"]["lr_decay_kimg"] == 0.032
+    assert _state(first["checkpoint"])["images_seen"] == 12  # the constant-rate run is untouched
+
+
+@pytest.mark.parametrize("override, message", [
+    ("train.lr_decay_kimg=-1", "train.lr_decay_kimg=-1.0: must be a finite number >= 0"),
+    ("train.lr_decay_kimg=5", "train.lr_decay_start_kimg=None: a cool-down"),
+    ("train.lr=nan", "train.lr=nan: must be a finite number >= 0"),
+])
+def test_absurd_learning_rate_schedules_are_refused_in_one_line(tmp_path, tiny_h5, override,
+                                                                message):
+    from radiodiff.config import ConfigError
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        train(cfg_for(tmp_path, tiny_h5, "train.total_kimg=0.008", override))
+    assert not (tmp_path / "ckpt").exists()  # refused before the run's folder is made
+
+
 def test_checkpoint_is_code_free_and_records_the_run(tmp_path, tiny_h5):
     summary = train(cfg_for(tmp_path, tiny_h5, "train.total_kimg=0.016"))
     ckpt = _state(summary["checkpoint"])  # weights_only=True: no pickled code

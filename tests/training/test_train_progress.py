@@ -34,7 +34,8 @@ def test_progress_log_measures_images_per_second_and_estimates_the_finish(monkey
     monkeypatch.setattr("radiodiff.training.progress.time.monotonic", lambda: clock["t"])
     cb = ProgressLog(every_minutes=1.0, warmup_steps=2, total_kimg=1.0, max_minutes=10)
     trainer = SimpleNamespace(is_global_zero=True, global_step=0,
-                              callback_metrics={"train/loss": 0.5})
+                              callback_metrics={"train/loss": 0.5},
+                              optimizers=[SimpleNamespace(param_groups=[{"lr": 2.5e-4}])])
     module = _Module()
     cb.on_train_start(trainer, module)
     caplog.set_level(logging.INFO, logger="radiodiff.training.progress")
@@ -46,7 +47,8 @@ def test_progress_log_measures_images_per_second_and_estimates_the_finish(monkey
     text = caplog.text
     assert "measured 5.00 images/s: 970 images to go take ~3 m 14 s" in text
     assert "this piece stops after 10 m 00 s (~3,000 images)" in text
-    assert ("step 33: 330 / 1,000 images (33.0 %), 5.00 images/s, loss 0.5000, run ends in "
+    assert ("step 33: 330 / 1,000 images (33.0 %), 5.00 images/s, loss 0.5000, lr 0.00025, "
+            "run ends in "
             "~2 m 14 s, piece in ~8 m 56 s") in text
     assert module.logged["train/images_per_s"] == pytest.approx(5.0)
 

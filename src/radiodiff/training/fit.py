@@ -16,6 +16,7 @@ import shutil
 import signal
 import threading
 import time
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -89,8 +90,16 @@ class ResumeCheckpoint(Callback):
         update_ema = getattr(trainer.lightning_module, "update_ema", None)
         if update_ema is not None:
             update_ema()  # idempotent per step: the module's own hook runs after callbacks
-        trainer.save_checkpoint(tmp, weights_only=False)  # full state, via AtomicCheckpointIO
-        on_rank_zero(trainer, lambda: self._rotate(tmp, path))  # a failure stops every rank
+        io = getattr(trainer.strategy, "checkpoint_io", None)
+        held = io.holding_failures() if isinstance(io, AtomicCheckpointIO) else nullcontext()
+        with held as failure:  # rank 0's write failure waits for the shared step below
+            trainer.save_checkpoint(tmp, weights_only=False)  # full state, rank 0 writes
+
+        def rotate() -> None:
+            if failure and failure[0] is not None:
+                raise failure[0]
+            self._rotate(tmp, path)
+        on_rank_zero(trainer, rotate)  # a failure stops every rank
         trainer.strategy.barrier("resume_checkpoint")
         self._last, self._saved_step = time.monotonic(), int(trainer.global_step)
         return path
@@ -145,10 +154,32 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     system temp folder (Lightning's fsspec transaction stages one there), and stale
     temporaries of a killed run removed by the next save."""
 
+    def __init__(self) -> None:
+        super().__init__()
+        self._held: list | None = None
+
+    @contextmanager
+    def holding_failures(self):
+        """Within: a failed write (a full disk) is kept in the yielded one-item list instead
+        of raised, so that rank 0 still reaches Lightning's barrier after the save and the
+        caller raises it where every rank hears it
+        (:func:`~radiodiff.pipeline.ranks.on_rank_zero`)."""
+        self._held = [None]
+        try:
+            yield self._held
+        finally:
+            self._held = None
+
     def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options=None) -> None:
         if storage_options is not None:
             raise TypeError(f"{type(self).__name__} takes no storage_options")
-        save_torch(checkpoint, Path(path))
+        if self._held is None:
+            save_torch(checkpoint, Path(path))
+            return
+        try:
+            save_torch(checkpoint, Path(path))
+        except Exception as exc:  # held for the caller (holding_failures)
+            self._held[0] = exc
 
 
 class TimeBox(Callback):

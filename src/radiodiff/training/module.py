@@ -27,6 +27,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torchmetrics import MeanMetric
 
+from radiodiff.config import ConfigError
 from radiodiff.diffusion.edm import edm_loss, noise_distribution
 from radiodiff.diffusion.factory import build_denoiser, network_args
 from radiodiff.diffusion.intensity import IntensityTransform
@@ -37,8 +38,8 @@ from radiodiff.diffusion.unet import drop_conditions
 from radiodiff.pipeline.checkpoint import ema_lengths
 from radiodiff.training.identity import run_identity
 
-__all__ = ["DiffusionModule", "OptimSettings", "EMASettings", "Conditioning", "DataStats",
-           "module_from_config", "checkpoint_progress", "ema_beta",
+__all__ = ["DiffusionModule", "OptimSettings", "optim_settings", "EMASettings", "Conditioning",
+           "DataStats", "module_from_config", "checkpoint_progress", "ema_beta",
            "sigma_loss_line"]
 
 log = logging.getLogger(__name__)
@@ -76,11 +77,40 @@ class DataStats:
 
 @dataclass(frozen=True)
 class OptimSettings:
-    """AdamW with a linear warm-up measured in images (``train.lr*``, ``betas``, ...)."""
+    """AdamW with a linear warm-up and an optional linear cool-down, both measured in images
+    (``train.lr*``, ``betas``, ...).
+
+    The cool-down (``lr_decay_kimg`` > 0) takes the rate linearly from ``lr`` at
+    ``lr_decay_start_kimg`` thousand images to 0 ``lr_decay_kimg`` thousand images later, and
+    holds it at 0 after: the warmup-stable-decay schedule, whose cool-down can branch from
+    any checkpoint of a constant-rate run (``train.resume=<ckpt> train.resume_force=true``).
+    """
     lr: float = 5e-4
     betas: tuple[float, float] = (0.9, 0.999)
     weight_decay: float = 0.0
     lr_rampup_kimg: float = 2.0
+    lr_decay_start_kimg: float | None = None
+    lr_decay_kimg: float = 0.0
+
+    def __post_init__(self) -> None:
+        for key in ("lr", "lr_rampup_kimg", "lr_decay_kimg"):
+            value = getattr(self, key)
+            if not math.isfinite(value) or value < 0:
+                raise ConfigError(f"train.{key}={value}: must be a finite number >= 0")
+        start = self.lr_decay_start_kimg
+        if self.lr_decay_kimg > 0 and (start is None or not math.isfinite(start) or start < 0):
+            raise ConfigError(f"train.lr_decay_start_kimg={start}: a cool-down "
+                              f"(train.lr_decay_kimg={self.lr_decay_kimg:g}) needs where it "
+                              "starts, in thousands of images >= 0")
+
+    def factor(self, images: float) -> float:
+        """The learning rate over ``lr`` after ``images`` training images (any rank count or
+        batch size: the one count that pieces share)."""
+        ramp = 1.0 if self.lr_rampup_kimg <= 0 else min(1.0, images / (self.lr_rampup_kimg * 1e3))
+        if self.lr_decay_kimg <= 0:
+            return ramp
+        past = (images - self.lr_decay_start_kimg * 1e3) / (self.lr_decay_kimg * 1e3)
+        return ramp * min(1.0, max(0.0, 1.0 - past))
 
 
 @dataclass(frozen=True)
@@ -290,16 +320,23 @@ class DiffusionModule(L.LightningModule):
         opt = torch.optim.AdamW(self.net.parameters(), lr=o.lr, betas=tuple(o.betas),
                                 weight_decay=o.weight_decay)
 
-        def rampup(step: int) -> float:
-            # linear warm-up in images seen (the one count, right across pieces of another
-            # batch size); the scheduler steps after each optimiser step
-            if o.lr_rampup_kimg <= 0:
-                return 1.0
-            seen = self.images_seen + self.batch_images if self._trainer else 0
-            return min(1.0, seen / (o.lr_rampup_kimg * 1000.0))
+        def schedule(step: int) -> float:
+            # in images seen (the one count, right across pieces of another batch size);
+            # the scheduler steps after each optimiser step
+            return o.factor(self.images_seen + self.batch_images if self._trainer else 0)
 
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, rampup)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    def on_train_start(self) -> None:
+        # The first step of a resumed piece at this run's schedule: the checkpoint holds the
+        # rate its own run gave that step, which a branch (another schedule) or another batch
+        # size changes. On an exact resume it is the same number.
+        for config in self.trainer.lr_scheduler_configs:
+            s = config.scheduler
+            if isinstance(s, torch.optim.lr_scheduler.LambdaLR):
+                for group, base, rate in zip(s.optimizer.param_groups, s.base_lrs, s.lr_lambdas):
+                    group["lr"] = base * rate(s.last_epoch)
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["images_seen"] = self.images_seen
@@ -319,6 +356,15 @@ def sigma_loss_line(sums: torch.Tensor) -> str:
     parts = [f"[{lo:g},{hi:g}) {s / n:.4g}" for lo, hi, (s, n) in
              zip(SIGMA_BINS[:-1], SIGMA_BINS[1:], sums.T.tolist()) if n > 0]
     return " | ".join(parts) or "no training steps"
+
+
+def optim_settings(train_cfg) -> OptimSettings:
+    """``train.lr*``, ``betas`` and ``weight_decay`` of a run's config, checked."""
+    t = train_cfg
+    start = t.get("lr_decay_start_kimg")
+    return OptimSettings(float(t.lr), tuple(float(b) for b in t.betas), float(t.weight_decay),
+                         float(t.lr_rampup_kimg), None if start is None else float(start),
+                         float(t.get("lr_decay_kimg", 0.0)))
 
 
 def module_from_config(cfg: DictConfig, data: DataStats) -> DiffusionModule:
@@ -342,8 +388,7 @@ def module_from_config(cfg: DictConfig, data: DataStats) -> DiffusionModule:
     t, s = cfg.train, cfg.schedule
     return DiffusionModule(
         build_denoiser(model_args, sigma_data),
-        OptimSettings(float(t.lr), tuple(float(b) for b in t.betas), float(t.weight_decay),
-                      float(t.lr_rampup_kimg)),
+        optim_settings(t),
         EMASettings(tuple(ema_lengths(t)), t.ema_rampup_ratio),
         noise_distribution(float(s.P_mean), float(s.P_std), sigma_data,
                            bool(s.get("relative", False))),

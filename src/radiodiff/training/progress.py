@@ -99,6 +99,9 @@ class ProgressLog(Callback):
                 f"({pct:.1f} %), {self.rate:.2f} images/s")
         if loss is not None:
             text += f", loss {float(loss):.4f}"
+        optimizers = getattr(trainer, "optimizers", None)
+        if optimizers:  # the rate shows a warm-up or cool-down at work
+            text += f", lr {optimizers[0].param_groups[0]['lr']:.3g}"
         text += f", run ends in ~{duration(self._remaining(seen))}"
         if self.max_seconds is not None:
             piece_left = self.max_seconds - (now - self._t0)
