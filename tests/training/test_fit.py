@@ -84,8 +84,12 @@ def test_a_few_steps_lower_the_loss(tmp_path, tiny_h5):
 
 
 def test_resume_equals_uninterrupted(tmp_path, tiny_h5):
+    # with a warm-up and a cool-down the session ends within (the rate is a function of the
+    # images seen: the resumed piece computes the same floats)
     common = ("train.total_kimg=0.096", "train.ckpt_every_steps=4", "train.val_every_steps=5",
-              "train.sample_every_steps=0", "model.label_dropout=0.2")
+              "train.sample_every_steps=0", "model.label_dropout=0.2",
+              "train.lr_rampup_kimg=0.024", "train.lr_decay_start_kimg=0.04",
+              "train.lr_decay_kimg=0.056")
     whole = train(cfg_for(tmp_path / "a", tiny_h5, *common))
     assert whole["steps"] == 12 and whole["resumed_from"] is None
 
@@ -157,24 +161,50 @@ def test_lr_cooldown_branches_from_a_constant_rate_checkpoint(tmp_path, tiny_h5)
         def on_train_batch_end(self, trainer, *args):
             lrs.append(trainer.optimizers[0].param_groups[0]["lr"])
 
+    # the branch also doubles the peak rate (the restored scheduler's own is replaced)
     branch = train(cfg_for(tmp_path, tiny_h5, *common, "train.run_name=cool",
                            f"train.resume={first['checkpoint']}", "train.resume_force=true",
-                           "train.lr_decay_start_kimg=0.012", "train.lr_decay_kimg=0.032"),
+                           "train.lr=0.002", "train.lr_decay_start_kimg=0.012",
+                           "train.lr_decay_kimg=0.032"),
                    extra_callbacks=[Rate()])
     # the step that brings the count to n images runs at lr * factor(n); read after each
     # step, the rate is the next step's: n = 16 (the branch's first step, set at its start,
     # not the checkpoint's constant rate), then 20, ..., 48 (0 from 44 on)
-    assert starts == [pytest.approx(0.001 * (1 - 4 / 32))]
-    assert lrs == pytest.approx([0.001 * max(0.0, 1 - (n - 12) / 32) for n in range(20, 52, 4)])
+    assert starts == [pytest.approx(0.002 * (1 - 4 / 32))]
+    assert lrs == pytest.approx([0.002 * max(0.0, 1 - (n - 12) / 32) for n in range(20, 52, 4)])
     ckpt = _state(branch["checkpoint"])
     assert ckpt["images_seen"] == 44 and Path(branch["checkpoint"]).parent.name == "cool"
     assert ckpt["hyper_parameters"]["cfg"]["train"]["lr_decay_kimg"] == 0.032
     assert _state(first["checkpoint"])["images_seen"] == 12  # the constant-rate run is untouched
 
 
+def test_lr_factor_warms_up_holds_and_cools_down_in_images():
+    from radiodiff.training.module import OptimSettings
+    o = OptimSettings(lr=1e-3, lr_rampup_kimg=2, lr_decay_start_kimg=10, lr_decay_kimg=4)
+    assert [o.factor(n) for n in (0, 1000, 2000, 5000, 10_000, 12_000, 14_000, 20_000)] == \
+        pytest.approx([0, 0.5, 1, 1, 1, 0.5, 0, 0])
+    assert o.decay_end_kimg == 14 and OptimSettings().decay_end_kimg is None
+    assert OptimSettings(lr_rampup_kimg=0).factor(0) == 1.0
+    overlap = OptimSettings(lr_rampup_kimg=2, lr_decay_start_kimg=1, lr_decay_kimg=2)
+    assert overlap.factor(1500) == pytest.approx(0.75 * 0.75)  # the two multiply
+
+
+def test_a_run_past_the_end_of_its_cool_down_is_warned_of(caplog):
+    from radiodiff.training.fit import check_schedule
+    ok = load_config(["train.total_kimg=14", "train.lr_decay_start_kimg=10",
+                      "train.lr_decay_kimg=4"])
+    with caplog.at_level("WARNING", logger="radiodiff.training.fit"):
+        check_schedule(ok.train)
+        assert caplog.text == ""
+        check_schedule(load_config(["train.total_kimg=20", "train.lr_decay_start_kimg=10",
+                                    "train.lr_decay_kimg=4"]).train)
+    assert "train.total_kimg=20 goes past the end of the cool-down at 14 kimg" in caplog.text
+
+
 @pytest.mark.parametrize("override, message", [
     ("train.lr_decay_kimg=-1", "train.lr_decay_kimg=-1.0: must be a finite number >= 0"),
     ("train.lr_decay_kimg=5", "train.lr_decay_start_kimg=None: a cool-down"),
+    ("train.lr_decay_start_kimg=5", "train.lr_decay_start_kimg=5.0: no cool-down length"),
     ("train.lr=nan", "train.lr=nan: must be a finite number >= 0"),
 ])
 def test_absurd_learning_rate_schedules_are_refused_in_one_line(tmp_path, tiny_h5, override,
@@ -182,7 +212,7 @@ def test_absurd_learning_rate_schedules_are_refused_in_one_line(tmp_path, tiny_h
     from radiodiff.config import ConfigError
     with pytest.raises(ConfigError, match=re.escape(message)):
         train(cfg_for(tmp_path, tiny_h5, "train.total_kimg=0.008", override))
-    assert not (tmp_path / "ckpt").exists()  # refused before the run's folder is made
+    assert not (tmp_path / "ckpt").exists() and not (tmp_path / "out").exists()  # no folder
 
 
 def test_checkpoint_is_code_free_and_records_the_run(tmp_path, tiny_h5):

@@ -53,6 +53,26 @@ def test_length_place_and_hardware_are_not_identity():
     assert run_identity(halo) == run_identity(base)
 
 
+def test_a_key_added_to_the_schema_since_stands_for_its_default():
+    """A checkpoint written before ``train.lr_decay_*`` existed trained at a constant rate:
+    resuming it with a cool-down is a change (refused unless forced), without one it is not."""
+    base = load_config(["data=tiny", "model=unet_tiny"])
+    old = OmegaConf.to_container(base, resolve=True)
+    for key in ("lr_decay_kimg", "lr_decay_start_kimg"):
+        del old["train"][key]
+    assert identity_changes(old, base) == [] and identity_changes(base, old) == []
+    cool = load_config(["data=tiny", "model=unet_tiny", "train.lr_decay_start_kimg=1",
+                        "train.lr_decay_kimg=5"])
+    assert identity_changes(old, cool) == ["train.lr_decay_kimg 0.0→5.0",
+                                           "train.lr_decay_start_kimg null→1.0"]
+    state = {"run_identity": run_identity(old), "hyper_parameters": {"cfg": old}}
+    with pytest.raises(ConfigError, match=re.escape("(train.lr_decay_kimg 0.0→5.0, ")):
+        check_resume(cool, state, "run/last.ckpt")
+    # a key the schema does not know (added with +) has no default to stand for
+    extra = load_config(["data=tiny", "model=unet_tiny", "+model.extra=1"])
+    assert identity_changes(base, extra) == []
+
+
 def test_sweep_jobs_are_named_after_their_identity_overrides():
     cfg = load_config(["data=tiny", "model=unet_tiny", "seed=5", "train.lr=0.002"])
     task = ["model=unet_tiny", "data=tiny", "seed=5", "train.lr=0.002", "logger=csv",

@@ -18,7 +18,7 @@ import threading
 import time
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import lightning as L
 import numpy as np
@@ -43,13 +43,13 @@ from radiodiff.pipeline.ranks import RankZeroLock, on_rank_zero
 from radiodiff.training.identity import (check_resume, check_resume_data,
                                          recorded_data_sha256)
 from radiodiff.training.module import (DataStats, DiffusionModule, checkpoint_progress,
-                                       module_from_config)
+                                       module_from_config, optim_settings)
 from radiodiff.diffusion.condition_table import ConditionTable
 from radiodiff.diffusion.conditions import ConditionTransform
 from radiodiff.diffusion.intensity import IntensityTransform
 
-__all__ = ["train", "ResumeCheckpoint", "AtomicCheckpointIO", "TimeBox", "build_trainer",
-           "build_callbacks", "data_stats", "resume_path", "make_logger", "warm_start",
+__all__ = ["train", "check_schedule", "ResumeCheckpoint", "AtomicCheckpointIO", "TimeBox",
+           "build_trainer", "build_callbacks", "data_stats", "resume_path", "make_logger", "warm_start",
            "warm_start_lineage", "adapt_state",
            "check_image_size", "wandb_offline_dir"]
 
@@ -91,7 +91,8 @@ class ResumeCheckpoint(Callback):
         if update_ema is not None:
             update_ema()  # idempotent per step: the module's own hook runs after callbacks
         io = getattr(trainer.strategy, "checkpoint_io", None)
-        held = io.holding_failures() if isinstance(io, AtomicCheckpointIO) else nullcontext()
+        held = (io.holding_failures() if isinstance(io, AtomicCheckpointIO)
+                and trainer.is_global_zero else nullcontext())
         with held as failure:  # rank 0's write failure waits for the shared step below
             trainer.save_checkpoint(tmp, weights_only=False)  # full state, rank 0 writes
 
@@ -159,16 +160,17 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         self._held: list | None = None
 
     @contextmanager
-    def holding_failures(self):
+    def holding_failures(self) -> Iterator[list]:
         """Within: a failed write (a full disk) is kept in the yielded one-item list instead
         of raised, so that rank 0 still reaches Lightning's barrier after the save and the
         caller raises it where every rank hears it
-        (:func:`~radiodiff.pipeline.ranks.on_rank_zero`)."""
-        self._held = [None]
+        (:func:`~radiodiff.pipeline.ranks.on_rank_zero`). Rank 0 only: the caller raises
+        it there."""
+        outer, self._held = self._held, [None]
         try:
             yield self._held
         finally:
-            self._held = None
+            self._held = outer
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options=None) -> None:
         if storage_options is not None:
@@ -393,6 +395,16 @@ def quiet_libraries(cfg: DictConfig | None = None) -> None:
             wandb.termsetup(wandb.Settings(silent=True), None)
 
 
+def check_schedule(train_cfg: DictConfig) -> None:
+    """Refuse a learning-rate schedule that cannot run (:func:`optim_settings`, one line);
+    warn of a run that goes on past the end of its cool-down, at rate 0."""
+    end = optim_settings(train_cfg).decay_end_kimg
+    if end is not None and float(train_cfg.total_kimg) > end * (1 + 1e-9):
+        log.warning("train.total_kimg=%g goes past the end of the cool-down at %g kimg "
+                    "(train.lr_decay_start_kimg + train.lr_decay_kimg): the rest trains at "
+                    "rate 0", float(train_cfg.total_kimg), end)
+
+
 def train(cfg: DictConfig, run_dir: str | Path | None = None,
           extra_callbacks: list[Callback] = ()) -> dict[str, Any]:
     """Train (or resume) the run described by ``cfg``; returns a short summary.
@@ -404,6 +416,7 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None,
     ``"interrupted": True`` (Lightning would exit the process with status 1) and the
     checkpoints already written kept.
     """
+    check_schedule(cfg.train)  # a schedule that cannot run is refused before anything
     L.seed_everything(int(cfg.seed), workers=True, verbose=False)
     ckpt, state = _resume_state(cfg)
     if _ensure_prepared(cfg) and state is not None:  # prepared just now: check it too

@@ -12,10 +12,13 @@ after its overrides that change the identity or vary across the sweep
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import hashlib
 import json
 import logging
 import re
+import typing
 from typing import Any, Iterable, Mapping
 
 from radiodiff.config import ConfigError
@@ -79,11 +82,45 @@ def run_identity(cfg: Any) -> str:
 
 
 def identity_changes(old: Any, new: Any) -> list[str]:
-    """``key old→new`` for each identity key both configs hold with different values (a key
-    one of them lacks, e.g. added to the schema since, is not a change)."""
+    """``key old→new`` for each identity key the configs give different values. A key one of
+    them lacks (added to the schema since, e.g. ``train.lr_decay_kimg``) stands for its
+    schema default, which keeps what runs did before the key existed: it is a change only
+    where the other config sets something else; a key without a schema default is none."""
     a, b = identity_view(old), identity_view(new)
-    return [f"{k} {_show(a[k])}→{_show(b[k])}" for k in sorted(a.keys() & b.keys())
-            if a[k] != b[k]]
+    defaults = schema_defaults()
+    changes = []
+    for k in sorted(a.keys() | b.keys()):
+        if k in a and k in b:
+            if a[k] != b[k]:
+                changes.append(f"{k} {_show(a[k])}→{_show(b[k])}")
+        elif k in defaults and a.get(k, defaults[k]) != b.get(k, defaults[k]):
+            was, now = a.get(k, defaults[k]), b.get(k, defaults[k])
+            changes.append(f"{k} {_show(was)}→{_show(now)}")
+    return changes
+
+
+@functools.lru_cache(maxsize=1)
+def _schema_defaults() -> tuple[tuple[str, Any], ...]:
+    from omegaconf import OmegaConf
+
+    from radiodiff.config import Config
+    out: dict[str, Any] = {}
+    hints = typing.get_type_hints(Config)
+    for f in dataclasses.fields(Config):
+        kind = hints[f.name]
+        if not dataclasses.is_dataclass(kind):
+            continue
+        leaves = _flat(OmegaConf.to_container(OmegaConf.structured(kind), resolve=False),
+                       f.name)
+        out.update({k: v for k, v in leaves.items() if v != "???" and not (
+            isinstance(v, str) and "${" in v) and is_identity_key(k)})
+    return tuple(out.items())
+
+
+def schema_defaults() -> dict[str, Any]:
+    """Identity keys of the config schema (:class:`radiodiff.config.Config`) with their
+    defaults, flat (keys without one, or whose default is an interpolation, left out)."""
+    return dict(_schema_defaults())
 
 
 def _show(value: Any) -> str:

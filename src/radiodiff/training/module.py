@@ -82,8 +82,11 @@ class OptimSettings:
 
     The cool-down (``lr_decay_kimg`` > 0) takes the rate linearly from ``lr`` at
     ``lr_decay_start_kimg`` thousand images to 0 ``lr_decay_kimg`` thousand images later, and
-    holds it at 0 after: the warmup-stable-decay schedule, whose cool-down can branch from
-    any checkpoint of a constant-rate run (``train.resume=<ckpt> train.resume_force=true``).
+    holds it at 0 after (a run should end there: ``train.total_kimg`` = start + length): the
+    warmup-stable-decay schedule, whose cool-down can branch from any checkpoint of a
+    constant-rate run (``train.resume=<ckpt> train.resume_force=true``). A cool-down that
+    starts within the warm-up multiplies with it. The step that brings the count to ``n``
+    images runs at ``lr * factor(n)``.
     """
     lr: float = 5e-4
     betas: tuple[float, float] = (0.9, 0.999)
@@ -102,6 +105,14 @@ class OptimSettings:
             raise ConfigError(f"train.lr_decay_start_kimg={start}: a cool-down "
                               f"(train.lr_decay_kimg={self.lr_decay_kimg:g}) needs where it "
                               "starts, in thousands of images >= 0")
+        if self.lr_decay_kimg <= 0 and start is not None:
+            raise ConfigError(f"train.lr_decay_start_kimg={start}: no cool-down length; set "
+                              "train.lr_decay_kimg > 0 (thousands of images) or leave both out")
+
+    @property
+    def decay_end_kimg(self) -> float | None:
+        """Where the cool-down reaches 0 (thousands of images); None without one."""
+        return None if self.lr_decay_kimg <= 0 else self.lr_decay_start_kimg + self.lr_decay_kimg
 
     def factor(self, images: float) -> float:
         """The learning rate over ``lr`` after ``images`` training images (any rank count or
@@ -332,11 +343,16 @@ class DiffusionModule(L.LightningModule):
         # The first step of a resumed piece at this run's schedule: the checkpoint holds the
         # rate its own run gave that step, which a branch (another schedule) or another batch
         # size changes. On an exact resume it is the same number.
+        # The restored scheduler brings the checkpoint's peak rate (base_lrs): this run's
+        # train.lr replaces it (a branch may change it under train.resume_force).
         for config in self.trainer.lr_scheduler_configs:
             s = config.scheduler
             if isinstance(s, torch.optim.lr_scheduler.LambdaLR):
-                for group, base, rate in zip(s.optimizer.param_groups, s.base_lrs, s.lr_lambdas):
-                    group["lr"] = base * rate(s.last_epoch)
+                s.base_lrs = [self.optim.lr] * len(s.optimizer.param_groups)
+                for group, rate in zip(s.optimizer.param_groups, s.lr_lambdas):
+                    group["initial_lr"] = self.optim.lr
+                    group["lr"] = self.optim.lr * rate(s.last_epoch)
+                s._last_lr = [group["lr"] for group in s.optimizer.param_groups]
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["images_seen"] = self.images_seen
