@@ -49,9 +49,9 @@ from radiodiff.diffusion.conditions import ConditionTransform
 from radiodiff.diffusion.intensity import IntensityTransform
 
 __all__ = ["train", "check_schedule", "ResumeCheckpoint", "AtomicCheckpointIO", "TimeBox",
-           "build_trainer", "build_callbacks", "data_stats", "resume_path", "make_logger", "warm_start",
-           "warm_start_lineage", "adapt_state",
-           "check_image_size", "wandb_offline_dir"]
+           "build_trainer", "build_callbacks", "data_stats", "resume_path", "make_logger",
+           "warm_start", "warm_start_lineage", "adapt_state", "check_image_size",
+           "wandb_offline_dir"]
 
 log = logging.getLogger(__name__)
 
