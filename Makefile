@@ -62,8 +62,10 @@ train-first: setup
 # conditioned on class, peak flux and LAS (Box-Cox), x^0.25 model space, batch 16
 # (conf/experiment/mirabest.yaml; docs/campaign_mirabest.md). Resumable pieces of at most
 # 110 min: rerun with the same CKPT_ROOT to continue. On a fresh machine (resume state lost),
-# continue from the shipped release, the campaign's last EMA weights (a new run, fresh optimiser):
-#   make train-mirabest ARGS="train.run_name=mb-deep-2 train.init_from=models/mirabest"
+# continue from the shipped release, the campaign's last EMA weights (a new run counting its
+# own images from 0, fresh optimiser; its constant stretch, then its own cool-down):
+#   make train-mirabest ARGS="train.run_name=mb-deep-2 train.init_from=models/mirabest \
+#     train.total_kimg=150 train.lr_decay_start_kimg=110 train.lr_decay_kimg=40"
 # On a shared 2-core machine, real-time priority keeps other processes from slowing the
 # piece (docs/throughput.md), at their expense: opt in with CHRT="chrt -r 5".
 CHRT ?=
