@@ -9,7 +9,9 @@
 #   BASE="+experiment=mirabest model=unet_deep" RUN=mb-deep-gpu \
 #   EXPORT_ARGS="--data data/mirabest.h5 --projection-floor data --projection-halo 0" \
 #   bash bench/gpu_session.sh 540 128 trainer.precision=bf16-mixed \
-#        train.init_from=models/mirabest train.total_kimg=3000
+#        train.init_from=models/mirabest train.total_kimg=300 \
+#        train.lr_decay_start_kimg=200 train.lr_decay_kimg=100
+# (a warm start counts its own images: its cool-down must end within the time box)
 # Runs on a machine with CUDA PyTorch and Lightning but no Hydra: the wheels in .whl/
 # (hydra-core, omegaconf, antlr4-python3-runtime) are installed to /tmp/site first. Inputs
 # travel with the working tree: the prepared data/<name>.h5 (carried) and, for an exact
