@@ -149,9 +149,7 @@ def test_lr_cooldown_branches_from_a_constant_rate_checkpoint(tmp_path, tiny_h5)
     common = ("train.total_kimg=0.044", "train.ckpt_every_steps=0", "train.lr=0.001",
               "data.loader.batch_size=4")
     first = train(cfg_for(tmp_path, tiny_h5, *common), extra_callbacks=[StopAt(3)])
-    lrs = []
-
-    starts = []
+    lrs, starts = [], []
 
     class Rate(Callback):
         def on_train_batch_start(self, trainer, *args):

@@ -175,13 +175,12 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options=None) -> None:
         if storage_options is not None:
             raise TypeError(f"{type(self).__name__} takes no storage_options")
-        if self._held is None:
-            save_torch(checkpoint, Path(path))
-            return
         try:
             save_torch(checkpoint, Path(path))
-        except Exception as exc:  # held for the caller (holding_failures)
-            self._held[0] = exc
+        except Exception as exc:
+            if self._held is None:
+                raise
+            self._held[0] = exc  # held for the caller (holding_failures)
 
 
 class TimeBox(Callback):

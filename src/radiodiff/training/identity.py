@@ -87,14 +87,11 @@ def identity_changes(old: Any, new: Any) -> list[str]:
     schema default, which keeps what runs did before the key existed: it is a change only
     where the other config sets something else; a key without a schema default is none."""
     a, b = identity_view(old), identity_view(new)
-    defaults = schema_defaults()
+    defaults, unknown = schema_defaults(), object()
     changes = []
     for k in sorted(a.keys() | b.keys()):
-        if k in a and k in b:
-            if a[k] != b[k]:
-                changes.append(f"{k} {_show(a[k])}→{_show(b[k])}")
-        elif k in defaults and a.get(k, defaults[k]) != b.get(k, defaults[k]):
-            was, now = a.get(k, defaults[k]), b.get(k, defaults[k])
+        was, now = a.get(k, defaults.get(k, unknown)), b.get(k, defaults.get(k, unknown))
+        if unknown not in (was, now) and was != now:
             changes.append(f"{k} {_show(was)}→{_show(now)}")
     return changes
 

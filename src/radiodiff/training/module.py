@@ -340,11 +340,10 @@ class DiffusionModule(L.LightningModule):
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
     def on_train_start(self) -> None:
-        # The first step of a resumed piece at this run's schedule: the checkpoint holds the
-        # rate its own run gave that step, which a branch (another schedule) or another batch
-        # size changes. On an exact resume it is the same number.
-        # The restored scheduler brings the checkpoint's peak rate (base_lrs): this run's
-        # train.lr replaces it (a branch may change it under train.resume_force).
+        # The first step of a resumed piece at this run's schedule and peak rate: the
+        # checkpoint holds its own run's (base_lrs and the next step's rate), which a branch
+        # (train.resume_force) or another batch size changes; an exact resume gets the same
+        # numbers.
         for config in self.trainer.lr_scheduler_configs:
             s = config.scheduler
             if isinstance(s, torch.optim.lr_scheduler.LambdaLR):
