@@ -12,7 +12,7 @@ from radiodiff.diffusion.sampling import SamplerSpec
 from radiodiff.evaluation.metrics import EvalSettings
 from radiodiff.evaluation.run import run_evaluation
 from radiodiff.evaluation.sets import Compared, reference_splits
-from radiodiff.evaluation.usefulness import recalls, tstr
+from radiodiff.evaluation.usefulness import real_arm_path, recalls, tstr
 
 
 @pytest.fixture(scope="module")
@@ -55,8 +55,38 @@ def test_evaluate_tstr_draws_one_image_per_training_row(prepared, tmp_path):
     result, paths = run_evaluation(prepared, compared, tmp_path / "r", "test", settings)
     u = json.loads(paths["metrics.json"].read_text())["usefulness"]
     assert u["n_synthetic"] == len(train.labels) and u["n_real_train"] == len(train.labels)
-    assert set(u) >= {"real", "synthetic", "real+synthetic"}
+    assert set(u) >= {"real", "synthetic", "real+synthetic"} and u["real_cached"] is False
     assert "## Usefulness" in paths["report.md"].read_text()
     no_tstr = EvalSettings(**{**settings.__dict__, "tstr": False})
     result, _ = run_evaluation(prepared, compared, tmp_path / "s", "test", no_tstr)
     assert result.usefulness is None
+
+
+def test_real_arm_is_trained_once_per_training_split(prepared, tmp_path, caplog):
+    test, train, val, ps = reference_splits(prepared, "test")
+    args = ((train.images, train.labels), (val.images, val.labels),
+            (test.images, test.labels), list(ps.classes))
+    fresh = tstr(*args, epochs=2)
+    first = tstr(*args, epochs=2, cache_dir=tmp_path)
+    again = tstr(*args, epochs=2, cache_dir=tmp_path)
+    assert "real_cached" not in fresh or fresh["real_cached"] is False
+    assert (first["real_cached"], again["real_cached"]) == (False, True)
+    # the cached classifier scores exactly as the one trained afresh
+    for name in ("real", "synthetic", "real+synthetic"):
+        assert again[name] == first[name] == fresh[name]
+    path = real_arm_path(tmp_path, (train.images, train.labels), 2, 2, 0)
+    assert path.is_file() and len(list(tmp_path.glob("tstr-real-*"))) == 1
+    # another training split, label set, epoch count or seed is another file
+    swapped = (train.images, 1 - train.labels)
+    others = {real_arm_path(tmp_path, swapped, 2, 2, 0),
+              real_arm_path(tmp_path, (train.images[1:], train.labels[1:]), 2, 2, 0),
+              real_arm_path(tmp_path, (train.images, train.labels), 2, 3, 0),
+              real_arm_path(tmp_path, (train.images, train.labels), 2, 2, 1)}
+    assert path not in others and len(others) == 4
+    # a damaged cache is named, trained again and replaced; the scores do not change
+    path.write_bytes(path.read_bytes()[:100])
+    with caplog.at_level("WARNING"):
+        healed = tstr(*args, epochs=2, cache_dir=tmp_path)
+    assert healed["real_cached"] is False and healed["real"] == fresh["real"]
+    assert str(path) in caplog.text and "does not load" in caplog.text
+    assert tstr(*args, epochs=2, cache_dir=tmp_path)["real_cached"] is True

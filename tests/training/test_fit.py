@@ -406,7 +406,8 @@ def test_evaluate_a_checkpoint_end_to_end(tmp_path, tiny_h5, capsys):
     assert f"generated (checkpoint {Path(summary['checkpoint']).parent.name}/" in title
 
 
-def test_warm_start_from_a_release(tmp_path, tiny_h5):
+def test_warm_start_from_a_release(tmp_path, tiny_h5, caplog):
+    caplog.set_level("WARNING", logger="radiodiff.training.fit")
     from radiodiff.pipeline.release import load_release
     from radiodiff.pipeline.checkpoint import export_checkpoint
     first = train(cfg_for(tmp_path / "a", tiny_h5, "train.total_kimg=0.016"))
@@ -432,6 +433,11 @@ def test_warm_start_from_a_release(tmp_path, tiny_h5):
     assert resumed["resumed_from"] == second["checkpoint"]
     again = load_release(export_checkpoint(resumed["checkpoint"], tmp_path / "rel3")).meta
     assert again["warm_start"] == meta["warm_start"]
+    assert "was trained on data=" not in caplog.text  # same set: no warning
+    train(cfg_for(tmp_path / "d", tiny_h5, "data.name=tiny2", "train.total_kimg=0.004",
+                  f"train.init_from={rel}"))
+    assert f"train.init_from={rel} was trained on data=tiny, this run trains on data=tiny2" \
+        in caplog.text and "Shared sources" in caplog.text
     with pytest.raises(ValueError, match="do not fit model=unet_small"):
         train(cfg_for(tmp_path / "c", tiny_h5, "model=unet_small", "model.attn_resolutions=[8]",
                       "train.total_kimg=0.008", f"train.init_from={rel}"))

@@ -33,8 +33,10 @@ Conventions
 from __future__ import annotations
 
 import copy
+import logging
 import math
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -47,7 +49,9 @@ from radiodiff.evaluation.inputs import (
 )
 from radiodiff.seeds import seed_generator
 
-__all__ = ["SmallCNN", "train_classifier", "accuracy_and_confusion", "embed"]
+__all__ = ["SmallCNN", "train_classifier", "cached_classifier", "accuracy_and_confusion", "embed"]
+
+log = logging.getLogger(__name__)
 
 # Training images used to recompute BatchNorm statistics after training (and before every
 # validation): a forward pass over them costs about a tenth of an epoch of 1758 images.
@@ -377,6 +381,35 @@ def train_classifier(images: ArrayLike, labels: ArrayLike, num_classes: int,
     model.history = history
     model.best_epoch = best_epoch
     return model
+
+
+def cached_classifier(path: str | Path | None, num_classes: int,
+                      train: Callable[[], SmallCNN]) -> tuple[SmallCNN, bool]:
+    """A :class:`SmallCNN` trained once: read from ``path`` (safetensors) when it holds one,
+    else ``train()``'s, written there atomically (``path`` None: no file).
+
+    The caller's ``path`` must name everything the weights depend on (data, labels, epochs,
+    seed). A file that does not load (truncated, another architecture) is a cache, not
+    data: it is named in a warning, retrained and replaced. Returns the model in eval mode
+    and whether it came from the file.
+    """
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file, save_file
+
+    from radiodiff.io.artifacts import atomic_write
+    if path is not None and Path(path).is_file():
+        model = SmallCNN(num_classes)
+        try:
+            model.load_state_dict(load_file(str(path)))
+            return model.eval(), True
+        except (SafetensorError, RuntimeError, OSError, ValueError) as exc:
+            log.warning("classifier cache %s does not load (%s); training it again", path,
+                        str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+    model = train()
+    if path is not None:
+        state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+        atomic_write(path, lambda tmp: save_file(state, str(tmp)))
+    return model.eval(), False
 
 
 def accuracy_and_confusion(model: nn.Module, images: ArrayLike, labels: ArrayLike,

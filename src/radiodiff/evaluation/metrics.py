@@ -198,22 +198,12 @@ def _pixel_values(images: np.ndarray, n: int, seed: int) -> np.ndarray:
 def _classifier(train: ImageSet, val: ImageSet, num_classes: int, settings: EvalSettings,
                 data_sha: str):
     """The class classifier trained on the real training split (cached, safetensors)."""
-    from safetensors.torch import load_file, save_file
-
-    from radiodiff.evaluation.classifier import SmallCNN, train_classifier
+    from radiodiff.evaluation.classifier import cached_classifier, train_classifier
     cache = Path(settings.cache_dir) / f"classifier-{data_sha[:16]}-s{settings.seed}-" \
                                        f"e{settings.classifier_epochs}.safetensors"
-    model = SmallCNN(num_classes)
-    if cache.is_file():
-        model.load_state_dict(load_file(str(cache)))
-        return model.eval(), True
-    model = train_classifier(train.images, train.labels, num_classes,
-                             epochs=settings.classifier_epochs, seed=settings.seed,
-                             val=(val.images, val.labels))
-    state = {k: v.contiguous() for k, v in model.state_dict().items()}
-    atomic_write(cache, lambda tmp: save_file(state, str(tmp)))
-    return model.eval(), False
-
+    return cached_classifier(cache, num_classes, lambda: train_classifier(
+        train.images, train.labels, num_classes, epochs=settings.classifier_epochs,
+        seed=settings.seed, val=(val.images, val.labels)))
 
 
 def _cache_path(real: ImageSet, pix: float | None, s: EvalSettings, data_sha: str) -> Path:
@@ -491,7 +481,8 @@ def evaluate(real: ImageSet, fake: ImageSet, train: ImageSet, val: ImageSet,
         groups["usefulness"] = tstr((train.images, train.labels),
                                     (synthetic_train.images, synthetic_train.labels),
                                     (real.images, real.labels), classes,
-                                    epochs=s.classifier_epochs, seed=s.seed)
+                                    epochs=s.classifier_epochs, seed=s.seed,
+                                    cache_dir=s.cache_dir)
         timings["usefulness"] = time.perf_counter() - t
     if is_physical(meta, real, fake):
         t = time.perf_counter()

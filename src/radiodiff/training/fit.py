@@ -632,6 +632,7 @@ def warm_start(module: DiffusionModule, release_dir: str | Path) -> None:
         model = module.hparams.cfg["model"]["name"]
         raise ValueError(f"train.init_from={release_dir}: weights do not fit model={model} "
                          f"({exc})") from exc
+    _warn_across_sets(release_dir, release.config, module.hparams.cfg)
     # sigma_data stays this run's (measured on its own encoding of the data)
     state["sigma_data"] = module.net.sigma_data.clone()
     for net in (module.net, module.ema, *module.ema_bank):
@@ -639,6 +640,19 @@ def warm_start(module: DiffusionModule, release_dir: str | Path) -> None:
     module.warm_start = warm_start_lineage(release.meta, release.weights_sha256)
     log.info("warm-started from %s (%s images seen)%s", release_dir,
              release.meta.get("images_seen"), "; " + "; ".join(notes) if notes else "")
+
+
+def _warn_across_sets(release_dir: str | Path, release_cfg: Any, cfg: Any) -> None:
+    """One warning when the release was trained on another data set than this run: catalogues
+    of one survey share sources (FIRST and MiraBest: docs/data.md, "Shared sources"), and
+    a shared source in this run's validation or test split is no longer unseen."""
+    theirs, ours = ((c.get("data") or {}).get("name") for c in (release_cfg, cfg))
+    if theirs and ours and theirs != ours:
+        log.warning("train.init_from=%s was trained on data=%s, this run trains on data=%s: "
+                    "sources the two sets share are seen before this run's validation and "
+                    "test splits (count them: python bench/source_overlap.py data/%s.h5 "
+                    "data/%s.h5; docs/data.md, 'Shared sources')",
+                    release_dir, theirs, ours, theirs, ours)
 
 
 def warm_start_lineage(meta: dict[str, Any], weights_sha256: str) -> dict:
