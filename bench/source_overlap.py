@@ -1,10 +1,10 @@
 """Sources two prepared sets share, split by split (radiodiff.data.overlap).
 
-    python bench/source_overlap.py data/first.h5 data/mirabest.h5 [--radius 30]
+    python bench/source_overlap.py data/first.h5 data/mirabest.h5 [--radius 10 30 60]
 
-Prints, for each split of the first set, its rows and how many of them have a source of the
-second set within the radius, by the second set's split (a Markdown table), and the same the
-other way round. A warm start from a model trained on one set must not reach sources of the
+Prints, for each split of the first set, its clean rows and how many of them have a source of
+the second set within the radius, by the second set's split (a Markdown table), and the same
+the other way round. A warm start from a model trained on one set must not reach sources of the
 other set's validation or test split through its training split (docs/data.md, "Shared
 sources").
 """
@@ -19,7 +19,7 @@ from radiodiff.data.overlap import shared_counts
 
 def table(a: str, b: str, radius: float) -> list[str]:
     counts = shared_counts(a, b, radius)
-    cols = sorted({k for e in counts.values() for k in e} - {"rows", "shared"})
+    cols = [k for k in next(iter(counts.values()), {}) if k not in ("rows", "shared")]
     lines = [f"| {Path(a).name} split | rows | within {radius:g}″ of {Path(b).name} | "
              + " | ".join(cols) + " |", "|---|---|---|" + "---|" * len(cols)]
     for split, e in counts.items():
@@ -32,10 +32,12 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("a", help="prepared .h5")
     p.add_argument("b", help="prepared .h5")
-    p.add_argument("--radius", type=float, default=30.0, help="match radius, arcsec")
+    p.add_argument("--radius", type=float, nargs="+", default=[30.0],
+                   help="match radius, arcsec (several: one pair of tables each)")
     args = p.parse_args(argv)
-    for x, y in ((args.a, args.b), (args.b, args.a)):
-        print("\n".join(table(x, y, args.radius)), end="\n\n")
+    for radius in args.radius:
+        for x, y in ((args.a, args.b), (args.b, args.a)):
+            print("\n".join(table(x, y, radius)), end="\n\n")
     return 0
 
 

@@ -69,8 +69,8 @@ def test_real_arm_is_trained_once_per_training_split(prepared, tmp_path, caplog)
     fresh = tstr(*args, epochs=2)
     first = tstr(*args, epochs=2, cache_dir=tmp_path)
     again = tstr(*args, epochs=2, cache_dir=tmp_path)
-    assert "real_cached" not in fresh or fresh["real_cached"] is False
-    assert (first["real_cached"], again["real_cached"]) == (False, True)
+    assert (fresh["real_cached"], first["real_cached"], again["real_cached"]) == \
+        (False, False, True)
     # the cached classifier scores exactly as the one trained afresh
     for name in ("real", "synthetic", "real+synthetic"):
         assert again[name] == first[name] == fresh[name]
@@ -90,3 +90,23 @@ def test_real_arm_is_trained_once_per_training_split(prepared, tmp_path, caplog)
     assert healed["real_cached"] is False and healed["real"] == fresh["real"]
     assert str(path) in caplog.text and "does not load" in caplog.text
     assert tstr(*args, epochs=2, cache_dir=tmp_path)["real_cached"] is True
+    # so is one of another architecture (it loads as a file, not as this network)
+    from safetensors.torch import save_file
+    from radiodiff.evaluation.classifier import SmallCNN
+    save_file({k: v.contiguous() for k, v in SmallCNN(2, widths=(8,)).state_dict().items()},
+              str(path))
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        healed = tstr(*args, epochs=2, cache_dir=tmp_path)
+    assert healed["real_cached"] is False and healed["real"] == fresh["real"]
+    assert str(path) in caplog.text
+
+
+def test_the_protocol_is_part_of_the_key(monkeypatch, tmp_path):
+    from radiodiff.evaluation import classifier
+    train = (np.zeros((4, 1, 8, 8), np.float32), np.array([0, 1, 0, 1]))
+    before = real_arm_path(tmp_path, train, 2, 2, 0)
+    monkeypatch.setattr(classifier, "_RECAL_IMAGES", 256)
+    assert real_arm_path(tmp_path, train, 2, 2, 0) != before
+    monkeypatch.undo()
+    assert real_arm_path(tmp_path, train, np.int64(2), np.int64(2), np.int64(0)) == before

@@ -426,18 +426,27 @@ def test_warm_start_from_a_release(tmp_path, tiny_h5, caplog):
     # the lineage reaches the next release: start weights and images seen before this run
     meta = load_release(export_checkpoint(second["checkpoint"], tmp_path / "rel2")).meta
     assert meta["warm_start"] == {"weights_sha256": start.weights_sha256,
-                                  "images_seen_total": start.meta["images_seen"]}
+                                  "images_seen_total": start.meta["images_seen"],
+                                  "data_seen": ["tiny"]}
     assert meta["images_seen"] == second["images_seen"] and "warm_start" not in start.meta
     resumed = train(cfg_for(tmp_path / "b", tiny_h5, "train.total_kimg=0.016",
                             f"train.init_from={rel}"))  # a later piece resumes the run
     assert resumed["resumed_from"] == second["checkpoint"]
     again = load_release(export_checkpoint(resumed["checkpoint"], tmp_path / "rel3")).meta
     assert again["warm_start"] == meta["warm_start"]
-    assert "was trained on data=" not in caplog.text  # same set: no warning
-    train(cfg_for(tmp_path / "d", tiny_h5, "data.name=tiny2", "train.total_kimg=0.004",
-                  f"train.init_from={rel}"))
-    assert f"train.init_from={rel} was trained on data=tiny, this run trains on data=tiny2" \
+    assert "has seen data=" not in caplog.text  # same set: no warning
+    other = train(cfg_for(tmp_path / "d", tiny_h5, "data.name=tiny2", "train.total_kimg=0.004",
+                          f"train.init_from={rel}"))
+    assert f"train.init_from={rel} has seen data=tiny, this run trains on data=tiny2" \
         in caplog.text and "Shared sources" in caplog.text
+    # the chain remembers: tiny -> tiny2 -> back to a tiny2 run still warns of tiny
+    caplog.clear()
+    rel_other = export_checkpoint(other["checkpoint"], tmp_path / "rel_other")
+    assert load_release(rel_other).meta["warm_start"]["data_seen"] == ["tiny"]
+    train(cfg_for(tmp_path / "e", tiny_h5, "data.name=tiny2", "train.total_kimg=0.004",
+                  f"train.init_from={rel_other}"))
+    assert f"train.init_from={rel_other} has seen data=tiny, this run trains on data=tiny2" \
+        in caplog.text
     with pytest.raises(ValueError, match="do not fit model=unet_small"):
         train(cfg_for(tmp_path / "c", tiny_h5, "model=unet_small", "model.attn_resolutions=[8]",
                       "train.total_kimg=0.008", f"train.init_from={rel}"))

@@ -9,7 +9,7 @@ counts them (``bench/source_overlap.py`` prints the table); the warm starts in t
 repository are chosen so that none crosses an evaluation split (docs/data.md, "Shared
 sources").
 
-A row of ``a`` matches when the nearest row of ``b`` lies within ``radius_arcsec`` of it
+A row of ``a`` is shared when a clean row of ``b`` lies within ``radius_arcsec`` of it
 (positions are catalogue or host positions, so a few arcseconds apart for one source).
 """
 
@@ -22,53 +22,75 @@ import numpy as np
 
 from radiodiff.data.prepared import read_prepared
 
-__all__ = ["shared_sources", "shared_counts"]
+__all__ = ["source_pairs", "shared_counts", "SPLIT_ORDER"]
+
+SPLIT_ORDER = ("train", "valid", "test")
 
 
-def shared_sources(ra_a: np.ndarray, dec_a: np.ndarray, ra_b: np.ndarray,
-                   dec_b: np.ndarray, radius_arcsec: float = 30.0) -> np.ndarray:
-    """For each position of ``a`` (degrees), the index of the nearest position of ``b``
-    within ``radius_arcsec``, else -1. Non-finite positions match nothing."""
+def source_pairs(ra_a: np.ndarray, dec_a: np.ndarray, ra_b: np.ndarray, dec_b: np.ndarray,
+                 radius_arcsec: float = 30.0) -> tuple[np.ndarray, np.ndarray]:
+    """Every pair of a position of ``a`` and one of ``b`` (degrees) at most
+    ``radius_arcsec`` apart.
+
+    Returns
+    -------
+    (ia, ib) : two int arrays
+        Row indices into ``a`` and ``b``, one entry per pair (a row may pair with several).
+        Non-finite positions pair with nothing.
+    """
     import astropy.units as u
-    from astropy.coordinates import SkyCoord
+    from astropy.coordinates import SkyCoord, search_around_sky
     if not np.isfinite(radius_arcsec) or radius_arcsec <= 0:
         raise ValueError(f"radius_arcsec must be > 0, got {radius_arcsec}")
     ra_a, dec_a, ra_b, dec_b = (np.asarray(v, float) for v in (ra_a, dec_a, ra_b, dec_b))
-    out = np.full(len(ra_a), -1, np.int64)
-    ok_a = np.isfinite(ra_a) & np.isfinite(dec_a)
+    ok_a = np.flatnonzero(np.isfinite(ra_a) & np.isfinite(dec_a))
     ok_b = np.flatnonzero(np.isfinite(ra_b) & np.isfinite(dec_b))
-    if not ok_a.any() or len(ok_b) == 0:
-        return out
+    if len(ok_a) == 0 or len(ok_b) == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
     a = SkyCoord(ra_a[ok_a] * u.deg, dec_a[ok_a] * u.deg)
     b = SkyCoord(ra_b[ok_b] * u.deg, dec_b[ok_b] * u.deg)
-    idx, sep, _ = a.match_to_catalog_sky(b)
-    out[ok_a] = np.where(sep.arcsec <= radius_arcsec, ok_b[idx], -1)
-    return out
+    ia, ib, _, _ = search_around_sky(a, b, radius_arcsec * u.arcsec)
+    return ok_a[ia].astype(np.int64), ok_b[ib].astype(np.int64)
 
 
 def _positions(path: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """RA, Dec and split of the clean rows (``flags == 0``: what training and evaluation
+    use) of a prepared file."""
     ps = read_prepared(path, images=False)
     cols = ps.columns
-    missing = [k for k in ("ra", "dec", "split") if k not in cols]
+    missing = [k for k in ("ra", "dec", "split", "flags") if k not in cols]
     if missing:
         raise ValueError(f"{path}: no {', '.join(missing)} column: positions unknown")
+    clean = np.asarray(cols["flags"]) == 0
     split = np.array([s.decode() if isinstance(s, bytes) else str(s) for s in cols["split"]])
-    return np.asarray(cols["ra"], float), np.asarray(cols["dec"], float), split
+    return (np.asarray(cols["ra"], float)[clean], np.asarray(cols["dec"], float)[clean],
+            split[clean])
+
+
+def _ordered(splits) -> list[str]:
+    known = [s for s in SPLIT_ORDER if s in set(splits)]
+    return known + sorted(set(splits) - set(known))
 
 
 def shared_counts(a: str | Path, b: str | Path, radius_arcsec: float = 30.0) -> dict[str, Any]:
-    """Rows of prepared set ``a`` per split, and how many of them have a source of ``b``
-    within ``radius_arcsec``, by the split of ``b`` it is in:
-    ``{"a/<split>": {"rows": n, "b/<split>": k, ...}}``."""
+    """Clean rows of prepared set ``a`` per split, how many have a source of ``b`` within
+    ``radius_arcsec``, and how many of those have one in each split of ``b`` (a row with
+    matches in two splits counts in both).
+
+    Returns
+    -------
+    dict
+        ``{<split of a>: {"rows": n, "shared": k, "in <split of b>": k_b, ...}}``, splits in
+        train, valid, test order.
+    """
     ra_a, dec_a, split_a = _positions(a)
     ra_b, dec_b, split_b = _positions(b)
-    match = shared_sources(ra_a, dec_a, ra_b, dec_b, radius_arcsec)
+    ia, ib = source_pairs(ra_a, dec_a, ra_b, dec_b, radius_arcsec)
     out: dict[str, Any] = {}
-    for s in sorted(set(split_a)):
-        rows = split_a == s
-        hit = match[rows]
-        entry = {"rows": int(rows.sum()), "shared": int((hit >= 0).sum())}
-        for t in sorted(set(split_b)):
-            entry[f"in {t}"] = int(np.sum(split_b[hit[hit >= 0]] == t))
+    for s in _ordered(split_a):
+        mine = split_a[ia] == s
+        entry = {"rows": int(np.sum(split_a == s)), "shared": len(np.unique(ia[mine]))}
+        for t in _ordered(split_b):
+            entry[f"in {t}"] = len(np.unique(ia[mine & (split_b[ib] == t)]))
         out[s] = entry
     return out

@@ -49,7 +49,8 @@ from radiodiff.evaluation.inputs import (
 )
 from radiodiff.seeds import seed_generator
 
-__all__ = ["SmallCNN", "train_classifier", "cached_classifier", "accuracy_and_confusion", "embed"]
+__all__ = ["SmallCNN", "train_classifier", "cached_classifier", "protocol_digest",
+           "accuracy_and_confusion", "embed"]
 
 log = logging.getLogger(__name__)
 
@@ -383,15 +384,34 @@ def train_classifier(images: ArrayLike, labels: ArrayLike, num_classes: int,
     return model
 
 
+def protocol_digest() -> str:
+    """Digest of every default a trained classifier's weights depend on: those of
+    :func:`train_classifier` and :class:`SmallCNN`, the BatchNorm recalibration count and the
+    torch version. Part of every cache key (:func:`cached_classifier`), so a changed default
+    retires the cached classifiers instead of mixing two protocols."""
+    import hashlib
+    import inspect
+    import json
+
+    def defaults(fn) -> dict:
+        return {k: v.default for k, v in inspect.signature(fn).parameters.items()
+                if v.default is not inspect.Parameter.empty
+                and k not in ("val", "progress", "device")}
+    protocol = {"train": defaults(train_classifier), "net": defaults(SmallCNN.__init__),
+                "recal_images": _RECAL_IMAGES, "torch": torch.__version__.split("+")[0]}
+    return hashlib.sha256(json.dumps(protocol, sort_keys=True, default=str).encode()
+                          ).hexdigest()[:12]
+
+
 def cached_classifier(path: str | Path | None, num_classes: int,
                       train: Callable[[], SmallCNN]) -> tuple[SmallCNN, bool]:
-    """A :class:`SmallCNN` trained once: read from ``path`` (safetensors) when it holds one,
-    else ``train()``'s, written there atomically (``path`` None: no file).
+    """A default :class:`SmallCNN` trained once: read from ``path`` (safetensors) when it
+    holds one, else ``train()``'s, written there atomically (``path`` None: no file).
 
-    The caller's ``path`` must name everything the weights depend on (data, labels, epochs,
-    seed). A file that does not load (truncated, another architecture) is a cache, not
-    data: it is named in a warning, retrained and replaced. Returns the model in eval mode
-    and whether it came from the file.
+    The caller's ``path`` must name everything the weights depend on beyond the protocol
+    (data, labels, epochs, seed; :func:`protocol_digest` for the rest). A file that does not
+    load (truncated, another architecture) is a cache, not data: it is named in a warning,
+    retrained and replaced. Returns the model in eval mode and whether it came from the file.
     """
     from safetensors import SafetensorError
     from safetensors.torch import load_file, save_file

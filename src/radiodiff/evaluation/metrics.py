@@ -198,9 +198,11 @@ def _pixel_values(images: np.ndarray, n: int, seed: int) -> np.ndarray:
 def _classifier(train: ImageSet, val: ImageSet, num_classes: int, settings: EvalSettings,
                 data_sha: str):
     """The class classifier trained on the real training split (cached, safetensors)."""
-    from radiodiff.evaluation.classifier import cached_classifier, train_classifier
-    cache = Path(settings.cache_dir) / f"classifier-{data_sha[:16]}-s{settings.seed}-" \
-                                       f"e{settings.classifier_epochs}.safetensors"
+    from radiodiff.evaluation.classifier import (cached_classifier, protocol_digest,
+                                                 train_classifier)
+    cache = Path(settings.cache_dir) / (f"classifier-{data_sha[:16]}-s{settings.seed}-"
+                                        f"e{settings.classifier_epochs}-{protocol_digest()}"
+                                        ".safetensors")
     return cached_classifier(cache, num_classes, lambda: train_classifier(
         train.images, train.labels, num_classes, epochs=settings.classifier_epochs,
         seed=settings.seed, val=(val.images, val.labels)))

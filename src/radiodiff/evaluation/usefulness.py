@@ -32,8 +32,8 @@ import numpy as np
 
 __all__ = ["recalls", "tstr", "real_arm_path"]
 
-# Bump when the protocol of the arms changes (classifier, epochs rule, augmentation): cached
-# real-arm classifiers of an older protocol are then not reused.
+# Bump when how the arms are trained changes in code (the classifier's defaults are hashed
+# on their own): cached real-arm classifiers of an older protocol are then not reused.
 PROTOCOL_VERSION = 1
 
 
@@ -61,11 +61,15 @@ def _ratios(entry: dict, base: dict) -> dict:
 
 def real_arm_path(cache_dir: str | Path, train: tuple[np.ndarray, np.ndarray],
                   num_classes: int, epochs: int, seed: int) -> Path:
-    """``tstr-real-<digest>.safetensors`` in ``cache_dir``: the digest covers the protocol
-    version, the settings, and the training images and labels byte for byte."""
+    """``tstr-real-<digest>.safetensors`` in ``cache_dir``: the digest covers the arms'
+    protocol (this module's version, the classifier's defaults:
+    :func:`~radiodiff.evaluation.classifier.protocol_digest`), the settings, and the
+    training images and labels byte for byte."""
+    from radiodiff.evaluation.classifier import protocol_digest
     images, labels = (np.ascontiguousarray(a) for a in train)
-    h = hashlib.sha256(json.dumps([PROTOCOL_VERSION, num_classes, epochs, seed,
-                                   list(images.shape), str(images.dtype)]).encode())
+    h = hashlib.sha256(json.dumps([PROTOCOL_VERSION, protocol_digest(), int(num_classes),
+                                   int(epochs), int(seed), list(images.shape),
+                                   str(images.dtype)]).encode())
     h.update(images.tobytes())
     h.update(np.asarray(labels, np.int64).tobytes())
     return Path(cache_dir) / f"tstr-real-{h.hexdigest()[:24]}.safetensors"

@@ -632,36 +632,45 @@ def warm_start(module: DiffusionModule, release_dir: str | Path) -> None:
         model = module.hparams.cfg["model"]["name"]
         raise ValueError(f"train.init_from={release_dir}: weights do not fit model={model} "
                          f"({exc})") from exc
-    _warn_across_sets(release_dir, release.config, module.hparams.cfg)
+    lineage = warm_start_lineage(release.meta, release.weights_sha256,
+                                 (release.config.get("data") or {}).get("name"))
+    _warn_across_sets(release_dir, lineage["data_seen"], module.hparams.cfg)
     # sigma_data stays this run's (measured on its own encoding of the data)
     state["sigma_data"] = module.net.sigma_data.clone()
     for net in (module.net, module.ema, *module.ema_bank):
         net.load_state_dict(state, strict=True)
-    module.warm_start = warm_start_lineage(release.meta, release.weights_sha256)
+    module.warm_start = lineage
     log.info("warm-started from %s (%s images seen)%s", release_dir,
              release.meta.get("images_seen"), "; " + "; ".join(notes) if notes else "")
 
 
-def _warn_across_sets(release_dir: str | Path, release_cfg: Any, cfg: Any) -> None:
-    """One warning when the release was trained on another data set than this run: catalogues
-    of one survey share sources (FIRST and MiraBest: docs/data.md, "Shared sources"), and
-    a shared source in this run's validation or test split is no longer unseen."""
-    theirs, ours = ((c.get("data") or {}).get("name") for c in (release_cfg, cfg))
-    if theirs and ours and theirs != ours:
-        log.warning("train.init_from=%s was trained on data=%s, this run trains on data=%s: "
-                    "sources the two sets share are seen before this run's validation and "
-                    "test splits (count them: python bench/source_overlap.py data/%s.h5 "
-                    "data/%s.h5; docs/data.md, 'Shared sources')",
-                    release_dir, theirs, ours, theirs, ours)
+def _warn_across_sets(release_dir: str | Path, data_seen: list[str], cfg: Any) -> None:
+    """One warning when a release along the warm-start chain was trained on another data set
+    than this run: catalogues of one survey share sources (FIRST and MiraBest: docs/data.md,
+    "Shared sources"), and a shared source in this run's validation or test split is no
+    longer unseen."""
+    ours = (cfg.get("data") or {}).get("name")
+    others = [name for name in data_seen if name != ours]
+    if ours and others:
+        log.warning("train.init_from=%s has seen data=%s, this run trains on data=%s: sources "
+                    "the sets share are seen before this run's validation and test splits "
+                    "(count them: python bench/source_overlap.py data/%s.h5 data/%s.h5; "
+                    "docs/data.md, 'Shared sources')",
+                    release_dir, ",".join(others), ours, others[0], ours)
 
 
-def warm_start_lineage(meta: dict[str, Any], weights_sha256: str) -> dict:
+def warm_start_lineage(meta: dict[str, Any], weights_sha256: str,
+                       data_name: str | None = None) -> dict:
     """What a warm-started run starts from, for its checkpoints and releases: the start
-    release's weights hash and the images seen along the whole chain of warm starts before
-    this run (its own ``images_seen`` plus its ``warm_start`` entry's, if any)."""
-    before = (meta.get("warm_start") or {}).get("images_seen_total", 0) or 0
+    release's weights hash, the images seen along the whole chain of warm starts before
+    this run (its own ``images_seen`` plus its ``warm_start`` entry's, if any) and the data
+    sets seen along it (``data_name``, the release's own, and its entry's)."""
+    before = meta.get("warm_start") or {}
+    seen = set(before.get("data_seen") or []) | ({data_name} if data_name else set())
     return {"weights_sha256": weights_sha256,
-            "images_seen_total": int(before) + int(meta.get("images_seen") or 0)}
+            "images_seen_total": int(before.get("images_seen_total", 0) or 0)
+            + int(meta.get("images_seen") or 0),
+            "data_seen": sorted(seen)}
 
 
 LABEL_KEY = "net.map_label.weight"
