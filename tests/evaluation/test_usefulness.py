@@ -12,7 +12,7 @@ from radiodiff.diffusion.sampling import SamplerSpec
 from radiodiff.evaluation.metrics import EvalSettings
 from radiodiff.evaluation.run import run_evaluation
 from radiodiff.evaluation.sets import Compared, reference_splits
-from radiodiff.evaluation.usefulness import real_arm_path, recalls, tstr
+from radiodiff.evaluation.usefulness import binomial_se, real_arm_path, recalls, tstr
 
 
 @pytest.fixture(scope="module")
@@ -25,12 +25,23 @@ def test_recalls_are_the_diagonal_over_the_rows():
     assert recalls([[2, 0, 0], [1, 1, 2], [0, 0, 5]]) == [1.0, 0.25, 1.0]
 
 
+def test_binomial_standard_errors():
+    assert binomial_se(0.5, 100) == pytest.approx(0.05)
+    assert binomial_se(0.54, 50) == pytest.approx(0.0705, abs=1e-4)
+    assert binomial_se(1.0, 50) == 0.0 and binomial_se(None, 50) is None
+    assert binomial_se(0.5, 0) is None
+
+
 def test_real_images_are_as_useful_as_real_ones_and_noise_is_not(prepared):
     test, train, val, ps = reference_splits(prepared, "test")
     classes = list(ps.classes)
     same = tstr((train.images, train.labels), (val.images, val.labels),
                 (test.images, test.labels), classes, epochs=4)
     assert same["real"]["accuracy"] > 0.9 and same["synthetic"]["accuracy_ratio"] > 0.85
+    n_class = [sum(row) for row in same["real"]["confusion"]]
+    assert same["real"]["recall_se"] == [binomial_se(r, n) for r, n in
+                                         zip(same["real"]["recall"], n_class)]
+    assert same["real"]["accuracy_se"] == binomial_se(same["real"]["accuracy"], len(test.labels))
     assert len(same["synthetic"]["recall_ratio"]) == 2 and same["epochs"] == 4
     rng = np.random.default_rng(0)
     noise = rng.uniform(0, 1, train.images.shape).astype(np.float32) ** 4
@@ -56,7 +67,10 @@ def test_evaluate_tstr_draws_one_image_per_training_row(prepared, tmp_path):
     u = json.loads(paths["metrics.json"].read_text())["usefulness"]
     assert u["n_synthetic"] == len(train.labels) and u["n_real_train"] == len(train.labels)
     assert set(u) >= {"real", "synthetic", "real+synthetic"} and u["real_cached"] is False
-    assert "## Usefulness" in paths["report.md"].read_text()
+    report = paths["report.md"].read_text()
+    assert "## Usefulness" in report and "binomial standard error" in report
+    row = next(line for line in report.splitlines() if line.startswith("| real |"))
+    assert f"{u['real']['accuracy']:.3f} ± {u['real']['accuracy_se']:.3f}" in row
     no_tstr = EvalSettings(**{**settings.__dict__, "tstr": False})
     result, _ = run_evaluation(prepared, compared, tmp_path / "s", "test", no_tstr)
     assert result.usefulness is None

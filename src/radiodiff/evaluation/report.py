@@ -206,9 +206,18 @@ def _usefulness_lines(m: dict) -> list[str]:
              + " |", "|---|---|" + "---|" * len(u["classes"])]
     for name in ("real", "synthetic", "real+synthetic"):
         e = u[name]
-        lines.append(f"| {name} | {_fmt(e['accuracy'])} | "
-                     + " | ".join(_fmt(r) for r in e["recall"]) + " |")
-    return lines + [""]
+        se = e.get("recall_se") or [None] * len(e["recall"])
+        lines.append(f"| {name} | {_pm(e['accuracy'], e.get('accuracy_se'))} | "
+                     + " | ".join(_pm(r, s) for r, s in zip(e["recall"], se)) + " |")
+    return lines + ["", "± : the binomial standard error over the test images of the class "
+                    "(the test set's size alone; one classifier seed).", ""]
+
+
+def _pm(value: Any, se: Any) -> str:
+    """``value ± se`` (3 decimals), or the value alone when there is no error."""
+    if value is None or se is None:
+        return _fmt(value)
+    return f"{value:.3f} ± {se:.3f}"
 
 
 def _accuracy(c: dict) -> str:

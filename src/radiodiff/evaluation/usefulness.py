@@ -14,7 +14,10 @@ split:
   0.790 -> 0.814 in the literature).
 
 Targets of issue #28: synthetic >= 0.95 x real with every class's recall >= 0.9 x its
-real recall, and real+synthetic >= real.
+real recall, and real+synthetic >= real. Each accuracy and recall carries its binomial
+standard error over the test images (``accuracy_se``, ``recall_se``): with ~50 test images
+per class a recall is uncertain by ~0.07 from the test set's size alone, before the
+classifier's own seed.
 
 The ``real`` classifier depends only on the real training split and the protocol, so with a
 ``cache_dir`` it is trained once per training split and reused by every model scored against
@@ -30,7 +33,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-__all__ = ["recalls", "tstr", "real_arm_path"]
+__all__ = ["recalls", "binomial_se", "tstr", "real_arm_path"]
 
 # Bump when how the arms are trained changes in code (the classifier's defaults are hashed
 # on their own): cached real-arm classifiers of an older protocol are then not reused.
@@ -46,10 +49,19 @@ def recalls(confusion: list[list[int]]) -> list[Optional[float]]:
     return out
 
 
+def binomial_se(p: Optional[float], n: int) -> Optional[float]:
+    """Standard error sqrt(p (1 - p) / n) of a fraction ``p`` of ``n`` test images: the
+    noise the test set's size alone puts on an accuracy or a recall (None if undefined)."""
+    return None if p is None or n <= 0 else float(np.sqrt(p * (1.0 - p) / n))
+
+
 def _score(model, test_images, test_labels, num_classes: int) -> dict[str, Any]:
     from radiodiff.evaluation.classifier import accuracy_and_confusion
     acc, conf = accuracy_and_confusion(model, test_images, test_labels, num_classes)
-    return {"accuracy": acc, "recall": recalls(conf), "confusion": conf}
+    rec = recalls(conf)
+    return {"accuracy": acc, "recall": rec, "confusion": conf,
+            "accuracy_se": binomial_se(acc, int(np.sum(conf))),
+            "recall_se": [binomial_se(r, int(sum(row))) for r, row in zip(rec, conf)]}
 
 
 def _ratios(entry: dict, base: dict) -> dict:
