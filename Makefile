@@ -64,7 +64,8 @@ train-first: setup
 # docs/experiments_first.md, "first-deep"). Resumable pieces of at most 105 min: rerun with
 # the same CKPT_ROOT to continue. On a fresh machine (resume state lost), continue from the
 # committed state, the run's EMA weights (a new run counting its own images, fresh
-# optimiser; subtract the images already seen, models/campaign/first-deep/meta.json):
+# optimiser; subtract the images already seen, models/campaign/first-deep/meta.json's
+# images_seen plus warm_start.images_seen_total):
 #   make train-first-deep ARGS="train.run_name=first-deep-2 \
 #     train.init_from=models/campaign/first-deep train.total_kimg=<350 - seen> \
 #     train.lr_decay_start_kimg=<300 - seen>" CHRT="chrt -r 5"
