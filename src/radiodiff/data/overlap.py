@@ -20,11 +20,9 @@ from typing import Any
 
 import numpy as np
 
-from radiodiff.data.prepared import read_prepared
+from radiodiff.data.prepared import ordered_splits, read_prepared
 
-__all__ = ["source_pairs", "shared_counts", "SPLIT_ORDER"]
-
-SPLIT_ORDER = ("train", "valid", "test")
+__all__ = ["source_pairs", "shared_counts"]
 
 
 def source_pairs(ra_a: np.ndarray, dec_a: np.ndarray, ra_b: np.ndarray, dec_b: np.ndarray,
@@ -62,14 +60,9 @@ def _positions(path: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     if missing:
         raise ValueError(f"{path}: no {', '.join(missing)} column: positions unknown")
     clean = np.asarray(cols["flags"]) == 0
-    split = np.array([s.decode() if isinstance(s, bytes) else str(s) for s in cols["split"]])
+    split = np.asarray(cols["split"], str)  # read_prepared gives str
     return (np.asarray(cols["ra"], float)[clean], np.asarray(cols["dec"], float)[clean],
             split[clean])
-
-
-def _ordered(splits) -> list[str]:
-    known = [s for s in SPLIT_ORDER if s in set(splits)]
-    return known + sorted(set(splits) - set(known))
 
 
 def shared_counts(a: str | Path, b: str | Path, radius_arcsec: float = 30.0) -> dict[str, Any]:
@@ -87,10 +80,10 @@ def shared_counts(a: str | Path, b: str | Path, radius_arcsec: float = 30.0) -> 
     ra_b, dec_b, split_b = _positions(b)
     ia, ib = source_pairs(ra_a, dec_a, ra_b, dec_b, radius_arcsec)
     out: dict[str, Any] = {}
-    for s in _ordered(split_a):
+    for s in ordered_splits(split_a):
         mine = split_a[ia] == s
         entry = {"rows": int(np.sum(split_a == s)), "shared": len(np.unique(ia[mine]))}
-        for t in _ordered(split_b):
+        for t in ordered_splits(split_b):
             entry[f"in {t}"] = len(np.unique(ia[mine & (split_b[ib] == t)]))
         out[s] = entry
     return out

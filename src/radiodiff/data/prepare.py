@@ -24,7 +24,8 @@ from omegaconf import DictConfig, OmegaConf
 import radiodiff
 from radiodiff.io.artifacts import OutputError
 from radiodiff.io.fits import InputError, parse_brightness_unit
-from radiodiff.data.prepared import FLAGS, FLOAT_COLUMNS, data_sha256, sha256_file, write_prepared
+from radiodiff.data.prepared import (FLAGS, FLOAT_COLUMNS, SPLITS, data_sha256, sha256_file,
+                                     write_prepared)
 from radiodiff.data.preprocess import (CUT_ORDER, apply_negatives, centre_on, fill_nan,
                                        first_reason, fit_scaling, measure, quality_flags,
                                        resize_image)
@@ -33,8 +34,6 @@ from radiodiff.io.provenance import git_commit
 from radiodiff.data.sources import LAS_CUTOUT_SOURCES, CatalogError, Cutout, Source
 
 __all__ = ["PrepareError", "PrepareSummary", "make_source", "prepare", "validate_data_config"]
-
-SPLITS = ("train", "valid", "test")
 
 
 class PrepareError(RuntimeError):

@@ -48,10 +48,12 @@ from radiodiff.io.integrity import open_h5, sha256_file
 
 __all__ = [
     "FORMAT_VERSION", "FLAGS", "COLUMNS", "PreparedSet", "write_prepared", "read_prepared",
-    "read_rows", "sha256_file", "data_sha256",
+    "read_rows", "sha256_file", "data_sha256", "SPLITS", "ordered_splits",
 ]
 
 FORMAT_VERSION = 1
+# The published splits, in the order every table lists them.
+SPLITS = ("train", "valid", "test")
 # One bit per quality cut, so a flagged row says which cuts it failed.
 FLAGS = {"nan": 1, "blank": 2, "low_snr": 4, "edge_emission": 8}
 
@@ -235,6 +237,13 @@ def read_rows(ds: h5py.Dataset, lo: int, hi: int, path: str | Path) -> np.ndarra
         raise ValueError(f"{path}: dataset {ds.name.lstrip('/')!r} is unreadable, a corrupt "
                          f"chunk at rows {a}-{b} ({' '.join(str(exc).split())[:120]}); re-run "
                          "`radiodiff prepare` to rebuild it") from exc
+
+
+def ordered_splits(splits: Any) -> list[str]:
+    """The distinct split names in ``splits``: :data:`SPLITS` first in their order, then any
+    other name alphabetically."""
+    present = {str(s) for s in splits}
+    return [s for s in SPLITS if s in present] + sorted(present - set(SPLITS))
 
 
 def read_prepared(path: str | Path, images: bool = True, verify: bool = False) -> PreparedSet:

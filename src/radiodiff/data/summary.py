@@ -23,7 +23,7 @@ import numpy as np
 
 from radiodiff.io.artifacts import (artifact_dir, atomic_text, relocated, save_image_grid,
                                     to_plain)
-from radiodiff.data.prepared import FLAGS, PreparedSet, read_prepared
+from radiodiff.data.prepared import FLAGS, PreparedSet, ordered_splits, read_prepared
 from radiodiff.seeds import class_pick_rng
 
 __all__ = [
@@ -38,7 +38,6 @@ QUANTITIES = {
     "snr": "",
     "pixel_scale_arcsec": "arcsec",
 }
-SPLIT_ORDER = ("train", "valid", "test")
 UNLABELLED = "unlabelled"
 ALL = "all"
 _BLOCK = 256  # rows per read: matches the chunking of ``images`` in write_prepared
@@ -57,11 +56,6 @@ def _row_classes(labels: np.ndarray, classes: list[str]) -> np.ndarray:
         for k in np.unique(labels[bad]):  # a corrupt label should show, not vanish
             names[labels == k] = f"label {int(k)}"
     return names
-
-
-def _ordered_splits(splits: np.ndarray) -> list[str]:
-    present = {str(s) for s in splits}
-    return [s for s in SPLIT_ORDER if s in present] + sorted(present - set(SPLIT_ORDER))
 
 
 def _grid_groups(labels: np.ndarray, clean: np.ndarray, classes: list[str]) -> dict[str, Any]:
@@ -175,7 +169,7 @@ def summarize(path: str | Path) -> dict[str, Any]:
         image_shape = [int(s) for s in f["images"].shape[2:]]
 
     names = _row_classes(labels, classes)
-    split_list = _ordered_splits(splits)
+    split_list = ordered_splits(splits)
     rows = list(classes) + [c for c in dict.fromkeys(names[clean]) if c not in classes]
     if not rows:
         rows = [UNLABELLED]
