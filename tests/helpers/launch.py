@@ -29,14 +29,27 @@ def _free_port():
         return s.getsockname()[1]
 
 
-def run_external_ranks(cmd, cwd, n=2, timeout=240):
+def run_external_ranks(cmd, cwd, n=2, timeout=240, attempts=3):
     """Run ``cmd`` as ``n`` independent processes with torchelastic's environment variables
     and no agent watching them (as ``srun`` starts ranks); returns ``(returncode, stderr)``
-    per rank. A rank still running after ``timeout`` seconds fails the test."""
+    per rank. A rank still running after ``timeout`` seconds fails the test. The master
+    port is free when picked but may be taken before rank 0 binds it: a run that failed
+    for that reason alone is started again on another port (``attempts`` in all)."""
+    for _ in range(attempts):
+        results = _run_ranks(cmd, cwd, n, timeout, _free_port())
+        if not any(_EADDRINUSE in err.lower() for _, err in results):
+            break
+    return results
+
+
+_EADDRINUSE = "address already in use"
+
+
+def _run_ranks(cmd, cwd, n, timeout, port):
     env = {k: v for k, v in os.environ.items() if k not in ("HYDRA_FULL_ERROR",
                                                             "RADIODIFF_DEBUG")}
     env.update(OMP_NUM_THREADS="1", OMP_WAIT_POLICY="PASSIVE", WANDB_MODE="offline",
-               MASTER_ADDR="127.0.0.1", MASTER_PORT=str(_free_port()), WORLD_SIZE=str(n),
+               MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(n),
                LOCAL_WORLD_SIZE=str(n), GROUP_RANK="0", TORCHELASTIC_RUN_ID="test")
     ranks = [subprocess.Popen(cmd, cwd=cwd, env=dict(env, RANK=str(r), LOCAL_RANK=str(r)),
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

@@ -16,8 +16,6 @@ sets, metrics, report.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 import time
 from dataclasses import asdict, dataclass, field, fields
@@ -33,6 +31,7 @@ from radiodiff.evaluation.physical import (is_physical, nearest_rows, physical_c
                                           physical_metrics, set_background)
 from radiodiff.evaluation.sets import ImageSet, Progress, pixel_scales
 from radiodiff.io.artifacts import atomic_write
+from radiodiff.io.integrity import content_digest
 from radiodiff.progress import announce
 from radiodiff.seeds import real_vs_fake_pick_rng
 
@@ -211,11 +210,10 @@ def _classifier(train: ImageSet, val: ImageSet, num_classes: int, settings: Eval
 def _cache_path(real: ImageSet, pix: float | None, s: EvalSettings, data_sha: str) -> Path:
     """``realstats-<data hash>-<split>-<digest>.npz``: the digest covers the images and
     every setting the statistics depend on."""
-    h = hashlib.sha256(json.dumps([STATS_VERSION, pix, s.shape_floor, s.faint_power,
-                                   list(real.images.shape)]).encode())
-    h.update(np.ascontiguousarray(real.images).tobytes())
+    digest = content_digest([STATS_VERSION, pix, s.shape_floor, s.faint_power,
+                             list(real.images.shape)], real.images)
     return Path(s.cache_dir) / (f"realstats-{(data_sha or 'none')[:16]}-{real.split}-"
-                                f"{h.hexdigest()[:16]}.npz")
+                                f"{digest[:16]}.npz")
 
 
 def real_statistics(real: ImageSet, pix: float | None, settings: EvalSettings,

@@ -26,12 +26,12 @@ it (a quarter of the group's time; keyed by a digest of the images, labels and s
 
 from __future__ import annotations
 
-import hashlib
-import json
 from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
+
+from radiodiff.io.integrity import content_digest
 
 __all__ = ["recalls", "binomial_se", "tstr", "real_arm_path"]
 
@@ -78,13 +78,11 @@ def real_arm_path(cache_dir: str | Path, train: tuple[np.ndarray, np.ndarray],
     :func:`~radiodiff.evaluation.classifier.protocol_digest`), the settings, and the
     training images and labels byte for byte."""
     from radiodiff.evaluation.classifier import protocol_digest
-    images, labels = (np.ascontiguousarray(a) for a in train)
-    h = hashlib.sha256(json.dumps([PROTOCOL_VERSION, protocol_digest(), int(num_classes),
-                                   int(epochs), int(seed), list(images.shape),
-                                   str(images.dtype)]).encode())
-    h.update(images.tobytes())
-    h.update(np.asarray(labels, np.int64).tobytes())
-    return Path(cache_dir) / f"tstr-real-{h.hexdigest()[:24]}.safetensors"
+    images, labels = train
+    digest = content_digest([PROTOCOL_VERSION, protocol_digest(), int(num_classes),
+                             int(epochs), int(seed), list(images.shape), str(images.dtype)],
+                            images, np.asarray(labels, np.int64))
+    return Path(cache_dir) / f"tstr-real-{digest[:24]}.safetensors"
 
 
 def tstr(train: tuple[np.ndarray, np.ndarray], synthetic: tuple[np.ndarray, np.ndarray],

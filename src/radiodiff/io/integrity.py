@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Mapping
 
 __all__ = ["MANIFEST", "IntegrityError", "sha256_file", "read_manifest", "verify_file",
-           "nonfinite_tensors", "check_finite"]
+           "nonfinite_tensors", "check_finite", "content_digest"]
 
 MANIFEST = "SHA256SUMS"
 _LINE = re.compile(r"^([0-9a-f]{64}) [ *](.+)$")
@@ -40,6 +40,18 @@ def sha256_file(path: str | Path, chunk: int = 1 << 22) -> str:
     with open(path, "rb") as f:
         while block := f.read(chunk):
             h.update(block)
+    return h.hexdigest()
+
+
+def content_digest(settings: list, *arrays) -> str:
+    """Hex SHA-256 of ``settings`` (as JSON) followed by each array's bytes (C order, as
+    its dtype holds them): the one key of every cache of results computed from images."""
+    import json
+
+    import numpy as np
+    h = hashlib.sha256(json.dumps(settings).encode())
+    for a in arrays:
+        h.update(np.ascontiguousarray(a).tobytes())
     return h.hexdigest()
 
 
