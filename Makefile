@@ -13,8 +13,8 @@ ifneq ($(SHARED),)
 export RADIODIFF_SHARED_DATA := $(abspath $(SHARED))
 endif
 
-.PHONY: setup demo test prepare inspect train train-first train-first-deep train-mirabest train-refiner export sample eval bench \
-        bench-quality clean
+.PHONY: setup demo test prepare inspect train train-first train-first-deep train-mirabest \
+        train-refiner export sample eval bench bench-quality clean
 
 setup: $(STAMP)
 

@@ -12,6 +12,7 @@ sources").
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from radiodiff.data.overlap import shared_counts
@@ -35,9 +36,13 @@ def main(argv=None) -> int:
     p.add_argument("--radius", type=float, nargs="+", default=[30.0],
                    help="match radius, arcsec (several: one pair of tables each)")
     args = p.parse_args(argv)
-    for radius in args.radius:
-        for x, y in ((args.a, args.b), (args.b, args.a)):
-            print("\n".join(table(x, y, radius)), end="\n\n")
+    try:
+        for radius in args.radius:
+            for x, y in ((args.a, args.b), (args.b, args.a)):
+                print("\n".join(table(x, y, radius)), end="\n\n")
+    except (OSError, ValueError) as exc:  # a missing, foreign or position-less file
+        print(f"source_overlap: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

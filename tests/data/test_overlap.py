@@ -79,3 +79,12 @@ def test_the_bench_script_prints_both_directions(tmp_path, capsys):
     assert "| train | 1 | 0 | 0 |" in a_to_b and "| test | 1 | 1 | 1 |" in a_to_b
     assert a_to_b.index("| train |") < a_to_b.index("| test |")
     assert "| train | 1 | 1 | 0 | 1 |" in b_to_a  # b's one source is a's test source
+    # a set without positions, or no file at all: one line naming it, exit code 2
+    blind = _write(tmp_path / "blind.h5", [np.nan, np.nan], [np.nan, np.nan], ["train", "test"])
+    for bad in (blind, tmp_path / "missing.h5"):
+        capsys.readouterr()
+        assert mod.main([str(a), str(bad)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and bad.name in err
+    with pytest.raises(ValueError, match="no clean row has a sky position"):
+        shared_counts(a, blind)

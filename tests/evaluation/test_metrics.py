@@ -268,3 +268,41 @@ def test_paired_las_compares_measurement_with_measurement():
         assert las["fraction_within"] == 0.0                    # vs the catalogue
         assert las["paired"]["fraction_within"] == expected
         assert las["paired"]["real"]["fraction_within"] == 1.0  # the floor: train rows
+
+
+def test_a_damaged_statistics_cache_is_named_and_computed_again(prepared, tmp_path, caplog):
+    from radiodiff.evaluation import metrics
+    real, _ = reference_set(prepared, "test")
+    settings = EvalSettings(**{**FAST.__dict__, "cache_dir": str(tmp_path / "cache")})
+    stats, faint, cached = metrics.real_statistics(real, 1.8, settings, "ab" * 32)
+    (path,) = (tmp_path / "cache").iterdir()
+    assert not cached and metrics.real_statistics(real, 1.8, settings, "ab" * 32)[2]
+    for damage in (path.read_bytes()[:100], b"not a zip file", None):
+        if damage is None:  # a readable archive without the statistics
+            np.savez(path.with_suffix(".tmp.npz"), other=np.zeros(3))
+            path.with_suffix(".tmp.npz").replace(path)
+        else:
+            path.write_bytes(damage)
+        caplog.clear()
+        again, faint_again, cached = metrics.real_statistics(real, 1.8, settings, "ab" * 32)
+        assert not cached and path.name in caplog.text and "computing it again" in caplog.text
+        assert list(again) == list(stats)
+        assert all(np.array_equal(again[k], stats[k], equal_nan=True) for k in stats)
+        assert metrics.real_statistics(real, 1.8, settings, "ab" * 32)[2]  # replaced
+
+
+def test_class_classifier_cache_follows_the_images_without_a_data_hash(prepared):
+    from radiodiff.evaluation.metrics import _classifier_cache_path
+    train, _ = reference_set(prepared, "train")
+    val, _ = reference_set(prepared, "valid")
+    key = _classifier_cache_path(train, val, 2, FAST, "")
+    assert key == _classifier_cache_path(ImageSet(train.images.copy(), train.labels.copy(),
+                                                  "train"), val, 2, FAST, "")
+    relabelled = ImageSet(train.images, train.labels[::-1].copy(), "train")
+    for other in (_classifier_cache_path(relabelled, val, 2, FAST, ""),
+                  _classifier_cache_path(train, ImageSet(val.images[1:], val.labels[1:],
+                                                         "valid"), 2, FAST, ""),
+                  _classifier_cache_path(train, val, 2, EvalSettings(
+                      **{**FAST.__dict__, "classifier_epochs": 5}), ""),
+                  _classifier_cache_path(train, val, 2, FAST, "cd" * 32)):
+        assert other != key

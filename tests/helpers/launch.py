@@ -35,11 +35,11 @@ def run_external_ranks(cmd, cwd, n=2, timeout=240, attempts=3):
     per rank. A rank still running after ``timeout`` seconds fails the test. The master
     port is free when picked but may be taken before rank 0 binds it: a run that failed
     for that reason alone is started again on another port (``attempts`` in all)."""
-    for _ in range(attempts):
+    for _ in range(max(1, attempts)):
         results = _run_ranks(cmd, cwd, n, timeout, _free_port())
-        if not any(_EADDRINUSE in err.lower() for _, err in results):
-            break
-    return results
+        if results is not None:
+            return results
+    raise AssertionError(f"the master port was taken {max(1, attempts)} times in a row")
 
 
 _EADDRINUSE = "address already in use"
@@ -55,8 +55,13 @@ def _run_ranks(cmd, cwd, n, timeout, port):
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for r in range(n)]
     try:
-        return [(rank.communicate(timeout=timeout)[1], rank.returncode)[::-1]
-                for rank in ranks]
+        results = []
+        for rank in ranks:  # rank 0 first: it binds the port
+            err = rank.communicate(timeout=timeout)[1]
+            if rank is ranks[0] and rank.returncode and _EADDRINUSE in err.lower():
+                return None  # the port was taken before rank 0 bound it: the others wait
+            results.append((rank.returncode, err))
+        return results
     finally:
         for rank in ranks:
             rank.kill()

@@ -446,7 +446,22 @@ def test_warm_start_from_a_release(tmp_path, tiny_h5, caplog):
     train(cfg_for(tmp_path / "e", tiny_h5, "data.name=tiny2", "train.total_kimg=0.004",
                   f"train.init_from={rel_other}"))
     assert f"train.init_from={rel_other} has seen data=tiny, this run trains on data=tiny2" \
-        in caplog.text
+        in caplog.text and "not recorded" not in caplog.text
+    # a warm-started release exported before data_seen was recorded: the chain is unknown
+    import json
+    import shutil
+    from radiodiff.io.artifacts import write_manifest
+    from radiodiff.io.integrity import read_manifest
+    old = shutil.copytree(rel_other, tmp_path / "rel_old")
+    meta_old = json.loads((old / "meta.json").read_text())
+    del meta_old["warm_start"]["data_seen"]
+    (old / "meta.json").write_text(json.dumps(meta_old))
+    write_manifest(old, list(read_manifest(old)))
+    caplog.clear()
+    train(cfg_for(tmp_path / "f", tiny_h5, "data.name=tiny2", "train.total_kimg=0.004",
+                  f"train.init_from={old}"))
+    assert f"train.init_from={old} was warm-started itself" in caplog.text
+    assert "has seen data=" not in caplog.text  # its own data is tiny2's: nothing else known
     with pytest.raises(ValueError, match="do not fit model=unet_small"):
         train(cfg_for(tmp_path / "c", tiny_h5, "model=unet_small", "model.attn_resolutions=[8]",
                       "train.total_kimg=0.008", f"train.init_from={rel}"))

@@ -5,9 +5,9 @@ Griese et al. (2023, which draws on MiraBest among others) hold many of the same
 galaxies. A model trained on one set and warm-started, fine-tuned or evaluated on the other
 has seen those sources: where a source of the other set's validation or test split is in the
 first set's training split, the evaluation is no longer on unseen sources. This module
-counts them (``bench/source_overlap.py`` prints the table); the warm starts in this
-repository are chosen so that none crosses an evaluation split (docs/data.md, "Shared
-sources").
+counts them (``bench/source_overlap.py`` prints the table); the warm starts of today's
+shipped models are chosen so that none crosses an evaluation split (docs/data.md, "Shared
+sources"; the first MiraBest release did).
 
 A row of ``a`` is shared when a clean row of ``b`` lies within ``radius_arcsec`` of it
 (positions are catalogue or host positions, so a few arcseconds apart for one source).
@@ -53,22 +53,22 @@ def source_pairs(ra_a: np.ndarray, dec_a: np.ndarray, ra_b: np.ndarray, dec_b: n
 
 def _positions(path: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """RA, Dec and split of the clean rows (``flags == 0``: what training and evaluation
-    use) of a prepared file."""
-    ps = read_prepared(path, images=False)
-    cols = ps.columns
-    missing = [k for k in ("ra", "dec", "split", "flags") if k not in cols]
-    if missing:
-        raise ValueError(f"{path}: no {', '.join(missing)} column: positions unknown")
+    use) of a prepared file; a file none of whose clean rows has a sky position (NaN: the
+    catalogue gave none) is refused, as its zero shared sources would mean nothing."""
+    cols = read_prepared(path, images=False).columns
     clean = np.asarray(cols["flags"]) == 0
+    ra, dec = np.asarray(cols["ra"], float)[clean], np.asarray(cols["dec"], float)[clean]
+    if not np.any(np.isfinite(ra) & np.isfinite(dec)):
+        raise ValueError(f"{path}: no clean row has a sky position (ra/dec): shared sources "
+                         "cannot be counted")
     split = np.asarray(cols["split"], str)  # read_prepared gives str
-    return (np.asarray(cols["ra"], float)[clean], np.asarray(cols["dec"], float)[clean],
-            split[clean])
+    return ra, dec, split[clean]
 
 
 def shared_counts(a: str | Path, b: str | Path, radius_arcsec: float = 30.0) -> dict[str, Any]:
     """Clean rows of prepared set ``a`` per split, how many have a source of ``b`` within
     ``radius_arcsec``, and how many of those have one in each split of ``b`` (a row with
-    matches in two splits counts in both).
+    matches in two splits counts in both; a row without a position counts as not shared).
 
     Returns
     -------

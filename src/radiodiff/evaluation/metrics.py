@@ -16,6 +16,7 @@ sets, metrics, report.
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from dataclasses import asdict, dataclass, field, fields
@@ -37,6 +38,8 @@ from radiodiff.seeds import real_vs_fake_pick_rng
 
 __all__ = ["EvalSettings", "EvalResult", "evaluate", "real_statistics", "image_statistics",
            "conditioning_accuracy"]
+
+log = logging.getLogger(__name__)
 
 STATS_VERSION = 1  # bump when image_statistics changes: cached real statistics go stale
 #: Inner edges [pixels of the file's median pixel scale] of the requested-LAS bins of the
@@ -197,23 +200,51 @@ def _pixel_values(images: np.ndarray, n: int, seed: int) -> np.ndarray:
 def _classifier(train: ImageSet, val: ImageSet, num_classes: int, settings: EvalSettings,
                 data_sha: str):
     """The class classifier trained on the real training split (cached, safetensors)."""
-    from radiodiff.evaluation.classifier import (cached_classifier, protocol_digest,
-                                                 train_classifier)
-    cache = Path(settings.cache_dir) / (f"classifier-{data_sha[:16]}-s{settings.seed}-"
-                                        f"e{settings.classifier_epochs}-{protocol_digest()}"
-                                        ".safetensors")
+    from radiodiff.evaluation.classifier import cached_classifier, train_classifier
+    cache = _classifier_cache_path(train, val, num_classes, settings, data_sha)
     return cached_classifier(cache, num_classes, lambda: train_classifier(
         train.images, train.labels, num_classes, epochs=settings.classifier_epochs,
         seed=settings.seed, val=(val.images, val.labels)))
 
 
+def _classifier_cache_path(train: ImageSet, val: ImageSet, num_classes: int,
+                           s: EvalSettings, data_sha: str) -> Path:
+    """``classifier-<data hash>-<digest>.safetensors``: the digest covers the training and
+    validation images and labels, the settings and the classifier's protocol."""
+    from radiodiff.evaluation.classifier import protocol_digest
+    digest = content_digest([protocol_digest(), int(num_classes), s.seed, s.classifier_epochs],
+                            train.images, np.asarray(train.labels, np.int64), val.images,
+                            np.asarray(val.labels, np.int64))
+    return Path(s.cache_dir) / f"classifier-{(data_sha or 'none')[:16]}-{digest[:24]}.safetensors"
+
+
 def _cache_path(real: ImageSet, pix: float | None, s: EvalSettings, data_sha: str) -> Path:
     """``realstats-<data hash>-<split>-<digest>.npz``: the digest covers the images and
     every setting the statistics depend on."""
-    digest = content_digest([STATS_VERSION, pix, s.shape_floor, s.faint_power,
-                             list(real.images.shape)], real.images)
+    digest = content_digest([STATS_VERSION, pix, s.shape_floor, s.faint_power], real.images)
     return Path(s.cache_dir) / (f"realstats-{(data_sha or 'none')[:16]}-{real.split}-"
                                 f"{digest[:16]}.npz")
+
+
+def _read_stats_cache(path: Path) -> tuple[dict, dict] | None:
+    """The statistics in a ``realstats-*.npz``, or None (with a warning naming it) when the
+    file does not read: a cache, not data, so it is computed again and replaced."""
+    import zipfile
+    try:
+        with open(path, "rb") as fh:  # closed on every path (np.load leaks it on some)
+            f = np.load(fh, allow_pickle=False)
+            # keys in their saved order: the order of compare()
+            loaded = {k: f[k] for k in f.files} if hasattr(f, "files") else {}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    else:
+        stats = {k[4:]: v for k, v in loaded.items() if k.startswith("img/")}
+        faint = {k[6:]: v for k, v in loaded.items() if k.startswith("faint/")}
+        if stats and faint:
+            return stats, faint
+        why = "no statistics in it"
+    log.warning("statistics cache %s does not read (%s); computing it again", path, why)
+    return None
 
 
 def real_statistics(real: ImageSet, pix: float | None, settings: EvalSettings,
@@ -231,11 +262,9 @@ def real_statistics(real: ImageSet, pix: float | None, settings: EvalSettings,
     if real.split is None:
         return (*compute(), False)
     path = _cache_path(real, pix, settings, data_sha)
-    if path.is_file():
-        with np.load(path) as f:  # keys in their saved order: the order of compare()
-            loaded = {k: f[k] for k in f.files}
-        return ({k[4:]: v for k, v in loaded.items() if k.startswith("img/")},
-                {k[6:]: v for k, v in loaded.items() if k.startswith("faint/")}, True)
+    cached = _read_stats_cache(path) if path.is_file() else None
+    if cached is not None:
+        return (*cached, True)
     stats, faint = compute()
     arrays = {**{f"img/{k}": v for k, v in stats.items()},
               **{f"faint/{k}": v for k, v in faint.items()}}

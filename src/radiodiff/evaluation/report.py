@@ -209,8 +209,9 @@ def _usefulness_lines(m: dict) -> list[str]:
         se = e.get("recall_se") or [None] * len(e["recall"])
         lines.append(f"| {name} | {_pm(e['accuracy'], e.get('accuracy_se'))} | "
                      + " | ".join(_pm(r, s) for r, s in zip(e["recall"], se)) + " |")
-    return lines + ["", "± : the binomial standard error over the test images of the class "
-                    "(the test set's size alone; one classifier seed).", ""]
+    return lines + ["", "± : the binomial standard error over the test images (of the "
+                    "class, for a recall; the test set's size alone; one classifier seed).",
+                    ""]
 
 
 def _pm(value: Any, se: Any) -> str:

@@ -78,10 +78,9 @@ def real_arm_path(cache_dir: str | Path, train: tuple[np.ndarray, np.ndarray],
     :func:`~radiodiff.evaluation.classifier.protocol_digest`), the settings, and the
     training images and labels byte for byte."""
     from radiodiff.evaluation.classifier import protocol_digest
-    images, labels = train
     digest = content_digest([PROTOCOL_VERSION, protocol_digest(), int(num_classes),
-                             int(epochs), int(seed), list(images.shape), str(images.dtype)],
-                            images, np.asarray(labels, np.int64))
+                             int(epochs), int(seed)],
+                            np.asarray(train[0]), np.asarray(train[1], np.int64))
     return Path(cache_dir) / f"tstr-real-{digest[:24]}.safetensors"
 
 

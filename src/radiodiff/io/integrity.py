@@ -44,14 +44,16 @@ def sha256_file(path: str | Path, chunk: int = 1 << 22) -> str:
 
 
 def content_digest(settings: list, *arrays) -> str:
-    """Hex SHA-256 of ``settings`` (as JSON) followed by each array's bytes (C order, as
-    its dtype holds them): the one key of every cache of results computed from images."""
+    """Hex SHA-256 of ``settings`` (as JSON), then of each array's dtype, shape and bytes
+    (C order): the key of a cache of results computed from arrays of images and labels, so
+    no two different inputs share one (the arrays' boundaries are part of it)."""
     import json
 
     import numpy as np
     h = hashlib.sha256(json.dumps(settings).encode())
-    for a in arrays:
-        h.update(np.ascontiguousarray(a).tobytes())
+    for a in map(np.ascontiguousarray, arrays):
+        h.update(json.dumps([a.dtype.str, list(a.shape)]).encode())
+        h.update(a.tobytes())
     return h.hexdigest()
 
 

@@ -634,7 +634,9 @@ def warm_start(module: DiffusionModule, release_dir: str | Path) -> None:
                          f"({exc})") from exc
     lineage = warm_start_lineage(release.meta, release.weights_sha256,
                                  (release.config.get("data") or {}).get("name"))
-    _warn_across_sets(release_dir, lineage["data_seen"], module.hparams.cfg)
+    _warn_across_sets(release_dir, lineage["data_seen"], module.hparams.cfg,
+                      unrecorded="data_seen" not in (release.meta.get("warm_start") or
+                                                     {"data_seen": []}))
     # sigma_data stays this run's (measured on its own encoding of the data)
     state["sigma_data"] = module.net.sigma_data.clone()
     for net in (module.net, module.ema, *module.ema_bank):
@@ -644,13 +646,20 @@ def warm_start(module: DiffusionModule, release_dir: str | Path) -> None:
              release.meta.get("images_seen"), "; " + "; ".join(notes) if notes else "")
 
 
-def _warn_across_sets(release_dir: str | Path, data_seen: list[str], cfg: Any) -> None:
+def _warn_across_sets(release_dir: str | Path, data_seen: list[str], cfg: Any,
+                      unrecorded: bool = False) -> None:
     """One warning when a release along the warm-start chain was trained on another data set
     than this run: catalogues of one survey share sources (FIRST and MiraBest: docs/data.md,
     "Shared sources"), and a shared source in this run's validation or test split is no
-    longer unseen."""
+    longer unseen. ``unrecorded``: the release was warm-started itself and exported before
+    the chain's data sets were recorded (no ``warm_start.data_seen``), so they are unknown."""
     ours = (cfg.get("data") or {}).get("name")
     others = [name for name in data_seen if name != ours]
+    if unrecorded:
+        log.warning("train.init_from=%s was warm-started itself, and the data sets before it "
+                    "are not recorded (exported before warm_start.data_seen): sources of this "
+                    "run's validation and test splits may have been seen (docs/data.md, "
+                    "'Shared sources')", release_dir)
     if ours and others:
         log.warning("train.init_from=%s has seen data=%s, this run trains on data=%s: sources "
                     "the sets share are seen before this run's validation and test splits "
