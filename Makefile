@@ -60,22 +60,23 @@ train-first: setup
 
 # unet_deep on FIRST (issue #28: the capacity the MiraBest ablation chose, for FRI jets and
 # bent tails), from scratch: batch 16, fp32, 5e-4 constant to 300k images, then a linear
-# cool-down to 0 at 350k (~23 h at the 4.2 images/s of a slow 2-core machine;
-# docs/experiments_first.md, "first-deep"). Resumable pieces of at most 105 min: rerun with
-# the same CKPT_ROOT to continue. On a fresh machine (resume state lost), continue from the
+# cool-down to 0 at 350k (~22 h at the 4.5 images/s of a slow 2-core machine;
+# docs/experiments_first.md, "first-deep"). Resumable pieces of at most PIECE_MIN minutes
+# (default 105): rerun with the same CKPT_ROOT to continue. On a fresh machine (resume state lost), continue from the
 # committed state, the run's EMA weights (a new run counting its own images, fresh
 # optimiser; subtract the images already seen, models/campaign/first-deep/meta.json's
 # images_seen plus warm_start.images_seen_total):
 #   make train-first-deep ARGS="train.run_name=first-deep-2 \
 #     train.init_from=models/campaign/first-deep train.total_kimg=<350 - seen> \
 #     train.lr_decay_start_kimg=<300 - seen>" CHRT="chrt -r 5"
+PIECE_MIN ?= 105
 train-first-deep: setup
 	RADIODIFF_CKPT_DIR=$(CKPT_ROOT) $(CHRT) $(BIN)/python train.py model=unet_deep data=first \
 	  logger=csv paths.output_dir=$(CKPT_ROOT)/runs train.run_name=first-deep \
 	  data.loader.batch_size=16 trainer.precision=32-true trainer.enable_progress_bar=false \
 	  train.total_kimg=350 train.lr_decay_start_kimg=300 train.lr_decay_kimg=50 \
 	  train.sample_every_steps=0 train.ckpt_every_minutes=5 train.ckpt_every_steps=500 \
-	  train.val_every_steps=1000 train.max_minutes=105 seed=0 $(ARGS)
+	  train.val_every_steps=1000 train.max_minutes=$(PIECE_MIN) seed=0 $(ARGS)
 
 # The physical-units model's campaign (issue #28): unet_deep on the MiraBest FIRST fields,
 # conditioned on class, peak flux and LAS (Box-Cox), x^0.25 model space, batch 16
