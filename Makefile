@@ -62,10 +62,10 @@ train-first: setup
 # bent tails), from scratch: batch 16, fp32, 5e-4 constant to 300k images, then a linear
 # cool-down to 0 at 350k (~22 h at the 4.5 images/s of a slow 2-core machine;
 # docs/experiments_first.md, "first-deep"). Resumable pieces of at most PIECE_MIN minutes
-# (default 105): rerun with the same CKPT_ROOT to continue. On a fresh machine (resume state lost), continue from the
-# committed state, the run's EMA weights (a new run counting its own images, fresh
-# optimiser; subtract the images already seen, models/campaign/first-deep/meta.json's
-# images_seen plus warm_start.images_seen_total):
+# (default 105): rerun with the same CKPT_ROOT to continue. On a fresh machine (resume state
+# lost), continue from the committed state, the run's EMA weights (a new run counting its
+# own images, fresh optimiser; subtract the images already seen,
+# models/campaign/first-deep/meta.json's images_seen plus warm_start.images_seen_total):
 #   make train-first-deep ARGS="train.run_name=first-deep-2 \
 #     train.init_from=models/campaign/first-deep train.total_kimg=<350 - seen> \
 #     train.lr_decay_start_kimg=<300 - seen>" CHRT="chrt -r 5"

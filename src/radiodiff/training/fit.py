@@ -634,9 +634,9 @@ def warm_start(module: DiffusionModule, release_dir: str | Path) -> None:
                          f"({exc})") from exc
     lineage = warm_start_lineage(release.meta, release.weights_sha256,
                                  (release.config.get("data") or {}).get("name"))
+    before = release.meta.get("warm_start")
     _warn_across_sets(release_dir, lineage["data_seen"], module.hparams.cfg,
-                      unrecorded="data_seen" not in (release.meta.get("warm_start") or
-                                                     {"data_seen": []}))
+                      unrecorded=bool(before) and "data_seen" not in before)
     # sigma_data stays this run's (measured on its own encoding of the data)
     state["sigma_data"] = module.net.sigma_data.clone()
     for net in (module.net, module.ema, *module.ema_bank):
