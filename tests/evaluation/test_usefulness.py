@@ -102,7 +102,7 @@ def test_real_arm_is_trained_once_per_training_split(prepared, tmp_path, caplog)
     with caplog.at_level("WARNING"):
         healed = tstr(*args, epochs=2, cache_dir=tmp_path)
     assert healed["real_cached"] is False and healed["real"] == fresh["real"]
-    assert str(path) in caplog.text and "does not load" in caplog.text
+    assert str(path) in caplog.text and "does not read" in caplog.text
     assert tstr(*args, epochs=2, cache_dir=tmp_path)["real_cached"] is True
     # so is one of another architecture (it loads as a file, not as this network)
     from safetensors.torch import save_file

@@ -1,5 +1,5 @@
 """Figures through the one helper pair: new_figure (Agg, no pyplot) and save_figure (atomic);
-the mode of written files."""
+the mode of written files; the caches' read-or-compute rule."""
 
 import os
 import stat
@@ -62,3 +62,41 @@ def test_written_files_get_the_umask_mode_without_touching_the_umask(tmp_path, m
         os.close(os.open(tmp, os.O_CREAT | os.O_WRONLY, 0o600))  # as safetensors does
     path = atomic_write(tmp_path / "w.bin", write)
     assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~artifacts._UMASK  # not 0600
+
+
+def test_read_or_compute_reads_heals_and_only_writes_whole_files(tmp_path, caplog):
+    from radiodiff.io.artifacts import read_or_compute
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return "value"
+
+    def read(p):
+        text = p.read_text()
+        if text != "value":
+            raise ValueError(f"holds {text!r}")
+        return text
+
+    def write(tmp, value):
+        tmp.write_text(value)
+    path = tmp_path / "c" / "cache.txt"
+    assert read_or_compute(None, "test", read, compute, write) == ("value", False)
+    assert not (tmp_path / "c").exists()
+    assert read_or_compute(path, "test", read, compute, write) == ("value", False)
+    assert read_or_compute(path, "test", read, compute, write) == ("value", True)
+    assert len(calls) == 2
+    path.write_text("damaged")
+    with caplog.at_level("WARNING"):
+        assert read_or_compute(path, "test", read, compute, write) == ("value", False)
+    assert f"test cache {path} does not read (holds 'damaged')" in caplog.text
+    assert path.read_text() == "value" and len(calls) == 3
+    # an error the caller did not declare is a bug, not a damaged cache: it propagates
+    with pytest.raises(KeyError):
+        read_or_compute(path, "test", lambda p: {}["x"], compute, write)
+    # a failed computation leaves the old file and no temporary
+    path.write_text("damaged")
+    with pytest.raises(ZeroDivisionError):
+        read_or_compute(path, "test", read, lambda: 1 / 0, write)
+    assert path.read_text() == "damaged" and [p.name for p in path.parent.iterdir()] == \
+        ["cache.txt"]

@@ -411,25 +411,24 @@ def cached_classifier(path: str | Path | None, num_classes: int,
     The caller's ``path`` must name everything the weights depend on beyond the protocol
     (data, labels, epochs, seed; :func:`protocol_digest` for the rest). A file that does not
     load (truncated, another architecture) is a cache, not data: it is named in a warning,
-    retrained and replaced. Returns the model in eval mode and whether it came from the file.
+    retrained and replaced (:func:`radiodiff.io.artifacts.read_or_compute`). Returns the
+    model in eval mode and whether it came from the file.
     """
     from safetensors import SafetensorError
     from safetensors.torch import load_file, save_file
 
-    from radiodiff.io.artifacts import atomic_write
-    if path is not None and Path(path).is_file():
+    from radiodiff.io.artifacts import read_or_compute
+
+    def read(file: Path) -> SmallCNN:
         model = SmallCNN(num_classes)
-        try:
-            model.load_state_dict(load_file(str(path)))
-            return model.eval(), True
-        except (SafetensorError, RuntimeError, OSError, ValueError) as exc:
-            log.warning("classifier cache %s does not load (%s); training it again", path,
-                        str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
-    model = train()
-    if path is not None:
-        state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
-        atomic_write(path, lambda tmp: save_file(state, str(tmp)))
-    return model.eval(), False
+        model.load_state_dict(load_file(str(file)))
+        return model
+
+    def write(tmp: Path, model: SmallCNN) -> None:
+        save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()}, str(tmp))
+    model, cached = read_or_compute(path, "classifier", read, train, write,
+                                    errors=(SafetensorError,))
+    return model.eval(), cached
 
 
 def accuracy_and_confusion(model: nn.Module, images: ArrayLike, labels: ArrayLike,

@@ -31,7 +31,7 @@ from radiodiff.evaluation.faint import FAINT_POWER, background_fractions, faint_
 from radiodiff.evaluation.physical import (is_physical, nearest_rows, physical_checks,
                                           physical_metrics, set_background)
 from radiodiff.evaluation.sets import ImageSet, Progress, pixel_scales
-from radiodiff.io.artifacts import atomic_write
+from radiodiff.io.artifacts import read_or_compute
 from radiodiff.io.integrity import content_digest
 from radiodiff.progress import announce
 from radiodiff.seeds import real_vs_fake_pick_rng
@@ -226,25 +226,28 @@ def _cache_path(real: ImageSet, pix: float | None, s: EvalSettings, data_sha: st
                                 f"{digest[:16]}.npz")
 
 
-def _read_stats_cache(path: Path) -> tuple[dict, dict] | None:
-    """The statistics in a ``realstats-*.npz``, or None (with a warning naming it) when the
-    file does not read: a cache, not data, so it is computed again and replaced."""
+def _read_stats_cache(path: Path) -> tuple[dict, dict]:
+    """The statistics in a ``realstats-*.npz``; a file that does not hold them raises."""
     import zipfile
     try:
         with open(path, "rb") as fh:  # closed on every path (np.load leaks it on some)
             f = np.load(fh, allow_pickle=False)
             # keys in their saved order: the order of compare()
             loaded = {k: f[k] for k in f.files} if hasattr(f, "files") else {}
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
-        why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    else:
-        stats = {k[4:]: v for k, v in loaded.items() if k.startswith("img/")}
-        faint = {k[6:]: v for k, v in loaded.items() if k.startswith("faint/")}
-        if stats and faint:
-            return stats, faint
-        why = "no statistics in it"
-    log.warning("statistics cache %s does not read (%s); computing it again", path, why)
-    return None
+    except zipfile.BadZipFile as exc:
+        raise ValueError(str(exc)) from exc
+    stats = {k[4:]: v for k, v in loaded.items() if k.startswith("img/")}
+    faint = {k[6:]: v for k, v in loaded.items() if k.startswith("faint/")}
+    if not (stats and faint):
+        raise ValueError("no statistics in it")
+    return stats, faint
+
+
+def _write_stats_cache(tmp: Path, value: tuple[dict, dict]) -> None:
+    stats, faint = value
+    with open(tmp, "wb") as f:
+        np.savez(f, **{f"img/{k}": v for k, v in stats.items()},
+                 **{f"faint/{k}": v for k, v in faint.items()})
 
 
 def real_statistics(real: ImageSet, pix: float | None, settings: EvalSettings,
@@ -253,27 +256,17 @@ def real_statistics(real: ImageSet, pix: float | None, settings: EvalSettings,
     from the cache.
 
     A reference split (``real.split`` set) is computed once and cached in
-    ``settings.cache_dir`` (NVlabs/edm's ``fid.py ref``); any other set is computed.
+    ``settings.cache_dir`` (NVlabs/edm's ``fid.py ref``; a damaged cache is computed again,
+    :func:`radiodiff.io.artifacts.read_or_compute`); any other set is computed.
     """
     def compute() -> tuple[dict, dict]:
         return (image_statistics(real.images, pix, settings.shape_floor),
                 image_statistics(faint_view(real.images, settings.faint_power), pix))
 
-    if real.split is None:
-        return (*compute(), False)
-    path = _cache_path(real, pix, settings, data_sha)
-    cached = _read_stats_cache(path) if path.is_file() else None
-    if cached is not None:
-        return (*cached, True)
-    stats, faint = compute()
-    arrays = {**{f"img/{k}": v for k, v in stats.items()},
-              **{f"faint/{k}": v for k, v in faint.items()}}
-
-    def write(tmp: Path) -> None:
-        with open(tmp, "wb") as f:
-            np.savez(f, **arrays)
-    atomic_write(path, write)
-    return stats, faint, False
+    path = None if real.split is None else _cache_path(real, pix, settings, data_sha)
+    (stats, faint), cached = read_or_compute(path, "statistics", _read_stats_cache, compute,
+                                             _write_stats_cache)
+    return stats, faint, cached
 
 
 def _statistics(real: ImageSet, fake: ImageSet, meta: dict, s: EvalSettings) -> dict:

@@ -32,6 +32,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import errno
+import logging
 import math
 import os
 import re
@@ -41,7 +42,7 @@ import threading
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence, TypeVar
 
 import numpy as np
 
@@ -50,8 +51,11 @@ from radiodiff.io.integrity import MANIFEST, IntegrityError, read_manifest, sha2
 __all__ = ["OutputError", "KINDS", "atomic_write", "atomic_text", "artifact_dir",
            "write_manifest", "WRITES", "check_output", "check_output_file", "clear_stale_temps",
            "link_or_copy", "lock_output", "made_here", "unlock_output", "release_locks",
-           "relocated", "save_torch", "temp_name", "write_error", "to_plain", "new_figure",
-           "save_figure", "save_image_grid"]
+           "relocated", "read_or_compute", "save_torch", "temp_name", "write_error",
+           "to_plain", "new_figure", "save_figure", "save_image_grid"]
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 TEMP_PREFIX = ".rdtmp-"   # .rdtmp-<pid>@<host>-<name>: a file or folder being written
 OLD_PREFIX = ".rdold-"    # .rdold-<pid>@<host>-<name>: an artifact being replaced
@@ -282,6 +286,32 @@ def atomic_write(path: str | Path, write: Callable[[Path], Any], fsync: bool = F
         if not done:
             tmp.unlink(missing_ok=True)
     return path
+
+
+def read_or_compute(path: str | Path | None, what: str, read: Callable[[Path], T],
+                    compute: Callable[[], T], write: Callable[[Path, T], Any],
+                    errors: tuple[type[BaseException], ...] = ()) -> tuple[T, bool]:
+    """``read(path)`` when the file is there, else ``compute()``, written to ``path``
+    atomically by ``write(tmp, value)`` (``path`` None: computed, no file). Returns the value
+    and whether it came from the file.
+
+    The one rule of radiodiff's caches: a cache file is not data, so one that does not read
+    (``read`` raises an :class:`OSError`, :class:`ValueError`, :class:`EOFError`,
+    :class:`RuntimeError` or one of ``errors``: truncated, foreign, of another architecture)
+    is named in a warning (``"<what> cache <path> does not read (<why>); computing it
+    again"``), computed again and replaced. The caller's ``path`` names everything the value
+    depends on (:func:`radiodiff.io.integrity.content_digest`).
+    """
+    if path is not None and Path(path).is_file():
+        try:
+            return read(Path(path)), True
+        except (OSError, ValueError, EOFError, RuntimeError, *errors) as exc:
+            why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            log.warning("%s cache %s does not read (%s); computing it again", what, path, why)
+    value = compute()
+    if path is not None:
+        atomic_write(path, lambda tmp: write(tmp, value))
+    return value, False
 
 
 def write_manifest(folder: str | Path, names: Iterable[str],
