@@ -177,6 +177,17 @@ def test_flux_from_model_keeps_the_release_flux(tmp_path, physical_release_dir,
     own = cut.image.sum() / Beam(5.0, 4.0).area_px(1.8)
     assert t["flux_meas"][0] == pytest.approx(own, rel=0.01)
     assert t["flux_req"][0] == 0.5 and t["peak_req"][0] == 0.02  # requested, for the record
+    # the default (auto) does the same where the source has a peak: the model was asked for
+    # it, so a Gaussian's flux of that peak would misscale a double's lobes
+    cfg.render.flux_from = "auto"
+    auto = Table.read(build_skymap(cfg, tmp_path / "a")["paths"]["truth"])
+    assert auto["flux_meas"][0] == t["flux_meas"][0] and auto["kind"][0] == "model"
+    # ... and scales to the catalogue's integrated flux where it has none, as catalogue does
+    (tmp_path / "c.csv").write_text("ra,dec,flux,las,class,pa\n150,30,0.5,25,FRI,40\n")
+    for flux_from in ("auto", "catalogue"):
+        cfg.render.flux_from = flux_from
+        t = Table.read(build_skymap(cfg, tmp_path / flux_from)["paths"]["truth"])
+        assert t["flux_meas"][0] == pytest.approx(0.5, rel=1e-5) and t["kind"][0] == "model"
 
 
 def test_noise_from_an_rms_map(tmp_path):
@@ -228,3 +239,40 @@ def test_an_rms_map_in_another_unit_is_refused(tmp_path):
     with pytest.raises(ValueError, match=r"noise.rms_map: .*rms.fits: BUNIT 'K'"):
         build_skymap(cfg, tmp_path / "m")
     assert not (tmp_path / "m").exists()
+
+
+def test_a_bad_noise_level_or_rms_map_is_refused_before_any_source_is_drawn(tmp_path,
+                                                                             monkeypatch):
+    from radiodiff.io.fits import write_fits_image
+    from radiodiff.skymap import build
+
+    def no_sources(*args):
+        raise AssertionError("sources drawn before the noise was checked")
+    monkeypatch.setattr(build, "_sources", no_sources)
+    short = write_fits_image(tmp_path / "rms.fits", np.full((40, 40), 1e-4, np.float32), 1.8,
+                             ra=150.0, dec=30.0, bunit="JY/BEAM")
+    for override, message in (("noise.rms_jyb=0", r"noise.rms_jyb must be a positive"),
+                              ("survey.rms_jyb=nan", r"survey.rms_jyb must be a positive"),
+                              (f"noise.rms_map={short}", r"must cover the whole sky map")):
+        cfg = load_skymap_config("first", ["sky.size_deg=[0.05,0.05]", override])
+        with pytest.raises(ValueError, match=message):
+            build_skymap(cfg, tmp_path / "m")
+    assert not (tmp_path / "m").exists()
+
+
+def test_the_truth_records_the_class_generated(tmp_path, physical_release_dir,
+                                               physical_release):
+    """A catalogue class the release does not know (T-RECS ``RadioClass`` 2) is drawn from
+    the training rows, or (this release has none) left null: the truth table holds the
+    class the source was generated as, blank for none."""
+    (tmp_path / "c.csv").write_text("ra,dec,flux,peak,las,class\n150,30,0.5,0.02,25,2\n"
+                                    "150.01,30.01,0.5,0.02,25,FRII\n")
+    cfg = load_skymap_config("first", ["sky.size_deg=[0.05,0.05]", "render.steps=2",
+                                       f"sources.catalog={tmp_path / 'c.csv'}",
+                                       f"render.model={physical_release_dir}",
+                                       "noise.enabled=false"])
+    t = Table.read(build_skymap(cfg, tmp_path / "m")["paths"]["truth"])
+    col = t["class"]
+    cls = [str(c) for c in (col.filled("") if hasattr(col, "filled") else col)]  # blank: masked
+    assert list(t["kind"]) == ["model", "model"]
+    assert cls[0] == "" and physical_release.train_conditions is None and cls[1] == "FRII"

@@ -112,14 +112,20 @@ def test_a_merged_map_is_refused_before_any_shard_is_rendered(tmp_path, capsys, 
 
 
 def test_a_shard_run_leaves_other_files_to_the_merge(tmp_path):
-    """A shard run refuses only a file and, without --overwrite, a merged map: a
-    scheduler's log in the folder (written before the job starts) does not stop it."""
+    """A shard run refuses a file, a folder holding a file the merge would replace that is
+    not a sky map's, and, without --overwrite, a merged map: a scheduler's log in the
+    folder (written before the job starts) does not stop it."""
     from radiodiff.io.artifacts import OutputError
     from radiodiff.skymap.build import check_shard_output
 
     out = tmp_path / "m"
     out.mkdir()
     (out / "slurm-1234_0.out").write_text("job log\n")
+    assert check_shard_output(out) == out
+    (out / "model.fits").write_bytes(b"theirs")  # a name the merge writes, not a map's
+    with pytest.raises(OutputError, match=r"holds model\.fits but is not a skymap folder"):
+        check_shard_output(out, overwrite=True)
+    (out / "skymap_config.yaml").write_text("seed: 0\n")  # a sky map's: the merge's to replace
     assert check_shard_output(out) == out
     (out / "map.fits").write_bytes(b"")
     with pytest.raises(OutputError, match="already a skymap folder; give --overwrite"):

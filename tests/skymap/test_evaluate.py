@@ -79,3 +79,40 @@ def test_evaluate_map_with_pybdsf(tmp_path):
     assert report["map"]["offset_arcsec"]["radial_median"] < 1.0
     assert report["noise_free"]["completeness"] == 1.0
     assert paths["evaluation.png"].stat().st_size > 0
+
+
+def test_a_map_without_noise_is_refused_in_one_line(tmp_path):
+    from radiodiff.skymap.build import build_skymap
+    from radiodiff.skymap.config import load_skymap_config
+    from radiodiff.skymap.evaluate import evaluate_map
+
+    (tmp_path / "c.csv").write_text("ra,dec,flux\n150,30,0.01\n")
+    cfg = load_skymap_config("first", ["sky.size_deg=[0.05,0.05]", "noise.enabled=false",
+                                       f"sources.catalog={tmp_path / 'c.csv'}"])
+    build_skymap(cfg, tmp_path / "m")
+    with pytest.raises(ValueError, match=r"m/map\.fits: the map has no noise \(noise\."
+                                         r"enabled=false\)"):
+        evaluate_map(tmp_path / "m", tmp_path / "e")
+    assert not (tmp_path / "e").exists()
+
+
+@pytest.mark.skipif(not HAVE_BDSF, reason="PyBDSF (bdsf) is not installed")
+def test_a_map_with_noise_from_an_rms_map_skips_the_noise_free_pass(tmp_path):
+    """No RMS card, so no one threshold for the noise-free model map: the map itself is
+    searched with PyBDSF's rms map and the noise-free pass says why it was skipped."""
+    from radiodiff.io.fits import write_fits_image
+    from radiodiff.skymap.build import build_skymap
+    from radiodiff.skymap.config import load_skymap_config
+    from radiodiff.skymap.evaluate import evaluate_map
+
+    write_fits_image(tmp_path / "rms.fits", np.full((120, 120), 1.5e-4, np.float32), 1.8,
+                     ra=150.0, dec=30.0, bunit="JY/BEAM")
+    (tmp_path / "c.csv").write_text("ra,dec,flux\n150,30,0.01\n150.01,30.01,0.005\n")
+    cfg = load_skymap_config("first", ["sky.size_deg=[0.05,0.05]",
+                                       f"noise.rms_map={tmp_path / 'rms.fits'}",
+                                       f"sources.catalog={tmp_path / 'c.csv'}"])
+    build_skymap(cfg, tmp_path / "m")
+    report = json.loads(evaluate_map(tmp_path / "m", tmp_path / "e")["evaluation.json"]
+                        .read_text())
+    assert report["map"]["completeness"] == 1.0 and report["settings"]["rms_jyb"] is None
+    assert report["noise_free"] is None and "rms map" in report["noise_free_skipped"]

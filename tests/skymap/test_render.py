@@ -260,7 +260,7 @@ def test_render_settings_are_checked(grid):
     src = fill_position_angles(Sources.build([150.0], [30.0], [0.01]), seed=0)
     with pytest.raises(ValueError, match="render.batch_size must be an integer >= 1, got 0"):
         render_tile(grid, src, (0, 10), settings=RenderSettings(batch_size=0))
-    with pytest.raises(ValueError, match="render.flux_from must be catalogue or model"):
+    with pytest.raises(ValueError, match="render.flux_from must be one of auto, catalogue, model"):
         render_tile(grid, src, (0, 10), settings=RenderSettings(flux_from="peak"))
 
 

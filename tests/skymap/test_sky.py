@@ -33,6 +33,11 @@ def test_bad_grid_inputs():
         make_grid(0, 0, [0.1, 0.1], 1.8, Beam(5, 5), "CAR")
     with pytest.raises(ValueError, match="at least 8 x 8"):
         make_grid(0, 0, [0.001, 0.1], 1.8, Beam(5, 5))
+    for size in ([0.1], [0.1, float("nan")], [0.1, -1], [0.1, 0.1, 0.1]):
+        with pytest.raises(ValueError, match=r"size_deg must be \[width, height\] > 0"):
+            make_grid(0, 0, size, 1.8, Beam(5, 5))
+    with pytest.raises(ValueError, match="beam position angle must be finite"):
+        Beam(5, 5, float("nan"))
 
 
 def test_tiles_cover_rows_once():

@@ -101,15 +101,29 @@ def test_elliptical_peak_total_rule():
         == pytest.approx(0.02)
 
 
-def test_axis_ratio_from_q_or_minor_column(tmp_path, grid):
+def test_axis_ratio_from_q_or_minor_column(tmp_path, grid, caplog):
     p = _csv(tmp_path / "c.csv", "ra,dec,flux,las,q,pa\n150,30,0.01,20,0.5,30\n"
              "150,30,0.01,20,,\n150,30,0.01,20,1.5,\n150,30,0.01,0,0.3,\n")
     s = select_on_map(read_catalogue(p), grid)
     assert s.q.tolist() == [0.5, 1.0, 1.0, 1.0]  # missing, bad (counted), point source
     assert s.skipped["bad_axis_ratio"] == 1
     p = _csv(tmp_path / "pybdsf.csv", "RA,DEC,Total_flux,Maj,Min,PA\n150,30,0.01,12,3,80\n")
-    s = read_catalogue(p)
+    with caplog.at_level("WARNING"):
+        s = read_catalogue(p)
     assert s.las[0] == 12 and s.q[0] == 0.25 and s.pa[0] == 80
+    assert "column 'Maj' has no unit and is read in arcsec" in caplog.text
+    # PyBDSF's deconvolved sizes and PA before its beam-convolved ones, in their own units
+    from astropy.table import Table
+    t = Table({"RA": [150.0], "DEC": [30.0], "Total_flux": [0.01], "Maj": [12 / 3600],
+               "Min": [6 / 3600], "PA": [80.0], "DC_Maj": [10 / 3600], "DC_Min": [2 / 3600],
+               "DC_PA": [70.0]})
+    for c in ("Maj", "Min", "DC_Maj", "DC_Min"):
+        t[c].unit = "deg"
+    t.write(tmp_path / "pybdsf.fits")
+    caplog.clear()
+    s = read_catalogue(tmp_path / "pybdsf.fits")
+    assert s.las[0] == pytest.approx(10) and s.q[0] == pytest.approx(0.2) and s.pa[0] == 70
+    assert "no unit" not in caplog.text
     assert read_catalogue(_csv(tmp_path / "r.csv", "ra,dec,flux,las\n150,30,1,5\n")).q[0] == 1
 
 

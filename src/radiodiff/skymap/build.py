@@ -20,6 +20,8 @@ folder that holds a merged map only with ``overwrite``.
 from __future__ import annotations
 
 import hashlib
+import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -27,8 +29,8 @@ from typing import Any, Callable, Optional
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-from radiodiff.io.artifacts import (OutputError, artifact_dir, atomic_text, check_output,
-                                    relocated, unlock_output)
+from radiodiff.io.artifacts import (WRITES, OutputError, artifact_dir, atomic_text,
+                                    check_output, relocated, unlock_output)
 from radiodiff.skymap import output as io
 from radiodiff.skymap.noise import noise_tile
 from radiodiff.skymap.render import ModelCutouts, RenderSettings, render_tile
@@ -115,8 +117,8 @@ def plan_skymap(cfg: DictConfig) -> Plan:
                                             or release.meta.get("image_unit") != "Jy/beam"):
         raise ValueError("render.flux_from=model needs a release conditioned on peak_flux "
                          "whose images are in Jy/beam; use render.flux_from=catalogue")
+    rms = _check_noise(cfg, grid)  # before the sources are drawn and generated
     sources = _sources(cfg, grid, release)
-    rms = float(cfg.noise.rms_jyb if cfg.noise.rms_jyb is not None else cfg.survey.rms_jyb)
     import radiodiff
     from radiodiff.io.provenance import git_commit
 
@@ -140,6 +142,18 @@ def plan_skymap(cfg: DictConfig) -> Plan:
         "n_sources": len(sources), "skipped": sources.skipped,
         "map_shape": list(grid.shape)}
     return Plan(cfg, grid, sources, cutouts, settings, rms, provenance)
+
+
+def _check_noise(cfg: DictConfig, grid: MapGrid) -> float:
+    """The survey rms (Jy/beam), refused unless positive; an rms map is read and checked to
+    cover the map now, not after hours of generating the sources."""
+    key = "noise.rms_jyb" if cfg.noise.rms_jyb is not None else "survey.rms_jyb"
+    rms = float(OmegaConf.select(cfg, key))
+    if not (math.isfinite(rms) and rms > 0):
+        raise ValueError(f"{key} must be a positive number (Jy/beam), got {rms}")
+    if cfg.noise.enabled and cfg.noise.rms_map:
+        _rms_rows(cfg, grid, (0, grid.shape[0]))
+    return rms
 
 
 def _rms_rows(cfg: DictConfig, grid: MapGrid, rows: tuple[int, int]) -> Optional[np.ndarray]:
@@ -200,15 +214,24 @@ def check_map_output(out: str | Path, overwrite: bool = False, lock: bool = True
 
 
 def check_shard_output(out: str | Path, overwrite: bool = False) -> Path:
-    """Before rendering a shard: refuse a file at ``out`` and, without ``overwrite``, a
-    folder that holds a merged map (its merge would be refused). No lock (several shard
-    runs write at once) and nothing else is refused: other shards, a half-written config
-    of a shard starting beside it, a scheduler's log files are the merge's business."""
+    """Before rendering a shard: refuse a file at ``out``, without ``overwrite`` a folder
+    that holds a merged map (its merge would be refused), and a folder that is not a sky
+    map's (no ``skymap_config.yaml``) holding a file of a name the merge writes (the user's
+    ``model.fits``: the merge would replace it). No lock (several shard runs write at once)
+    and nothing else is refused: other shards, a half-written config of a shard starting
+    beside it, a scheduler's log files are the merge's business."""
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise OutputError(f"{out}: exists and is not a folder; refusing to write shards there")
     if not _replaces(out, overwrite):
         raise OutputError(f"{out}: is already a skymap folder; give --overwrite to replace it")
+    if out.is_dir() and not (out / CONFIG_FILE).is_file():
+        theirs = sorted(p.name for p in out.iterdir() if p.is_file() and any(
+            re.fullmatch(rule, p.name) for rule in WRITES["skymap"]))
+        if theirs:
+            raise OutputError(f"{out}: holds {', '.join(theirs)} but is not a skymap folder; "
+                              "refusing to write shards there (the merge would replace "
+                              "them): choose another --out")
     return out
 
 

@@ -58,7 +58,8 @@ class RenderConfig:
     """How sources are placed: model cutouts for resolved sources, Gaussians otherwise."""
     model: Optional[str] = None             # release folder or shipped name; null: Gaussians only
     resolved_min_beams: float = 2.0         # LAS >= this * bmaj -> model cutout
-    flux_from: str = "catalogue"            # catalogue (integrated flux) | model (Jy/beam output)
+    # auto: a Jy/beam release's own flux where the source has a peak, else the catalogue's
+    flux_from: str = "auto"                 # auto | catalogue (integrated) | model (Jy/beam)
     # null: the model's recommended sampler (its meta.json `sampler`)
     sampler: Optional[str] = None
     steps: Optional[int] = None

@@ -174,6 +174,17 @@ def _plot(stats: dict, noise_free: Optional[dict], path: Path) -> Path:
     return save_figure(fig, path, format="png")
 
 
+def _has_noise(map_dir: Path) -> bool:
+    """Whether the map was made with noise (its ``skymap_config.yaml``; without one, yes)."""
+    from omegaconf import OmegaConf
+
+    from radiodiff.skymap.build import CONFIG_FILE
+    path = map_dir / CONFIG_FILE
+    if not path.is_file():
+        return True
+    return bool(OmegaConf.select(OmegaConf.load(path), "noise.enabled", default=True))
+
+
 def evaluate_map(map_dir: str | Path, out: str | Path, radius_beams: float = 1.0,
                  noise_free: bool = True, thresh_isl: float = 3.0,
                  thresh_pix: float = 5.0) -> dict[str, Path]:
@@ -192,21 +203,30 @@ def evaluate_map(map_dir: str | Path, out: str | Path, radius_beams: float = 1.0
         raise ValueError(f"radius_beams must be > 0, got {radius_beams}")
     truth = Table.read(map_dir / TRUTH_FILE)
     header = fits.getheader(map_dir / MAP_FILE)
+    rms = header.get("RMS")  # none: noise from an rms map, or no noise at all
+    if rms is None and not _has_noise(map_dir):
+        raise ValueError(f"{map_dir / MAP_FILE}: the map has no noise (noise.enabled=false); "
+                         "a source finder's thresholds are multiples of the noise: make the "
+                         "map with noise to evaluate it")
     radius = radius_beams * float(header["BMAJ"]) * 3600.0
     truth_cols = {c: np.asarray(truth[c]) for c in ("ra", "dec", "flux_meas", "las")}
     truth_cols["kind"] = np.asarray(truth["kind"]).astype(str)  # FITS strings are bytes
     stats = match_stats(truth_cols, find_map_sources(map_dir / MAP_FILE, None, thresh_isl,
                                                      thresh_pix), radius)
-    clean = None
+    clean, skipped = None, None
     if noise_free and (map_dir / MODEL_FILE).is_file():
-        # The same threshold as the map (its RMS card), so only noise differs.
-        clean = match_stats(truth_cols, find_map_sources(
-            map_dir / MODEL_FILE, header.get("RMS"), thresh_isl, thresh_pix), radius)
+        if rms is None:
+            skipped = ("the map's noise follows an rms map (no RMS card): the noise-free "
+                       "pass needs one threshold")
+        else:  # the same threshold as the map (its RMS card), so only noise differs
+            clean = match_stats(truth_cols, find_map_sources(
+                map_dir / MODEL_FILE, rms, thresh_isl, thresh_pix), radius)
     report = {"map": {k: v for k, v in stats.items() if not k.startswith("_")},
               "noise_free": None if clean is None else
               {k: v for k, v in clean.items() if not k.startswith("_")},
+              "noise_free_skipped": skipped,
               "settings": {"radius_beams": radius_beams, "thresh_isl": thresh_isl,
-                           "thresh_pix": thresh_pix, "rms_jyb": header.get("RMS")}}
+                           "thresh_pix": thresh_pix, "rms_jyb": rms}}
     text = json.dumps(to_plain(report), indent=2, allow_nan=False) + "\n"
     return {"evaluation.json": atomic_text(out / "evaluation.json", text),
             "evaluation.png": _plot(stats, clean, out / "evaluation.png")}

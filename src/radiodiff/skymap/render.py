@@ -11,9 +11,9 @@ source (never on the tile being rendered), so tiles assemble bit for bit:
   and resampled onto the map pixels with ``reproject_exact`` (spherical polygon overlap:
   surface brightness conserving, so the integrated flux is conserved when the pixel
   scales differ). A cutout in Jy/beam of its own beam ``B_c`` is converted to Jy/beam of
-  the map beam ``B`` by ``Omega_B / Omega_Bc`` (same flux per steradian); with
-  ``flux="catalogue"`` (and for normalised cutouts) it is then scaled to the catalogue's
-  integrated flux.
+  the map beam ``B`` by ``Omega_B / Omega_Bc`` (same flux per steradian) and kept at its
+  own flux where the source was asked for by its peak (:func:`_keeps_own_flux`); otherwise
+  (and for normalised cutouts) it is scaled to the catalogue's integrated flux.
 
 Overlapping sources add; sources are added in id order in float64.
 """
@@ -43,11 +43,13 @@ class Cutout:
     """One source image before placing: (H, W) pixels of ``pixel_scale_arcsec``.
 
     ``beam`` None means the image has no flux scale (``normalised``); else it is in
-    Jy/beam of ``beam``.
+    Jy/beam of ``beam``. ``cls``: the class it was generated as (``""``: none, the null
+    class; None: not recorded).
     """
     image: np.ndarray
     pixel_scale_arcsec: float
     beam: Optional[Beam] = None
+    cls: Optional[str] = None
 
 
 @dataclass
@@ -252,8 +254,11 @@ class ModelCutouts:
         rms = self.release.meta.get("rms_jy_beam") if beam is not None else None
         images = [x if rms is None else source_only(x, rms) for x in res.output[:, 0]]
         # Kept float32, as generated (a tile holds all its cutouts until they are placed).
-        return [Cutout(image, self._scale(image.astype(float), las), beam)
-                for image, las in zip(images, lases)]
+        # the class each was generated as: one the release does not know is drawn from
+        # the training rows, or left null ("") without them
+        drawn = [str(c) for c in res.conditions.get("class", [""] * len(images))]
+        return [Cutout(image, self._scale(image.astype(float), las), beam, c)
+                for image, las, c in zip(images, lases, drawn)]
 
     def __call__(self, peak: float, las: float, cls: str, seed: int) -> Cutout:
         """The cutout of one source (:meth:`many` of one)."""
@@ -267,15 +272,18 @@ class ModelCutouts:
         return float(self.release.pixel_scale(las))
 
 
+FLUX_FROM = ("auto", "catalogue", "model")
+
+
 @dataclass
 class RenderSettings:
     resolved_min_beams: float = 2.0   # LAS >= this * bmaj -> cutout path
-    flux_from: str = "catalogue"      # catalogue | model
+    flux_from: str = "auto"           # auto | catalogue | model (_keeps_own_flux)
     batch_size: int = 16              # model sources per generate() call
 
     def check(self) -> "RenderSettings":
-        if self.flux_from not in ("catalogue", "model"):
-            raise ValueError(f"render.flux_from must be catalogue or model, got "
+        if self.flux_from not in FLUX_FROM:
+            raise ValueError(f"render.flux_from must be one of {', '.join(FLUX_FROM)}, got "
                              f"{self.flux_from!r}")
         if isinstance(self.batch_size, bool) or not (int(self.batch_size) == self.batch_size
                                                      and self.batch_size >= 1):
@@ -322,10 +330,20 @@ def _stamp(grid: MapGrid, src: dict, cut: Optional[tuple[Cutout, int]], s: Rende
     cutout, image_seed = cut
     if not np.sum(cutout.image, dtype=float) > 0:  # an empty image: the Gaussian, say so
         return _gaussian(grid, src), "fallback", peak, image_seed
-    keep = s.flux_from == "model" and cutout.beam is not None
     stamp = place_cutout(grid, cutout, src["ra"], src["dec"], src["pa"],
-                         None if keep else src["flux"])
+                         None if _keeps_own_flux(cutout, src, s) else src["flux"])
     return stamp, "model", peak, image_seed
+
+
+def _keeps_own_flux(cutout: Cutout, src: dict, s: RenderSettings) -> bool:
+    """Whether a generated cutout is placed at its own flux (None: scaled to the source's
+    integrated flux). Only a cutout in Jy/beam has one; ``flux_from`` ``model`` keeps it
+    always, ``catalogue`` never, ``auto`` where the source has a peak (drawn from the
+    release's training rows, or a catalogue peak column), which the model was asked for:
+    its flux is then the generated source's, not that of a Gaussian of that peak."""
+    if cutout.beam is None or s.flux_from == "catalogue":
+        return False
+    return s.flux_from == "model" or bool(np.isfinite(src["peak"]))
 
 
 def _generate(grid: MapGrid, srcs: list[dict], cutouts, seed: int, s: RenderSettings,
@@ -380,6 +398,9 @@ def render_tile(grid: MapGrid, sources: Sources, rows: tuple[int, int],
     cuts = _generate(grid, srcs, cutouts, seed, s, progress)
     for src in srcs:
         stamp, kind, peak, image_seed = _stamp(grid, src, cuts.get(src["id"]), s)
+        cut = cuts.get(src["id"])
+        if cut is not None and cut[0].cls is not None:  # the class generated, in the truth
+            src = dict(src, cls=cut[0].cls)
         where, part = stamp.clipped(rows, nx)
         tile[where[0].start - rows[0]:where[0].stop - rows[0], where[1]] += part
         if rows[0] - 0.5 <= src["y"] < rows[1] - 0.5:

@@ -34,6 +34,8 @@ class Beam:
                 and self.bmaj >= self.bmin > 0):
             raise ValueError(f"beam needs bmaj >= bmin > 0 (arcsec), got {self.bmaj}, "
                              f"{self.bmin}")
+        if not math.isfinite(self.pa):
+            raise ValueError(f"beam position angle must be finite (deg), got {self.pa}")
 
     @property
     def area_arcsec2(self) -> float:
@@ -104,6 +106,9 @@ def make_grid(ra_deg: float, dec_deg: float, size_deg, pixel_scale_arcsec: float
         raise ValueError(f"need a finite RA and -90 <= Dec <= 90 (deg), got {ra_deg}, {dec_deg}")
     if not pixel_scale_arcsec > 0:
         raise ValueError(f"pixel_scale_arcsec must be > 0, got {pixel_scale_arcsec}")
+    if len(size_deg) != 2 or not all(math.isfinite(float(s)) and float(s) > 0
+                                     for s in size_deg):
+        raise ValueError(f"size_deg must be [width, height] > 0 (deg), got {list(size_deg)}")
     width, height = (float(s) for s in size_deg)
     nx, ny = (int(round(s * 3600.0 / pixel_scale_arcsec)) for s in (width, height))
     if nx < 8 or ny < 8:

@@ -23,6 +23,7 @@ Rules kept here, once:
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 from dataclasses import dataclass, field, fields
@@ -34,6 +35,8 @@ import numpy as np
 from radiodiff.seeds import sky_draw_rng, sky_pa_rng
 from radiodiff.skymap.sky import Beam, MapGrid, gaussian_covariance
 
+log = logging.getLogger(__name__)
+
 __all__ = ["Sources", "read_catalogue", "select_on_map", "draw_sources",
            "peak_from_total", "total_from_peak", "windhorst_las", "power_law_fluxes",
            "fill_position_angles", "observed_covariance", "COLUMN_ALIASES"]
@@ -44,12 +47,15 @@ COLUMN_ALIASES = {
     "dec": ("dec", "dec_deg", "dej2000", "decj2000", "lat", "latitude"),
     "flux": ("flux", "flux_jy", "total_flux", "int_flux", "s_int", "fint"),
     "peak": ("peak", "peak_flux", "peak_flux_jyb", "fpeak"),
-    "las": ("las", "las_arcsec", "size", "maj", "major"),
+    # PyBDSF's deconvolved (intrinsic) DC_* before its beam-convolved Maj / Min / PA
+    "las": ("las", "las_arcsec", "size", "dc_maj", "maj", "major"),
     "q": ("q", "axis_ratio", "axis ratio", "axratio", "b_a"),   # minor / major
-    "minor": ("las_minor", "minor", "min"),                     # minor-axis FWHM: q = min / las
+    "minor": ("las_minor", "dc_min", "minor", "min"),           # minor-axis FWHM: q = min / las
     "cls": ("class", "cls", "morphology", "fr_class", "radioclass"),
-    "pa": ("pa", "pa_deg"),
+    "pa": ("dc_pa", "pa", "pa_deg"),
 }
+# size columns PyBDSF names and writes in degrees: read without a unit, they are warned of
+_PYBDSF_SIZES = ("dc_maj", "maj", "dc_min", "min")
 REQUIRED = ("ra", "dec", "flux")
 _TRECS_FLUX = re.compile(r"^i(\d+)$")   # T-RECS I<MHz> columns, in mJy
 
@@ -242,6 +248,12 @@ def read_catalogue(path: str | Path, columns: Optional[dict] = None,
     u.Unit(unit)  # a bad unit name fails here, with astropy's message
     get = lambda name, un: _values(table, found[name], un) if name in found else None
     cls_ = list(table[found["cls"]]) if "cls" in found else None
+    for name in ("las", "minor"):
+        column = found.get(name)
+        if column and column.lower() in _PYBDSF_SIZES and table[column].unit is None:
+            log.warning("%s: column %r has no unit and is read in arcsec (PyBDSF writes "
+                        "degrees: give it its unit, or sources.columns.%s=<column>)",
+                        path, column, name)
     peak, las = get("peak", f"{unit}/beam"), get("las", "arcsec")
     q = get("q", "")
     if q is None and "minor" in found and las is not None:
