@@ -158,15 +158,18 @@ def validation_split_rng(seed: int) -> np.random.Generator:
     return np.random.default_rng(word_seed(seed, SPLIT_STREAM))
 
 
-def step_generator(seed: int, step: int, rank: int, device: torch.device) -> torch.Generator:
-    """Training-noise stream: a generator that depends only on (seed, step, rank), so a run
-    resumes without RNG state.
+def step_generator(seed: int, step: int, rank: int, device: torch.device,
+                   micro: int = 0) -> torch.Generator:
+    """Training-noise stream: a generator that depends only on (seed, step, rank, micro),
+    so a run resumes without RNG state; ``micro`` is the micro-batch within a step of
+    gradient accumulation (each its own noise; 0 without accumulation).
 
-    Packs two words of ``seed_state(seed, STEP_STREAM, step, rank)`` as
-    ``(w0 << 31) | (w1 >> 1)``: runs resumed from existing checkpoints continue with this
-    packing, not ``word_seed``'s.
+    Packs two words of ``seed_state(seed, STEP_STREAM, step, rank)`` (``micro`` > 0: one
+    more word) as ``(w0 << 31) | (w1 >> 1)``: runs resumed from existing checkpoints
+    continue with this packing, not ``word_seed``'s.
     """
-    w0, w1 = (int(w) for w in seed_state(seed, STEP_STREAM, step, rank, n=2))
+    words = (seed, STEP_STREAM, step, rank) + ((micro,) if micro else ())
+    w0, w1 = (int(w) for w in seed_state(*words, n=2))
     return seed_generator(w0 << 31 | w1 >> 1, device=device)
 
 

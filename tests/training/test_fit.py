@@ -54,6 +54,10 @@ def test_step_generator_depends_only_on_seed_step_rank():
         g = step_generator(seed, step, rank, torch.device("cpu"))
         assert g.initial_seed() == expected.initial_seed()
         assert torch.equal(torch.randn(5, generator=g), torch.randn(5, generator=expected))
+        # the micro-batches of an accumulated step: one more word, each its own noise
+        w = np.random.SeedSequence([seed, 7, step, rank, 1]).generate_state(2, np.uint32)
+        micro = step_generator(seed, step, rank, torch.device("cpu"), micro=1)
+        assert micro.initial_seed() == int(w[0]) << 31 | int(w[1]) >> 1 != g.initial_seed()
 
 
 def test_a_few_steps_lower_the_loss(tmp_path, tiny_h5):
@@ -106,6 +110,42 @@ def test_resume_equals_uninterrupted(tmp_path, tiny_h5):
     opt_a, opt_b = a["optimizer_states"][0]["state"], b["optimizer_states"][0]["state"]
     for i in opt_a:
         assert torch.equal(opt_a[i]["exp_avg"], opt_b[i]["exp_avg"])
+
+
+def test_gradient_accumulation_resumes_exactly(tmp_path, tiny_h5, monkeypatch):
+    """Accumulating 2 micro-batches per step: each micro-batch draws its own noise; a piece
+    that runs out of time stops at the end of a step, not between its micro-batches; a run
+    killed between them (a checkpoint due at every batch) resumes exactly."""
+    from radiodiff.training import module as module_mod
+    drawn = []
+
+    def recording(seed, step, rank, device, micro=0):
+        drawn.append((step, micro))
+        return step_generator(seed, step, rank, device, micro)
+    monkeypatch.setattr(module_mod, "step_generator", recording)
+    common = ("train.total_kimg=0.064", "train.ckpt_every_steps=0",
+              "train.ckpt_every_minutes=1e-9", "trainer.accumulate_grad_batches=2",
+              "data.loader.batch_size=4")
+    whole = train(cfg_for(tmp_path / "a", tiny_h5, *common))
+    assert whole["steps"] == 8 and drawn == [(k // 2, k % 2) for k in range(16)]
+
+    class KillMidStep(Callback):  # after the first micro-batch of step 6
+        def on_train_batch_start(self, trainer, *args):
+            self.step = trainer.global_step
+
+        def on_train_batch_end(self, trainer, *args):
+            if self.step == trainer.global_step == 5:
+                raise RuntimeError("killed")
+    timed = train(cfg_for(tmp_path / "b", tiny_h5, *common, "train.max_minutes=1e-9"))
+    assert timed["steps"] == 1  # out of time after the first micro-batch: ends the step
+    cfg_b = cfg_for(tmp_path / "b", tiny_h5, *common)
+    with pytest.raises(RuntimeError, match="killed"):
+        train(cfg_b, extra_callbacks=[KillMidStep()])
+    assert _state(Path(cfg_b.train.ckpt_dir) / "last.ckpt")["global_step"] == 5
+    assert train(cfg_b)["steps"] == 8
+    a, b = _state(whole["checkpoint"]), _state(cfg_b.train.ckpt_dir + "/last.ckpt")
+    for key, value in a["state_dict"].items():
+        assert torch.equal(value, b["state_dict"][key]), key
 
 
 def test_resume_with_another_batch_size_counts_images(tmp_path, tiny_h5):
@@ -289,8 +329,10 @@ def test_wandb_offline_dir_is_the_run_folder_sync_takes():
 
 @pytest.mark.slow
 def test_ddp_two_cpu_processes(tmp_path, tiny_h5):
+    # devices as a string, as Lightning takes it: the length in steps follows the world
+    # size Lightning resolves (counted as 1 device, the run would go on twice as long)
     proc = _run(_cli_args(tmp_path, tiny_h5, "trainer=ddp", "trainer.accelerator=cpu",
-                          "trainer.devices=2", "trainer.precision=32", "logger=csv",
+                          "trainer.devices='2'", "trainer.precision=32", "logger=csv",
                           "train.total_kimg=0.064", "train.sample_every_steps=2",
                           "train.sample_count=4", "sampler.steps=2",
                           "trainer.log_every_n_steps=2"), cwd=tmp_path)

@@ -245,3 +245,28 @@ def test_a_refused_run_stops_every_externally_launched_rank(tmp_path, tiny_h5):
             f"{PREFIX}train.run_name=tiny-unet_tiny-s0: {ckpt_dir}: being written by "
             f"another radiodiff run (pid {holder.pid}); wait for it"), err[-3000:]
     assert not (ckpt_dir / "last.ckpt").exists()
+
+
+def test_a_branch_resumes_its_own_checkpoint_once_it_has_one(tmp_path, caplog):
+    """``train.resume=<another run>/last.ckpt`` starts a branch; rerunning the command
+    continues the branch (its own last.ckpt), not the start again; its own prev.ckpt
+    (recovery, a step back) is honoured."""
+    from radiodiff.training.fit import resume_path
+    parent = tmp_path / "ckpt" / "parent" / "last.ckpt"
+    parent.parent.mkdir(parents=True)
+    parent.write_bytes(b"x")
+    cfg = load_config(["data=tiny", "model=unet_tiny", "train.run_name=branch",
+                       f"train.resume={parent}", *_paths(tmp_path)])
+    assert resume_path(cfg) == str(parent)
+    own = Path(cfg.train.ckpt_dir) / "last.ckpt"
+    own.parent.mkdir(parents=True)
+    own.write_bytes(b"y")
+    with caplog.at_level("WARNING"):
+        assert resume_path(cfg) == str(own)
+    assert f"train.resume={parent}" in caplog.text and str(own) in caplog.text
+    prev = own.with_name("prev.ckpt")
+    prev.write_bytes(b"z")
+    cfg.train.resume = str(prev)
+    assert resume_path(cfg) == str(prev)
+    cfg.train.resume = "never"
+    assert resume_path(cfg) is None

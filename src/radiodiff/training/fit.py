@@ -56,6 +56,23 @@ __all__ = ["train", "check_schedule", "ResumeCheckpoint", "AtomicCheckpointIO", 
 log = logging.getLogger(__name__)
 
 
+class StepBoundary(Callback):
+    """Knows whether the batch that just ended closed an optimiser step (always without
+    gradient accumulation). Stopping between the micro-batches of a step would drop their
+    gradients and resume into a short step, so :class:`TimeBox` stops only at these
+    boundaries. (A checkpoint taken, or a kill, between them resumes exactly: the step's
+    micro-batches are replayed from the images seen; tested.)"""
+
+    def __init__(self) -> None:
+        self._step_at_start = -1
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self._step_at_start = int(trainer.global_step)
+
+    def at_boundary(self, trainer) -> bool:
+        return int(trainer.global_step) != self._step_at_start
+
+
 class ResumeCheckpoint(Callback):
     """Rewrite ``dirpath/last.ckpt`` atomically every N steps, every M minutes and at the end.
 
@@ -183,14 +200,16 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             self._held[0] = exc  # held for the caller (holding_failures)
 
 
-class TimeBox(Callback):
-    """Stop this invocation after ``minutes`` of wall clock (None: never).
+class TimeBox(StepBoundary):
+    """Stop this invocation after ``minutes`` of wall clock (None: never), at the end of an
+    optimiser step (:class:`StepBoundary`).
 
     Lightning's ``max_time`` counts all resumed pieces together; a session of fixed length
     needs a limit on the piece itself.
     """
 
     def __init__(self, minutes: float | None) -> None:
+        super().__init__()
         self.seconds = None if minutes is None else 60.0 * float(minutes)
         self._start = time.monotonic()
 
@@ -198,7 +217,7 @@ class TimeBox(Callback):
         self._start = time.monotonic()
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        if self.seconds is None:
+        if self.seconds is None or not self.at_boundary(trainer):
             return
         if trainer.strategy.broadcast(time.monotonic() - self._start >= self.seconds, src=0):
             trainer.should_stop = True
@@ -229,16 +248,27 @@ def drop_unused_run_dir(run_dir: Path, output_dir: Path, log_name: str) -> None:
 
 def resume_path(cfg: DictConfig) -> str | None:
     """Checkpoint to resume from: ``train.resume`` = auto | never | a path (resumed only
-    when it is the same run: :func:`radiodiff.training.identity.check_resume`)."""
+    when it is the same run: :func:`radiodiff.training.identity.check_resume`).
+
+    A path outside the run's own checkpoint folder (a branch's start) is where the run
+    begins: once the run has a ``last.ckpt`` of its own, that is resumed instead (with a
+    warning), so rerunning the command continues the branch rather than restarting it. A
+    path inside the folder (``prev.ckpt``: recovery, a deliberate step back) is honoured.
+    """
     mode = str(cfg.train.resume)
     if mode == "never":
         return None
+    last = Path(cfg.train.ckpt_dir) / LAST
     if mode == "auto":
-        last = Path(cfg.train.ckpt_dir) / LAST
         return str(last) if last.is_file() else None
     if not Path(mode).is_file():
         raise FileNotFoundError(f"train.resume={mode}: checkpoint not found (expected auto, "
                                 f"never or the path of a {LAST})")
+    if last.is_file() and Path(mode).resolve().parent != last.resolve().parent:
+        log.warning("train.resume=%s: this run (train.run_name=%s) has a checkpoint of its "
+                    "own, %s; resuming that (a new run name starts again from %s)", mode,
+                    cfg.train.run_name, last, mode)
+        return str(last)
     return mode
 
 
@@ -433,15 +463,16 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None,
         from radiodiff.training.callbacks import SampleCallback
         callbacks.append(SampleCallback.from_config(cfg, run_dir))
     callbacks += list(extra_callbacks)
-    world = _world_size(cfg)
-    batch_images = int(cfg.data.loader.batch_size) * world * int(
-        cfg.trainer.accumulate_grad_batches)
-    max_steps = _max_steps(float(cfg.train.total_kimg) * 1000, batch_images, state)
-    del state
     ckpt_dir = Path(cfg.train.ckpt_dir)
     lock = RankZeroLock(ckpt_dir, f"train.run_name={cfg.train.run_name}: ",
                         then=lambda: _write_run_config(cfg, ckpt_dir))
-    trainer = build_trainer(cfg, run_dir, max_steps, [lock, *callbacks])
+    trainer = build_trainer(cfg, run_dir, -1, [lock, *callbacks])
+    # the length in steps at the world size Lightning resolved (devices=auto, "0,1", [0, 1])
+    batch_images = int(cfg.data.loader.batch_size) * trainer.world_size * int(
+        cfg.trainer.accumulate_grad_batches)
+    trainer.fit_loop.epoch_loop.max_steps = _max_steps(float(cfg.train.total_kimg) * 1000,
+                                                       batch_images, state)
+    del state
     try:
         if ckpt and trainer.is_global_zero:
             log.info("resuming from %s", ckpt)
@@ -730,13 +761,3 @@ def _adapt_labels(s: torch.Tensor, t: torch.Tensor, source_classes: list[str],
     new = [c for c in target_classes if c not in source_classes]
     return (torch.stack([*rows, null]).clone(),
             f"classes {kept} by name, {new or 'none'} from the null token")
-
-
-def _world_size(cfg: DictConfig) -> int:
-    devices = cfg.trainer.devices
-    n = devices if isinstance(devices, int) and devices > 0 else (
-        len(devices) if isinstance(devices, (list, tuple)) else 1)
-    if devices == -1 or devices == "auto":
-        import torch
-        n = max(1, torch.cuda.device_count()) if cfg.trainer.accelerator == "gpu" else 1
-    return int(n) * int(cfg.trainer.num_nodes)

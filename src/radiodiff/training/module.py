@@ -185,6 +185,7 @@ class DiffusionModule(L.LightningModule):
                             for k in ("interval", "piece")}
         # (images, global step) at the restored checkpoint; images_seen counts on from there.
         self._resumed_at = (0, 0)
+        self._micro_step, self._micro = -1, 0  # micro-batch count within the optimiser step
         self._ema_step = 0  # global step of the last EMA update (none due at step 0)
         self.warm_start: dict | None = None  # lineage of a warm start (fit.warm_start)
 
@@ -215,7 +216,8 @@ class DiffusionModule(L.LightningModule):
     def training_step(self, batch, batch_idx):
         x0, cond_raw = batch
         x0 = self.intensity.encode(x0)
-        g = step_generator(self.seed, int(self.global_step), self.global_rank, x0.device)
+        g = step_generator(self.seed, int(self.global_step), self.global_rank, x0.device,
+                           self._next_micro_batch())
         cond = drop_conditions(self.encode_cond(cond_raw), self.conditioning.label_dropout, g)
         loss, sigma = edm_loss(self.net, x0, cond, P_mean=self.P_mean, P_std=self.P_std,
                                generator=g)
@@ -225,6 +227,16 @@ class DiffusionModule(L.LightningModule):
         self.log("train/kimg", self.images_seen / 1000.0, sync_dist=False)
         self.log("train/lr", self.optimizers().param_groups[0]["lr"])
         return loss.mean()
+
+    def _next_micro_batch(self) -> int:
+        """The index of this training step's micro-batch within its optimiser step (0
+        without gradient accumulation), counted from the optimiser step: a resumed run
+        replays a step cut short from its first micro-batch (the data from the images
+        seen), so it starts at 0 as the uninterrupted one did."""
+        step = int(self.global_step)
+        self._micro = self._micro + 1 if self._micro_step == step else 0
+        self._micro_step = step
+        return self._micro
 
     def _check_loss(self, loss: torch.Tensor) -> None:
         """Stop at the first non-finite loss, before the optimiser step spreads it into the
