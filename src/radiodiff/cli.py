@@ -621,7 +621,7 @@ def _cmd_evaluate_map(args) -> int:
     out = Path(args.out) if args.out else Path(args.map_dir) / "evaluation"
     paths = evaluate_map(args.map_dir, out, radius_beams=args.radius_beams,
                          noise_free=not args.no_noise_free, thresh_isl=args.thresh_isl,
-                         thresh_pix=args.thresh_pix)
+                         thresh_pix=args.thresh_pix, overwrite=args.overwrite)
     print("wrote:\n" + "\n".join(f"  {p}" for p in paths.values()))
     return 0
 
@@ -663,6 +663,7 @@ def _add_evaluate_map(sub) -> None:
     p.add_argument("--thresh-pix", type=float, default=5.0, help="PyBDSF peak threshold (rms)")
     p.add_argument("--no-noise-free", action="store_true",
                    help="skip PyBDSF on the noise-free model map")
+    _overwrite_arg(p, "report (evaluation.json and .png)")
 
 
 # The sub-commands in the order `radiodiff --help` lists them; each adds its parser and
@@ -702,7 +703,7 @@ def error_line(exc: BaseException) -> tuple[str, int]:
 
 # What an interrupted command leaves: the folder writers (artifact_dir) and the prepared
 # file swap in a whole result at the end; the others write file by file, each atomically.
-_WRITES_FILE_BY_FILE = ("skymap", "evaluate-map")  # skymap: its --shard / --devices strips
+_WRITES_FILE_BY_FILE = ("skymap",)  # its --shard / --devices strips
 
 
 def interrupted_line(command: str) -> str:

@@ -100,10 +100,19 @@ def test_batched_model_sources_give_the_same_map(tmp_path, busy_release_dir):
         assert all(np.array_equal(ta[c], tb[c]) for c in ta.colnames)
 
 
-def test_merge_reports_missing_shards(cfg, tmp_path):
+def test_merge_reports_missing_shards(cfg, tmp_path, caplog):
     build_skymap(cfg, tmp_path / "sh", shard=(1, 3))
     with pytest.raises(ValueError, match=r"need shards 0..2 of 3, missing \[0, 2\]"):
         merge_shards(tmp_path / "sh")
+    # a later run with another N: its set is merged, the older one named and left alone
+    for k in (0, 1):
+        build_skymap(cfg, tmp_path / "sh", shard=(k, 2))
+    with caplog.at_level("WARNING"):
+        merged = merge_shards(tmp_path / "sh")["paths"]
+    assert "2-shard set; older shards of another N left out: shard-1-of-3.fits" in caplog.text
+    assert fits.getdata(merged["map"]).tobytes() == fits.getdata(
+        build_skymap(cfg, tmp_path / "one")["paths"]["map"]).tobytes()
+    assert (tmp_path / "sh" / "shards" / "shard-1-of-3.fits").is_file()
 
 
 def test_parse_shard():

@@ -79,6 +79,17 @@ def test_evaluate_map_with_pybdsf(tmp_path):
     assert report["map"]["offset_arcsec"]["radial_median"] < 1.0
     assert report["noise_free"]["completeness"] == 1.0
     assert paths["evaluation.png"].stat().st_size > 0
+    from radiodiff.io.integrity import read_manifest, sha256_file
+    assert report["map_sha256"] == sha256_file(tmp_path / "m" / "map.fits")
+    assert sorted(read_manifest(tmp_path / "e")) == ["evaluation.json", "evaluation.png"]
+    # an earlier report: refused before PyBDSF runs, replaced with overwrite
+    from radiodiff.io.artifacts import OutputError
+    before = paths["evaluation.json"].read_bytes()
+    with pytest.raises(OutputError, match="already a map_evaluation folder; give --overwrite"):
+        evaluate_map(tmp_path / "m", tmp_path / "e", radius_beams=2.0)
+    assert paths["evaluation.json"].read_bytes() == before
+    again = evaluate_map(tmp_path / "m", tmp_path / "e", radius_beams=2.0, overwrite=True)
+    assert json.loads(again["evaluation.json"].read_text())["settings"]["radius_beams"] == 2.0
 
 
 def test_a_map_without_noise_is_refused_in_one_line(tmp_path):

@@ -1,5 +1,6 @@
 """The sky map's preview: the sources the model generated are circled, with a legend line
-(issue 26: faint generated sources were lost in the noise, nothing said where they were)."""
+(issue 26: faint generated sources were lost in the noise, nothing said where they were);
+the truth table's types."""
 
 import numpy as np
 import pytest
@@ -40,3 +41,19 @@ def test_a_map_without_generated_sources_has_no_marks(tmp_path):
     assert not fig.axes[0].patches and fig.axes[0].get_legend() is None
     path = io.write_preview(tmp_path / "preview.png", data, 1e-4, "t", np.zeros((0, 3)))
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_truth_types_do_not_depend_on_the_rows():
+    """An empty shard's truth merges as one with rows: ids and seeds stay integers, and a
+    class name is kept whole."""
+    from astropy.table import vstack
+
+    from radiodiff.skymap.output import truth_table
+    from radiodiff.skymap.render import TRUTH_COLUMNS
+
+    empty = truth_table({c: [] for c in TRUTH_COLUMNS})
+    row = {c: [1.5] for c in TRUTH_COLUMNS}
+    row.update(id=[7], seed=[123], cls=["Compact-Symmetric-Object"], kind=["model"])
+    merged = vstack([empty, truth_table(row)])
+    assert empty["id"].dtype == merged["id"].dtype == np.int64 and merged["seed"][0] == 123
+    assert merged["class"][0] == "Compact-Symmetric-Object" and merged["kind"][0] == "model"

@@ -80,6 +80,7 @@ KINDS: dict[str, tuple[str, ...]] = {
     "demo": ("summary.md", "report/metrics.json"),
     "inspect": ("summary.json",),
     "skymap": ("skymap_config.yaml",),  # written by single runs, shards and merges alike
+    "map_evaluation": ("evaluation.json",),  # evaluate-map's report
 }
 _MARGIN = 16 * 2**20  # bytes kept free beyond an output's estimated size
 # How full disks read: errno, h5py ("errno = 28"), safetensors ("os error 28", StorageFull)
@@ -111,6 +112,7 @@ WRITES: dict[str, tuple[str, ...]] = {
     "inspect": (r"summary\.(?:json|txt)", r"grid_[^/]+\.png"),
     "skymap": (r"(?:map|model|truth)\.fits", r"preview\.png", r"provenance\.json",
                r"skymap_config\.yaml"),  # not shards/: a merge keeps its inputs
+    "map_evaluation": (r"evaluation\.(?:json|png)",),
 }
 
 

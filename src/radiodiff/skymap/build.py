@@ -20,6 +20,7 @@ folder that holds a merged map only with ``overwrite``.
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
 import re
 from dataclasses import dataclass
@@ -41,6 +42,8 @@ from radiodiff.skymap.sources import (Sources, draw_sources, fill_position_angle
 __all__ = ["Plan", "plan_skymap", "render_rows", "render_into", "build_skymap",
            "merge_shards", "parse_shard", "map_grid", "check_map_output",
            "check_shard_output"]
+
+log = logging.getLogger(__name__)
 
 CONFIG_FILE = "skymap_config.yaml"  # the composed config; it marks a skymap folder (KINDS)
 
@@ -320,21 +323,37 @@ def merge_shards(out: str | Path, overwrite: bool = False) -> dict[str, Any]:
         unlock_output(out)
 
 
+def _newest_shard_set(folder: Path) -> list[Path]:
+    """The shard files of the N of the newest shard (``shard-K-of-N.fits``): a run with
+    another N into the same folder (``--devices 2``, then ``--devices 4 --overwrite``)
+    leaves the older set, which is named in a warning and left alone."""
+    found = [(f, re.fullmatch(r"shard-(\d+)-of-(\d+)\.fits", f.name))
+             for f in sorted(folder.glob("shard-*-of-*.fits"))]
+    sets: dict[int, list[Path]] = {}
+    for f, m in found:
+        if m:
+            sets.setdefault(int(m.group(2)), []).append(f)
+    if not sets:
+        raise FileNotFoundError(f"{folder}: no shard files")
+    n = max(sets, key=lambda k: max(f.stat().st_mtime_ns for f in sets[k]))
+    others = sorted(f.name for k, fs in sets.items() if k != n for f in fs)
+    if others:
+        log.warning("%s: merging the %d-shard set; older shards of another N left out: %s",
+                    folder, n, ", ".join(others))
+    return sets[n]
+
+
 def _merge(out: Path, overwrite: bool) -> dict[str, Any]:
     from astropy.table import vstack
 
     cfg = OmegaConf.load(out / CONFIG_FILE)
-    files = sorted((out / "shards").glob("shard-*-of-*.fits"))
-    if not files:
-        raise FileNotFoundError(f"{out}/shards: no shard files")
+    files = _newest_shard_set(out / "shards")
     shards = sorted((io.read_shard(f) for f in files), key=lambda s: s["k"])
     n, digest = shards[0]["n"], _config_hash(cfg)
-    ks = [s["k"] for s in shards if s["n"] == n]
+    ks = [s["k"] for s in shards]
     if ks != list(range(n)) or any(s["n"] != n for s in shards):
         missing = sorted(set(range(n)) - set(ks))
-        raise ValueError(f"{out}/shards: need shards 0..{n - 1} of {n}, missing {missing}"
-                         + ("; shards of different N are present" if len(ks) != len(shards)
-                            else ""))
+        raise ValueError(f"{out}/shards: need shards 0..{n - 1} of {n}, missing {missing}")
     if any(s["hash"] != digest for s in shards):
         raise ValueError(f"{out}/shards: shards were made with different configs")
     plan = plan_skymap(cfg)

@@ -23,7 +23,8 @@ from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 
-from radiodiff.io.artifacts import atomic_text, new_figure, save_figure, to_plain
+from radiodiff.io.artifacts import artifact_dir, new_figure, save_figure, to_plain
+from radiodiff.io.integrity import sha256_file
 
 __all__ = ["match_stats", "find_map_sources", "evaluate_map"]
 
@@ -187,15 +188,29 @@ def _has_noise(map_dir: Path) -> bool:
 
 def evaluate_map(map_dir: str | Path, out: str | Path, radius_beams: float = 1.0,
                  noise_free: bool = True, thresh_isl: float = 3.0,
-                 thresh_pix: float = 5.0) -> dict[str, Path]:
+                 thresh_pix: float = 5.0, overwrite: bool = False) -> dict[str, Path]:
     """Run PyBDSF on ``map_dir``'s map (and noise-free model map) and compare with the
-    truth; writes ``evaluation.json`` and ``evaluation.png`` in ``out``."""
+    truth; writes ``evaluation.json`` (with the map's SHA-256: an evaluation kept beside a
+    replaced map says which map it is of) and ``evaluation.png`` in the folder ``out``,
+    together and atomically; an earlier report there is replaced only with ``overwrite``
+    (refused before PyBDSF runs)."""
+    from radiodiff.io.artifacts import check_output, unlock_output
+
+    check_output(out, "map_evaluation", overwrite)
+    try:
+        return _evaluate_map(Path(map_dir), Path(out), radius_beams, noise_free, thresh_isl,
+                             thresh_pix, overwrite)
+    finally:
+        unlock_output(out)
+
+
+def _evaluate_map(map_dir: Path, out: Path, radius_beams: float, noise_free: bool,
+                  thresh_isl: float, thresh_pix: float, overwrite: bool) -> dict[str, Path]:
     from astropy.io import fits
     from astropy.table import Table
 
     from radiodiff.skymap.output import MAP_FILE, MODEL_FILE, TRUTH_FILE
 
-    map_dir, out = Path(map_dir), Path(out)
     for name in (MAP_FILE, TRUTH_FILE):
         if not (map_dir / name).is_file():
             raise FileNotFoundError(f"{map_dir}: no {name}; make it with `radiodiff skymap`")
@@ -226,7 +241,10 @@ def evaluate_map(map_dir: str | Path, out: str | Path, radius_beams: float = 1.0
               {k: v for k, v in clean.items() if not k.startswith("_")},
               "noise_free_skipped": skipped,
               "settings": {"radius_beams": radius_beams, "thresh_isl": thresh_isl,
-                           "thresh_pix": thresh_pix, "rms_jyb": rms}}
+                           "thresh_pix": thresh_pix, "rms_jyb": rms},
+              "map_sha256": sha256_file(map_dir / MAP_FILE)}
     text = json.dumps(to_plain(report), indent=2, allow_nan=False) + "\n"
-    return {"evaluation.json": atomic_text(out / "evaluation.json", text),
-            "evaluation.png": _plot(stats, clean, out / "evaluation.png")}
+    with artifact_dir(out, "map_evaluation", overwrite) as tmp:
+        (tmp / "evaluation.json").write_text(text, encoding="utf-8")
+        _plot(stats, clean, tmp / "evaluation.png")
+    return {"evaluation.json": out / "evaluation.json", "evaluation.png": out / "evaluation.png"}

@@ -58,8 +58,11 @@ def truth_table(truth: Mapping[str, list]):
     """The truth rows as an astropy Table sorted by id (``cls`` written as ``class``)."""
     from astropy.table import Table
 
-    t = Table({c: np.asarray(truth[c]) if c not in ("cls", "kind")
-               else np.asarray([str(v) for v in truth[c]], dtype="U16") for c in TRUTH_COLUMNS})
+    # explicit types: a shard that owns no sources merges as one that does (ids stay
+    # integers), and strings keep their whole length
+    types = {"id": np.int64, "seed": np.int64, "cls": str, "kind": str}
+    t = Table({c: np.asarray([str(v) for v in truth[c]] if types.get(c) is str else truth[c],
+                             dtype=types.get(c, np.float64)) for c in TRUTH_COLUMNS})
     for c, unit in _UNITS.items():
         t[c].unit = unit
     t.rename_column("cls", "class")
