@@ -16,7 +16,8 @@ a sky map):
 * training: the data's :func:`augment_generator`, :func:`shuffle_generator` and
   :func:`validation_split_rng` (:data:`AUGMENT_STREAM`, :data:`SHUFFLE_STREAM`,
   :data:`SPLIT_STREAM`), the loss noise :func:`step_generator` (:data:`STEP_STREAM`) and
-  :func:`validation_step_generator`, the in-training samples' :func:`callback_sample_seed`;
+  :func:`validation_step_generator`, the dropout masks' :func:`dropout_seed`
+  (:data:`DROPOUT_STREAM`), the in-training samples' :func:`callback_sample_seed`;
 * evaluation: :func:`real_vs_fake_pick_rng`, :func:`classifier_fold_seed`,
   :func:`matched_rng` (:data:`MATCHED_STREAM`), the class grids' :func:`class_pick_rng`;
 * sky maps: :func:`sky_source_seed` and its sub-streams :func:`sky_draw_rng`,
@@ -39,6 +40,7 @@ __all__ = [
     "REFINE_STREAM", "refine_seed", "ISLAND_STREAM", "island_rng",
     "AUGMENT_STREAM", "SHUFFLE_STREAM", "SPLIT_STREAM", "augment_generator",
     "shuffle_generator", "validation_split_rng", "STEP_STREAM", "step_generator",
+    "DROPOUT_STREAM", "dropout_seed",
     "validation_step_generator", "CALLBACK_SEED_STRIDE", "callback_sample_seed",
     "real_vs_fake_pick_rng", "classifier_fold_seed", "MATCHED_STREAM", "matched_rng",
     "class_pick_rng",
@@ -136,6 +138,7 @@ def island_rng(seed: int) -> np.random.Generator:
 # random validation split are independent streams even though they share one user seed.
 AUGMENT_STREAM, SHUFFLE_STREAM, SPLIT_STREAM = 1, 2, 3
 STEP_STREAM = 7  # second seed word of the training loss noise
+DROPOUT_STREAM = 8  # ... of the network's dropout masks
 CALLBACK_SEED_STRIDE = 1_000_003  # in-training sample k of run seed s: s * stride + k
 
 
@@ -171,6 +174,15 @@ def step_generator(seed: int, step: int, rank: int, device: torch.device,
     words = (seed, STEP_STREAM, step, rank) + ((micro,) if micro else ())
     w0, w1 = (int(w) for w in seed_state(*words, n=2))
     return seed_generator(w0 << 31 | w1 >> 1, device=device)
+
+
+def dropout_seed(seed: int, step: int, rank: int, micro: int = 0) -> int:
+    """Dropout stream: the seed of torch's global generator for the training step ``step``
+    (micro-batch ``micro``) on ``rank`` of a run of seed ``seed``,
+    ``word_seed(seed, DROPOUT_STREAM, step, rank, micro)``: ``nn.Dropout`` draws from the
+    global generator, so its masks, too, are a function of the step and a resumed run
+    continues them exactly."""
+    return word_seed(seed, DROPOUT_STREAM, step, rank, micro)
 
 
 def validation_step_generator(seed: int, batch_idx: int, rank: int,

@@ -89,9 +89,10 @@ def test_a_few_steps_lower_the_loss(tmp_path, tiny_h5):
 
 def test_resume_equals_uninterrupted(tmp_path, tiny_h5):
     # with a warm-up and a cool-down the session ends within (the rate is a function of the
-    # images seen: the resumed piece computes the same floats)
+    # images seen: the resumed piece computes the same floats); with dropout (its masks are
+    # seeded per step too)
     common = ("train.total_kimg=0.096", "train.ckpt_every_steps=4", "train.val_every_steps=5",
-              "train.sample_every_steps=0", "model.label_dropout=0.2",
+              "train.sample_every_steps=0", "model.label_dropout=0.2", "model.dropout=0.1",
               "train.lr_rampup_kimg=0.024", "train.lr_decay_start_kimg=0.04",
               "train.lr_decay_kimg=0.056")
     whole = train(cfg_for(tmp_path / "a", tiny_h5, *common))

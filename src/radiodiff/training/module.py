@@ -3,8 +3,9 @@
 Every schedule is measured in images seen (STYLE 14): the count saved in the checkpoint plus
 the steps since, so a run can resume with another batch size or number of devices (e.g. a
 CPU piece at batch 32, then a GPU piece at batch 128). A resumed run continues exactly: the
-noise of step ``k`` on rank ``r`` comes from a generator seeded by ``(seed, k, r)`` instead
-of a running RNG state.
+noise of step ``k`` on rank ``r`` comes from a generator seeded by ``(seed, k, r)`` (and the
+micro-batch, with gradient accumulation) instead of a running RNG state; so do the dropout
+masks (``model.dropout`` > 0: the global generator is seeded per step).
 
 Resume guarantee: resuming from a ``last.ckpt`` taken at step ``k`` (at the end of a piece,
 or mid-run by ``ckpt_every_steps`` / ``ckpt_every_minutes`` before a crash or kill -9)
@@ -31,7 +32,7 @@ from radiodiff.config import ConfigError
 from radiodiff.diffusion.edm import edm_loss, noise_distribution
 from radiodiff.diffusion.factory import build_denoiser, network_args
 from radiodiff.diffusion.intensity import IntensityTransform
-from radiodiff.seeds import step_generator, validation_step_generator
+from radiodiff.seeds import dropout_seed, step_generator, validation_step_generator
 from radiodiff.diffusion.condition_table import ConditionTable
 from radiodiff.diffusion.conditions import ConditionTransform
 from radiodiff.diffusion.unet import drop_conditions
@@ -186,6 +187,8 @@ class DiffusionModule(L.LightningModule):
         # (images, global step) at the restored checkpoint; images_seen counts on from there.
         self._resumed_at = (0, 0)
         self._micro_step, self._micro = -1, 0  # micro-batch count within the optimiser step
+        self._dropout = any(isinstance(m, torch.nn.Dropout) and m.p > 0
+                            for m in denoiser.modules())
         self._ema_step = 0  # global step of the last EMA update (none due at step 0)
         self.warm_start: dict | None = None  # lineage of a warm start (fit.warm_start)
 
@@ -216,8 +219,12 @@ class DiffusionModule(L.LightningModule):
     def training_step(self, batch, batch_idx):
         x0, cond_raw = batch
         x0 = self.intensity.encode(x0)
+        micro = self._next_micro_batch()
         g = step_generator(self.seed, int(self.global_step), self.global_rank, x0.device,
-                           self._next_micro_batch())
+                           micro)
+        if self._dropout:  # nn.Dropout draws from the global generator: seed it per step
+            torch.manual_seed(dropout_seed(self.seed, int(self.global_step), self.global_rank,
+                                           micro))
         cond = drop_conditions(self.encode_cond(cond_raw), self.conditioning.label_dropout, g)
         loss, sigma = edm_loss(self.net, x0, cond, P_mean=self.P_mean, P_std=self.P_std,
                                generator=g)
