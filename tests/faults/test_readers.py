@@ -202,6 +202,20 @@ def test_release_manifest_is_sha256sum_format(release_dir):
     assert lines[1].split("  ")[0] == sha256_file(release_dir / WEIGHTS_FILE)
 
 
+def test_a_manifest_that_leaves_the_weights_out_is_refused(release_dir, tmp_path):
+    """Otherwise the weights would go unchecked: a manifest is all or nothing."""
+    copy = tmp_path / "partly-listed"
+    shutil.copytree(release_dir, copy)
+    lines = (copy / MANIFEST).read_text().splitlines()
+    (copy / MANIFEST).write_text("".join(f"{line}\n" for line in lines
+                                         if not line.endswith(WEIGHTS_FILE)))
+    with open(copy / WEIGHTS_FILE, "r+b") as f:  # changed: unnoticed without its entry
+        f.seek(-4, 2)
+        f.write(b"\0\0\0\1")
+    with pytest.raises(IntegrityError, match=rf"{WEIGHTS_FILE} not listed in {MANIFEST}"):
+        load_release(copy)
+
+
 def test_shipped_model_is_sealed_and_loads():
     from radiodiff.io.release_files import resolve_model
     path = resolve_model("first")

@@ -379,7 +379,8 @@ def load_release(path: str | Path) -> Release:
         A file is corrupt, the format version is unsupported, or the weights do not fit
         the network described by the config (the message names the folder). Among them
         :class:`~radiodiff.io.integrity.IntegrityError`: a file does not match its
-        SHA-256 in ``SHA256SUMS`` (releases without one are not checked), the weights
+        SHA-256 in ``SHA256SUMS``, or is not listed in it (releases without one are not
+        checked), the weights
         hold NaN or inf, or a ``meta.json`` value has the wrong type, or
         ``train_conditions.csv`` (when ``meta.json`` records one) is unlisted, changed or
         does not hold the model's conditions.
@@ -393,6 +394,11 @@ def load_release(path: str | Path) -> Release:
     for name in (CONFIG_FILE, WEIGHTS_FILE, META_FILE):
         if not (path / name).is_file():
             raise FileNotFoundError(f"{path}: not a release folder, {name} is missing")
+    manifest = read_manifest(path)
+    unlisted = [n for n in FILES if manifest is not None and n not in manifest]
+    if unlisted:  # a manifest that leaves a file out would leave it unchecked
+        raise IntegrityError(f"{path}: {', '.join(unlisted)} not listed in {MANIFEST} (edited "
+                             "or of another folder); re-export or re-download the release")
     for name in FILES:
         verify_file(path / name, f"release file {name}",
                     f"re-export or re-download the release (or delete {MANIFEST} to skip "
