@@ -91,6 +91,8 @@ def measure_training(setting: ThroughputSetting, model_cfg: Any, image_size: int
 
         for _ in range(warmup + (2 if setting.compile else 0)):
             step()
+        if dev.type == "cuda":  # the warm-up's queued kernels are not timed
+            torch.cuda.synchronize(dev)
         t0 = time.perf_counter()
         for _ in range(steps):
             step()
