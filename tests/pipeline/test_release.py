@@ -429,6 +429,30 @@ def test_generate_takes_a_spec_or_its_keywords(release):
         generate(release, n=1, sigma=2.0)
 
 
+def test_recording_a_sampler_rewrites_the_release_whole(tmp_path, release_dir, monkeypatch):
+    """meta.json and SHA256SUMS change together or not at all; the files beside them (a
+    model card) stay."""
+    from radiodiff.diffusion.sampling import SamplerSpec
+    from radiodiff.pipeline import release as release_mod
+    rel = tmp_path / "rel"
+    shutil.copytree(release_dir, rel)
+    (rel / "README.md").write_text("model card\n")
+    before = {p.name: p.read_bytes() for p in rel.iterdir()}
+
+    def crash(*args, **kwargs):
+        raise OSError("power cut")
+    monkeypatch.setattr(release_mod, "write_manifest", crash)
+    with pytest.raises(OSError, match="power cut"):
+        release_mod.recommend_sampler(rel, SamplerSpec(name="dpmpp_2m", steps=3))
+    assert {p.name: p.read_bytes() for p in rel.iterdir()} == before
+    assert load_release(rel).sampler == SamplerSpec()
+    monkeypatch.undo()
+    release_mod.recommend_sampler(rel, SamplerSpec(name="dpmpp_2m", steps=3))
+    assert load_release(rel).sampler == SamplerSpec(name="dpmpp_2m", steps=3)
+    assert (rel / "README.md").read_text() == "model card\n"
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporaries
+
+
 def test_a_release_recommends_its_sampler_and_every_entry_point_uses_it(tmp_path, release_dir,
                                                                         capsys):
     """Issue #26: the numbers a release quotes are for its recorded sampler, and

@@ -34,9 +34,9 @@ from torch import nn
 from radiodiff.data.projection import projection_dict, projection_from
 from radiodiff.diffusion.edm import EDMDenoiser
 from radiodiff.diffusion.intensity import IntensityTransform
-from radiodiff.io.artifacts import artifact_dir, atomic_write, to_plain, write_manifest
+from radiodiff.io.artifacts import artifact_dir, to_plain, write_manifest
 from radiodiff.io.integrity import (MANIFEST, IntegrityError, check_finite, read_manifest,
-                                    verify_file)
+                                    sha256_file, verify_file)
 from radiodiff.io.provenance import git_commit
 from radiodiff.io.release_files import (CONFIG_FILE, FILES, FORMAT_VERSION, IMAGE_UNITS,
                                         META_FILE, PROVENANCE_KEYS, REFINER_DIR,
@@ -540,29 +540,38 @@ def attach_refiner(base_dir: str | Path, refiner_dir: str | Path, out_dir: str |
 
 def recommend_sampler(release_dir: str | Path, spec) -> Path:
     """Record ``spec`` (a SamplerSpec) as the release's recommended sampler: meta.json
-    ``sampler`` (every field, so the release does not depend on the package's defaults),
-    rewritten atomically with its SHA256SUMS entry, under the folder's output lock. The
-    release is loaded (and so checked) first. ``sample``, ``demo``, ``evaluate``,
-    ``skymap`` and ``generate()`` use it unless told otherwise. A ``refine`` entry is
-    written in the current form (with the final projection:
-    :func:`~radiodiff.pipeline.spec.refine_entry`)."""
+    ``sampler`` (every field, so the release does not depend on the package's defaults).
+    The release is loaded (and so checked) first, then rewritten as a whole folder
+    (:func:`~radiodiff.io.artifacts.artifact_dir`: its other files hard-linked, meta.json
+    and SHA256SUMS new, swapped in at once, so a crash never leaves them disagreeing),
+    under its output lock; a release changed meanwhile (another export) is refused.
+    ``sample``, ``demo``, ``evaluate``, ``skymap`` and ``generate()`` use it unless told
+    otherwise. A ``refine`` entry is written in the current form (with the final
+    projection: :func:`~radiodiff.pipeline.spec.refine_entry`)."""
+    import shutil
     from dataclasses import asdict
 
-    from radiodiff.io.artifacts import lock_output, unlock_output
+    from radiodiff.io.artifacts import link_or_copy
     release = load_release(release_dir)
     path = release.path
-    lock_output(path)
-    try:
-        meta = dict(release.meta, sampler=asdict(spec))
-        pipe = release.pipeline
-        if pipe.refine is not None:  # an older pair gains its final projection here
-            meta["refine"] = refine_entry(pipe.refine, pipe.refiner_sha256, pipe.projection)
-        text = json.dumps(meta, indent=2, allow_nan=False) + "\n"
-        atomic_write(path / META_FILE, lambda tmp: tmp.write_text(text, encoding="utf-8"),
-                     fsync=True)
-        sums = read_manifest(path) or {}
-        sums.pop(META_FILE, None)
-        write_manifest(path, [META_FILE], sums)
-    finally:
-        unlock_output(path)
+    meta = dict(release.meta, sampler=asdict(spec))
+    pipe = release.pipeline
+    if pipe.refine is not None:  # an older pair gains its final projection here
+        meta["refine"] = refine_entry(pipe.refine, pipe.refiner_sha256, pipe.projection)
+    names = list(read_manifest(path) or [n for n in FILES + (TABLE_FILE,)
+                                         if (path / n).is_file()])
+    with artifact_dir(path, "release", overwrite=True) as tmp:
+        if sha256_file(path / WEIGHTS_FILE) != release.weights_sha256:
+            raise ValueError(f"{path}: changed while its sampler was being recorded (another "
+                             "export?); run the command again")
+        for item in path.iterdir():  # the release files and anything beside them, linked
+            if item.name in (META_FILE, MANIFEST) or item.name.startswith("."):
+                continue
+            if item.is_dir():
+                shutil.copytree(item, tmp / item.name, copy_function=link_or_copy)
+            else:
+                link_or_copy(item, tmp / item.name)
+        (tmp / META_FILE).write_text(json.dumps(meta, indent=2, allow_nan=False) + "\n",
+                                     encoding="utf-8")
+        write_manifest(tmp, [n for n in names if (tmp / n).is_file()])
     return path
