@@ -88,8 +88,11 @@ def test_evaluate_map_with_pybdsf(tmp_path):
     with pytest.raises(OutputError, match="already a map_evaluation folder; give --overwrite"):
         evaluate_map(tmp_path / "m", tmp_path / "e", radius_beams=2.0)
     assert paths["evaluation.json"].read_bytes() == before
-    again = evaluate_map(tmp_path / "m", tmp_path / "e", radius_beams=2.0, overwrite=True)
-    assert json.loads(again["evaluation.json"].read_text())["settings"]["radius_beams"] == 2.0
+    again = evaluate_map(tmp_path / "m", tmp_path / "e", radius_beams=2.0, overwrite=True,
+                         noise_free=False)
+    again = json.loads(again["evaluation.json"].read_text())
+    assert again["settings"]["radius_beams"] == 2.0 and again["noise_free"] is None
+    assert again["noise_free_skipped"] == "not asked for (--no-noise-free)"
 
 
 def test_a_map_without_noise_is_refused_in_one_line(tmp_path):

@@ -264,6 +264,8 @@ def test_a_branch_resumes_its_own_checkpoint_once_it_has_one(tmp_path, caplog):
     with caplog.at_level("WARNING"):
         assert resume_path(cfg) == str(own)
     assert f"train.resume={parent}" in caplog.text and str(own) in caplog.text
+    parent.unlink()  # the branch's start pruned: the branch still continues
+    assert resume_path(cfg) == str(own)
     prev = own.with_name("prev.ckpt")
     prev.write_bytes(b"z")
     cfg.train.resume = str(prev)

@@ -19,7 +19,7 @@ What an output folder is ("its own kind") is recognised by the files that only t
 writer makes (:data:`KINDS`): a release has ``meta.json`` and ``model.safetensors``, a
 samples folder ``samples.h5``, a report ``metrics.json``, a demo ``summary.md`` and
 ``report/metrics.json``, an inspect folder ``summary.json``, a sky map (and its shards'
-folder) ``skymap_config.yaml``. A writer refuses an existing non-empty target that is not its own
+folder) ``skymap_config.yaml``, a sky map's evaluation ``evaluation.json``. A writer refuses an existing non-empty target that is not its own
 kind (whatever ``overwrite`` says), and replaces its own kind only with ``overwrite`` and
 then only the files it wrote (listed in the folder's ``SHA256SUMS``; in a folder written by
 an older version, which has none, the files its writer makes, :data:`WRITES`): anything else

@@ -538,6 +538,16 @@ def attach_refiner(base_dir: str | Path, refiner_dir: str | Path, out_dir: str |
     return Path(out_dir)
 
 
+def _link(src: str | Path, dst: str | Path) -> None:
+    """A second name of ``src`` (a copy where the file system has no hard links); the file
+    itself is not touched (its mode stays)."""
+    import shutil
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
 def recommend_sampler(release_dir: str | Path, spec) -> Path:
     """Record ``spec`` (a SamplerSpec) as the release's recommended sampler: meta.json
     ``sampler`` (every field, so the release does not depend on the package's defaults).
@@ -551,9 +561,9 @@ def recommend_sampler(release_dir: str | Path, spec) -> Path:
     import shutil
     from dataclasses import asdict
 
-    from radiodiff.io.artifacts import link_or_copy
     release = load_release(release_dir)
-    path = release.path
+    path = release.path.resolve()  # a linked release folder: the folder it names
+    meta_sha = sha256_file(path / META_FILE)
     meta = dict(release.meta, sampler=asdict(spec))
     pipe = release.pipeline
     if pipe.refine is not None:  # an older pair gains its final projection here
@@ -561,16 +571,17 @@ def recommend_sampler(release_dir: str | Path, spec) -> Path:
     names = list(read_manifest(path) or [n for n in FILES + (TABLE_FILE,)
                                          if (path / n).is_file()])
     with artifact_dir(path, "release", overwrite=True) as tmp:
-        if sha256_file(path / WEIGHTS_FILE) != release.weights_sha256:
+        if (sha256_file(path / WEIGHTS_FILE), sha256_file(path / META_FILE)) != (
+                release.weights_sha256, meta_sha):
             raise ValueError(f"{path}: changed while its sampler was being recorded (another "
                              "export?); run the command again")
         for item in path.iterdir():  # the release files and anything beside them, linked
             if item.name in (META_FILE, MANIFEST) or item.name.startswith("."):
                 continue
             if item.is_dir():
-                shutil.copytree(item, tmp / item.name, copy_function=link_or_copy)
+                shutil.copytree(item, tmp / item.name, copy_function=_link)
             else:
-                link_or_copy(item, tmp / item.name)
+                _link(item, tmp / item.name)
         (tmp / META_FILE).write_text(json.dumps(meta, indent=2, allow_nan=False) + "\n",
                                      encoding="utf-8")
         write_manifest(tmp, [n for n in names if (tmp / n).is_file()])

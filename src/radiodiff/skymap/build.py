@@ -154,8 +154,11 @@ def _check_noise(cfg: DictConfig, grid: MapGrid) -> float:
     rms = float(OmegaConf.select(cfg, key))
     if not (math.isfinite(rms) and rms > 0):
         raise ValueError(f"{key} must be a positive number (Jy/beam), got {rms}")
-    if cfg.noise.enabled and cfg.noise.rms_map:
-        _rms_rows(cfg, grid, (0, grid.shape[0]))
+    if cfg.noise.enabled and cfg.noise.rms_map:  # in strips: memory as a shard's rendering
+        ny = grid.shape[0]
+        strips = max(1, math.ceil(ny / 512))
+        for k in range(strips):
+            _rms_rows(cfg, grid, tile_rows(ny, k, strips))
     return rms
 
 

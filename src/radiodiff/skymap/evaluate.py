@@ -229,7 +229,11 @@ def _evaluate_map(map_dir: Path, out: Path, radius_beams: float, noise_free: boo
     stats = match_stats(truth_cols, find_map_sources(map_dir / MAP_FILE, None, thresh_isl,
                                                      thresh_pix), radius)
     clean, skipped = None, None
-    if noise_free and (map_dir / MODEL_FILE).is_file():
+    if not noise_free:
+        skipped = "not asked for (--no-noise-free)"
+    elif not (map_dir / MODEL_FILE).is_file():
+        skipped = f"the map folder has no {MODEL_FILE}"
+    else:
         if rms is None:
             skipped = ("the map's noise follows an rms map (no RMS card): the noise-free "
                        "pass needs one threshold")

@@ -59,9 +59,9 @@ log = logging.getLogger(__name__)
 class StepBoundary(Callback):
     """Knows whether the batch that just ended closed an optimiser step (always without
     gradient accumulation). Stopping between the micro-batches of a step would drop their
-    gradients and resume into a short step, so :class:`TimeBox` stops only at these
-    boundaries. (A checkpoint taken, or a kill, between them resumes exactly: the step's
-    micro-batches are replayed from the images seen; tested.)"""
+    gradients and resume into a short step, so :class:`TimeBox` stops and
+    :class:`ResumeCheckpoint` saves only at these boundaries (a kill between them resumes
+    from the last one exactly: tested)."""
 
     def __init__(self) -> None:
         self._step_at_start = -1
@@ -73,8 +73,9 @@ class StepBoundary(Callback):
         return int(trainer.global_step) != self._step_at_start
 
 
-class ResumeCheckpoint(Callback):
-    """Rewrite ``dirpath/last.ckpt`` atomically every N steps, every M minutes and at the end.
+class ResumeCheckpoint(StepBoundary):
+    """Rewrite ``dirpath/last.ckpt`` atomically every N steps, every M minutes and at the end
+    (a save due between the micro-batches of a step waits for its end: :class:`StepBoundary`).
 
     The decision to save is taken on rank 0 and broadcast, so ranks whose clocks differ
     never disagree about entering the (collective) save. A save goes: write
@@ -92,6 +93,7 @@ class ResumeCheckpoint(Callback):
     """
 
     def __init__(self, dirpath: str | Path, every_steps: int, every_minutes: float) -> None:
+        super().__init__()
         self.dirpath = Path(dirpath)
         self.every_steps, self.every_minutes = int(every_steps), float(every_minutes)
         self._last = time.monotonic()
@@ -156,8 +158,10 @@ class ResumeCheckpoint(Callback):
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         step = trainer.global_step
-        due = (self.every_steps > 0 and step % self.every_steps == 0) or (
-            self.every_minutes > 0 and time.monotonic() - self._last >= 60 * self.every_minutes)
+        due = self.at_boundary(trainer) and (
+            (self.every_steps > 0 and step % self.every_steps == 0)
+            or (self.every_minutes > 0
+                and time.monotonic() - self._last >= 60 * self.every_minutes))
         if trainer.strategy.broadcast(bool(due), src=0):
             self.save(trainer)
 
@@ -261,14 +265,14 @@ def resume_path(cfg: DictConfig) -> str | None:
     last = Path(cfg.train.ckpt_dir) / LAST
     if mode == "auto":
         return str(last) if last.is_file() else None
-    if not Path(mode).is_file():
-        raise FileNotFoundError(f"train.resume={mode}: checkpoint not found (expected auto, "
-                                f"never or the path of a {LAST})")
     if last.is_file() and Path(mode).resolve().parent != last.resolve().parent:
         log.warning("train.resume=%s: this run (train.run_name=%s) has a checkpoint of its "
                     "own, %s; resuming that (a new run name starts again from %s)", mode,
                     cfg.train.run_name, last, mode)
         return str(last)
+    if not Path(mode).is_file():
+        raise FileNotFoundError(f"train.resume={mode}: checkpoint not found (expected auto, "
+                                f"never or the path of a {LAST})")
     return mode
 
 
