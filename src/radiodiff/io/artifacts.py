@@ -19,10 +19,10 @@ What an output folder is ("its own kind") is recognised by the files that only t
 writer makes (:data:`KINDS`): a release has ``meta.json`` and ``model.safetensors``, a
 samples folder ``samples.h5``, a report ``metrics.json``, a demo ``summary.md`` and
 ``report/metrics.json``, an inspect folder ``summary.json``, a sky map (and its shards'
-folder) ``skymap_config.yaml``, a sky map's evaluation ``evaluation.json``. A writer refuses an existing non-empty target that is not its own
-kind (whatever ``overwrite`` says), and replaces its own kind only with ``overwrite`` and
-then only the files it wrote (listed in the folder's ``SHA256SUMS``; in a folder written by
-an older version, which has none, the files its writer makes, :data:`WRITES`): anything else
+folder) ``skymap_config.yaml``, a sky map's evaluation ``evaluation.json``. A writer refuses
+an existing non-empty target that is not its own kind (whatever ``overwrite`` says), and
+replaces its own kind only with ``overwrite`` and then only the files it wrote (listed in
+the folder's ``SHA256SUMS``; in a folder written by an older version, which has none, the files its writer makes, :data:`WRITES`): anything else
 there stays. One writer at a time per target: :func:`check_output` takes a lock
 (``.rdlock-<name>`` holding ``<pid>@<host>``) that a second writer meets and names.
 """
@@ -49,7 +49,8 @@ import numpy as np
 from radiodiff.io.integrity import MANIFEST, IntegrityError, read_manifest, sha256_file
 
 __all__ = ["OutputError", "KINDS", "atomic_write", "atomic_text", "artifact_dir",
-           "write_manifest", "WRITES", "check_output", "check_output_file", "clear_stale_temps",
+           "write_manifest", "WRITES", "check_output", "hard_link", "check_output_file",
+           "clear_stale_temps",
            "link_or_copy", "lock_output", "made_here", "unlock_output", "release_locks",
            "relocated", "read_or_compute", "save_torch", "temp_name", "write_error",
            "to_plain", "new_figure", "save_figure", "save_image_grid"]
@@ -572,6 +573,15 @@ def _owned(target: Path, new: Path, kind: str) -> set[str]:
     return owned
 
 
+def hard_link(src: str | Path, dst: str | Path) -> None:
+    """A second name of ``src`` at ``dst`` (a copy where the file system has no hard
+    links); the file itself is not touched (its mode stays: unlike :func:`link_or_copy`)."""
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
 def _keep_foreign(target: Path, new: Path, kind: str) -> list[str]:
     """Carry into ``new`` what in the old ``kind`` artifact ``target`` its writer did not
     write (:func:`_owned`) and ``new`` does not rewrite: as hard links (the same files, no
@@ -588,10 +598,7 @@ def _keep_foreign(target: Path, new: Path, kind: str) -> list[str]:
             if src.is_symlink():
                 os.symlink(os.readlink(src), dst)
             else:
-                try:
-                    os.link(src, dst)
-                except OSError:
-                    shutil.copy2(src, dst)
+                hard_link(src, dst)
         except (FileExistsError, NotADirectoryError):
             continue  # the new artifact has a file where this one's folder was
         except PermissionError as exc:

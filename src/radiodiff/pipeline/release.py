@@ -34,7 +34,7 @@ from torch import nn
 from radiodiff.data.projection import projection_dict, projection_from
 from radiodiff.diffusion.edm import EDMDenoiser
 from radiodiff.diffusion.intensity import IntensityTransform
-from radiodiff.io.artifacts import artifact_dir, to_plain, write_manifest
+from radiodiff.io.artifacts import artifact_dir, hard_link, to_plain, write_manifest
 from radiodiff.io.integrity import (MANIFEST, IntegrityError, check_finite, read_manifest,
                                     sha256_file, verify_file)
 from radiodiff.io.provenance import git_commit
@@ -538,16 +538,6 @@ def attach_refiner(base_dir: str | Path, refiner_dir: str | Path, out_dir: str |
     return Path(out_dir)
 
 
-def _link(src: str | Path, dst: str | Path) -> None:
-    """A second name of ``src`` (a copy where the file system has no hard links); the file
-    itself is not touched (its mode stays)."""
-    import shutil
-    try:
-        os.link(src, dst)
-    except OSError:
-        shutil.copy2(src, dst)
-
-
 def recommend_sampler(release_dir: str | Path, spec) -> Path:
     """Record ``spec`` (a SamplerSpec) as the release's recommended sampler: meta.json
     ``sampler`` (every field, so the release does not depend on the package's defaults).
@@ -579,9 +569,9 @@ def recommend_sampler(release_dir: str | Path, spec) -> Path:
             if item.name in (META_FILE, MANIFEST) or item.name.startswith("."):
                 continue
             if item.is_dir():
-                shutil.copytree(item, tmp / item.name, copy_function=_link)
+                shutil.copytree(item, tmp / item.name, copy_function=hard_link)
             else:
-                _link(item, tmp / item.name)
+                hard_link(item, tmp / item.name)
         (tmp / META_FILE).write_text(json.dumps(meta, indent=2, allow_nan=False) + "\n",
                                      encoding="utf-8")
         write_manifest(tmp, [n for n in names if (tmp / n).is_file()])

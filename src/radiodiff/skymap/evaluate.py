@@ -233,13 +233,12 @@ def _evaluate_map(map_dir: Path, out: Path, radius_beams: float, noise_free: boo
         skipped = "not asked for (--no-noise-free)"
     elif not (map_dir / MODEL_FILE).is_file():
         skipped = f"the map folder has no {MODEL_FILE}"
-    else:
-        if rms is None:
-            skipped = ("the map's noise follows an rms map (no RMS card): the noise-free "
-                       "pass needs one threshold")
-        else:  # the same threshold as the map (its RMS card), so only noise differs
-            clean = match_stats(truth_cols, find_map_sources(
-                map_dir / MODEL_FILE, rms, thresh_isl, thresh_pix), radius)
+    elif rms is None:
+        skipped = ("the map's noise follows an rms map (no RMS card): the noise-free "
+                   "pass needs one threshold")
+    else:  # the same threshold as the map (its RMS card), so only noise differs
+        clean = match_stats(truth_cols, find_map_sources(
+            map_dir / MODEL_FILE, rms, thresh_isl, thresh_pix), radius)
     report = {"map": {k: v for k, v in stats.items() if not k.startswith("_")},
               "noise_free": None if clean is None else
               {k: v for k, v in clean.items() if not k.startswith("_")},
