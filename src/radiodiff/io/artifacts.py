@@ -23,8 +23,9 @@ folder) ``skymap_config.yaml``, a sky map's evaluation ``evaluation.json``. A wr
 an existing non-empty target that is not its own kind (whatever ``overwrite`` says), and
 replaces its own kind only with ``overwrite`` and then only the files it wrote (listed in
 the folder's ``SHA256SUMS``; in a folder written by an older version, which has none, the
-files its writer makes, :data:`WRITES`): anything else there stays. One writer at a time per target: :func:`check_output` takes a lock
-(``.rdlock-<name>`` holding ``<pid>@<host>``) that a second writer meets and names.
+files its writer makes, :data:`WRITES`): anything else there stays. One writer at a time
+per target: :func:`check_output` takes a lock (``.rdlock-<name>`` holding
+``<pid>@<host>``) that a second writer meets and names.
 """
 
 from __future__ import annotations
