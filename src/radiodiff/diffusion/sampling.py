@@ -351,11 +351,12 @@ SAMPLERS = {"euler": euler_sample, "heun": heun_sample, "stochastic": stochastic
 def sampler_nfe(sampler: str, steps: int, guidance: float = 1.0) -> int:
     """Network evaluations per image: Heun and the stochastic solver 2N - 1 (no second
     order at the last step to sigma = 0), Euler and DPM-Solver++(2M) N; classifier-free
-    guidance (w != 1) evaluates the network twice."""
+    guidance evaluates the network twice, except at w = 1 (conditional only) and w = 0
+    (unconditional only)."""
     if sampler not in SAMPLERS:
         raise ValueError(f"unknown sampler {sampler!r}; valid samplers: {', '.join(SAMPLERS)}")
     n = 2 * steps - 1 if sampler in ("heun", "stochastic") else steps
-    return n * (1 if guidance == 1 else 2)
+    return n * (1 if guidance in (0, 1) else 2)
 
 
 # Sane limits, checked before anything is allocated (one rule each, here only).
