@@ -121,14 +121,16 @@ MODEL ?= first
 sample: setup
 	$(BIN)/radiodiff sample --model $(MODEL) $(ARGS)
 
-# make eval [CKPT=<release folder or .ckpt>] [N=1000] [REF=data/<name>.h5]
+# make eval [CKPT=<release folder or .ckpt>] [N=<images; default the real split's size>]
+#   [REF=data/<name>.h5]
 #   [ARGS="--sampler dpmpp_2m --steps 10"]: the reference set is the data the model was
 # trained on (data/<data.name>.h5, checked by its data_sha256) unless REF names one.
 CKPT ?= first
-N ?= 1000
+N ?=
 REF ?=
 eval: setup
-	$(BIN)/radiodiff evaluate $(if $(REF),--reference $(REF)) --model $(CKPT) --n $(N) $(ARGS)
+	$(BIN)/radiodiff evaluate $(if $(REF),--reference $(REF)) --model $(CKPT) \
+	  $(if $(N),--n $(N)) $(ARGS)
 
 bench: setup
 	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-2} $(BIN)/python bench/bench_models.py $(ARGS)

@@ -507,9 +507,11 @@ def _add_evaluate(sub) -> None:
     g.add_argument("--model", help="release folder, shipped model name or training "
                    "checkpoint (.ckpt) to sample (default: the built-in model)")
     g.add_argument("--samples", help="samples.h5 (or its folder) from `radiodiff sample`")
-    g.add_argument("--real-split", help="compare against another real split instead "
-                   "(real-vs-real: shows the noise floor)")
-    p.add_argument("--n", type=int, default=1000, help="images to generate (with --model)")
+    g.add_argument("--real-split", help="compare against another real split of the prepared "
+                   "file named by --reference (real-vs-real: shows the noise floor)")
+    p.add_argument("--n", type=int, default=None,
+                   help="images to generate (with --model; default: as many as the real split, "
+                   "the equal sample size of the real-vs-real floors)")
     _solver_args(p)
     p.add_argument("--no-sourcefinder", action="store_true", help="skip PyBDSF")
     p.add_argument("--tstr", action="store_true",

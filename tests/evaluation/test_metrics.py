@@ -56,6 +56,7 @@ def test_real_vs_real_sits_at_the_noise_floor(prepared, tmp_path):
     text = paths["report.md"].read_text()
     assert "## Source morphology" in text and "## Usefulness" in text
     assert "morphology" in data and "usefulness" in data
+    assert data["morphology"]["linking"].startswith("gap under one beam")
     # the classifier is cached per data hash: a second run reuses it
     m2 = evaluate(real, other, train, other, _meta(tmp_path), settings)
     assert m2.class_fidelity["classifier_cached"] is True
@@ -306,3 +307,16 @@ def test_class_classifier_cache_follows_the_images_without_a_data_hash(prepared)
                       **{**FAST.__dict__, "classifier_epochs": 5}), ""),
                   _classifier_cache_path(train, val, 2, FAST, "cd" * 32)):
         assert other != key
+
+
+def test_the_source_finder_and_the_grids_see_every_class_of_a_class_ordered_set():
+    from radiodiff.evaluation.metrics import _subset
+    from radiodiff.evaluation.report import _spread
+    labels = np.repeat([0, 1, 2, 3, 4], 200)        # a generated set: ordered by class
+    rows = _subset(1000, 200, seed=0)
+    assert len(rows) == 200 and (np.diff(rows) > 0).all()
+    assert np.bincount(labels[rows], minlength=5).min() > 20
+    assert np.array_equal(rows, _subset(1000, 200, seed=0))  # seeded
+    assert np.array_equal(_subset(150, 200, seed=0), np.arange(150))
+    assert set(_spread(labels, 32)) == {0, 1, 2, 3, 4} and len(_spread(labels, 32)) == 32
+    assert np.array_equal(_spread(labels[:20], 32), labels[:20])

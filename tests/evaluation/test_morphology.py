@@ -63,6 +63,29 @@ def test_components_within_a_beam_are_linked():
     assert morphology_stats(img[None], 1.0)["n_components"][0] == 2
 
 
+@pytest.mark.parametrize("beam, gap, linked", [
+    (1.5, 1, True), (1.5, 2, False),           # FIRST: 5.4" beam on 3.6" pixels
+    (3.0, 2, True), (3.0, 3, False), (4.2, 4, True), (4.2, 5, False)])
+def test_the_gap_under_one_beam_links_whatever_the_beam(beam, gap, linked):
+    img = np.zeros((H, W))
+    img[40, 20:30] = 1.0
+    img[40, 30 + gap:40 + gap] = 0.8                        # `gap` empty pixels between
+    assert morphology_stats(img[None], beam)["n_components"][0] == (1 if linked else 2)
+    # a chain of components each within a beam of the next is one source
+    chain = np.zeros((H, W))
+    chain[20, 10:50:gap + 1] = 1.0
+    assert morphology_stats(chain[None], beam)["n_components"][0] == (
+        1 if linked else len(range(10, 50, gap + 1)))
+
+
+def test_the_gap_is_measured_on_the_sky_not_along_rows():
+    img = np.zeros((H, W))
+    img[40, 30] = img[42, 31] = 1.0                         # centres sqrt(5) apart: gap 1.24
+    assert morphology_stats(img[None], 1.5)["n_components"][0] == 1
+    img[42, 31], img[42, 32] = 0.0, 1.0                      # sqrt(8) apart: gap 1.83
+    assert morphology_stats(img[None], 1.5)["n_components"][0] == 2
+
+
 def test_line_is_elongated_and_finite():
     img = np.zeros((H, W))
     img[40, 20:60] = 1.0
@@ -110,3 +133,20 @@ def test_compare_by_class_separates_a_wrong_class_and_not_a_right_one():
     assert set(ok) >= {"all/las", "A/las", "B/las"}
     assert wrong["B/las"] > 3 and ok["B/las"] < 2
     assert wrong["A/las"] < 2
+
+
+def test_a_statistic_constant_in_the_real_set_still_counts():
+    """Every real Compact source is one component: the floor is 0, and generated doubles
+    are a failure (inf), not a cell left out; generated singles are at the floor."""
+    real = {"n_components": np.ones(40)}
+    labels = np.zeros(40, int)
+    doubles = {"n_components": np.r_[np.ones(14), np.full(6, 2.0)]}
+    singles = {"n_components": np.ones(20)}
+    fl = np.zeros(20, int)
+    bad = ks_ratios(compare_by_class(real, labels, doubles, fl, ["Compact"]))
+    good = ks_ratios(compare_by_class(real, labels, singles, fl, ["Compact"]))
+    assert bad == {"all/n_components": math.inf, "Compact/n_components": math.inf}
+    assert good == {"all/n_components": 1.0, "Compact/n_components": 1.0}
+    few = ks_ratios(compare_by_class(real, labels, {"n_components": np.ones(0)},
+                                     np.zeros(0, int), ["Compact"]))
+    assert math.isnan(few["all/n_components"])  # no floor could be had: no cell

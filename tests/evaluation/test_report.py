@@ -115,3 +115,20 @@ def test_conditioning_words_give_scatter_and_size_bins():
     # without bins or with too few rows, nothing is made up
     assert "by requested size" not in _accuracy(conditioning_accuracy(requested, requested))
     assert "scatter" not in _accuracy(conditioning_accuracy(requested[:2], requested[:2]))
+
+
+def test_a_reference_without_a_beam_is_refused_before_sampling(tmp_path, tiny, monkeypatch):
+    from radiodiff.data.prepared import read_prepared
+    n = 140
+    some = np.full((n, 2), 5.4)
+    some[::3] = np.nan                                   # fields without BMAJ among others
+    part = synth.write_blob_set(tmp_path / "part.h5", beam=some)
+    assert read_prepared(part, images=False).geometry()["beam_arcsec"] == [5.4, 5.4]
+    none = synth.write_blob_set(tmp_path / "none.h5", beam=np.full((n, 2), np.nan))
+    assert read_prepared(none, images=False).geometry()["beam_arcsec"] is None
+    monkeypatch.setattr(Compared, "_drawn", lambda *a: pytest.fail("sampled"))
+    with pytest.raises(ValueError) as err:
+        run_evaluation(none, Compared(model=tiny, n=4), tmp_path / "r", "test", FAST)
+    line = str(err.value)
+    assert "\n" not in line and line.startswith(f"{none}: no clean row records its restoring")
+    assert not (tmp_path / "r").exists()

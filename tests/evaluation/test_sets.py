@@ -172,3 +172,20 @@ def test_more_images_than_the_real_split_are_said_in_one_line_before_sampling(
         with caplog.at_level("WARNING", logger="radiodiff.evaluation.sets"):
             assert Compared(model="x", n=n).image_set(prepared, real, tmp_path) == "drawn"
         assert len(caplog.messages) == said
+
+
+def test_by_default_as_many_images_are_drawn_as_the_real_split_holds(
+        prepared, tmp_path, monkeypatch):
+    real, _ = reference_set(prepared, "test")
+    drawn = []
+    monkeypatch.setattr(Compared, "_drawn", lambda self, ref, source, rows, seed, *a:
+                        drawn.append((len(rows), seed)))
+    Compared(model="x", seed=7).image_set(prepared, real, tmp_path)
+    assert drawn == [(len(real.images), 7)]
+    assert Compared(model="x").sized(real).n == len(real.images)
+    assert Compared(model="x", n=3).sized(real).n == 3
+    # the TSTR seeds follow the compared set's: they need its n
+    with pytest.raises(ValueError, match="needs n"):
+        Compared(model="x").train_like(prepared, real, tmp_path)
+    Compared(model="x", n=5, seed=7).train_like(prepared, real, tmp_path)
+    assert drawn[-1] == (len(real.labels), 12)

@@ -51,6 +51,11 @@ def test_real_images_are_as_useful_as_real_ones_and_noise_is_not(prepared):
     unlabelled = tstr((train.images, train.labels), (noise, np.full(len(noise), -1)),
                       (test.images, test.labels), classes, epochs=1)
     assert unlabelled["n_synthetic"] == 0 and "synthetic" not in unlabelled
+    one_class = np.where(train.labels == 1, -1, train.labels)  # a class the model lacks
+    lacking = tstr((train.images, train.labels), (noise, one_class),
+                   (test.images, test.labels), classes, epochs=1)
+    assert "synthetic" not in lacking and lacking["n_synthetic"] == (train.labels == 0).sum()
+    assert lacking["synthetic_skipped"] == f"fewer than 2 synthetic images of class {classes[1]!r}"
 
 
 def test_evaluate_tstr_draws_one_image_per_training_row(prepared, tmp_path):

@@ -1033,9 +1033,10 @@ def blob_images(rng, n, kind, size=16):
     return out
 
 
-def write_blob_set(path, n_per=(("train", 60), ("valid", 40), ("test", 40)), size=16, seed=0):
+def write_blob_set(path, n_per=(("train", 60), ("valid", 40), ("test", 40)), size=16, seed=0,
+                   beam=None):
     """A prepared HDF5 file (radiodiff.data.prepared layout) of two classes, blob and double, with
-    train/valid/test splits; pixel scale 1.8 arcsec, beam 5.4 arcsec."""
+    train/valid/test splits; pixel scale 1.8 arcsec, beam 5.4 arcsec (``beam``: (N, 2) rows)."""
     from radiodiff.data.prepared import FLOAT_COLUMNS, data_sha256, write_prepared
 
     rng = np.random.default_rng(seed)
@@ -1051,7 +1052,8 @@ def write_blob_set(path, n_per=(("train", 60), ("valid", 40), ("test", 40)), siz
     cols["pixel_scale_arcsec"][:] = 1.8
     cols.update(label=np.array(labels, np.int16), split=np.array(splits, dtype=object),
                 source_id=np.array([f"s{i}" for i in range(n)], dtype=object),
-                flags=np.zeros(n, np.uint8), beam_arcsec=np.full((n, 2), 5.4))
+                flags=np.zeros(n, np.uint8),
+                beam_arcsec=np.full((n, 2), 5.4) if beam is None else np.asarray(beam, float))
     return write_prepared(path, images, cols, {"name": "blobs", "classes": ["blob", "double"],
                                                "data_sha256": data_sha256(images, cols)})
 

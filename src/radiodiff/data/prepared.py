@@ -88,14 +88,17 @@ class PreparedSet:
         return len(self.columns["label"])
 
     def geometry(self) -> dict[str, Any]:
-        """Median pixel scale (arcsec), beam ([bmaj, bmin] arcsec) and noise rms (Jy/beam;
-        None without a flux scale) of the clean rows."""
+        """Median pixel scale (arcsec), beam ([bmaj, bmin] arcsec; None where no clean row
+        knows its beam) and noise rms (Jy/beam; None without a flux scale) of the clean
+        rows, each over the rows that know it."""
         clean = self.columns["flags"] == 0
         pix = self.columns["pixel_scale_arcsec"][clean]
+        beam = self.columns["beam_arcsec"][clean]
+        beam = beam[np.isfinite(beam).all(axis=1) & (beam > 0).all(axis=1)]
         rms = self.columns["rms"][clean]
         rms = rms[np.isfinite(rms) & (rms > 0)]
         return {"pixel_scale_arcsec": float(np.median(pix)),
-                "beam_arcsec": np.median(self.columns["beam_arcsec"][clean], axis=0).tolist(),
+                "beam_arcsec": np.median(beam, axis=0).tolist() if len(beam) else None,
                 "rms_jy_beam": float(np.median(rms)) if rms.size else None}
 
 

@@ -285,6 +285,14 @@ def _statistics(real: ImageSet, fake: ImageSet, meta: dict, s: EvalSettings) -> 
             "stats": {"real": stats_r, "fake": stats_f}}
 
 
+def _subset(n: int, at_most: int, seed: int) -> np.ndarray:
+    """All ``n`` rows, or ``at_most`` of them drawn with ``seed`` (in order): a generated
+    set is ordered by class, so its first rows would be of one class."""
+    if n <= at_most:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(seed).permutation(n)[:at_most])
+
+
 def _sourcefinder(real: ImageSet, fake: ImageSet, meta: dict, s: EvalSettings,
                   progress: Progress) -> dict:
     """PyBDSF on both sets: distances of the source statistics and their means.
@@ -292,20 +300,21 @@ def _sourcefinder(real: ImageSet, fake: ImageSet, meta: dict, s: EvalSettings,
     The noise given to PyBDSF is ``s.sf_rms`` (model units) or, for a physical set, each
     image's own background rms over its peak (:func:`set_background`; the survey's
     ``rms_jy_beam`` where an image has no background to measure), with each image's pixel
-    scale (:func:`pixel_scales`: down-sampled cutouts have coarser pixels). Images PyBDSF
+    scale (:func:`pixel_scales`: down-sampled cutouts have coarser pixels). A set of more
+    than ``s.sf_max_images`` images gives a seeded random subset of that many. Images PyBDSF
     refuses are left out and counted (``failed``).
     """
     from radiodiff.evaluation.sourcefind import find_sources_batch, source_stats
     sf, failed = {}, {}
     physical = is_physical(meta, real, fake) and meta.get("rms_jy_beam")
-    for name, data in (("real", real), ("fake", fake)):
-        n = min(len(data.images), s.sf_max_images)
-        images = data.images[:n, 0]
+    for k, (name, data) in enumerate((("real", real), ("fake", fake))):
+        rows = _subset(len(data.images), s.sf_max_images, s.seed + k)
+        images = data.images[rows, 0]
         pix, rms = meta.get("pixel_scale_arcsec"), s.sf_rms
         if physical:
-            pix = pixel_scales(data, meta)[:n]
-            peak = np.asarray(data.conditions["peak_flux"], float)[:n]
-            bg = set_background(data, meta).rms[:n]
+            pix = pixel_scales(data, meta)[rows]
+            peak = np.asarray(data.conditions["peak_flux"], float)[rows]
+            bg = set_background(data, meta).rms[rows]
             rms = np.where(np.isfinite(bg) & (bg > 0), bg, float(meta["rms_jy_beam"])) / peak
         res = find_sources_batch(images, pix, meta["beam_arcsec"], rms=rms,
                                  processes=s.sf_processes, progress=progress,
@@ -364,7 +373,8 @@ def _morphology(real: ImageSet, fake: ImageSet, meta: dict, classes: list[str],
     """Source morphology (:mod:`~radiodiff.evaluation.morphology`) per class, each KS/W1
     beside its real-vs-real floor at equal sample size; the per-image values go to
     ``stats`` (figures)."""
-    from radiodiff.evaluation.morphology import compare_by_class, ks_ratios, morphology_stats
+    from radiodiff.evaluation.morphology import (LINK_RULE, compare_by_class, ks_ratios,
+                                                 morphology_stats)
     m_r = morphology_stats(real.images, _beam_px(real, meta))
     m_f = morphology_stats(fake.images, _beam_px(fake, meta))
     stats["real"].update({f"morph_{k}": v for k, v in m_r.items()})
@@ -373,10 +383,11 @@ def _morphology(real: ImageSet, fake: ImageSet, meta: dict, classes: list[str],
     comp = compare_by_class(m_r, real.labels, m_f, fake.labels, labelled,
                             n_repeats=s.n_repeats, seed=s.seed)
     ratios = ks_ratios(comp)
-    finite = {k: v for k, v in ratios.items() if math.isfinite(v)}
+    scored = {k: v for k, v in ratios.items() if not math.isnan(v)}  # inf: floor 0, missed
     return {"by_class": comp, "ks_ratio": ratios,
-            "worst": sorted(finite, key=finite.get, reverse=True)[:5],
-            "within_1.5": int(sum(v <= 1.5 for v in finite.values())), "n": len(finite)}
+            "worst": sorted(scored, key=scored.get, reverse=True)[:5],
+            "within_1.5": int(sum(v <= 1.5 for v in scored.values())), "n": len(scored),
+            "linking": LINK_RULE}
 
 
 def _measured_las(s: ImageSet, seg_las: np.ndarray, meta: dict) -> np.ndarray:

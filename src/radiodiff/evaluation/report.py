@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import json
+import math
 import re
 from pathlib import Path
 from typing import Any
@@ -116,8 +117,17 @@ def _confusion_figure(path: Path, conf: list, classes: list[str], title: str) ->
     return save_figure(fig, path, dpi=90)
 
 
+def _spread(images: Any, k: int) -> Any:
+    """``k`` images evenly spaced through the set (a generated set is ordered by class: its
+    first ``k`` would all be of one)."""
+    n = len(images)
+    return images if n <= k else images[np.linspace(0, n - 1, k).round().astype(int)]
+
+
 def _fmt(x: Any) -> str:
-    return "n/a" if x is None else (f"{x:.4g}" if isinstance(x, float) else str(x))
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "n/a"
+    return f"{x:.4g}" if isinstance(x, float) else str(x)
 
 
 def _markdown(m: dict, figures: dict[str, str]) -> str:
@@ -196,6 +206,9 @@ def _morphology_lines(m: dict) -> list[str]:
 def _usefulness_lines(m: dict) -> list[str]:
     """Train-synthetic-test-real: accuracy and per-class recall of the three classifiers."""
     u = m.get("usefulness")
+    if u and u.get("synthetic_skipped"):
+        return ["## Usefulness (train on generated, test on real)", "",
+                f"Not measured: {u['synthetic_skipped']}.", ""]
     if not u or "synthetic" not in u:
         return []
     lines = ["## Usefulness (train on generated, test on real)", "",
@@ -383,10 +396,10 @@ def _figures(result: EvalResult, real: ImageSet, fake: ImageSet, out: Path,
                                    + [k for k in stats["real"] if k.startswith("sf_")]),
         "centre of emission": _centre_figure(out / "centres.png", stats["real"],
                                              stats["fake"], real.images.shape[-1]),
-        "real images": save_image_grid(out / "grid_real.png", real.images[:32],
+        "real images": save_image_grid(out / "grid_real.png", _spread(real.images, 32),
                                        f"{real.name}"),
-        "generated images": save_image_grid(out / "grid_generated.png", fake.images[:32],
-                                            f"{fake.name}"),
+        "generated images": save_image_grid(out / "grid_generated.png",
+                                            _spread(fake.images, 32), f"{fake.name}"),
     }
     if result.physical:
         figures["background noise"] = _noise_figure(out / "noise.png",

@@ -36,11 +36,17 @@ def run_evaluation(reference: str | Path, compared: Compared, out_dir: str | Pat
     out = Path(out_dir)
     with artifact_dir(out, "report", overwrite, _REPORT_NBYTES) as tmp:
         real, train, val, ps = reference_splits(reference, split)
+        meta = reference_meta(ps)
+        if meta["beam_arcsec"] is None:  # before sampling: morphology links within a beam
+            raise ValueError(f"{reference}: no clean row records its restoring beam (fields "
+                             "without BMAJ/BMIN): set data.beam_arcsec=[bmaj,bmin] and "
+                             "prepare it again")
+        compared = compared.sized(real)
         fake = compared.image_set(reference, real, tmp, progress=bar("sampled"))
         synthetic = compared.train_like(reference, train, tmp / "tstr",
                                         progress=bar("sampled (TSTR)")) \
             if settings.tstr else None
-        result = evaluate(real, fake, train, val, reference_meta(ps), settings,
+        result = evaluate(real, fake, train, val, meta, settings,
                           progress=bar("PyBDSF"), synthetic_train=synthetic)
         paths = write_report(result, real, fake, tmp, ps.classes)
     return result, relocated(paths, tmp, out)

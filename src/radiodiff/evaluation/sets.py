@@ -360,14 +360,15 @@ def note_unequal_sizes(n: int, real: ImageSet) -> Optional[str]:
 class Compared:
     """What ``radiodiff evaluate`` compares with the real split: a model to sample
     (release folder, shipped name or ``.ckpt``; default the built-in model), a
-    ``samples.h5`` or another real split. ``n`` images are sampled in the class
-    proportions of the real split, image k with seed ``seed + k``. A model or samples of
+    ``samples.h5`` or another real split. ``n`` images (None: as many as the real split,
+    the equal sample size of the real-vs-real floors) are sampled in the class proportions
+    of the real split, image k with seed ``seed + k``. A model or samples of
     other classes, image unit, pixel scale or beam than the reference are refused
     (:mod:`radiodiff.evaluation.comparable`) unless ``allow_mismatch``."""
     model: Optional[str | Path] = None
     samples: Optional[str | Path] = None
     real_split: Optional[str] = None
-    n: int = 1000
+    n: Optional[int] = None  # None: the real split's size
     spec: Optional[SamplerSpec] = None  # None: the release's recommended sampler
     seed: int = 0
     batch_size: int = 32
@@ -377,6 +378,10 @@ class Compared:
         """What the compared images record of their training data (real-vs-real: the
         built-in model's, whose data the default reference is)."""
         return samples_data(self.samples) if self.samples else model_data(self.model)
+
+    def sized(self, real: ImageSet) -> "Compared":
+        """This comparison with ``n`` fixed: the size of the ``real`` split when None."""
+        return self if self.n is not None else replace(self, n=len(real.images))
 
     def image_set(self, reference: str | Path, real: ImageSet, out_dir: Path,
                   progress: Progress = None) -> ImageSet:
@@ -391,19 +396,23 @@ class Compared:
             classes = self._classes_to_map(reference, meta, "samples", self.samples)
             return fake if classes is None else replace(
                 fake, labels=relabel(fake.labels, class_map(meta["classes"], classes)))
-        if self.n < 1:
-            raise ValueError(f"--n must be >= 1, got {self.n}")
-        note_unequal_sizes(self.n, real)
-        rows = proportional_rows(real.labels, self.n)  # class proportions of the real split
+        n = self.sized(real).n
+        if n < 1:
+            raise ValueError(f"--n must be >= 1, got {n}")
+        note_unequal_sizes(n, real)
+        rows = proportional_rows(real.labels, n)  # class proportions of the real split
         return self._drawn(reference, real, rows, self.seed, out_dir, progress)
 
     def train_like(self, reference: str | Path, train: ImageSet, out_dir: Path,
                    progress: Progress = None) -> Optional[ImageSet]:
         """One image per training row with its class and conditions, seeds after those of
         :meth:`image_set`: the synthetic training set of train-synthetic-test-real
-        (:mod:`radiodiff.evaluation.usefulness`); None unless a model is compared."""
+        (:mod:`radiodiff.evaluation.usefulness`); None unless a model is compared. ``n``
+        must be fixed (:meth:`sized`): these seeds follow the ``n`` of the compared set."""
         if self.real_split or self.samples:
             return None
+        if self.n is None:
+            raise ValueError("Compared.train_like needs n: call sized(real) first")
         rows = np.arange(len(train.labels))
         return self._drawn(reference, train, rows, self.seed + self.n, out_dir, progress)
 

@@ -103,8 +103,11 @@ def tstr(train: tuple[np.ndarray, np.ndarray], synthetic: tuple[np.ndarray, np.n
     out: dict[str, Any] = {"classes": list(classes), "n_synthetic": int(keep.sum()),
                            "n_real_train": int(len(train[0])), "n_test": int(len(test[0])),
                            "epochs": int(epochs)}
-    if keep.sum() < 2 * k:
+    per_class = np.bincount(ys, minlength=k)[:k]
+    if per_class.min() < 2:
         runs = {"real": train}
+        out["synthetic_skipped"] = (
+            f"fewer than 2 synthetic images of class {classes[int(per_class.argmin())]!r}")
     for name, (x, y) in runs.items():
         def fit(x=x, y=y):
             return train_classifier(x, y, k, epochs=epochs, seed=seed)
