@@ -110,6 +110,25 @@ def test_find_duplicates_groups_chains_and_ignores_bad_positions():
     assert [(d.row, d.of_row) for d in dups] == [(1, 0), (2, 0), (3, 0)]
     assert dups[2].why == "same name"
     assert find_duplicates(names[:3], ra[:3], dec[:3], radius_arcsec=None) == []
+    # blank (or masked) names are no name: rows far apart are not "the same source"
+    far = np.array([0.0, 10.0, 20.0])
+    assert find_duplicates(["", "", "x"], far, far, radius_arcsec=5.4) == []
+    near = find_duplicates(["", "", "x"], far[[0, 0, 2]], far[[0, 0, 2]], 5.4)
+    assert [(d.row, d.of_row) for d in near] == [(1, 0)] and near[0].why != "same name"
+
+
+@pytest.mark.parametrize("unit, factor", [("Jy", 1.0), ("mJy", 1e-3), ("mJy/beam", 1e-3),
+                                          ("uJy / beam", 1e-6)])
+def test_catalogue_flux_units_per_beam_are_flux_densities(unit, factor):
+    from radiodiff.data.catalog import _flux_to_jy
+    assert _flux_to_jy(unit) == pytest.approx(factor)
+
+
+@pytest.mark.parametrize("unit", ["arcsec", "mJy/arcsec2", "bogus"])
+def test_a_catalogue_flux_unit_that_is_no_flux_is_one_line(unit):
+    from radiodiff.data.catalog import CatalogError, _flux_to_jy
+    with pytest.raises(CatalogError, match=r"^data\.catalog_flux_unit=.* is not a flux density"):
+        _flux_to_jy(unit)
 
 
 # --- huge values and non-finite noise ----------------------------------------------------

@@ -99,13 +99,27 @@ def _valid_position(ra: float, dec: float) -> str | None:
     return None
 
 
+def _flux_to_jy(unit: str) -> float:
+    """Jy per unit of ``data.catalog_flux_unit``: a flux density (``mJy``), or one per beam
+    (``mJy/beam``, as peak fluxes are given: the same factor). Anything else: one line."""
+    try:
+        q = u.Unit(unit)
+        if q.is_equivalent(u.Jy / u.beam):
+            q = q * u.beam
+        return float(q.to(u.Jy))
+    except (ValueError, TypeError, u.UnitsError):
+        raise CatalogError(f"data.catalog_flux_unit={unit!r} is not a flux density (Jy, mJy, "
+                           "uJy, or per beam: mJy/beam)") from None
+
+
 def find_duplicates(names: list[str], ra: np.ndarray, dec: np.ndarray,
                     radius_arcsec: float | None) -> list[Duplicate]:
     """Rows repeating an earlier row: same name, or centre within ``radius_arcsec`` of it.
 
     Rows are grouped transitively (a chain of near positions is one source); in each group
     the first row is kept and every later row is returned, naming the first. Positions in
-    degrees; NaN (or out-of-range) positions take part only through their names.
+    degrees; NaN (or out-of-range) positions take part only through their names, and empty
+    names (a blank or masked catalogue cell) only through their positions.
     """
     n = len(names)
     parent = list(range(n))
@@ -126,6 +140,8 @@ def find_duplicates(names: list[str], ra: np.ndarray, dec: np.ndarray,
 
     first_of = {}
     for i, name in enumerate(names):
+        if not name:
+            continue
         if name in first_of:
             join(first_of[name], i, "same name")
         else:
@@ -182,7 +198,7 @@ class CatalogSource:
         self.classes = list(data_cfg.classes)
         self.splits = _seeded_split(len(self.table), list(data_cfg.split.fractions),
                                     int(data_cfg.split.seed))
-        self.flux_to_jy = u.Unit(data_cfg.catalog_flux_unit).to(u.Jy)
+        self.flux_to_jy = _flux_to_jy(data_cfg.catalog_flux_unit)
         self._read = lru_cache(maxsize=2)(self._read_field)  # rows are grouped by field
         # fields that failed (bad BUNIT, unreadable): lru_cache keeps no exceptions, and a
         # mosaic of thousands of rows must not be read again for each
@@ -216,7 +232,7 @@ class CatalogSource:
 
     def _apply_duplicates(self, policy: str) -> None:
         ids = self.table[self.cols["source_id"]]
-        names = [str(ids[i]).strip() for i in self.rows]
+        names = ["" if np.ma.is_masked(ids[i]) else str(ids[i]).strip() for i in self.rows]
         ra, dec = self._centres()
         beam = max(self.cfg.beam_arcsec) if self.cfg.beam_arcsec else None
         self.duplicates = [

@@ -315,9 +315,10 @@ def _columns(kept, scale, offset, n, physical: bool) -> dict[str, np.ndarray]:
     for i, (c, m) in enumerate(zip(cut, meas)):
         size = c.image.shape[0] * c.pixel_scale_arcsec
         cols["ra"][i], cols["dec"][i], cols["las_arcsec"][i] = c.ra, c.dec, c.las_arcsec
-        # the prepared image's own peak (after centring and resampling), so that
-        # image * peak_flux restores Jy/beam exactly and a model conditioned on it returns
-        # images whose peak is the requested value; the field-resolution peak is in snr
+        # the prepared image's own peak (after centring and resampling): with per-image
+        # scaling and clipped negatives image * peak_flux restores Jy/beam exactly (in
+        # general image * scale + offset) and a model conditioned on it returns images
+        # whose peak is the requested value; the field-resolution peak is in snr
         cols["peak_flux"][i] = float(np.nanmax(kept[i][1])) if physical else np.nan
         cols["total_flux"][i], cols["snr"][i], cols["rms"][i] = m["total_flux"], m["snr"], c.rms
         cols["catalog_peak_flux"][i] = c.catalog_peak_flux

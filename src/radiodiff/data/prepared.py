@@ -12,8 +12,10 @@ dataset                     shape / dtype      meaning
 ``flags``                   (N,) uint8         bitmask of failed cuts (``FLAGS``); 0 = clean
 ``ra``, ``dec``             (N,) float64       cutout centre, deg (J2000); NaN if unknown
 ``las_arcsec``              (N,) float64       largest angular size, arcsec
-``peak_flux``               (N,) float64       peak of the prepared (resampled) cutout, Jy/beam:
-                                               image * peak_flux is Jy/beam (NaN: no flux scale)
+``peak_flux``               (N,) float64       peak of the prepared (resampled) cutout, Jy/beam
+                                               (NaN: no flux scale); image * peak_flux is Jy/beam
+                                               only for per-image scaling with negatives
+                                               clipped: in general image * scale + offset
 ``total_flux``              (N,) float64       sum of pixels > 3 rms / beam area, Jy
 ``rms``                     (N,) float64       sigma-clipped noise, Jy/beam
 ``snr``                     (N,) float64       field-resolution peak / rms (the S/N cut)
