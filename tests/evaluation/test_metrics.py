@@ -320,3 +320,29 @@ def test_the_source_finder_and_the_grids_see_every_class_of_a_class_ordered_set(
     assert np.array_equal(_subset(150, 200, seed=0), np.arange(150))
     assert set(_spread(labels, 32)) == {0, 1, 2, 3, 4} and len(_spread(labels, 32)) == 32
     assert np.array_equal(_spread(labels[:20], 32), labels[:20])
+
+
+def test_the_class_classifier_is_never_selected_on_the_split_it_scores(prepared):
+    from radiodiff.evaluation.metrics import _selection
+    test, _ = reference_set(prepared, "test")
+    val, _ = reference_set(prepared, "valid")
+    train, _ = reference_set(prepared, "train")
+    fit, select, on = _selection(train, val, test, seed=0)
+    assert fit is train and select is val and on == "valid"
+    fit, select, on = _selection(train, val, val, seed=0)      # scoring on valid
+    assert on == "a seeded seventh of train" and len(select.images) == len(train.images) // 7
+    assert len(fit.images) + len(select.images) == len(train.images)
+    rows = {img.tobytes() for img in fit.images}
+    assert not any(img.tobytes() in rows for img in select.images)  # disjoint
+    again = _selection(train, val, val, seed=0)[1]
+    assert np.array_equal(again.images, select.images)             # seeded
+
+
+def test_memorisation_against_the_training_split_itself_is_not_measured(prepared, tmp_path):
+    from radiodiff.evaluation.metrics import _classifier_tests
+    val, _ = reference_set(prepared, "valid")
+    train, _ = reference_set(prepared, "train")
+    settings = EvalSettings(**{**FAST.__dict__, "cache_dir": str(tmp_path / "cache")})
+    out = _classifier_tests(train, val, train, val, ["blob", "double"], settings, "")
+    assert out["memorisation"] == {"skipped": "the compared split is the training split"}
+    assert out["class_fidelity"]["selected_on"] == "valid"

@@ -341,10 +341,12 @@ def _classifier_tests(real: ImageSet, fake: ImageSet, train: ImageSet, val: Imag
     from radiodiff.evaluation.classifier import accuracy_and_confusion, embed
     from radiodiff.evaluation.feature_distances import frechet_distance, precision_recall
     from radiodiff.evaluation.memorisation import memorisation
-    model, cached = _classifier(train, val, len(classes), s, data_sha)
+    fit, select, selected_on = _selection(train, val, real, s.seed)
+    model, cached = _classifier(fit, select, len(classes), s, data_sha)
     acc_r, conf_r = accuracy_and_confusion(model, real.images, real.labels, len(classes))
     labelled = fake.labels >= 0
-    fid = {"real_accuracy": acc_r, "real_confusion": conf_r, "classifier_cached": cached}
+    fid = {"real_accuracy": acc_r, "real_confusion": conf_r, "classifier_cached": cached,
+           "selected_on": selected_on}
     if labelled.any():
         acc_f, conf_f = accuracy_and_confusion(model, fake.images[labelled],
                                                fake.labels[labelled], len(classes))
@@ -358,8 +360,27 @@ def _classifier_tests(real: ImageSet, fake: ImageSet, train: ImageSet, val: Imag
     features = {"frechet": frechet_distance(fr[perm[:n]], ff[rng.permutation(len(ff))[:n]]),
                 "frechet_floor": frechet_distance(fr[perm[:n]], fr[perm[half:half + n]]),
                 "n": int(n), **precision_recall(fr, ff)}
+    same = real.split is not None and real.split == train.split
     return {"class_fidelity": fid, "features": features,
-            "memorisation": memorisation(train.images, fake.images, real.images)}
+            "memorisation": {"skipped": "the compared split is the training split"} if same
+            else memorisation(train.images, fake.images, real.images)}
+
+
+def _selection(train: ImageSet, val: ImageSet, real: ImageSet,
+               seed: int) -> tuple[ImageSet, ImageSet, str]:
+    """(fit, select, what select is) for the class classifier: the training split and the
+    validation split it is selected on, unless the compared split *is* the validation
+    split (its recall would be optimistic): then it is selected on a seeded seventh of the
+    training split and fitted on the rest."""
+    if real.split is None or real.split != val.split:
+        return train, val, str(val.split or val.name)
+    perm = np.random.default_rng(seed).permutation(len(train.images))
+    hold, rest = np.sort(perm[:len(perm) // 7]), np.sort(perm[len(perm) // 7:])
+
+    def part(rows: np.ndarray, name: str) -> ImageSet:
+        return ImageSet(train.images[rows], train.labels[rows], name, split=train.split)
+    return part(rest, f"{train.name} (6/7)"), part(hold, f"{train.name} (1/7)"), \
+        f"a seeded seventh of {train.split or train.name}"
 
 
 def _beam_px(s: ImageSet, meta: dict) -> np.ndarray:

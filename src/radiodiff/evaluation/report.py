@@ -146,17 +146,13 @@ def _markdown(m: dict, figures: dict[str, str]) -> str:
         c = m["class_fidelity"]
         lines += [f"**Class fidelity**: classifier accuracy on real images "
                   f"{c['real_accuracy']:.3f}, on generated images "
-                  f"{_fmt(c.get('fake_accuracy'))} (ratio {_fmt(c.get('fidelity_ratio'))}).",
-                  ""]
+                  f"{_fmt(c.get('fake_accuracy'))} (ratio {_fmt(c.get('fidelity_ratio'))}; "
+                  f"classifier selected on {c.get('selected_on', 'valid')}).", ""]
         f = m["features"]
         lines += [f"**Feature distances** (classifier features, n={f['n']}): Fréchet "
                   f"{f['frechet']:.4g} (real-vs-real floor {f['frechet_floor']:.4g}); "
                   f"precision {f['precision']:.3f}, recall {f['recall']:.3f}.", ""]
-        mem = m["memorisation"]
-        lines += ["**Memorisation** (nearest training image, pixel L2): " + "; ".join(
-            f"{space}: generated median {d['gen_median']:.4g} vs test median "
-            f"{d['test_median']:.4g}, copy fraction {d['copy_fraction']:.3f}"
-            for space, d in mem.items() if isinstance(d, dict) and "gen_median" in d), ""]
+        lines += [_memorisation_line(m["memorisation"]), ""]
     for name, c in (m.get("conditioning") or {}).items():
         lines += [f"**Conditioning accuracy, {name}** (requested vs measured, n={c['n']}): "
                   + _accuracy(c) + (f"; real images, measured vs catalogue (the floor, "
@@ -201,6 +197,15 @@ def _morphology_lines(m: dict) -> list[str]:
         lines.append(f"| {key} | " + " | ".join(
             _fmt(morph["ks_ratio"].get(f"{g}/{key}")) for g in groups) + " |")
     return lines + [""]
+
+
+def _memorisation_line(mem: dict) -> str:
+    if "skipped" in mem:
+        return f"**Memorisation**: not measured ({mem['skipped']})."
+    return "**Memorisation** (nearest training image, pixel L2): " + "; ".join(
+        f"{space}: generated median {d['gen_median']:.4g} vs test median "
+        f"{d['test_median']:.4g}, copy fraction {d['copy_fraction']:.3f}"
+        for space, d in mem.items() if isinstance(d, dict) and "gen_median" in d)
 
 
 def _usefulness_lines(m: dict) -> list[str]:
