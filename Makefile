@@ -19,13 +19,17 @@ endif
 setup: $(STAMP)
 
 # torch first (the CPU build lying on disk; never another torch, never torchvision), then
-# the FIRST data wheel without its deps (they pull torchvision), then us with dev extras.
-$(STAMP): pyproject.toml
+# the FIRST data wheel without its deps (they pull torchvision), then us with dev extras,
+# within the versions the suite was last run with (constraints.txt).
+$(STAMP): pyproject.toml constraints.txt
+	@test -x $(BIN)/python || $(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
+	  || { echo "radiodiff needs Python >= 3.11; $(PYTHON) is missing or older:" \
+	            "make PYTHON=python3.11 ..."; exit 1; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q torch==2.13.0
 	$(BIN)/python -m pip install -q --no-deps firstgalaxydata==0.2.1
-	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[dev]'
 	touch $@
 
 # The built-in model (models/first): 16 samples per class as FITS, real vs generated PNG and
