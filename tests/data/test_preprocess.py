@@ -135,3 +135,9 @@ def test_measure_is_float64_for_huge_values():
     assert np.isfinite(m["total_flux"]) and m["snr"] == pytest.approx(100.0)
     assert np.isnan(measure(img, rms=float("inf"), pixel_scale_arcsec=1.8,
                             beam_arcsec=(5.4, 5.4))["snr"])
+
+
+def test_a_cutout_without_one_finite_pixel_is_blank_even_with_the_blank_cut_off():
+    img = np.full((8, 8), np.nan)
+    assert quality_flags(img, 100.0, cuts(nan="fill", blank=False)) == FLAGS["blank"]
+    assert quality_flags(img, 100.0, cuts()) == FLAGS["nan"] | FLAGS["blank"]

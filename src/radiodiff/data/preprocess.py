@@ -60,8 +60,8 @@ def quality_flags(image: np.ndarray, snr: float, cuts) -> int:
     if str(getattr(cuts.nan, "value", cuts.nan)) == "drop" and not finite.all():
         flags |= FLAGS["nan"]
     values = image[finite]
-    if cuts.blank and (values.size == 0 or values.max() == values.min()):
-        return flags | FLAGS["blank"]
+    if values.size == 0 or (cuts.blank and values.max() == values.min()):
+        return flags | FLAGS["blank"]  # no finite pixel: blank whatever the blank cut says
     peak = values.max()
     if cuts.snr_min is not None and np.isfinite(snr) and snr < cuts.snr_min:
         flags |= FLAGS["low_snr"]
