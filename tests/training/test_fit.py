@@ -147,6 +147,20 @@ def test_gradient_accumulation_resumes_exactly(tmp_path, tiny_h5, monkeypatch):
     a, b = _state(whole["checkpoint"]), _state(cfg_b.train.ckpt_dir + "/last.ckpt")
     for key, value in a["state_dict"].items():
         assert torch.equal(value, b["state_dict"][key]), key
+    class StopMidStep(Callback):  # as Lightning's max_time timer: after any batch
+        def on_train_batch_start(self, trainer, *args):
+            self.step = trainer.global_step
+
+        def on_train_batch_end(self, trainer, *args):
+            if self.step == trainer.global_step == 3:   # first micro-batch of step 4
+                trainer.should_stop = True
+    cfg_c = cfg_for(tmp_path / "c", tiny_h5, *common)
+    assert train(cfg_c, extra_callbacks=[StopMidStep()])["steps"] == 4  # held to the end
+    assert _state(cfg_c.train.ckpt_dir + "/last.ckpt")["global_step"] == 4
+    assert train(cfg_c)["steps"] == 8
+    c = _state(cfg_c.train.ckpt_dir + "/last.ckpt")
+    for key, value in a["state_dict"].items():
+        assert torch.equal(value, c["state_dict"][key]), key
 
 
 def test_resume_with_another_batch_size_counts_images(tmp_path, tiny_h5):

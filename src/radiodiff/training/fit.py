@@ -227,6 +227,24 @@ class TimeBox(StepBoundary):
             trainer.should_stop = True
 
 
+class StopAtStepEnd(StepBoundary):
+    """Hold a stop asked for between the micro-batches of a step (Lightning's
+    ``trainer.max_time``, whose timer checks after every batch) until the step's end, so
+    the checkpoint written at the end is a step boundary and resumes exactly. Appended
+    after Lightning's own callbacks (it must see what they set)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._held = False
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if not self.at_boundary(trainer):
+            self._held = self._held or bool(trainer.should_stop)
+            trainer.should_stop = False
+        elif self._held:
+            trainer.should_stop, self._held = True, False
+
+
 def drop_unused_run_dir(run_dir: Path, output_dir: Path, log_name: str) -> None:
     """Remove a run folder inside ``output_dir`` that holds only Hydra's bookkeeping
     (``.hydra/`` and ``log_name``), and its emptied parents."""
@@ -471,6 +489,7 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None,
     lock = RankZeroLock(ckpt_dir, f"train.run_name={cfg.train.run_name}: ",
                         then=lambda: _write_run_config(cfg, ckpt_dir))
     trainer = build_trainer(cfg, run_dir, -1, [lock, *callbacks])
+    trainer.callbacks.append(StopAtStepEnd())  # after Lightning's timer
     # the length in steps at the world size Lightning resolved (devices=auto, "0,1", [0, 1])
     batch_images = int(cfg.data.loader.batch_size) * trainer.world_size * int(
         cfg.trainer.accumulate_grad_batches)
