@@ -127,6 +127,18 @@ def test_stochastic_churn(noise):
         solve(stochastic_sample, gaussian_denoiser, noise, sigmas, S_churn=-1.0)
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (runs on GPU "
+                    "machines: the churn generator is a CPU one)")
+def test_churn_on_a_gpu_draws_from_the_seeded_cpu_generator(noise):
+    from radiodiff.seeds import churn_generator
+    sigmas = karras_sigmas(10)
+    cpu = solve(stochastic_sample, gaussian_denoiser, noise, sigmas, S_churn=5.0,
+                generator=churn_generator(3))
+    gpu = solve(stochastic_sample, gaussian_denoiser, noise.cuda(), sigmas, S_churn=5.0,
+                generator=churn_generator(3))
+    assert torch.allclose(gpu.cpu(), cpu, atol=1e-5)  # the same churn noise on either device
+
+
 def test_same_seed_same_sample_whatever_the_batch():
     seeds, shape, sigmas = list(range(100, 108)), (1, 4, 4), karras_sigmas(6)
     whole = seeded_noise(seeds, shape)

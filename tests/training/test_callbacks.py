@@ -43,3 +43,25 @@ def test_sample_callback_draws_through_the_one_sampling_loop():
     assert torch.equal(out, want)
     trainer.global_rank, trainer.world_size = 7, 8  # a rank with no share
     assert cb.sample(trainer, module).shape == (0, 1, 4, 4)
+
+
+def test_churned_callback_samples_do_not_depend_on_the_batch_or_the_global_rng():
+    from types import SimpleNamespace
+
+    import torch
+
+    def ema(x, sigma, cond=None):
+        return x / (1 + sigma.reshape(-1, 1, 1, 1) ** 2)
+
+    val = [(torch.zeros(1, 4, 4), {"label": torch.tensor(0)}) for _ in range(5)]
+    trainer = SimpleNamespace(global_rank=0, world_size=1,
+                              datamodule=SimpleNamespace(val_dataset=val))
+    module = SimpleNamespace(device=torch.device("cpu"), ema=ema,
+                             encode_cond=lambda raw: {"label": raw["label"].long()},
+                             intensity=SimpleNamespace(decode=lambda y: y))
+    spec = SamplerSpec(name="stochastic", steps=4, sigma_max=5.0, S_churn=5.0)
+    torch.manual_seed(0)
+    a = SampleCallback(10, count=6, spec=spec, batch_size=6, seed=4).sample(trainer, module)
+    torch.manual_seed(1)                                   # training moved the global RNG
+    b = SampleCallback(10, count=6, spec=spec, batch_size=2, seed=4).sample(trainer, module)
+    assert torch.equal(a, b)

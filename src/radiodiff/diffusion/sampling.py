@@ -274,9 +274,10 @@ def stochastic_sample(D: Denoiser, x: Tensor, sigmas: Tensor, cond: Any = None, 
     for i, (s_cur, s_next) in enumerate(zip(s[:-1], s[1:])):
         gamma = min(S_churn / n_steps, math.sqrt(2) - 1) if S_min <= s_cur <= S_max else 0.0
         s_hat = s_cur * (1 + gamma)
-        if gamma > 0:
+        if gamma > 0:  # drawn where the generator lives (the seeded CPU one), then moved
+            where = generator.device if generator is not None else x.device
             eps = torch.randn(x.shape, generator=generator, dtype=dtype,
-                              device=x.device).to(torch.float64)
+                              device=where).to(x.device, torch.float64)
             x = x + math.sqrt(s_hat ** 2 - s_cur ** 2) * S_noise * eps
         x = _heun_step(D, x, s_hat, s_next, cond, dtype)
         _report(callback, i, s_cur, s_next, x)

@@ -20,7 +20,7 @@ from radiodiff.io.artifacts import save_image_grid
 from radiodiff.evaluation.collect import StatsCollector, histogram_distance
 from radiodiff.diffusion.loop import sample_batches
 from radiodiff.diffusion.sampling import SamplerSpec, seeded_noise
-from radiodiff.seeds import callback_sample_seed
+from radiodiff.seeds import callback_sample_seed, churn_generator
 
 __all__ = ["SampleCallback"]
 
@@ -75,7 +75,8 @@ class SampleCallback(Callback):
         images, _ = sample_batches(module.ema, self.spec,
                                    lambda lo, hi: seeded_noise(seeds[lo:hi], shape),
                                    len(share), decode=module.intensity.decode, cond=cond,
-                                   batch_size=self.batch_size, device=module.device)
+                                   batch_size=self.batch_size, device=module.device,
+                                   churn=lambda k: churn_generator(seeds[k]))
         return images.to(module.device).clone()  # a plain tensor, not an inference one
 
     def run(self, trainer: L.Trainer, module: L.LightningModule) -> dict[str, float]:
