@@ -560,7 +560,7 @@ def _cmd_skymap(args) -> int:
     if args.merge:
         if args.overrides or args.shard or args.devices or args.preset != "first":
             raise ValueError("--merge takes only --out: the shards' config is in "
-                             "<out>/skymap_config.yaml")
+                             "<out>/shards/skymap_config.yaml")
         res = merge_shards(args.out, args.overwrite)
     else:
         cfg = load_skymap_config(args.preset, args.overrides)

@@ -46,3 +46,23 @@ def test_without_skip_a_failure_still_raises(monkeypatch):
     with pytest.raises(RuntimeError, match="unphysical"):
         sourcefind.find_sources_batch(np.ones((2, 8, 8), np.float32), 1.8, 5.4, rms=0.01,
                                       processes=1)
+
+
+def test_the_beam_position_angle_reaches_pybdsf_and_its_input_file(monkeypatch):
+    from types import SimpleNamespace
+
+    from astropy.io import fits
+    seen = {}
+
+    def process_image(path, outdir, **options):
+        seen.update(options, bpa=fits.getheader(path)["BPA"])
+        raise RuntimeError("stop here")
+    monkeypatch.setattr(sourcefind, "_import_bdsf",
+                        lambda: SimpleNamespace(process_image=process_image))
+    image = np.zeros((32, 32), np.float32)
+    image[16, 16] = 1.0
+    with pytest.raises(RuntimeError, match="stop here"):
+        sourcefind.find_sources(image, 1.8, (6.4, 5.4), rms=0.01, beam_pa_deg=30.0)
+    assert seen["beam"] == pytest.approx((6.4 / 3600, 5.4 / 3600, 30.0)) and seen["bpa"] == 30.0
+    with pytest.raises(ValueError, match="beam_pa_deg must be finite"):
+        sourcefind.find_sources(image, 1.8, (6.4, 5.4), rms=0.01, beam_pa_deg=float("nan"))

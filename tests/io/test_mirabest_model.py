@@ -39,7 +39,7 @@ def test_cli_sample_writes_jy_per_beam_fits(tmp_path, capsys):
     for k in range(2):
         with fits.open(out / f"sample_{k:05d}.fits") as hdul:
             h, data = hdul[0].header, hdul[0].data
-        assert h["BUNIT"] == "JY/BEAM" and h["TELESCOP"] == "VLA"
+        assert h["BUNIT"] == "Jy/beam" and h["TELESCOP"] == "VLA"
         assert h["FREQ"] == pytest.approx(1.4e9)
         assert h["BMAJ"] * 3600 == pytest.approx(5.4) and h["BMIN"] * 3600 == pytest.approx(5.4)
         assert 1e-4 < h["RMS"] < 3e-4
@@ -65,5 +65,5 @@ def test_python_api_population_from_the_training_table(release):
     np.testing.assert_allclose(res.physical.reshape(3, -1).max(1), c["peak_flux"], rtol=1e-6)
     pairs = sample_images(release, res, ra=10.0, dec=-5.0)
     for (image, header), las in zip(pairs, c["las_arcsec"]):
-        assert header["BUNIT"] == "JY/BEAM" and image.shape == (80, 80)
+        assert header["BUNIT"] == "Jy/beam" and image.shape == (80, 80)
         assert abs(header["CDELT1"]) * 3600 == pytest.approx(release.pixel_scale(las))

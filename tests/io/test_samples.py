@@ -33,7 +33,9 @@ def test_save_samples(tmp_path, release):
         h, data = hdul[0].header, hdul[0].data
         np.testing.assert_array_equal(data, r.physical[1, 0])
     np.testing.assert_allclose(proj_plane_pixel_scales(WCS(h)) * 3600, [PIXEL_SCALE] * 2)
-    assert h["BUNIT"] == "JY/BEAM"
+    assert h["BUNIT"] == "Jy/beam"
+    import astropy.units as u
+    assert u.Unit(h["BUNIT"], format="fits") == u.Jy / u.beam  # the FITS standard's spelling
     assert (h["BMAJ"] * 3600, h["BMIN"] * 3600) == pytest.approx(tuple(BEAM))
     assert h["SEED"] == 6 and h["SAMPLER"] == "heun" and h["STEPS"] == 3
     assert h["GUIDANCE"] == 1.0 and h["NFE"] == 5 and h["CLASS"] == "FRII"
@@ -101,7 +103,7 @@ def test_samples_carry_the_survey_cards(tmp_path, release):
     r = generate(release, n=1, label="FRII", peak_flux=0.02, **FAST)
     h = fits.getheader(save_samples(tmp_path / "a", release, r)["fits"][0])
     comments = " ".join(str(c) for c in h["COMMENT"])
-    assert h["BUNIT"] == "JY/BEAM" and h["TELESCOP"] == "VLA" and h["FREQ"] == 1.4e9
+    assert h["BUNIT"] == "Jy/beam" and h["TELESCOP"] == "VLA" and h["FREQ"] == 1.4e9
     assert (h["BMAJ"] * 3600, h["BMIN"] * 3600) == pytest.approx(tuple(BEAM))
     assert h["BPA"] == 0.0 and "RMS" not in h and "Noise rms unknown" in comments
     assert (h["CRVAL1"], h["CRVAL2"]) == (0.0, 0.0) and "is a placeholder" in comments
@@ -142,7 +144,7 @@ def test_survey_cards_from_the_release_meta(tmp_path, release):
     r = generate(meerkat, n=1, peak_flux=0.02, **FAST)
     h = fits.getheader(save_samples(tmp_path, meerkat, r)["fits"][0])
     assert h["TELESCOP"] == "MeerKAT" and h["FREQ"] == 1.28e9 and h["BPA"] == 30.0
-    assert h["RMS"] == 2e-5 and "JY/BEAM" in h.comments["RMS"]
+    assert h["RMS"] == 2e-5 and "Jy/beam" in h.comments["RMS"]
     assert "Noise rms unknown" not in _header_text(h)
 
 
@@ -192,7 +194,7 @@ def test_in_memory_headers_are_the_fits_headers(tmp_path, drawing, where):
         assert header["PEAKFLUX"] == r.conditions["peak_flux"][k]
         assert header["LAS"] == r.conditions["las_arcsec"][k]
         assert header["CLASS"] == r.conditions["class"][k] and header["CONDS"] == "draw"
-        assert header["BUNIT"] == "JY/BEAM" and header["DATE"] == r.created_utc
+        assert header["BUNIT"] == "Jy/beam" and header["DATE"] == r.created_utc
         np.testing.assert_allclose(proj_plane_pixel_scales(WCS(header)) * 3600,
                                    [PIXEL_SCALE] * 2)
     with pytest.raises(ValueError, match="both ra and dec"):

@@ -578,7 +578,7 @@ def test_cli_sample_draws_or_leaves_conditions_null(table_release, tmp_path, cap
     assert "drawn from the model's training rows" in capsys.readouterr().out
     h = fits.getheader(tmp_path / "d" / "sample_00001.fits")
     assert h["CONDS"] == "draw" and h["PEAKFLUX"] in table.columns["peak_flux"].tolist()
-    assert h["BUNIT"] == "JY/BEAM"
+    assert h["BUNIT"] == "Jy/beam"
     assert main(["sample", "--model", str(path), "--n", "1", "--steps", "1", "--conditions",
                  "null", "--out", str(tmp_path / "n")]) == 0
     assert "drawn" not in capsys.readouterr().out

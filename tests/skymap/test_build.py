@@ -37,7 +37,7 @@ def test_map_files_wcs_units_truth(cfg, tmp_path):
     with fits.open(res["paths"]["map"]) as hdul:
         h, data = hdul[0].header, hdul[0].data
     assert data.dtype.newbyteorder("=") == np.float32 and data.shape == (160, 160)
-    assert h["BUNIT"] == "JY/BEAM" and h["TELESCOP"] == "VLA" and h["FREQ"] == 1.4e9
+    assert h["BUNIT"] == "Jy/beam" and h["TELESCOP"] == "VLA" and h["FREQ"] == 1.4e9
     assert h["BMAJ"] == pytest.approx(5.4 / 3600) and h["BPA"] == 0.0
     assert h["RMS"] == pytest.approx(1.5e-4)
     w = WCS(h)
@@ -45,6 +45,9 @@ def test_map_files_wcs_units_truth(cfg, tmp_path):
     assert np.allclose(w.pixel_to_world_values(79.5, 79.5), (150.0, 30.0))
     t = Table.read(res["paths"]["truth"])
     assert list(t["id"]) == list(range(6))
+    assert any("0-based" in c for c in fits.getheader(res["paths"]["truth"], 1)["COMMENT"])
+    assert h["SYNTHETI"] is True and h["RDVERS"] and h["MODELSHA"] == prov_sha(res)
+    assert "Noise-free" in str(fits.getheader(res["paths"]["model"])["COMMENT"])
     assert t["flux_req"].unit == "Jy" and t["las"].unit == "arcsec"
     assert list(np.asarray(t["kind"]).astype(str)) == ["model"] * 2 + ["gaussian"] * 4
     np.testing.assert_allclose(t["flux_meas"], t["flux_req"], rtol=1e-5)
@@ -53,7 +56,12 @@ def test_map_files_wcs_units_truth(cfg, tmp_path):
     prov = json.loads(res["paths"]["provenance"].read_text())
     assert prov["model"]["weights_sha256"] and prov["config"]["sources"]["catalog"] == "cat.csv"
     assert str(tmp_path) not in res["paths"]["provenance"].read_text()  # no local paths
+    assert str(tmp_path) not in res["paths"]["config"].read_text()
     assert prov["rendered"] == {"gaussian": 4, "model": 2, "fallback": 0}
+
+
+def prov_sha(res):
+    return json.loads(res["paths"]["provenance"].read_text())["model"]["weights_sha256"]
 
 
 def test_shards_merge_bit_identical(cfg, tmp_path):
@@ -67,6 +75,8 @@ def test_shards_merge_bit_identical(cfg, tmp_path):
         assert fits.getheader(single[key]) == fits.getheader(merged[key])
     ta, tb = Table.read(single["truth"]), Table.read(merged["truth"])
     assert all(np.array_equal(ta[c], tb[c]) for c in ta.colnames)
+    assert single["config"].read_text() == merged["config"].read_text()  # the map's: no paths
+    assert merge_shards(tmp_path / "sh", overwrite=True)["paths"]["map"].is_file()  # again
 
 
 def _many_resolved(path, n=10):

@@ -223,7 +223,8 @@ def _work_folder(workdir: str | Path | None) -> Iterator[str]:
 def find_sources(image: np.ndarray, pixel_scale_arcsec: float,
                  beam_arcsec: float | Sequence[float], frequency_hz: float = 1.4e9,
                  rms: float | None = None, thresh_isl: float = 3.0, thresh_pix: float = 5.0,
-                 workdir: str | Path | None = None) -> dict[str, Any]:
+                 workdir: str | Path | None = None,
+                 beam_pa_deg: float = 0.0) -> dict[str, Any]:
     """Find and fit the sources of one image with PyBDSF.
 
     Parameters
@@ -234,8 +235,8 @@ def find_sources(image: np.ndarray, pixel_scale_arcsec: float,
     pixel_scale_arcsec : float
         Side of one pixel [arcsec], e.g. 1.8 for FIRST.
     beam_arcsec : float or (float, float)
-        Restoring-beam FWHM [arcsec]: one number for a circular beam, or (bmaj, bmin) with
-        position angle 0; e.g. 5.4 for FIRST.
+        Restoring-beam FWHM [arcsec]: one number for a circular beam, or (bmaj, bmin)
+        at position angle ``beam_pa_deg``; e.g. 5.4 for FIRST.
     frequency_hz : float
         Observing frequency [Hz]; PyBDSF requires one. Default 1.4e9.
     rms : float, optional
@@ -248,6 +249,8 @@ def find_sources(image: np.ndarray, pixel_scale_arcsec: float,
         Folder in which the work folder for the FITS file and PyBDSF's log is made
         (default: ``radiodiff-bdsf-<user>`` in the system temporary folder); it is always
         removed afterwards, and those of dead processes there first.
+    beam_pa_deg : float
+        Position angle of the beam's major axis [deg, east of north, as FITS BPA].
 
     Returns
     -------
@@ -265,11 +268,14 @@ def find_sources(image: np.ndarray, pixel_scale_arcsec: float,
     data = _image2d(image)
     scale = _positive("pixel_scale_arcsec", pixel_scale_arcsec)
     bmaj, bmin = _beam(beam_arcsec)
+    pa = float(beam_pa_deg)
+    if not math.isfinite(pa):
+        raise ValueError(f"beam_pa_deg must be finite, got {beam_pa_deg!r}")
     frequency_hz = _positive("frequency_hz", frequency_hz)
     thresh_isl = _positive("thresh_isl", thresh_isl)
     thresh_pix = _positive("thresh_pix", thresh_pix)
     options: dict[str, Any] = {"quiet": True, "frequency": frequency_hz,
-                               "beam": (bmaj / 3600.0, bmin / 3600.0, 0.0),
+                               "beam": (bmaj / 3600.0, bmin / 3600.0, pa),
                                "thresh_isl": thresh_isl, "thresh_pix": thresh_pix,
                                "thresh": "hard",  # always apply thresh_pix, no FDR
                                "ncores": 1}  # no process pool inside a worker
@@ -291,7 +297,7 @@ def find_sources(image: np.ndarray, pixel_scale_arcsec: float,
     error = None
     with _work_folder(workdir) as tmp:
         path = write_fits_image(Path(tmp) / "image.fits", data, scale, (bmaj, bmin),
-                                bunit="JY/BEAM")
+                                bunit="Jy/beam", beam_pa_deg=pa)
         with _silenced():
             try:
                 img = bdsf.process_image(str(path), outdir=tmp, **options)

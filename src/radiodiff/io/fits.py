@@ -328,7 +328,7 @@ def image_hdu(image: np.ndarray, pixel_scale_arcsec: float,
         Restoring beam (bmaj, bmin) FWHM, arcsec; written as BMAJ/BMIN in degrees, with BPA.
         A COMMENT says the beam is unknown when None.
     bunit : str, optional
-        Brightness unit, e.g. ``"JY/BEAM"``. None means the pixels have no flux scale
+        Brightness unit, e.g. ``"Jy/beam"``. None means the pixels have no flux scale
         (normalised images): BUNIT is then :data:`NORMALISED_BUNIT` (``""``, dimensionless); say how
         they were normalised in ``comments``.
     cards : mapping, optional

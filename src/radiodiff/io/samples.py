@@ -294,7 +294,7 @@ def _sample_hdus(release: ReleaseInfo, result: GenerateResult, ra: Optional[floa
                          "a celestial WCS")
     prov = _provenance(release, result)
     restored = result.unit == "Jy/beam"
-    bunit, comments = "JY/BEAM", []
+    bunit, comments = "Jy/beam", []
     if not restored:
         bunit = None  # image_hdu: BUNIT = '' (dimensionless)
         scaling = meta.get("scaling") or "unknown"
@@ -352,7 +352,7 @@ def save_samples(out_dir: str | Path, release: ReleaseInfo, result: GenerateResu
     SIN-projection WCS centred on (``ra``, ``dec``) whose pixel scale is the one
     :meth:`radiodiff.pipeline.release.Release.pixel_scale` gives the image's LAS condition (the
     cutout rule for data cut out around each source's LAS, else the release's), and the
-    cards of :func:`radiodiff.io.fits.image_hdu`: BUNIT ``JY/BEAM`` when the flux was
+    cards of :func:`radiodiff.io.fits.image_hdu`: BUNIT ``Jy/beam`` when the flux was
     restored, else dimensionless (``''``) with a COMMENT on the normalisation (peak = 1 for
     per-image scaling) and no flux scale; TELESCOP and FREQ [Hz] of the training survey (see
     :func:`_provenance`); BMAJ/BMIN/BPA [deg] (BPA from ``beam_pa_deg`` of the release meta,

@@ -46,6 +46,9 @@ __all__ = ["Plan", "plan_skymap", "render_rows", "render_into", "build_skymap",
 log = logging.getLogger(__name__)
 
 CONFIG_FILE = "skymap_config.yaml"  # the composed config; it marks a skymap folder (KINDS)
+# The config as the merge needs it (local paths of the catalogue, rms map and model): the
+# shards' working file; the map's own CONFIG_FILE names those files as provenance does.
+SHARD_CONFIG = "shards/skymap_config.yaml"
 
 
 @dataclass
@@ -245,9 +248,14 @@ def _write_final(plan: Plan, out: Path, image: np.ndarray, model: np.ndarray,
                  table, overwrite: bool = False) -> dict[str, Path]:
     cfg = plan.cfg
     meta = plan.provenance["model"]
+    code = plan.provenance["code"]
     cards = {"SEED": (int(cfg.seed), "skymap seed"),
              "MODEL": (meta["name"] if meta else "gaussian", "release of resolved sources"),
-             "NSRC": (len(table), "sources in truth.fits")}
+             "MODELSHA": meta["weights_sha256"] if meta else None,  # no room for a comment
+             "NSRC": (len(table), "sources in truth.fits"),
+             "SYNTHETI": (True, "simulated by radiodiff skymap, not observed"),
+             "RDVERS": (code["package_version"], "radiodiff version"),
+             "GITCOMMT": (code["git_commit"] or None, "code commit")}
     rms = plan.rms if cfg.noise.enabled and not cfg.noise.rms_map else None
     header = io.map_header(plan.grid, cfg.survey, rms, cards)
     plan.provenance["rendered"] = {k: int(np.sum(table["kind"] == k))
@@ -262,17 +270,19 @@ def _write_final(plan: Plan, out: Path, image: np.ndarray, model: np.ndarray,
     with artifact_dir(out, "skymap", _replaces(out, overwrite), nbytes) as tmp:
         paths = {
             "map": io.write_map(tmp / io.MAP_FILE, image, header),
-            "model": io.write_map(tmp / io.MODEL_FILE, model, header),
+            "model": io.write_map(tmp / io.MODEL_FILE, model, io.model_header(header)),
             "truth": io.write_truth(tmp / io.TRUTH_FILE, table),
             "preview": io.write_preview(tmp / io.PREVIEW_FILE, image, plan.rms, title,
                                         io.preview_marks(marks, plan.grid), label),
             "provenance": io.write_provenance(tmp / io.PROVENANCE_FILE, provenance),
-            "config": _write_config(tmp, cfg)}
+            "config": _write_config(tmp / CONFIG_FILE, provenance["config"])}
     return relocated(paths, tmp, out)
 
 
-def _write_config(out: Path, cfg: DictConfig) -> Path:
-    return atomic_text(out / CONFIG_FILE, OmegaConf.to_yaml(cfg, resolve=True))
+def _write_config(path: Path, cfg: DictConfig | dict) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return atomic_text(path, OmegaConf.to_yaml(OmegaConf.create(cfg) if isinstance(cfg, dict)
+                                               else cfg, resolve=True))
 
 
 def build_skymap(cfg: DictConfig, out: str | Path, shard: Optional[tuple[int, int]] = None,
@@ -307,7 +317,8 @@ def render_into(plan: Plan, out: str | Path, shard: Optional[tuple[int, int]] = 
     image, model, truth = render_rows(plan, rows, progress)
     if shard is None:
         return _write_final(plan, out, image, model, io.truth_table(truth), overwrite)
-    return {"config": _write_config(out, cfg),
+    return {"config": _write_config(out / CONFIG_FILE, plan.provenance["config"]),
+            "shard_config": _write_config(out / SHARD_CONFIG, cfg),
             "shard": io.write_shard(io.shard_path(out, k, n), rows, k, n, _config_hash(cfg),
                                     image, model, truth)}
 
@@ -316,8 +327,8 @@ def merge_shards(out: str | Path, overwrite: bool = False) -> dict[str, Any]:
     """Assemble ``out/shards/shard-*-of-N.fits`` into the final files of ``out``; an earlier
     merged map there is replaced only with ``overwrite`` (the shards are kept)."""
     out = Path(out)
-    if not (out / CONFIG_FILE).is_file():
-        raise FileNotFoundError(f"{out}: no {CONFIG_FILE}; run `radiodiff skymap --shard K/N "
+    if not (out / SHARD_CONFIG).is_file():
+        raise FileNotFoundError(f"{out}: no {SHARD_CONFIG}; run `radiodiff skymap --shard K/N "
                                 f"--out {out}` first")
     check_map_output(out, overwrite)
     try:
@@ -349,7 +360,7 @@ def _newest_shard_set(folder: Path) -> list[Path]:
 def _merge(out: Path, overwrite: bool) -> dict[str, Any]:
     from astropy.table import vstack
 
-    cfg = OmegaConf.load(out / CONFIG_FILE)
+    cfg = OmegaConf.load(out / SHARD_CONFIG)
     files = _newest_shard_set(out / "shards")
     shards = sorted((io.read_shard(f) for f in files), key=lambda s: s["k"])
     n, digest = shards[0]["n"], _config_hash(cfg)

@@ -142,7 +142,8 @@ def find_map_sources(path: str | Path, rms: Optional[float] = None, thresh_isl: 
     beam = (float(header["BMAJ"]) * 3600.0, float(header["BMIN"]) * 3600.0)
     rms = rms if rms is not None else header.get("RMS")
     res = find_sources(data, scale, beam, float(header["FREQ"]), rms=rms,
-                       thresh_isl=thresh_isl, thresh_pix=thresh_pix)
+                       thresh_isl=thresh_isl, thresh_pix=thresh_pix,
+                       beam_pa_deg=float(header.get("BPA", 0.0)))
     pos = np.asarray(res.get("positions") or np.zeros((0, 2)), float).reshape(-1, 2)
     ra, dec = wcs.pixel_to_world_values(pos[:, 0], pos[:, 1])
     return {"ra": np.asarray(ra) % 360.0, "dec": np.asarray(dec),

@@ -1,7 +1,7 @@
 """Files of a survey map: map and model FITS, truth table, preview PNG, provenance, shards.
 
 All written atomically with :func:`radiodiff.io.artifacts.atomic_write`. The FITS headers
-hold the map's celestial WCS, BUNIT = JY/BEAM, BMAJ/BMIN/BPA (deg), FREQ (Hz), TELESCOP
+hold the map's celestial WCS, BUNIT = Jy/beam, BMAJ/BMIN/BPA (deg), FREQ (Hz), TELESCOP
 and RMS; nothing that differs between a single run and merged shards.
 """
 
@@ -18,8 +18,8 @@ from radiodiff.skymap.render import TRUTH_COLUMNS
 from radiodiff.skymap.sky import MapGrid
 
 __all__ = ["MAP_FILE", "MODEL_FILE", "TRUTH_FILE", "PREVIEW_FILE", "PROVENANCE_FILE",
-           "map_header", "write_map", "truth_table", "write_truth", "preview_marks",
-           "preview_figure", "write_preview", "write_provenance", "shard_path", "write_shard",
+           "map_header", "model_header", "write_map", "truth_table", "write_truth",
+           "preview_marks", "preview_figure", "write_preview", "write_provenance", "shard_path", "write_shard",
            "read_shard"]
 
 MAP_FILE, MODEL_FILE, TRUTH_FILE = "map.fits", "model.fits", "truth.fits"
@@ -27,13 +27,15 @@ PREVIEW_FILE, PROVENANCE_FILE = "preview.png", "provenance.json"
 _UNITS = {"ra": "deg", "dec": "deg", "x": "pix", "y": "pix", "flux_req": "Jy",
           "flux_meas": "Jy", "peak_req": "Jy/beam", "peak_meas": "Jy/beam", "las": "arcsec",
           "pa": "deg"}
+TRUTH_PIXELS = ("x, y: 0-based pixels of map.fits (numpy, astropy world_to_pixel); FITS and "
+                "DS9 pixel numbers are x + 1, y + 1")
 _MARK = "#00e5ff"  # circles around generated sources: cyan, apart from the inferno colours
 
 
 def map_header(grid: MapGrid, survey: Mapping, rms: float | None, cards: Mapping[str, Any]):
     """WCS and instrument cards of the map (``survey``: the skymap ``survey`` config)."""
     header = grid.wcs.to_header()
-    header["BUNIT"] = ("JY/BEAM", "brightness unit")
+    header["BUNIT"] = ("Jy/beam", "brightness unit")
     header["BMAJ"] = (grid.beam.bmaj / 3600.0, "[deg] beam major axis (FWHM)")
     header["BMIN"] = (grid.beam.bmin / 3600.0, "[deg] beam minor axis (FWHM)")
     header["BPA"] = (grid.beam.pa, "[deg] beam position angle")
@@ -41,10 +43,20 @@ def map_header(grid: MapGrid, survey: Mapping, rms: float | None, cards: Mapping
     header["TELESCOP"] = (str(survey["telescope"]), "telescope of the simulated survey")
     header["SURVEY"] = (str(survey["name"]), "radiodiff skymap preset")
     if rms is not None:
-        header["RMS"] = (float(rms), "[JY/BEAM] requested noise rms per beam")
+        header["RMS"] = (float(rms), "[Jy/beam] requested noise rms per beam")
     for key, value in cards.items():
         header[key] = value
     return header
+
+
+def model_header(header):
+    """The map's header for its noise-free model: said to be noise-free, its RMS card (the
+    noise of the map, which this file does not have) named as such."""
+    out = header.copy()
+    out["COMMENT"] = "Noise-free model of map.fits: the sources alone."
+    if "RMS" in out:
+        out["RMS"] = (out["RMS"], "[Jy/beam] noise rms of map.fits (none here)")
+    return out
 
 
 def write_map(path: Path, data: np.ndarray, header) -> Path:
@@ -67,6 +79,7 @@ def truth_table(truth: Mapping[str, list]):
         t[c].unit = unit
     t.rename_column("cls", "class")
     t.sort("id")
+    t.meta["comments"] = [TRUTH_PIXELS]
     return t
 
 
