@@ -108,6 +108,7 @@ def test_samples_carry_the_survey_cards(tmp_path, release):
     assert h["BPA"] == 0.0 and "RMS" not in h and "Noise rms unknown" in comments
     assert (h["CRVAL1"], h["CRVAL2"]) == (0.0, 0.0) and "is a placeholder" in comments
     assert "normalised" not in comments  # restored to Jy/beam: a real flux scale
+    assert "Negatives clipped to 0" in comments  # a half-normal background: said
     with h5py.File(tmp_path / "a" / "samples.h5") as f:
         assert f.attrs["telescope"] == "VLA" and f.attrs["freq_hz"] == 1.4e9
     # a real position: the WCS is centred on it and no placeholder COMMENT is written
