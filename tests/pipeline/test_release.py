@@ -329,6 +329,7 @@ def test_stretched_release_decodes_and_projects_its_output(tmp_path, denoiser, c
     plain = generate(rel, 3, label="FRI", peak_flux=0.05, project=False, **FAST)
     np.testing.assert_array_equal(plain.images, res.raw)
     assert plain.raw is None and not plain.settings["projected"]
+    assert plain.physical is None and plain.unit != "Jy/beam"  # peak 1 only when projected
     save_samples(tmp_path / "out", rel, res)
     with h5py.File(tmp_path / "out" / "samples.h5") as f:
         np.testing.assert_array_equal(f["images_raw"][()], res.raw)

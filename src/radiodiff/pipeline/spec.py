@@ -108,7 +108,8 @@ class PipelineSpec:
                  ) -> "PipelineSpec":
         """This pipeline as one call runs it: ``sampler``; ``refine`` None (when there is a
         refiner), True (there must be one) or False (the base alone, projected as the base);
-        without ``project`` no final projection, without ``islands`` no noise islands."""
+        without ``project`` no final projection (and no Jy/beam: the images' peak is 1 only
+        after it), without ``islands`` no noise islands."""
         if not isinstance(islands, bool):
             raise ValueError(f"islands must be True or False, got {islands!r}")
         if refine is not None and not isinstance(refine, bool):
@@ -121,4 +122,5 @@ class PipelineSpec:
         final = call.projection if project else None
         if final is not None and not islands:
             final = replace(final, islands=None)
-        return replace(call, sampler=sampler, projection=final)
+        restores = call.restores_jy_per_beam and (project or call.projection is None)
+        return replace(call, sampler=sampler, projection=final, restores_jy_per_beam=restores)
