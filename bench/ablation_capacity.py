@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -60,7 +61,9 @@ def row(name: str, m: dict) -> dict:
             "las_iqr_log_ratio": catalogue.get("iqr_log_ratio"),
             "las_iqr_log_ratio_floor": real.get("iqr_log_ratio"),
             "las_by_size": catalogue.get("by_size"), "las_by_size_floor": real.get("by_size"),
-            "ks_ratio": {k: (v if v == v else None) for k, v in morph.get("ks_ratio", {}).items()},
+            "ks_ratio": {k: (v if v is None or math.isfinite(v) else None)
+                         for k, v in morph.get("ks_ratio", {}).items()},
+            "failed_zero_floor": morph.get("failed_zero_floor", []),
             "worst": morph.get("worst", []),
             "within_1.5": morph.get("within_1.5"), "n_ratios": morph.get("n"),
             "class_fidelity": (m.get("class_fidelity") or {}).get("fidelity_ratio"),

@@ -76,6 +76,7 @@ def test_shards_merge_bit_identical(cfg, tmp_path):
     ta, tb = Table.read(single["truth"]), Table.read(merged["truth"])
     assert all(np.array_equal(ta[c], tb[c]) for c in ta.colnames)
     assert single["config"].read_text() == merged["config"].read_text()  # the map's: no paths
+    assert fits.getheader(single["truth"], 1) == fits.getheader(merged["truth"], 1)
     assert merge_shards(tmp_path / "sh", overwrite=True)["paths"]["map"].is_file()  # again
 
 

@@ -257,7 +257,8 @@ def stochastic_sample(D: Denoiser, x: Tensor, sigmas: Tensor, cond: Any = None, 
     S_noise : float
         Scale of the added noise (slightly > 1 counters over-denoising).
     generator : torch.Generator, optional
-        Source of the added noise (on ``x``'s device).
+        Source of the added noise, drawn on the generator's device (the seeded CPU one of
+        :func:`radiodiff.seeds.churn_generator`) and moved to ``x``'s.
     callback : callable, optional
         Called after every step as ``callback({"i", "sigma", "sigma_next", "x"})``.
 

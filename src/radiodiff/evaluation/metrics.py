@@ -36,8 +36,8 @@ from radiodiff.io.integrity import content_digest
 from radiodiff.progress import announce
 from radiodiff.seeds import real_vs_fake_pick_rng
 
-__all__ = ["EvalSettings", "EvalResult", "evaluate", "real_statistics", "image_statistics",
-           "conditioning_accuracy"]
+__all__ = ["EvalSettings", "EvalResult", "evaluate", "check_beam", "real_statistics",
+           "image_statistics", "conditioning_accuracy"]
 
 log = logging.getLogger(__name__)
 
@@ -341,7 +341,7 @@ def _classifier_tests(real: ImageSet, fake: ImageSet, train: ImageSet, val: Imag
     from radiodiff.evaluation.classifier import accuracy_and_confusion, embed
     from radiodiff.evaluation.feature_distances import frechet_distance, precision_recall
     from radiodiff.evaluation.memorisation import memorisation
-    fit, select, selected_on = _selection(train, val, real, s.seed)
+    fit, select, selected_on = _selection(train, val, (real.split, fake.split), s.seed)
     model, cached = _classifier(fit, select, len(classes), s, data_sha)
     acc_r, conf_r = accuracy_and_confusion(model, real.images, real.labels, len(classes))
     labelled = fake.labels >= 0
@@ -360,22 +360,24 @@ def _classifier_tests(real: ImageSet, fake: ImageSet, train: ImageSet, val: Imag
     features = {"frechet": frechet_distance(fr[perm[:n]], ff[rng.permutation(len(ff))[:n]]),
                 "frechet_floor": frechet_distance(fr[perm[:n]], fr[perm[half:half + n]]),
                 "n": int(n), **precision_recall(fr, ff)}
-    same = real.split is not None and real.split == train.split
+    same = train.split is not None and train.split in (real.split, fake.split)
     return {"class_fidelity": fid, "features": features,
-            "memorisation": {"skipped": "the compared split is the training split"} if same
+            "memorisation": {"skipped": "a compared set is the training split"} if same
             else memorisation(train.images, fake.images, real.images)}
 
 
-def _selection(train: ImageSet, val: ImageSet, real: ImageSet,
+def _selection(train: ImageSet, val: ImageSet, scored: tuple[Optional[str], ...],
                seed: int) -> tuple[ImageSet, ImageSet, str]:
     """(fit, select, what select is) for the class classifier: the training split and the
-    validation split it is selected on, unless the compared split *is* the validation
-    split (its recall would be optimistic): then it is selected on a seeded seventh of the
-    training split and fitted on the rest."""
-    if real.split is None or real.split != val.split:
+    validation split it is selected on, unless a scored set (``scored``: the splits of the
+    real and the compared set) *is* the validation split (its recall would be optimistic):
+    then it is selected on a seeded seventh of the training split (at least one image) and
+    fitted on the rest."""
+    if val.split is None or val.split not in scored or len(train.images) < 2:
         return train, val, str(val.split or val.name)
     perm = np.random.default_rng(seed).permutation(len(train.images))
-    hold, rest = np.sort(perm[:len(perm) // 7]), np.sort(perm[len(perm) // 7:])
+    k = max(1, len(perm) // 7)
+    hold, rest = np.sort(perm[:k]), np.sort(perm[k:])
 
     def part(rows: np.ndarray, name: str) -> ImageSet:
         return ImageSet(train.images[rows], train.labels[rows], name, split=train.split)
@@ -383,9 +385,18 @@ def _selection(train: ImageSet, val: ImageSet, real: ImageSet,
         f"a seeded seventh of {train.split or train.name}"
 
 
+def check_beam(meta: dict, where: Any) -> None:
+    """One line unless ``meta`` records a restoring beam (two positive finite numbers):
+    morphology links within a beam and PyBDSF needs one."""
+    beam = np.asarray(meta.get("beam_arcsec") or [], float)
+    if beam.shape != (2,) or not (np.isfinite(beam).all() and (beam > 0).all()):
+        raise ValueError(f"{where}: no clean row records its restoring beam (fields without "
+                         "BMAJ/BMIN): set data.beam_arcsec=[bmaj,bmin] and prepare it again")
+
+
 def _beam_px(s: ImageSet, meta: dict) -> np.ndarray:
     """(N,) beam FWHM in each image's pixels (the mean of the beam's axes)."""
-    beam = np.atleast_1d(np.asarray(meta.get("beam_arcsec") or [5.4], float)).mean()
+    beam = np.asarray(meta["beam_arcsec"], float).mean()
     return beam / pixel_scales(s, meta)
 
 
@@ -408,6 +419,7 @@ def _morphology(real: ImageSet, fake: ImageSet, meta: dict, classes: list[str],
     return {"by_class": comp, "ks_ratio": ratios,
             "worst": sorted(scored, key=scored.get, reverse=True)[:5],
             "within_1.5": int(sum(v <= 1.5 for v in scored.values())), "n": len(scored),
+            "failed_zero_floor": sorted(k for k, v in ratios.items() if v == math.inf),
             "linking": LINK_RULE}
 
 
@@ -501,6 +513,7 @@ def evaluate(real: ImageSet, fake: ImageSet, train: ImageSet, val: ImageSet,
     if real.images.shape[1:] != fake.images.shape[1:]:
         raise ValueError(f"image shapes differ: {real.name} {real.images.shape[1:]} vs "
                          f"{fake.name} {fake.images.shape[1:]}")
+    check_beam(meta, "the reference")
     s, timings = settings, {}
     t = time.perf_counter()
     announce("evaluation: image statistics (plain and faint view)")

@@ -189,15 +189,15 @@ def ks_ratios(comparison: Mapping[str, Mapping[str, Any]]) -> dict[str, float]:
     """``{"<class>/<statistic>": KS matched / KS floor}`` from :func:`compare_by_class`.
 
     A floor of zero (the statistic is one value in every real subset, e.g. one component
-    in every Compact source) is not left out: a generated set that differs counts as
-    ``inf`` (a failure never hidden), one that does not as 1 (at its floor). NaN: no floor
-    could be had (too few images)."""
+    in every Compact source) is not left out: a generated set that differs by more than
+    one image in ``n_floor`` counts as ``inf`` (a failure never hidden), one that does not
+    as 1 (at its floor). NaN: no floor could be had (too few images)."""
     out = {}
     for group, stats in comparison.items():
         for key, entry in stats.items():
             ks = entry["ks"]
             ratio = ks["ratio"]
             if ratio is None and ks["floor_mean"] == 0 and ks["matched"] is not None:
-                ratio = math.inf if ks["matched"] > 0 else 1.0
+                ratio = math.inf if ks["matched"] > 1.0 / entry["n_floor"] else 1.0
             out[f"{group}/{key}"] = math.nan if ratio is None else float(ratio)
     return out

@@ -119,7 +119,7 @@ def score_settings(model: str, reference: str, split: str, n: int,
             if setting is None:
                 pick = np.random.default_rng(seed).permutation(len(floor_set.labels))[:n]
                 fake = ImageSet(floor_set.images[pick], floor_set.labels[pick],
-                                f"{floor_set.name} images")
+                                f"{floor_set.name} images", split=floor_set.split)
                 head = dict(REAL_HEAD)
             else:
                 fake = draw_setting(release, kind, labels, setting, seed)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable, Optional
 
-from radiodiff.evaluation.metrics import EvalResult, EvalSettings, evaluate
+from radiodiff.evaluation.metrics import EvalResult, EvalSettings, check_beam, evaluate
 from radiodiff.evaluation.report import write_report
 from radiodiff.evaluation.sets import Compared, Progress, reference_meta, reference_splits
 from radiodiff.io.artifacts import artifact_dir, relocated
@@ -37,10 +37,7 @@ def run_evaluation(reference: str | Path, compared: Compared, out_dir: str | Pat
     with artifact_dir(out, "report", overwrite, _REPORT_NBYTES) as tmp:
         real, train, val, ps = reference_splits(reference, split)
         meta = reference_meta(ps)
-        if meta["beam_arcsec"] is None:  # before sampling: morphology links within a beam
-            raise ValueError(f"{reference}: no clean row records its restoring beam (fields "
-                             "without BMAJ/BMIN): set data.beam_arcsec=[bmaj,bmin] and "
-                             "prepare it again")
+        check_beam(meta, reference)  # before sampling (evaluate checks it too)
         compared = compared.sized(real)
         fake = compared.image_set(reference, real, tmp, progress=bar("sampled"))
         synthetic = compared.train_like(reference, train, tmp / "tstr",

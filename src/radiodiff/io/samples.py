@@ -304,9 +304,10 @@ def _sample_hdus(release: ReleaseInfo, result: GenerateResult, ra: Optional[floa
             how = f"normalised to [0, 1] ({scaling} scaling)"
         comments.append(f"Pixel values are {how}: the image has no flux scale.")
     elif meta.get("negatives", "clip") == "clip":
+        noise = "of rms RMS (give a source finder a zero mean and RMS" if meta.get(
+            "rms_jy_beam") else "(give a source finder a zero mean"
         comments.append("Negatives clipped to 0 as in the training images: the background is "
-                        "not Gaussian noise of rms RMS (use a zero mean and RMS for a source "
-                        "finder; sum flux within islands only).")
+                        f"not Gaussian noise {noise}; sum flux within islands only).")
     kw = dict(beam_arcsec=meta.get("beam_arcsec"), bunit=bunit, ra=ra, dec=dec,
               beam_pa_deg=meta.get("beam_pa_deg"), telescope=prov["telescope"] or None,
               freq_hz=None if math.isnan(prov["freq_hz"]) else prov["freq_hz"],

@@ -327,7 +327,7 @@ def merge_shards(out: str | Path, overwrite: bool = False) -> dict[str, Any]:
     """Assemble ``out/shards/shard-*-of-N.fits`` into the final files of ``out``; an earlier
     merged map there is replaced only with ``overwrite`` (the shards are kept)."""
     out = Path(out)
-    if not (out / SHARD_CONFIG).is_file():
+    if _shard_config(out) is None:
         raise FileNotFoundError(f"{out}: no {SHARD_CONFIG}; run `radiodiff skymap --shard K/N "
                                 f"--out {out}` first")
     check_map_output(out, overwrite)
@@ -335,6 +335,15 @@ def merge_shards(out: str | Path, overwrite: bool = False) -> dict[str, Any]:
         return _merge(out, overwrite)
     finally:
         unlock_output(out)
+
+
+def _shard_config(out: Path) -> Optional[Path]:
+    """The config the shards were rendered with: ``shards/skymap_config.yaml``, or for
+    shards rendered before it existed the folder's ``skymap_config.yaml``; None: neither."""
+    for path in (out / SHARD_CONFIG, out / CONFIG_FILE):
+        if path.is_file():
+            return path
+    return None
 
 
 def _newest_shard_set(folder: Path) -> list[Path]:
@@ -360,7 +369,7 @@ def _newest_shard_set(folder: Path) -> list[Path]:
 def _merge(out: Path, overwrite: bool) -> dict[str, Any]:
     from astropy.table import vstack
 
-    cfg = OmegaConf.load(out / SHARD_CONFIG)
+    cfg = OmegaConf.load(_shard_config(out))
     files = _newest_shard_set(out / "shards")
     shards = sorted((io.read_shard(f) for f in files), key=lambda s: s["k"])
     n, digest = shards[0]["n"], _config_hash(cfg)
@@ -375,4 +384,5 @@ def _merge(out: Path, overwrite: bool) -> dict[str, Any]:
     model = np.concatenate([s["model"] for s in shards])
     table = vstack([s["truth"] for s in shards])
     table.sort("id")
+    table.meta = {"comments": [io.TRUTH_PIXELS]}  # once, as a single run writes it
     return {"paths": _write_final(plan, out, image, model, table, overwrite), "plan": plan}

@@ -19,8 +19,8 @@ from radiodiff.skymap.sky import MapGrid
 
 __all__ = ["MAP_FILE", "MODEL_FILE", "TRUTH_FILE", "PREVIEW_FILE", "PROVENANCE_FILE",
            "map_header", "model_header", "write_map", "truth_table", "write_truth",
-           "preview_marks", "preview_figure", "write_preview", "write_provenance", "shard_path", "write_shard",
-           "read_shard"]
+           "preview_marks", "preview_figure", "write_preview", "write_provenance",
+           "shard_path", "write_shard", "read_shard"]
 
 MAP_FILE, MODEL_FILE, TRUTH_FILE = "map.fits", "model.fits", "truth.fits"
 PREVIEW_FILE, PROVENANCE_FILE = "preview.png", "provenance.json"

@@ -62,7 +62,9 @@ class SampleCallback(Callback):
     @torch.no_grad()
     def sample(self, trainer, module) -> torch.Tensor:
         """This rank's samples (n_k, 1, H, W), conditions taken from validation rows: the one
-        sampling loop (:func:`~radiodiff.diffusion.loop.sample_batches`) over the EMA."""
+        sampling loop (:func:`~radiodiff.diffusion.loop.sample_batches`) over the EMA. A
+        churning sampler draws image by image, each with its own churn generator, so that
+        the samples do not depend on the batch (slower than batches on a GPU)."""
         val = trainer.datamodule.val_dataset
         share = self._my_share(trainer)
         shape = tuple(val[0][0].shape)
