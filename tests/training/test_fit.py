@@ -147,6 +147,7 @@ def test_gradient_accumulation_resumes_exactly(tmp_path, tiny_h5, monkeypatch):
     a, b = _state(whole["checkpoint"]), _state(cfg_b.train.ckpt_dir + "/last.ckpt")
     for key, value in a["state_dict"].items():
         assert torch.equal(value, b["state_dict"][key]), key
+
     class StopMidStep(Callback):  # as Lightning's max_time timer: after any batch
         def on_train_batch_start(self, trainer, *args):
             self.step = trainer.global_step
