@@ -44,7 +44,8 @@ def test_ddp_two_cpu_processes_give_the_single_process_map(tmp_path, busy_releas
     assert proc.stdout.count("4 sources on a 120 x 120 px map") == 1  # rank 0 reports
     assert "litlogger" not in proc.stdout + proc.stderr  # Lightning's advertisement dropped
     assert sorted(p.name for p in (tmp_path / "ddp" / "shards").iterdir()) == [
-        "shard-0-of-2.fits", "shard-1-of-2.fits"]
+        "shard-0-of-2.fits", "shard-1-of-2.fits", "skymap_config.yaml"]  # the merge's config
+    assert str(tmp_path) not in (tmp_path / "ddp" / "skymap_config.yaml").read_text()
     for key in ("map", "model"):
         a, b = fits.getdata(single[key]), fits.getdata(tmp_path / "ddp" / single[key].name)
         assert a.tobytes() == b.tobytes()
