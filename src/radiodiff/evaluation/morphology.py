@@ -61,25 +61,14 @@ LINK_RULE = "gap under one beam FWHM (nearest pixel centres less one pixel)"
 def _linked(comps: np.ndarray, ids: np.ndarray, beam_px: float) -> np.ndarray:
     """Labels 1..K over ``comps`` (0 elsewhere): components ``ids`` whose gap (the distance
     of their nearest pixel centres less one pixel) is under ``beam_px`` share one, joined
-    transitively, numbered in raster order."""
-    root = {int(c): int(c) for c in ids}
+    transitively (the connected components of that graph, numbered as ``ids``)."""
+    from scipy.sparse.csgraph import connected_components
 
-    def find(c: int) -> int:
-        while root[c] != c:
-            root[c] = root[root[c]]
-            c = root[c]
-        return c
-
-    for c in ids[:-1]:
-        dist = ndimage.distance_transform_edt(comps != c)
-        near = np.asarray(ndimage.minimum(dist, comps, index=ids))
-        for o in ids[(near - 1.0 < beam_px) & (ids > c)]:
-            root[find(int(o))] = find(int(c))
-    flat = comps.ravel()
-    order = flat[np.sort(np.unique(flat, return_index=True)[1])]  # raster order
-    lut, number = np.zeros(int(comps.max()) + 1, int), {}
-    for c in order[order > 0]:
-        lut[c] = number.setdefault(find(int(c)), len(number) + 1)
+    near = np.stack([ndimage.minimum(ndimage.distance_transform_edt(comps != c), comps, ids)
+                     for c in ids]).reshape(len(ids), len(ids))
+    _, groups = connected_components(near - 1.0 < beam_px, directed=False)
+    lut = np.zeros(int(comps.max()) + 1, int)
+    lut[ids] = groups + 1
     return lut[comps]
 
 
