@@ -93,7 +93,7 @@ def main(argv=None) -> int:
                  f"({_fmt(r['checks'].get(k, {}).get('floor'))})" for r in rows]
         print(f"| {k} | " + " | ".join(cells) + f" | {target or ''} |")
     if a.out:
-        Path(a.out).write_text(json.dumps({"split": a.split, "model": a.model,
+        Path(a.out).write_text(json.dumps({"split": a.split, "model": Path(a.model).name,
                                            "rows": rows}, indent=1) + "\n")
     return 0
 

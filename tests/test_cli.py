@@ -36,6 +36,29 @@ def test_cli_evaluate_real_vs_real(prepared, tmp_path, capsys):
 
 
 
+@pytest.mark.parametrize("options, named", [
+    (["--rvf-folds", "1"], "rvf_folds (--rvf-folds) must be an integer >= 2, got 1"),
+    (["--classifier-epochs", "0"], "classifier_epochs (--classifier-epochs) must be"),
+    (["--samples", "s", "--n", "5", "--steps", "9", "--tstr"], "--steps, --n, --tstr: "
+     "--samples compares images that exist"),
+    (["--real-split", "valid", "--batch-size", "8"], "--batch-size: --real-split compares"),
+])
+def test_cli_evaluate_refuses_absurd_or_idle_options_before_any_work(
+        prepared, tmp_path, capsys, options, named):
+    assert main(["evaluate", "--reference", str(prepared), *options,
+                 "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and named in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_cli_sample_checks_the_centre_before_drawing(tmp_path, capsys):
+    for ra in ("nan", "400", "-30"):
+        assert main(["sample", "--ra", ra, "--dec", "0", "--out", str(tmp_path / "s")]) == 2
+        assert f"--ra must be in [0, 360) deg, got {float(ra)}" in capsys.readouterr().err
+    assert not (tmp_path / "s").exists()
+
+
 def test_cli_evaluate_real_split_needs_the_reference(tmp_path, capsys, monkeypatch):
     import radiodiff.evaluation.sets as sets
 
@@ -173,3 +196,21 @@ def test_cli_fit_islands_bad_input_is_one_line(argv, message, tmp_path, capsys, 
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and err.startswith("radiodiff fit-islands: error: ")
     assert message in err and not out.exists()
+
+
+def test_recommend_leaves_a_shipped_release_alone_unless_forced(tmp_path, capsys):
+    """Its model card quotes numbers for the sampler it records (a copy is checked by its
+    files' hashes, so the folder's place does not matter)."""
+    import json
+    import shutil
+    from pathlib import Path
+
+    shipped = tmp_path / "first"
+    shutil.copytree(Path(__file__).resolve().parents[1] / "models" / "first", shipped)
+    before = (shipped / "meta.json").read_bytes()
+    assert main(["recommend", str(shipped), "--steps", "50"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "the shipped release 'first'" in err
+    assert (shipped / "meta.json").read_bytes() == before
+    assert main(["recommend", str(shipped), "--steps", "5", "--force"]) == 0
+    assert json.loads((shipped / "meta.json").read_text())["sampler"]["steps"] == 5

@@ -120,6 +120,8 @@ def _cmd_sample(args) -> int:
         raise ValueError("give both --ra and --dec (the image centre, deg) or neither")
     if args.dec is not None and not -90.0 <= args.dec <= 90.0:
         raise ValueError(f"--dec must be in [-90, 90] deg, got {args.dec}")
+    if args.ra is not None and not 0.0 <= args.ra < 360.0:
+        raise ValueError(f"--ra must be in [0, 360) deg, got {args.ra}")
     release = load_release(resolve_model(args.model))
     out = Path(args.out) if args.out else Path("outputs") / "samples" / release.path.name
     # before the compute: a target we must not replace, cannot write or cannot fill
@@ -253,6 +255,15 @@ def _cmd_evaluate(args) -> int:
         raise ValueError(f"--real-split {args.real_split} compares two splits of one prepared "
                          "file: name it with --reference <prepared .h5>")
     sampled = not (args.samples or args.real_split)
+    if not sampled:  # options of drawing images, which this comparison does not do
+        drawn = [f"--{o}" for k, o in _SPEC_OPTIONS.items()
+                 if getattr(args, "churn" if k == "S_churn" else k) is not None]
+        drawn += [o for o, on in (("--n", args.n is not None), ("--tstr", args.tstr),
+                                  ("--batch-size", args.batch_size != 32)) if on]
+        if drawn:
+            given = "--samples" if args.samples else "--real-split"
+            raise ValueError(f"{', '.join(drawn)}: {given} compares images that exist, "
+                             "none are drawn; leave them out (or give --model)")
     compared = Compared(model=args.model, samples=args.samples, real_split=args.real_split,
                         n=args.n, spec=_spec(args, *_model_spec(args.model)) if sampled
                         else None,
@@ -290,7 +301,7 @@ def _cmd_recommend(args) -> int:
     from radiodiff.io.release_files import resolve_model
     from radiodiff.pipeline.release import recommend_sampler
     path = recommend_sampler(resolve_model(args.model),
-                             _spec(args, *_model_spec(args.model)))
+                             _spec(args, *_model_spec(args.model)), force=args.force)
     print(f"recorded in {path / 'meta.json'} (and its SHA256SUMS)")
     return 0
 
@@ -547,6 +558,9 @@ def _add_recommend(sub) -> None:
                  "the default of sample / demo / evaluate / skymap")
     p.add_argument("model", help="release folder")
     _sampler_args(p)
+    p.add_argument("--force", action="store_true",
+                   help="change a shipped release too (its model card's numbers are for the "
+                   "sampler it records)")
 
 
 # --------------------------------------------------------------------------- skymap

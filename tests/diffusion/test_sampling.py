@@ -208,6 +208,9 @@ def test_sampler_spec_defaults_config_and_validation():
                       (dict(sigma_min=20.0), "need 0 < sigma_min <= sigma_max"),
                       (dict(rho=0.0), "rho must be > 0"),
                       (dict(S_churn=-1.0), "S_churn must be a finite number >= 0"),
+                      (dict(S_churn=5.0), "S_churn=5.0 needs the stochastic sampler"),
+                      (dict(rho=0.001), "rho=0.001 is too small"),  # overflows
+                      (dict(rho=0.2), "rho=0.2 is too small"),  # sigma_min rounds to 0
                       (dict(guidance=float("nan")), "guidance must be a finite number >= 0")):
         with pytest.raises(ValueError, match=match):
             SamplerSpec(**kw)

@@ -278,3 +278,12 @@ def test_a_nan_loss_on_another_rank_stops_this_one_too():
         DiffusionModule._check_loss(rank(1), torch.ones(4))
     with pytest.raises(IntegrityError, match=r"the loss is NaN or inf at step 5"):
         DiffusionModule._check_loss(rank(0), torch.tensor([1.0, float("nan")]))
+
+
+def test_a_damaged_manifest_is_named_not_the_checkpoints(tmp_path):
+    """A hand-edited SHA256SUMS line: its own one-line message, not "last.ckpt does not
+    match" (which would invite deleting two good checkpoints)."""
+    (tmp_path / "last.ckpt").write_bytes(b"not looked at")
+    (tmp_path / MANIFEST).write_text("0123  last.ckpt\n")
+    with pytest.raises(IntegrityError, match=f"{tmp_path / MANIFEST}: line 1 is not"):
+        read_checkpoint(tmp_path / "last.ckpt")

@@ -73,13 +73,18 @@ def test_one_clean_up_matches_every_name(tmp_path):
     (tmp_path / ".rdlock-out").write_text(f"{dead}@{host}\n")  # a lock holds its owner
     (tmp_path / ".rdlock-old").write_text(f"{dead}\n")  # an earlier version's: pid only
     (tmp_path / ".rdlock-other").write_text(f"{alive}@{host}\n")
-    (tmp_path / f".rdold-{dead}@{host}-rel").mkdir()  # a release being replaced when it died
-    (tmp_path / f".rdold-{dead}@{host}-rel" / "model.safetensors").write_bytes(b"x")
+    for rel in ("rel", "rel2"):  # releases being replaced when the writer died
+        (tmp_path / f".rdold-{dead}@{host}-{rel}").mkdir()
+        (tmp_path / f".rdold-{dead}@{host}-{rel}" / "model.safetensors").write_bytes(b"old")
+    (tmp_path / "rel2").mkdir()  # rel2's swap finished: its old copy goes
     # the checkpoint writer's clean-up of last.ckpt takes the doubled names too
     assert sorted(p.name for p in clear_stale_temps(tmp_path, "last.ckpt")) == sorted(
         stale[:4])
     clear_stale_temps(tmp_path)  # the one clean-up: every dead process's temporary
-    assert sorted(os.listdir(tmp_path)) == sorted(live + users)
+    # killed between a swap's two renames, rel is missing: its old copy is put back
+    assert sorted(os.listdir(tmp_path)) == sorted(live + users + ["rel", "rel2"])
+    assert (tmp_path / "rel" / "model.safetensors").read_bytes() == b"old"
+    assert not list((tmp_path / "rel2").iterdir())
 
 
 def test_the_clean_up_never_touches_another_hosts_temporaries(tmp_path):
@@ -103,6 +108,19 @@ def test_the_clean_up_never_touches_another_hosts_temporaries(tmp_path):
         assert (tmp_path / ".rdlock-t").read_text() == f"{os.getpid()}@{artifacts._HOST}\n"
     finally:
         unlock_output(tmp_path / "t")
+
+
+def test_a_lock_of_this_pid_that_this_process_does_not_hold_is_a_previous_life(tmp_path):
+    """A container's trainer is pid 1 in every restart: the lock its killed run left names
+    this very pid, and must not block the resume forever."""
+    (tmp_path / ".rdlock-s").write_text(f"{os.getpid()}@{artifacts._HOST}\n")
+    lock_output(tmp_path / "s")  # taken over
+    try:
+        assert clear_stale_temps(tmp_path) == []  # a lock this process holds stays
+        assert (tmp_path / ".rdlock-s").is_file()
+    finally:
+        unlock_output(tmp_path / "s")
+    assert not (tmp_path / ".rdlock-s").exists()
 
 
 _BDSF_KILLED = """
@@ -257,6 +275,25 @@ def test_a_save_killed_mid_rotation_is_completed_by_the_next(tmp_path):
     assert sha256_file(tmp_path / PREV) == step2 == read_manifest(tmp_path)[PREV]
     assert read_checkpoint(tmp_path / PREV)["global_step"] == 2  # verifiable, not "corrupt"
     assert read_checkpoint(tmp_path / LAST)["global_step"] == 4
+
+
+@pytest.mark.slow  # imports Lightning
+def test_the_second_save_killed_mid_rotation_keeps_the_first(tmp_path):
+    """No prev.ckpt yet: the manifest already names last.ckpt the next prev.ckpt when the
+    kill lands; the next save links it (before: it was overwritten, and SHA256SUMS listed a
+    prev.ckpt that did not exist)."""
+    from radiodiff.io.integrity import read_manifest, sha256_file
+    from radiodiff.pipeline.checkpoint import LAST, PREV, read_checkpoint
+    from radiodiff.training.fit import ResumeCheckpoint
+
+    ResumeCheckpoint(tmp_path, 1, 0).save(_Trainer(1))
+    step1 = sha256_file(tmp_path / LAST)
+    write_manifest(tmp_path, [], {LAST: "ab" * 32, PREV: step1})  # killed before the link
+    ResumeCheckpoint(tmp_path, 1, 0).save(_Trainer(3))
+    assert sorted(os.listdir(tmp_path)) == sorted([LAST, MANIFEST, PREV])
+    assert sha256_file(tmp_path / PREV) == step1 == read_manifest(tmp_path)[PREV]
+    assert read_checkpoint(tmp_path / PREV)["global_step"] == 1
+    assert read_checkpoint(tmp_path / LAST)["global_step"] == 3
 
 
 # --------------------------------------------------------------------------- full disk, I/O

@@ -100,3 +100,15 @@ def test_read_or_compute_reads_heals_and_only_writes_whole_files(tmp_path, caplo
         read_or_compute(path, "test", read, lambda: 1 / 0, write)
     assert path.read_text() == "damaged" and [p.name for p in path.parent.iterdir()] == \
         ["cache.txt"]
+
+
+def test_a_durable_write_also_flushes_the_rename(tmp_path, monkeypatch):
+    from radiodiff.io import artifacts
+    flushed = []
+    monkeypatch.setattr(artifacts, "_fsync_dir", flushed.append)
+    artifacts.atomic_write(tmp_path / "a.bin", lambda tmp: tmp.write_bytes(b"x"), fsync=True)
+    artifacts.atomic_write(tmp_path / "b.bin", lambda tmp: tmp.write_bytes(b"x"))
+    assert flushed == [tmp_path] and (tmp_path / "a.bin").read_bytes() == b"x"
+    monkeypatch.undo()
+    artifacts._fsync_dir(tmp_path)  # the real one runs (and a missing folder is no error)
+    artifacts._fsync_dir(tmp_path / "missing")

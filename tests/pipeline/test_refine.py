@@ -113,11 +113,19 @@ def test_refiner_of_other_classes_is_refused(parts, tmp_path):
     assert not (tmp_path / "pair").exists()  # nothing half-written
 
 
+def test_refine_sigma_is_checked_where_it_is_given():
+    for sigma in (float("nan"), float("inf"), 0.0):
+        with pytest.raises(ValueError, match=r"sigma \(--sigma\) must be a finite number > 0"):
+            RefineSpec(sigma=sigma)
+    assert RefineSpec(sigma=0.002, steps=1).solver().steps == 1  # the one step that fits
+
+
 @pytest.mark.parametrize("entry, match", [
     ({"sigma": -1, "steps": 2}, "sigma"),
     ({"sigma": 0.3, "steps": 0}, "steps"),
     ({"sigma": 0.3}, "steps"),
     ({"sigma": 0.3, "steps": 2, "rho": 0}, "rho"),
+    ({"sigma": 0.001, "steps": 3}, r"sigma \(--sigma\) 0.001 is at or below"),
 ])
 def test_bad_refine_entry_names_the_file(paired, tmp_path, entry, match):
     pair = tmp_path / "pair"

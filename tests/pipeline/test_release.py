@@ -93,6 +93,16 @@ def test_export_replaces_existing_release(tmp_path, denoiser, config, meta):
     export_release(dest, denoiser, config, dict(meta, step=20), overwrite=True)
     assert json.loads((dest / "meta.json").read_text())["step"] == 20
     assert sorted(p.name for p in tmp_path.iterdir()) == ["rel"]
+    # the recommended sampler (which the model card quotes) stays, unless --fresh
+    from radiodiff.diffusion.sampling import SamplerSpec
+    from radiodiff.pipeline.release import recommend_sampler
+    recommend_sampler(dest, SamplerSpec(name="dpmpp_2m", steps=7, guidance=1.5))
+    export_release(dest, denoiser, config, dict(meta, step=30), overwrite=True)
+    again = json.loads((dest / "meta.json").read_text())
+    assert again["step"] == 30 and again["sampler"]["steps"] == 7
+    assert load_release(dest).sampler.guidance == 1.5
+    export_release(dest, denoiser, config, meta, overwrite=True, fresh=True)
+    assert "sampler" not in json.loads((dest / "meta.json").read_text())
 
 
 def test_export_validates_meta(tmp_path, denoiser, config, meta):
@@ -640,3 +650,17 @@ def test_release_files_are_readable_by_others(tmp_path, denoiser, config, meta):
 def test_what_counts_as_a_local_path(value, local):
     from radiodiff.io.release_files import is_local_path
     assert is_local_path(value) is local
+
+
+def test_weights_changed_between_the_hash_check_and_the_read_are_refused(release_dir,
+                                                                          monkeypatch):
+    from radiodiff.io.integrity import IntegrityError
+    from radiodiff.pipeline import release as release_mod
+    read = release_mod.read_weights
+
+    def swapped(path):  # another process replaces the file after verify_file
+        state, _ = read(path)
+        return state, "0" * 64
+    monkeypatch.setattr(release_mod, "read_weights", swapped)
+    with pytest.raises(IntegrityError, match="changed while it was being loaded"):
+        load_release(release_dir)

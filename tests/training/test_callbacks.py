@@ -65,3 +65,26 @@ def test_churned_callback_samples_do_not_depend_on_the_batch_or_the_global_rng()
     torch.manual_seed(1)                                   # training moved the global RNG
     b = SampleCallback(10, count=6, spec=spec, batch_size=2, seed=4).sample(trainer, module)
     assert torch.equal(a, b)
+
+
+def test_sample_callback_runs_once_per_optimizer_step_and_needs_images(tmp_path):
+    """Under gradient accumulation the micro-batches of a step do not each sample (before:
+    k-1 times at step 0 and k times at every sampling step)."""
+    from types import SimpleNamespace
+
+    import pytest
+
+    from radiodiff.config import ConfigError
+    cb = SampleCallback(every_steps=2, count=4)
+    calls = []
+    cb.run = lambda trainer, module: calls.append(trainer.global_step)
+    trainer = SimpleNamespace(global_step=0)
+    for micro in range(6):  # 3 optimizer steps of 2 micro-batches
+        cb.on_train_batch_start(trainer, None, None, micro)
+        trainer.global_step += micro % 2
+        cb.on_train_batch_end(trainer, None, None, None, micro)
+    assert calls == [2]
+    cfg = load_config(["train.sample_every_steps=5", "train.sample_count=0"])
+    with pytest.raises(ConfigError, match=r"^train.sample_count=0: must be >= 1 while "
+                                          r"train.sample_every_steps=5"):
+        SampleCallback.from_config(cfg, tmp_path)

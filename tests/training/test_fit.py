@@ -493,6 +493,11 @@ def test_warm_start_from_a_release(tmp_path, tiny_h5, caplog):
     again = load_release(export_checkpoint(resumed["checkpoint"], tmp_path / "rel3")).meta
     assert again["warm_start"] == meta["warm_start"]
     assert "has seen data=" not in caplog.text  # same set: no warning
+    # the code that trained it, piece by piece (one entry: the same code resumed)
+    from radiodiff.io.provenance import git_commit
+    assert again["training_code"] == meta["training_code"] == [dict(
+        git_commit=git_commit(), package_version=meta["package_version"], from_images=0)]
+
     other = train(cfg_for(tmp_path / "d", tiny_h5, "data.name=tiny2", "train.total_kimg=0.004",
                           f"train.init_from={rel}"))
     assert f"train.init_from={rel} has seen data=tiny, this run trains on data=tiny2" \
@@ -524,6 +529,17 @@ def test_warm_start_from_a_release(tmp_path, tiny_h5, caplog):
         train(cfg_for(tmp_path / "c", tiny_h5, "model=unet_small", "model.attn_resolutions=[8]",
                       "train.total_kimg=0.008", f"train.init_from={rel}"))
     assert not (tmp_path / "c" / "ckpt").exists()  # refused before the run's folder is made
+
+
+def test_the_code_of_each_piece_is_recorded_when_it_changes(monkeypatch):
+    import radiodiff.io.provenance as provenance
+    from radiodiff.training.module import record_training_code
+    pieces = []
+    for commit, seen in (("aaa", 0), ("aaa", 64), ("bbb-dirty", 128), ("bbb-dirty", 192)):
+        monkeypatch.setattr(provenance, "git_commit", lambda: commit)
+        record_training_code(pieces, seen)
+    assert [(p["git_commit"], p["from_images"]) for p in pieces] == [("aaa", 0),
+                                                                     ("bbb-dirty", 128)]
 
 
 def test_sigma_data_is_measured_in_memory_or_lazily(tmp_path, tiny_h5):
@@ -609,6 +625,10 @@ def test_trainer_logger_and_callbacks_come_from_the_config(tmp_path):
     assert timer._duration == 3600
     cfg = load_config(["callbacks.time_box=null"])
     assert [type(c) for c in build_callbacks(cfg)] == [ResumeCheckpoint, ProgressLog]
+    # validation every 7 optimizer steps of 3 accumulated batches (Lightning counts batches)
+    cfg = load_config(["train.val_every_steps=7", "trainer.accumulate_grad_batches=3",
+                       "logger.kind=csv"])
+    assert build_trainer(cfg, tmp_path / "run3", 5, []).val_check_interval == 21
 
 
 @pytest.mark.parametrize("override, message", [

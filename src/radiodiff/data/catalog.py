@@ -121,49 +121,50 @@ def find_duplicates(names: list[str], ra: np.ndarray, dec: np.ndarray,
     degrees; NaN (or out-of-range) positions take part only through their names, and empty
     names (a blank or masked catalogue cell) only through their positions.
     """
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+    edges = _same_name_pairs(names) + _near_pairs(ra, dec, radius_arcsec)
+    if not edges:
+        return []
+    later, earlier, _ = zip(*edges)
     n = len(names)
-    parent = list(range(n))
-    why = {}
+    graph = coo_matrix((np.ones(len(edges)), (later, earlier)), shape=(n, n))
+    _, group = connected_components(graph, directed=False)
+    first, why = {}, {}
+    for row, g in enumerate(group):
+        first.setdefault(g, row)
+    for row, _, reason in edges:
+        why.setdefault(row, reason)
+    return [Duplicate(row=i, source_id=names[i], of_row=first[g], of_id=names[first[g]],
+                      why=why.get(i, "same source"))
+            for i, g in enumerate(group) if first[g] != i]
 
-    def root(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
 
-    def join(i: int, j: int, reason: str) -> None:
-        a, b = root(i), root(j)
-        if a != b:
-            lo, hi = min(a, b), max(a, b)
-            parent[hi] = lo
-            why.setdefault(max(i, j), reason)
-
-    first_of = {}
+def _same_name_pairs(names: list[str]) -> list[tuple[int, int, str]]:
+    """(later row, first row of that name, "same name"); blank names are no name."""
+    first_of, pairs = {}, []
     for i, name in enumerate(names):
-        if not name:
-            continue
-        if name in first_of:
-            join(first_of[name], i, "same name")
-        else:
+        if name and name in first_of:
+            pairs.append((i, first_of[name], "same name"))
+        elif name:
             first_of[name] = i
+    return pairs
+
+
+def _near_pairs(ra: np.ndarray, dec: np.ndarray,
+                radius_arcsec: float | None) -> list[tuple[int, int, str]]:
+    """(later row, earlier row, separation) for centres within ``radius_arcsec`` (astropy's
+    ``search_around_sky``); rows with NaN or out-of-range positions take no part."""
+    from astropy.coordinates import search_around_sky
     ok = np.isfinite(ra) & np.isfinite(dec) & (np.abs(dec) <= 90)
-    if radius_arcsec and ok.sum() > 1:
-        from scipy.spatial import cKDTree
-        idx = np.flatnonzero(ok)
-        r, d = np.radians(ra[idx]), np.radians(dec[idx])
-        xyz = np.stack([np.cos(d) * np.cos(r), np.cos(d) * np.sin(r), np.sin(d)], axis=1)
-        chord = 2.0 * np.sin(np.radians(radius_arcsec / 3600.0) / 2.0)
-        for a, b in sorted(cKDTree(xyz).query_pairs(chord)):
-            i, j = int(idx[a]), int(idx[b])
-            sep = np.degrees(2 * np.arcsin(min(1.0, np.linalg.norm(xyz[a] - xyz[b]) / 2)))
-            join(i, j, f'{sep * 3600:.2f}" apart (beam {radius_arcsec:g}")')
-    out = []
-    for i in range(n):
-        first = root(i)
-        if first != i:
-            out.append(Duplicate(row=i, source_id=names[i], of_row=first,
-                                 of_id=names[first], why=why.get(i, "same source")))
-    return out
+    if not radius_arcsec or ok.sum() < 2:
+        return []
+    idx = np.flatnonzero(ok)
+    sky = SkyCoord(ra[idx] * u.deg, dec[idx] * u.deg)
+    a, b, sep, _ = search_around_sky(sky, sky, radius_arcsec * u.arcsec)
+    pairs = [(int(idx[j]), int(idx[i]), f'{s:.2f}" apart (beam {radius_arcsec:g}")')
+             for i, j, s in zip(a, b, sep.arcsec) if i < j]
+    return sorted(pairs)
 
 
 def _float(value) -> float:

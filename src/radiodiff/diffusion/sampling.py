@@ -105,8 +105,17 @@ def karras_sigmas(n: int, sigma_min: float = 0.002, sigma_max: float = 80.0,
     if not rho > 0:
         raise ValueError(f"rho must be > 0, got {rho}")
     ramp = torch.linspace(0, 1, int(n), dtype=torch.float64)
-    lo, hi = sigma_min ** (1 / rho), sigma_max ** (1 / rho)
+    try:
+        lo, hi = sigma_min ** (1 / rho), sigma_max ** (1 / rho)
+    except OverflowError:
+        lo = hi = math.inf
     sigmas = (hi + ramp * (lo - hi)) ** rho
+    ends = (sigma_max, sigma_min)[:int(n)]
+    if not (torch.isfinite(sigmas).all() and sigmas.min() > 0
+            and all(abs(float(s) / e - 1) < 1e-6 for s, e in zip(sigmas[[0, -1]], ends))):
+        raise ValueError(f"rho={rho} is too small for sigma_min={sigma_min}, sigma_max="
+                         f"{sigma_max}: the schedule's noise levels over- or underflow "
+                         "float64 (EDM: rho 7)")
     return torch.cat([sigmas, sigmas.new_zeros(1)])
 
 
@@ -445,9 +454,14 @@ class SamplerSpec:
             value = getattr(self, name)
             if not (math.isfinite(float(value)) and value >= 0):
                 raise ValueError(f"{name} must be a finite number >= 0, got {value}")
+        if self.S_churn > 0 and self.name != "stochastic":
+            raise ValueError(f"S_churn={self.S_churn} needs the stochastic sampler; the "
+                             f"{self.name} solver is deterministic (give S_churn 0, or "
+                             "sampler stochastic)")
         object.__setattr__(self, "steps", int(self.steps))
         for name in ("sigma_min", "sigma_max", "rho", "S_churn", "guidance"):
             object.__setattr__(self, name, float(getattr(self, name)))
+        self.sigmas()  # a rho that over- or underflows the schedule: one ValueError here
 
     @classmethod
     def from_config(cls, sampler_cfg: Any) -> "SamplerSpec":

@@ -70,6 +70,26 @@ class EvalSettings:
     # draws one image per training row and trains 3 classifiers, so it is asked for
     tstr: bool = False
 
+    def __post_init__(self) -> None:
+        """Absurd settings are refused here, before any image is drawn (the option names
+        are those of ``radiodiff evaluate`` where it has one)."""
+        least = dict(n_repeats=1, classifier_epochs=1, rvf_folds=2, rvf_epochs=1,
+                     sf_max_images=1)
+        for name, low in least.items():
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ValueError(f"{name} (--{name.replace('_', '-')}) must be an integer "
+                                 f">= {low}, got {value!r}")
+        if self.rvf_folds > 100:
+            raise ValueError(f"rvf_folds (--rvf-folds) must be at most 100, got "
+                             f"{self.rvf_folds}")
+        for name, lo, hi in (("sf_rms", 0.0, 1.0), ("faint_power", 0.0, 1.0),
+                             ("shape_floor", 0.0, 1.0)):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and lo < value <= hi):
+                raise ValueError(f"{name} must be a number in ({lo:g}, {hi:g}], got "
+                                 f"{value!r}")
+
 
 @dataclass(kw_only=True)
 class EvalResult:

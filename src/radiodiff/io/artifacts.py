@@ -192,6 +192,10 @@ def _is_stale(path: Path, pid: int | None, host: str | None) -> bool:
     before, judged on this host."""
     if host is not None and host != _HOST:
         return False
+    if pid == os.getpid() and path.name.startswith(LOCK_PREFIX):
+        # our pid, but not a lock this process holds: a previous life of the pid (a
+        # restarted container's pid 1, killed mid-write), which would otherwise block forever
+        return Path(os.path.abspath(path)) not in _HELD
     if pid is not None:
         return not _pid_alive(pid)
     try:
@@ -222,12 +226,25 @@ def clear_stale_temps(folder: str | Path, name: str | None = None) -> list[Path]
         if owner is None or (want is not None and owner[2] != want) \
                 or not _is_stale(p, owner[0], owner[1]):
             continue
+        if e.name.startswith(OLD_PREFIX) and _restored(p, Path(folder) / owner[2]):
+            continue  # killed between the two renames of a swap: the old artifact is back
         try:
             shutil.rmtree(p) if e.is_dir(follow_symlinks=False) else p.unlink()
             removed.append(p)
         except OSError:
             pass  # cleaning up is a courtesy
     return removed
+
+
+def _restored(old: Path, target: Path) -> bool:
+    """Put an artifact set aside by a swap back where nothing took its place."""
+    if os.path.lexists(target):
+        return False
+    try:
+        os.replace(old, target)
+    except OSError:
+        return False
+    return True
 
 
 def write_error(exc: BaseException, path: str | Path) -> OutputError | None:
@@ -263,6 +280,21 @@ def _named_failures(path: Path) -> Iterator[None]:
         raise
 
 
+def _fsync_dir(folder: Path) -> None:
+    """Flush a folder's entries (a rename in it) to disk; where folders cannot be opened
+    (Windows) or synced, nothing."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
 def atomic_write(path: str | Path, write: Callable[[Path], Any], fsync: bool = False) -> Path:
     """Call ``write(tmp)`` on a temporary sibling of ``path``, then rename it to ``path``.
 
@@ -285,6 +317,8 @@ def atomic_write(path: str | Path, write: Callable[[Path], Any], fsync: bool = F
                     os.fsync(fh.fileno())
             if tmp != path:
                 os.replace(tmp, path)
+                if fsync:  # the rename itself, across a power cut
+                    _fsync_dir(path.parent)
         done = True
     finally:
         if not done:

@@ -19,7 +19,7 @@ from radiodiff.config import DATA_FLOOR, ProjectionConfig
 from radiodiff.data.projection import (HALO, check_floor, check_halo, islands_from,
                                        projection_dict)
 from radiodiff.diffusion.factory import build_denoiser, network_args
-from radiodiff.io.integrity import IntegrityError, check_finite, verify_file
+from radiodiff.io.integrity import IntegrityError, check_finite, read_manifest, verify_file
 from radiodiff.pipeline.release import export_release
 
 __all__ = ["export_checkpoint", "read_checkpoint", "conditions_from_data", "training_rows",
@@ -77,6 +77,8 @@ def read_checkpoint(path: str | Path, alternative: bool = True,
         fix = _alternative(path, usage) if alternative else "do not use it"
         raise IntegrityError(f"{path}: {problem}; {fix}") from cause
 
+    if check_hash:
+        read_manifest(path.parent)  # a damaged SHA256SUMS says so itself, the files are not blamed
     try:
         if check_hash:
             verify_file(path, "checkpoint", "", accept_any=True)
@@ -123,7 +125,8 @@ def export_checkpoint(ckpt_path: str | Path, out_dir: str | Path,
     ``projection_floor`` (a number, ``"data"`` or None) only its floor and
     ``projection_islands`` (IslandModel fields or None) only its noise islands and
     ``projection_halo`` (pixels) only its halo, the data floor then measured with it
-    (a run begun before its data config had the right halo); ``overwrite`` lets an existing release at ``out_dir`` be replaced
+    (a run begun before its data config had the right halo); ``overwrite`` lets an existing
+    release at ``out_dir`` be replaced
     (:func:`radiodiff.pipeline.release.export_release`). The release gets the training rows'
     conditions (``train_conditions.csv``) the checkpoint carries; for checkpoints made
     before they did, ``data`` (the prepared file the run trained on, checked by its
@@ -191,6 +194,8 @@ def _export_checkpoint(ckpt_path: Path, out_dir: str | Path, ema_halflife_kimg, 
     }
     if ckpt.get("warm_start"):  # what the run started from (training.fit.warm_start)
         meta["warm_start"] = dict(ckpt["warm_start"])
+    if ckpt.get("training_code"):  # the code of each piece (training.module)
+        meta["training_code"] = [dict(piece) for piece in ckpt["training_code"]]
     meta["projection"] = projection or output_projection(
         cfg.data, meta["scaling"], meta["negatives"],
         _floor_max(ds, cfg, hp, ckpt_path, data, projection_floor), projection_floor,

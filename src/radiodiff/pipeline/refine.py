@@ -69,6 +69,16 @@ class RefineSpec:
     sampler: str = "dpmpp_2m"
     rho: float = SamplerConfig.rho  # EDM's 7, the base sampler's default
 
+    def __post_init__(self) -> None:
+        low = SamplerConfig.sigma_min  # the schedule's end, which a refinement steps down to
+        if not (isinstance(self.sigma, (int, float)) and 0 < self.sigma < float("inf")):
+            raise ValueError(f"refine sigma (--sigma) must be a finite number > 0, got "
+                             f"{self.sigma!r}")
+        if self.sigma <= low and self.steps != 1:
+            raise ValueError(f"refine sigma (--sigma) {self.sigma:g} is at or below the "
+                             f"schedule's end {low:g}: only one step (--steps 1) fits, got "
+                             f"steps={self.steps}")
+
     def solver(self, sigma_min: float = 0.002) -> SamplerSpec:
         """The refiner's solver spec from ``sigma`` down to ``sigma_min`` (validated there)."""
         return SamplerSpec.build(sampler=self.sampler, steps=self.steps, rho=self.rho,

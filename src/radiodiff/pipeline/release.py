@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Mapping
@@ -43,7 +43,7 @@ from radiodiff.io.release_files import (CONFIG_FILE, FILES, FORMAT_VERSION, IMAG
                                         REQUIRED_KEYS, SCALINGS, TABLE_FILE, WEIGHTS_FILE,
                                         read_meta, read_weights, release_config_yaml,
                                         write_weights)
-from radiodiff.io.trust import note_untrusted
+from radiodiff.io.trust import note_untrusted, verify_release
 from radiodiff.pipeline.refine import RefineSpec
 from radiodiff.pipeline.spec import SAMPLER_KEYS, PipelineSpec, recommended_spec, refine_entry
 
@@ -295,6 +295,9 @@ def export_release(out_dir: str | Path, denoiser: nn.Module, config: DictConfig 
         kept = _kept_refine(out_dir, m) if overwrite and not fresh else None
         if kept is not None:  # the refiner/ that stays is still this release's refiner
             m["refine"] = kept
+        sampler = _kept_sampler(out_dir) if overwrite and not fresh else None
+        if sampler is not None:  # the recommendation stays with the model card that quotes it
+            m["sampler"] = sampler
         (tmp / CONFIG_FILE).write_text(release_config_yaml(cfg))
         write_weights(tmp, state, m["model_name"])
         (tmp / META_FILE).write_text(json.dumps(m, indent=2, allow_nan=False) + "\n")
@@ -412,6 +415,9 @@ def load_release(path: str | Path) -> Release:
     if not isinstance(config, DictConfig) or OmegaConf.select(config, "model") is None:
         raise ValueError(f"{path}: {CONFIG_FILE} has no `model` section")
     state, sha = read_weights(path)
+    if manifest is not None and sha != manifest[WEIGHTS_FILE]:  # changed since it was checked
+        raise IntegrityError(f"{path}: {WEIGHTS_FILE} changed while it was being loaded (its "
+                             f"SHA-256 no longer matches {MANIFEST}); load it again")
     check_finite(state, f"{path}: {WEIGHTS_FILE}", "the release is unusable: re-export it "
                  "from a good checkpoint")
     try:
@@ -498,6 +504,21 @@ def _kept_refine(out_dir: Path, meta: Mapping[str, Any]) -> dict | None:
     return refine_entry(spec, old["weights_sha256"], final)  # the new form
 
 
+def _kept_sampler(out_dir: Path) -> dict | None:
+    """``meta.json``'s recommended ``sampler`` of the release being replaced at
+    ``out_dir`` (an export without ``fresh``: its model card stays and quotes it); None
+    when it has none or its meta.json is unreadable or the entry is bad."""
+    if not (out_dir / META_FILE).is_file():
+        return None
+    try:
+        old = _read_meta(out_dir)
+        if old.get("sampler") is None:
+            return None
+        return asdict(recommended_spec(old, out_dir))
+    except ValueError:
+        return None
+
+
 def attach_refiner(base_dir: str | Path, refiner_dir: str | Path, out_dir: str | Path,
                    sigma: float = RefineSpec.sigma, steps: int = RefineSpec.steps,
                    sampler: str = RefineSpec.sampler, rho: float = RefineSpec.rho,
@@ -538,7 +559,7 @@ def attach_refiner(base_dir: str | Path, refiner_dir: str | Path, out_dir: str |
     return Path(out_dir)
 
 
-def recommend_sampler(release_dir: str | Path, spec) -> Path:
+def recommend_sampler(release_dir: str | Path, spec, force: bool = False) -> Path:
     """Record ``spec`` (a SamplerSpec) as the release's recommended sampler: meta.json
     ``sampler`` (every field, so the release does not depend on the package's defaults).
     The release is loaded (and so checked) first, then rewritten as a whole folder
@@ -547,12 +568,18 @@ def recommend_sampler(release_dir: str | Path, spec) -> Path:
     under its output lock; a release changed meanwhile (another export) is refused.
     ``sample``, ``demo``, ``evaluate``, ``skymap`` and ``generate()`` use it unless told
     otherwise. A ``refine`` entry is written in the current form (with the final
-    projection: :func:`~radiodiff.pipeline.spec.refine_entry`)."""
+    projection: :func:`~radiodiff.pipeline.spec.refine_entry`). A shipped release as
+    recorded (:func:`~radiodiff.io.trust.verify_release`), whose model card quotes numbers
+    for its sampler, is changed only with ``force``."""
     import shutil
-    from dataclasses import asdict
 
     release = load_release(release_dir)
     path = release.path.resolve()  # a linked release folder: the folder it names
+    shipped = verify_release(path)
+    if shipped.vouched and not force:
+        raise ValueError(f"{release_dir}: the shipped release {shipped.name!r}, whose model "
+                         "card quotes numbers for its recorded sampler; copy it (cp -r) and "
+                         "recommend on the copy, or give --force")
     meta_sha = sha256_file(path / META_FILE)
     meta = dict(release.meta, sampler=asdict(spec))
     pipe = release.pipeline

@@ -14,18 +14,19 @@ from pathlib import Path
 import lightning as L
 import numpy as np
 import torch
-from lightning.pytorch.callbacks import Callback
 
+from radiodiff.config import ConfigError
 from radiodiff.io.artifacts import save_image_grid
 from radiodiff.evaluation.collect import StatsCollector, histogram_distance
 from radiodiff.diffusion.loop import sample_batches
 from radiodiff.diffusion.sampling import SamplerSpec, seeded_noise
 from radiodiff.seeds import callback_sample_seed, churn_generator
+from radiodiff.training.fit import StepBoundary
 
 __all__ = ["SampleCallback"]
 
 
-class SampleCallback(Callback):
+class SampleCallback(StepBoundary):
     """Every ``every_steps`` steps: ``count`` samples vs real validation images."""
 
     def __init__(self, every_steps: int, count: int = 64, spec: SamplerSpec = SamplerSpec(),
@@ -34,15 +35,22 @@ class SampleCallback(Callback):
         self.batch_size, self.run_dir, self.seed = int(batch_size), Path(run_dir), int(seed)
         self._real: dict[str, torch.Tensor] | None = None
         self.last: dict[str, float] = {}
+        super().__init__()
 
     @classmethod
     def from_config(cls, cfg, run_dir) -> "SampleCallback":
         t = cfg.train
+        if int(t.sample_count) < 1:
+            raise ConfigError(f"train.sample_count={t.sample_count}: must be >= 1 while "
+                              f"train.sample_every_steps={t.sample_every_steps} (0: no "
+                              "in-training samples)")
         return cls(t.sample_every_steps, t.sample_count, SamplerSpec.from_config(cfg.sampler),
                    t.sample_batch_size, run_dir, int(cfg.seed))
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        if self.every_steps > 0 and trainer.global_step % self.every_steps == 0:
+        # once per optimizer step (not per accumulated micro-batch)
+        if self.every_steps > 0 and self.at_boundary(trainer) \
+                and trainer.global_step % self.every_steps == 0:
             self.run(trainer, pl_module)
 
     # ---------------------------------------------------------------------------------

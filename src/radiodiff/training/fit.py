@@ -136,15 +136,16 @@ class ResumeCheckpoint(StepBoundary):
         known = read_manifest(self.dirpath) or {}
         prev = self.dirpath / PREV
         last_sha = sha256_file(path) if path.is_file() else None
-        # A save killed mid-rotation (kill -9) left the ".old" entry: prev.ckpt is then
-        # hashed afresh, and a last.ckpt recorded as the next prev.ckpt is rotated as planned.
+        # A save killed mid-rotation (kill -9) left the manifest naming the next prev.ckpt
+        # (and, when there was one, the ".old" entry): prev.ckpt is then hashed afresh, and
+        # a last.ckpt recorded as the next prev.ckpt is rotated as planned.
         torn = f"{PREV}.old" in known
         # A last.ckpt that no longer matches its hash (the run resumed from prev.ckpt) is
         # moved aside, not rotated over the good prev.ckpt.
-        rotate = last_sha is not None and (known.get(LAST) in (None, last_sha) or (
-            torn and known.get(PREV) == last_sha))
-        prev_sha = (None if torn else known.get(PREV)) or (
-            sha256_file(prev) if prev.is_file() else None)
+        rotate = last_sha is not None and last_sha in (known.get(LAST, last_sha),
+                                                       known.get(PREV))
+        prev_sha = None if not prev.is_file() else (
+            None if torn else known.get(PREV)) or sha256_file(prev)
         keep = last_sha if rotate else prev_sha
         # During the renames every file present has its hash listed (read with accept_any).
         write_manifest(self.dirpath, [], {k: v for k, v in (
@@ -327,8 +328,12 @@ def build_trainer(cfg: DictConfig, run_dir: Path, max_steps: int,
     for key in ("accumulate_grad_batches", "log_every_n_steps"):
         if int(t[key]) < 1:
             raise ConfigError(f"trainer.{key}={t[key]}: must be >= 1")
+    every = {}
+    if isinstance(t.val_check_interval, int) and not isinstance(t.val_check_interval, bool):
+        # Lightning counts batches; train.val_every_steps counts optimizer steps
+        every["val_check_interval"] = t.val_check_interval * int(t.accumulate_grad_batches)
     return _instantiate(
-        t, "trainer", precision=resolve_precision(t.precision, t.accelerator),
+        t, "trainer", precision=resolve_precision(t.precision, t.accelerator), **every,
         max_steps=max_steps, max_epochs=-1, check_val_every_n_epoch=None,
         use_distributed_sampler=False,  # the sample stream shards itself per rank
         enable_checkpointing=False,     # ResumeCheckpoint writes atomically instead

@@ -191,6 +191,7 @@ class DiffusionModule(L.LightningModule):
                             for m in denoiser.modules())
         self._ema_step = 0  # global step of the last EMA update (none due at step 0)
         self.warm_start: dict | None = None  # lineage of a warm start (fit.warm_start)
+        self.training_code: list[dict] = []  # the code of each piece: record_training_code
 
     # ------------------------------------------------------------------------------ helpers
     @property
@@ -359,6 +360,7 @@ class DiffusionModule(L.LightningModule):
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
     def on_train_start(self) -> None:
+        record_training_code(self.training_code, self.images_seen)
         # The first step of a resumed piece at this run's schedule and peak rate: the
         # checkpoint holds its own run's (base_lrs and the next step's rate), which a branch
         # (train.resume_force) or another batch size changes; an exact resume gets the same
@@ -378,11 +380,26 @@ class DiffusionModule(L.LightningModule):
             checkpoint["run_identity"] = run_identity(self.hparams["cfg"])
         if self.warm_start:  # survives resumes: the export records it (pipeline.checkpoint)
             checkpoint["warm_start"] = dict(self.warm_start)
+        checkpoint["training_code"] = [dict(piece) for piece in self.training_code]
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         self.warm_start = checkpoint.get("warm_start")
+        self.training_code = [dict(p) for p in checkpoint.get("training_code") or []]
         self._resumed_at = checkpoint_progress(checkpoint, self.batch_images)
         self._ema_step = self._resumed_at[1]  # the checkpoint's EMA is up to date
+
+
+def record_training_code(pieces: list[dict], images_seen: int) -> None:
+    """Append this process's code (git commit, package version) to ``pieces`` when it
+    differs from the last piece's: a checkpoint, and the release exported from it, name
+    the code of every stretch of training (a run resumed across commits included), where
+    the release's own ``git_commit`` is the exporter's."""
+    import radiodiff
+    from radiodiff.io.provenance import git_commit
+
+    code = dict(git_commit=git_commit(), package_version=radiodiff.__version__)
+    if not pieces or {k: pieces[-1].get(k) for k in code} != code:
+        pieces.append(dict(code, from_images=int(images_seen)))
 
 
 def sigma_loss_line(sums: torch.Tensor) -> str:
