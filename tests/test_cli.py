@@ -53,9 +53,9 @@ def test_cli_evaluate_refuses_absurd_or_idle_options_before_any_work(
 
 
 def test_cli_sample_checks_the_centre_before_drawing(tmp_path, capsys):
-    for ra in ("nan", "400", "-30"):
+    for ra in ("nan", "inf"):
         assert main(["sample", "--ra", ra, "--dec", "0", "--out", str(tmp_path / "s")]) == 2
-        assert f"--ra must be in [0, 360) deg, got {float(ra)}" in capsys.readouterr().err
+        assert f"--ra must be a finite angle in deg, got {float(ra)}" in capsys.readouterr().err
     assert not (tmp_path / "s").exists()
 
 

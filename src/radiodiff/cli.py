@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import signal
 import sys
 import threading
@@ -120,8 +121,10 @@ def _cmd_sample(args) -> int:
         raise ValueError("give both --ra and --dec (the image centre, deg) or neither")
     if args.dec is not None and not -90.0 <= args.dec <= 90.0:
         raise ValueError(f"--dec must be in [-90, 90] deg, got {args.dec}")
-    if args.ra is not None and not 0.0 <= args.ra < 360.0:
-        raise ValueError(f"--ra must be in [0, 360) deg, got {args.ra}")
+    if args.ra is not None:
+        if not math.isfinite(args.ra):
+            raise ValueError(f"--ra must be a finite angle in deg, got {args.ra}")
+        args.ra %= 360.0  # -30 is 330, as the sky map's centre
     release = load_release(resolve_model(args.model))
     out = Path(args.out) if args.out else Path("outputs") / "samples" / release.path.name
     # before the compute: a target we must not replace, cannot write or cannot fill

@@ -73,10 +73,13 @@ def test_one_clean_up_matches_every_name(tmp_path):
     (tmp_path / ".rdlock-out").write_text(f"{dead}@{host}\n")  # a lock holds its owner
     (tmp_path / ".rdlock-old").write_text(f"{dead}\n")  # an earlier version's: pid only
     (tmp_path / ".rdlock-other").write_text(f"{alive}@{host}\n")
-    for rel in ("rel", "rel2"):  # releases being replaced when the writer died
+    for rel in ("rel", "rel2", "rel3"):  # releases being replaced when the writer died
         (tmp_path / f".rdold-{dead}@{host}-{rel}").mkdir()
         (tmp_path / f".rdold-{dead}@{host}-{rel}" / "model.safetensors").write_bytes(b"old")
+    (tmp_path / f".rdtmp-{dead}@{host}-rel").mkdir()  # rel: cut between the two renames
     (tmp_path / "rel2").mkdir()  # rel2's swap finished: its old copy goes
+    # rel3: killed while deleting its old copy after the swap (the new one since removed
+    # by the user): a partial old copy is not put back
     # the checkpoint writer's clean-up of last.ckpt takes the doubled names too
     assert sorted(p.name for p in clear_stale_temps(tmp_path, "last.ckpt")) == sorted(
         stale[:4])

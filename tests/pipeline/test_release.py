@@ -369,10 +369,10 @@ def _header_text(h: fits.Header) -> str:
 def test_cli_sample_places_the_images_on_the_sky(tmp_path, release_dir, capsys):
     out = tmp_path / "s"
     rc = main(["sample", "--model", str(release_dir), "--n", "1", "--steps", "1",
-               "--ra", "150.5", "--dec", "-30.25", "--out", str(out)])
+               "--ra", "-209.5", "--dec", "-30.25", "--out", str(out)])
     assert rc == 0
     h = fits.getheader(out / "sample_00000.fits")
-    assert (h["CRVAL1"], h["CRVAL2"]) == (150.5, -30.25)
+    assert (h["CRVAL1"], h["CRVAL2"]) == (150.5, -30.25)  # the angle wrapped into [0, 360)
     assert "placeholder" not in _header_text(h)
     rc = main(["sample", "--model", str(release_dir), "--n", "1", "--ra", "150",
                "--out", str(tmp_path / "o")])

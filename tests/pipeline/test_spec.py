@@ -137,3 +137,17 @@ def test_recommend_sampler_writes_an_older_pair_in_the_new_form(paired, tmp_path
     assert again.meta["refine"]["projection"] == FINAL and again.sampler == spec
     assert again.pipeline == PipelineSpec(spec, *(getattr(paired.pipeline, f) for f in (
         "base_projection", "refine", "refiner_sha256", "projection", "restores_jy_per_beam")))
+
+
+def test_churn_recorded_for_a_deterministic_solver_is_read_as_none(caplog):
+    """meta.json written before churn on heun/dpmpp_2m/euler was refused: the solver
+    ignored it, the release still loads (and says so); naming another solver over a
+    churned base drops the churn."""
+    from radiodiff.pipeline.spec import recommended_spec
+    spec = recommended_spec({"sampler": {"name": "heun", "steps": 9, "S_churn": 0.5}}, "rel")
+    assert spec == SamplerSpec(name="heun", steps=9) and "read as 0" in caplog.text
+    churned = SamplerSpec(name="stochastic", steps=4, S_churn=5.0)
+    assert SamplerSpec.build(churned, sampler="heun").S_churn == 0.0
+    assert SamplerSpec.build(churned, steps=6).S_churn == 5.0
+    with pytest.raises(ValueError, match="needs the stochastic sampler"):
+        SamplerSpec.build(churned, sampler="heun", S_churn=1.0)

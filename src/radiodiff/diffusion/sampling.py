@@ -479,6 +479,8 @@ class SamplerSpec:
             raise TypeError(f"unknown sampler option(s) {', '.join(unknown)}; "
                             f"known: sampler, {', '.join(sorted(known - {'name'}))}")
         given = {k: v for k, v in dict(options, name=sampler).items() if v is not None}
+        if given.get("name", "stochastic") != "stochastic" and "S_churn" not in given:
+            given["S_churn"] = 0.0  # another solver named over a churned base: no churn
         return replace(base or cls(), **given)
 
     @property

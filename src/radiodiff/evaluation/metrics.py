@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import math
+import numbers
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -77,18 +78,20 @@ class EvalSettings:
                      sf_max_images=1)
         for name, low in least.items():
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) \
+                    or value < low:
                 raise ValueError(f"{name} (--{name.replace('_', '-')}) must be an integer "
                                  f">= {low}, got {value!r}")
         if self.rvf_folds > 100:
             raise ValueError(f"rvf_folds (--rvf-folds) must be at most 100, got "
                              f"{self.rvf_folds}")
-        for name, lo, hi in (("sf_rms", 0.0, 1.0), ("faint_power", 0.0, 1.0),
-                             ("shape_floor", 0.0, 1.0)):
-            value = getattr(self, name)
-            if not (isinstance(value, (int, float)) and lo < value <= hi):
-                raise ValueError(f"{name} must be a number in ({lo:g}, {hi:g}], got "
-                                 f"{value!r}")
+        for name, low_open in (("sf_rms", True), ("faint_power", True), ("shape_floor", False)):
+            value = getattr(self, name)  # shape_floor 0: no floor
+            ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and (
+                (0 < value <= 1) if low_open else (0 <= value < 1))
+            if not ok:
+                span = "(0, 1]" if low_open else "[0, 1)"
+                raise ValueError(f"{name} must be a number in {span}, got {value!r}")
 
 
 @dataclass(kw_only=True)

@@ -226,7 +226,8 @@ def clear_stale_temps(folder: str | Path, name: str | None = None) -> list[Path]
         if owner is None or (want is not None and owner[2] != want) \
                 or not _is_stale(p, owner[0], owner[1]):
             continue
-        if e.name.startswith(OLD_PREFIX) and _restored(p, Path(folder) / owner[2]):
+        if e.name.startswith(OLD_PREFIX) and _restored(p, Path(folder) / owner[2],
+                                                        _swap_cut(folder, entries, owner)):
             continue  # killed between the two renames of a swap: the old artifact is back
         try:
             shutil.rmtree(p) if e.is_dir(follow_symlinks=False) else p.unlink()
@@ -236,9 +237,18 @@ def clear_stale_temps(folder: str | Path, name: str | None = None) -> list[Path]
     return removed
 
 
-def _restored(old: Path, target: Path) -> bool:
-    """Put an artifact set aside by a swap back where nothing took its place."""
-    if os.path.lexists(target):
+def _swap_cut(folder, entries, owner) -> bool:
+    """Whether the new artifact of the same writer is still a temporary beside its old one
+    set aside: a swap cut between its two renames (not one killed while deleting the old
+    copy after the swap, which left a partial ``.rdold``)."""
+    return any(e.name.startswith(TEMP_PREFIX) and _temp_owner(Path(folder), e.name) == owner
+               for e in entries)
+
+
+def _restored(old: Path, target: Path, cut: bool) -> bool:
+    """Put an artifact set aside by a swap cut between its renames back where nothing took
+    its place."""
+    if not cut or os.path.lexists(target):
         return False
     try:
         os.replace(old, target)
@@ -436,9 +446,9 @@ def lock_output(target: str | Path) -> Path:
             if attempt or lock not in clear_stale_temps(lock.parent, target.name):
                 _remove_empty(made)
                 raise _locked(target, _lock_owner(lock), lock) from None
+    _HELD[lock] = (*me, made)  # before its text: another thread's clean-up sees it held
     with os.fdopen(fd, "w", encoding="ascii") as fh:
         fh.write(f"{_owner()}\n")
-    _HELD[lock] = (*me, made)
     return lock
 
 
@@ -511,6 +521,7 @@ def check_output(target: str | Path, kind: str, overwrite: bool = False,
     target = Path(target)
     if kind not in KINDS:
         raise ValueError(f"unknown artifact kind {kind!r} (one of {sorted(KINDS)})")
+    clear_stale_temps(target.parent, target.name)  # a swap cut short is undone before judging
     if target.is_symlink() or target.exists():
         if not target.is_dir():
             raise OutputError(f"{target}: exists and is not a folder; refusing to replace it "

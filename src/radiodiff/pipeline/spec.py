@@ -24,6 +24,7 @@ call (another sampler, refine off, no projection, no islands) and
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, replace
 from typing import Any, Mapping, Optional
 
@@ -32,6 +33,8 @@ from radiodiff.data.projection import projection_dict, projection_from
 from radiodiff.diffusion.sampling import SamplerSpec
 from radiodiff.io.release_files import META_FILE
 from radiodiff.pipeline.refine import RefineSpec
+
+log = logging.getLogger(__name__)
 
 __all__ = ["PipelineSpec", "recommended_spec", "restores_jy_per_beam", "refine_entry",
            "SAMPLER_KEYS"]
@@ -50,6 +53,12 @@ def recommended_spec(meta: Mapping[str, Any], where: Any = "release") -> Sampler
     if unknown is None or unknown:
         raise ValueError(f"{where}: {META_FILE} `sampler` must be an object with keys from "
                          f"{', '.join(SAMPLER_KEYS)}; got {str(entry)[:80]}")
+    if entry.get("name", SamplerSpec.name) != "stochastic" and entry.get("S_churn"):
+        # recorded before churn on a deterministic solver was refused; it never had an effect
+        log.warning("%s: %s `sampler` gives S_churn=%s to the deterministic %s solver, which "
+                    "ignores it: read as 0", where, META_FILE, entry["S_churn"],
+                    entry.get("name", SamplerSpec.name))
+        entry = dict(entry, S_churn=0.0)
     try:
         return SamplerSpec(**entry)
     except (TypeError, ValueError) as exc:

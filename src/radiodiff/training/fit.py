@@ -329,8 +329,10 @@ def build_trainer(cfg: DictConfig, run_dir: Path, max_steps: int,
         if int(t[key]) < 1:
             raise ConfigError(f"trainer.{key}={t[key]}: must be >= 1")
     every = {}
-    if isinstance(t.val_check_interval, int) and not isinstance(t.val_check_interval, bool):
-        # Lightning counts batches; train.val_every_steps counts optimizer steps
+    if OmegaConf.is_interpolation(t, "val_check_interval") and isinstance(
+            t.val_check_interval, int) and not isinstance(t.val_check_interval, bool):
+        # Lightning counts batches; train.val_every_steps counts optimizer steps (a
+        # trainer.val_check_interval given as such is Lightning's own, in batches)
         every["val_check_interval"] = t.val_check_interval * int(t.accumulate_grad_batches)
     return _instantiate(
         t, "trainer", precision=resolve_precision(t.precision, t.accelerator), **every,
