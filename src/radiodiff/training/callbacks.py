@@ -21,7 +21,7 @@ from radiodiff.evaluation.collect import StatsCollector, histogram_distance
 from radiodiff.diffusion.loop import sample_batches
 from radiodiff.diffusion.sampling import SamplerSpec, seeded_noise
 from radiodiff.seeds import callback_sample_seed, churn_generator
-from radiodiff.training.fit import StepBoundary
+from radiodiff.training.boundary import StepBoundary
 
 __all__ = ["SampleCallback"]
 

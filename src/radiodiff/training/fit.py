@@ -40,6 +40,7 @@ from radiodiff.io.integrity import read_manifest, sha256_file
 from radiodiff.pipeline.checkpoint import LAST, PREV, read_checkpoint
 from radiodiff.pipeline.quiet import quiet_lightning
 from radiodiff.pipeline.ranks import RankZeroLock, on_rank_zero
+from radiodiff.training.boundary import StepBoundary
 from radiodiff.training.identity import (check_resume, check_resume_data,
                                          recorded_data_sha256)
 from radiodiff.training.module import (DataStats, DiffusionModule, checkpoint_progress,
@@ -54,23 +55,6 @@ __all__ = ["train", "check_schedule", "ResumeCheckpoint", "AtomicCheckpointIO", 
            "wandb_offline_dir"]
 
 log = logging.getLogger(__name__)
-
-
-class StepBoundary(Callback):
-    """Knows whether the batch that just ended closed an optimiser step (always without
-    gradient accumulation). Stopping between the micro-batches of a step would drop their
-    gradients and resume into a short step, so :class:`TimeBox` stops and
-    :class:`ResumeCheckpoint` saves only at these boundaries (a kill between them resumes
-    from the last one exactly: tested)."""
-
-    def __init__(self) -> None:
-        self._step_at_start = -1
-
-    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
-        self._step_at_start = int(trainer.global_step)
-
-    def at_boundary(self, trainer) -> bool:
-        return int(trainer.global_step) != self._step_at_start
 
 
 class ResumeCheckpoint(StepBoundary):
