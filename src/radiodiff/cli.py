@@ -29,15 +29,20 @@ _SPEC_OPTIONS = dict(sampler="sampler", steps="steps", guidance="guidance",
                      S_churn="churn")
 
 
+def _sampler_given(args) -> dict:
+    """The sampler options given on the command line, as ``SamplerSpec.build`` keywords."""
+    return {k: v for k, v in dict(
+        sampler=args.sampler, steps=args.steps, guidance=args.guidance,
+        sigma_min=args.sigma_min, sigma_max=args.sigma_max, rho=args.rho,
+        S_churn=args.churn).items() if v is not None}
+
+
 def _spec(args, base, source: str):
     """The sampler of ``sample``, ``demo``, ``evaluate`` and ``recommend``: ``base`` (what
     ``source`` says it is: :func:`_model_spec`, :func:`_release_spec`) with the options
     given on the command line replaced; printed in one line saying what came from where."""
     from radiodiff.diffusion.sampling import SamplerSpec
-    given = {k: v for k, v in dict(
-        sampler=args.sampler, steps=args.steps, guidance=args.guidance,
-        sigma_min=args.sigma_min, sigma_max=args.sigma_max, rho=args.rho,
-        S_churn=args.churn).items() if v is not None}
+    given = _sampler_given(args)
     spec = SamplerSpec.build(base, **given)
     names = [option for key, option in _SPEC_OPTIONS.items() if key in given]
     if not names:
@@ -259,8 +264,7 @@ def _cmd_evaluate(args) -> int:
                          "file: name it with --reference <prepared .h5>")
     sampled = not (args.samples or args.real_split)
     if not sampled:  # options of drawing images, which this comparison does not do
-        drawn = [f"--{o}" for k, o in _SPEC_OPTIONS.items()
-                 if getattr(args, "churn" if k == "S_churn" else k) is not None]
+        drawn = [f"--{o}" for k, o in _SPEC_OPTIONS.items() if k in _sampler_given(args)]
         drawn += [o for o, on in (("--n", args.n is not None), ("--tstr", args.tstr),
                                   ("--batch-size", args.batch_size != 32)) if on]
         if drawn:

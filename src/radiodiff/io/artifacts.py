@@ -226,8 +226,8 @@ def clear_stale_temps(folder: str | Path, name: str | None = None) -> list[Path]
         if owner is None or (want is not None and owner[2] != want) \
                 or not _is_stale(p, owner[0], owner[1]):
             continue
-        if e.name.startswith(OLD_PREFIX) and _restored(p, Path(folder) / owner[2],
-                                                        _swap_cut(folder, entries, owner)):
+        if e.name.startswith(OLD_PREFIX) and _swap_cut(folder, entries, owner) \
+                and _restored(p, Path(folder) / owner[2]):
             continue  # killed between the two renames of a swap: the old artifact is back
         try:
             shutil.rmtree(p) if e.is_dir(follow_symlinks=False) else p.unlink()
@@ -245,10 +245,10 @@ def _swap_cut(folder, entries, owner) -> bool:
                for e in entries)
 
 
-def _restored(old: Path, target: Path, cut: bool) -> bool:
+def _restored(old: Path, target: Path) -> bool:
     """Put an artifact set aside by a swap cut between its renames back where nothing took
     its place."""
-    if not cut or os.path.lexists(target):
+    if os.path.lexists(target):
         return False
     try:
         os.replace(old, target)
