@@ -53,7 +53,7 @@ def main() -> None:
                     help="final projection floors, fractions of the peak")
     args = ap.parse_args()
 
-    real, train, val, ps = reference_splits(args.reference, args.split)
+    real, train, _, ps = reference_splits(args.reference, args.split)
     meta = reference_meta(ps)
     labels = proportional_labels(real.labels, args.n)
     with tempfile.TemporaryDirectory() as tmp:
@@ -67,7 +67,7 @@ def main() -> None:
         images = project_like_data(raw.images, **dict(projection, floor=floor))  # no islands
         fake = ImageSet(images, raw.labels, f"floor {floor:g}")
         counts = np.asarray(image_statistics(faint_view(images), None)["seg_n_components"])
-        m = evaluate(real, fake, train, val, meta, EvalSettings(seed=args.seed)).to_dict()
+        m = evaluate(real, fake, train, meta, EvalSettings(seed=args.seed)).to_dict()
         row = quality_row(m, head, len(images), 0.0)
         shown = {k: round(v, 3) if isinstance(v, float) else v
                  for k, v in row.items() if k in _SHOWN}

@@ -59,6 +59,19 @@ def test_cli_sample_checks_the_centre_before_drawing(tmp_path, capsys):
     assert not (tmp_path / "s").exists()
 
 
+@pytest.mark.parametrize("args, message", [
+    (["--split", "train", "--real-split", "valid"], "--split train: the model and the class"),
+    (["--split", "valid", "--real-split", "valid"], "is the compared split itself"),
+])
+def test_cli_evaluate_refuses_comparisons_that_say_nothing(tmp_path, capsys, args, message):
+    reference = tmp_path / "never-read.h5"  # refused before the reference is opened
+    assert main(["evaluate", "--reference", str(reference), *args,
+                 "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("radiodiff evaluate: error: ")
+    assert message in err and not (tmp_path / "o").exists()
+
+
 def test_cli_evaluate_real_split_needs_the_reference(tmp_path, capsys, monkeypatch):
     import radiodiff.evaluation.sets as sets
 

@@ -39,6 +39,26 @@ def test_lotss_counts_per_reason(lotss, lotss_prepared):
     assert any("P003+03" in e and "file not found" in e for e in summary.errors)
 
 
+def test_prepared_file_records_no_local_folder(lotss, lotss_prepared):
+    """Inputs and output at absolute paths (the fixture's folders): the file names its
+    inputs by file name beside their hashes, and neither its config nor its summary names
+    a folder of this machine."""
+    import h5py
+    summary, ps = lotss_prepared
+    root = str(lotss["catalog"].parent)
+    assert ps.files and not any(f.startswith("/") or root in f for f in ps.files)
+    assert lotss["catalog"].name in ps.files
+    fields = [f for f in ps.files if f != lotss["catalog"].name]  # relative to fields_dir
+    assert fields and len(set(fields)) == len(fields)
+    assert all((lotss["mosaics_dir"] / f).is_file() for f in fields)
+    assert len(ps.sha256) == len(ps.files)
+    assert any("P003+03" in e for e in ps.attrs["summary"]["errors"])  # named, not placed
+    with h5py.File(summary.out, "r") as f:
+        text = " ".join(str(v) for v in f.attrs.values())
+    assert root not in text and str(summary.out) not in text and "<local path>" in text
+    assert ps.attrs["summary"]["out"] == "lotss.h5"
+
+
 def test_lotss_physical_values_match_the_injected_truth(lotss, lotss_prepared):
     _, ps = lotss_prepared
     truth = {t["Source_Name"]: t for t in lotss["truth"]}

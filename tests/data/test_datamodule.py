@@ -331,6 +331,10 @@ def test_state_dict_round_trip_and_data_mismatch(tmp_path):
     fresh = CutoutDataModule(path)
     with pytest.raises(ValueError, match="data_sha256.*differs.*different data"):
         fresh.load_state_dict(state)
+    # a checkpoint made from a file without the attribute records none: resumed unchecked
+    # (the run already warned), so train.resume_force is never needed for it
+    fresh.load_state_dict({**state, "data_sha256": None, "seed": 5})
+    assert fresh.seed == 5
 
 
 def test_from_config(h5file):

@@ -81,3 +81,31 @@ def test_read_errors_name_the_file(tmp_path):
         f["x"] = 1
     with pytest.raises(ValueError, match="other.h5: not a radiodiff prepared file"):
         read_prepared(other)
+
+
+def test_preparation_changes_compare_only_what_prepare_writes():
+    """The options that decide the file's content are compared (numbers by value); where it
+    goes, how a run loads it, the output projection, an option one side lacks and a recorded
+    <local path> are not."""
+    from omegaconf import OmegaConf
+    from radiodiff.config import load_config
+    from radiodiff.data.prepare import preparation_changes
+    from radiodiff.io.provenance import release_config_yaml
+    cfg = load_config(["data=tiny", "data.out=/somewhere/tiny.h5"])
+    stored = release_config_yaml(cfg)
+    assert "/somewhere" not in stored and preparation_changes(stored, cfg.data) == []
+    assert preparation_changes(None, cfg.data) == []  # a file without its config: unchecked
+    same = load_config(["data=tiny", "data.out=other.h5", "data.loader.batch_size=2",
+                        "data.projection_floor=0.01", "data.crop_arcsec=288",
+                        "data.on_error=stop"])
+    assert preparation_changes(stored, same.data) == []
+    changed = load_config(["data=tiny", "data.negatives=abs", "data.cuts.snr_min=5",
+                           "data.split.fractions=[0.7,0.2,0.1]"])
+    assert preparation_changes(stored, changed.data) == [
+        "data.negatives=clip (now abs)", "data.cuts.snr_min=None (now 5.0)",
+        "data.split.fractions=[0.8, 0.1, 0.1] (now [0.7, 0.2, 0.1])"]
+    older = OmegaConf.to_container(OmegaConf.create(stored))
+    del older["data"]["cuts"]  # an option the file's version did not have yet
+    assert preparation_changes(OmegaConf.to_yaml(older), changed.data) == [
+        "data.negatives=clip (now abs)",
+        "data.split.fractions=[0.8, 0.1, 0.1] (now [0.7, 0.2, 0.1])"]

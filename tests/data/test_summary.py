@@ -152,7 +152,7 @@ def test_summary_metadata_and_json_roundtrip(toy):
     assert len(s["data_sha256"]) == 64 and s["inputs_sha256"] == "e" * 64
     assert s["format_version"] == 1 and s["package_version"] == "0.1.0"
     assert s["created_utc"] == "2024-01-01T00:00:00Z"
-    assert s["path"] == str(toy[0].resolve()) and s["n_input_files"] == 1
+    assert s["path"] == toy[0].name and s["n_input_files"] == 1  # no folder of this machine
     assert s["prep_summary"] == PREP and s["config_yaml"] == CONFIG
 
 

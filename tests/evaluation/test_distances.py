@@ -155,6 +155,29 @@ def test_compare_same_distribution_near_one_and_shift_much_larger():
     assert _ratios(shifted).min() > 10.0
 
 
+def test_a_pooled_statistic_draws_its_subsets_by_image():
+    """Pixels of images whose level scatters from image to image (as sources do): drawn by
+    image, a fake set from the same process sits at its floor; the same pixels pooled and
+    drawn pixel by pixel give a floor without that scatter, and the ratio of a perfect
+    generator far above 1 (the bug this guards against)."""
+    def images(rng, n, k=40):
+        level = rng.normal(0.0, 1.0, (n, 1))
+        v = level + rng.normal(0.0, 0.1, (n, k))
+        v[:, k // 2:][rng.random((n, k - k // 2)) < 0.5] = np.nan  # ragged rows
+        return v
+    real, fake = images(np.random.default_rng(0), 200), images(np.random.default_rng(1), 100)
+    by_image = compare({"p": real}, {"p": fake}, n_repeats=10)["p"]
+    assert (by_image["n_real"], by_image["n_fake"], by_image["n_floor"]) == (200, 100, 100)
+    assert by_image["wasserstein1"]["ratio"] < 2.0 and by_image["ks"]["ratio"] < 2.0
+    flat = compare({"p": real[np.isfinite(real)]}, {"p": fake[np.isfinite(fake)]},
+                   n_repeats=10)["p"]
+    assert flat["wasserstein1"]["ratio"] > 3.0
+    shifted = compare({"p": real}, {"p": fake + 1.0}, n_repeats=10)["p"]
+    assert shifted["wasserstein1"]["ratio"] > 3.0
+    assert compare({"p": real}, {"p": np.full((5, 40), np.nan)})["p"]["n_fake"] == 0
+    json.dumps(by_image, allow_nan=False)
+
+
 def test_compare_drops_nan_and_handles_empty():
     real = {"x": np.concatenate([sample(2, 200), [np.nan] * 10]), "y": sample(3, 200)}
     fake = {"x": np.concatenate([sample(4, 50), [np.nan] * 5]), "y": [np.nan, np.nan]}

@@ -50,10 +50,9 @@ def test_a_faint_haze_alone_is_caught(prepared, tmp_path):
     hazy[sky] = haze[sky]
     fake = ImageSet(hazy, other.labels.copy(), "hazy copy of valid")
     settings = EvalSettings(**{**FAST.__dict__, "cache_dir": str(tmp_path / "cache")})
-    m = evaluate(real, fake, train, other, {"classes": ["blob", "double"],
-                                            "data_sha256": "cd" * 32,
-                                            "pixel_scale_arcsec": 1.8,
-                                            "beam_arcsec": [5.4, 5.4]}, settings)
+    m = evaluate(real, fake, train, {"classes": ["blob", "double"], "data_sha256": "cd" * 32,
+                                     "pixel_scale_arcsec": 1.8, "beam_arcsec": [5.4, 5.4]},
+                 settings)
     # the linear shape statistics are guarded and do not see the haze ...
     for key in ("size", "elongation", "radius"):
         assert m.distances[key]["wasserstein1"]["ratio"] < 3, key
@@ -72,11 +71,11 @@ def test_every_image_in_the_html_report_exists(prepared, tmp_path):
     import re
     real, _ = reference_set(prepared, "test")
     other, _ = reference_set(prepared, "valid")
+    train, _ = reference_set(prepared, "train")
     settings = EvalSettings(**{**FAST.__dict__, "cache_dir": str(tmp_path / "cache")})
-    m = evaluate(real, other, other, other, {"classes": ["blob", "double"],
-                                             "data_sha256": "ef" * 32,
-                                             "pixel_scale_arcsec": 1.8,
-                                             "beam_arcsec": [5.4, 5.4]}, settings)
+    m = evaluate(real, other, train, {"classes": ["blob", "double"], "data_sha256": "ef" * 32,
+                                      "pixel_scale_arcsec": 1.8, "beam_arcsec": [5.4, 5.4]},
+                 settings)
     out = tmp_path / "report"
     html = write_report(m, real, other, out, ["blob", "double"])["report.html"].read_text()
     sources = re.findall(r"<img src='([^']*)'", html)

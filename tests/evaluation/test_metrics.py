@@ -2,6 +2,7 @@
 
 import json
 import math
+import re
 
 import numpy as np
 import pytest
@@ -32,7 +33,7 @@ def test_real_vs_real_sits_at_the_noise_floor(prepared, tmp_path):
     other, _ = reference_set(prepared, "valid")
     train, _ = reference_set(prepared, "train")
     settings = EvalSettings(**{**FAST.__dict__, "cache_dir": str(tmp_path / "cache")})
-    m = evaluate(real, other, train, other, _meta(tmp_path), settings, synthetic_train=other)
+    m = evaluate(real, other, train, _meta(tmp_path), settings, synthetic_train=other)
     assert 0.25 <= m.real_vs_fake["mean_accuracy"] <= 0.75
     ratios = [e["wasserstein1"]["ratio"] for e in m.distances.values()
               if e["wasserstein1"]["ratio"] is not None]
@@ -59,7 +60,7 @@ def test_real_vs_real_sits_at_the_noise_floor(prepared, tmp_path):
     assert "morphology" in data and "usefulness" in data
     assert data["morphology"]["linking"].startswith("gap under one beam")
     # the classifier is cached per data hash: a second run reuses it
-    m2 = evaluate(real, other, train, other, _meta(tmp_path), settings)
+    m2 = evaluate(real, other, train, _meta(tmp_path), settings)
     assert m2.class_fidelity["classifier_cached"] is True
 
 
@@ -73,7 +74,7 @@ def test_obviously_different_sets_are_caught(prepared, tmp_path, capsys):
                                "cache_dir": str(tmp_path / "cache")})
     noise_train = ImageSet(rng.uniform(0, 1, train.images.shape).astype(np.float32) ** 4,
                            train.labels.copy(), "noise")
-    m = evaluate(real, fake, train, real, _meta(tmp_path), settings,
+    m = evaluate(real, fake, train, _meta(tmp_path), settings,
                  synthetic_train=noise_train)
     assert m.real_vs_fake["mean_accuracy"] > 0.9
     assert m.distances["mean"]["wasserstein1"]["ratio"] > 5
@@ -177,16 +178,20 @@ def test_las_measured_on_images_of_known_las_and_its_real_floor():
 def test_w1_ratios_never_hide_a_missing_statistic():
     from radiodiff.evaluation.distances import compare
     rng = np.random.default_rng(0)
-    real = {"a": rng.normal(0, 1, 200), "peak": np.ones(200), "gone": rng.normal(0, 1, 200)}
+    real = {"a": rng.normal(0, 1, 200), "peak": np.ones(200), "gone": rng.normal(0, 1, 200),
+            "one": np.ones(200)}
     fake = {"a": rng.normal(3, 1, 100), "peak": np.full(100, 0.9),
-            "gone": np.full(100, np.nan)}
+            "gone": np.full(100, np.nan), "one": np.ones(100)}
     r = w1_ratios(compare(real, fake, n_repeats=3))
     assert r["a"] > 10                 # shifted by 3 sigma: far above the floor
     assert r["gone"] == float("inf")   # no finite value in the generated set
-    assert "peak" not in r             # constant in the real data: no floor, no ratio
+    # constant in the real data (a zero floor): a generated set off it fails, one that
+    # matches it is at its floor
+    assert r["peak"] == float("inf") and r["one"] == 1.0
     w = w1_summary(r)
-    assert w["worst"] == ["gone", "a"] and w["within"] == 0 and w["n"] == 2
-    assert w["max"] == float("inf") and w["median"] == float("inf")
+    assert w["worst"][:2] in (["gone", "peak"], ["peak", "gone"]) and w["worst"][2:] == [
+        "a", "one"]
+    assert w["within"] == 1 and w["n"] == 4 and w["max"] == float("inf")
 
 
 def test_real_statistics_are_computed_once_then_loaded(prepared, tmp_path, monkeypatch):
@@ -205,12 +210,12 @@ def test_real_statistics_are_computed_once_then_loaded(prepared, tmp_path, monke
                                "cache_dir": str(tmp_path / "cache")})
     meta = {"data_sha256": "ab" * 32, "pixel_scale_arcsec": 1.8,  # no classes: no classifier
             "beam_arcsec": [5.4, 5.4]}
-    first = evaluate(real, other, other, other, meta, settings)
+    first = evaluate(real, other, other, meta, settings)
     assert len(calls) == 4  # real, fake, and the faint view of each
     cached = sorted(p.name for p in (tmp_path / "cache").iterdir())
     assert len(cached) == 1 and cached[0].startswith("realstats-abababababababab-test-")
     calls.clear()
-    second = evaluate(real, other, other, other, meta, settings)
+    second = evaluate(real, other, other, meta, settings)
     assert calls == [len(other.images)] * 2  # only the compared set is computed
     a, b = first.to_dict(), second.to_dict()
     a.pop("timings_s"), b.pop("timings_s")
@@ -219,9 +224,9 @@ def test_real_statistics_are_computed_once_then_loaded(prepared, tmp_path, monke
         assert np.array_equal(value, second.stats["real"][key], equal_nan=True), key
     assert list(first.stats["real"]) == list(second.stats["real"])  # the order compare() sees
     # another shape floor is another cache entry; a set without a split is never cached
-    evaluate(real, other, other, other, meta, EvalSettings(**{**settings.__dict__,
-                                                              "shape_floor": 0.0}))
-    evaluate(ImageSet(real.images, real.labels, "copy"), other, other, other, meta, settings)
+    evaluate(real, other, other, meta, EvalSettings(**{**settings.__dict__,
+                                                       "shape_floor": 0.0}))
+    evaluate(ImageSet(real.images, real.labels, "copy"), other, other, meta, settings)
     assert len(list((tmp_path / "cache").iterdir())) == 2
 
 
@@ -230,7 +235,7 @@ def test_eval_result_dict_is_metrics_json_order(prepared, tmp_path):
     other, _ = reference_set(prepared, "valid")
     settings = EvalSettings(**{**FAST.__dict__, "sourcefinder": False, "rvf_epochs": 1,
                                "cache_dir": str(tmp_path / "cache")})
-    m = evaluate(real, other, other, other, _meta(tmp_path), settings)
+    m = evaluate(real, other, other, _meta(tmp_path), settings)
     assert isinstance(m, EvalResult)
     assert list(m.to_dict()) == ["distances", "background", "faint_distances",
                                  "class_fidelity", "features", "memorisation", "conditioning",
@@ -243,7 +248,7 @@ def test_shapes_must_agree(prepared, tmp_path):
     real, _ = reference_set(prepared, "test")
     small = ImageSet(np.zeros((4, 1, 8, 8), np.float32), np.zeros(4), "small")
     with pytest.raises(ValueError, match="image shapes differ"):
-        evaluate(real, small, real, real, _meta(tmp_path), FAST)
+        evaluate(real, small, real, _meta(tmp_path), FAST)
 
 
 def test_paired_las_compares_measurement_with_measurement():
@@ -324,30 +329,73 @@ def test_the_source_finder_and_the_grids_see_every_class_of_a_class_ordered_set(
     assert np.array_equal(_spread(labels[:20], 32), labels[:20])
 
 
-def test_the_class_classifier_is_never_selected_on_the_split_it_scores(prepared):
+def test_the_class_classifier_is_one_network_fitted_and_selected_on_train(prepared):
+    """Fitted on the training split less a seeded seventh, selected on that seventh: never
+    on a split it scores, and the same network whatever the compared splits (a model's
+    numbers and the real-vs-real floor's come from one classifier)."""
     from radiodiff.evaluation.metrics import _selection
-    test, _ = reference_set(prepared, "test")
-    val, _ = reference_set(prepared, "valid")
     train, _ = reference_set(prepared, "train")
-    fit, select, on = _selection(train, val, (test.split, None), seed=0)
-    assert fit is train and select is val and on == "valid"
-    assert _selection(train, val, ("test", "valid"), seed=0)[2] != "valid"  # --real-split
-    tiny = ImageSet(train.images[:3], train.labels[:3], "tiny", split="train")
-    assert [len(p.images) for p in _selection(tiny, val, ("valid",), seed=0)[:2]] == [2, 1]
-    fit, select, on = _selection(train, val, (val.split,), seed=0)      # scoring on valid
+    fit, select, on = _selection(train, seed=0)
     assert on == "a seeded seventh of train" and len(select.images) == len(train.images) // 7
     assert len(fit.images) + len(select.images) == len(train.images)
     rows = {img.tobytes() for img in fit.images}
     assert not any(img.tobytes() in rows for img in select.images)  # disjoint
-    again = _selection(train, val, ("valid",), seed=0)[1]
+    again = _selection(train, seed=0)[1]
     assert np.array_equal(again.images, select.images)             # seeded
+    assert not np.array_equal(_selection(train, seed=1)[1].images, select.images)
+    tiny = ImageSet(train.images[:3], train.labels[:3], "tiny", split="train")
+    assert [len(p.images) for p in _selection(tiny, seed=0)[:2]] == [2, 1]
+    with pytest.raises(ValueError, match="1 training image"):
+        _selection(ImageSet(train.images[:1], train.labels[:1], "one", split="train"), 0)
 
 
-def test_memorisation_against_the_training_split_itself_is_not_measured(prepared, tmp_path):
+def test_scores_against_the_training_split_are_not_measured(prepared, tmp_path):
+    """A compared set that is the training split (a floor row of --real-split train): the
+    classifier would score its own images, so fidelity, features and memorisation are
+    skipped with the reason, and no classifier is trained for it."""
     from radiodiff.evaluation.metrics import _classifier_tests
     val, _ = reference_set(prepared, "valid")
     train, _ = reference_set(prepared, "train")
     settings = EvalSettings(**{**FAST.__dict__, "cache_dir": str(tmp_path / "cache")})
-    out = _classifier_tests(train, val, train, val, ["blob", "double"], settings, "")
-    assert out["memorisation"] == {"skipped": "a compared set is the training split"}
-    assert out["class_fidelity"]["selected_on"] == "a seeded seventh of train"  # val scored
+    out = _classifier_tests(val, train, train, ["blob", "double"], settings, "")
+    skipped = {"skipped": "a compared set is the training split"}
+    assert out == {"class_fidelity": skipped, "features": skipped, "memorisation": skipped}
+    assert not (tmp_path / "cache").exists()
+    scored = _classifier_tests(val, val, train, ["blob", "double"], settings, "")
+    assert scored["class_fidelity"]["selected_on"] == "a seeded seventh of train"
+    assert scored["features"]["n"] > 0 and "skipped" not in scored["memorisation"]
+
+
+@pytest.mark.parametrize("split, real_split, message", [
+    ("train", None, "--split train: the model and the class classifier were trained on it"),
+    ("valid", "valid", "--real-split valid is the compared split itself"),
+    ("test", "test", "e.g. --real-split valid"),
+])
+def test_comparisons_that_cannot_say_anything_are_refused(split, real_split, message):
+    from radiodiff.evaluation.sets import check_splits
+    with pytest.raises(ValueError, match=re.escape(message)):
+        check_splits(split, real_split)
+    for fine in (("test", "valid"), ("valid", "train"), ("test", None)):
+        check_splits(*fine)
+
+
+def test_rows_without_a_class_are_left_to_the_class_free_tests(prepared, tmp_path):
+    """Label -1 (a row without a class): the class classifiers see the labelled rows only;
+    a set with none skips them, with the reason, instead of failing in the classifier."""
+    from radiodiff.evaluation.metrics import _labelled
+    real, _ = reference_set(prepared, "test")
+    train, _ = reference_set(prepared, "train")
+    some = ImageSet(train.images, np.where(np.arange(len(train.labels)) % 3 == 0, -1,
+                                           train.labels), "some", split="train")
+    kept = _labelled(some)
+    assert len(kept.images) == int((some.labels >= 0).sum()) and (kept.labels >= 0).all()
+    assert kept.split == "train" and _labelled(train) is train
+    none = ImageSet(real.images, np.full(len(real.labels), -1), "unlabelled", split="test")
+    assert _labelled(none) is None
+    settings = EvalSettings(**{**FAST.__dict__, "sourcefinder": False, "rvf_epochs": 1,
+                               "morphology": False, "cache_dir": str(tmp_path / "cache")})
+    m = evaluate(none, real, train, _meta(tmp_path), settings)
+    assert m.class_fidelity == {"skipped": "unlabelled has no labelled image"}
+    assert m.real_vs_fake["mean_accuracy"] is not None  # the class-free tests still ran
+    text = write_report(m, none, real, tmp_path / "r", ["blob", "double"])["report.md"]
+    assert "not measured (unlabelled has no labelled image" in text.read_text()

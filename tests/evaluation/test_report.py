@@ -74,7 +74,7 @@ def test_physical_units_section_only_for_jy_per_beam_sets(tmp_path):
     settings = EvalSettings(**{**FAST.__dict__, "cache_dir": str(tmp_path / "cache")})
     real, train = _cutouts(40, 0), _cutouts(60, 2)
     fake = _cutouts(40, 1, rms=1.3 * 1.5e-4)
-    result = evaluate(real, fake, train, train, meta, settings)
+    result = evaluate(real, fake, train, meta, settings)
     paths = write_report(result, real, fake, tmp_path / "phys", [])
     data = json.loads(paths["metrics.json"].read_text())
     assert list(data)[-3:] == ["verdict", "physical", "morphology"]  # old keys first
@@ -92,7 +92,7 @@ def test_physical_units_section_only_for_jy_per_beam_sets(tmp_path):
     assert "<td>background rms" in paths["report.html"].read_text()
     # the same images without a peak flux (a class-only model): nothing new appears
     plain = ImageSet(fake.images, fake.labels, "class only")
-    result = evaluate(real, plain, train, train, meta, settings)
+    result = evaluate(real, plain, train, meta, settings)
     paths = write_report(result, real, plain, tmp_path / "plain", [])
     assert "physical" not in json.loads(paths["metrics.json"].read_text())
     assert "Physical units" not in paths["report.md"].read_text()

@@ -7,6 +7,7 @@ import re
 import shutil
 
 import h5py
+import numpy as np
 
 import pytest
 import torch
@@ -81,6 +82,12 @@ def _corrupt_chunk(path):
     _flip(path, info.byte_offset + info.size // 2, 16)
 
 
+def _scalar(path, name):
+    with h5py.File(path, "r+") as f:
+        del f[name]
+        f.create_dataset(name, data=1.0)
+
+
 def _truncate(path):
     data = path.read_bytes()
     path.write_bytes(data[:len(data) // 2])
@@ -92,6 +99,7 @@ def _truncate(path):
     (_corrupt_chunk, "dataset 'images' is unreadable, a corrupt chunk"),
     (_tamper, "content does not match its data_sha256"),
     (_truncate, "not a readable HDF5 file"),
+    (lambda p: _scalar(p, "ra"), "'ra' is float64"),
 ])
 def test_damaged_prepared_file_is_one_line(copy, tmp_path, capsys, damage, message):
     out = tmp_path / "inspect"
@@ -241,6 +249,31 @@ def test_truncated_samples_h5(release_dir, tmp_path, capsys, blobs):
     line = _err(capsys)
     assert str(out / "samples.h5") in line and "truncated or corrupt" in line
     assert not report.exists()
+
+
+def _samples_file(path, version=1, images="dataset", label=np.arange(2)):
+    with h5py.File(path, "w") as f:
+        f.attrs["format_version"] = version
+        if images == "dataset":
+            f.create_dataset("images", data=np.zeros((2, 1, 8, 8), np.float32))
+        else:
+            f.create_group("images")
+        f.create_dataset("label", data=label)
+    return path
+
+
+@pytest.mark.parametrize("kw, message", [
+    ({"version": "one"}, "not a radiodiff samples file (format_version='one'"),
+    ({"version": 1.5}, "not a radiodiff samples file"),
+    ({"images": "group"}, "not a radiodiff samples file"),
+    ({"label": np.array([b"FRI", b"FRII"])}, "expected float (N, 1, H, W) and integer (N,)"),
+])
+def test_malformed_samples_h5_is_one_line(tmp_path, kw, message):
+    path = _samples_file(tmp_path / "samples.h5", **kw)
+    with pytest.raises(ValueError, match=re.escape(message)) as err:
+        read_samples(path)
+    assert str(path) in str(err.value) and "\n" not in str(err.value)
+    assert read_samples(_samples_file(tmp_path / "ok.h5"))["label"].tolist() == [0, 1]
 
 
 # ------------------------------------------------------------------------ absurd options

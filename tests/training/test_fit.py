@@ -646,6 +646,21 @@ def test_bad_trainer_logger_callback_values_are_one_line(tmp_path, override, mes
         build_trainer(cfg, tmp_path, 2, build_callbacks(cfg))
 
 
+def test_a_run_refuses_a_file_prepared_with_other_data_options(tmp_path, tiny_h5):
+    """A changed cut or split seed on the same data.out: the file holds the old preparation,
+    so the run stops before training, naming the options (a loader option does not count),
+    and creates no checkpoint."""
+    from radiodiff.config import ConfigError
+    cfg = cfg_for(tmp_path, tiny_h5, "data.crop_arcsec=200", "data.split.seed=5",
+                  "data.loader.batch_size=4", "train.total_kimg=0.016")
+    with pytest.raises(ConfigError, match=r"was prepared with other data options than this "
+                       r"run's: data.crop_arcsec=288.0 \(now 200.0\); data.split.seed=0 "
+                       r"\(now 5\); prepare it again") as err:
+        train(cfg)
+    assert "loader" not in str(err.value) and str(tiny_h5) in str(err.value)
+    assert not any((tmp_path / "ckpt").rglob("*.ckpt"))
+
+
 def test_a_short_run_logs_the_loss_by_sigma(tmp_path, tiny_h5, caplog):
     import logging
     with caplog.at_level(logging.INFO, logger="radiodiff.training.module"):

@@ -185,8 +185,10 @@ def test_resume_on_other_prepared_data_is_refused_unless_forced(tmp_path, tiny_h
     with pytest.raises(ConfigError, match=rf"^train.resume=auto: {first['checkpoint']} was "
                        rf"trained on other data \({other} has data_sha256 "):
         train(load_config(_args(tmp_path, other, "train.total_kimg=0.032")))
+    # forced: on the other file as it was prepared (data.limit=120: else the run would be
+    # refused for training on a file made with other data options)
     forced = train(load_config(_args(tmp_path, other, "train.total_kimg=0.032",
-                                     "train.resume_force=true")))
+                                     "train.resume_force=true", "data.limit=120")))
     assert forced["resumed_from"] == first["checkpoint"] and forced["steps"] == 4
 
 

@@ -458,7 +458,9 @@ class CutoutDataModule(L.LightningDataModule):
         return {"seed": self.seed, "data_sha256": sha}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Restore the seed; refuse to resume on a file whose content hash differs.
+        """Restore the seed; refuse to resume on a file whose content hash differs (a
+        checkpoint that records none, made from a file without one, resumes unchecked, as
+        :func:`~radiodiff.training.identity.check_resume_data` already warned).
 
         Raises
         ------
@@ -466,7 +468,7 @@ class CutoutDataModule(L.LightningDataModule):
             If the file's ``data_sha256`` differs from the checkpoint's.
         """
         expected, actual = state_dict.get("data_sha256"), self._file_sha256()
-        if expected != actual:
+        if expected is not None and expected != actual:
             raise ValueError(f"{self.path}: data_sha256 {actual!r} differs from the "
                              f"checkpoint's {expected!r}; refusing to resume on different data")
         seed = int(state_dict.get("seed", self.seed))

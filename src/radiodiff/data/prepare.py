@@ -30,10 +30,12 @@ from radiodiff.data.preprocess import (CUT_ORDER, apply_negatives, centre_on, fi
                                        first_reason, fit_scaling, measure, quality_flags,
                                        resize_image)
 from radiodiff.data.projection import check_projection_config
-from radiodiff.io.provenance import git_commit
+from radiodiff.io.provenance import (git_commit, is_local_path, portable_path,
+                                     release_config_yaml)
 from radiodiff.data.sources import LAS_CUTOUT_SOURCES, CatalogError, Cutout, Source
 
-__all__ = ["PrepareError", "PrepareSummary", "make_source", "prepare", "validate_data_config"]
+__all__ = ["PrepareError", "PrepareSummary", "make_source", "prepare", "validate_data_config",
+           "preparation_changes"]
 
 
 class PrepareError(RuntimeError):
@@ -149,6 +151,46 @@ def validate_data_config(d: DictConfig) -> None:
         raise ValueError("invalid data config: " + "; ".join(problems))
 
 
+# Data options that do not change what `prepare` writes: the set's label, where it goes, how
+# a run loads it, the release's output projection, the error policy, and the inputs' places
+# (the file records their names and hashes).
+_NOT_PREPARATION = ("name", "out", "loader", "on_error", "catalog", "fields_dir",
+                    "projection_floor", "projection_halo_px", "projection_islands")
+
+
+def _flat(tree: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def _same(a, b) -> bool:
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (a, b))
+    return float(a) == float(b) if numbers else a == b
+
+
+def preparation_changes(stored_yaml: str | None, d: DictConfig) -> list[str]:
+    """The data options of ``d`` (dotted, as ``key=<prepared with> (now <value>)``) that
+    differ from those a prepared file was made with (its ``config_yaml``), among the options
+    that decide what `prepare` writes. An option one side lacks (an older file, a newer
+    option) and a recorded ``<local path>`` are not compared."""
+    if not stored_yaml:
+        return []
+    from radiodiff.io.provenance import LOCAL_PATH
+    stored = OmegaConf.to_container(OmegaConf.create(stored_yaml)).get("data") or {}
+    now = _flat(OmegaConf.to_container(d, resolve=True, enum_to_str=True))
+    then = _flat(stored)
+    return [f"data.{k}={then[k]} (now {now[k]})" for k in now
+            if k in then and k.split(".")[0] not in _NOT_PREPARATION
+            and LOCAL_PATH not in (then[k], now[k]) and not _same(then[k], now[k])]
+
+
 def make_source(data_cfg) -> Source:
     """The source named by ``data_cfg.source``."""
     kind = str(getattr(data_cfg.source, "value", data_cfg.source))
@@ -179,7 +221,8 @@ def prepare(cfg: DictConfig, progress: Callable[[Iterable, int], Iterable] | Non
     dups = list(getattr(source, "duplicates", []))
     kept, removed, flagged, errors = _collect(source, d, progress, len(dropped))
     images, columns = _scaled(kept, d, physical=source.image_unit == "Jy/beam")
-    hashes = [(f, sha256_file(f)) for f in source.input_files()]
+    roots = _input_roots(d)
+    hashes = [(_named(f, roots), sha256_file(f)) for f in source.input_files()]
     summary = PrepareSummary(
         name=d.name, out=str(out), n_in=len(source) + len(dropped), n_out=len(kept),
         removed=dict(removed), flagged=dict(flagged), seconds=0.0, errors=errors,
@@ -187,7 +230,7 @@ def prepare(cfg: DictConfig, progress: Callable[[Iterable, int], Iterable] | Non
         duplicates=[str(x) for x in dups[:MAX_LISTED]], n_duplicates=len(dups),
         duplicates_policy=_value(d.duplicates))
     summary.seconds = round(time.perf_counter() - t0, 2)
-    attrs = _attrs(cfg, source.image_unit, images, columns, hashes, summary)
+    attrs = _attrs(cfg, source.image_unit, images, columns, hashes, summary, roots)
     _write(out, images, columns, attrs, hashes)
     summary.seconds = round(time.perf_counter() - t0, 2)
     return summary
@@ -244,19 +287,53 @@ def _scaled(kept: list, d: DictConfig, physical: bool) -> tuple[np.ndarray, dict
     return images, _columns(kept, scale, offset, d.image_size, physical=physical)
 
 
+def _input_roots(d: DictConfig) -> list[str]:
+    """The absolute folders of the inputs (the fields folder, the catalogue's folder), as
+    given and resolved, longest first: what the file records of them is relative."""
+    roots = set()
+    for value, is_folder in ((d.get("fields_dir"), True), (d.get("catalog"), False)):
+        if value and is_local_path(str(value)):
+            path = Path(str(value)).expanduser()
+            path = path if is_folder else path.parent
+            roots.update(str(p).rstrip("/") for p in (path, path.resolve()))
+    return sorted((r for r in roots if len(r) > 1), key=len, reverse=True)
+
+
+def _named(path: str | Path, roots: list[str]) -> str:
+    """An input file as the prepared file names it: relative to the input folder holding it
+    (``P003+03/mosaic-blanked.fits``), else :func:`portable_path` (a relative path as
+    given, an absolute one by its name)."""
+    text = str(path)
+    for root in roots:
+        if text.startswith(root + "/"):
+            return text[len(root) + 1:]
+    return portable_path(text)
+
+
+def _scrubbed(text: str, roots: list[str]) -> str:
+    """``text`` (a skipped input's message) with the input folders left out of its paths."""
+    for root in roots:
+        text = text.replace(root + "/", "")
+    return text
+
+
 def _attrs(cfg: DictConfig, image_unit: str, images: np.ndarray, columns: dict,
-           hashes: list[tuple[str, str]], summary: PrepareSummary) -> dict:
-    """Provenance attributes of the prepared file: config, versions, hashes, summary."""
+           hashes: list[tuple[str, str]], summary: PrepareSummary,
+           roots: list[str] = ()) -> dict:
+    """Provenance attributes of the prepared file: config, versions, hashes, summary (no
+    folder of this machine: ``roots``, :func:`_input_roots`)."""
     d = cfg.data
     inputs_sha = hashlib.sha256("".join(h for _, h in hashes).encode()).hexdigest()
     return {
         "name": d.name, "source": _value(d.source), "classes": list(d.classes),
         "image_unit": image_unit, "negatives": _value(d.negatives),
-        "scaling": _value(d.scaling), "config_yaml": OmegaConf.to_yaml(cfg, resolve=True),
+        "scaling": _value(d.scaling), "config_yaml": release_config_yaml(cfg),
         "package_version": radiodiff.__version__, "git_commit": git_commit() or "",
         "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "inputs_sha256": inputs_sha, "data_sha256": data_sha256(images, columns),
-        "seed": int(d.split.seed), "summary": asdict(summary),
+        "seed": int(d.split.seed),
+        "summary": {**asdict(summary), "out": portable_path(summary.out),
+                    "errors": [_scrubbed(e, roots) for e in summary.errors]},
     }
 
 

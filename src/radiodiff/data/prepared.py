@@ -25,7 +25,8 @@ dataset                     shape / dtype      meaning
 ``pixel_scale_arcsec``      (N,) float64       side of one output pixel on the sky
 ``beam_arcsec``             (N,2) float64      restoring beam (bmaj, bmin), arcsec
 ``scale``, ``offset``       (N,) float64       physical = image * scale + offset (image_unit)
-``provenance/files``        (F,) str           input files (catalogue, fields, archives)
+``provenance/files``        (F,) str           input files (catalogue, fields, archives):
+                                               a relative path as given, else the name
 ``provenance/sha256``       (F,) str           their SHA-256
 ==========================  =================  ==============================================
 
@@ -198,7 +199,7 @@ def _layout_problems(f: h5py.File) -> list[str]:
         ds = f.get(name)
         if not isinstance(ds, h5py.Dataset):
             problems.append(f"dataset {name!r} is missing")
-        elif ds.dtype.kind not in kinds or ds.shape[1:] != tail:
+        elif ds.ndim == 0 or ds.dtype.kind not in kinds or ds.shape[1:] != tail:
             problems.append(f"{name!r} is {ds.dtype}{list(ds.shape)}")
         elif ds.shape[0] != n:
             problems.append(f"{name!r} has {ds.shape[0]} rows, images have {n}")

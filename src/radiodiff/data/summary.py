@@ -23,6 +23,7 @@ import numpy as np
 
 from radiodiff.io.artifacts import (artifact_dir, atomic_text, relocated, save_image_grid,
                                     to_plain)
+from radiodiff.io.provenance import portable_path
 from radiodiff.data.prepared import FLAGS, PreparedSet, ordered_splits, read_prepared
 from radiodiff.seeds import class_pick_rng
 
@@ -187,7 +188,7 @@ def summarize(path: str | Path) -> dict[str, Any]:
     summary = {
         "name": attrs.get("name", path.stem),
         "source": attrs.get("source"),
-        "path": str(path.resolve()),
+        "path": portable_path(path),
         "format_version": attrs.get("format_version"),
         "package_version": attrs.get("package_version"),
         "git_commit": attrs.get("git_commit"),

@@ -97,7 +97,7 @@ def _summary(metrics: EvalResult, release, fake: ImageSet, settings: dict, t_sam
                      f"images vs {fid['real_accuracy']:.3f} on real test images (ratio "
                      f"{fid['fidelity_ratio']:.2f})")
     feats = metrics.features or {}
-    if feats:
+    if feats.get("frechet") is not None:
         lines.append(f"- Fréchet distance of classifier features: {feats['frechet']:.3g} "
                      f"(real-vs-real floor {feats['frechet_floor']:.3g})")
     ratios = w1_ratios(metrics.distances)
@@ -158,7 +158,7 @@ def run_demo(reference: str | Path = "data/first.h5", out: str | Path = "outputs
         raise ValueError(f"n_per_class must be >= 2 (the report splits sets), got {n_per_class}")
     release = load_release(resolve_model(model))
     spec = SamplerSpec.build(spec or release.sampler, **sampler_options)
-    real, train, val, ps = reference_splits(reference, "test")
+    real, train, _, ps = reference_splits(reference, "test")
     # classes, image unit, pixel scale and beam: the rule of `radiodiff evaluate`
     check_comparable(reference_meta(ps), release.meta, str(reference), "model", release.path)
     if int(release.meta["image_size"]) != real.images.shape[-1]:
@@ -188,7 +188,7 @@ def run_demo(reference: str | Path = "data/first.h5", out: str | Path = "outputs
         # a handful of images cannot fill 5 real-vs-fake folds
         settings = replace(settings, seed=seed,
                            rvf_folds=max(2, min(settings.rvf_folds, len(fake.images))))
-        metrics = evaluate(real, fake, train, val, reference_meta(ps), settings)
+        metrics = evaluate(real, fake, train, reference_meta(ps), settings)
         paths.update({f"report/{k}": v for k, v in
                       write_report(metrics, real, fake, tmp / "report", ps.classes).items()})
         t_eval = time.perf_counter() - t0

@@ -234,6 +234,18 @@ def _ks_only(a: Any, b: Any) -> float:
     return ks_statistic(a, b)[0]
 
 
+def _units(x: Any, name: str) -> tuple[np.ndarray, Callable[[np.ndarray], np.ndarray]]:
+    """The units subsets are drawn from and the pooling of a subset into one 1-D sample: a
+    1-D statistic's finite values (pooling: none), or a 2-D one's rows with a finite value
+    (pooling: their finite values, flattened)."""
+    arr = x.detach().cpu().to(torch.float64).numpy() if isinstance(x, torch.Tensor) else \
+        np.asarray(x, dtype=np.float64)
+    if arr.ndim != 2:
+        return _finite_1d(arr, name), lambda a: a
+    finite = np.isfinite(arr)
+    return arr[finite.any(axis=1)], lambda a: a[np.isfinite(a)]
+
+
 def _quantile_edges(real: np.ndarray, n_bins: int) -> np.ndarray:
     """Distinct quantiles ``k / n_bins`` (k = 0..n_bins) of ``real``."""
     return np.unique(np.quantile(real, np.linspace(0.0, 1.0, n_bins + 1)))
@@ -270,9 +282,14 @@ def compare(
     real sample, for the distance and its floor alike (so it lies in [0, n_edges]).
 
 
+    A 2-D value (one row per image, NaN-padded: e.g. each image's bright pixels) is a
+    pooled statistic: subsets are drawn by image (rows), the metric compares the pooled
+    finite values of the drawn rows, and ``n_real`` / ``n_fake`` / ``n_floor`` count images,
+    so the floor holds the scatter between images as the real-vs-fake distance does.
+
     Parameters
     ----------
-    real, fake : mapping of str to 1-D torch.Tensor or array-like
+    real, fake : mapping of str to 1-D (or 2-D, pooled) torch.Tensor or array-like
         Per-image statistics, e.g. from :class:`~radiodiff.evaluation.collect.StatsCollector`
         or :func:`~radiodiff.evaluation.segmentation.segment_stats`.
     n_repeats : int
@@ -298,17 +315,16 @@ def compare(
     for key in real:
         if key not in fake:
             continue
-        r = _finite_1d(real[key], f"real[{key!r}]")
-        f = _finite_1d(fake[key], f"fake[{key!r}]")
-        n_floor = min(f.size, r.size // 2)
-        entry: dict[str, Any] = {"n_real": int(r.size), "n_fake": int(f.size),
+        r, pool = _units(real[key], f"real[{key!r}]")
+        f, _ = _units(fake[key], f"fake[{key!r}]")
+        n_floor = min(len(f), len(r) // 2)
+        entry: dict[str, Any] = {"n_real": int(len(r)), "n_fake": int(len(f)),
                                  "n_floor": int(n_floor)}
-        edges = _quantile_edges(r, int(cdf_bins)) if r.size else None
+        edges = _quantile_edges(pool(r), int(cdf_bins)) if len(r) else None
         metrics: dict[str, Callable[[Any, Any], float]] = {
-            "wasserstein1": wasserstein1,
-            "ks": _ks_only,
-            "cdf": functools.partial(cdf_distance, bins=edges),
-        }
+            name: (lambda a, b, fn=fn: fn(pool(a), pool(b))) for name, fn in (
+                ("wasserstein1", wasserstein1), ("ks", _ks_only),
+                ("cdf", functools.partial(cdf_distance, bins=edges)))}
         for name, fn in metrics.items():
             if n_floor >= 1:
                 distance = fn(r, f)
@@ -324,7 +340,8 @@ def compare(
                    "floor_mean": _json_float(floor["mean"]),
                    "floor_std": _json_float(floor["std"]), "ratio": _json_float(ratio)}
             if name == "ks":  # p-value of the full real-vs-fake test
-                res["pvalue"] = _json_float(ks_statistic(r, f)[1] if n_floor >= 1 else math.nan)
+                res["pvalue"] = _json_float(ks_statistic(pool(r), pool(f))[1] if n_floor >= 1
+                                            else math.nan)
             if name == "cdf":
                 res["n_edges"] = 0 if edges is None else int(edges.size)
             entry[name] = res
@@ -336,17 +353,21 @@ def w1_ratios(distances: dict) -> dict[str, float]:
     """Wasserstein-1 / noise-floor ratio per statistic of a :func:`compare` result.
 
     A statistic the generated set lacks (no finite value) counts as ``inf``, so a failure
-    is never hidden. One whose real-vs-real floor is zero (constant in the real data, e.g.
-    the peak of per-image-scaled images, always 1) has no ratio and is left out; its
-    distance is still in the report.
+    is never hidden. Nor is one whose real-vs-real floor is zero (constant in the real data,
+    e.g. the peak of per-image-scaled images, always 1): as in
+    :func:`radiodiff.evaluation.morphology.ks_ratios`, a generated set that differs from it
+    in more than one image of ``n_floor`` (its matched KS distance) counts as ``inf``, one
+    that does not as 1 (at its floor).
     """
     out = {}
     for key, e in distances.items():
-        w = e["wasserstein1"]
+        w, ks = e["wasserstein1"], e.get("ks") or {}
         if w["ratio"] is not None:
             out[key] = float(w["ratio"])
         elif e["n_real"] >= 2 and e["n_fake"] == 0:
             out[key] = math.inf
+        elif w.get("floor_mean") == 0 and ks.get("matched") is not None and e["n_floor"] >= 1:
+            out[key] = math.inf if ks["matched"] > 1.0 / e["n_floor"] else 1.0
     return out
 
 

@@ -211,12 +211,13 @@ def image_statistics(images: np.ndarray, pixel_scale_arcsec: float | None,
     return stats
 
 
-def _pixel_values(images: np.ndarray, n: int, seed: int) -> np.ndarray:
-    """A seeded subsample of the pixels above 0.01 (the sky is mostly exactly 0)."""
-    v = images.reshape(-1)
-    v = v[v > 0.01]
-    if len(v) > n:
-        v = np.random.default_rng(seed).choice(v, n, replace=False)
+def _pixel_values(images: np.ndarray) -> np.ndarray:
+    """The pixels above 0.01 of each image (the sky is mostly exactly 0), one row per image
+    (N, H*W), NaN elsewhere: :func:`~radiodiff.evaluation.distances.compare` pools them
+    over subsets of *images*, so the floor carries the image-to-image scatter that a
+    real-vs-fake distance does."""
+    v = images.reshape(len(images), -1).astype(np.float64)
+    v[~(v > 0.01)] = np.nan
     return v
 
 
@@ -297,8 +298,8 @@ def _statistics(real: ImageSet, fake: ImageSet, meta: dict, s: EvalSettings) -> 
     pix = meta.get("pixel_scale_arcsec")
     stats_r, faint_r, _ = real_statistics(real, pix, s, meta.get("data_sha256") or "")
     stats_f = image_statistics(fake.images, pix, s.shape_floor)
-    stats_r["pixel_value"] = _pixel_values(real.images, 20000, s.seed)
-    stats_f["pixel_value"] = _pixel_values(fake.images, 20000, s.seed)
+    stats_r["pixel_value"] = _pixel_values(real.images)
+    stats_f["pixel_value"] = _pixel_values(fake.images)
     faint_f = image_statistics(faint_view(fake.images, s.faint_power), pix)
     return {"distances": compare(stats_r, stats_f, n_repeats=s.n_repeats, seed=s.seed),
             # the faint end: background fractions, every statistic again on the faint view
@@ -357,47 +358,86 @@ def _sourcefinder(real: ImageSet, fake: ImageSet, meta: dict, s: EvalSettings,
             "per_image": sf}
 
 
-def _classifier_tests(real: ImageSet, fake: ImageSet, train: ImageSet, val: ImageSet,
-                      classes: list[str], s: EvalSettings, data_sha: str) -> dict:
+def _classifier_tests(real: ImageSet, fake: ImageSet, train: ImageSet, classes: list[str],
+                      s: EvalSettings, data_sha: str) -> dict:
     """Class fidelity, Fréchet distance / precision / recall of classifier features and
-    memorisation, with the class classifier of the real training split."""
-    from radiodiff.evaluation.classifier import accuracy_and_confusion, embed
-    from radiodiff.evaluation.feature_distances import frechet_distance, precision_recall
+    memorisation, with the class classifier of the real training split (one per seed,
+    whatever the compared splits: :func:`_selection`), fitted and scored on labelled rows
+    only (label -1: a row without a class). Not measured when a compared set is the
+    training split: the classifier (and memorisation) would score its own images."""
+    from radiodiff.evaluation.classifier import embed
     from radiodiff.evaluation.memorisation import memorisation
-    fit, select, selected_on = _selection(train, val, (real.split, fake.split), s.seed)
+    if train.split is not None and train.split in (real.split, fake.split):
+        skipped = {"skipped": "a compared set is the training split"}
+        return {"class_fidelity": dict(skipped), "features": dict(skipped),
+                "memorisation": dict(skipped)}
+    mem = memorisation(train.images, fake.images, real.images)
+    l_train, l_real = _labelled(train), _labelled(real)
+    if l_train is None or len(l_train.images) < 2:
+        why = {"skipped": f"{train.name} has fewer than 2 labelled images"}
+        return {"class_fidelity": why, "features": dict(why), "memorisation": mem}
+    fit, select, selected_on = _selection(l_train, s.seed)
     model, cached = _classifier(fit, select, len(classes), s, data_sha)
-    acc_r, conf_r = accuracy_and_confusion(model, real.images, real.labels, len(classes))
-    labelled = fake.labels >= 0
+    return {"class_fidelity": _fidelity(model, l_real, fake, len(classes), cached,
+                                        selected_on, real.name),
+            "features": _features(embed(model, real.images), embed(model, fake.images), s.seed),
+            "memorisation": mem}
+
+
+def _fidelity(model, l_real: Optional[ImageSet], fake: ImageSet, k: int, cached: bool,
+              selected_on: str, real_name: str) -> dict:
+    """The class classifier's accuracy and confusion on the labelled real and generated
+    images, and their ratio."""
+    from radiodiff.evaluation.classifier import accuracy_and_confusion
+    if l_real is None:
+        return {"skipped": f"{real_name} has no labelled image"}
+    acc_r, conf_r = accuracy_and_confusion(model, l_real.images, l_real.labels, k)
     fid = {"real_accuracy": acc_r, "real_confusion": conf_r, "classifier_cached": cached,
            "selected_on": selected_on}
+    labelled = fake.labels >= 0
     if labelled.any():
         acc_f, conf_f = accuracy_and_confusion(model, fake.images[labelled],
-                                               fake.labels[labelled], len(classes))
+                                               fake.labels[labelled], k)
         fid.update(fake_accuracy=acc_f, fake_confusion=conf_f,
                    fidelity_ratio=acc_f / acc_r if acc_r else None)
-    fr, ff = embed(model, real.images), embed(model, fake.images)
+    return fid
+
+
+def _features(fr: np.ndarray, ff: np.ndarray, seed: int) -> dict:
+    """Fréchet distance of classifier features (real, fake) beside its real-vs-real floor
+    at equal size, and precision / recall."""
+    from radiodiff.evaluation.feature_distances import frechet_distance, precision_recall
     half = len(fr) // 2
-    rng = np.random.default_rng(s.seed)
+    rng = np.random.default_rng(seed)
     perm = rng.permutation(len(fr))
     n = min(half, len(ff))
-    features = {"frechet": frechet_distance(fr[perm[:n]], ff[rng.permutation(len(ff))[:n]]),
-                "frechet_floor": frechet_distance(fr[perm[:n]], fr[perm[half:half + n]]),
-                "n": int(n), **precision_recall(fr, ff)}
-    same = train.split is not None and train.split in (real.split, fake.split)
-    return {"class_fidelity": fid, "features": features,
-            "memorisation": {"skipped": "a compared set is the training split"} if same
-            else memorisation(train.images, fake.images, real.images)}
+    return {"frechet": frechet_distance(fr[perm[:n]], ff[rng.permutation(len(ff))[:n]]),
+            "frechet_floor": frechet_distance(fr[perm[:n]], fr[perm[half:half + n]]),
+            "n": int(n), **precision_recall(fr, ff)}
 
 
-def _selection(train: ImageSet, val: ImageSet, scored: tuple[Optional[str], ...],
-               seed: int) -> tuple[ImageSet, ImageSet, str]:
-    """(fit, select, what select is) for the class classifier: the training split and the
-    validation split it is selected on, unless a scored set (``scored``: the splits of the
-    real and the compared set) *is* the validation split (its recall would be optimistic):
-    then it is selected on a seeded seventh of the training split (at least one image) and
-    fitted on the rest."""
-    if val.split is None or val.split not in scored or len(train.images) < 2:
-        return train, val, str(val.split or val.name)
+def _labelled(images: ImageSet) -> Optional[ImageSet]:
+    """``images`` without its rows of label -1 (itself when every row has a class; None
+    when none has)."""
+    keep = np.asarray(images.labels) >= 0
+    if keep.all():
+        return images
+    if not keep.any():
+        return None
+    conditions = None if images.conditions is None else {
+        k: np.asarray(v)[keep] for k, v in images.conditions.items()}
+    return ImageSet(images.images[keep], np.asarray(images.labels)[keep],
+                    f"{images.name} (labelled)", conditions=conditions, split=images.split)
+
+
+def _selection(train: ImageSet, seed: int) -> tuple[ImageSet, ImageSet, str]:
+    """(fit, select, what select is) for the class classifier: fitted on the training split
+    less a seeded seventh (at least one image), selected on that seventh. The same network
+    for every comparison at one seed, so a model's numbers and the real-vs-real floor's
+    come from one classifier, and never one selected on a split it scores."""
+    if len(train.images) < 2:
+        raise ValueError(f"{train.name}: {len(train.images)} training image(s); the class "
+                         "classifier needs at least 2 (one to fit, one to select on)")
     perm = np.random.default_rng(seed).permutation(len(train.images))
     k = max(1, len(perm) // 7)
     hold, rest = np.sort(perm[:k]), np.sort(perm[k:])
@@ -519,18 +559,18 @@ def _real_vs_fake(real: ImageSet, fake: ImageSet, s: EvalSettings) -> dict:
                                                faint_view(f, s.faint_power), **kw)}
 
 
-def evaluate(real: ImageSet, fake: ImageSet, train: ImageSet, val: ImageSet,
-             meta: dict, settings: EvalSettings = EvalSettings(),
-             progress: Progress = None,
+def evaluate(real: ImageSet, fake: ImageSet, train: ImageSet, meta: dict,
+             settings: EvalSettings = EvalSettings(), progress: Progress = None,
              synthetic_train: Optional[ImageSet] = None) -> EvalResult:
     """All metrics of ``fake`` against ``real`` (see the module docstring).
 
-    ``train`` / ``val`` are the real training and validation splits (classifier training and
-    the memorisation check); ``meta`` holds ``classes``, ``pixel_scale_arcsec``,
-    ``beam_arcsec`` and ``data_sha256`` of the reference file, and ``image_unit``,
-    ``scaling``, ``negatives`` and ``cutout`` when it has them (the ``physical`` group needs
-    Jy/beam images, :func:`~radiodiff.evaluation.physical.is_physical`). ``progress`` wraps
-    the source finder's loop over images. ``synthetic_train`` (generated images with the
+    ``train`` is the real training split (the class classifier is fitted and selected on
+    it, :func:`_selection`; the memorisation check); ``meta`` holds ``classes``,
+    ``pixel_scale_arcsec``, ``beam_arcsec`` and ``data_sha256`` of the reference file, and
+    ``image_unit``, ``scaling``, ``negatives`` and ``cutout`` when it has them (the
+    ``physical`` group needs Jy/beam images,
+    :func:`~radiodiff.evaluation.physical.is_physical`). ``progress`` wraps the source
+    finder's loop over images. ``synthetic_train`` (generated images with the
     training rows' classes and conditions) adds the train-synthetic-test-real group.
     """
     if real.images.shape[1:] != fake.images.shape[1:]:
@@ -554,7 +594,7 @@ def evaluate(real: ImageSet, fake: ImageSet, train: ImageSet, val: ImageSet,
     if classes:
         announce(f"evaluation: class classifier (trained once for {s.classifier_epochs} "
                  "epochs, then cached), fidelity, Fréchet, memorisation")
-        groups.update(_classifier_tests(real, fake, train, val, classes, s,
+        groups.update(_classifier_tests(real, fake, train, classes, s,
                                         meta.get("data_sha256") or ""))
     timings["classifier"] = time.perf_counter() - t
     groups["conditioning"] = _conditioning(real, fake, stats, meta, train)
@@ -563,14 +603,15 @@ def evaluate(real: ImageSet, fake: ImageSet, train: ImageSet, val: ImageSet,
         announce("evaluation: source morphology per class")
         groups["morphology"] = _morphology(real, fake, meta, classes, s, stats)
         timings["morphology"] = time.perf_counter() - t
-    if synthetic_train is not None and classes:
+    l_real, l_train = _labelled(real), _labelled(train)  # label -1: a row without a class
+    if synthetic_train is not None and classes and None not in (l_real, l_train):
         from radiodiff.evaluation.usefulness import tstr
         t = time.perf_counter()
         announce(f"evaluation: class classifiers trained on real, generated and both "
                  f"({s.classifier_epochs} epochs each), tested on real")
-        groups["usefulness"] = tstr((train.images, train.labels),
+        groups["usefulness"] = tstr((l_train.images, l_train.labels),
                                     (synthetic_train.images, synthetic_train.labels),
-                                    (real.images, real.labels), classes,
+                                    (l_real.images, l_real.labels), classes,
                                     epochs=s.classifier_epochs, seed=s.seed,
                                     cache_dir=s.cache_dir)
         timings["usefulness"] = time.perf_counter() - t

@@ -23,9 +23,10 @@ from typing import Any, Iterable
 import numpy as np
 
 from radiodiff.evaluation.distances import w1_ratios, w1_summary
-from radiodiff.evaluation.metrics import EvalSettings, evaluate
-from radiodiff.evaluation.sets import (ImageSet, open_model, proportional_labels,
-                                       reference_meta, reference_splits, released_set)
+from radiodiff.evaluation.metrics import EvalSettings, check_beam, evaluate
+from radiodiff.evaluation.sets import (ImageSet, check_splits, open_model,
+                                       proportional_labels, reference_meta, reference_splits,
+                                       released_set)
 from radiodiff.pipeline.refine import RefineSpec
 from radiodiff.pipeline.settings import SamplerSetting
 
@@ -106,10 +107,12 @@ def score_settings(model: str, reference: str, split: str, n: int,
     train for ``split=valid``, so the test split is never touched while choosing settings)
     the same way: what "indistinguishable" gives at this sample size.
     """
+    check_splits(split)
     settings = parse_settings(settings)
     real, train, val, ps = reference_splits(reference, split)
     floor_set = val if split == "test" else train
     meta, labels = reference_meta(ps), proportional_labels(real.labels, n)
+    check_beam(meta, reference)  # naming the file, before anything is drawn
     evaluated = EvalSettings(seed=seed, sourcefinder=sourcefinder)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -125,7 +128,7 @@ def score_settings(model: str, reference: str, split: str, n: int,
                 fake = draw_setting(release, kind, labels, setting, seed)
                 head = setting_head(setting, refine_nfe(release, setting))
             t_sample = time.perf_counter() - t0
-            m = evaluate(real, fake, train, val, meta, evaluated).to_dict()
+            m = evaluate(real, fake, train, meta, evaluated).to_dict()
             rows.append(quality_row(m, head, len(fake.images), t_sample))
             print(json.dumps(rows[-1]), flush=True)  # inf -> Infinity
     return rows

@@ -144,12 +144,14 @@ def _markdown(m: dict, figures: dict[str, str]) -> str:
     lines += _faint_lines(m)
     if "class_fidelity" in m:
         c = m["class_fidelity"]
-        lines += [f"**Class fidelity**: classifier accuracy on real images "
+        lines += [f"**Class fidelity**: not measured ({c['skipped']})." if "skipped" in c else
+                  f"**Class fidelity**: classifier accuracy on real images "
                   f"{c['real_accuracy']:.3f}, on generated images "
                   f"{_fmt(c.get('fake_accuracy'))} (ratio {_fmt(c.get('fidelity_ratio'))}; "
                   f"classifier selected on {c.get('selected_on', 'valid')}).", ""]
         f = m["features"]
-        lines += [f"**Feature distances** (classifier features, n={f['n']}): Fréchet "
+        lines += [f"**Feature distances**: not measured ({f['skipped']})." if "skipped" in f
+                  else f"**Feature distances** (classifier features, n={f['n']}): Fréchet "
                   f"{f['frechet']:.4g} (real-vs-real floor {f['frechet_floor']:.4g}); "
                   f"precision {f['precision']:.3f}, recall {f['recall']:.3f}.", ""]
         lines += [_memorisation_line(m["memorisation"]), ""]
@@ -410,7 +412,7 @@ def _figures(result: EvalResult, real: ImageSet, fake: ImageSet, out: Path,
         figures["background noise"] = _noise_figure(out / "noise.png",
                                                     result.physical["noise"])
     c = result.class_fidelity
-    if c:
+    if c and "real_confusion" in c:
         figures["confusion (real)"] = _confusion_figure(out / "confusion_real.png",
                                                         c["real_confusion"], classes,
                                                         "classifier on real test images")

@@ -13,7 +13,8 @@ from typing import Callable, Optional
 
 from radiodiff.evaluation.metrics import EvalResult, EvalSettings, check_beam, evaluate
 from radiodiff.evaluation.report import write_report
-from radiodiff.evaluation.sets import Compared, Progress, reference_meta, reference_splits
+from radiodiff.evaluation.sets import (Compared, Progress, check_splits, reference_meta,
+                                      reference_splits)
 from radiodiff.io.artifacts import artifact_dir, relocated
 
 __all__ = ["run_evaluation"]
@@ -32,10 +33,11 @@ def run_evaluation(reference: str | Path, compared: Compared, out_dir: str | Pat
     (:func:`radiodiff.io.artifacts.artifact_dir`, kind ``report``: recognised by its
     ``metrics.json``); an existing report is replaced only with ``overwrite``.
     """
+    check_splits(split, compared.real_split)
     bar = progress or (lambda desc: None)
     out = Path(out_dir)
     with artifact_dir(out, "report", overwrite, _REPORT_NBYTES) as tmp:
-        real, train, val, ps = reference_splits(reference, split)
+        real, train, _, ps = reference_splits(reference, split)
         meta = reference_meta(ps)
         check_beam(meta, reference)  # before sampling (evaluate checks it too)
         compared = compared.sized(real)
@@ -43,7 +45,7 @@ def run_evaluation(reference: str | Path, compared: Compared, out_dir: str | Pat
         synthetic = compared.train_like(reference, train, tmp / "tstr",
                                         progress=bar("sampled (TSTR)")) \
             if settings.tstr else None
-        result = evaluate(real, fake, train, val, meta, settings,
+        result = evaluate(real, fake, train, meta, settings,
                           progress=bar("PyBDSF"), synthetic_train=synthetic)
         paths = write_report(result, real, fake, tmp, ps.classes)
     return result, relocated(paths, tmp, out)

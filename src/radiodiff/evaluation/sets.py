@@ -24,7 +24,7 @@ __all__ = ["ImageSet", "Compared", "DataRecord", "model_data", "samples_data",
            "find_reference", "check_reference_size", "note_unequal_sizes", "reference_set",
            "reference_splits", "reference_meta", "proportional_rows", "proportional_labels",
            "samples_set", "sample_classes", "generated_set", "open_model", "released_set",
-           "pixel_scales"]
+           "pixel_scales", "check_splits"]
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +74,19 @@ def reference_splits(path: str | Path, split: str = "test"
     train, _ = reference_set(path, "train")
     val, _ = reference_set(path, "valid")
     return real, train, val, ps
+
+
+def check_splits(split: str, real_split: Optional[str] = None) -> None:
+    """One line for a comparison that cannot say anything: against the training split (the
+    model, the class classifier and the memorisation check all saw it) or a split compared
+    with itself (``real_split``: the other real split of a real-vs-real floor)."""
+    if split == "train":
+        raise ValueError("--split train: the model and the class classifier were trained on "
+                         "it; compare against valid (choosing settings) or test (once)")
+    if real_split == split:
+        raise ValueError(f"--real-split {real_split} is the compared split itself (--split "
+                         f"{split}): a floor compares two different real splits, e.g. "
+                         f"--real-split {'valid' if split == 'test' else 'train'}")
 
 
 def proportional_rows(labels: np.ndarray, n: int) -> np.ndarray:

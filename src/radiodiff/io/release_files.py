@@ -44,10 +44,10 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import torch
-from omegaconf import DictConfig, OmegaConf
 
 from radiodiff.io.artifacts import atomic_write, write_manifest
 from radiodiff.io.integrity import IntegrityError
+from radiodiff.io.provenance import LOCAL_PATH, is_local_path, release_config_yaml
 
 __all__ = ["FORMAT_VERSION", "CONFIG_FILE", "WEIGHTS_FILE", "META_FILE", "TABLE_FILE",
            "REFINER_DIR", "FILES", "DEFAULT_MODEL", "LOCAL_PATH", "is_local_path",
@@ -70,7 +70,6 @@ PROVENANCE_KEYS = ("data_sha256", "inputs_sha256", "git_commit", "package_versio
 IMAGE_UNITS = ("Jy/beam", "arbitrary")
 DEFAULT_MODEL = "first"  # the shipped default: models/first (radiodiff/models/first in a wheel)
 SCALINGS = ("per_image", "dataset")
-LOCAL_PATH = "<local path>"
 
 
 # --------------------------------------------------------------------------- meta.json
@@ -175,29 +174,6 @@ def write_weights(folder: Path, state: Mapping[str, torch.Tensor], model_name: s
                 "model_name": model_name}
     return atomic_write(folder / WEIGHTS_FILE,
                         lambda p: save_file(dict(state), str(p), metadata=metadata))
-
-
-# --------------------------------------------------------------------------- config.yaml
-
-def is_local_path(value: object) -> bool:
-    """Whether ``value`` is an absolute path of this machine (POSIX, home or a Windows drive),
-    which an artifact records as :data:`LOCAL_PATH` instead."""
-    return isinstance(value, str) and (value.startswith(("/", "~")) or
-                                       (len(value) > 2 and value[1:3] in (":\\", ":/")))
-
-
-def release_config_yaml(cfg: DictConfig) -> str:
-    """The resolved config as a release stores it: every absolute path of the machine that
-    trained it (checkpoint and output folders, an absolute data path) replaced by
-    ``<local path>``, so a release names no local folder. Nothing that rebuilds or
-    describes the network is a path."""
-    def clean(value):
-        if isinstance(value, dict):
-            return {k: clean(v) for k, v in value.items()}
-        if isinstance(value, list):
-            return [clean(v) for v in value]
-        return LOCAL_PATH if is_local_path(value) else value
-    return OmegaConf.to_yaml(OmegaConf.create(clean(OmegaConf.to_container(cfg, resolve=True))))
 
 
 # --------------------------------------------------------------------------- hashes, places

@@ -409,6 +409,15 @@ def save_samples(out_dir: str | Path, release: ReleaseInfo, result: GenerateResu
 CONDITION_COLUMNS = ("peak_flux", "las_arcsec")
 
 
+def _version(value) -> int | None:
+    """A format_version attribute as an integer (None when absent or not a whole number)."""
+    try:
+        v = int(value)
+    except (TypeError, ValueError):
+        return None
+    return v if v == value else None
+
+
 def read_samples(path: str | Path) -> dict[str, np.ndarray]:
     """The one validating reader of ``samples.h5`` (or the folder holding it).
 
@@ -424,6 +433,7 @@ def read_samples(path: str | Path) -> dict[str, np.ndarray]:
     ValueError
         Truncated, corrupt or malformed (one line naming the file and the problem).
     """
+    import h5py
 
     path = Path(path)
     path = path / "samples.h5" if path.is_dir() else path
@@ -432,15 +442,18 @@ def read_samples(path: str | Path) -> dict[str, np.ndarray]:
     redo = "write it again with `radiodiff sample`"
     f = open_h5(path, redo)
     with f:
-        version = f.attrs.get("format_version")
+        version = _version(f.attrs.get("format_version"))
         images, label = f.get("images"), f.get("label")
-        if version is None or int(version) > SAMPLES_FORMAT_VERSION or images is None \
-                or label is None:
+        if version is None or version > SAMPLES_FORMAT_VERSION or \
+                not isinstance(images, h5py.Dataset) or not isinstance(label, h5py.Dataset):
             raise ValueError(f"{path}: not a radiodiff samples file (format_version="
-                             f"{version!r}, datasets {sorted(f)}); {redo}")
-        if images.ndim != 4 or images.shape[1] != 1 or label.shape != images.shape[:1]:
-            raise ValueError(f"{path}: malformed samples file: images {list(images.shape)},"
-                             f" label {list(label.shape)}, expected (N, 1, H, W) and (N,)")
+                             f"{f.attrs.get('format_version')!r}, datasets {sorted(f)}); "
+                             f"{redo}")
+        if images.ndim != 4 or images.shape[1] != 1 or label.shape != images.shape[:1] \
+                or images.dtype.kind != "f" or label.dtype.kind not in "iu":
+            raise ValueError(f"{path}: malformed samples file: images {images.dtype}"
+                             f"{list(images.shape)}, label {label.dtype}{list(label.shape)}, "
+                             "expected float (N, 1, H, W) and integer (N,)")
         try:
             out = {"images": images[()].astype(np.float32),
                    "label": label[()].astype(np.int64)}

@@ -52,7 +52,7 @@ from radiodiff.diffusion.intensity import IntensityTransform
 __all__ = ["train", "check_schedule", "ResumeCheckpoint", "AtomicCheckpointIO", "TimeBox",
            "build_trainer", "build_callbacks", "data_stats", "resume_path", "make_logger",
            "warm_start", "warm_start_lineage", "adapt_state", "check_image_size",
-           "wandb_offline_dir"]
+           "check_prepared_options", "wandb_offline_dir"]
 
 log = logging.getLogger(__name__)
 
@@ -595,6 +595,7 @@ def data_stats(cfg: DictConfig, dm: CutoutDataModule) -> DataStats:
     scalars = [c for c in dm.conditions if c != "label"]
     meta = read_prepared(dm.path, images=False, verify=True)  # layout, chunks, data_sha256
     check_image_size(meta.image_size, int(cfg.data.image_size), dm.path)
+    check_prepared_options(meta.attrs.get("config_yaml"), cfg.data, dm.path)
     rows = dm.train_dataset.indices
     transform = ConditionTransform.fit({n: meta.columns[n][rows] for n in scalars}, scalars,
                                        method=str(cfg.train.condition_transform))
@@ -628,6 +629,26 @@ def check_image_size(file_size: int | None, config_size: int, path: str | Path) 
         raise ConfigError(f"{path}: images are {file_size}x{file_size} pixels but "
                           f"data.image_size={config_size}; set data.image_size={file_size} "
                           f"or prepare the data again at {config_size} pixels")
+
+
+def check_prepared_options(stored_yaml: str | None, d: DictConfig, path: str | Path) -> None:
+    """The one rule: a run trains on data prepared with its own ``data`` options (a
+    changed cut, scaling or split seed on the same ``data.out`` would otherwise train on the
+    old file while the checkpoint records the new options).
+
+    Raises
+    ------
+    ConfigError
+        Naming the options that differ and the two ways out.
+    """
+    from radiodiff.data.prepare import preparation_changes
+    changed = preparation_changes(stored_yaml, d)
+    if changed:
+        more = f" and {len(changed) - 4} more" if len(changed) > 4 else ""
+        raise ConfigError(f"{path} was prepared with other data options than this run's: "
+                          f"{'; '.join(changed[:4])}{more}; prepare it again (`radiodiff "
+                          f"prepare data={d.name} <these options> --overwrite`) or give this "
+                          "run its own file (data.out=<new .h5>)")
 
 
 def _max_steps(total_images: float, batch_images: int, state: dict | None) -> int:
