@@ -10,7 +10,7 @@ import os
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Mapping, Optional
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
@@ -22,6 +22,7 @@ __all__ = [
     "ModelConfig", "ScheduleConfig", "SamplerConfig", "TrainerConfig", "TrainConfig",
     "LoggerConfig",
     "PathsConfig", "Config", "ConfigError", "register_configs", "conf_dir", "load_config",
+    "dotted_leaves",
 ]
 
 
@@ -376,6 +377,16 @@ def register_configs() -> None:
     """Register the schemas so ``conf/config.yaml`` can list ``base_config`` first."""
     cs = ConfigStore.instance()
     cs.store(name="base_config", node=Config)
+
+
+def dotted_leaves(tree: Any, prefix: str = "") -> dict[str, Any]:
+    """The leaves of a config container (nested dicts; lists are leaves) by dotted key."""
+    if not isinstance(tree, Mapping):
+        return {prefix: tree}
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        out.update(dotted_leaves(value, f"{prefix}{key}" if not prefix else f"{prefix}.{key}"))
+    return out
 
 
 def conf_dir() -> Path:

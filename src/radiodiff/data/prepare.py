@@ -22,6 +22,7 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 import radiodiff
+from radiodiff.config import dotted_leaves
 from radiodiff.io.artifacts import OutputError
 from radiodiff.io.fits import InputError, parse_brightness_unit
 from radiodiff.data.prepared import (FLAGS, FLOAT_COLUMNS, SPLITS, data_sha256, sha256_file,
@@ -30,7 +31,7 @@ from radiodiff.data.preprocess import (CUT_ORDER, apply_negatives, centre_on, fi
                                        first_reason, fit_scaling, measure, quality_flags,
                                        resize_image)
 from radiodiff.data.projection import check_projection_config
-from radiodiff.io.provenance import (git_commit, is_local_path, portable_path,
+from radiodiff.io.provenance import (LOCAL_PATH, git_commit, is_local_path, portable_path,
                                      release_config_yaml)
 from radiodiff.data.sources import LAS_CUTOUT_SOURCES, CatalogError, Cutout, Source
 
@@ -158,23 +159,6 @@ _NOT_PREPARATION = ("name", "out", "loader", "on_error", "catalog", "fields_dir"
                     "projection_floor", "projection_halo_px", "projection_islands")
 
 
-def _flat(tree: dict, prefix: str = "") -> dict:
-    out = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            out.update(_flat(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
-
-
-def _same(a, b) -> bool:
-    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
-        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
-    numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (a, b))
-    return float(a) == float(b) if numbers else a == b
-
-
 def preparation_changes(stored_yaml: str | None, d: DictConfig) -> list[str]:
     """The data options of ``d`` (dotted, as ``key=<prepared with> (now <value>)``) that
     differ from those a prepared file was made with (its ``config_yaml``), among the options
@@ -182,13 +166,12 @@ def preparation_changes(stored_yaml: str | None, d: DictConfig) -> list[str]:
     option) and a recorded ``<local path>`` are not compared."""
     if not stored_yaml:
         return []
-    from radiodiff.io.provenance import LOCAL_PATH
     stored = OmegaConf.to_container(OmegaConf.create(stored_yaml)).get("data") or {}
-    now = _flat(OmegaConf.to_container(d, resolve=True, enum_to_str=True))
-    then = _flat(stored)
+    now = dotted_leaves(OmegaConf.to_container(d, resolve=True, enum_to_str=True))
+    then = dotted_leaves(stored)
     return [f"data.{k}={then[k]} (now {now[k]})" for k in now
             if k in then and k.split(".")[0] not in _NOT_PREPARATION
-            and LOCAL_PATH not in (then[k], now[k]) and not _same(then[k], now[k])]
+            and LOCAL_PATH not in (then[k], now[k]) and then[k] != now[k]]
 
 
 def make_source(data_cfg) -> Source:

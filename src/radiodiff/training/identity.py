@@ -21,7 +21,7 @@ import re
 import typing
 from typing import Any, Iterable, Mapping
 
-from radiodiff.config import ConfigError
+from radiodiff.config import ConfigError, dotted_leaves
 
 __all__ = ["NOT_IDENTITY", "is_identity_key", "identity_view", "run_identity",
            "identity_changes", "check_resume", "check_resume_data", "recorded_data_sha256",
@@ -57,22 +57,12 @@ def is_identity_key(key: str) -> bool:
                    key == k or key.startswith(k + ".") for k in NOT_IDENTITY)
 
 
-def _flat(tree: Any, prefix: str = "") -> dict[str, Any]:
-    """Dotted leaves of nested dicts (lists are leaves)."""
-    if not isinstance(tree, Mapping):
-        return {prefix: tree}
-    out: dict[str, Any] = {}
-    for key, value in tree.items():
-        out.update(_flat(value, f"{prefix}{key}" if not prefix else f"{prefix}.{key}"))
-    return out
-
-
 def identity_view(cfg: Any) -> dict[str, Any]:
     """The identity keys of a resolved config (a DictConfig or plain container), flat."""
     from omegaconf import DictConfig, OmegaConf
     if isinstance(cfg, DictConfig):
         cfg = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
-    return {k: v for k, v in _flat(cfg).items() if is_identity_key(k)}
+    return {k: v for k, v in dotted_leaves(cfg).items() if is_identity_key(k)}
 
 
 def run_identity(cfg: Any) -> str:
@@ -107,8 +97,8 @@ def _schema_defaults() -> tuple[tuple[str, Any], ...]:
         kind = hints[f.name]
         if not dataclasses.is_dataclass(kind):
             continue
-        leaves = _flat(OmegaConf.to_container(OmegaConf.structured(kind), resolve=False),
-                       f.name)
+        leaves = dotted_leaves(
+            OmegaConf.to_container(OmegaConf.structured(kind), resolve=False), f.name)
         out.update({k: v for k, v in leaves.items() if v != "???" and not (
             isinstance(v, str) and "${" in v) and is_identity_key(k)})
     return tuple(out.items())
