@@ -139,7 +139,8 @@ eval: setup
 bench: setup
 	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-2} $(BIN)/python bench/bench_models.py $(ARGS)
 
-# Quality against sampler steps for the built-in model (or MODEL=...), FIRST test split
+# Quality against sampler steps for the built-in model (or MODEL=...), FIRST valid split
+# (ARGS="--split test" once per release)
 bench-quality: setup
 	test -f data/first.h5 || $(BIN)/radiodiff prepare data=first
 	$(BIN)/python bench/bench_quality.py --model $(MODEL) --n $${N:-200} $(ARGS)

@@ -32,10 +32,11 @@ from pathlib import Path
 import numpy as np
 
 from radiodiff.evaluation.metrics import EvalSettings
-from radiodiff.evaluation.quality import spec_arg
+from radiodiff.evaluation.quality import result_header, spec_arg
 from radiodiff.evaluation.run import run_evaluation
 from radiodiff.evaluation.sets import Compared, reference_set
 from radiodiff.evaluation.val_loss import val_loss
+from radiodiff.io.artifacts import atomic_text
 from radiodiff.io.release_files import META_FILE
 from radiodiff.pipeline.checkpoint import export_checkpoint
 
@@ -129,8 +130,10 @@ def main(argv=None) -> int:
         print(json.dumps(rows[-1]), flush=True)
     print(table(rows))
     if a.out:
-        Path(a.out).write_text(json.dumps({"split": a.split, "sampler": str(a.sampler),
-                                           "rows": rows}, indent=1) + "\n")
+        atomic_text(a.out, json.dumps({**result_header(a.reference, a.split, a.seed),
+                                       "sampler": str(a.sampler), "n": n,
+                                       "arms": [Path(arm).name for arm in a.arms],
+                                       "rows": rows}, indent=1) + "\n")
     return 0
 
 

@@ -34,7 +34,9 @@ import time
 from pathlib import Path
 
 from radiodiff.config import conf_dir, load_config
-from radiodiff.evaluation.quality import markdown_table, score_settings, setting_arg
+from radiodiff.evaluation.quality import (markdown_table, result_header, score_settings,
+                                          setting_arg)
+from radiodiff.io.artifacts import atomic_text
 from radiodiff.pipeline.checkpoint import export_checkpoint, output_projection
 
 REPO = Path(__file__).resolve().parents[1]
@@ -128,8 +130,9 @@ def cmd_eval(args) -> None:
             print(json.dumps(row), flush=True)
         if args.out:
             Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-            Path(args.out).write_text(json.dumps({"split": args.split, "n": args.n,
-                                                  "rows": rows}, indent=1))
+            atomic_text(args.out, json.dumps({
+                **result_header(args.reference, args.split, args.seed), "n": args.n,
+                "rows": rows}, indent=1))
     print(markdown_table(rows, first_column="arm"))
 
 

@@ -23,9 +23,10 @@ import time
 from pathlib import Path
 
 from radiodiff.evaluation.metrics import EvalSettings
-from radiodiff.evaluation.quality import spec_arg
+from radiodiff.evaluation.quality import result_header, spec_arg
 from radiodiff.evaluation.run import run_evaluation
 from radiodiff.evaluation.sets import Compared, reference_set
+from radiodiff.io.artifacts import atomic_text
 
 ROOT = Path(__file__).resolve().parents[1]
 CHECKS = ("real_vs_fake", "real_vs_fake_faint", "las_fraction_within_20pct",
@@ -93,8 +94,9 @@ def main(argv=None) -> int:
                  f"({_fmt(r['checks'].get(k, {}).get('floor'))})" for r in rows]
         print(f"| {k} | " + " | ".join(cells) + f" | {target or ''} |")
     if a.out:
-        Path(a.out).write_text(json.dumps({"split": a.split, "model": Path(a.model).name,
-                                           "rows": rows}, indent=1) + "\n")
+        atomic_text(a.out, json.dumps({"model": Path(a.model).name,
+                                       **result_header(a.reference, a.split, a.seed),
+                                       "n": n, "rows": rows}, indent=1) + "\n")
     return 0
 
 

@@ -1,4 +1,4 @@
-"""Sample quality against the number of network evaluations (NFE), on the FIRST test split.
+"""Sample quality against the number of network evaluations (NFE), on a FIRST split.
 
     python bench/bench_quality.py --n 200                  # the built-in model
     python bench/bench_quality.py --model run/last.ckpt --configs heun:25 heun:12 dpmpp_2m:10
@@ -19,9 +19,9 @@ fidelity, the Fréchet distance on classifier features, and the Wasserstein-1 ra
 real-vs-real noise floor of every image statistic, each also on the faint-pixel view
 (x^0.25), with the fractions of exactly-zero and (0, 1 %]-of-peak pixels. A first row
 scores N other real images the same way: what "indistinguishable" gives at this sample
-size. ``--split valid`` scores against the validation split (for choosing settings); the
-test split is for the end. Prints a Markdown table and one JSON line per row, and with
-``--out`` writes them (and the settings) as JSON.
+size. It scores against the validation split, where settings are chosen; ``--split test`` is
+for the end, once per release, on the chosen setting. Prints a Markdown table and one JSON
+line per row, and with ``--out`` writes them (and the settings) as JSON.
 """
 
 from __future__ import annotations
@@ -30,10 +30,9 @@ import argparse
 import json
 from pathlib import Path
 
-from radiodiff.evaluation.quality import markdown_table, score_settings, setting_arg
-from radiodiff.evaluation.sets import reference_set
+from radiodiff.evaluation.quality import (markdown_table, result_header, score_settings,
+                                          setting_arg)
 from radiodiff.io.artifacts import atomic_text
-from radiodiff.io.provenance import git_commit
 from radiodiff.io.release_files import resolve_model
 
 DEFAULT_CONFIGS = ["heun:25", "heun:12", "heun:6", "dpmpp_2m:10", "dpmpp_2m:6"]
@@ -45,8 +44,9 @@ def main() -> None:
     ap.add_argument("--model", default="first",
                     help="release folder, shipped model name or training checkpoint")
     ap.add_argument("--reference", default="data/first.h5")
-    ap.add_argument("--split", default="test", choices=("valid", "test"),
-                    help="real images to score against (choose settings on valid)")
+    ap.add_argument("--split", default="valid", choices=("valid", "test"),
+                    help="real images to score against: valid (choose settings here) or "
+                         "test (once per release)")
     ap.add_argument("--n", type=int, default=200, help="generated images per configuration")
     ap.add_argument("--configs", nargs="+", type=setting_arg,
                     default=[setting_arg(c) for c in DEFAULT_CONFIGS])
@@ -59,12 +59,10 @@ def main() -> None:
                           args.seed, not args.no_real_row, args.sourcefinder)
     print(markdown_table(rows))
     if args.out:
-        _, ps = reference_set(args.reference, args.split)
         settings = dict(vars(args), configs=[str(c) for c in args.configs])
         atomic_text(args.out, json.dumps({
-            "model": resolve_model(args.model).name, "reference": Path(args.reference).name,
-            "reference_sha256": ps.attrs.get("data_sha256"), "split": args.split,
-            "seed": args.seed, "git_commit": git_commit(),
+            "model": resolve_model(args.model).name,
+            **result_header(args.reference, args.split, args.seed),
             # no local paths in an artifact: file and folder names only
             "settings": {k: Path(v).name if k in ("model", "reference", "out") and v else v
                          for k, v in settings.items()},

@@ -19,7 +19,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from radiodiff.pipeline.generate import generate  # noqa: E402
 from radiodiff.evaluation.sets import reference_splits  # noqa: E402
-from radiodiff.io.release_files import resolve_model
+from radiodiff.io.artifacts import save_figure  # noqa: E402
+from radiodiff.io.release_files import resolve_model  # noqa: E402
 from radiodiff.pipeline.release import load_release  # noqa: E402
 
 
@@ -51,7 +52,7 @@ def main() -> None:
         ax[0, j].set_title(name)
     fig.suptitle("x^0.25 stretch")
     fig.tight_layout()
-    fig.savefig(args.out, dpi=70)
+    save_figure(fig, args.out, dpi=70)
     print(f"wrote {args.out}")
 
 

@@ -7,9 +7,10 @@ included, the real split's class mix) without the final projection, applies
 :func:`radiodiff.data.projection.project_like_data` at each floor (halo and peak rule from the
 release's final projection) and scores each set with the evaluation suite, as
 ``bench/bench_quality.py`` does; prints one row per floor with the faint-view (x^0.25)
-segmented components per image. The data's noise islands (:mod:`radiodiff.data.islands`)
-are left out: each row is the floor alone; ``bench_quality.py --configs
-dpmpp_2m:7:islands=false`` gives the release's own floor row.
+segmented components per image, after a first row that scores ``--n`` other real images the
+same way (the real-vs-real floor; train images when scoring valid). The data's noise islands
+(:mod:`radiodiff.data.islands`) are left out: each row is the floor alone;
+``bench_quality.py --configs dpmpp_2m:7:islands=false`` gives the release's own floor row.
 Choose on ``--split valid``; the test split is touched once.
 """
 
@@ -24,8 +25,9 @@ import numpy as np
 from radiodiff.data.projection import project_like_data, projection_dict
 from radiodiff.evaluation.faint import faint_view
 from radiodiff.evaluation.metrics import EvalSettings, evaluate, image_statistics
-from radiodiff.evaluation.quality import (add_generation_args, draw_setting, quality_row,
-                                          refine_nfe, setting_head)
+from radiodiff.evaluation.quality import (REAL_HEAD, add_generation_args, draw_setting,
+                                          floor_images, quality_row, refine_nfe,
+                                          setting_head)
 from radiodiff.evaluation.sets import (ImageSet, open_model, proportional_labels,
                                        reference_meta, reference_splits)
 
@@ -53,7 +55,7 @@ def main() -> None:
                     help="final projection floors, fractions of the peak")
     args = ap.parse_args()
 
-    real, train, _, ps = reference_splits(args.reference, args.split)
+    real, train, val, ps = reference_splits(args.reference, args.split)
     meta = reference_meta(ps)
     labels = proportional_labels(real.labels, args.n)
     with tempfile.TemporaryDirectory() as tmp:
@@ -63,15 +65,23 @@ def main() -> None:
     refine = args.config.given.get("refine", True)
     projection = final_projection(release, refine)
     head = setting_head(args.config, refine_nfe(release, args.config))
+    _print_row("real", floor_images(train, val, args.split, args.n, args.seed), real, train,
+               meta, dict(REAL_HEAD), args.seed)
     for floor in args.floors:
         images = project_like_data(raw.images, **dict(projection, floor=floor))  # no islands
-        fake = ImageSet(images, raw.labels, f"floor {floor:g}")
-        counts = np.asarray(image_statistics(faint_view(images), None)["seg_n_components"])
-        m = evaluate(real, fake, train, meta, EvalSettings(seed=args.seed)).to_dict()
-        row = quality_row(m, head, len(images), 0.0)
-        shown = {k: round(v, 3) if isinstance(v, float) else v
-                 for k, v in row.items() if k in _SHOWN}
-        print(f"floor {floor:.4g} faint components {counts.mean():.2f} {shown}", flush=True)
+        _print_row(f"floor {floor:.4g}", ImageSet(images, raw.labels, f"floor {floor:g}"),
+                   real, train, meta, head, args.seed)
+
+
+def _print_row(name: str, fake: ImageSet, real: ImageSet, train: ImageSet, meta: dict,
+               head: dict, seed: int) -> None:
+    """One printed row: ``fake`` scored against ``real`` and its faint components."""
+    counts = np.asarray(image_statistics(faint_view(fake.images), None)["seg_n_components"])
+    m = evaluate(real, fake, train, meta, EvalSettings(seed=seed)).to_dict()
+    row = quality_row(m, head, len(fake.images), 0.0)
+    shown = {k: round(v, 3) if isinstance(v, float) else v
+             for k, v in row.items() if k in _SHOWN}
+    print(f"{name} faint components {counts.mean():.2f} {shown}", flush=True)
 
 
 if __name__ == "__main__":

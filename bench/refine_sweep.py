@@ -9,10 +9,10 @@ built-in model) in a temporary folder (:func:`radiodiff.pipeline.release.attach_
 ``--steps`` refiner steps) and scores each base sampler setting with
 :func:`radiodiff.evaluation.quality.score_settings` against the real ``--split`` images
 (default valid: the test split is for the end), faint-pixel view included. ``--base-row``
-adds the base alone (``refine=false``) for comparison, ``--real-row`` the real-vs-real
-floor. Prints the table and writes the rows as JSON (``sigma``, ``refine_steps`` and
-``refine_rho`` in every refined row); ``--rho`` sets the curvature of the refiner's
-schedule (EDM Eq. 5).
+adds the base alone (``refine=false``) for comparison; a first row scores real images the
+same way, the real-vs-real floor of this session (``--no-real-row`` leaves it out). Prints
+the table and writes the rows as JSON (``sigma``, ``refine_steps`` and ``refine_rho`` in
+every refined row); ``--rho`` sets the curvature of the refiner's schedule (EDM Eq. 5).
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=200)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--base-row", action="store_true", help="also score the base alone")
-    ap.add_argument("--real-row", action="store_true", help="also score the real floor")
+    ap.add_argument("--no-real-row", action="store_true", help="skip the real-vs-real row")
     ap.add_argument("--out", default=None, help="JSON file for the rows")
     args = ap.parse_args()
 
@@ -61,7 +61,7 @@ def main() -> None:
                      if args.base_row and k == 0 else [])
             got = score_settings(str(pair), args.reference, args.split, args.n,
                                  extra + list(args.configs), args.seed,
-                                 real_row=args.real_row and k == 0)
+                                 real_row=not args.no_real_row and k == 0)
             for row in got:
                 if row.get("refine_nfe"):
                     row.update(sigma=sigma, refine_steps=args.steps, refine_rho=args.rho)

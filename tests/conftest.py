@@ -32,6 +32,26 @@ def shared_data(request) -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def first_wheel() -> None:
+    """Skip, with the reason, where the FIRST data wheel is not installed (`make setup`
+    installs it with --no-deps; `pip install -e .[dev]` alone does not)."""
+    import importlib.util
+    if importlib.util.find_spec("firstgalaxydata") is None:
+        pytest.skip("firstgalaxydata not installed (`make setup` installs it: "
+                    "pip install --no-deps firstgalaxydata==0.2.1)")
+
+
+@pytest.fixture(scope="session")
+def shared_raw(shared_data) -> Path:
+    """The shared folder of untouched MiraBest originals (skips, with the reason, where it
+    holds no FITS)."""
+    raw = shared_data / "mirabest_raw"
+    if not sorted(raw.glob("*.fits")):
+        pytest.skip(f"no untouched originals in {raw} (mirabest_raw/*.fits)")
+    return raw
+
+
 def _watched_files(root: Path) -> dict[Path, int]:
     """Files under the watched folders of ``root`` and their modification times (ns)."""
     files = {}

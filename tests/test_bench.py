@@ -1,7 +1,7 @@
 """bench/ is thin: its scripts call public library functions only (issue 25, item 5) — no
 script imports another (nor through sys.path), none reads a release's meta.json itself or
-takes a private name from the package, and none builds a train.py override list (an
-ablation's arms are conf/experiment/ files)."""
+takes a private name from the package, and none names a run on a train.py command line
+(``train.run_name=``: an ablation's arms are conf/experiment/ files)."""
 
 import ast
 from pathlib import Path

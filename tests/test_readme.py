@@ -207,6 +207,38 @@ def _compose(overrides: list[str]) -> None:
             raise AssertionError(f"config {' '.join(job)}: {exc}") from exc
 
 
+class _Parsed(Exception):
+    """Raised once a bench script's options have parsed: nothing after that runs."""
+
+
+def _bench_options(script: Path, args: list[str]) -> None:
+    """Parse ``args`` with ``script``'s own argument parser, and stop there."""
+    import argparse
+    import runpy
+    import sys
+
+    parse = argparse.ArgumentParser.parse_args
+
+    def parse_only(self, args=None, namespace=None):
+        parse(self, args, namespace)
+        raise _Parsed
+
+    argv, sys.argv = sys.argv, [str(script), *args]
+    argparse.ArgumentParser.parse_args = parse_only
+    try:
+        with contextlib.redirect_stderr(io.StringIO()) as err:
+            runpy.run_path(str(script), run_name="__main__")
+    except _Parsed:
+        return
+    except SystemExit:
+        raise AssertionError(f"{script.name} {' '.join(args)}: "
+                             f"{err.getvalue().strip().splitlines()[-1:]}") from None
+    finally:
+        argparse.ArgumentParser.parse_args = parse
+        sys.argv = argv
+    raise AssertionError(f"{script.name}: ran without parsing its options")
+
+
 def check_command(cmd: str) -> None:
     """Raise AssertionError when a README command would not parse (nothing is run)."""
     if cmd in ALLOWED:
@@ -224,6 +256,7 @@ def check_command(cmd: str) -> None:
     elif prog in ("python", "python3") and len(words) > 1 and words[1].startswith("bench/"):
         if not (ROOT / words[1]).is_file():
             raise AssertionError(f"{cmd}: {words[1]} does not exist")
+        _bench_options(ROOT / words[1], words[2:])
     elif prog == "make":
         targets = [w for w in words[1:] if "=" not in w and not w.startswith("-")]
         missing = [t for t in targets if t not in _make_targets()]
@@ -307,6 +340,8 @@ def test_allowed_commands_are_in_the_readme():
     ("python train.py --cgf job", r"unknown flag"),
     ("make demoo", r"no Makefile target demoo"),
     ("python bench/no_such_bench.py", r"does not exist"),
+    ("python bench/bench_quality.py --configs dpmpp_2m:7:islnds=false", r"islnds"),
+    ("python bench/bench_quality.py --split tset", r"invalid choice"),
     ("frobnicate --now", r"not a command this test can check"),
 ])
 def test_a_misspelt_command_fails(cmd, message, use_conf):

@@ -11,7 +11,7 @@ from radiodiff.data.first import first_archive
 
 
 @pytest.fixture(scope="module")
-def first_h5(tmp_path_factory):
+def first_h5(tmp_path_factory, first_wheel):
     out = tmp_path_factory.mktemp("first") / "first.h5"
     summary = prepare(load_config(["data=first"]), out=out)
     return out, summary
@@ -57,7 +57,7 @@ def test_downsampled_not_cropped_and_metadata(first_h5):
 
 @pytest.mark.parametrize("override", ["data.negatives=abs", "data.negatives=keep",
                                       "data.scaling=dataset"])
-def test_preprocessing_options(tmp_path, override):
+def test_preprocessing_options(tmp_path, override, first_wheel):
     cfg = load_config(["data=first", "data.limit=40", override])
     prepare(cfg, out=tmp_path / "x.h5")
     ps = read_prepared(tmp_path / "x.h5")
@@ -65,23 +65,26 @@ def test_preprocessing_options(tmp_path, override):
     assert ps.images.min() == 0.0 and ps.images.max() == 1.0
     if override == "data.scaling=dataset":
         assert len(set(ps.columns["scale"])) == 1  # one global range
-        assert ps.columns["scale"][0] == pytest.approx(ps.images.max() * ps.columns["scale"][0])
+        prepare(load_config(["data=first", "data.limit=40"]), out=tmp_path / "p.h5")
+        per_image = read_prepared(tmp_path / "p.h5").columns["scale"]
+        assert ps.columns["scale"][0] == pytest.approx(per_image.max())  # the brightest's
+        assert (ps.images.reshape(40, -1).max(axis=1) < 1).sum() >= 20  # not one by one
 
 
-def test_dropping_instead_of_flagging(tmp_path):
+def test_dropping_instead_of_flagging(tmp_path, first_wheel):
     cfg = load_config(["data=first", "data.cuts.action=drop"])
     summary = prepare(cfg, out=tmp_path / "x.h5")
     assert summary.n_out == 2157 and summary.removed == {"blank": 1}
     assert summary.splits["valid"] == 199
 
 
-def test_whole_field_without_crop(tmp_path):
+def test_whole_field_without_crop(tmp_path, first_wheel):
     prepare(load_config(["data=first", "data.limit=3", "data.crop_arcsec=null"]),
             out=tmp_path / "x.h5")
     assert np.allclose(read_prepared(tmp_path / "x.h5").columns["cutout_size_arcsec"], 540.0)
 
 
-def test_image_size_option(tmp_path):
+def test_image_size_option(tmp_path, first_wheel):
     prepare(load_config(["data=first", "data.limit=5", "data.image_size=32"]),
             out=tmp_path / "x.h5")
     assert read_prepared(tmp_path / "x.h5").images.shape == (5, 1, 32, 32)
@@ -98,7 +101,7 @@ def test_absurd_options_fail_before_reading(tmp_path):
     assert not any(tmp_path.iterdir())
 
 
-def test_cli_prepare_and_errors(tmp_path, capsys):
+def test_cli_prepare_and_errors(tmp_path, capsys, first_wheel):
     assert main(["prepare", "data=first", "data.limit=8", "--out", str(tmp_path / "f.h5")]) == 0
     assert "prepared first: 8 in, 8 out" in capsys.readouterr().out
     assert main(["prepare", "data=nonsense"]) == 2

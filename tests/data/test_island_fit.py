@@ -96,7 +96,8 @@ def test_the_shipped_fit_is_the_one_first_yaml_ships():
     assert shipped["grid"][0]["loss"] == min(g["loss"] for g in shipped["grid"])
 
 
-def test_the_real_numbers_of_the_shipped_fit_come_from_the_first_training_split():
+def test_the_real_numbers_of_the_shipped_fit_come_from_the_first_training_split(
+        first_wheel):
     shipped = json.loads(SHIPPED.read_text())
     counts, peaks = island_counts(first_train_levels(160), shipped["max_area"])
     assert len(counts) == shipped["n_images"] == 1758

@@ -38,6 +38,15 @@ def test_islands_follow_the_cut_and_the_noise_level():
     assert layer.min() >= 0 and 0 < layer.max() < 0.2   # islands are faint beside the peak
 
 
+def test_a_draw_whose_cut_reaches_the_peak_keeps_no_noise():
+    from radiodiff.data.islands import beam_noise, native_levels
+    m = IslandModel(**dict(FIRST, r_max=0.3, k_std=1.0))      # k_mean r_max = 0.945 < 1
+    w = beam_noise(m, (64, 64), island_rng(0))
+    assert native_levels(m, w, z_r=5.0, z_k=-1.0).any()        # cut at 0.645 of the peak
+    # a draw of the cut above the peak (k = 4.15, t = 1.245): nothing, not sign-flipped noise
+    assert not native_levels(m, w, z_r=5.0, z_k=1.0).any()
+
+
 def test_island_model_rejects_absurd_parameters():
     IslandModel.from_dict(FIRST)
     for bad, what in [(dict(k_mean=-1), "k_mean"), (dict(r_max=0.5), "r_max"),

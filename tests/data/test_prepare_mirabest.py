@@ -67,8 +67,8 @@ def test_split_is_seeded(shared_data, tmp_path):
     assert (splits[0] == splits[1]).all() and not (splits[0] == splits[2]).all()
 
 
-def test_raw_originals_read_cleanly_and_match_the_compressed_copies(shared_data):
-    raw = sorted((shared_data / "mirabest_raw").glob("*.fits"))
+def test_raw_originals_read_cleanly_and_match_the_compressed_copies(shared_data, shared_raw):
+    raw = sorted(shared_raw.glob("*.fits"))
     assert len(raw) == 8
     for path in raw:
         with warnings.catch_warnings():

@@ -129,6 +129,37 @@ def test_nearest_rows_pair_identical_conditions():
     assert rows.tolist() == [0]
 
 
+def test_nearest_rows_in_blocks_match_all_pairs_at_once(monkeypatch):
+    from radiodiff.evaluation import physical
+    rng = np.random.default_rng(3)
+    pool = {"peak_flux": 10 ** rng.uniform(-3, 0, 50), "las_arcsec": rng.uniform(5, 90, 50)}
+    pool["peak_flux"][7] = np.nan                           # a pool row never chosen
+    for k in pool:                                          # row 9 duplicates row 3
+        pool[k][9] = pool[k][3]
+    query = {k: np.concatenate([v[:5], rng.permutation(v)[:20]]) for k, v in pool.items()}
+    whole = nearest_rows(query, pool)
+    monkeypatch.setattr(physical, "_PAIR_ELEMENTS", 120)   # blocks of 2 query rows
+    blocked = nearest_rows(query, pool)
+    assert all((a == b).all() for a, b in zip(whole, blocked))
+    # the all-pairs rule: first minimum of the scaled distance
+    q, p = np.log10(np.stack(list(query.values()), 1)), np.log10(np.stack(list(pool.values()), 1))
+    d = (((q[:, None] - p[None]) / np.nanstd(p, axis=0)) ** 2).sum(-1)
+    d = np.where(np.isfinite(d), d, np.inf)
+    want = np.where(np.isfinite(d.min(1)), d.argmin(1), -1)
+    assert whole[0].tolist() == want.tolist()
+    assert 7 not in whole[0] and whole[0][3] == 3 and whole[1][:5].all()
+
+
+def test_noise_histogram_with_one_real_image_has_no_floor_but_reports(train):
+    from radiodiff.evaluation.physical import histogram_comparison, set_background
+    one = ImageSet(train.images[:1], train.labels[:1], "one",
+                   {k: v[:1] for k, v in train.conditions.items()})
+    bg_one, bg = set_background(one, META), set_background(train, META)
+    h = histogram_comparison(bg_one, bg, n_repeats=2, seed=0)
+    assert h["matched"] is None and h["floor"] is None and h["ratio"] is None
+    assert h["n_floor"] == 0 and len(h["real_density"]) == len(h["edges"]) - 1
+
+
 def test_a_target_that_cannot_be_measured_fails():
     from radiodiff.evaluation.physical import _row
     assert _row(None, 0.1, "≤ 0.1", True)["pass"] is False

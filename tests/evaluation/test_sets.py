@@ -189,3 +189,23 @@ def test_by_default_as_many_images_are_drawn_as_the_real_split_holds(
         Compared(model="x").train_like(prepared, real, tmp_path)
     Compared(model="x", n=5, seed=7).train_like(prepared, real, tmp_path)
     assert drawn[-1] == (len(real.labels), 12)
+
+
+def test_the_floor_row_never_draws_on_the_test_split_while_choosing(prepared):
+    from radiodiff.evaluation.quality import floor_images
+    real, train, val, _ = reference_splits(prepared, "valid")
+    pick = floor_images(train, val, "valid", 5, seed=1)
+    assert pick.split == "train" and len(pick.images) == 5
+    assert np.array_equal(pick.images, floor_images(train, val, "valid", 5, seed=1).images)
+    assert not np.array_equal(pick.images, floor_images(train, val, "valid", 5, seed=2).images)
+    assert floor_images(train, val, "test", 5, seed=1).split == "valid"
+
+
+def test_a_benchmark_header_names_the_data_by_hash_and_no_folder(prepared):
+    from radiodiff.evaluation.quality import result_header
+    head = result_header(prepared, "valid", 3)
+    _, ps = reference_set(prepared, "valid")
+    assert head["reference"] == prepared.name and str(prepared.parent) not in str(head)
+    assert head["reference_sha256"] == ps.attrs["data_sha256"]
+    assert len(head["reference_sha256"]) == 64
+    assert (head["split"], head["seed"]) == ("valid", 3) and "git_commit" in head

@@ -5,10 +5,15 @@ import pytest
 
 from radiodiff.evaluation import sourcefind
 from radiodiff.evaluation.metrics import EvalSettings, _sourcefinder
+from radiodiff.evaluation.physical import set_background
 from radiodiff.evaluation.sets import ImageSet
 
 
+CALLS = []  # (image peak, rms) of each call, in order
+
+
 def _fake_find(image, **kwargs):
+    CALLS.append((float(image.max()), kwargs["rms"]))
     if image.max() > 0.9:  # the "bad" images
         raise RuntimeError("PyBDSF failed: A region with an unphysical rms value has been found.")
     return {"n_sources": 1, "n_gaussians": 1, "total_flux": float(image.sum()),
@@ -21,13 +26,23 @@ def test_failures_are_counted_and_the_physical_rms_is_per_image(monkeypatch):
     monkeypatch.setattr(sourcefind, "_import_bdsf", lambda: None)
     images = np.full((6, 1, 8, 8), 0.5, np.float32)
     images[[1, 4], 0, 0, 0] = 1.0
+    images[2] = 0.0  # no background to measure: the survey's rms stands in
     cond = {"peak_flux": np.array([1e-3, 2e-3, 4e-3, 1e-2, 1e-1, 1.0]),
             "las_arcsec": np.full(6, 30.0)}
     real = ImageSet(images, np.zeros(6, np.int64), "real", cond)
     fake = ImageSet(images[::-1].copy(), np.zeros(6, np.int64), "fake", cond)
     meta = {"pixel_scale_arcsec": 1.8, "beam_arcsec": [5.4, 5.4], "image_unit": "Jy/beam",
             "scaling": "per_image", "negatives": "clip", "rms_jy_beam": 1.5e-4}
+    CALLS.clear()
     out = _sourcefinder(real, fake, meta, EvalSettings(sf_processes=1, n_repeats=2), None)
+    # each real image's threshold: its own background rms (the survey's where it has none)
+    # over its own peak flux, in the image's units
+    bg = set_background(real, meta).rms
+    assert np.isfinite(bg[[0, 1, 3, 4, 5]]).all() and not bg[2] > 0
+    want = np.where(np.isfinite(bg) & (bg > 0), bg, 1.5e-4) / cond["peak_flux"]
+    assert len(CALLS) == 12 and [c[0] for c in CALLS[:6]] == [0.5, 1, 0, 0.5, 1, 0.5]
+    np.testing.assert_allclose([c[1] for c in CALLS[:6]], want, rtol=1e-6)
+    assert want[2] == pytest.approx(1.5e-4 / 4e-3) and want[0] == pytest.approx(0.7413, 1e-3)
     failed = out["sourcefinder_summary"]["failed"]
     assert failed["real"]["n"] == 2 and failed["real"]["of"] == 6
     assert "unphysical rms" in failed["real"]["first"][0]

@@ -308,8 +308,8 @@ def test_corrupt_fields_are_one_line_naming_the_file(mb, tmp_path, corrupt, reas
 
 
 @pytest.mark.shared_data
-def test_defects_made_from_the_raw_originals_name_the_file(shared_data, tmp_path):
-    raw = sorted((shared_data / "mirabest_raw").glob("*.fits"))
+def test_defects_made_from_the_raw_originals_name_the_file(shared_raw, tmp_path):
+    raw = sorted(shared_raw.glob("*.fits"))
     assert len(raw) == 8
     for path in raw:  # the untouched originals read (their tab-laden cards are repaired)
         assert np.isfinite(read_fits_image(path).data).all()

@@ -1,7 +1,6 @@
 """Cross-matching statistics on hand-made catalogues; PyBDSF on a tiny map (optional)."""
 
 import json
-import time
 
 import numpy as np
 import pytest
@@ -70,9 +69,7 @@ def test_evaluate_map_with_pybdsf(tmp_path):
     cfg = load_skymap_config("first", ["sky.size_deg=[0.05,0.05]",
                                        f"sources.catalog={tmp_path / 'c.csv'}"])
     build_skymap(cfg, tmp_path / "m")
-    start = time.perf_counter()
     paths = evaluate_map(tmp_path / "m", tmp_path / "e")
-    assert time.perf_counter() - start < 30
     report = json.loads(paths["evaluation.json"].read_text())
     assert report["map"]["completeness"] == 1.0 and report["map"]["n_truth"] == 3
     assert report["map"]["flux_ratio_median"] == pytest.approx(1.0, abs=0.15)

@@ -101,6 +101,8 @@ def native_levels(model: IslandModel, w: np.ndarray, z_r: float, z_k: float) -> 
     ((x - t) / (1 - t)) and quantised; in quantisation levels (0, 1, 2 ...)."""
     r = min(math.exp(model.ln_r_mean + model.ln_r_std * z_r), model.r_max)
     t = max(model.k_mean + model.k_std * z_k, 0.0) * r
+    if t >= 1.0:  # a cut at or above the peak keeps no noise
+        return np.zeros_like(w)
     return np.round(np.clip((r * w - t) / (1.0 - t), 0.0, None) * model.levels)
 
 

@@ -110,6 +110,9 @@ def _log_conditions(conditions: dict, keys: list[str]) -> np.ndarray:
     return np.stack([np.log10(np.where(c > 0, c, np.nan)) for c in cols], axis=1)
 
 
+_PAIR_ELEMENTS = 1 << 21  # query-pool pairs held at once by nearest_rows (~100 MiB at most)
+
+
 def nearest_rows(query: dict, pool: dict) -> tuple[np.ndarray, np.ndarray]:
     """For each query row, the pool row with the nearest peak flux and LAS.
 
@@ -126,10 +129,15 @@ def nearest_rows(query: dict, pool: dict) -> tuple[np.ndarray, np.ndarray]:
     q, p = _log_conditions(query, keys), _log_conditions(pool, keys)
     scale = np.nanstd(p, axis=0)
     scale = np.where(scale > 0, scale, 1.0)
-    d = (((q[:, None, :] - p[None]) / scale) ** 2).sum(-1)  # (Nq, Np)
-    d = np.where(np.isfinite(d), d, np.inf)
-    rows = d.argmin(axis=1)
-    best = d[np.arange(len(q)), rows]
+    rows = np.full(len(q), -1, dtype=np.int64)
+    best = np.full(len(q), np.inf)
+    step = max(1, _PAIR_ELEMENTS // max(len(p), 1))  # query rows per block: bounded memory
+    for lo in range(0, len(q), step):
+        d = (((q[lo:lo + step, None, :] - p[None]) / scale) ** 2).sum(-1)  # (block, Np)
+        d = np.where(np.isfinite(d), d, np.inf)
+        if d.shape[1]:
+            rows[lo:lo + step] = d.argmin(axis=1)
+            best[lo:lo + step] = d.min(axis=1)
     return np.where(np.isfinite(best), rows, -1), best == 0
 
 
@@ -218,6 +226,14 @@ def histogram_comparison(real: Background, fake: Background, n_repeats: int, see
     sigma = float(np.median(real.rms[np.isfinite(real.rms)]))
     ur, uf = _below(real, sigma), _below(fake, sigma)
     n = min(len(uf), len(ur) // 2)
+    edges = np.linspace(0.0, HIST_MAX_RMS, _HIST_BINS + 1)
+    zero_r, dens_r = _density(ur, edges)
+    zero_f, dens_f = _density(uf, edges)
+    shown = {"edges": edges.tolist(), "zero_fraction_real": zero_r,
+             "zero_fraction_fake": zero_f, "real_density": dens_r, "fake_density": dens_f}
+    if n < 1:  # a single real image: no matched pair, no floor
+        return {"sigma_ref": sigma, "n_floor": 0, "matched": None, "floor": None,
+                "floor_std": None, "ratio": None, **shown}
 
     def w1(a_parts, a, b_parts, b) -> float:
         return wasserstein1(np.concatenate([a_parts[i] for i in a]),
@@ -226,13 +242,9 @@ def histogram_comparison(real: Background, fake: Background, n_repeats: int, see
     matched = float(np.mean([w1(ur, rng.permutation(len(ur))[:n], uf,
                                 rng.permutation(len(uf))[:n]) for _ in range(n_repeats)]))
     floor = _floor(np.arange(len(ur)), lambda a, b: w1(ur, a, ur, b), n, n_repeats, seed)
-    edges = np.linspace(0.0, HIST_MAX_RMS, _HIST_BINS + 1)
-    zero_r, dens_r = _density(ur, edges)
-    zero_f, dens_f = _density(uf, edges)
     ratio = matched / floor["floor"] if floor["floor"] else None
     return {"sigma_ref": sigma, "n_floor": int(n), "matched": matched, **floor,
-            "ratio": ratio, "edges": edges.tolist(), "zero_fraction_real": zero_r,
-            "zero_fraction_fake": zero_f, "real_density": dens_r, "fake_density": dens_f}
+            "ratio": ratio, **shown}
 
 
 def _curve(acf: np.ndarray, q: float) -> list[Optional[float]]:

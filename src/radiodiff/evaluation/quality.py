@@ -31,8 +31,8 @@ from radiodiff.pipeline.refine import RefineSpec
 from radiodiff.pipeline.settings import SamplerSetting
 
 __all__ = ["parse_settings", "setting_arg", "spec_arg", "add_generation_args", "refine_nfe",
-           "setting_head", "draw_setting", "score_settings", "quality_row",
-           "recall_ratio_min", "markdown_table"]
+           "setting_head", "draw_setting", "score_settings", "floor_images",
+           "result_header", "quality_row", "recall_ratio_min", "markdown_table"]
 
 REAL_HEAD = {"sampler": "real", "steps": 0, "guidance": 1.0, "nfe": 0}  # the floor row
 
@@ -110,7 +110,6 @@ def score_settings(model: str, reference: str, split: str, n: int,
     check_splits(split)
     settings = parse_settings(settings)
     real, train, val, ps = reference_splits(reference, split)
-    floor_set = val if split == "test" else train
     meta, labels = reference_meta(ps), proportional_labels(real.labels, n)
     check_beam(meta, reference)  # naming the file, before anything is drawn
     evaluated = EvalSettings(seed=seed, sourcefinder=sourcefinder)
@@ -120,10 +119,7 @@ def score_settings(model: str, reference: str, split: str, n: int,
         for setting in ([None] if real_row else []) + settings:
             t0 = time.perf_counter()
             if setting is None:
-                pick = np.random.default_rng(seed).permutation(len(floor_set.labels))[:n]
-                fake = ImageSet(floor_set.images[pick], floor_set.labels[pick],
-                                f"{floor_set.name} images", split=floor_set.split)
-                head = dict(REAL_HEAD)
+                fake, head = floor_images(train, val, split, n, seed), dict(REAL_HEAD)
             else:
                 fake = draw_setting(release, kind, labels, setting, seed)
                 head = setting_head(setting, refine_nfe(release, setting))
@@ -132,6 +128,28 @@ def score_settings(model: str, reference: str, split: str, n: int,
             rows.append(quality_row(m, head, len(fake.images), t_sample))
             print(json.dumps(rows[-1]), flush=True)  # inf -> Infinity
     return rows
+
+
+def floor_images(train: ImageSet, val: ImageSet, split: str, n: int, seed: int) -> ImageSet:
+    """``n`` seeded real images that stand in for a model in the real-vs-real row: from
+    valid when scoring against test, from train when scoring against valid (so choosing
+    settings never touches the test split)."""
+    pool = val if split == "test" else train
+    pick = np.random.default_rng(seed).permutation(len(pool.labels))[:n]
+    return ImageSet(pool.images[pick], pool.labels[pick], f"{pool.name} images",
+                    split=pool.split)
+
+
+def result_header(reference: str | Path, split: str, seed: int) -> dict[str, Any]:
+    """The provenance a benchmark's JSON starts with: the reference file by name (no local
+    folder) and its ``data_sha256``, the split scored against, the seed and the code
+    version."""
+    from radiodiff.data.prepared import read_prepared
+    from radiodiff.io.provenance import git_commit
+    return {"reference": Path(reference).name,
+            "reference_sha256": read_prepared(reference, images=False).attrs.get(
+                "data_sha256"),
+            "split": split, "seed": int(seed), "git_commit": git_commit()}
 
 
 def quality_row(m: dict, head: dict, n: int, t_sample: float) -> dict:
