@@ -51,7 +51,7 @@ from radiodiff.io.integrity import open_h5, sha256_file
 
 __all__ = [
     "FORMAT_VERSION", "FLAGS", "COLUMNS", "PreparedSet", "write_prepared", "read_prepared",
-    "read_rows", "sha256_file", "data_sha256", "SPLITS", "ordered_splits",
+    "read_rows", "sha256_file", "data_sha256", "declared_sha256", "SPLITS", "ordered_splits",
 ]
 
 FORMAT_VERSION = 1
@@ -250,6 +250,11 @@ def ordered_splits(splits: Any) -> list[str]:
     other name alphabetically."""
     present = {str(s) for s in splits}
     return [s for s in SPLITS if s in present] + sorted(present - set(SPLITS))
+
+
+def declared_sha256(path: str | Path) -> str | None:
+    """The ``data_sha256`` a prepared file declares (its attributes only: no images)."""
+    return read_prepared(path, images=False).attrs.get("data_sha256")
 
 
 def read_prepared(path: str | Path, images: bool = True, verify: bool = False) -> PreparedSet:

@@ -144,11 +144,9 @@ def result_header(reference: str | Path, split: str, seed: int) -> dict[str, Any
     """The provenance a benchmark's JSON starts with: the reference file by name (no local
     folder) and its ``data_sha256``, the split scored against, the seed and the code
     version."""
-    from radiodiff.data.prepared import read_prepared
+    from radiodiff.data.prepared import declared_sha256
     from radiodiff.io.provenance import git_commit
-    return {"reference": Path(reference).name,
-            "reference_sha256": read_prepared(reference, images=False).attrs.get(
-                "data_sha256"),
+    return {"reference": Path(reference).name, "reference_sha256": declared_sha256(reference),
             "split": split, "seed": int(seed), "git_commit": git_commit()}
 
 

@@ -15,7 +15,7 @@ from typing import Any, Iterable, Iterator, Optional
 
 import numpy as np
 
-from radiodiff.data.prepared import read_prepared
+from radiodiff.data.prepared import declared_sha256, read_prepared
 from radiodiff.diffusion.sampling import SamplerSpec
 from radiodiff.evaluation.comparable import check_comparable, class_map, relabel, samples_meta
 from radiodiff.progress import Progress, joined
@@ -297,7 +297,7 @@ def samples_data(path: str | Path) -> DataRecord:
 def _file_sha(path: Path) -> Optional[str]:
     """The ``data_sha256`` a prepared file declares; None when it is none or unreadable."""
     try:
-        return read_prepared(path, images=False).attrs.get("data_sha256") or None
+        return declared_sha256(path) or None
     except (OSError, ValueError):
         return None
 

@@ -33,7 +33,7 @@ from radiodiff.config import ConfigError
 from radiodiff.io.artifacts import (atomic_text, clear_stale_temps, link_or_copy,
                                    save_torch, temp_name, write_manifest)
 from radiodiff.data.datamodule import CutoutDataModule
-from radiodiff.data.prepared import read_prepared
+from radiodiff.data.prepared import declared_sha256, read_prepared
 from radiodiff.data.projection import (DATA_FLOOR, HALO, check_projection_config,
                                        read_kept_floor)
 from radiodiff.io.integrity import read_manifest, sha256_file
@@ -462,7 +462,7 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None,
     L.seed_everything(int(cfg.seed), workers=True, verbose=False)
     ckpt, state = _resume_state(cfg)
     if _ensure_prepared(cfg) and state is not None:  # prepared just now: check it too
-        check_resume_data(cfg, state, ckpt, _prepared_sha256(cfg.data.out))
+        check_resume_data(cfg, state, ckpt, declared_sha256(cfg.data.out))
     quiet_libraries(cfg)
     run_dir = Path(run_dir or Path(cfg.paths.output_dir) / str(cfg.train.run_name))
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -542,13 +542,8 @@ def _resume_state(cfg: DictConfig) -> tuple[str | None, dict | None]:
         return None, None
     state = read_checkpoint(ckpt, usage="resume from it with train.resume={}")
     data = Path(cfg.data.out)
-    check_resume(cfg, state, ckpt, _prepared_sha256(data) if data.is_file() else None)
+    check_resume(cfg, state, ckpt, declared_sha256(data) if data.is_file() else None)
     return ckpt, state
-
-
-def _prepared_sha256(path: str | Path) -> str | None:
-    """The ``data_sha256`` attribute of a prepared file (its attributes only: no images)."""
-    return read_prepared(path, images=False).attrs.get("data_sha256")
 
 
 def _accept_forced_data(dm: CutoutDataModule, state: dict) -> None:
